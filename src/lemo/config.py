@@ -1,0 +1,147 @@
+"""Configuration dataclasses shared by every layer of lemo.
+
+`SparsityConfig` is the public contract of design.md section 3. Validation happens in `__post_init__` and every
+message names the fix in the spelling a user types (Python keyword or CLI flag), because a bad value found
+half an hour into a run is the most expensive kind of error.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass, fields
+from typing import Any, Literal
+
+Selection = Literal["ratio", "threshold"]
+MlpMode = Literal["dense", "tokens", "channels"]
+Scorer = Literal["oracle", "predictor"]
+Backend = Literal["auto", "reference", "triton"]
+
+_SELECTIONS = ("ratio", "threshold")
+_MLP_MODES = ("dense", "tokens", "channels")
+_SCORERS = ("oracle", "predictor")
+_BACKENDS = ("auto", "reference", "triton")
+
+
+def _check_choice(name: str, value: str, choices: tuple[str, ...]) -> None:
+    if value not in choices:
+        raise ValueError(f"{name}={value!r} is not supported; use one of {', '.join(map(repr, choices))}.")
+
+
+def _check_fraction(name: str, value: float, *, allow_zero: bool = False) -> None:
+    low_ok = value >= 0.0 if allow_zero else value > 0.0
+    if not (isinstance(value, (int, float)) and math.isfinite(value) and low_ok and value <= 1.0):
+        interval = "[0, 1]" if allow_zero else "(0, 1]"
+        raise ValueError(f"{name}={value!r} is outside {interval}; pass a fraction such as 0.4 (1.0 keeps everything).")
+
+
+@dataclass
+class SparsityConfig:
+    """How each sparse layer chooses and uses its token blocks (design.md section 1)."""
+
+    block_size: int = 64
+    """Tokens per block; scores and selection work on blocks of this many tokens."""
+    keep_ratio: float | list[float] = 0.4
+    """Fraction of blocks kept per sparse layer (`selection="ratio"`); one value or one per sparse layer."""
+    sparse_layers: str | list[int] = "auto"
+    """Layers that eliminate tokens: "auto" (L//2-1 .. L-2), "all", "none", or explicit layer indices."""
+    selection: Selection = "ratio"
+    """"ratio": top blocks up to keep_ratio (predictable memory); "threshold": I_n >= threshold * max I."""
+    threshold: float | list[float] = 0.1
+    """Relative threshold for `selection="threshold"`; one value or one per sparse layer."""
+    sink_blocks: int = 1
+    """Leading blocks always kept (attention sinks)."""
+    local_blocks: int = 1
+    """Trailing blocks always kept (the most recent context)."""
+    mlp: MlpMode = "dense"
+    """"dense": all tokens run the MLP; "tokens": only kept tokens; "channels": sparse-channel backward."""
+    mlp_keep: float = 0.2
+    """Fraction of MLP intermediate channels whose activations are kept for backward (`mlp="channels"`)."""
+    scorer: Scorer = "oracle"
+    """"oracle": exact tiled block scores; "predictor": learned predictors (see `lemo calibrate`)."""
+    segmented_loss: bool = True
+    """Compute LM head + cross-entropy in segments so the full T x V logits never exist at once."""
+    loss_chunk: int = 2048
+    """Tokens per loss segment."""
+    backend: Backend = "auto"
+    """Op implementation: "auto" (Triton on CUDA, reference elsewhere), "reference" or "triton"."""
+    sparse_in_eval: bool = False
+    """Also eliminate tokens when the model is in eval mode (a diagnostic; evaluation is normally dense)."""
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.block_size, int) or self.block_size < 1:
+            raise ValueError(f"block_size={self.block_size!r} must be a positive integer such as 64.")
+        _check_choice("selection", self.selection, _SELECTIONS)
+        _check_choice("mlp", self.mlp, _MLP_MODES)
+        _check_choice("scorer", self.scorer, _SCORERS)
+        _check_choice("backend", self.backend, _BACKENDS)
+        for name in ("keep_ratio", "threshold"):
+            value = getattr(self, name)
+            values = value if isinstance(value, (list, tuple)) else [value]
+            if isinstance(value, (list, tuple)) and not value:
+                raise ValueError(f"{name}=[] is empty; pass one number or one per sparse layer.")
+            for v in values:
+                _check_fraction(name, v, allow_zero=(name == "threshold"))
+            if isinstance(value, tuple):
+                setattr(self, name, list(value))
+        _check_fraction("mlp_keep", self.mlp_keep)
+        for name in ("sink_blocks", "local_blocks"):
+            v = getattr(self, name)
+            if not isinstance(v, int) or v < 0:
+                raise ValueError(f"{name}={v!r} must be a non-negative integer.")
+        if not isinstance(self.loss_chunk, int) or self.loss_chunk < 1:
+            raise ValueError(f"loss_chunk={self.loss_chunk!r} must be a positive number of tokens such as 2048.")
+        sl = self.sparse_layers
+        if isinstance(sl, str):
+            if sl not in ("auto", "all", "none"):
+                raise ValueError(
+                    f"sparse_layers={sl!r} is not understood; use 'auto', 'all', 'none' or a list of layer indices."
+                )
+        else:
+            layers = list(sl)
+            if any(not isinstance(i, int) or i < 0 for i in layers) or len(set(layers)) != len(layers):
+                raise ValueError(f"sparse_layers={sl!r} must hold distinct non-negative layer indices.")
+            self.sparse_layers = sorted(layers)
+
+    def resolve_layers(self, num_layers: int) -> list[int]:
+        """The sparse layer indices for a model with `num_layers` decoder layers."""
+        sl = self.sparse_layers
+        if sl == "auto":
+            # The artifact's layout: the first half dense, the last layer dense (it feeds the LM head).
+            return list(range(max(num_layers // 2 - 1, 0), max(num_layers - 1, 1)))
+        if sl == "all":
+            return list(range(num_layers))
+        if sl == "none":
+            return []
+        bad = [i for i in sl if i >= num_layers]
+        if bad:
+            raise ValueError(f"sparse_layers lists {bad}, but the model has only {num_layers} layers (0..{num_layers - 1}).")
+        return list(sl)
+
+    def per_layer(self, name: str, layers: list[int], num_layers: int) -> dict[int, float]:
+        """Map each sparse layer to its value of `keep_ratio` or `threshold`.
+
+        A list may give one value per sparse layer, or one per model layer (then indexed by layer number).
+        """
+        value = getattr(self, name)
+        if not isinstance(value, list):
+            return dict.fromkeys(layers, float(value))
+        if len(value) == len(layers):
+            return {layer: float(v) for layer, v in zip(layers, value)}
+        if len(value) == num_layers:
+            return {layer: float(value[layer]) for layer in layers}
+        raise ValueError(
+            f"{name} has {len(value)} values, but there are {len(layers)} sparse layers and {num_layers} layers; "
+            f"give one value, one per sparse layer, or one per layer."
+        )
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> SparsityConfig:
+        known = {f.name for f in fields(cls)}
+        unknown = sorted(set(data) - known)
+        if unknown:
+            raise ValueError(f"unknown SparsityConfig keys {unknown}; known keys: {sorted(known)}.")
+        return cls(**data)
+

@@ -1,0 +1,88 @@
+"""The segmented LM-head + loss as an instance `forward` of an HF CausalLM.
+
+With `labels`, the decoder runs, and the loss is computed segment by segment from the final hidden states;
+the returned output has `logits=None` (the point is never to hold them). Without labels, the model's own
+forward runs unchanged, so generation and logit inspection behave as usual.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+from transformers.modeling_outputs import CausalLMOutputWithPast
+
+from lemo.config import SparsityConfig
+from lemo.ops import segmented_cross_entropy
+
+log = logging.getLogger(__name__)
+
+
+def make_loss_forward(base: nn.Module, decoder: nn.Module, config: SparsityConfig):
+    own_forward = base.__dict__.get("forward") or type(base).forward.__get__(base)
+    lm_head = base.get_output_embeddings()
+    if type(lm_head) is not nn.Linear:
+        log.warning(
+            "lemo: the LM head is a %s, not a plain Linear (adapters on lm_head?); using the model's own loss.",
+            type(lm_head).__name__,
+        )
+        return own_forward
+
+    def forward(
+        input_ids: torch.Tensor | None = None,
+        attention_mask: torch.Tensor | None = None,
+        position_ids: torch.Tensor | None = None,
+        past_key_values: Any = None,
+        inputs_embeds: torch.Tensor | None = None,
+        labels: torch.Tensor | None = None,
+        use_cache: bool | None = None,
+        logits_to_keep: int | torch.Tensor = 0,
+        **kwargs: Any,
+    ) -> CausalLMOutputWithPast:
+        if labels is None:
+            return own_forward(
+                input_ids=input_ids,
+                attention_mask=attention_mask,
+                position_ids=position_ids,
+                past_key_values=past_key_values,
+                inputs_embeds=inputs_embeds,
+                use_cache=use_cache,
+                logits_to_keep=logits_to_keep,
+                **kwargs,
+            )
+        shift_labels = kwargs.pop("shift_labels", None)
+        num_items = kwargs.pop("num_items_in_batch", None)
+        out = decoder(
+            input_ids=input_ids,
+            attention_mask=attention_mask,
+            position_ids=position_ids,
+            past_key_values=past_key_values,
+            inputs_embeds=inputs_embeds,
+            use_cache=use_cache,
+            **kwargs,
+        )
+        hidden = out.last_hidden_state  # [B, T, d]
+        if shift_labels is None:
+            # Same shift as HF's ForCausalLMLoss: position t predicts label t+1; the last position predicts nothing.
+            shift_labels = F.pad(labels, (0, 1), value=-100)[:, 1:]  # [B, T]
+        loss = segmented_cross_entropy(
+            hidden.reshape(-1, hidden.shape[-1]),  # [B*T, d]
+            lm_head.weight,
+            shift_labels.reshape(-1).to(hidden.device),  # [B*T]
+            chunk=config.loss_chunk,
+            num_items=num_items,
+            bias=lm_head.bias,
+            backend=config.backend,
+        )
+        return CausalLMOutputWithPast(
+            loss=loss,
+            logits=None,
+            past_key_values=out.past_key_values,
+            hidden_states=getattr(out, "hidden_states", None),
+            attentions=getattr(out, "attentions", None),
+        )
+
+    return forward

@@ -1,0 +1,181 @@
+"""Reversible, instance-level patching of an HF causal LM: `apply`, `remove`, `stats`.
+
+Nothing is patched on classes or in source: each sparse decoder layer gets an instance `forward`, the decoder
+stack a pre-hook (to see the 2D attention mask and start a new step), and the CausalLM an instance `forward`
+for the segmented loss. `remove` deletes exactly those, so the model is bit-identical to before.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+from torch import nn
+
+from lemo.config import SparsityConfig
+from lemo.integrations.transformers.archs import ArchSpec, layer_parts, spec_for
+from lemo.integrations.transformers.loss import make_loss_forward
+from lemo.sparsity import BlockScorer, OracleScorer, SparsityState, sparse_layer_forward
+
+log = logging.getLogger(__name__)
+_ATTR = "_lemo_applied"
+
+
+@dataclass
+class _Applied:
+    config: SparsityConfig
+    predictors: Any
+    state: SparsityState
+    layers: list[nn.Module]
+    previous_forwards: list[Any]  # an instance forward that was there before us, or None
+    previous_model_forward: Any
+    hook: Any
+    spec: ArchSpec
+    extras: dict[str, Any] = field(default_factory=dict)
+
+
+def causal_lm(model: nn.Module) -> nn.Module:
+    """The HF CausalLM inside `model` (unwraps PEFT's PeftModel / LoraModel)."""
+    inner = model
+    if hasattr(inner, "get_base_model"):
+        inner = inner.get_base_model()
+    if not hasattr(inner, "config") or not hasattr(inner.config, "model_type"):
+        raise TypeError(f"expected a Hugging Face causal LM (or a PEFT model around one), got {type(model).__name__}.")
+    return inner
+
+
+def _scorer(config: SparsityConfig, predictors: Any) -> BlockScorer:
+    if config.scorer == "oracle":
+        return OracleScorer(config.backend)
+    if predictors is None:
+        raise ValueError(
+            "scorer='predictor' needs predictors: run `lemo calibrate` once, then "
+            "lemo.apply(model, cfg, predictors=lemo.load_predictors(dir)) (or pass --predictors DIR)."
+        )
+    return predictors.as_scorer() if hasattr(predictors, "as_scorer") else predictors
+
+
+def _layer_forward(layer: nn.Module, spec: ArchSpec, index: int, config, state: SparsityState, scorer: BlockScorer):
+    dense_forward = type(layer).forward.__get__(layer)
+
+    def forward(
+        hidden_states: torch.Tensor,
+        attention_mask: torch.Tensor | None = None,
+        position_ids: torch.Tensor | None = None,
+        past_key_values: Any = None,
+        use_cache: bool | None = False,
+        position_embeddings: tuple[torch.Tensor, torch.Tensor] | None = None,
+        **kwargs: Any,
+    ) -> torch.Tensor:
+        active = layer.training or (state.config.sparse_in_eval and not use_cache)
+        if not active or position_embeddings is None:
+            return dense_forward(
+                hidden_states,
+                attention_mask=attention_mask,
+                position_ids=position_ids,
+                past_key_values=past_key_values,
+                use_cache=use_cache,
+                position_embeddings=position_embeddings,
+                **kwargs,
+            )
+        parts = layer_parts(layer, spec, index, config)
+        return sparse_layer_forward(parts, hidden_states, position_embeddings, position_ids, state, scorer, layer.training)
+
+    return forward
+
+
+def apply(model: nn.Module, config: SparsityConfig | None = None, predictors: Any = None) -> nn.Module:
+    """Turn on token elimination in `model` (an HF causal LM, plain or PEFT-wrapped), in place.
+
+    Idempotent: applying the same config again changes nothing; a different config replaces the old one.
+    Returns the same `model` object for chaining.
+    """
+    config = config if config is not None else SparsityConfig()
+    if not isinstance(config, SparsityConfig):
+        raise TypeError(f"config must be a lemo.SparsityConfig, got {type(config).__name__}.")
+    base = causal_lm(model)
+    spec = spec_for(base.config.model_type)
+    applied: _Applied | None = base.__dict__.get(_ATTR)
+    if applied is not None:
+        if applied.config == config and applied.predictors is predictors:
+            return model
+        remove(model)
+    scorer = _scorer(config, predictors)
+    decoder = getattr(base, spec.decoder)
+    layers = getattr(decoder, spec.layers)
+    n = len(layers)
+    sparse = config.resolve_layers(n)
+    state = SparsityState(
+        config, sparse, config.per_layer("keep_ratio", sparse, n), config.per_layer("threshold", sparse, n)
+    )
+    patched, previous = [], []
+    for i in sparse:
+        layer = layers[i]
+        previous.append(layer.__dict__.get("forward"))
+        layer.forward = _layer_forward(layer, spec, i, base.config, state, scorer)
+        patched.append(layer)
+
+    def begin_step(_module: nn.Module, args: tuple, kwargs: dict) -> None:
+        mask = kwargs.get("attention_mask", args[1] if len(args) > 1 else None)
+        state.begin_forward(mask)
+
+    hook = decoder.register_forward_pre_hook(begin_step, with_kwargs=True)
+    previous_model_forward = base.__dict__.get("forward")
+    if config.segmented_loss:
+        base.forward = make_loss_forward(base, decoder, config)
+    base.__dict__[_ATTR] = _Applied(config, predictors, state, patched, previous, previous_model_forward, hook, spec)
+    log.info("lemo: token elimination on %d of %d layers (%s)", len(sparse), n, config.selection)
+    return model
+
+
+def remove(model: nn.Module) -> nn.Module:
+    """Undo `apply`: the model computes exactly what it computed before. A no-op on an unpatched model."""
+    base = causal_lm(model)
+    applied: _Applied | None = base.__dict__.pop(_ATTR, None)
+    if applied is None:
+        return model
+    for layer, prev in zip(applied.layers, applied.previous_forwards):
+        del layer.forward
+        if prev is not None:
+            layer.forward = prev
+    applied.hook.remove()
+    if "forward" in base.__dict__:
+        del base.forward
+    if applied.previous_model_forward is not None:
+        base.forward = applied.previous_model_forward
+    return model
+
+
+def is_applied(model: nn.Module) -> bool:
+    return _ATTR in causal_lm(model).__dict__
+
+
+def sparsity_state(model: nn.Module) -> SparsityState:
+    applied: _Applied | None = causal_lm(model).__dict__.get(_ATTR)
+    if applied is None:
+        raise RuntimeError("lemo is not applied to this model; call lemo.apply(model, cfg) first.")
+    return applied.state
+
+
+def stats(model: nn.Module) -> dict[int, dict[str, Any]]:
+    """Per sparse layer, what the last training forward kept: {layer: {"kept_fraction", "blocks"}}.
+
+    `blocks` lists the kept block ids of each segment (one list per document/row). Layers that have not run
+    sparsely yet are absent.
+    """
+    state = sparsity_state(model)
+    return {
+        layer: {"kept_fraction": sel.kept_fraction, "blocks": sel.blocks}
+        for layer, sel in sorted(state.last.items())
+    }
+
+
+def mean_kept_fraction(model: nn.Module) -> float:
+    """Kept-token fraction averaged over all decoder layers of the last forward (dense layers count as 1)."""
+    state = sparsity_state(model)
+    base = causal_lm(model)
+    n = base.config.num_hidden_layers
+    kept = [state.last[i].kept_fraction for i in state.last]
+    return (sum(kept) + (n - len(kept))) / n if n else 1.0

@@ -1,0 +1,38 @@
+"""Dispatch for the sparse attention among kept tokens."""
+
+from __future__ import annotations
+
+import torch
+
+from lemo.ops._dispatch import resolve_backend
+from lemo.ops.sparse_attention import reference
+
+
+def _triton_impl():
+    try:
+        from lemo.ops.sparse_attention import triton as impl  # noqa: PLC0415 - optional GPU kernel
+    except ImportError:
+        return None
+    return impl
+
+
+def varlen_causal_attention(
+    q: torch.Tensor,
+    k: torch.Tensor,
+    v: torch.Tensor,
+    cu_seqlens: list[int],
+    scale: float,
+    positions: torch.Tensor | None = None,
+    sliding_window: int | None = None,
+    dropout_p: float = 0.0,
+    backend: str | None = None,
+) -> torch.Tensor:
+    """See `reference.varlen_causal_attention`; shapes q [N, H, D], k/v [N, H_kv, D] -> [N, H, D]."""
+    impl = _triton_impl()
+    usable = impl is not None and sliding_window is None and dropout_p == 0.0
+    if resolve_backend(backend, q.device, has_triton_impl=usable) == "triton":
+        return impl.varlen_causal_attention(q, k, v, cu_seqlens, scale)
+    return reference.varlen_causal_attention(q, k, v, cu_seqlens, scale, positions, sliding_window, dropout_p)
+
+
+add_rows = reference.add_rows

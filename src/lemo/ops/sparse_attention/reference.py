@@ -1,0 +1,68 @@
+"""Attention among kept tokens only, and the permutation-free residual update (design.md section 1, steps 4-5).
+
+Layout: kept tokens of all segments are packed one after another ("varlen"): segment s owns rows
+cu_seqlens[s]:cu_seqlens[s+1]. Inside a segment rows are in their original order, so causality among kept
+tokens is plain index order; `positions` (original token positions) only matter for a sliding window.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+
+
+def varlen_causal_attention(
+    q: torch.Tensor,
+    k: torch.Tensor,
+    v: torch.Tensor,
+    cu_seqlens: list[int],
+    scale: float,
+    positions: torch.Tensor | None = None,
+    sliding_window: int | None = None,
+    dropout_p: float = 0.0,
+) -> torch.Tensor:
+    """Causal attention inside each segment of a packed set of kept tokens.
+
+    Args:
+        q: [N, H, D] queries (RoPE applied at original positions).
+        k, v: [N, H_kv, D]; H a multiple of H_kv (GQA).
+        cu_seqlens: S+1 segment offsets into the N rows, starting at 0 and ending at N.
+        scale: softmax scale (usually D ** -0.5).
+        positions: [N] original positions; needed only with `sliding_window`.
+        sliding_window: a key j is visible to query i only if pos_i - pos_j < sliding_window (HF semantics).
+
+    Returns:
+        [N, H, D] attention output in the dtype of q.
+    """
+    if sliding_window is not None and positions is None:
+        raise ValueError("sliding_window needs the original token positions.")
+    gqa = q.shape[1] != k.shape[1]
+    outs = []
+    for s0, s1 in zip(cu_seqlens[:-1], cu_seqlens[1:]):
+        qs = q[s0:s1].transpose(0, 1).unsqueeze(0)  # [1, H, n, D]
+        ks = k[s0:s1].transpose(0, 1).unsqueeze(0)  # [1, H_kv, n, D]
+        vs = v[s0:s1].transpose(0, 1).unsqueeze(0)  # [1, H_kv, n, D]
+        mask = None
+        if sliding_window is not None:
+            p = positions[s0:s1]  # [n]
+            diff = p[:, None] - p[None, :]  # [n, n]
+            mask = (diff >= 0) & (diff < sliding_window)  # [n, n]
+        o = F.scaled_dot_product_attention(
+            qs, ks, vs, attn_mask=mask, is_causal=mask is None, scale=scale, dropout_p=dropout_p, enable_gqa=gqa
+        )  # [1, H, n, D]
+        outs.append(o[0].transpose(0, 1))  # [n, H, D]
+    return torch.cat(outs, dim=0) if outs else q.new_zeros(q.shape)
+
+
+def add_rows(residual: torch.Tensor, rows: torch.Tensor, update: torch.Tensor) -> torch.Tensor:
+    """residual with `update` added at `rows`; every other row is untouched (eliminated tokens skip the sublayer).
+
+    Args:
+        residual: [M, d] flattened hidden states.
+        rows: [N] int64 row ids, distinct.
+        update: [N, d].
+
+    The reference returns a new tensor: adding in place would clobber the input that the preceding norm saved
+    for its backward. The fused GPU kernel avoids that copy by recomputing the input in backward instead.
+    """
+    return residual.index_add(0, rows, update.to(residual.dtype))

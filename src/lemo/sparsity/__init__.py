@@ -1,0 +1,20 @@
+"""Token elimination: segments, scoring, selection and the sparse decoder-layer forward (no model library here)."""
+
+from lemo.sparsity.layer import select_rows, sparse_layer_forward
+from lemo.sparsity.parts import AttentionParts, LayerParts
+from lemo.sparsity.scoring import BlockScorer, OracleScorer
+from lemo.sparsity.segments import Segment, find_segments
+from lemo.sparsity.state import Selection, SparsityState
+
+__all__ = [
+    "AttentionParts",
+    "BlockScorer",
+    "LayerParts",
+    "OracleScorer",
+    "Segment",
+    "Selection",
+    "SparsityState",
+    "find_segments",
+    "select_rows",
+    "sparse_layer_forward",
+]

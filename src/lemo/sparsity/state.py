@@ -1,0 +1,50 @@
+"""Per-model runtime state of token elimination: the current forward's segments, selections and stats."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import torch
+
+from lemo.config import SparsityConfig
+from lemo.sparsity.segments import Segment, find_segments
+
+
+@dataclass
+class Selection:
+    rows: torch.Tensor  # [N] int64 kept rows of the flattened [B*T] sequence, sorted within each segment
+    cu_seqlens: list[int]  # S+1 offsets of each segment's kept rows in `rows`
+    blocks: list[list[int]]  # kept block ids per segment (segment-relative)
+    kept_fraction: float
+
+
+@dataclass
+class SparsityState:
+    config: SparsityConfig
+    layers: list[int]
+    keep_ratio: dict[int, float]
+    threshold: dict[int, float]
+    attention_mask: torch.Tensor | None = None  # the 2D mask of the current forward (captured by a hook)
+    _segments: list[Segment] | None = None
+    _selections: dict[int, tuple[tuple, Selection]] = field(default_factory=dict)
+    last: dict[int, Selection] = field(default_factory=dict)
+
+    def begin_forward(self, attention_mask: torch.Tensor | None) -> None:
+        """Called at each top-level forward: forget the previous forward's segments and selections."""
+        self.attention_mask = attention_mask if attention_mask is not None and attention_mask.dim() == 2 else None
+        self._segments = None
+        self._selections.clear()
+
+    def segments(self, batch: int, length: int, position_ids: torch.Tensor | None) -> list[Segment]:
+        if self._segments is None:
+            self._segments = find_segments(batch, length, position_ids, self.attention_mask)
+        return self._segments
+
+    def cached_selection(self, layer: int, key: tuple) -> Selection | None:
+        """The selection made for the same input earlier in this step (activation-checkpoint recompute)."""
+        hit = self._selections.get(layer)
+        return hit[1] if hit is not None and hit[0] == key else None
+
+    def store_selection(self, layer: int, key: tuple, selection: Selection) -> None:
+        self._selections[layer] = (key, selection)
+        self.last[layer] = selection

@@ -1,0 +1,64 @@
+"""Helpers for tests (shipped so downstream users can run the same contract checks): tiny random models."""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+ARCHS = ("llama", "mistral", "qwen2", "qwen3")
+
+
+def tiny_model(
+    arch: str = "llama",
+    *,
+    layers: int = 4,
+    hidden: int = 64,
+    heads: int = 4,
+    kv_heads: int = 2,
+    vocab: int = 256,
+    seed: int = 0,
+    dtype: torch.dtype = torch.float32,
+) -> nn.Module:
+    """A random-init causal LM of the given architecture, small enough for CPU tests."""
+    from transformers import (  # noqa: PLC0415 - keep `import lemo.testing` light
+        LlamaConfig,
+        LlamaForCausalLM,
+        MistralConfig,
+        MistralForCausalLM,
+        Qwen2Config,
+        Qwen2ForCausalLM,
+        Qwen3Config,
+        Qwen3ForCausalLM,
+    )
+
+    common = dict(
+        vocab_size=vocab,
+        hidden_size=hidden,
+        intermediate_size=2 * hidden,
+        num_hidden_layers=layers,
+        num_attention_heads=heads,
+        num_key_value_heads=kv_heads,
+        max_position_embeddings=8192,
+        attn_implementation="sdpa",
+    )
+    torch.manual_seed(seed)
+    if arch == "llama":
+        model = LlamaForCausalLM(LlamaConfig(**common))
+    elif arch == "mistral":
+        model = MistralForCausalLM(MistralConfig(**common, sliding_window=None))
+    elif arch == "qwen2":
+        model = Qwen2ForCausalLM(Qwen2Config(**common))
+    elif arch == "qwen3":
+        model = Qwen3ForCausalLM(Qwen3Config(**common, head_dim=hidden // heads))
+    else:
+        raise ValueError(f"unknown test architecture {arch!r}; choose from {ARCHS}.")
+    return model.to(dtype)
+
+
+def assert_close(actual: torch.Tensor, expected: torch.Tensor, *, rtol: float = 1e-4, atol: float = 1e-5, name: str = "") -> None:
+    """torch.testing.assert_close with the max/mean absolute difference in the message."""
+    try:
+        torch.testing.assert_close(actual, expected, rtol=rtol, atol=atol)
+    except AssertionError as err:
+        diff = (actual.float() - expected.float()).abs()
+        raise AssertionError(f"{name}: max |diff| {diff.max():.3e}, mean {diff.mean():.3e}\n{err}") from None
