@@ -31,7 +31,9 @@ def _check_fraction(name: str, value: float, *, allow_zero: bool = False) -> Non
     low_ok = value >= 0.0 if allow_zero else value > 0.0
     if not (isinstance(value, (int, float)) and math.isfinite(value) and low_ok and value <= 1.0):
         interval = "[0, 1]" if allow_zero else "(0, 1]"
-        raise ValueError(f"{name}={value!r} is outside {interval}; pass a fraction such as 0.4 (1.0 keeps everything).")
+        raise ValueError(
+            f"{name}={value!r} is outside {interval}; pass a fraction such as 0.4 (1.0 keeps everything)."
+        )
 
 
 @dataclass
@@ -89,7 +91,9 @@ class SparsityConfig:
             if not isinstance(v, int) or v < 0:
                 raise ValueError(f"{name}={v!r} must be a non-negative integer.")
         if not isinstance(self.loss_chunk, int) or self.loss_chunk < 1:
-            raise ValueError(f"loss_chunk={self.loss_chunk!r} must be a positive number of tokens such as 2048.")
+            raise ValueError(
+                f"loss_chunk={self.loss_chunk!r} must be a positive number of tokens such as 2048."
+            )
         sl = self.sparse_layers
         if isinstance(sl, str):
             if sl not in ("auto", "all", "none"):
@@ -114,7 +118,9 @@ class SparsityConfig:
             return []
         bad = [i for i in sl if i >= num_layers]
         if bad:
-            raise ValueError(f"sparse_layers lists {bad}, but the model has only {num_layers} layers (0..{num_layers - 1}).")
+            raise ValueError(
+                f"sparse_layers lists {bad}, but the model has only {num_layers} layers (0..{num_layers - 1})."
+            )
         return list(sl)
 
     def per_layer(self, name: str, layers: list[int], num_layers: int) -> dict[int, float]:
@@ -144,4 +150,3 @@ class SparsityConfig:
         if unknown:
             raise ValueError(f"unknown SparsityConfig keys {unknown}; known keys: {sorted(known)}.")
         return cls(**data)
-

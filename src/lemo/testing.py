@@ -20,7 +20,7 @@ def tiny_model(
     dtype: torch.dtype = torch.float32,
 ) -> nn.Module:
     """A random-init causal LM of the given architecture, small enough for CPU tests."""
-    from transformers import (  # noqa: PLC0415 - keep `import lemo.testing` light
+    from transformers import (
         LlamaConfig,
         LlamaForCausalLM,
         MistralConfig,
@@ -55,7 +55,9 @@ def tiny_model(
     return model.to(dtype)
 
 
-def assert_close(actual: torch.Tensor, expected: torch.Tensor, *, rtol: float = 1e-4, atol: float = 1e-5, name: str = "") -> None:
+def assert_close(
+    actual: torch.Tensor, expected: torch.Tensor, *, rtol: float = 1e-4, atol: float = 1e-5, name: str = ""
+) -> None:
     """torch.testing.assert_close with the max/mean absolute difference in the message."""
     try:
         torch.testing.assert_close(actual, expected, rtol=rtol, atol=atol)

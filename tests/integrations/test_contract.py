@@ -11,7 +11,9 @@ T = 200  # not a multiple of the block size: the last block is partial
 
 
 def lora(model):
-    cfg = LoraConfig(r=4, lora_alpha=8, target_modules=["q_proj", "k_proj", "v_proj", "o_proj"], lora_dropout=0.0)
+    cfg = LoraConfig(
+        r=4, lora_alpha=8, target_modules=["q_proj", "k_proj", "v_proj", "o_proj"], lora_dropout=0.0
+    )
     peft_model = get_peft_model(model, cfg)
     # PEFT initialises B to zero, which would make every LoRA-A gradient zero; give B values so both are tested.
     for name, p in peft_model.named_parameters():
@@ -107,7 +109,9 @@ def test_gradient_checkpointing_on_and_off_agree(mlp):
 def test_padded_batch_equals_per_sample_runs():
     model = tiny_model("mistral").train()
     lengths = [T, 130]
-    lemo.apply(model, lemo.SparsityConfig(keep_ratio=0.4, block_size=16, sparse_layers="all", segmented_loss=False))
+    lemo.apply(
+        model, lemo.SparsityConfig(keep_ratio=0.4, block_size=16, sparse_layers="all", segmented_loss=False)
+    )
     ids = torch.randint(0, 256, (2, T))
     mask = torch.ones(2, T, dtype=torch.long)
     mask[1, lengths[1] :] = 0  # right padding
@@ -122,7 +126,9 @@ def test_padded_batch_equals_per_sample_runs():
 
 def test_packed_documents_equal_separate_runs():
     model = tiny_model("qwen2").train()
-    lemo.apply(model, lemo.SparsityConfig(keep_ratio=0.4, block_size=16, sparse_layers="all", segmented_loss=False))
+    lemo.apply(
+        model, lemo.SparsityConfig(keep_ratio=0.4, block_size=16, sparse_layers="all", segmented_loss=False)
+    )
     docs = [torch.randint(0, 256, (n,)) for n in (90, 47, 63)]
     ids = torch.cat(docs)[None]
     pos = torch.cat([torch.arange(len(d)) for d in docs])[None]
@@ -167,7 +173,9 @@ def test_unsupported_architecture_is_refused():
     from transformers import GPT2Config, GPT2LMHeadModel
 
     model = GPT2LMHeadModel(GPT2Config(n_layer=2, n_embd=32, n_head=2, vocab_size=64))
-    with pytest.raises(ValueError, match="not supported by lemo yet; supported: llama, mistral, qwen2, qwen3"):
+    with pytest.raises(
+        ValueError, match="not supported by lemo yet; supported: llama, mistral, qwen2, qwen3"
+    ):
         lemo.apply(model, lemo.SparsityConfig())
 
 

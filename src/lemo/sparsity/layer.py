@@ -1,9 +1,9 @@
 """The forward of one sparse decoder layer (design.md section 1), built from ops.
 
-    x = input_norm(h)                       score blocks of each segment, select kept rows K
-    q, k, v = proj(x[K]); RoPE at original positions; causal attention among K only
-    h[K] += o_proj(attn)                    rows outside K skip the attention sublayer through the residual
-    MLP over all rows ("dense"), over K only ("tokens"), or dense with a channel-sparse backward ("channels")
+x = input_norm(h)                       score blocks of each segment, select kept rows K
+q, k, v = proj(x[K]); RoPE at original positions; causal attention among K only
+h[K] += o_proj(attn)                    rows outside K skip the attention sublayer through the residual
+MLP over all rows ("dense"), over K only ("tokens"), or dense with a channel-sparse backward ("channels")
 """
 
 from __future__ import annotations
@@ -11,7 +11,14 @@ from __future__ import annotations
 import torch
 
 from lemo.config import SparsityConfig
-from lemo.ops import add_rows, apply_rope, blocks_to_tokens, channel_sparse_mlp, select_by_ratio, select_by_threshold
+from lemo.ops import (
+    add_rows,
+    apply_rope,
+    blocks_to_tokens,
+    channel_sparse_mlp,
+    select_by_ratio,
+    select_by_threshold,
+)
 from lemo.ops.sparse_attention import varlen_causal_attention
 from lemo.sparsity.parts import LayerParts
 from lemo.sparsity.scoring import BlockScorer
@@ -29,7 +36,7 @@ def select_rows(
     threshold: float,
 ) -> Selection:
     """Score and select the kept rows of every segment. x: [B, T, d] normed hidden states."""
-    B, T, _ = x.shape
+    _B, T, _ = x.shape
     b = config.block_size
     rows, cu, blocks = [], [0], []
     for seg in segments:
@@ -84,7 +91,13 @@ def sparse_layer_forward(
     sel = state.cached_selection(parts.index, key)
     if sel is None:
         sel = select_rows(
-            parts, x, segments, scorer, cfg, state.keep_ratio.get(parts.index, 1.0), state.threshold.get(parts.index, 0.0)
+            parts,
+            x,
+            segments,
+            scorer,
+            cfg,
+            state.keep_ratio.get(parts.index, 1.0),
+            state.threshold.get(parts.index, 0.0),
         )
         state.store_selection(parts.index, key, sel)
     rows = sel.rows  # [N]

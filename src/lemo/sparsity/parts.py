@@ -6,8 +6,8 @@ e.g. by PEFT, are picked up); the sparse forward only calls them.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Callable
 
 import torch
 

@@ -31,7 +31,9 @@ class SparsityState:
 
     def begin_forward(self, attention_mask: torch.Tensor | None) -> None:
         """Called at each top-level forward: forget the previous forward's segments and selections."""
-        self.attention_mask = attention_mask if attention_mask is not None and attention_mask.dim() == 2 else None
+        self.attention_mask = (
+            attention_mask if attention_mask is not None and attention_mask.dim() == 2 else None
+        )
         self._segments = None
         self._selections.clear()
 

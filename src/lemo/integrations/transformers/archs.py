@@ -79,7 +79,10 @@ def layer_parts(layer: nn.Module, spec: ArchSpec, index: int, config) -> LayerPa
         dropout=float(getattr(attn, "attention_dropout", 0.0) or 0.0),
     )
     mlp = getattr(layer, spec.mlp)
-    weights = [_plain_weight(getattr(mlp, n, None) or nn.Identity()) for n in (spec.gate_proj, spec.up_proj, spec.down_proj)]
+    weights = [
+        _plain_weight(getattr(mlp, n, None) or nn.Identity())
+        for n in (spec.gate_proj, spec.up_proj, spec.down_proj)
+    ]
     return LayerParts(
         index=index,
         input_norm=getattr(layer, spec.input_norm),

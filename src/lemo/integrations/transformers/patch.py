@@ -42,7 +42,9 @@ def causal_lm(model: nn.Module) -> nn.Module:
     if hasattr(inner, "get_base_model"):
         inner = inner.get_base_model()
     if not hasattr(inner, "config") or not hasattr(inner.config, "model_type"):
-        raise TypeError(f"expected a Hugging Face causal LM (or a PEFT model around one), got {type(model).__name__}.")
+        raise TypeError(
+            f"expected a Hugging Face causal LM (or a PEFT model around one), got {type(model).__name__}."
+        )
     return inner
 
 
@@ -57,7 +59,9 @@ def _scorer(config: SparsityConfig, predictors: Any) -> BlockScorer:
     return predictors.as_scorer() if hasattr(predictors, "as_scorer") else predictors
 
 
-def _layer_forward(layer: nn.Module, spec: ArchSpec, index: int, config, state: SparsityState, scorer: BlockScorer):
+def _layer_forward(
+    layer: nn.Module, spec: ArchSpec, index: int, config, state: SparsityState, scorer: BlockScorer
+):
     dense_forward = type(layer).forward.__get__(layer)
 
     def forward(
@@ -81,7 +85,9 @@ def _layer_forward(layer: nn.Module, spec: ArchSpec, index: int, config, state: 
                 **kwargs,
             )
         parts = layer_parts(layer, spec, index, config)
-        return sparse_layer_forward(parts, hidden_states, position_embeddings, position_ids, state, scorer, layer.training)
+        return sparse_layer_forward(
+            parts, hidden_states, position_embeddings, position_ids, state, scorer, layer.training
+        )
 
     return forward
 
@@ -125,7 +131,9 @@ def apply(model: nn.Module, config: SparsityConfig | None = None, predictors: An
     previous_model_forward = base.__dict__.get("forward")
     if config.segmented_loss:
         base.forward = make_loss_forward(base, decoder, config)
-    base.__dict__[_ATTR] = _Applied(config, predictors, state, patched, previous, previous_model_forward, hook, spec)
+    base.__dict__[_ATTR] = _Applied(
+        config, predictors, state, patched, previous, previous_model_forward, hook, spec
+    )
     log.info("lemo: token elimination on %d of %d layers (%s)", len(sparse), n, config.selection)
     return model
 

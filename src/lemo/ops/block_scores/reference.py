@@ -31,7 +31,9 @@ def block_score_map(q: torch.Tensor, k: torch.Tensor, block_size: int) -> torch.
     """
     T, H, D = q.shape
     if k.shape[0] != T or k.shape[2] != D or H % k.shape[1] != 0:
-        raise ValueError(f"q {tuple(q.shape)} and k {tuple(k.shape)} do not match as [T, H, D] / [T, H_kv, D].")
+        raise ValueError(
+            f"q {tuple(q.shape)} and k {tuple(k.shape)} do not match as [T, H, D] / [T, H_kv, D]."
+        )
     b = block_size
     nb = math.ceil(T / b)
     pad = nb * b - T

@@ -12,7 +12,11 @@ from torch.utils.checkpoint import checkpoint
 
 
 def _segment_loss(
-    hidden: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None, labels: torch.Tensor, ignore_index: int
+    hidden: torch.Tensor,
+    weight: torch.Tensor,
+    bias: torch.Tensor | None,
+    labels: torch.Tensor,
+    ignore_index: int,
 ) -> torch.Tensor:
     logits = F.linear(hidden, weight, bias).float()  # [n, V]; fp32 like HF's loss upcast
     return F.cross_entropy(logits, labels, ignore_index=ignore_index, reduction="sum")

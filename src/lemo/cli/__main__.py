@@ -1,0 +1,44 @@
+"""`lemo`: a thin table from subcommands to api functions. No logic lives here."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+
+from lemo import api
+from lemo.cli.args import build_parser, config_from_args
+from lemo.eval.config import EvalConfig
+from lemo.train.config import FinetuneConfig, load_yaml
+
+COMMANDS = {
+    "finetune": (FinetuneConfig, api.finetune, "LoRA fine-tuning on long texts with token elimination"),
+    "eval": (EvalConfig, api.evaluate, "sliding-window perplexity of a model (+ adapter) at several lengths"),
+}
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        prog="lemo", description="Long-context fine-tuning with contextual token sparsity."
+    )
+    sub = parser.add_subparsers(dest="_command", required=True)
+    for name, (cls, _fn, help_text) in COMMANDS.items():
+        build_parser(sub.add_parser(name, help=help_text, description=help_text), cls)
+    sub.add_parser("env", help="versions, devices and available backends (paste this into bug reports)")
+    ns = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(message)s")
+    if ns._command == "env":
+        api.env()
+        return 0
+    cls, fn, _ = COMMANDS[ns._command]
+    try:
+        cfg = config_from_args(cls, ns, load_yaml)
+        fn(cfg)
+    except (ValueError, FileNotFoundError, RuntimeError) as err:
+        print(f"lemo {ns._command}: error: {err}", file=sys.stderr)
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

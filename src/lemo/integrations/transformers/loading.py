@@ -1,0 +1,61 @@
+"""Loading an HF causal LM + tokenizer from a local directory, with optional RoPE scaling to extend context."""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+log = logging.getLogger(__name__)
+ROPE_TYPES = ("linear", "yarn", "dynamic")
+
+
+def rope_scaled_config(model_dir: str | Path, rope_scaling: str | None, factor: float) -> Any:
+    """The model's config with its RoPE stretched by `factor` (positions extend to factor x the trained length)."""
+    from transformers import AutoConfig
+
+    config = AutoConfig.from_pretrained(model_dir)
+    if rope_scaling is None or factor == 1.0:
+        return config
+    if rope_scaling not in ROPE_TYPES:
+        raise ValueError(f"--rope-scaling {rope_scaling!r} is unknown; use one of {ROPE_TYPES}.")
+    if factor <= 1.0:
+        raise ValueError(f"--rope-factor {factor} must be above 1 to extend the context.")
+    original = config.max_position_embeddings
+    params = dict(getattr(config, "rope_parameters", None) or {})
+    theta = params.get("rope_theta", getattr(config, "rope_theta", 10000.0))
+    params = {"rope_type": rope_scaling, "factor": float(factor), "rope_theta": theta}
+    if rope_scaling in ("yarn", "dynamic"):
+        params["original_max_position_embeddings"] = original
+    config.rope_parameters = params
+    config.max_position_embeddings = int(original * factor)
+    log.info("RoPE %s x%g: context %d -> %d", rope_scaling, factor, original, config.max_position_embeddings)
+    return config
+
+
+def load_model(
+    model_dir: str | Path,
+    *,
+    dtype: torch.dtype = torch.float32,
+    device: str | torch.device = "cpu",
+    rope_scaling: str | None = None,
+    rope_factor: float = 1.0,
+) -> tuple[nn.Module, Any]:
+    """(model, tokenizer) from a local HF directory, never from a hub."""
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    path = Path(model_dir)
+    if not (path / "config.json").is_file():
+        raise FileNotFoundError(
+            f"{path} is not a model directory (no config.json); pass --model DIR with a saved HF model, "
+            "or leave --model out to use the embedded SmolLM2-135M-Instruct."
+        )
+    config = rope_scaled_config(path, rope_scaling, rope_factor)
+    model = AutoModelForCausalLM.from_pretrained(
+        path, config=config, dtype=dtype, attn_implementation="sdpa", local_files_only=True
+    )
+    tokenizer = AutoTokenizer.from_pretrained(path, local_files_only=True)
+    return model.to(device), tokenizer

@@ -1,0 +1,215 @@
+"""The fine-tuning loop behind `lemo finetune`: LoRA (+ token elimination) on long rows, resumable.
+
+Order of work: resolve the model and data, wrap with LoRA, apply lemo, optionally resume, evaluate held-out
+perplexity, train with checkpoints every N steps, save the adapter and the run config, evaluate again.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from lemo.assets import austen_texts, smollm2_dir
+from lemo.eval.perplexity import PerplexityResult, perplexity
+from lemo.integrations.peft import add_lora, load_trainable_state, save_adapter, trainable_state
+from lemo.integrations.transformers import apply, mean_kept_fraction
+from lemo.integrations.transformers.loading import load_model
+from lemo.train.checkpoint import capture_rng_state, load_checkpoint, restore_rng_state, save_checkpoint
+from lemo.train.config import FinetuneConfig
+from lemo.train.data import DataOrder, build_examples, collate, load_documents, tokenize_documents
+from lemo.train.progress import MetricsWriter, Progress
+
+log = logging.getLogger(__name__)
+HELD_OUT_NOVEL = "persuasion"
+
+
+@dataclass
+class FinetuneResult:
+    output_dir: Path
+    adapter_dir: Path
+    losses: list[float] = field(default_factory=list)
+    ppl_before: list[PerplexityResult] = field(default_factory=list)
+    ppl_after: list[PerplexityResult] = field(default_factory=list)
+    start_step: int = 0
+
+
+def resolve_device(device: str, dtype: str) -> tuple[torch.device, torch.dtype]:
+    dev = torch.device(
+        "cuda" if device == "auto" and torch.cuda.is_available() else ("cpu" if device == "auto" else device)
+    )
+    if dev.type == "cuda" and not torch.cuda.is_available():
+        raise RuntimeError(f"--device {device} asks for CUDA, but no GPU is visible; use --device cpu.")
+    if dtype == "auto":
+        dtype = "bf16" if dev.type == "cuda" else "fp32"
+    return dev, torch.bfloat16 if dtype == "bf16" else torch.float32
+
+
+def _documents(cfg: FinetuneConfig) -> tuple[list[str], list[str], str]:
+    """Training and held-out documents, and where they came from."""
+    if cfg.data:
+        train = load_documents(cfg.data)
+        held = load_documents(cfg.eval_data) if cfg.eval_data else []
+        return train, held, "files"
+    corpus = austen_texts()
+    names = sorted(corpus.texts)
+    held_name = HELD_OUT_NOVEL if HELD_OUT_NOVEL in corpus.texts else names[-1]
+    train = [corpus.texts[n] for n in names if n != held_name]
+    held = load_documents(cfg.eval_data) if cfg.eval_data else [corpus.texts[held_name]]
+    return train, held, corpus.source
+
+
+def _evaluate(
+    model, held_ids: torch.Tensor | None, cfg: FinetuneConfig, label: str, say
+) -> list[PerplexityResult]:
+    if held_ids is None or not cfg.eval_lengths:
+        return []
+    results = []
+    for n in cfg.eval_lengths:
+        r = perplexity(model, held_ids, context=n, stride=n, max_windows=cfg.eval_windows)
+        say(f"held-out perplexity {label} @ {n} tokens: {r.ppl:.3f} ({r.tokens} tokens scored)")
+        results.append(r)
+    return results
+
+
+def _lr_lambda(warmup: int):
+    return lambda step: min(1.0, (step + 1) / warmup) if warmup > 0 else 1.0
+
+
+def finetune(cfg: FinetuneConfig, *, stop_after: int | None = None) -> FinetuneResult:
+    """Run a fine-tune as described by `cfg`. `stop_after` ends the run early after that many steps
+    (as a kill would, but cleanly); used to test resuming."""
+    out = Path(cfg.output_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    device, dtype = resolve_device(cfg.device, cfg.dtype)
+    torch.manual_seed(cfg.seed)
+    model_dir = cfg.model or smollm2_dir()
+    model, tokenizer = load_model(
+        model_dir, dtype=dtype, device=device, rope_scaling=cfg.rope_scaling, rope_factor=cfg.rope_factor
+    )
+
+    train_docs, held_docs, source = _documents(cfg)
+    token_docs = tokenize_documents(train_docs, tokenizer)
+    pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else (tokenizer.eos_token_id or 0)
+    examples = build_examples(token_docs, cfg.seq_len, cfg.data_mode, cfg.sparsity.block_size, pad_id)
+    held_ids = None
+    if held_docs:
+        held_ids = torch.tensor(
+            [t for d in tokenize_documents(held_docs, tokenizer) for t in d], dtype=torch.long
+        )
+    order = DataOrder(len(examples), seed=cfg.seed)
+
+    lora = cfg.lora
+    model = add_lora(
+        model, lora.rank, lora.alpha, lora.dropout, lora.targets, lora.train_norms, lora.train_embeddings
+    )
+    if cfg.gradient_checkpointing:
+        model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+        model.enable_input_require_grads()
+    model.config.use_cache = False
+    predictors = None
+    if cfg.sparse and cfg.sparsity.scorer == "predictor":
+        from lemo.predictor import load_predictors
+
+        if not cfg.predictors:
+            raise ValueError("--scorer predictor needs --predictors DIR (made by `lemo calibrate`).")
+        predictors = load_predictors(cfg.predictors, model=model).to(device)
+    if cfg.sparse:
+        apply(model, cfg.sparsity, predictors=predictors)
+
+    params = [p for p in model.parameters() if p.requires_grad]
+    optimizer = torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
+    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, _lr_lambda(cfg.warmup_steps))
+
+    start = 0
+    ckpt_dir = out / "checkpoints"
+    if cfg.resume:
+        ckpt = load_checkpoint(ckpt_dir)
+        if ckpt is None:
+            log.warning("--resume: no checkpoint in %s; starting from step 0.", ckpt_dir)
+        else:
+            load_trainable_state(model, ckpt["trainable"])
+            optimizer.load_state_dict(ckpt["optimizer"])
+            scheduler.load_state_dict(ckpt["scheduler"])
+            restore_rng_state(ckpt["rng"])
+            start = ckpt["step"]
+    result = FinetuneResult(out, out / "adapter", start_step=start)
+    say = print if cfg.progress else log.info
+    n_train = sum(p.numel() for p in params)
+    say(
+        f"lemo finetune: {Path(model_dir).name} on {device} ({str(dtype).removeprefix('torch.')}), {len(examples)} rows "
+        f"of {cfg.seq_len} tokens from {source}, {n_train / 1e6:.2f}M trainable, "
+        f"token elimination {'on' if cfg.sparse else 'off'}"
+        + (f", resuming at step {start}" if start else "")
+    )
+    if start == 0:
+        result.ppl_before = _evaluate(model, held_ids, cfg, "before", say)
+    cfg.save_yaml(out / "config.yaml")
+
+    model.train()
+    batches = order.batches(start, cfg.batch_size)
+    metrics = MetricsWriter(out / "metrics.jsonl", resume_step=start)
+    with Progress(cfg.steps, initial=start, device=device, disable=not cfg.progress) as bar:
+        for step in range(start, cfg.steps):
+            batch = collate([examples[i] for i in next(batches)])
+            loss = _train_step(model, batch, device, cfg)
+            optimizer.step()
+            scheduler.step()
+            optimizer.zero_grad(set_to_none=True)
+            kept = mean_kept_fraction(model) if cfg.sparse else 1.0
+            record = bar.update(loss=loss, tokens=int(batch["attention_mask"].sum()), kept=kept)
+            record["lr"] = scheduler.get_last_lr()[0]
+            metrics.write(record)
+            result.losses.append(loss)
+            done = step + 1
+            if (cfg.save_every and done % cfg.save_every == 0) or done == cfg.steps:
+                save_checkpoint(
+                    ckpt_dir,
+                    done,
+                    {
+                        "trainable": trainable_state(model),
+                        "optimizer": optimizer.state_dict(),
+                        "scheduler": scheduler.state_dict(),
+                        "rng": capture_rng_state(),
+                        "config": cfg.to_dict(),
+                        "data_seed": cfg.seed,
+                    },
+                )
+            if stop_after is not None and done >= stop_after and done < cfg.steps:
+                metrics.close()
+                return result
+    metrics.close()
+    save_adapter(model, result.adapter_dir)
+    result.ppl_after = _evaluate(model, held_ids, cfg, "after", say)
+    say(f"adapter saved to {result.adapter_dir}")
+    return result
+
+
+def _train_step(model, batch: dict[str, torch.Tensor], device: torch.device, cfg: FinetuneConfig) -> float:
+    t0 = time.perf_counter()
+    inputs: dict[str, Any] = {
+        "input_ids": batch["input_ids"].to(device),
+        "labels": batch["labels"].to(device),
+    }
+    # All-ones masks and plain 0..T-1 positions are dropped so attention can take its causal fast path
+    # instead of building a [T, T] mask.
+    if not bool(batch["attention_mask"].all()):
+        inputs["attention_mask"] = batch["attention_mask"].to(device)
+    T = batch["input_ids"].shape[1]
+    if not torch.equal(batch["position_ids"], torch.arange(T).expand_as(batch["position_ids"])):
+        inputs["position_ids"] = batch["position_ids"].to(device)
+    loss = model(**inputs).loss
+    if not math.isfinite(loss.item()):
+        raise FloatingPointError(
+            "the loss is not finite; lower --lr, or use --dtype fp32 to check for overflow."
+        )
+    loss.backward()
+    if cfg.max_grad_norm > 0:
+        torch.nn.utils.clip_grad_norm_([p for p in model.parameters() if p.requires_grad], cfg.max_grad_norm)
+    log.debug("step took %.2fs", time.perf_counter() - t0)
+    return float(loss.item())

@@ -1,0 +1,58 @@
+"""Dependencies point one way (design.md section 2): ops -> predictor/sparsity -> integrations -> train/eval -> api -> cli."""
+
+import ast
+from pathlib import Path
+
+SRC = Path(__file__).resolve().parents[1] / "src" / "lemo"
+ORDER = {
+    "ops": 0,
+    "config": 0,
+    "utils": 0,
+    "testing": 5,
+    "predictor": 1,
+    "sparsity": 1,
+    "integrations": 2,
+    "assets": 3,
+    "train": 3,
+    "eval": 3,
+    "api": 4,
+    "cli": 5,
+    "__init__": 5,
+}
+THIRD_PARTY_BANNED_BELOW_INTEGRATIONS = ("transformers", "peft", "accelerate")
+
+
+def _layer(path: Path) -> str:
+    rel = path.relative_to(SRC).parts
+    return rel[0].removesuffix(".py")
+
+
+def _imports(path: Path):
+    tree = ast.parse(path.read_text())
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            yield from (a.name for a in node.names)
+        elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
+            yield node.module
+
+
+def test_every_module_has_a_known_layer():
+    for path in SRC.rglob("*.py"):
+        assert _layer(path) in ORDER, (
+            f"{path} is in no layer of the architecture; add it to ORDER deliberately"
+        )
+
+
+def test_imports_point_one_way():
+    bad = []
+    for path in SRC.rglob("*.py"):
+        mine = ORDER[_layer(path)]
+        for mod in _imports(path):
+            parts = mod.split(".")
+            if parts[0] == "lemo" and len(parts) > 1:
+                theirs = ORDER.get(parts[1], 5)
+                if theirs > mine:
+                    bad.append(f"{path.relative_to(SRC)} imports {mod}")
+            if parts[0] in THIRD_PARTY_BANNED_BELOW_INTEGRATIONS and mine < ORDER["integrations"]:
+                bad.append(f"{path.relative_to(SRC)} imports {mod} below the integrations layer")
+    assert not bad, "\n".join(bad)
