@@ -1,0 +1,106 @@
+"""Render results CSVs as markdown tables inside README.md / docs, between generated-region markers.
+
+    <!-- table: benchmarks/results/e2e_reference_path.csv -->
+    ...generated, never typed by hand...
+    <!-- end table -->
+
+    python benchmarks/report.py README.md docs/*.md     # rewrite every region in place
+    python benchmarks/report.py --check README.md       # exit 1 if a region is stale (used by the tests)
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import re
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+REGION = re.compile(r"(<!-- table: (?P<csv>\S+) -->\n)(?P<body>.*?)(<!-- end table -->)", re.S)
+
+
+def _fmt(key: str, value: str) -> str:
+    if value in ("", None):
+        return "–"
+    try:
+        x = float(value)
+    except ValueError:
+        return value
+    if key.endswith("_gib"):
+        return f"{x:.1f}"
+    if key == "tokens_per_s":
+        return f"{x:,.0f}"
+    if key.endswith("_s"):
+        return f"{x:.3f}"
+    return value
+
+
+def e2e_table(rows: list[dict[str, str]]) -> str:
+    """Memory and step time per (T, config), with the ratio to `lora` at the same T."""
+    base = {r["seq_len"]: r for r in rows if r["config"] == "lora" and r.get("status") == "ok"}
+    lines = [
+        "| T | config | keep ratio | peak alloc GiB | vs lora | peak reserved GiB | median step s | vs lora | tokens/s |",
+        "|---|---|---|---|---|---|---|---|---|",
+    ]
+    for r in rows:
+        ref = base.get(r["seq_len"])
+        ok = r.get("status") == "ok"
+        mem_ratio = f"{float(r['peak_alloc_gib']) / float(ref['peak_alloc_gib']):.2f}x" if ok and ref else "–"
+        time_ratio = f"{float(r['median_step_s']) / float(ref['median_step_s']):.2f}x" if ok and ref else "–"
+        if not ok:
+            lines.append(f"| {r['seq_len']} | {r['config']} | {r['keep_ratio']} | {r['status']} | | | | | |")
+            continue
+        lines.append(
+            f"| {r['seq_len']} | {r['config']} | {r['keep_ratio']} | {_fmt('peak_alloc_gib', r['peak_alloc_gib'])} "
+            f"| {mem_ratio} | {_fmt('peak_reserved_gib', r['peak_reserved_gib'])} "
+            f"| {_fmt('median_step_s', r['median_step_s'])} | {time_ratio} | {_fmt('tokens_per_s', r['tokens_per_s'])} |"
+        )
+    first = rows[0]
+    prov = (
+        f"\n{first.get('gpu', '?')}, torch {first.get('torch', '?')}, transformers {first.get('transformers', '?')}, "
+        f"peft {first.get('peft', '?')}, commit {first.get('commit', '?')}, shape {first.get('shape', '?')} "
+        f"(random init), backend {first.get('backend', '?')}. Command: `{first.get('command', '?')}`\n"
+    )
+    return "\n".join(lines) + "\n" + prov
+
+
+def generic_table(rows: list[dict[str, str]]) -> str:
+    keys = list(rows[0])
+    head = "| " + " | ".join(keys) + " |\n|" + "---|" * len(keys) + "\n"
+    return head + "".join("| " + " | ".join(_fmt(k, r[k]) for k in keys) + " |\n" for r in rows)
+
+
+def render(csv_path: Path) -> str:
+    with csv_path.open(newline="") as fh:
+        rows = list(csv.DictReader(fh))
+    if not rows:
+        return "(no rows yet)\n"
+    return e2e_table(rows) if {"config", "seq_len", "peak_alloc_gib"} <= set(rows[0]) else generic_table(rows)
+
+
+def rewrite(text: str) -> str:
+    return REGION.sub(lambda m: m.group(1) + render(ROOT / m.group("csv")) + m.group(4), text)
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("files", nargs="+", type=Path)
+    ap.add_argument("--check", action="store_true", help="report stale regions instead of rewriting")
+    args = ap.parse_args(argv)
+    stale = []
+    for f in args.files:
+        text = f.read_text(encoding="utf-8")
+        new = rewrite(text)
+        if new != text:
+            stale.append(f)
+            if not args.check:
+                f.write_text(new, encoding="utf-8")
+    if args.check and stale:
+        print("stale generated tables in: " + ", ".join(map(str, stale)) + "; run python benchmarks/report.py FILES")
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
