@@ -1,0 +1,54 @@
+import pytest
+
+from lemo import SparsityConfig
+
+
+def test_auto_layers_follow_the_artifact():
+    assert SparsityConfig().resolve_layers(32) == list(range(15, 31))
+    assert SparsityConfig().resolve_layers(30) == list(range(14, 29))
+    assert SparsityConfig(sparse_layers="all").resolve_layers(4) == [0, 1, 2, 3]
+    assert SparsityConfig(sparse_layers="none").resolve_layers(4) == []
+    assert SparsityConfig(sparse_layers=[3, 1]).resolve_layers(4) == [1, 3]
+
+
+def test_per_layer_values_by_sparse_layer_or_by_layer():
+    layers = [1, 2]
+    assert SparsityConfig(keep_ratio=0.5).per_layer("keep_ratio", layers, 4) == {1: 0.5, 2: 0.5}
+    assert SparsityConfig(keep_ratio=[0.3, 0.6]).per_layer("keep_ratio", layers, 4) == {1: 0.3, 2: 0.6}
+    assert SparsityConfig(keep_ratio=[1.0, 0.3, 0.6, 1.0]).per_layer("keep_ratio", layers, 4) == {1: 0.3, 2: 0.6}
+    with pytest.raises(ValueError, match="one per sparse layer, or one per layer"):
+        SparsityConfig(keep_ratio=[0.3, 0.6, 0.7]).per_layer("keep_ratio", layers, 4)
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "message"),
+    [
+        ({"keep_ratio": 0.0}, r"keep_ratio=0.0 is outside \(0, 1\]"),
+        ({"keep_ratio": 1.2}, r"keep_ratio=1.2 is outside \(0, 1\]"),
+        ({"keep_ratio": [0.5, -1]}, r"keep_ratio=-1 is outside"),
+        ({"keep_ratio": []}, "is empty"),
+        ({"threshold": 2.0}, r"threshold=2.0 is outside \[0, 1\]"),
+        ({"mlp": "sparse"}, "mlp='sparse' is not supported; use one of 'dense', 'tokens', 'channels'"),
+        ({"selection": "topk"}, "use one of 'ratio', 'threshold'"),
+        ({"block_size": 0}, "block_size=0 must be a positive integer"),
+        ({"sink_blocks": -1}, "sink_blocks=-1 must be a non-negative integer"),
+        ({"sparse_layers": "half"}, "use 'auto', 'all', 'none' or a list"),
+        ({"sparse_layers": [1, 1]}, "distinct non-negative"),
+        ({"loss_chunk": 0}, "loss_chunk=0"),
+    ],
+)
+def test_bad_values_name_the_fix(kwargs, message):
+    with pytest.raises(ValueError, match=message):
+        SparsityConfig(**kwargs)
+
+
+def test_layers_beyond_the_model_are_refused():
+    with pytest.raises(ValueError, match="the model has only 4 layers"):
+        SparsityConfig(sparse_layers=[5]).resolve_layers(4)
+
+
+def test_dict_round_trip_refuses_unknown_keys():
+    cfg = SparsityConfig(keep_ratio=[0.2, 0.3], mlp="tokens")
+    assert SparsityConfig.from_dict(cfg.to_dict()) == cfg
+    with pytest.raises(ValueError, match="unknown SparsityConfig keys"):
+        SparsityConfig.from_dict({"keep": 0.3})
