@@ -4,7 +4,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.lemo-installed
 
-.PHONY: install demo test test-fast lint format bench-gpu
+.PHONY: install demo test test-gpu test-fast lint format
 
 $(STAMP): pyproject.toml Makefile
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -21,11 +21,15 @@ install: $(STAMP)
 demo: install
 	$(BIN)/lemo finetune --config configs/demo.yaml
 
+# GPU tests need CUDA; they run on the GPU machine with `make test-gpu`, never in CPU CI.
 test: install
-	$(BIN)/python -m pytest -q -x --durations=15
+	$(BIN)/python -m pytest -q -x --durations=15 -m "not gpu"
+
+test-gpu:
+	PYTHONPATH=src python -m pytest -q -m gpu tests/ops/test_ops_gpu.py
 
 test-fast: install
-	$(BIN)/python -m pytest -q -m "not slow"
+	$(BIN)/python -m pytest -q -m "not slow and not gpu"
 
 lint: install
 	$(BIN)/ruff check src tests benchmarks

@@ -10,14 +10,16 @@ from lemo.ops.block_scores import reference
 
 def _triton_impl():
     try:
-        from lemo.ops.block_scores import triton as impl  # noqa: PLC0415 - optional GPU kernel
+        from lemo.ops.block_scores import triton as impl
     except ImportError:
         return None
     return impl
 
 
 @torch.no_grad()
-def block_score_map(q: torch.Tensor, k: torch.Tensor, block_size: int, backend: str | None = None) -> torch.Tensor:
+def block_score_map(
+    q: torch.Tensor, k: torch.Tensor, block_size: int, backend: str | None = None
+) -> torch.Tensor:
     """[nb, nb] lower-triangular block map of one sequence; q [T, H, D], k [T, H_kv, D] pre-RoPE."""
     impl = _triton_impl()
     if resolve_backend(backend, q.device, has_triton_impl=impl is not None) == "triton":
@@ -26,6 +28,8 @@ def block_score_map(q: torch.Tensor, k: torch.Tensor, block_size: int, backend: 
 
 
 @torch.no_grad()
-def block_scores(q: torch.Tensor, k: torch.Tensor, block_size: int, backend: str | None = None) -> torch.Tensor:
+def block_scores(
+    q: torch.Tensor, k: torch.Tensor, block_size: int, backend: str | None = None
+) -> torch.Tensor:
     """Per-block informativeness I_n [nb] of one sequence."""
     return reference.informativeness(block_score_map(q, k, block_size, backend))

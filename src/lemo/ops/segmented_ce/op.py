@@ -10,7 +10,7 @@ from lemo.ops.segmented_ce import reference
 
 def _triton_impl():
     try:
-        from lemo.ops.segmented_ce import triton as impl  # noqa: PLC0415 - optional GPU kernel
+        from lemo.ops.segmented_ce import triton as impl
     except ImportError:
         return None
     return impl

@@ -10,7 +10,7 @@ from lemo.ops.sparse_attention import reference
 
 def _triton_impl():
     try:
-        from lemo.ops.sparse_attention import triton as impl  # noqa: PLC0415 - optional GPU kernel
+        from lemo.ops.sparse_attention import triton as impl
     except ImportError:
         return None
     return impl
@@ -35,4 +35,25 @@ def varlen_causal_attention(
     return reference.varlen_causal_attention(q, k, v, cu_seqlens, scale, positions, sliding_window, dropout_p)
 
 
-add_rows = reference.add_rows
+def add_rows(
+    residual: torch.Tensor, rows: torch.Tensor, update: torch.Tensor, backend: str | None = None
+) -> torch.Tensor:
+    """See `reference.add_rows`: residual [M, d] with update [N, d] added at distinct rows [N]; a new tensor."""
+    impl = _triton_impl()
+    if resolve_backend(backend, residual.device, has_triton_impl=impl is not None) == "triton":
+        return impl.add_rows(residual, rows, update)
+    return reference.add_rows(residual, rows, update)
+
+
+def add_rows_(
+    residual: torch.Tensor, rows: torch.Tensor, update: torch.Tensor, backend: str | None = None
+) -> torch.Tensor:
+    """residual[rows] += update in place (permutation-free update); autograd saves only `rows`.
+
+    Safe only on a buffer no other autograd node saved: the norm before attention saves its input, so the layer
+    input itself must not be updated in place unless that input is recomputed in backward (see docs/kernels.md).
+    """
+    impl = _triton_impl()
+    if resolve_backend(backend, residual.device, has_triton_impl=impl is not None) == "triton":
+        return impl.add_rows_(residual, rows, update)
+    return residual.index_add_(0, rows, update.to(residual.dtype))
