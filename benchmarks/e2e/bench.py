@@ -34,12 +34,22 @@ SHAPES = {
     "llama3-8b": (4096, 14336, 32, 32, 8, 128256),
     "tiny": (256, 512, 4, 4, 2, 1024),
 }
-CONFIGS = ("lora", "lora+gc", "exact", "lemo", "lemo+gc")
+# name: (gradient checkpointing, segmented loss, token elimination, MLP mode)
+CONFIGS = {
+    "lora": (False, False, False, None),
+    "lora+gc": (True, False, False, None),
+    "exact": (True, True, False, None),
+    "lemo": (False, True, True, "dense"),
+    "lemo+gc": (True, True, True, "dense"),
+    "lemo-tokens": (False, True, True, "tokens"),
+    "lemo-tokens+gc": (True, True, True, "tokens"),
+}
 FIELDS = [
     "config",
     "shape",
     "seq_len",
     "keep_ratio",
+    "mlp",
     "backend",
     "status",
     "peak_alloc_gib",
@@ -93,16 +103,18 @@ def build_model(shape: str, device: torch.device, max_len: int):
 def configure(model, name: str, keep_ratio: float, backend: str) -> None:
     import lemo
 
+    gc_on, segmented, sparse, mlp = CONFIGS[name]
     lemo.remove(model)
-    if "gc" in name or name == "exact":
+    if gc_on:
         model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
         model.enable_input_require_grads()
     else:
         model.gradient_checkpointing_disable()
-    if name == "exact":
+    if sparse:
+        cfg = lemo.SparsityConfig(keep_ratio=keep_ratio, sparse_layers="auto", mlp=mlp, backend=backend)
+        lemo.apply(model, cfg)
+    elif segmented:
         lemo.apply(model, lemo.SparsityConfig(sparse_layers="none", segmented_loss=True, backend=backend))
-    elif name.startswith("lemo"):
-        lemo.apply(model, lemo.SparsityConfig(keep_ratio=keep_ratio, sparse_layers="auto", backend=backend))
 
 
 def run_one(model, T: int, steps: int, warmup: int, device: torch.device) -> dict:
@@ -124,7 +136,7 @@ def run_one(model, T: int, steps: int, warmup: int, device: torch.device) -> dic
             torch.cuda.synchronize()
         if i >= warmup:
             times.append(time.perf_counter() - t0)
-    row = {"median_step_s": statistics.median(times), "loss": float(loss)}
+    row = {"median_step_s": statistics.median(times), "loss": float(loss.detach())}
     row["tokens_per_s"] = T / row["median_step_s"]
     if device.type == "cuda":
         row["peak_alloc_gib"] = torch.cuda.max_memory_allocated() / 2**30
@@ -155,7 +167,10 @@ def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--shape", choices=sorted(SHAPES), default="llama2-7b")
     ap.add_argument("--lengths", type=int, nargs="+", default=[8192, 16384])
-    ap.add_argument("--configs", nargs="+", choices=CONFIGS, default=["lora", "lemo"])
+    ap.add_argument("--configs", nargs="+", choices=list(CONFIGS), default=["lora", "lemo"])
+    ap.add_argument(
+        "--budget-s", type=float, default=0, help="start no new run after this many seconds (0: none)"
+    )
     ap.add_argument("--keep-ratio", type=float, default=0.4)
     ap.add_argument("--backend", default="reference", choices=["auto", "reference", "triton"])
     ap.add_argument("--steps", type=int, default=3)
@@ -168,12 +183,20 @@ def main(argv: list[str] | None = None) -> int:
     stamp = datetime.now(timezone.utc).isoformat(timespec="seconds")
     command = "python " + " ".join([sys.argv[0], *(argv if argv is not None else sys.argv[1:])])
     model = build_model(args.shape, device, max(args.lengths))
-    rows = []
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    if not args.out.exists():
+        with args.out.open("w", newline="") as fh:
+            csv.DictWriter(fh, fieldnames=FIELDS).writeheader()
+    start = time.perf_counter()
     for T in args.lengths:
         for name in args.configs:
+            if args.budget_s and time.perf_counter() - start > args.budget_s:
+                print(f"time budget of {args.budget_s:.0f} s spent; skipping the rest", flush=True)
+                return 0
             configure(model, name, args.keep_ratio, args.backend)
+            sparse = CONFIGS[name][2]
             row = {"config": name, "shape": args.shape, "seq_len": T, "backend": args.backend}
-            row["keep_ratio"] = args.keep_ratio if name.startswith("lemo") else 1.0
+            row.update(keep_ratio=args.keep_ratio if sparse else 1.0, mlp=CONFIGS[name][3] or "dense")
             try:
                 row.update(run_one(model, T, args.steps, args.warmup, device), status="ok")
             except torch.OutOfMemoryError:
@@ -183,29 +206,25 @@ def main(argv: list[str] | None = None) -> int:
             if device.type == "cuda":
                 torch.cuda.empty_cache()
             row.update(env, timestamp=stamp, command=command)
-            rows.append(row)
-            cells = [
-                f"{k}={v:.3f}" if isinstance(v, float) else f"{k}={v}"
-                for k, v in row.items()
-                if k
-                in (
-                    "config",
-                    "seq_len",
-                    "status",
-                    "peak_alloc_gib",
-                    "peak_reserved_gib",
-                    "median_step_s",
-                    "tokens_per_s",
-                )
-            ]
-            print("  ".join(cells), flush=True)
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    new = not args.out.exists()
-    with args.out.open("a", newline="") as fh:
-        w = csv.DictWriter(fh, fieldnames=FIELDS, extrasaction="ignore")
-        if new:
-            w.writeheader()
-        w.writerows(rows)
+            # One row at a time: a run cut short by a time limit keeps everything measured so far.
+            with args.out.open("a", newline="") as fh:
+                csv.DictWriter(fh, fieldnames=FIELDS, extrasaction="ignore").writerow(row)
+            shown = (
+                "config",
+                "seq_len",
+                "status",
+                "peak_alloc_gib",
+                "peak_reserved_gib",
+                "median_step_s",
+                "tokens_per_s",
+            )
+            print(
+                "  ".join(
+                    f"{k}={row[k]:.3f}" if isinstance(row.get(k), float) else f"{k}={row.get(k)}"
+                    for k in shown
+                ),
+                flush=True,
+            )
     return 0
 
 
