@@ -1,11 +1,11 @@
 """Render results CSVs as markdown tables inside README.md / docs, between generated-region markers.
 
-    <!-- table: benchmarks/results/e2e_reference_path.csv -->
-    ...generated, never typed by hand...
-    <!-- end table -->
+<!-- table: benchmarks/results/e2e_reference_path.csv -->
+...generated, never typed by hand...
+<!-- end table -->
 
-    python benchmarks/report.py README.md docs/*.md     # rewrite every region in place
-    python benchmarks/report.py --check README.md       # exit 1 if a region is stale (used by the tests)
+python benchmarks/report.py README.md docs/*.md     # rewrite every region in place
+python benchmarks/report.py --check README.md       # exit 1 if a region is stale (used by the tests)
 """
 
 from __future__ import annotations
@@ -39,22 +39,29 @@ def _fmt(key: str, value: str) -> str:
 def e2e_table(rows: list[dict[str, str]]) -> str:
     """Memory and step time per (T, config), with the ratio to `lora` at the same T."""
     base = {r["seq_len"]: r for r in rows if r["config"] == "lora" and r.get("status") == "ok"}
+    exact = {r["seq_len"]: r for r in rows if r["config"] == "exact" and r.get("status") == "ok"}
     lines = [
-        "| T | config | keep ratio | peak alloc GiB | vs lora | peak reserved GiB | median step s | vs lora | tokens/s |",
-        "|---|---|---|---|---|---|---|---|---|",
+        "| T | config | keep ratio | MLP | peak alloc GiB | vs lora | peak reserved GiB | median step s | vs lora | vs exact | tokens/s |",
+        "|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for r in rows:
         ref = base.get(r["seq_len"])
         ok = r.get("status") == "ok"
         mem_ratio = f"{float(r['peak_alloc_gib']) / float(ref['peak_alloc_gib']):.2f}x" if ok and ref else "–"
         time_ratio = f"{float(r['median_step_s']) / float(ref['median_step_s']):.2f}x" if ok and ref else "–"
+        ex = exact.get(r["seq_len"])
+        exact_ratio = f"{float(r['median_step_s']) / float(ex['median_step_s']):.2f}x" if ok and ex else "–"
+        mlp = r.get("mlp", "dense")
         if not ok:
-            lines.append(f"| {r['seq_len']} | {r['config']} | {r['keep_ratio']} | {r['status']} | | | | | |")
+            lines.append(
+                f"| {r['seq_len']} | {r['config']} | {r['keep_ratio']} | {mlp} | {r['status']} | | | | | | |"
+            )
             continue
         lines.append(
-            f"| {r['seq_len']} | {r['config']} | {r['keep_ratio']} | {_fmt('peak_alloc_gib', r['peak_alloc_gib'])} "
+            f"| {r['seq_len']} | {r['config']} | {r['keep_ratio']} | {mlp} | {_fmt('peak_alloc_gib', r['peak_alloc_gib'])} "
             f"| {mem_ratio} | {_fmt('peak_reserved_gib', r['peak_reserved_gib'])} "
-            f"| {_fmt('median_step_s', r['median_step_s'])} | {time_ratio} | {_fmt('tokens_per_s', r['tokens_per_s'])} |"
+            f"| {_fmt('median_step_s', r['median_step_s'])} | {time_ratio} | {exact_ratio} "
+            f"| {_fmt('tokens_per_s', r['tokens_per_s'])} |"
         )
     first = rows[0]
     prov = (
@@ -97,7 +104,11 @@ def main(argv: list[str] | None = None) -> int:
             if not args.check:
                 f.write_text(new, encoding="utf-8")
     if args.check and stale:
-        print("stale generated tables in: " + ", ".join(map(str, stale)) + "; run python benchmarks/report.py FILES")
+        print(
+            "stale generated tables in: "
+            + ", ".join(map(str, stale))
+            + "; run python benchmarks/report.py FILES"
+        )
         return 1
     return 0
 
