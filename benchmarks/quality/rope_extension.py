@@ -37,8 +37,30 @@ CONFIGS = {
     "lemo-tokens": (True, "tokens", 0.4),
     "lemo-0.7": (True, "dense", 0.7),
 }
+
+
+def parse_config(spec: str) -> tuple[str, dict]:
+    """A named config ("lemo") or a spec "k=0.7,layers=22-28,mlp=tokens" (lemo with those settings)."""
+    if spec in CONFIGS:
+        sparse, mlp, keep = CONFIGS[spec]
+        return spec, {"sparse": sparse, "mlp": mlp, "keep_ratio": keep, "sparse_layers": "auto"}
+    out = {"sparse": True, "mlp": "dense", "keep_ratio": 0.4, "sparse_layers": "auto"}
+    for part in spec.split(","):
+        key, _, value = part.partition("=")
+        if key == "k":
+            out["keep_ratio"] = float(value)
+        elif key == "layers":
+            lo, _, hi = value.partition("-")
+            out["sparse_layers"] = list(range(int(lo), int(hi) + 1)) if hi else value
+        elif key == "mlp":
+            out["mlp"] = value
+        else:
+            raise SystemExit(f"unknown key {key!r} in config spec {spec!r}; use k=, layers=, mlp=")
+    return spec, out
+
+
 FIELDS = [
-    "config", "seq_len", "steps", "lr", "keep_ratio", "mlp", "rope", "eval_len", "eval_windows", "ppl",
+    "config", "seq_len", "steps", "lr", "keep_ratio", "mlp", "sparse_layers", "rope", "eval_len", "eval_windows", "ppl",
     "eval_tokens", "first_loss", "last_loss", "train_s", "gpu", "torch", "transformers", "peft", "commit",
     "timestamp", "command",
 ]  # fmt: skip
@@ -51,7 +73,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--lr", type=float, default=5e-4)
     ap.add_argument("--rope", default="yarn")
     ap.add_argument("--rope-factor", type=float, default=2.0)
-    ap.add_argument("--configs", nargs="+", choices=list(CONFIGS), default=["lora", "lemo"])
+    ap.add_argument(
+        "--configs", nargs="+", default=["lora", "lemo"], help="names or specs like k=0.7,layers=22-28"
+    )
     ap.add_argument("--eval-lengths", type=int, nargs="+", default=[4096, 8192, 16384])
     ap.add_argument("--eval-windows", type=int, default=4)
     ap.add_argument("--work", type=Path, default=Path("runs/quality"))
@@ -103,8 +127,9 @@ def main(argv: list[str] | None = None) -> int:
             torch.cuda.empty_cache()
 
     evaluate("base", None, {"steps": 0})
-    for name in args.configs:
-        sparse, mlp, keep = CONFIGS[name]
+    for spec in args.configs:
+        name, c = parse_config(spec)
+        sparse, mlp, keep = c["sparse"], c["mlp"], c["keep_ratio"]
         cfg = FinetuneConfig(
             seq_len=args.seq_len,
             steps=args.steps,
@@ -113,10 +138,10 @@ def main(argv: list[str] | None = None) -> int:
             rope_scaling=args.rope,
             rope_factor=args.rope_factor,
             sparse=sparse,
-            sparsity={"keep_ratio": keep, "mlp": mlp},
+            sparsity={"keep_ratio": keep, "mlp": mlp, "sparse_layers": c["sparse_layers"]},
             gradient_checkpointing=True,
             save_every=0,
-            output_dir=str(args.work / name),
+            output_dir=str(args.work / name.replace("=", "").replace(",", "_")),
             progress=False,
         )
         t0 = time.perf_counter()
@@ -127,6 +152,7 @@ def main(argv: list[str] | None = None) -> int:
         )
         extra = {
             "steps": args.steps, "lr": args.lr, "keep_ratio": keep if sparse else 1.0, "mlp": mlp,
+            "sparse_layers": str(c["sparse_layers"]).replace(",", " ") if sparse else "none",
             "first_loss": result.losses[0], "last_loss": result.losses[-1], "train_s": train_s,
         }  # fmt: skip
         evaluate(name, result.adapter_dir, extra)
