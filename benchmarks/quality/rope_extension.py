@@ -54,13 +54,15 @@ def parse_config(spec: str) -> tuple[str, dict]:
             out["sparse_layers"] = list(range(int(lo), int(hi) + 1)) if hi else value
         elif key == "mlp":
             out["mlp"] = value
+        elif key == "loss":
+            out["loss_tokens"] = value
         else:
-            raise SystemExit(f"unknown key {key!r} in config spec {spec!r}; use k=, layers=, mlp=")
+            raise SystemExit(f"unknown key {key!r} in config spec {spec!r}; use k=, layers=, mlp=, loss=")
     return spec, out
 
 
 FIELDS = [
-    "config", "seq_len", "steps", "lr", "keep_ratio", "mlp", "sparse_layers", "rope", "eval_len", "eval_windows", "ppl",
+    "config", "seq_len", "steps", "lr", "keep_ratio", "mlp", "sparse_layers", "loss_tokens", "rope", "eval_len", "eval_windows", "ppl",
     "eval_tokens", "first_loss", "last_loss", "train_s", "gpu", "torch", "transformers", "peft", "commit",
     "timestamp", "command",
 ]  # fmt: skip
@@ -138,7 +140,12 @@ def main(argv: list[str] | None = None) -> int:
             rope_scaling=args.rope,
             rope_factor=args.rope_factor,
             sparse=sparse,
-            sparsity={"keep_ratio": keep, "mlp": mlp, "sparse_layers": c["sparse_layers"]},
+            sparsity={
+                "keep_ratio": keep,
+                "mlp": mlp,
+                "sparse_layers": c["sparse_layers"],
+                "loss_tokens": c.get("loss_tokens", "all"),
+            },
             gradient_checkpointing=True,
             save_every=0,
             output_dir=str(args.work / name.replace("=", "").replace(",", "_")),
@@ -153,6 +160,7 @@ def main(argv: list[str] | None = None) -> int:
         extra = {
             "steps": args.steps, "lr": args.lr, "keep_ratio": keep if sparse else 1.0, "mlp": mlp,
             "sparse_layers": str(c["sparse_layers"]).replace(",", " ") if sparse else "none",
+            "loss_tokens": c.get("loss_tokens", "all"),
             "first_loss": result.losses[0], "last_loss": result.losses[-1], "train_s": train_s,
         }  # fmt: skip
         evaluate(name, result.adapter_dir, extra)

@@ -68,6 +68,9 @@ class SparsityConfig:
     """Op implementation: "auto" (Triton on CUDA, reference elsewhere), "reference" or "triton"."""
     sparse_in_eval: bool = False
     """Also eliminate tokens when the model is in eval mode (a diagnostic; evaluation is normally dense)."""
+    loss_tokens: Literal["all", "kept"] = "all"
+    """Positions in the loss: "all" (the paper), or "kept": only positions the last sparse layer kept, whose
+    computation was complete, so the adapter does not learn to compensate for elimination (see docs/quality.md)."""
 
     def __post_init__(self) -> None:
         if not isinstance(self.block_size, int) or self.block_size < 1:
@@ -76,6 +79,7 @@ class SparsityConfig:
         _check_choice("mlp", self.mlp, _MLP_MODES)
         _check_choice("scorer", self.scorer, _SCORERS)
         _check_choice("backend", self.backend, _BACKENDS)
+        _check_choice("loss_tokens", self.loss_tokens, ("all", "kept"))
         for name in ("keep_ratio", "threshold"):
             value = getattr(self, name)
             values = value if isinstance(value, (list, tuple)) else [value]

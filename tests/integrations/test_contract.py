@@ -182,3 +182,21 @@ def test_unsupported_architecture_is_refused():
 def test_predictor_scorer_without_predictors_names_the_fix():
     with pytest.raises(ValueError, match="lemo calibrate"):
         lemo.apply(tiny_model("llama"), lemo.SparsityConfig(scorer="predictor"))
+
+
+def test_loss_on_kept_tokens_scores_only_positions_the_last_sparse_layer_kept():
+    model = tiny_model("llama").train()
+    ids = torch.randint(0, 256, (1, T))
+    lemo.apply(model, lemo.SparsityConfig(keep_ratio=0.4, block_size=16, loss_tokens="kept"))
+    loss = model(input_ids=ids, labels=ids).loss
+    (blocks,) = lemo.stats(model)[2]["blocks"]  # layer 2 is the last sparse layer of 4 ("auto")
+    kept = torch.zeros(T, dtype=torch.bool)
+    for b in blocks:
+        kept[b * 16 : (b + 1) * 16] = True
+    labels = ids.clone()
+    labels[0, 1:][~kept[:-1]] = -100  # position t predicts token t+1
+    labels[0, 0] = -100
+    lemo.apply(model, lemo.SparsityConfig(keep_ratio=0.4, block_size=16))
+    expected = model(input_ids=ids, labels=labels).loss
+    assert lemo.stats(model)[2]["blocks"] == [blocks]
+    assert_close(loss, expected, name="kept-token loss")

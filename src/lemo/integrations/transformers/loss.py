@@ -17,11 +17,14 @@ from transformers.modeling_outputs import CausalLMOutputWithPast
 
 from lemo.config import SparsityConfig
 from lemo.ops import segmented_cross_entropy
+from lemo.sparsity import SparsityState
 
 log = logging.getLogger(__name__)
 
 
-def make_loss_forward(base: nn.Module, decoder: nn.Module, config: SparsityConfig):
+def make_loss_forward(
+    base: nn.Module, decoder: nn.Module, config: SparsityConfig, state: SparsityState | None = None
+):
     own_forward = base.__dict__.get("forward") or type(base).forward.__get__(base)
     lm_head = base.get_output_embeddings()
     if type(lm_head) is not nn.Linear:
@@ -68,6 +71,12 @@ def make_loss_forward(base: nn.Module, decoder: nn.Module, config: SparsityConfi
         if shift_labels is None:
             # Same shift as HF's ForCausalLMLoss: position t predicts label t+1; the last position predicts nothing.
             shift_labels = F.pad(labels, (0, 1), value=-100)[:, 1:]  # [B, T]
+        if config.loss_tokens == "kept" and state is not None and state.last and base.training:
+            # Score only positions the last sparse layer kept: their hidden states went through every layer.
+            last = state.last[max(state.last)]
+            kept = torch.zeros(shift_labels.numel(), dtype=torch.bool, device=hidden.device)  # [B*T]
+            kept[last.rows] = True
+            shift_labels = shift_labels.masked_fill(~kept.view_as(shift_labels).to(shift_labels.device), -100)
         loss = segmented_cross_entropy(
             hidden.reshape(-1, hidden.shape[-1]),  # [B*T, d]
             lm_head.weight,

@@ -129,8 +129,10 @@ def apply(model: nn.Module, config: SparsityConfig | None = None, predictors: An
 
     hook = decoder.register_forward_pre_hook(begin_step, with_kwargs=True)
     previous_model_forward = base.__dict__.get("forward")
+    if config.loss_tokens == "kept" and not config.segmented_loss:
+        raise ValueError("loss_tokens='kept' works through the segmented loss; set segmented_loss=True.")
     if config.segmented_loss:
-        base.forward = make_loss_forward(base, decoder, config)
+        base.forward = make_loss_forward(base, decoder, config, state)
     base.__dict__[_ATTR] = _Applied(
         config, predictors, state, patched, previous, previous_model_forward, hook, spec
     )
