@@ -72,6 +72,43 @@ def e2e_table(rows: list[dict[str, str]]) -> str:
     return "\n".join(lines) + "\n" + prov
 
 
+def quality_table(rows: list[dict[str, str]]) -> str:
+    """One row per config: dense held-out perplexity at each evaluated length, and the change against `lora`."""
+    lengths = sorted({int(r["eval_len"]) for r in rows})
+    configs = list(dict.fromkeys(r["config"] for r in rows))
+    ppl = {(r["config"], int(r["eval_len"])): float(r["ppl"]) for r in rows}
+    meta = {r["config"]: r for r in rows}
+    head = "| config | keep ratio | MLP | sparse layers | loss on | train loss first → last |"
+    head += "".join(f" ppl @{n // 1024}K | vs lora |" for n in lengths)
+    lines = [head, "|" + "---|" * (6 + 2 * len(lengths))]
+    for c in configs:
+        m = meta[c]
+        trained = m.get("first_loss") not in ("", None)
+        loss = (
+            f"{float(m['first_loss']):.2f} → {float(m['last_loss']):.2f}" if trained else "(not fine-tuned)"
+        )
+        cells = [
+            c,
+            m.get("keep_ratio") or "–",
+            m.get("mlp") or "–",
+            m.get("sparse_layers", "auto" if c.startswith("lemo") else "–") or "–",
+            m.get("loss_tokens", "all") or "–",
+            loss,
+        ]
+        for n in lengths:
+            v, ref = ppl.get((c, n)), ppl.get(("lora", n))
+            cells.append(f"{v:.2f}" if v is not None else "–")
+            cells.append(f"{(v / ref - 1) * 100:+.1f}%" if v is not None and ref else "–")
+        lines.append("| " + " | ".join(cells) + " |")
+    first = rows[0]
+    prov = (
+        f"\n{first.get('gpu', '?')}, torch {first.get('torch', '?')}, transformers {first.get('transformers', '?')}, "
+        f"commit {first.get('commit', '?')}; {max(int(r.get('steps') or 0) for r in rows)} steps at {first.get('seq_len', '?')} tokens, "
+        f"RoPE {first.get('rope', '?')}. Command: `{first.get('command', '?')}`\n"
+    )
+    return "\n".join(lines) + "\n" + prov
+
+
 def generic_table(rows: list[dict[str, str]]) -> str:
     keys = list(rows[0])
     head = "| " + " | ".join(keys) + " |\n|" + "---|" * len(keys) + "\n"
@@ -83,7 +120,11 @@ def render(csv_path: Path) -> str:
         rows = list(csv.DictReader(fh))
     if not rows:
         return "(no rows yet)\n"
-    return e2e_table(rows) if {"config", "seq_len", "peak_alloc_gib"} <= set(rows[0]) else generic_table(rows)
+    if {"config", "seq_len", "peak_alloc_gib"} <= set(rows[0]):
+        return e2e_table(rows)
+    if {"config", "eval_len", "ppl"} <= set(rows[0]):
+        return quality_table(rows)
+    return generic_table(rows)
 
 
 def rewrite(text: str) -> str:
