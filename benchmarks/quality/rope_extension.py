@@ -56,13 +56,17 @@ def parse_config(spec: str) -> tuple[str, dict]:
             out["mlp"] = value
         elif key == "loss":
             out["loss_tokens"] = value
+        elif key == "shared":
+            out["shared_selection"] = value in ("1", "true", "yes")
         else:
-            raise SystemExit(f"unknown key {key!r} in config spec {spec!r}; use k=, layers=, mlp=, loss=")
+            raise SystemExit(
+                f"unknown key {key!r} in config spec {spec!r}; use k=, layers=, mlp=, loss=, shared="
+            )
     return spec, out
 
 
 FIELDS = [
-    "config", "seq_len", "steps", "lr", "keep_ratio", "mlp", "sparse_layers", "loss_tokens", "rope", "eval_len", "eval_windows", "ppl",
+    "config", "seq_len", "steps", "lr", "keep_ratio", "mlp", "sparse_layers", "loss_tokens", "shared_selection", "rope", "eval_len", "eval_windows", "ppl",
     "eval_tokens", "first_loss", "last_loss", "train_s", "gpu", "torch", "transformers", "peft", "commit",
     "timestamp", "command",
 ]  # fmt: skip
@@ -145,6 +149,7 @@ def main(argv: list[str] | None = None) -> int:
                 "mlp": mlp,
                 "sparse_layers": c["sparse_layers"],
                 "loss_tokens": c.get("loss_tokens", "all"),
+                "shared_selection": c.get("shared_selection", False),
             },
             gradient_checkpointing=True,
             save_every=0,
@@ -161,6 +166,7 @@ def main(argv: list[str] | None = None) -> int:
             "steps": args.steps, "lr": args.lr, "keep_ratio": keep if sparse else 1.0, "mlp": mlp,
             "sparse_layers": str(c["sparse_layers"]).replace(",", " ") if sparse else "none",
             "loss_tokens": c.get("loss_tokens", "all"),
+            "shared_selection": c.get("shared_selection", False),
             "first_loss": result.losses[0], "last_loss": result.losses[-1], "train_s": train_s,
         }  # fmt: skip
         evaluate(name, result.adapter_dir, extra)

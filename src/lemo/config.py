@@ -68,6 +68,9 @@ class SparsityConfig:
     """Op implementation: "auto" (Triton on CUDA, reference elsewhere), "reference" or "triton"."""
     sparse_in_eval: bool = False
     """Also eliminate tokens when the model is in eval mode (a diagnostic; evaluation is normally dense)."""
+    shared_selection: bool = False
+    """Choose the kept blocks once, at the first sparse layer of each forward, and keep the same blocks in every
+    later sparse layer (scored once; tokens are either processed by all sparse layers or skip them all)."""
     loss_tokens: Literal["all", "kept"] = "all"
     """Positions in the loss: "all" (the paper), or "kept": only positions the last sparse layer kept, whose
     computation was complete, so the adapter does not learn to compensate for elimination (see docs/quality.md)."""

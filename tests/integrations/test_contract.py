@@ -200,3 +200,22 @@ def test_loss_on_kept_tokens_scores_only_positions_the_last_sparse_layer_kept():
     expected = model(input_ids=ids, labels=labels).loss
     assert lemo.stats(model)[2]["blocks"] == [blocks]
     assert_close(loss, expected, name="kept-token loss")
+
+
+@pytest.mark.parametrize("checkpointing", [False, True])
+def test_shared_selection_keeps_the_same_blocks_in_every_sparse_layer(checkpointing):
+    model = lora(tiny_model("llama", layers=6)).train()
+    if checkpointing:
+        model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+        model.enable_input_require_grads()
+    ids = torch.randint(0, 256, (1, T))
+    cfg = lemo.SparsityConfig(keep_ratio=0.4, block_size=16, sparse_layers="all", shared_selection=True)
+    lemo.apply(model, cfg)
+    loss, grads = loss_and_grads(model, ids)
+    blocks = [s["blocks"] for s in lemo.stats(model).values()]
+    assert len(blocks) == 6 and all(b == blocks[0] for b in blocks)
+    assert all(torch.isfinite(g).all() for g in grads.values())
+    lemo.apply(model, lemo.SparsityConfig(keep_ratio=0.4, block_size=16, sparse_layers="all"))
+    model(input_ids=ids, labels=ids)
+    per_layer = [s["blocks"] for s in lemo.stats(model).values()]
+    assert per_layer[0] == blocks[0]  # the first layer chooses the same way in both modes

@@ -89,6 +89,10 @@ def sparse_layer_forward(
     # so the recomputed graph matches the first one exactly and scoring is not paid twice.
     key = (hidden.data_ptr(), tuple(hidden.shape), hidden._version)
     sel = state.cached_selection(parts.index, key)
+    if sel is None and cfg.shared_selection:
+        sel = state.first_selection()
+        if sel is not None:
+            state.store_selection(parts.index, key, sel)
     if sel is None:
         sel = select_rows(
             parts,

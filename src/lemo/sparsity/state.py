@@ -47,6 +47,12 @@ class SparsityState:
         hit = self._selections.get(layer)
         return hit[1] if hit is not None and hit[0] == key else None
 
+    def first_selection(self) -> Selection | None:
+        """The selection of the first sparse layer that ran in this forward (for `shared_selection`)."""
+        if not self._selections:
+            return None
+        return self._selections[min(self._selections)][1]
+
     def store_selection(self, layer: int, key: tuple, selection: Selection) -> None:
         self._selections[layer] = (key, selection)
         self.last[layer] = selection

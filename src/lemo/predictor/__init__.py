@@ -1,0 +1,59 @@
+"""Learned block-score predictors: module, calibration (training), recall, budgeted keep ratios, save/load.
+
+No model library is imported here; `lemo.integrations.transformers.calibration` connects HF models.
+"""
+
+from lemo.predictor.budget import (
+    DEFAULT_GRID,
+    BudgetResult,
+    DamageTable,
+    allocate,
+    choose_keep_ratios,
+    fraction_for_memory,
+    measure_damage,
+)
+from lemo.predictor.calibrate import (
+    CalibrationConfig,
+    CalibrationModel,
+    CalibrationReport,
+    calibrate,
+    evaluate_recall,
+    map_loss,
+    oracle_map,
+)
+from lemo.predictor.identity import ModelIdentity, weight_fingerprint
+from lemo.predictor.model import (
+    BlockPredictor,
+    PredictorConfig,
+    PredictorScorer,
+    PredictorSet,
+    load_predictors,
+)
+from lemo.predictor.recall import block_recall, kept_mask, mass_recall
+
+__all__ = [
+    "DEFAULT_GRID",
+    "BlockPredictor",
+    "BudgetResult",
+    "CalibrationConfig",
+    "CalibrationModel",
+    "CalibrationReport",
+    "DamageTable",
+    "ModelIdentity",
+    "PredictorConfig",
+    "PredictorScorer",
+    "PredictorSet",
+    "allocate",
+    "block_recall",
+    "calibrate",
+    "choose_keep_ratios",
+    "evaluate_recall",
+    "fraction_for_memory",
+    "kept_mask",
+    "load_predictors",
+    "map_loss",
+    "mass_recall",
+    "measure_damage",
+    "oracle_map",
+    "weight_fingerprint",
+]

@@ -1,0 +1,609 @@
+"""Calibration: train one `BlockPredictor` per sparse layer against the frozen model's oracle block maps.
+
+lemo-paper.md section 3.6, with these choices of ours:
+
+- The model is frozen and dense. For each text chunk we collect, once, every sparse layer's normed input
+  x [T, d] and its oracle map `block_score_map(project_qk(x))`; both are cached (on CPU, up to `cache_gb`)
+  and reused across steps, because the frozen forward costs far more than a predictor step. Chunks beyond
+  the cache are recomputed each time they come round.
+- Loss per layer: SmoothL1 between the predicted map and the oracle map divided by its own maximum, over the
+  lower triangle only (the upper one is zero on both sides by construction). Normalising per map makes layers
+  and inputs comparable (raw block scores differ by orders of magnitude between layers), and only the ranking
+  of blocks matters for selection. Optionally (`score_weight`) the same loss on the informativeness I_n that
+  selection actually ranks.
+- The loss is averaged over layers (the artifact sums; the mean keeps the learning rate independent of depth);
+  each layer's loss is backpropagated on its own so that only one layer's graph is alive at a time.
+- AdamW, linear warm-up then constant or cosine; elastic pruning of dead hidden units every `prune_every`
+  steps with a decreasing threshold (the artifact: 0.80, 0.75, 0.70, ...); optimizer state is sliced along.
+- The report gives per-layer recall (see `lemo.predictor.recall`) on held-out chunks when given, else on the
+  training chunks (and says which), the loss curve, parameter counts and times.
+
+Nothing here knows Hugging Face: the model is reached through the small `CalibrationModel` protocol, which
+`lemo.integrations.transformers.calibration.HFCalibrationModel` implements.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+import time
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass, field, fields
+from pathlib import Path
+from typing import Any, Protocol
+
+import torch
+import torch.nn.functional as F
+
+from lemo.config import SparsityConfig
+from lemo.ops import block_score_map, informativeness
+from lemo.predictor.identity import ModelIdentity
+from lemo.predictor.model import PredictorConfig, PredictorSet
+from lemo.predictor.recall import block_recall, mass_recall
+from lemo.sparsity.parts import LayerParts
+
+
+class CalibrationModel(Protocol):
+    """What calibration needs from a model (implemented for HF models in lemo.integrations.transformers)."""
+
+    num_layers: int
+    device: torch.device
+
+    def identity(self) -> ModelIdentity:
+        """Shape and weight fingerprint of the model (recorded with the predictors)."""
+
+    def layer_parts(self, index: int) -> LayerParts:
+        """The parts of decoder layer `index` (for q/k projections: the oracle target)."""
+
+    def normed_inputs(self, input_ids: torch.Tensor, layers: Sequence[int]) -> dict[int, torch.Tensor]:
+        """Run the frozen dense model on input_ids [T]; return {layer: input_layernorm output [T, d]}."""
+
+    def rotary(self, length: int) -> tuple[torch.Tensor, torch.Tensor]:
+        """cos, sin [length, head_dim] at positions 0..length-1 (as the model computes them, scaling in)."""
+
+
+@dataclass
+class CalibrationConfig:
+    """How predictors are trained (the CLI's `lemo calibrate` flags mirror these fields)."""
+
+    seq_len: int = 4096
+    """Tokens per training chunk (the paper: 16K on GPU; the maps are per block, so lengths transfer)."""
+    steps: int = 400
+    """Optimizer steps; each step sees one chunk and every sparse layer (the artifact: 400)."""
+    lr: float = 1e-3
+    """Peak AdamW learning rate (the artifact's 2e-5 is for unnormalised bf16 maps; ours are normalised)."""
+    weight_decay: float = 0.0
+    betas: tuple[float, float] = (0.9, 0.95)
+    warmup_steps: int = 20
+    schedule: str = "cosine"
+    """"constant" (the artifact) or "cosine" (decays to 10% of lr; converges better in few steps)."""
+    max_grad_norm: float = 1.0
+    """Gradient clipping over all predictors (0 disables)."""
+    huber_beta: float = 0.05
+    """SmoothL1 transition point, in units of the map's maximum (normalised targets lie in [0, 1])."""
+    score_weight: float = 1.0
+    """Weight of the extra loss on the informativeness I_n (what selection ranks); 0: the map only."""
+    hidden: int = 128
+    """Predictor first hidden width (the artifact's 128)."""
+    mid: int | None = None
+    """Predictor second hidden width; None: block_size * slice_dim, the artifact's shape."""
+    slice_dim: int | None = None
+    """Width of one hidden-state slice; None: the model's head size."""
+    pool: str = "concat"
+    """Predictor kind: "concat" (the artifact's) or "max" (per-token tower, max over the block; see model.py)."""
+    prune_every: int = 100
+    """Elastic pruning interval in steps (0 disables pruning)."""
+    prune_threshold: float = 0.8
+    """First pruning round removes units dead (pre-ReLU <= 0) on at least this share of inputs."""
+    prune_decay: float = 0.05
+    """The threshold drops by this much after each round (0.80, 0.75, 0.70 ...)."""
+    prune_until: float = 0.8
+    """No pruning after this fraction of the steps, so the last steps fine-tune the final shape."""
+    min_units: int = 8
+    """Pruning never narrows a width below this."""
+    cache_gb: float = 4.0
+    """Host memory for cached hidden states and targets; chunks beyond it are recomputed when used."""
+    cache_dtype: str = "bfloat16"
+    """Storage dtype of cached hidden states ("bfloat16" halves the memory; targets stay float32)."""
+    cache_dir: str | None = None
+    """Also keep collected samples on disk here, keyed by model, layers, block size and tokens, so that a
+    rerun (other settings, more steps) skips the frozen forward. None: memory only."""
+    max_chunks: int | None = None
+    """Use at most this many training chunks (None: all the texts give)."""
+    seed: int = 0
+    progress: bool = True
+    """Show tqdm progress bars."""
+    plot_layers: int = 3
+    """How many layers to draw in the predicted-vs-oracle PNG (when an output directory is given)."""
+
+    def __post_init__(self) -> None:
+        if self.steps < 1:
+            raise ValueError(f"--steps {self.steps} must be at least 1.")
+        if self.seq_len < 1:
+            raise ValueError(f"--seq-len {self.seq_len} must be positive.")
+        if self.schedule not in ("constant", "cosine"):
+            raise ValueError(f"--schedule {self.schedule!r} is unknown; use 'constant' or 'cosine'.")
+        if not 0.0 < self.prune_threshold <= 1.0:
+            raise ValueError(f"--prune-threshold {self.prune_threshold} must be in (0, 1].")
+        if self.pool not in ("concat", "max"):
+            raise ValueError(f"--pool {self.pool!r} is unknown; use 'concat' (the artifact's) or 'max'.")
+        if self.cache_dtype not in ("bfloat16", "float16", "float32"):
+            raise ValueError(
+                f"--cache-dtype {self.cache_dtype!r} is unknown; use bfloat16, float16 or float32."
+            )
+        if isinstance(self.betas, list):
+            self.betas = (float(self.betas[0]), float(self.betas[1]))
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> CalibrationConfig:
+        known = {f.name for f in fields(cls)}
+        unknown = sorted(set(data) - known)
+        if unknown:
+            raise ValueError(f"unknown CalibrationConfig keys {unknown}; known keys: {sorted(known)}.")
+        return cls(**data)
+
+
+@dataclass
+class CalibrationReport:
+    """What a calibration run did and how good the result is; JSON-serialisable via `to_dict`."""
+
+    model: dict[str, Any]
+    layers: list[int]
+    seq_len: int
+    steps: int
+    train_chunks: int
+    eval_chunks: int
+    recall_on: str
+    """"held-out" when recall was measured on chunks not trained on, else "training"."""
+    keep_ratio: dict[int, float]
+    recall: dict[int, float]
+    """Per layer: share of the oracle's kept (unforced) blocks that the predictor keeps at keep_ratio."""
+    mass_recall: dict[int, float]
+    mean_recall: float
+    loss_curve: list[float]
+    """Mean loss over layers at each step."""
+    final_loss: dict[int, float]
+    """Per layer: mean loss over the last 10% of steps."""
+    params_initial: int
+    params_final: int
+    param_bytes: int
+    widths: dict[int, dict[str, list[int]]]
+    prune_events: list[dict[str, Any]] = field(default_factory=list)
+    time_s: dict[str, float] = field(default_factory=dict)
+    config: dict[str, Any] = field(default_factory=dict)
+    plots: list[str] = field(default_factory=list)
+
+    def to_dict(self) -> dict[str, Any]:
+        d = asdict(self)
+        for key in ("keep_ratio", "recall", "mass_recall", "final_loss", "widths"):
+            d[key] = {str(k): v for k, v in d[key].items()}  # JSON object keys are strings
+        return d
+
+    def save(self, path: str | Path) -> Path:
+        p = Path(path)
+        p.write_text(json.dumps(self.to_dict(), indent=2) + "\n", encoding="utf-8")
+        return p
+
+    def summary(self) -> str:
+        per = ", ".join(f"{k}: {v:.3f}" for k, v in self.recall.items())
+        return (
+            f"recall ({self.recall_on}, keep ratio per layer) mean {self.mean_recall:.3f} [{per}]; "
+            f"loss {self.loss_curve[0]:.4f} -> {self.loss_curve[-1]:.4f}; "
+            f"{self.params_final / 1e6:.2f}M params (from {self.params_initial / 1e6:.2f}M); "
+            f"{self.time_s.get('total', 0.0):.0f} s"
+        )
+
+
+@dataclass
+class Sample:
+    """One chunk's per-layer normed inputs x [T, d] and oracle maps [nb, nb]."""
+
+    x: dict[int, torch.Tensor]
+    target: dict[int, torch.Tensor]
+
+
+def oracle_map(parts: LayerParts, x: torch.Tensor, block_size: int) -> torch.Tensor:
+    """The oracle block map [nb, nb] of normed hidden states x [T, d] at the layer described by `parts`."""
+    with torch.no_grad():
+        q, k = parts.attn.project_qk(x)  # [T, H, D], [T, H_kv, D]
+        return block_score_map(q, k, block_size).float()  # [nb, nb]
+
+
+def _sample_path(
+    cache_dir: str | Path, identity: ModelIdentity, layers: Sequence[int], b: int, ids: torch.Tensor
+) -> Path:
+    h = hashlib.sha256()
+    h.update(json.dumps(identity.to_dict(), sort_keys=True).encode())
+    h.update(json.dumps([list(layers), b]).encode())
+    h.update(ids.detach().to(torch.int64).cpu().numpy().tobytes())
+    return Path(cache_dir) / f"sample-{h.hexdigest()[:32]}.pt"
+
+
+def collect_sample(
+    model: CalibrationModel,
+    input_ids: torch.Tensor,
+    layers: Sequence[int],
+    block_size: int,
+    store: dict[str, Any],
+    cache_dir: str | Path | None = None,
+) -> Sample:
+    """Run the frozen model once on input_ids [T] and build the sample (stored on `store['device']`).
+
+    With `cache_dir`, a sample saved there earlier for the same model, layers, block size and tokens is
+    loaded instead, and a new one is saved.
+    """
+    path = None
+    if cache_dir is not None:
+        path = _sample_path(cache_dir, model.identity(), layers, block_size, input_ids)
+        if path.is_file():
+            saved = torch.load(path, map_location="cpu")
+            return Sample(
+                {i: saved["x"][i].to(store["device"], store["dtype"]) for i in layers},
+                {i: saved["target"][i].to(store["device"]) for i in layers},
+            )
+    sample = _collect(model, input_ids, layers, block_size, store)
+    if path is not None:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_suffix(".tmp")
+        torch.save({"x": sample.x, "target": sample.target}, tmp)
+        tmp.replace(path)  # atomic: a killed run never leaves a truncated sample behind
+    return sample
+
+
+def _collect(
+    model: CalibrationModel,
+    input_ids: torch.Tensor,
+    layers: Sequence[int],
+    block_size: int,
+    store: dict[str, Any],
+) -> Sample:
+    with torch.no_grad():
+        xs = model.normed_inputs(input_ids, layers)  # {layer: [T, d]}
+        targets = {i: oracle_map(model.layer_parts(i), xs[i], block_size).to(store["device"]) for i in layers}
+        x_store = {i: xs[i].to(store["device"], store["dtype"]) for i in layers}
+    return Sample(x_store, targets)
+
+
+def map_loss(pred: torch.Tensor, target: torch.Tensor, beta: float, score_weight: float) -> torch.Tensor:
+    """SmoothL1 between a predicted map and the oracle map, both [nb, nb], on the max-normalised scale."""
+    nb = target.shape[0]
+    t = target / target.max().clamp_min(1e-12)  # [nb, nb] in [0, 1]
+    rows, cols = torch.tril_indices(nb, nb, device=target.device)
+    loss = F.smooth_l1_loss(pred[rows, cols], t[rows, cols], beta=beta)
+    if score_weight:
+        # I_n sums nb entries: divide by nb so that both terms live on the same [0, 1]-ish scale.
+        loss = loss + score_weight * F.smooth_l1_loss(
+            informativeness(pred) / nb, informativeness(t) / nb, beta=beta
+        )
+    return loss
+
+
+def _lr_factor(step: int, cfg: CalibrationConfig) -> float:
+    if step < cfg.warmup_steps:
+        return (step + 1) / cfg.warmup_steps
+    if cfg.schedule == "constant":
+        return 1.0
+    progress = (step - cfg.warmup_steps) / max(cfg.steps - cfg.warmup_steps, 1)
+    return 0.1 + 0.9 * 0.5 * (1.0 + math.cos(math.pi * min(progress, 1.0)))
+
+
+def _make_optimizer(pset: PredictorSet, cfg: CalibrationConfig) -> torch.optim.AdamW:
+    return torch.optim.AdamW(pset.parameters(), lr=cfg.lr, betas=cfg.betas, weight_decay=cfg.weight_decay)
+
+
+def _prune_and_rebuild(
+    pset: PredictorSet, opt: torch.optim.AdamW, threshold: float, cfg: CalibrationConfig
+) -> tuple[torch.optim.AdamW, int]:
+    """Prune dead units; carry AdamW's moments over to the survivors. Returns (optimizer, params removed)."""
+    before = pset.num_parameters()
+    old = dict(pset.named_parameters())
+    states = {name: opt.state.get(p, {}) for name, p in old.items()}
+    slicings = pset.prune(threshold, cfg.min_units)
+    if not slicings:
+        return opt, 0
+    new_opt = _make_optimizer(pset, cfg)
+    new_opt.param_groups[0]["lr"] = opt.param_groups[0]["lr"]
+    for name, p in pset.named_parameters():
+        state = states.get(name)
+        if not state:
+            continue
+        moved = {}
+        for key, value in state.items():
+            if torch.is_tensor(value) and value.shape == old[name].shape:
+                for dim, idx in slicings.get(name, []):
+                    value = value.index_select(dim, idx.to(value.device))
+            moved[key] = value
+        new_opt.state[p] = moved
+    return new_opt, before - pset.num_parameters()
+
+
+def _choose_plot_layers(layers: list[int], n: int) -> list[int]:
+    if n <= 0:
+        return []
+    if n >= len(layers):
+        return list(layers)
+    idx = sorted({round(i * (len(layers) - 1) / max(n - 1, 1)) for i in range(n)})
+    return [layers[i] for i in idx]
+
+
+def evaluate_recall(
+    pset: PredictorSet,
+    model: CalibrationModel,
+    chunks: Sequence[torch.Tensor],
+    keep_ratio: dict[int, float] | float,
+    sink_blocks: int = 1,
+    local_blocks: int = 1,
+    *,
+    samples: Sequence[Sample] | None = None,
+    cache_dir: str | Path | None = None,
+) -> dict[int, dict[str, float]]:
+    """Per layer: mean block recall and mass recall of `pset` against the oracle over `chunks` (ids [T])."""
+    layers = pset.layers
+    ratios = keep_ratio if isinstance(keep_ratio, dict) else dict.fromkeys(layers, float(keep_ratio))
+    b = pset.config.block_size
+    acc: dict[int, list[tuple[float, float]]] = {i: [] for i in layers}
+    was_training = pset.training
+    pset.eval()
+    device = next(pset.parameters()).device
+    store = {"device": device, "dtype": next(pset.parameters()).dtype}
+    sources = list(samples) if samples is not None else [None] * len(chunks)
+    for j, s in enumerate(sources):
+        sample = s if s is not None else collect_sample(model, chunks[j], layers, b, store, cache_dir)
+        for i in layers:
+            with torch.no_grad():
+                pred = pset[i].scores(sample.x[i].to(device))  # [nb]
+            oracle = informativeness(sample.target[i])  # [nb]
+            acc[i].append(
+                (
+                    block_recall(pred, oracle, ratios[i], sink_blocks, local_blocks),
+                    mass_recall(pred, oracle, ratios[i], sink_blocks, local_blocks),
+                )
+            )
+    pset.train(was_training)
+    return {
+        i: {
+            "recall": sum(r for r, _ in v) / len(v) if v else float("nan"),
+            "mass_recall": sum(m for _, m in v) / len(v) if v else float("nan"),
+        }
+        for i, v in acc.items()
+    }
+
+
+def calibrate(
+    model: CalibrationModel,
+    chunks: Sequence[torch.Tensor],
+    *,
+    sparsity: SparsityConfig | None = None,
+    config: CalibrationConfig | None = None,
+    holdout: Sequence[torch.Tensor] = (),
+    output_dir: str | Path | None = None,
+) -> PredictorSet:
+    """Train predictors for the sparse layers of `model` on token chunks; returns the set (report attached).
+
+    Args:
+        model: a `CalibrationModel` (for HF models use `lemo.integrations.transformers.calibration.calibrate`,
+            which tokenises texts and builds one).
+        chunks: training token ids, each [T] (usually `config.seq_len` tokens).
+        sparsity: sparse layers, block size, sink/local blocks and the keep ratios recall is measured at.
+        holdout: token chunks never trained on, for the recall in the report.
+        output_dir: when given, the predictors, `calibration.json` and PNG plots are written there.
+
+    Returns:
+        A `PredictorSet` whose `.report` is the `CalibrationReport`.
+    """
+    sparsity = sparsity or SparsityConfig()
+    cfg = config or CalibrationConfig()
+    if not chunks:
+        raise ValueError(
+            "calibration needs at least one text chunk; pass more text (or a shorter --seq-len)."
+        )
+    t_start = time.perf_counter()
+    torch.manual_seed(cfg.seed)
+    identity = model.identity()
+    layers = sparsity.resolve_layers(model.num_layers)
+    if not layers:
+        raise ValueError(
+            "sparse_layers resolves to no layer, so there is nothing to calibrate; use 'auto' or a list."
+        )
+    keep = sparsity.per_layer("keep_ratio", layers, model.num_layers)
+    b = sparsity.block_size
+    pcfg = PredictorConfig(
+        d_model=identity.hidden_size,
+        slice_dim=cfg.slice_dim or identity.head_dim,
+        block_size=b,
+        hidden=cfg.hidden,
+        mid=cfg.mid,
+        pool=cfg.pool,
+    )
+    meta = {
+        "seq_len": cfg.seq_len,
+        "steps": cfg.steps,
+        "keep_ratio": {str(k): v for k, v in keep.items()},
+        "sink_blocks": sparsity.sink_blocks,
+        "local_blocks": sparsity.local_blocks,
+    }
+    pset = PredictorSet(pcfg, layers, identity, meta=meta).to(model.device)
+    params_initial = pset.num_parameters()
+    chunks = list(chunks)[: cfg.max_chunks] if cfg.max_chunks else list(chunks)
+
+    # ---- cache of samples: collected lazily, kept while they fit in cache_gb
+    store = {"device": torch.device("cpu"), "dtype": getattr(torch, cfg.cache_dtype)}
+    cache: dict[int, Sample] = {}
+    cache_bytes = 0
+    collect_s = 0.0
+
+    def sample_of(j: int) -> Sample:
+        nonlocal cache_bytes, collect_s
+        if j in cache:
+            return cache[j]
+        t0 = time.perf_counter()
+        s = collect_sample(model, chunks[j], layers, b, store, cfg.cache_dir)
+        collect_s += time.perf_counter() - t0
+        nbytes = sum(t.numel() * t.element_size() for t in [*s.x.values(), *s.target.values()])
+        if cache_bytes + nbytes <= cfg.cache_gb * 1024**3:
+            cache[j] = s
+            cache_bytes += nbytes
+        return s
+
+    # Collect up front while samples fit the cache: the training bar then shows training speed only.
+    n_pre = min(len(chunks), cfg.steps)
+    bar = _progress(n_pre, "collect", cfg.progress)
+    for j in range(n_pre):
+        sample_of(j)
+        if bar is not None:
+            bar.update(1)
+        if j not in cache:
+            break  # the cache is full; later chunks are collected when they come round
+    if bar is not None:
+        bar.close()
+
+    opt = _make_optimizer(pset, cfg)
+    gen = torch.Generator().manual_seed(cfg.seed)
+    order: list[int] = []
+    loss_curve: list[float] = []
+    layer_losses: dict[int, list[float]] = {i: [] for i in layers}
+    prune_events: list[dict[str, Any]] = []
+    threshold = cfg.prune_threshold
+    prune_stop = int(cfg.prune_until * cfg.steps)
+    pset.train()
+    pset.track_deaths(cfg.prune_every > 0)
+    bar = _progress(cfg.steps, "calibrate", cfg.progress)
+    t_train = time.perf_counter()
+    collect_before = collect_s
+    ema = None
+    for step in range(cfg.steps):
+        if not order:
+            order = torch.randperm(len(chunks), generator=gen).tolist()
+        sample = sample_of(order.pop())
+        for g in opt.param_groups:
+            g["lr"] = cfg.lr * _lr_factor(step, cfg)
+        step_loss = 0.0
+        for i in layers:
+            x = sample.x[i].to(model.device)  # [T, d]
+            pred = pset[i](x)  # [nb, nb]
+            loss = map_loss(pred, sample.target[i].to(pred.device), cfg.huber_beta, cfg.score_weight)
+            (loss / len(layers)).backward()  # one layer's graph at a time
+            value = loss.item()
+            layer_losses[i].append(value)
+            step_loss += value / len(layers)
+        if cfg.max_grad_norm > 0:
+            torch.nn.utils.clip_grad_norm_(pset.parameters(), cfg.max_grad_norm)
+        opt.step()
+        opt.zero_grad(set_to_none=True)
+        loss_curve.append(step_loss)
+        ema = step_loss if ema is None else 0.9 * ema + 0.1 * step_loss
+        if cfg.prune_every > 0 and (step + 1) % cfg.prune_every == 0 and step + 1 <= prune_stop:
+            opt, removed = _prune_and_rebuild(pset, opt, threshold, cfg)
+            prune_events.append(
+                {
+                    "step": step + 1,
+                    "threshold": round(threshold, 4),
+                    "removed": removed,
+                    "params": pset.num_parameters(),
+                }
+            )
+            threshold = max(threshold - cfg.prune_decay, 0.05)
+        if bar is not None:
+            elapsed = time.perf_counter() - t_train
+            bar.set_postfix(loss=f"{ema:.4f}", s_per_step=f"{elapsed / (step + 1):.2f}", refresh=False)
+            bar.update(1)
+    if bar is not None:
+        bar.close()
+    pset.track_deaths(False)
+    train_s = time.perf_counter() - t_train - (collect_s - collect_before)
+
+    # ---- recall
+    t_eval = time.perf_counter()
+    holdout = list(holdout)
+    if holdout:
+        recall_on = "held-out"
+        per_layer = evaluate_recall(
+            pset, model, holdout, keep, sparsity.sink_blocks, sparsity.local_blocks, cache_dir=cfg.cache_dir
+        )
+        eval_samples = None
+    else:
+        recall_on = "training"
+        eval_samples = [sample_of(j) for j in range(min(len(chunks), 4))]
+        per_layer = evaluate_recall(
+            pset, model, [], keep, sparsity.sink_blocks, sparsity.local_blocks, samples=eval_samples
+        )
+    eval_s = time.perf_counter() - t_eval
+    pset.eval()
+
+    tail = max(1, cfg.steps // 10)
+    report = CalibrationReport(
+        model=identity.to_dict(),
+        layers=layers,
+        seq_len=cfg.seq_len,
+        steps=cfg.steps,
+        train_chunks=len(chunks),
+        eval_chunks=len(holdout) if holdout else len(eval_samples or []),
+        recall_on=recall_on,
+        keep_ratio=keep,
+        recall={i: v["recall"] for i, v in per_layer.items()},
+        mass_recall={i: v["mass_recall"] for i, v in per_layer.items()},
+        mean_recall=sum(v["recall"] for v in per_layer.values()) / len(per_layer),
+        loss_curve=loss_curve,
+        final_loss={i: sum(v[-tail:]) / len(v[-tail:]) for i, v in layer_losses.items()},
+        params_initial=params_initial,
+        params_final=pset.num_parameters(),
+        param_bytes=pset.nbytes(),
+        widths={i: {k: list(v) for k, v in w.items()} for i, w in pset.widths().items()},
+        prune_events=prune_events,
+        time_s={
+            "collect": collect_s,
+            "train": train_s,
+            "eval": eval_s,
+            "total": time.perf_counter() - t_start,
+        },
+        config=cfg.to_dict(),
+    )
+    pset.report = report
+    if output_dir is not None:
+        out = Path(output_dir)
+        pset.save(out)
+        plot_sample = (
+            collect_sample(model, holdout[0], layers, b, store, cfg.cache_dir)
+            if holdout
+            else (eval_samples or [sample_of(0)])[0]
+        )
+        report.plots = _write_plots(
+            pset, plot_sample, _choose_plot_layers(layers, cfg.plot_layers), report, out
+        )
+        report.save(out / "calibration.json")
+    return pset
+
+
+def _write_plots(
+    pset: PredictorSet, sample: Sample, layers: list[int], report: CalibrationReport, out: Path
+) -> list[str]:
+    """Predicted-vs-oracle maps and the loss curve as PNGs; skipped when matplotlib is absent."""
+    try:
+        # matplotlib is optional: import it only when plots are asked for.
+        from lemo.predictor.plot import plot_block_maps, plot_loss_curve
+    except ImportError:
+        return []
+    device = next(pset.parameters()).device
+    maps = {}
+    with torch.no_grad():
+        for i in layers:
+            maps[i] = (pset[i](sample.x[i].to(device)).cpu(), sample.target[i].cpu())
+    paths = [
+        plot_block_maps(maps, out / "block_maps.png", keep_ratio=report.keep_ratio, recall=report.recall),
+        plot_loss_curve(
+            report.loss_curve, out / "loss.png", prune_steps=[e["step"] for e in report.prune_events]
+        ),
+    ]
+    return [str(p) for p in paths]
+
+
+def _progress(total: int, desc: str, enabled: bool) -> Any:
+    if not enabled:
+        return None
+    from tqdm.auto import tqdm  # imported only when a bar is shown
+
+    return tqdm(total=total, desc=desc, unit="step", dynamic_ncols=True)

@@ -1,0 +1,80 @@
+"""How well predicted block scores choose the oracle's blocks (design.md section 4).
+
+Recall at keep ratio r: select blocks from the oracle's scores and from the predicted scores with the same
+rule (`select_by_ratio`, forced sink/local blocks included), then
+
+    recall = |kept_pred ∩ kept_oracle \\ forced| / |kept_oracle \\ forced|
+
+**Forced blocks are excluded from the count.** Both selections always keep them, so counting them would reward
+the predictor for blocks it never chose: at 4K tokens with b = 64, r = 0.4, the two forced blocks are 2 of 26
+kept blocks, and a predictor that picked at random would already score 0.43 instead of 0.39. Excluding them
+measures exactly the choices the predictor makes. (Both selections keep the same number of blocks, so this
+recall also equals precision.) When the oracle keeps no unforced block the recall is 1.0 (nothing to miss).
+
+`mass_recall` is a softer companion: the oracle informativeness of the blocks the predictor kept, divided by
+that of the blocks the oracle kept (unforced blocks only); 1.0 means the predictor's choice is as informative
+as the best one, even if it swapped near-ties.
+"""
+
+from __future__ import annotations
+
+import torch
+
+from lemo.ops import select_by_ratio
+from lemo.ops.select_blocks import forced_blocks
+
+
+def kept_mask(
+    scores: torch.Tensor, keep_ratio: float, sink_blocks: int = 1, local_blocks: int = 1
+) -> torch.Tensor:
+    """Bool [nb]: the blocks `select_by_ratio` keeps from `scores` [nb]."""
+    mask = torch.zeros(scores.shape[0], dtype=torch.bool)  # [nb]
+    mask[select_by_ratio(scores.float().cpu(), keep_ratio, sink_blocks, local_blocks)] = True
+    return mask
+
+
+def block_recall(
+    predicted: torch.Tensor,
+    oracle: torch.Tensor,
+    keep_ratio: float,
+    sink_blocks: int = 1,
+    local_blocks: int = 1,
+    *,
+    include_forced: bool = False,
+) -> float:
+    """Share of the oracle's kept blocks that the predictor also keeps (module docstring for the definition).
+
+    Args:
+        predicted: [nb] predicted informativeness.
+        oracle: [nb] oracle informativeness (`lemo.ops.block_scores`).
+        include_forced: count the always-kept sink/local blocks too (inflates recall; for comparison only).
+    """
+    if predicted.shape != oracle.shape:
+        raise ValueError(
+            f"predicted {tuple(predicted.shape)} and oracle {tuple(oracle.shape)} scores differ in shape."
+        )
+    nb = oracle.shape[0]
+    kp = kept_mask(predicted, keep_ratio, sink_blocks, local_blocks)  # [nb]
+    ko = kept_mask(oracle, keep_ratio, sink_blocks, local_blocks)  # [nb]
+    if not include_forced:
+        free = ~forced_blocks(nb, sink_blocks, local_blocks)  # [nb]
+        kp, ko = kp & free, ko & free
+    total = int(ko.sum())
+    return 1.0 if total == 0 else int((kp & ko).sum()) / total
+
+
+def mass_recall(
+    predicted: torch.Tensor,
+    oracle: torch.Tensor,
+    keep_ratio: float,
+    sink_blocks: int = 1,
+    local_blocks: int = 1,
+) -> float:
+    """Oracle informativeness of the predictor's choice relative to the oracle's own (unforced blocks)."""
+    nb = oracle.shape[0]
+    free = ~forced_blocks(nb, sink_blocks, local_blocks)  # [nb]
+    kp = kept_mask(predicted, keep_ratio, sink_blocks, local_blocks) & free  # [nb]
+    ko = kept_mask(oracle, keep_ratio, sink_blocks, local_blocks) & free  # [nb]
+    o = oracle.float().cpu()  # [nb]
+    best = float(o[ko].sum())
+    return 1.0 if best <= 0.0 else float(o[kp].sum()) / best
