@@ -211,7 +211,7 @@ def test_shared_selection_keeps_the_same_blocks_in_every_sparse_layer(checkpoint
     ids = torch.randint(0, 256, (1, T))
     cfg = lemo.SparsityConfig(keep_ratio=0.4, block_size=16, sparse_layers="all", shared_selection=True)
     lemo.apply(model, cfg)
-    loss, grads = loss_and_grads(model, ids)
+    _, grads = loss_and_grads(model, ids)
     blocks = [s["blocks"] for s in lemo.stats(model).values()]
     assert len(blocks) == 6 and all(b == blocks[0] for b in blocks)
     assert all(torch.isfinite(g).all() for g in grads.values())
