@@ -15,7 +15,10 @@ def test_per_layer_values_by_sparse_layer_or_by_layer():
     layers = [1, 2]
     assert SparsityConfig(keep_ratio=0.5).per_layer("keep_ratio", layers, 4) == {1: 0.5, 2: 0.5}
     assert SparsityConfig(keep_ratio=[0.3, 0.6]).per_layer("keep_ratio", layers, 4) == {1: 0.3, 2: 0.6}
-    assert SparsityConfig(keep_ratio=[1.0, 0.3, 0.6, 1.0]).per_layer("keep_ratio", layers, 4) == {1: 0.3, 2: 0.6}
+    assert SparsityConfig(keep_ratio=[1.0, 0.3, 0.6, 1.0]).per_layer("keep_ratio", layers, 4) == {
+        1: 0.3,
+        2: 0.6,
+    }
     with pytest.raises(ValueError, match="one per sparse layer, or one per layer"):
         SparsityConfig(keep_ratio=[0.3, 0.6, 0.7]).per_layer("keep_ratio", layers, 4)
 

@@ -20,6 +20,8 @@ def test_ci_runs_the_readme_test_command():
 def test_generated_tables_match_the_csvs():
     docs = [REPO / "README.md", *sorted((REPO / "docs").glob("*.md"))]
     proc = subprocess.run(
-        [sys.executable, str(REPO / "benchmarks" / "report.py"), "--check", *map(str, docs)], capture_output=True, text=True
+        [sys.executable, str(REPO / "benchmarks" / "report.py"), "--check", *map(str, docs)],
+        capture_output=True,
+        text=True,
     )
     assert proc.returncode == 0, proc.stdout + proc.stderr
