@@ -34,7 +34,7 @@ SHAPES = {
     "llama3-8b": (4096, 14336, 32, 32, 8, 128256),
     "tiny": (256, 512, 4, 4, 2, 1024),
 }
-# name: (gradient checkpointing, segmented loss, token elimination, MLP mode)
+# name: (gradient checkpointing, segmented loss, token elimination, MLP mode[, extra SparsityConfig fields])
 CONFIGS = {
     "lora": (False, False, False, None),
     "lora+gc": (True, False, False, None),
@@ -43,6 +43,9 @@ CONFIGS = {
     "lemo+gc": (True, True, True, "dense"),
     "lemo-tokens": (False, True, True, "tokens"),
     "lemo-tokens+gc": (True, True, True, "tokens"),
+    # quality-holding setting of docs/quality.md: one selection for all sparse layers, loss on kept positions
+    "lemo-shared": (False, True, True, "tokens", {"shared_selection": True, "loss_tokens": "kept"}),
+    "lemo-shared+gc": (True, True, True, "tokens", {"shared_selection": True, "loss_tokens": "kept"}),
 }
 FIELDS = [
     "config",
@@ -103,7 +106,7 @@ def build_model(shape: str, device: torch.device, max_len: int):
 def configure(model, name: str, keep_ratio: float, backend: str) -> None:
     import lemo
 
-    gc_on, segmented, sparse, mlp = CONFIGS[name]
+    gc_on, segmented, sparse, mlp, *extra = CONFIGS[name]
     lemo.remove(model)
     if gc_on:
         model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
@@ -111,7 +114,13 @@ def configure(model, name: str, keep_ratio: float, backend: str) -> None:
     else:
         model.gradient_checkpointing_disable()
     if sparse:
-        cfg = lemo.SparsityConfig(keep_ratio=keep_ratio, sparse_layers="auto", mlp=mlp, backend=backend)
+        cfg = lemo.SparsityConfig(
+            keep_ratio=keep_ratio,
+            sparse_layers="auto",
+            mlp=mlp,
+            backend=backend,
+            **(extra[0] if extra else {}),
+        )
         lemo.apply(model, cfg)
     elif segmented:
         lemo.apply(model, lemo.SparsityConfig(sparse_layers="none", segmented_loss=True, backend=backend))
@@ -196,7 +205,11 @@ def main(argv: list[str] | None = None) -> int:
             configure(model, name, args.keep_ratio, args.backend)
             sparse = CONFIGS[name][2]
             row = {"config": name, "shape": args.shape, "seq_len": T, "backend": args.backend}
-            row.update(keep_ratio=args.keep_ratio if sparse else 1.0, mlp=CONFIGS[name][3] or "dense")
+            mlp = CONFIGS[name][3] or "dense"
+            row.update(
+                keep_ratio=args.keep_ratio if sparse else 1.0,
+                mlp=mlp + ("/shared/kept" if "shared" in name else ""),
+            )
             try:
                 row.update(run_one(model, T, args.steps, args.warmup, device), status="ok")
             except torch.OutOfMemoryError:

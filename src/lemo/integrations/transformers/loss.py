@@ -77,10 +77,18 @@ def make_loss_forward(
             kept = torch.zeros(shift_labels.numel(), dtype=torch.bool, device=hidden.device)  # [B*T]
             kept[last.rows] = True
             shift_labels = shift_labels.masked_fill(~kept.view_as(shift_labels).to(shift_labels.device), -100)
+        flat_h = hidden.reshape(-1, hidden.shape[-1])  # [B*T, d]
+        flat_y = shift_labels.reshape(-1).to(hidden.device)  # [B*T]
+        scored = flat_y != -100
+        if not bool(scored.all()):
+            # Rows without a label (padding, prompts, eliminated positions with loss_tokens="kept") never reach
+            # the LM head: with a 128K vocabulary that head is a large share of the step.
+            rows = scored.nonzero().squeeze(1)  # [N]
+            flat_h, flat_y = flat_h[rows], flat_y[rows]
         loss = segmented_cross_entropy(
-            hidden.reshape(-1, hidden.shape[-1]),  # [B*T, d]
+            flat_h,
             lm_head.weight,
-            shift_labels.reshape(-1).to(hidden.device),  # [B*T]
+            flat_y,
             chunk=config.loss_chunk,
             num_items=num_items,
             bias=lm_head.bias,
