@@ -51,7 +51,7 @@ def plot_block_maps(
     """
     plt = _pyplot()
     layers = sorted(maps)
-    fig, axes = plt.subplots(len(layers), 3, figsize=(12, 3.6 * len(layers)), squeeze=False)
+    fig, axes = plt.subplots(len(layers), 3, figsize=(13, 3.6 * len(layers)), squeeze=False)
     for row, layer in enumerate(layers):
         pred, oracle = maps[layer]
         r = keep_ratio[layer] if isinstance(keep_ratio, dict) else keep_ratio
@@ -73,7 +73,7 @@ def plot_block_maps(
             xs[kp.numpy()], ip[kp].numpy(), s=12, marker="x", color="tab:orange", label="predictor keeps"
         )
         rec = f", recall {recall[layer]:.3f}" if recall and layer in recall else ""
-        ax.set_title(f"layer {layer}: informativeness (keep {r:g}{rec})")
+        ax.set_title(f"layer {layer}: I_n, keep {r:g}{rec}")
         ax.set_xlabel("block n")
         ax.legend(fontsize=7)
     if title:

@@ -1,0 +1,24 @@
+"""lemo.predictor sits below the integrations (design.md section 2): it never imports a model library."""
+
+import ast
+from pathlib import Path
+
+import lemo.predictor
+
+ALLOWED_LEMO = ("lemo.ops", "lemo.config", "lemo.sparsity.parts", "lemo.predictor")
+FORBIDDEN = ("transformers", "peft", "accelerate", "lemo.integrations", "lemo.train", "lemo.api", "lemo.cli")
+
+
+def test_predictor_imports_only_lower_layers():
+    root = Path(lemo.predictor.__file__).parent
+    for path in sorted(root.glob("*.py")):
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+            names = []
+            if isinstance(node, ast.Import):
+                names = [a.name for a in node.names]
+            elif isinstance(node, ast.ImportFrom) and node.module:
+                names = [node.module]
+            for name in names:
+                assert not name.startswith(FORBIDDEN), f"{path.name} imports {name}"
+                if name.startswith("lemo"):
+                    assert name.startswith(ALLOWED_LEMO), f"{path.name} imports {name}"
