@@ -1,8 +1,11 @@
 import os
+import shutil
 from pathlib import Path
 
 import pytest
 import torch
+
+from lemo.testing import tiny_model
 
 torch.manual_seed(0)
 # Two cores in CI: keep torch from oversubscribing them.
@@ -23,3 +26,31 @@ def austen_dir() -> Path:
     out = Path(os.environ.get("LEMO_CACHE", Path.home() / ".cache" / "lemo")) / "austen"
     assert corpus.source.startswith("debian"), f"no Austen text available (source {corpus.source})"
     return out
+
+
+@pytest.fixture(scope="session")
+def smollm2(tmp_path_factory) -> Path:
+    """The embedded SmolLM2 converted once into a test cache (the real model, real tokenizer)."""
+    from lemo.assets import smollm2_dir
+
+    return smollm2_dir()
+
+
+@pytest.fixture(scope="session")
+def tiny_model_dir(tmp_path_factory, smollm2) -> Path:
+    """A random-init 2-layer Llama with SmolLM2's real tokenizer, saved as an HF directory."""
+    out = tmp_path_factory.mktemp("tiny-llama")
+    model = tiny_model("llama", layers=2, hidden=64, heads=4, kv_heads=2, vocab=49152)
+    model.save_pretrained(out)
+    for f in smollm2.iterdir():
+        if f.name.startswith(("tokenizer", "special_tokens", "chat_template")):
+            shutil.copy(f, out / f.name)
+    return out
+
+
+@pytest.fixture(scope="session")
+def text_file(tmp_path_factory, austen_dir) -> Path:
+    """About 15K tokens of Emma: enough rows for short runs, quick to tokenize."""
+    path = tmp_path_factory.mktemp("data") / "emma.txt"
+    path.write_text((austen_dir / "emma.txt").read_text()[:60_000])
+    return path

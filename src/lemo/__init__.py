@@ -10,6 +10,16 @@ lemo.remove(model)                    # the exact original model again
 
 from lemo.config import SparsityConfig
 from lemo.integrations.transformers import apply, remove, stats
+from lemo.integrations.transformers.calibration import calibrate, choose_keep_ratios, load_predictors
 
 __version__ = "0.1.0"
-__all__ = ["SparsityConfig", "__version__", "apply", "remove", "stats"]
+__all__ = [
+    "SparsityConfig",
+    "__version__",
+    "apply",
+    "calibrate",
+    "choose_keep_ratios",
+    "load_predictors",
+    "remove",
+    "stats",
+]

@@ -7,6 +7,7 @@ from typing import Any
 from lemo.eval.config import EvalConfig
 from lemo.eval.perplexity import PerplexityResult
 from lemo.eval.run import evaluate as _evaluate
+from lemo.train.calibrate_run import CalibrateConfig, run_calibrate
 from lemo.train.config import FinetuneConfig
 from lemo.train.loop import FinetuneResult
 from lemo.train.loop import finetune as _finetune
@@ -22,6 +23,11 @@ def finetune(config: FinetuneConfig | None = None, **overrides: Any) -> Finetune
 def evaluate(config: EvalConfig | None = None, **overrides: Any) -> list[PerplexityResult]:
     """Sliding-window perplexity of a model (plus adapter) at several lengths; see `EvalConfig`."""
     return _evaluate(config or EvalConfig(**overrides))
+
+
+def calibrate_predictors(config: CalibrateConfig | None = None, **overrides: Any):
+    """`lemo calibrate`: load a model, train its predictors, save them (and optionally budgeted keep ratios)."""
+    return run_calibrate(config or CalibrateConfig(**overrides))
 
 
 def env() -> str:

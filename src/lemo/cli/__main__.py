@@ -9,11 +9,17 @@ import sys
 from lemo import api
 from lemo.cli.args import build_parser, config_from_args
 from lemo.eval.config import EvalConfig
+from lemo.train.calibrate_run import CalibrateConfig
 from lemo.train.config import FinetuneConfig, load_yaml
 
 COMMANDS = {
     "finetune": (FinetuneConfig, api.finetune, "LoRA fine-tuning on long texts with token elimination"),
     "eval": (EvalConfig, api.evaluate, "sliding-window perplexity of a model (+ adapter) at several lengths"),
+    "calibrate": (
+        CalibrateConfig,
+        api.calibrate_predictors,
+        "train block-score predictors (+ budgeted keep ratios)",
+    ),
 }
 
 

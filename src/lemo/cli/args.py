@@ -17,7 +17,7 @@ from dataclasses import MISSING, fields, is_dataclass
 from pathlib import Path
 from typing import Any
 
-PREFIX = {"lora": "lora-", "sparsity": ""}
+PREFIX = {"lora": "lora-", "sparsity": "", "calibration": ""}
 
 
 def _docstrings(cls: type) -> dict[str, str]:
@@ -89,6 +89,9 @@ def _add(parser: argparse.ArgumentParser, cls: type, dest_prefix: str, flag_pref
             kw["type"] = _number_or_list
         elif f.name == "sparse_layers":
             kw["type"] = _layers
+        elif origin is tuple:
+            kw["nargs"] = len(args)
+            kw["type"] = float
         elif origin is list:
             kw["nargs"] = "+"
             kw["type"] = args[0] if args and args[0] in (int, float) else str
@@ -101,7 +104,7 @@ def _add(parser: argparse.ArgumentParser, cls: type, dest_prefix: str, flag_pref
                 else [hint]
             )
             kw["type"] = base[0] if base and base[0] in (int, float, str) else str
-        kw["help"] = f"{help_text} (default: {default})".strip()
+        kw["help"] = f"{help_text} (default: {default})".strip().replace("%", "%%")
         parser.add_argument(flag, **kw)
 
 

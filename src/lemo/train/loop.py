@@ -19,6 +19,7 @@ from lemo.assets import austen_texts, smollm2_dir
 from lemo.eval.perplexity import PerplexityResult, perplexity
 from lemo.integrations.peft import add_lora, load_trainable_state, save_adapter, trainable_state
 from lemo.integrations.transformers import apply, mean_kept_fraction
+from lemo.integrations.transformers.calibration import load_predictors
 from lemo.integrations.transformers.loading import load_model
 from lemo.train.checkpoint import capture_rng_state, load_checkpoint, restore_rng_state, save_checkpoint
 from lemo.train.config import FinetuneConfig
@@ -114,11 +115,9 @@ def finetune(cfg: FinetuneConfig, *, stop_after: int | None = None) -> FinetuneR
     model.config.use_cache = False
     predictors = None
     if cfg.sparse and cfg.sparsity.scorer == "predictor":
-        from lemo.predictor import load_predictors
-
         if not cfg.predictors:
             raise ValueError("--scorer predictor needs --predictors DIR (made by `lemo calibrate`).")
-        predictors = load_predictors(cfg.predictors, model=model).to(device)
+        predictors = load_predictors(cfg.predictors, model=model)
     if cfg.sparse:
         apply(model, cfg.sparsity, predictors=predictors)
 
@@ -164,6 +163,12 @@ def finetune(cfg: FinetuneConfig, *, stop_after: int | None = None) -> FinetuneR
             kept = mean_kept_fraction(model) if cfg.sparse else 1.0
             record = bar.update(loss=loss, tokens=int(batch["attention_mask"].sum()), kept=kept)
             record["lr"] = scheduler.get_last_lr()[0]
+            if predictors is not None:
+                # The predictors' own cost, so users can check it stays a small share of the step.
+                timing = predictors.timings()
+                record["predictor_ms"] = timing["seconds"] * 1000
+                record["predictor_param_mb"] = timing["param_bytes"] / 2**20
+                predictors.reset_timings()
             metrics.write(record)
             result.losses.append(loss)
             done = step + 1

@@ -1,0 +1,78 @@
+"""`lemo calibrate`: train block-score predictors on a frozen model, optionally choose budgeted keep ratios."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+from lemo.assets import austen_texts, smollm2_dir
+from lemo.config import SparsityConfig
+from lemo.integrations.transformers.calibration import calibrate, choose_keep_ratios
+from lemo.integrations.transformers.loading import load_model
+from lemo.predictor import CalibrationConfig
+from lemo.train.data import load_documents
+from lemo.train.loop import HELD_OUT_NOVEL, resolve_device
+
+
+@dataclass
+class CalibrateConfig:
+    model: str | None = None
+    """HF model directory; default: the embedded SmolLM2-135M-Instruct."""
+    data: list[str] = field(default_factory=list)
+    """Texts to calibrate on (.txt/.jsonl files or folders); default: five Austen novels."""
+    holdout: list[str] = field(default_factory=list)
+    """Held-out texts for recall and the budget search; default: Persuasion."""
+    output: str = "runs/predictors"
+    """Folder for predictors.safetensors, predictors.json, calibration.json and the PNG plots."""
+    budget: float | None = None
+    """Target mean kept-token fraction over the sparse layers: choose per-layer keep ratios within it."""
+    write_config: str | None = None
+    """With --budget: write the chosen `sparsity:` section into this YAML (read by `lemo finetune --config`)."""
+    dtype: str = "auto"
+    device: str = "auto"
+    sparsity: SparsityConfig = field(default_factory=SparsityConfig)
+    calibration: CalibrationConfig = field(default_factory=CalibrationConfig)
+
+
+def run_calibrate(cfg: CalibrateConfig):
+    device, dtype = resolve_device(cfg.device, cfg.dtype)
+    model_dir = cfg.model or smollm2_dir()
+    model, tokenizer = load_model(model_dir, dtype=dtype, device=device)
+    if cfg.data:
+        texts = load_documents(cfg.data)
+        holdout = load_documents(cfg.holdout) if cfg.holdout else None
+    else:
+        novels = austen_texts().texts
+        texts = [t for n, t in sorted(novels.items()) if n != HELD_OUT_NOVEL]
+        holdout = load_documents(cfg.holdout) if cfg.holdout else [novels.get(HELD_OUT_NOVEL, texts[-1])]
+    out = Path(cfg.output)
+    preds = calibrate(
+        model,
+        texts,
+        tokenizer,
+        sparsity=cfg.sparsity,
+        config=cfg.calibration,
+        holdout=holdout,
+        output_dir=out,
+    )
+    preds.save(out)
+    report = getattr(preds, "report", None)
+    if report is not None:
+        print(f"predictors saved to {out}; mean held-out recall {_mean_recall(report):.3f}")
+    if cfg.budget is not None:
+        result = choose_keep_ratios(
+            model, holdout or texts, tokenizer, target=cfg.budget, sparsity=cfg.sparsity, predictors=preds
+        )
+        print(f"budget {cfg.budget}: keep ratios {result.sparsity_dict().get('keep_ratio')}")
+        (out / "budget.json").write_text(json.dumps(asdict(result), indent=1, default=str), encoding="utf-8")
+        if cfg.write_config:
+            result.write_yaml(cfg.write_config)
+            print(f"sparsity section written to {cfg.write_config}")
+    return preds
+
+
+def _mean_recall(report) -> float:
+    recall = getattr(report, "recall", None) or {}
+    values = list(recall.values()) if isinstance(recall, dict) else list(recall)
+    return sum(values) / len(values) if values else float("nan")
