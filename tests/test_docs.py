@@ -25,3 +25,15 @@ def test_generated_tables_match_the_csvs():
         text=True,
     )
     assert proc.returncode == 0, proc.stdout + proc.stderr
+
+
+def test_every_command_has_working_help(capsys):
+    import pytest
+
+    from lemo.cli.__main__ import COMMANDS, main
+
+    for command in [*COMMANDS, "env"]:
+        with pytest.raises(SystemExit) as exit_info:
+            main([command, "--help"])
+        assert exit_info.value.code == 0
+        assert "usage: lemo" in capsys.readouterr().out
