@@ -46,7 +46,17 @@ CONFIGS = {
     # quality-holding setting of docs/quality.md: one selection for all sparse layers, loss on kept positions
     "lemo-shared": (False, True, True, "tokens", {"shared_selection": True, "loss_tokens": "kept"}),
     "lemo-shared+gc": (True, True, True, "tokens", {"shared_selection": True, "loss_tokens": "kept"}),
+    # learned predictors instead of the oracle (untrained, artifact shape: time and memory do not depend on values)
+    "lemo-pred+gc": (True, True, True, "dense", {"scorer": "predictor"}),
+    "lemo-pred-shared+gc": (
+        True,
+        True,
+        True,
+        "tokens",
+        {"scorer": "predictor", "shared_selection": True, "loss_tokens": "kept"},
+    ),
 }
+_PREDICTORS: list = []  # the predictor set of the current config, for its timings
 FIELDS = [
     "config",
     "shape",
@@ -59,6 +69,9 @@ FIELDS = [
     "peak_reserved_gib",
     "median_step_s",
     "tokens_per_s",
+    "predictor_ms_per_step",
+    "predictor_share",
+    "predictor_param_mib",
     "loss",
     "gpu",
     "torch",
@@ -113,15 +126,24 @@ def configure(model, name: str, keep_ratio: float, backend: str) -> None:
         model.enable_input_require_grads()
     else:
         model.gradient_checkpointing_disable()
+    _PREDICTORS.clear()
     if sparse:
+        extra_fields = extra[0] if extra else {}
         cfg = lemo.SparsityConfig(
-            keep_ratio=keep_ratio,
-            sparse_layers="auto",
-            mlp=mlp,
-            backend=backend,
-            **(extra[0] if extra else {}),
+            keep_ratio=keep_ratio, sparse_layers="auto", mlp=mlp, backend=backend, **extra_fields
         )
-        lemo.apply(model, cfg)
+        predictors = None
+        if cfg.scorer == "predictor":
+            from lemo.predictor import PredictorConfig, PredictorSet
+
+            mc = model.config
+            head = mc.hidden_size // mc.num_attention_heads
+            pcfg = PredictorConfig(d_model=mc.hidden_size, slice_dim=head, block_size=cfg.block_size)
+            layers = cfg.resolve_layers(mc.num_hidden_layers)
+            param = next(model.parameters())
+            predictors = PredictorSet(pcfg, layers).to(param.device, param.dtype)
+            _PREDICTORS.append(predictors)
+        lemo.apply(model, cfg, predictors=predictors)
     elif segmented:
         lemo.apply(model, lemo.SparsityConfig(sparse_layers="none", segmented_loss=True, backend=backend))
 
@@ -146,6 +168,11 @@ def run_one(model, T: int, steps: int, warmup: int, device: torch.device) -> dic
         if i >= warmup:
             times.append(time.perf_counter() - t0)
     row = {"median_step_s": statistics.median(times), "loss": float(loss.detach())}
+    if _PREDICTORS:
+        timing = _PREDICTORS[0].timings()  # accumulated over warm-up and timed steps
+        row["predictor_ms_per_step"] = 1000 * timing["seconds"] / (warmup + steps)
+        row["predictor_share"] = row["predictor_ms_per_step"] / 1000 / row["median_step_s"]
+        row["predictor_param_mib"] = timing["param_bytes"] / 2**20
     row["tokens_per_s"] = T / row["median_step_s"]
     if device.type == "cuda":
         row["peak_alloc_gib"] = torch.cuda.max_memory_allocated() / 2**30
@@ -223,6 +250,8 @@ def main(argv: list[str] | None = None) -> int:
             with args.out.open("a", newline="") as fh:
                 csv.DictWriter(fh, fieldnames=FIELDS, extrasaction="ignore").writerow(row)
             shown = (
+                "predictor_ms_per_step",
+                "predictor_param_mib",
                 "config",
                 "seq_len",
                 "status",
