@@ -63,6 +63,17 @@ def e2e_table(rows: list[dict[str, str]]) -> str:
             f"| {_fmt('median_step_s', r['median_step_s'])} | {time_ratio} | {exact_ratio} "
             f"| {_fmt('tokens_per_s', r['tokens_per_s'])} |"
         )
+    if any(r.get("predictor_ms_per_step") for r in rows):
+        lines[0] += " predictor ms / step | predictor share of step | predictor MiB |"
+        lines[1] += "---|---|---|"
+        for i, r in enumerate(rows, start=2):
+            if r.get("predictor_ms_per_step"):
+                lines[i] += (
+                    f" {float(r['predictor_ms_per_step']):.1f} | {float(r['predictor_share']) * 100:.2f}% "
+                    f"| {float(r['predictor_param_mib']):.0f} |"
+                )
+            else:
+                lines[i] += " – | – | – |"
     first = rows[0]
     prov = (
         f"\n{first.get('gpu', '?')}, torch {first.get('torch', '?')}, transformers {first.get('transformers', '?')}, "
@@ -109,6 +120,25 @@ def quality_table(rows: list[dict[str, str]]) -> str:
     return "\n".join(lines) + "\n" + prov
 
 
+def recall_table(rows: list[dict[str, str]]) -> str:
+    """Mean held-out recall per predictor kind and length (the per-layer rows stay in the CSV)."""
+    means = [r for r in rows if r["layer"] == "mean"]
+    lines = [
+        "| predictor | steps | params / layer | eval length | recall | random | oracle mass kept | CPU ms / layer |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
+    for r in means:
+        lines.append(
+            f"| {r['pool']} | {r['steps']} | {int(r['params_per_layer']):,} | {r['seq_len']} | {float(r['recall']):.3f} "
+            f"| {float(r['random_recall']):.3f} | {float(r['mass_recall']):.3f} | {float(r['predictor_ms_per_layer']):.1f} |"
+        )
+    first = means[0] if means else rows[0]
+    return (
+        "\n".join(lines)
+        + f"\n\n{first.get('device', '?')}, commit {first.get('commit', '?')}. Command: `{first.get('command', '?')}`\n"
+    )
+
+
 def generic_table(rows: list[dict[str, str]]) -> str:
     keys = list(rows[0])
     head = "| " + " | ".join(keys) + " |\n|" + "---|" * len(keys) + "\n"
@@ -122,6 +152,8 @@ def render(csv_path: Path) -> str:
         return "(no rows yet)\n"
     if {"config", "seq_len", "peak_alloc_gib"} <= set(rows[0]):
         return e2e_table(rows)
+    if {"layer", "pool", "recall"} <= set(rows[0]):
+        return recall_table(rows)
     if {"config", "eval_len", "ppl"} <= set(rows[0]):
         return quality_table(rows)
     return generic_table(rows)
