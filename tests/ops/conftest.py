@@ -7,6 +7,7 @@ import pytest
 import torch
 
 KERNEL_MODULES = (
+    "lemo.ops._triton_reduce",  # first: the kernel modules import its jit functions
     "lemo.ops.sparse_attention.triton",
     "lemo.ops.block_scores.triton",
     "lemo.ops.segmented_ce.triton",

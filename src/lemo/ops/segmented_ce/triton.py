@@ -17,45 +17,13 @@ so no host synchronisation is needed for the denominator. Ignored rows (`ignore_
 
 from __future__ import annotations
 
-import os
-
 import torch
 import triton
 import triton.language as tl
 
-
-def _interpreting() -> bool:
-    return os.environ.get("TRITON_INTERPRET", "0") == "1"
-
-
-# Reductions through tl.reduce with the combine functions that tl.max / tl.sum use. Those two are
-# @triton.jit library functions, fixed as compiled or interpreted when triton is first imported, so a kernel
-# module reloaded under TRITON_INTERPRET=1 (the CPU tests) could not call them; tl.reduce is a builtin, and the
-# interpreter recognises these combine functions and reduces with numpy. Same code as tl.max / tl.sum on GPU.
-@triton.jit
-def _max_fn(a, b):
-    return tl.maximum(a, b)
-
-
-_MAX_COMBINE = getattr(tl.standard, "_elementwise_max", _max_fn)
-
-
-@triton.jit
-def _add_fn(a, b):
-    return a + b
-
-
-_SUM_COMBINE = getattr(tl.standard, "_sum_combine", _add_fn)
-
-
-@triton.jit
-def _rmax(x, axis: tl.constexpr):
-    return tl.reduce(x, axis, _MAX_COMBINE)
-
-
-@triton.jit
-def _rsum(x, axis: tl.constexpr):
-    return tl.reduce(x, axis, _SUM_COMBINE)
+from lemo.ops._triton_reduce import interpreting as _interpreting
+from lemo.ops._triton_reduce import rmax as _rmax
+from lemo.ops._triton_reduce import rsum as _rsum
 
 
 @triton.jit

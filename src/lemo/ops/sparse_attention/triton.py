@@ -20,52 +20,21 @@ backward needs only the row ids. See docs/kernels.md for measurements and the in
 from __future__ import annotations
 
 import itertools
-import os
 
 import torch
 import triton
 import triton.language as tl
 
+from lemo.ops._triton_reduce import interpreting as _interpreting
+from lemo.ops._triton_reduce import rmax as _rmax
+from lemo.ops._triton_reduce import rsum as _rsum
+
 _LOG2E = 1.4426950408889634
-
-
-def _interpreting() -> bool:
-    return os.environ.get("TRITON_INTERPRET", "0") == "1"
 
 
 # Triton's CPU interpreter multiplies bf16 operands as their raw 16-bit patterns (np.uint16 storage); upcasting
 # to fp32 there is exact and gives the products the GPU's tensor cores compute. Read at import, as triton.jit is.
 _UPCAST_DOT = tl.constexpr(_interpreting())
-
-
-# Reductions through tl.reduce with the combine functions that tl.max / tl.sum use. Those two are
-# @triton.jit library functions, fixed as compiled or interpreted when triton is first imported, so a kernel
-# module reloaded under TRITON_INTERPRET=1 (the CPU tests) could not call them; tl.reduce is a builtin, and the
-# interpreter recognises these combine functions and reduces with numpy. Same code as tl.max / tl.sum on GPU.
-@triton.jit
-def _max_fn(a, b):
-    return tl.maximum(a, b)
-
-
-_MAX_COMBINE = getattr(tl.standard, "_elementwise_max", _max_fn)
-
-
-@triton.jit
-def _add_fn(a, b):
-    return a + b
-
-
-_SUM_COMBINE = getattr(tl.standard, "_sum_combine", _add_fn)
-
-
-@triton.jit
-def _rmax(x, axis: tl.constexpr):
-    return tl.reduce(x, axis, _MAX_COMBINE)
-
-
-@triton.jit
-def _rsum(x, axis: tl.constexpr):
-    return tl.reduce(x, axis, _SUM_COMBINE)
 
 
 # ---------------------------------------------------------------------------------------------------------------
