@@ -139,6 +139,18 @@ def recall_table(rows: list[dict[str, str]]) -> str:
     )
 
 
+def diagnostics_table(rows: list[dict[str, str]]) -> str:
+    lines = ["| setting | measure | value | share of positions |", "|---|---|---|---|"]
+    for r in rows:
+        share = f"{float(r['share']):.2f}" if r.get("share") else "–"
+        lines.append(f"| {r['setting']} | {r['measure']} | {float(r['value']):.3f} | {share} |")
+    first = rows[0]
+    return "\n".join(lines) + (
+        f"\n\n{first.get('device', '?')}, torch {first.get('torch', '?')}, transformers {first.get('transformers', '?')}, "
+        f"commit {first.get('commit', '?')}. Command: `{first.get('command', '?')}`\n"
+    )
+
+
 def generic_table(rows: list[dict[str, str]]) -> str:
     keys = list(rows[0])
     head = "| " + " | ".join(keys) + " |\n|" + "---|" * len(keys) + "\n"
@@ -152,6 +164,8 @@ def render(csv_path: Path) -> str:
         return "(no rows yet)\n"
     if {"config", "seq_len", "peak_alloc_gib"} <= set(rows[0]):
         return e2e_table(rows)
+    if {"setting", "measure", "value"} <= set(rows[0]):
+        return diagnostics_table(rows)
     if {"layer", "pool", "recall"} <= set(rows[0]):
         return recall_table(rows)
     if {"config", "eval_len", "ppl"} <= set(rows[0]):
