@@ -74,6 +74,9 @@ class SparsityConfig:
     loss_tokens: Literal["all", "kept"] = "all"
     """Positions in the loss: "all" (the paper), or "kept": only positions the last sparse layer kept, whose
     computation was complete, so the adapter does not learn to compensate for elimination (see docs/quality.md)."""
+    inplace_residual: bool = True
+    """Add a sparse layer's update into the residual stream in place (permutation-free, no full-length copy) when
+    training with mlp="tokens". Turn off if a hook of yours keeps a layer's input tensor: it would see the update."""
 
     def __post_init__(self) -> None:
         if not isinstance(self.block_size, int) or self.block_size < 1:

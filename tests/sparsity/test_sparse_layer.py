@@ -53,7 +53,9 @@ def test_kept_rows_match_slow_reference_and_eliminated_rows_skip_the_layer(kv_he
     cfg = lemo.SparsityConfig(keep_ratio=0.4, block_size=B, sparse_layers=[1], mlp="tokens")
     captured = {}
     layer = model.model.layers[1]
-    layer.register_forward_hook(lambda m, a, kw, out: captured.update(h=a[0], out=out), with_kwargs=True)
+    # The input is captured before the layer runs: training updates it in place (inplace_residual).
+    layer.register_forward_pre_hook(lambda m, a: captured.update(h=a[0].clone()))
+    layer.register_forward_hook(lambda m, a, out: captured.update(out=out))
     lemo.apply(model, cfg)
     ids = torch.randint(0, 256, (1, T))
     model(input_ids=ids)
@@ -74,7 +76,9 @@ def test_dense_mlp_mode_runs_every_row_through_the_mlp():
     lemo.apply(model, lemo.SparsityConfig(keep_ratio=0.3, block_size=B, sparse_layers=[0], mlp="dense"))
     captured = {}
     layer = model.model.layers[0]
-    layer.register_forward_hook(lambda m, a, kw, out: captured.update(h=a[0], out=out), with_kwargs=True)
+    # The input is captured before the layer runs: training updates it in place (inplace_residual).
+    layer.register_forward_pre_hook(lambda m, a: captured.update(h=a[0].clone()))
+    layer.register_forward_hook(lambda m, a, out: captured.update(out=out))
     model(input_ids=torch.randint(0, 256, (1, T)))
     h, out = captured["h"][0].detach(), captured["out"][0].detach()
     (blocks,) = lemo.stats(model)[0]["blocks"]

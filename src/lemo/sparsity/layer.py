@@ -1,14 +1,21 @@
 """The forward of one sparse decoder layer (design.md section 1), built from ops.
 
-x = input_norm(h)                       score blocks of each segment, select kept rows K
-q, k, v = proj(x[K]); RoPE at original positions; causal attention among K only
+K = kept rows, chosen from scores of input_norm(h) (no gradient)
+q, k, v = proj(input_norm(h[K])); RoPE at original positions; causal attention among K only
 h[K] += o_proj(attn)                    rows outside K skip the attention sublayer through the residual
 MLP over all rows ("dense"), over K only ("tokens"), or dense with a channel-sparse backward ("channels")
+
+The norm runs on the gathered rows h[K] (it is row-wise, so this equals gathering the normed rows): then nothing
+in the layer's graph holds a full-length tensor, which is what lets the update go into h in place and lets
+activation checkpointing store only h[K] (sparsity-aware checkpointing) instead of the whole layer input.
 """
 
 from __future__ import annotations
 
+from functools import partial
+
 import torch
+from torch.utils.checkpoint import checkpoint as torch_checkpoint
 
 from lemo.config import SparsityConfig
 from lemo.ops import (
@@ -19,7 +26,7 @@ from lemo.ops import (
     select_by_ratio,
     select_by_threshold,
 )
-from lemo.ops.sparse_attention import varlen_causal_attention
+from lemo.ops.sparse_attention import add_rows_, varlen_causal_attention
 from lemo.sparsity.parts import LayerParts
 from lemo.sparsity.scoring import BlockScorer
 from lemo.sparsity.segments import Segment
@@ -59,55 +66,61 @@ def select_rows(
     return Selection(row_ids, cu, blocks, (row_ids.numel() / total) if total else 1.0)
 
 
-def sparse_layer_forward(
+def _selection(
     parts: LayerParts,
     hidden: torch.Tensor,
-    position_embeddings: tuple[torch.Tensor, torch.Tensor],
     position_ids: torch.Tensor | None,
     state: SparsityState,
     scorer: BlockScorer,
-    training: bool,
-) -> torch.Tensor:
-    """One decoder layer with token elimination.
-
-    Args:
-        hidden: [B, T, d] residual stream entering the layer.
-        position_embeddings: (cos, sin), each [B or 1, T, D], as the model computed them for all positions
-            (any RoPE scaling is already inside).
-        position_ids: [B or 1, T] original positions (documents restart at 0 when packed), or None.
-
-    Returns:
-        [B, T, d] residual stream leaving the layer.
-    """
-    cfg = state.config
-    B, T, d = hidden.shape
-    attn = parts.attn
-    x = parts.input_norm(hidden)  # [B, T, d]
-
-    segments = state.segments(B, T, position_ids)
-    # Under activation checkpointing the layer runs again in backward on the same input: reuse the selection,
-    # so the recomputed graph matches the first one exactly and scoring is not paid twice.
+) -> Selection:
+    """This layer's kept rows: cached for a recompute of the same input, shared, or scored now."""
+    B, T, _ = hidden.shape
+    # A recompute (activation checkpointing around the whole layer) sees the same input: reuse the selection, so
+    # the recomputed graph matches the first one exactly and scoring is not paid twice.
     key = (hidden.data_ptr(), tuple(hidden.shape), hidden._version)
     sel = state.cached_selection(parts.index, key)
-    if sel is None and cfg.shared_selection:
+    if sel is None and state.config.shared_selection:
         sel = state.first_selection()
-        if sel is not None:
-            state.store_selection(parts.index, key, sel)
     if sel is None:
-        sel = select_rows(
-            parts,
-            x,
-            segments,
-            scorer,
-            cfg,
-            state.keep_ratio.get(parts.index, 1.0),
-            state.threshold.get(parts.index, 0.0),
-        )
-        state.store_selection(parts.index, key, sel)
-    rows = sel.rows  # [N]
-    N = rows.numel()
+        with torch.no_grad():
+            x = parts.input_norm(hidden)  # [B, T, d] only to score: selection is not differentiated
+            sel = select_rows(
+                parts,
+                x,
+                state.segments(B, T, position_ids),
+                scorer,
+                state.config,
+                state.keep_ratio.get(parts.index, 1.0),
+                state.threshold.get(parts.index, 0.0),
+            )
+    state.store_selection(parts.index, key, sel)
+    return sel
 
-    xk = x.reshape(B * T, d)[rows]  # [N, d] selective load (a gather in the reference path)
+
+def _attention_update(
+    parts: LayerParts,
+    config: SparsityConfig,
+    sel: Selection,
+    training: bool,
+    with_mlp: bool,
+    hk: torch.Tensor,
+    cos: torch.Tensor,
+    sin: torch.Tensor,
+    positions: torch.Tensor | None,
+) -> tuple[torch.Tensor, ...]:
+    """Everything the kept rows compute, from the kept rows alone (the unit that checkpointing recomputes).
+
+    Args:
+        hk: [N, d] kept rows of the residual stream entering the layer.
+        cos, sin: [B*T, D] rotary tables at every position (shared by all layers, so saving them costs nothing).
+        positions: [N] original positions of the kept rows, only for sliding-window attention.
+
+    Returns:
+        (o,) with o [N, d] the attention update, or (o, y) with y [N, d] the MLP update of hk + o.
+    """
+    attn, rows = parts.attn, sel.rows
+    N = hk.shape[0]
+    xk = parts.input_norm(hk)  # [N, d] selective load: only kept rows are normed and projected
     q = attn.q_proj(xk).view(N, attn.num_heads, attn.head_dim)  # [N, H, D]
     k = attn.k_proj(xk).view(N, attn.num_kv_heads, attn.head_dim)  # [N, H_kv, D]
     v = attn.v_proj(xk).view(N, attn.num_kv_heads, attn.head_dim)  # [N, H_kv, D]
@@ -115,14 +128,8 @@ def sparse_layer_forward(
         q = attn.q_norm(q)
     if attn.k_norm is not None:
         k = attn.k_norm(k)
-    cos, sin = position_embeddings
-    cos = cos.expand(B, T, -1).reshape(B * T, -1)[rows]  # [N, D] cos at the kept tokens' original positions
-    sin = sin.expand(B, T, -1).reshape(B * T, -1)[rows]  # [N, D]
-    q, k = apply_rope(q, cos, sin), apply_rope(k, cos, sin)
-    positions = None
-    if attn.sliding_window is not None:
-        pos = position_ids if position_ids is not None else torch.arange(T, device=hidden.device)[None]
-        positions = pos.expand(B, T).reshape(B * T)[rows]  # [N]
+    cos_k, sin_k = cos[rows], sin[rows]  # [N, D] RoPE at the kept tokens' original positions
+    q, k = apply_rope(q, cos_k, sin_k), apply_rope(k, cos_k, sin_k)
     o = varlen_causal_attention(
         q,
         k,
@@ -132,22 +139,83 @@ def sparse_layer_forward(
         positions=positions,
         sliding_window=attn.sliding_window,
         dropout_p=attn.dropout if training else 0.0,
-        backend=cfg.backend,
+        backend=config.backend,
     )  # [N, H, D]
     o = attn.o_proj(o.reshape(N, attn.num_heads * attn.head_dim))  # [N, d]
-    h = add_rows(hidden.reshape(B * T, d), rows, o)  # [B*T, d] permutation-free residual update
+    if not with_mlp:
+        return (o,)
+    # hk + o rounds exactly as the residual add does, so the result matches adding o first, then y.
+    y = parts.mlp(parts.post_norm(hk + o.to(hk.dtype)))  # [N, d] only kept rows run the MLP
+    return o, y
 
-    if cfg.mlp == "tokens":
-        y = parts.mlp(parts.post_norm(h[rows]))  # [N, d] only kept rows run the MLP
-        h = add_rows(h, rows, y)
-    elif cfg.mlp == "channels":
-        if parts.mlp_weights is None:
-            raise ValueError(
-                "mlp='channels' needs a plain SwiGLU MLP without adapters; drop LoRA from gate/up/down_proj "
-                "or use mlp='dense'."
-            )
-        gate, up, down = parts.mlp_weights
-        h = h + channel_sparse_mlp(parts.post_norm(h), gate, up, down, cfg.mlp_keep)
+
+def sparse_layer_forward(
+    parts: LayerParts,
+    hidden: torch.Tensor,
+    position_embeddings: tuple[torch.Tensor, torch.Tensor],
+    position_ids: torch.Tensor | None,
+    state: SparsityState,
+    scorer: BlockScorer,
+    training: bool,
+    checkpoint: bool = False,
+    inplace: bool = False,
+) -> torch.Tensor:
+    """One decoder layer with token elimination.
+
+    Args:
+        hidden: [B, T, d] residual stream entering the layer.
+        position_embeddings: (cos, sin), each [B or 1, T, D], as the model computed them for all positions
+            (any RoPE scaling is already inside).
+        position_ids: [B or 1, T] original positions (documents restart at 0 when packed), or None.
+        checkpoint: recompute in backward instead of storing activations. With mlp="tokens" only the kept rows
+            [N, d] are stored (the eliminated rows are never read by the layer); other modes store the input.
+        inplace: add the updates into `hidden` itself (no [B*T, d] copy). Only when no one else keeps `hidden`:
+            autograd's version counter catches a graph that saved it, but not an observer such as a hook.
+
+    Returns:
+        [B, T, d] residual stream leaving the layer (a view of `hidden` when `inplace`).
+    """
+    cfg = state.config
+    B, T, d = hidden.shape
+    sel = _selection(parts, hidden, position_ids, state, scorer)
+    rows = sel.rows  # [N]
+    cos, sin = position_embeddings
+    cos = cos.expand(B, T, -1).reshape(B * T, -1)  # [B*T, D]
+    sin = sin.expand(B, T, -1).reshape(B * T, -1)  # [B*T, D]
+    positions = None
+    if parts.attn.sliding_window is not None:
+        pos = position_ids if position_ids is not None else torch.arange(T, device=hidden.device)[None]
+        positions = pos.expand(B, T).reshape(B * T)[rows]  # [N]
+    tokens_mlp = cfg.mlp == "tokens"
+    # Under autograd a leaf cannot be updated in place; the caller's `inplace` covers who else observes hidden.
+    inplace = inplace and tokens_mlp and not (hidden.is_leaf and hidden.requires_grad)
+    flat = hidden.reshape(B * T, d)  # [B*T, d]
+    add = partial(add_rows_, backend=cfg.backend) if inplace else partial(add_rows, backend=cfg.backend)
+
+    def body(h_in: torch.Tensor) -> torch.Tensor:
+        h2 = h_in.reshape(B * T, d)  # [B*T, d]
+        update = partial(_attention_update, parts, cfg, sel, training, tokens_mlp)
+        if tokens_mlp and checkpoint:
+            outs = torch_checkpoint(update, h2[rows], cos, sin, positions, use_reentrant=False)
+        else:
+            outs = update(h2[rows], cos, sin, positions)  # h2[rows]: [N, d] gathered kept rows
+        for u in outs:  # o, then y: the same two rounding steps as the dense layer's two residual adds
+            h2 = add(h2, rows, u)
+        if cfg.mlp == "channels":
+            if parts.mlp_weights is None:
+                raise ValueError(
+                    "mlp='channels' needs a plain SwiGLU MLP without adapters; drop LoRA from gate/up/down_proj "
+                    "or use mlp='dense'."
+                )
+            gate, up, down = parts.mlp_weights
+            h2 = h2 + channel_sparse_mlp(parts.post_norm(h2), gate, up, down, cfg.mlp_keep)
+        elif not tokens_mlp:
+            h2 = h2 + parts.mlp(parts.post_norm(h2))  # [B*T, d]
+        return h2
+
+    if checkpoint and not tokens_mlp:
+        # The MLP reads every row, so the layer input has to be stored: checkpoint the whole layer, as HF would.
+        h = torch_checkpoint(body, hidden, use_reentrant=False)
     else:
-        h = h + parts.mlp(parts.post_norm(h))  # [B*T, d]
+        h = body(flat)
     return h.view(B, T, d)

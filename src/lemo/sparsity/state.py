@@ -25,6 +25,7 @@ class SparsityState:
     keep_ratio: dict[int, float]
     threshold: dict[int, float]
     attention_mask: torch.Tensor | None = None  # the 2D mask of the current forward (captured by a hook)
+    keep_layer_inputs: bool = False  # someone records layer outputs this forward: no in-place residual update
     _segments: list[Segment] | None = None
     _selections: dict[int, tuple[tuple, Selection]] = field(default_factory=dict)
     last: dict[int, Selection] = field(default_factory=dict)

@@ -21,6 +21,7 @@ from lemo.sparsity import BlockScorer, OracleScorer, SparsityState, sparse_layer
 
 log = logging.getLogger(__name__)
 _ATTR = "_lemo_applied"
+_GC_SUSPENDED = "_lemo_gc_suspended"
 
 
 @dataclass
@@ -32,6 +33,7 @@ class _Applied:
     previous_forwards: list[Any]  # an instance forward that was there before us, or None
     previous_model_forward: Any
     hook: Any
+    end_hook: Any
     spec: ArchSpec
     extras: dict[str, Any] = field(default_factory=dict)
 
@@ -85,8 +87,22 @@ def _layer_forward(
                 **kwargs,
             )
         parts = layer_parts(layer, spec, index, config)
+        # HF's own checkpoint (suspended for this forward by the decoder hook, see `apply`) would store the
+        # whole layer input; the sparse forward checkpoints itself and stores only the kept rows.
+        checkpoint = layer.training and bool(
+            getattr(layer, "gradient_checkpointing", False) or layer.__dict__.get(_GC_SUSPENDED, False)
+        )
+        inplace = layer.training and state.config.inplace_residual and not state.keep_layer_inputs
         return sparse_layer_forward(
-            parts, hidden_states, position_embeddings, position_ids, state, scorer, layer.training
+            parts,
+            hidden_states,
+            position_embeddings,
+            position_ids,
+            state,
+            scorer,
+            layer.training,
+            checkpoint=checkpoint,
+            inplace=inplace,
         )
 
     return forward
@@ -126,15 +142,32 @@ def apply(model: nn.Module, config: SparsityConfig | None = None, predictors: An
     def begin_step(_module: nn.Module, args: tuple, kwargs: dict) -> None:
         mask = kwargs.get("attention_mask", args[1] if len(args) > 1 else None)
         state.begin_forward(mask)
+        # Layer outputs recorded for output_hidden_states must not be updated in place by the next layer.
+        state.keep_layer_inputs = bool(
+            kwargs.get("output_hidden_states", getattr(base.config, "output_hidden_states", False))
+        )
+        for layer in patched:
+            # Older transformers checkpoint in the layer's __call__, around our forward: switch that off for this
+            # forward (the flag is read at call time) and let the sparse forward checkpoint only the kept rows.
+            if getattr(layer, "gradient_checkpointing", False):
+                layer.gradient_checkpointing = False
+                layer.__dict__[_GC_SUSPENDED] = True
+
+    def end_step(_module: nn.Module, args: tuple, kwargs: dict, output: Any) -> None:
+        for layer in patched:
+            if layer.__dict__.pop(_GC_SUSPENDED, False):
+                layer.gradient_checkpointing = True
 
     hook = decoder.register_forward_pre_hook(begin_step, with_kwargs=True)
+    # always_call: the flags come back even when the forward raises (out of memory in a length search).
+    end_hook = decoder.register_forward_hook(end_step, with_kwargs=True, always_call=True)
     previous_model_forward = base.__dict__.get("forward")
     if config.loss_tokens == "kept" and not config.segmented_loss:
         raise ValueError("loss_tokens='kept' works through the segmented loss; set segmented_loss=True.")
     if config.segmented_loss:
         base.forward = make_loss_forward(base, decoder, config, state)
     base.__dict__[_ATTR] = _Applied(
-        config, predictors, state, patched, previous, previous_model_forward, hook, spec
+        config, predictors, state, patched, previous, previous_model_forward, hook, end_hook, spec
     )
     log.info("lemo: token elimination on %d of %d layers (%s)", len(sparse), n, config.selection)
     return model
@@ -151,6 +184,7 @@ def remove(model: nn.Module) -> nn.Module:
         if prev is not None:
             layer.forward = prev
     applied.hook.remove()
+    applied.end_hook.remove()
     if "forward" in base.__dict__:
         del base.forward
     if applied.previous_model_forward is not None:

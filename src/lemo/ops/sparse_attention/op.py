@@ -50,8 +50,8 @@ def add_rows_(
 ) -> torch.Tensor:
     """residual[rows] += update in place (permutation-free update); autograd saves only `rows`.
 
-    Safe only on a buffer no other autograd node saved: the norm before attention saves its input, so the layer
-    input itself must not be updated in place unless that input is recomputed in backward (see docs/kernels.md).
+    Safe only on a buffer no other autograd node saved (the version counter raises otherwise): the sparse layer
+    norms the gathered kept rows, not the full input, so its input is free to be updated (see docs/kernels.md).
     """
     impl = _triton_impl()
     if resolve_backend(backend, residual.device, has_triton_impl=impl is not None) == "triton":

@@ -71,7 +71,6 @@ def add_rows(residual: torch.Tensor, rows: torch.Tensor, update: torch.Tensor) -
         rows: [N] int64 row ids, distinct.
         update: [N, d].
 
-    The reference returns a new tensor: adding in place would clobber the input that the preceding norm saved
-    for its backward. The fused GPU kernel avoids that copy by recomputing the input in backward instead.
+    A new tensor; `op.add_rows_` is the in-place form the sparse layer uses when nothing else keeps the residual.
     """
     return residual.index_add(0, rows, update.to(residual.dtype))
