@@ -37,3 +37,10 @@ def test_every_command_has_working_help(capsys):
             main([command, "--help"])
         assert exit_info.value.code == 0
         assert "usage: lemo" in capsys.readouterr().out
+    # `lemo bench` hands its flags to the benchmark scripts, whose help (and usage line) is their own.
+    for argv, flag in ((["bench", "--help"], "--shape"), (["bench", "plot", "--help"], "--out-dir")):
+        with pytest.raises(SystemExit) as exit_info:
+            main(argv)
+        assert exit_info.value.code == 0
+        out = capsys.readouterr().out
+        assert "usage:" in out and flag in out

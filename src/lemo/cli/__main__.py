@@ -7,6 +7,7 @@ import logging
 import sys
 
 from lemo import api
+from lemo.cli import bench
 from lemo.cli.args import build_parser, config_from_args
 from lemo.eval.config import EvalConfig
 from lemo.train.calibrate_run import CalibrateConfig
@@ -21,6 +22,10 @@ COMMANDS = {
         "train block-score predictors (+ budgeted keep ratios)",
     ),
 }
+BENCH_HELP = (
+    "end-to-end memory/step-time benchmark of a source checkout (benchmarks/e2e/bench.py; "
+    "`lemo bench plot` draws figures from its CSVs); `lemo bench --help` lists the script's flags"
+)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -31,7 +36,13 @@ def main(argv: list[str] | None = None) -> int:
     for name, (cls, _fn, help_text) in COMMANDS.items():
         build_parser(sub.add_parser(name, help=help_text, description=help_text), cls)
     sub.add_parser("env", help="versions, devices and available backends (paste this into bug reports)")
-    ns = parser.parse_args(argv)
+    sub.add_parser("bench", help=BENCH_HELP, add_help=False)  # listed in `lemo --help`; parsed by the script
+    args = sys.argv[1:] if argv is None else list(argv)
+    if args[:1] == ["bench"]:
+        # Handed over unparsed: every flag after `bench`, --help included, belongs to the benchmark script's own
+        # parser (argparse.REMAINDER would not take a leading option such as `--help`).
+        return bench.run(args[1:])
+    ns = parser.parse_args(args)
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     if ns._command == "env":
         api.env()
