@@ -1,16 +1,19 @@
-"""End-to-end training-step benchmark: peak memory and step time of LoRA fine-tuning with and without lemo.
+"""End-to-end training-step benchmark: peak memory, step time and longest trainable T of LoRA fine-tuning.
 
-Configurations (design.md section 5), all HF + PEFT LoRA r=8, alpha=16 on q/k/v/o, bf16, batch 1, SDPA:
-    lora        no gradient checkpointing, the model's own loss
-    lora+gc     HF gradient checkpointing
-    exact       lora+gc plus the segmented loss (lemo with no sparse layer)
-    lemo        lemo on top of lora (token elimination + segmented loss)
-    lemo+gc     lemo on top of exact
-Random-init weights of the named shape: speed and memory do not depend on weight values, and keep ratios are
-fixed, so this measures the system, not the model. One CSV row per (config, T); OOM is a result, not an error.
+Configurations (design.md section 5; `CONFIGS` below), all HF + PEFT LoRA r=8, alpha=16 on q/k/v/o, bf16, batch 1:
+    lora          no gradient checkpointing, the model's own loss (SDPA attention)
+    lora+gc       HF gradient checkpointing
+    exact         lora+gc plus the segmented loss: the strongest exact stack from public parts
+    longlora      lora with LongLoRA's shifted sparse attention (group T/4, half the heads shifted)
+    lemo*         lemo on top of lora (no +gc) or of exact (+gc); +sgc checkpoints only the sparse layers
+    abl-*         lemo-shared+gc with one part switched off (ablation)
+Llama shapes use random-init weights: speed and memory do not depend on weight values, and keep ratios are
+fixed, so this measures the system, not the model. "smollm2" uses the real embedded model. OOM is a result.
 
-    python benchmarks/e2e/bench.py --shape llama2-7b --lengths 8192 16384 --configs lora lemo \
-        --out benchmarks/results/e2e_reference_path.csv
+    python benchmarks/e2e/bench.py --shape llama3-8b --lengths 8192 32768 --configs lora exact lemo-shared+gc \
+        --keep-ratio 0.6 --backend auto --out benchmarks/results/e2e_llama3_8b.csv
+    python benchmarks/e2e/bench.py --mode longest --cap-gib 74.5 --shape llama3-8b --configs exact lemo-shared+gc
+(also `lemo bench ...`). --mode longest searches the largest T under the cap (per-process memory fraction).
 """
 
 from __future__ import annotations
@@ -29,32 +32,38 @@ from pathlib import Path
 import torch
 
 SHAPES = {
-    # name: (hidden, intermediate, layers, heads, kv_heads, vocab)
+    # name: (hidden, intermediate, layers, heads, kv_heads, vocab); "smollm2" loads the real embedded model instead
     "llama2-7b": (4096, 11008, 32, 32, 32, 32000),
     "llama3-8b": (4096, 14336, 32, 32, 8, 128256),
     "tiny": (256, 512, 4, 4, 2, 1024),
+    "smollm2": None,
 }
-# name: (gradient checkpointing, segmented loss, token elimination, MLP mode[, extra SparsityConfig fields])
+SHARED = {"shared_selection": True, "loss_tokens": "kept"}  # the quality-holding setting of docs/quality.md
+# name: (checkpointing: None | "all" | "sparse", segmented loss, token elimination, MLP mode, extra options).
+# "sparse" checkpoints only the sparse layers (they store their kept rows); the dense half stores activations.
+# Extra options: SparsityConfig fields, plus "backend" (overrides --backend) and "s2" (LongLoRA's attention).
 CONFIGS = {
-    "lora": (False, False, False, None),
-    "lora+gc": (True, False, False, None),
-    "exact": (True, True, False, None),
-    "lemo": (False, True, True, "dense"),
-    "lemo+gc": (True, True, True, "dense"),
-    "lemo-tokens": (False, True, True, "tokens"),
-    "lemo-tokens+gc": (True, True, True, "tokens"),
-    # quality-holding setting of docs/quality.md: one selection for all sparse layers, loss on kept positions
-    "lemo-shared": (False, True, True, "tokens", {"shared_selection": True, "loss_tokens": "kept"}),
-    "lemo-shared+gc": (True, True, True, "tokens", {"shared_selection": True, "loss_tokens": "kept"}),
+    "lora": (None, False, False, None, {}),
+    "lora+gc": ("all", False, False, None, {}),
+    "exact": ("all", True, False, None, {}),
+    "longlora": (None, False, False, None, {"s2": True}),
+    "longlora+gc": ("all", False, False, None, {"s2": True}),
+    "lemo": (None, True, True, "dense", {}),
+    "lemo+gc": ("all", True, True, "dense", {}),
+    "lemo-tokens": (None, True, True, "tokens", {}),
+    "lemo-tokens+gc": ("all", True, True, "tokens", {}),
+    "lemo-shared": (None, True, True, "tokens", SHARED),
+    "lemo-shared+gc": ("all", True, True, "tokens", SHARED),
+    "lemo-shared+sgc": ("sparse", True, True, "tokens", SHARED),
+    # ablation of lemo-shared+gc: one part off at a time (elimination off is `exact`)
+    "abl-mlp-dense+gc": ("all", True, True, "dense", SHARED),
+    "abl-loss-all+gc": ("all", True, True, "tokens", {"shared_selection": True}),
+    "abl-hf-loss+gc": ("all", False, True, "tokens", {"shared_selection": True}),
+    "abl-reference+gc": ("all", True, True, "tokens", {**SHARED, "backend": "reference"}),
+    "abl-copy-residual+gc": ("all", True, True, "tokens", {**SHARED, "inplace_residual": False}),
     # learned predictors instead of the oracle (untrained, artifact shape: time and memory do not depend on values)
-    "lemo-pred+gc": (True, True, True, "dense", {"scorer": "predictor"}),
-    "lemo-pred-shared+gc": (
-        True,
-        True,
-        True,
-        "tokens",
-        {"scorer": "predictor", "shared_selection": True, "loss_tokens": "kept"},
-    ),
+    "lemo-pred+gc": ("all", True, True, "dense", {"scorer": "predictor"}),
+    "lemo-pred-shared+gc": ("all", True, True, "tokens", {"scorer": "predictor", **SHARED}),
 }
 _PREDICTORS: list = []  # the predictor set of the current config, for its timings
 FIELDS = [
@@ -87,50 +96,77 @@ FIELDS = [
 
 def build_model(shape: str, device: torch.device, max_len: int):
     from peft import LoraConfig, get_peft_model
-    from transformers import LlamaConfig, LlamaForCausalLM
 
-    hidden, inter, layers, heads, kv, vocab = SHAPES[shape]
-    cfg = LlamaConfig(
-        hidden_size=hidden,
-        intermediate_size=inter,
-        num_hidden_layers=layers,
-        num_attention_heads=heads,
-        num_key_value_heads=kv,
-        vocab_size=vocab,
-        max_position_embeddings=max(max_len, 4096),
-        attn_implementation="sdpa",
-        use_cache=False,
-    )
     dtype = torch.bfloat16 if device.type == "cuda" else torch.float32
-    torch.manual_seed(0)
-    previous = torch.get_default_dtype()
-    torch.set_default_dtype(dtype)
-    try:
-        with device:  # initialise on the GPU directly: 7B random weights in seconds, no host copy
-            model = LlamaForCausalLM(cfg)
-    finally:
-        torch.set_default_dtype(previous)
+    if shape == "smollm2":
+        from lemo.assets import smollm2_dir
+        from lemo.integrations.transformers.loading import load_model
+
+        model, _ = load_model(smollm2_dir(), dtype=dtype, device=device)
+        model.config.use_cache = False
+    else:
+        from transformers import LlamaConfig, LlamaForCausalLM
+
+        hidden, inter, layers, heads, kv, vocab = SHAPES[shape]
+        cfg = LlamaConfig(
+            hidden_size=hidden,
+            intermediate_size=inter,
+            num_hidden_layers=layers,
+            num_attention_heads=heads,
+            num_key_value_heads=kv,
+            vocab_size=vocab,
+            max_position_embeddings=max(max_len, 4096),
+            attn_implementation="sdpa",
+            use_cache=False,
+        )
+        torch.manual_seed(0)
+        previous = torch.get_default_dtype()
+        torch.set_default_dtype(dtype)
+        try:
+            with device:  # initialise on the GPU directly: 7B random weights in seconds, no host copy
+                model = LlamaForCausalLM(cfg)
+        finally:
+            torch.set_default_dtype(previous)
     lora = LoraConfig(
         r=8, lora_alpha=16, target_modules=["q_proj", "k_proj", "v_proj", "o_proj"], lora_dropout=0.0
     )
     return get_peft_model(model, lora).train()
 
 
-def configure(model, name: str, keep_ratio: float, backend: str) -> None:
-    import lemo
+def _decoder_layers(model):
+    return model.get_base_model().model.layers
 
-    gc_on, segmented, sparse, mlp, *extra = CONFIGS[name]
+
+def configure(model, name: str, keep_ratio: float, backend: str) -> None:
+    """Put `model` in configuration `name`, undoing whatever the previous configuration did."""
+    import lemo
+    from lemo.integrations.transformers import (
+        disable_shifted_sparse_attention,
+        enable_shifted_sparse_attention,
+    )
+
+    checkpointing, segmented, sparse, mlp, extra = CONFIGS[name]
+    extra = dict(extra)
+    backend = extra.pop("backend", backend)
+    s2 = extra.pop("s2", False)
     lemo.remove(model)
-    if gc_on:
+    disable_shifted_sparse_attention(model)
+    if checkpointing:
         model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
         model.enable_input_require_grads()
     else:
         model.gradient_checkpointing_disable()
+    if s2:
+        enable_shifted_sparse_attention(model, group_fraction=0.25)
     _PREDICTORS.clear()
     if sparse:
-        extra_fields = extra[0] if extra else {}
         cfg = lemo.SparsityConfig(
-            keep_ratio=keep_ratio, sparse_layers="auto", mlp=mlp, backend=backend, **extra_fields
+            keep_ratio=keep_ratio,
+            sparse_layers="auto",
+            mlp=mlp,
+            backend=backend,
+            segmented_loss=segmented,
+            **extra,
         )
         predictors = None
         if cfg.scorer == "predictor":
@@ -144,6 +180,10 @@ def configure(model, name: str, keep_ratio: float, backend: str) -> None:
             predictors = PredictorSet(pcfg, layers).to(param.device, param.dtype)
             _PREDICTORS.append(predictors)
         lemo.apply(model, cfg, predictors=predictors)
+        if checkpointing == "sparse":
+            sparse_set = set(cfg.resolve_layers(model.config.num_hidden_layers))
+            for i, layer in enumerate(_decoder_layers(model)):
+                layer.gradient_checkpointing = i in sparse_set
     elif segmented:
         lemo.apply(model, lemo.SparsityConfig(sparse_layers="none", segmented_loss=True, backend=backend))
 
@@ -199,11 +239,114 @@ def environment() -> dict:
     }
 
 
+LONGEST_FIELDS = [
+    "config",
+    "shape",
+    "keep_ratio",
+    "cap_gib",
+    "longest_ok_T",
+    "first_oom_T",
+    "peak_alloc_gib",
+    "peak_reserved_gib",
+    "median_step_s",
+    "probes",
+    "gpu",
+    "torch",
+    "cuda",
+    "transformers",
+    "peft",
+    "triton",
+    "commit",
+    "timestamp",
+    "command",
+]
+
+
+def _probe(model, name: str, T: int, args, device: torch.device) -> dict:
+    """One configured run at length T; OOM is a result. Frees everything it allocated before returning."""
+    configure(model, name, args.keep_ratio, args.backend)
+    try:
+        row = {**run_one(model, T, args.steps, args.warmup, device), "status": "ok"}
+    except torch.OutOfMemoryError:
+        row = {"status": "OOM"}
+    model.zero_grad(set_to_none=True)
+    gc.collect()
+    if device.type == "cuda":
+        torch.cuda.empty_cache()
+    return row
+
+
+def longest_length(model, name: str, args, device: torch.device) -> dict:
+    """Largest T (a multiple of --granularity) whose training step fits: doubling, then bisection."""
+    g = args.granularity
+    ok_T, ok_row, oom_T, probes = 0, {}, 0, []
+    length = args.search_start
+    while length <= args.search_max:  # doubling until the first OOM
+        row = _probe(model, name, length, args, device)
+        probes.append(f"{length}:{row['status']}")
+        print(f"  {name} T={length} {row['status']} {row.get('peak_alloc_gib', 0):.1f} GiB", flush=True)
+        if row["status"] != "ok":
+            oom_T = length
+            break
+        ok_T, ok_row = length, row
+        length *= 2
+    lo, hi = ok_T, oom_T
+    while hi and hi - lo > g:  # bisection on multiples of g
+        mid = (lo + hi) // 2 // g * g
+        if mid <= lo:
+            break
+        row = _probe(model, name, mid, args, device)
+        probes.append(f"{mid}:{row['status']}")
+        print(f"  {name} T={mid} {row['status']} {row.get('peak_alloc_gib', 0):.1f} GiB", flush=True)
+        if row["status"] == "ok":
+            lo, ok_row = mid, row
+        else:
+            hi = mid
+    return {
+        "longest_ok_T": lo,
+        "first_oom_T": hi or "",
+        "peak_alloc_gib": ok_row.get("peak_alloc_gib"),
+        "peak_reserved_gib": ok_row.get("peak_reserved_gib"),
+        "median_step_s": ok_row.get("median_step_s"),
+        "probes": " ".join(probes),
+    }
+
+
+def _append(path: Path, fields: list[str], row: dict) -> None:
+    # One row at a time: a run cut short by a time limit keeps everything measured so far.
+    new = not path.exists()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with path.open("a", newline="") as fh:
+        writer = csv.DictWriter(fh, fieldnames=fields, extrasaction="ignore")
+        if new:
+            writer.writeheader()
+        writer.writerow(row)
+
+
+def _show(row: dict, keys: tuple[str, ...]) -> None:
+    print(
+        "  ".join(
+            f"{k}={row[k]:.3f}" if isinstance(row.get(k), float) else f"{k}={row.get(k)}" for k in keys
+        ),
+        flush=True,
+    )
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--shape", choices=sorted(SHAPES), default="llama2-7b")
     ap.add_argument("--lengths", type=int, nargs="+", default=[8192, 16384])
     ap.add_argument("--configs", nargs="+", choices=list(CONFIGS), default=["lora", "lemo"])
+    ap.add_argument(
+        "--mode",
+        choices=["steps", "longest"],
+        default="steps",
+        help="steps: one row per (config, T); longest: search the largest T that fits under --cap-gib",
+    )
+    ap.add_argument("--cap-gib", type=float, default=80.0 * 1e9 / 2**30, help="memory cap (default 80 GB)")
+    ap.add_argument("--granularity", type=int, default=8192, help="longest-T search resolution (tokens)")
+    ap.add_argument("--search-start", type=int, default=8192)
+    ap.add_argument("--search-max", type=int, default=1 << 20)
     ap.add_argument(
         "--budget-s", type=float, default=0, help="start no new run after this many seconds (0: none)"
     )
@@ -218,54 +361,47 @@ def main(argv: list[str] | None = None) -> int:
     env = environment()
     stamp = datetime.now(timezone.utc).isoformat(timespec="seconds")
     command = "python " + " ".join([sys.argv[0], *(argv if argv is not None else sys.argv[1:])])
-    model = build_model(args.shape, device, max(args.lengths))
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    if not args.out.exists():
-        with args.out.open("w", newline="") as fh:
-            csv.DictWriter(fh, fieldnames=FIELDS).writeheader()
+    if device.type == "cuda" and args.mode == "longest":
+        total = torch.cuda.get_device_properties(device).total_memory
+        # The cap holds on a larger card too: the caching allocator refuses to grow past this fraction.
+        torch.cuda.set_per_process_memory_fraction(min(1.0, args.cap_gib * 2**30 / total), device)
+    longest = args.search_max if args.mode == "longest" else 0
+    model = build_model(args.shape, device, max([*args.lengths, longest]))
     start = time.perf_counter()
-    for T in args.lengths:
+    lengths = args.lengths if args.mode == "steps" else [0]
+    for T in lengths:
         for name in args.configs:
             if args.budget_s and time.perf_counter() - start > args.budget_s:
                 print(f"time budget of {args.budget_s:.0f} s spent; skipping the rest", flush=True)
                 return 0
-            configure(model, name, args.keep_ratio, args.backend)
             sparse = CONFIGS[name][2]
-            row = {"config": name, "shape": args.shape, "seq_len": T, "backend": args.backend}
+            row = {"config": name, "shape": args.shape, "keep_ratio": args.keep_ratio if sparse else 1.0}
+            row.update(env, timestamp=stamp, command=command)
+            if args.mode == "longest":
+                row.update(longest_length(model, name, args, device), cap_gib=args.cap_gib)
+                _append(args.out, LONGEST_FIELDS, row)
+                _show(row, ("config", "longest_ok_T", "first_oom_T", "peak_alloc_gib", "median_step_s"))
+                continue
             mlp = CONFIGS[name][3] or "dense"
             row.update(
-                keep_ratio=args.keep_ratio if sparse else 1.0,
-                mlp=mlp + ("/shared/kept" if "shared" in name else ""),
+                seq_len=T,
+                backend=CONFIGS[name][4].get("backend", args.backend),
+                mlp=mlp + ("/shared/kept" if CONFIGS[name][4].get("loss_tokens") == "kept" else ""),
             )
-            try:
-                row.update(run_one(model, T, args.steps, args.warmup, device), status="ok")
-            except torch.OutOfMemoryError:
-                row.update(status="OOM")
-            model.zero_grad(set_to_none=True)
-            gc.collect()
-            if device.type == "cuda":
-                torch.cuda.empty_cache()
-            row.update(env, timestamp=stamp, command=command)
-            # One row at a time: a run cut short by a time limit keeps everything measured so far.
-            with args.out.open("a", newline="") as fh:
-                csv.DictWriter(fh, fieldnames=FIELDS, extrasaction="ignore").writerow(row)
-            shown = (
-                "predictor_ms_per_step",
-                "predictor_param_mib",
-                "config",
-                "seq_len",
-                "status",
-                "peak_alloc_gib",
-                "peak_reserved_gib",
-                "median_step_s",
-                "tokens_per_s",
-            )
-            print(
-                "  ".join(
-                    f"{k}={row[k]:.3f}" if isinstance(row.get(k), float) else f"{k}={row.get(k)}"
-                    for k in shown
+            row.update(_probe(model, name, T, args, device))
+            _append(args.out, FIELDS, row)
+            _show(
+                row,
+                (
+                    "predictor_ms_per_step",
+                    "config",
+                    "seq_len",
+                    "status",
+                    "peak_alloc_gib",
+                    "peak_reserved_gib",
+                    "median_step_s",
+                    "tokens_per_s",
                 ),
-                flush=True,
             )
     return 0
 

@@ -30,9 +30,10 @@ from lemo.train.config import FinetuneConfig
 from lemo.train.data import tokenize_documents
 from lemo.train.loop import HELD_OUT_NOVEL, finetune
 
-# name: (token elimination, MLP mode, keep ratio)
+# name: (token elimination, MLP mode, keep ratio); "longlora" is lora with LongLoRA's shifted sparse attention
 CONFIGS = {
     "lora": (False, "dense", 1.0),
+    "longlora": (False, "dense", 1.0),
     "lemo": (True, "dense", 0.4),
     "lemo-tokens": (True, "tokens", 0.4),
     "lemo-0.7": (True, "dense", 0.7),
@@ -43,7 +44,10 @@ def parse_config(spec: str) -> tuple[str, dict]:
     """A named config ("lemo") or a spec "k=0.7,layers=22-28,mlp=tokens" (lemo with those settings)."""
     if spec in CONFIGS:
         sparse, mlp, keep = CONFIGS[spec]
-        return spec, {"sparse": sparse, "mlp": mlp, "keep_ratio": keep, "sparse_layers": "auto"}
+        attention = "s2" if spec == "longlora" else "default"
+        return spec, {
+            "sparse": sparse, "mlp": mlp, "keep_ratio": keep, "sparse_layers": "auto", "attention": attention
+        }  # fmt: skip
     out = {"sparse": True, "mlp": "dense", "keep_ratio": 0.4, "sparse_layers": "auto"}
     for part in spec.split(","):
         key, _, value = part.partition("=")
@@ -58,15 +62,18 @@ def parse_config(spec: str) -> tuple[str, dict]:
             out["loss_tokens"] = value
         elif key == "shared":
             out["shared_selection"] = value in ("1", "true", "yes")
+        elif key == "pred":  # learned predictors from `lemo calibrate` instead of the oracle
+            out["predictors"] = value
         else:
             raise SystemExit(
-                f"unknown key {key!r} in config spec {spec!r}; use k=, layers=, mlp=, loss=, shared="
+                f"unknown key {key!r} in config spec {spec!r}; use k=, layers=, mlp=, loss=, shared=, pred="
             )
     return spec, out
 
 
 FIELDS = [
-    "config", "seq_len", "steps", "lr", "keep_ratio", "mlp", "sparse_layers", "loss_tokens", "shared_selection", "rope", "eval_len", "eval_windows", "ppl",
+    "config", "seq_len", "steps", "lr", "keep_ratio", "mlp", "sparse_layers", "loss_tokens", "shared_selection",
+    "scorer", "rope", "eval_len", "eval_windows", "ppl",
     "eval_tokens", "first_loss", "last_loss", "train_s", "gpu", "torch", "transformers", "peft", "commit",
     "timestamp", "command",
 ]  # fmt: skip
@@ -150,7 +157,10 @@ def main(argv: list[str] | None = None) -> int:
                 "sparse_layers": c["sparse_layers"],
                 "loss_tokens": c.get("loss_tokens", "all"),
                 "shared_selection": c.get("shared_selection", False),
+                "scorer": "predictor" if c.get("predictors") else "oracle",
             },
+            predictors=c.get("predictors"),
+            attention=c.get("attention", "default"),
             gradient_checkpointing=True,
             save_every=0,
             output_dir=str(args.work / name.replace("=", "").replace(",", "_")),
@@ -167,6 +177,7 @@ def main(argv: list[str] | None = None) -> int:
             "sparse_layers": str(c["sparse_layers"]).replace(",", " ") if sparse else "none",
             "loss_tokens": c.get("loss_tokens", "all"),
             "shared_selection": c.get("shared_selection", False),
+            "scorer": "predictor" if c.get("predictors") else ("s2-attention" if name == "longlora" else "oracle"),
             "first_loss": result.losses[0], "last_loss": result.losses[-1], "train_s": train_s,
         }  # fmt: skip
         evaluate(name, result.adapter_dir, extra)

@@ -61,6 +61,10 @@ class FinetuneConfig:
     """"auto": bf16 on GPU, fp32 on CPU."""
     device: str = "auto"
     """"auto", "cpu", "cuda" or "cuda:N"."""
+    attention: Literal["default", "s2"] = "default"
+    """"default": the model's own attention; "s2": LongLoRA's shifted sparse attention (groups of seq_len/4, half
+    the heads shifted by half a group) in training, the longlora baseline; needs token elimination off (--no-sparse
+    or --sparse-layers none), --data-mode chunk and a --seq-len that is a multiple of 8."""
     sparse: bool = True
     """Token elimination on (lemo) or off (plain LoRA)."""
     sparsity: SparsityConfig = field(default_factory=SparsityConfig)
@@ -96,6 +100,28 @@ class FinetuneConfig:
             raise ValueError(f"--data-mode {self.data_mode!r} is unknown; use 'chunk' or 'pack'.")
         if self.dtype not in ("auto", "bf16", "fp32"):
             raise ValueError(f"--dtype {self.dtype!r} is unknown; use auto, bf16 or fp32.")
+        if self.attention not in ("default", "s2"):
+            raise ValueError(f"--attention {self.attention!r} is unknown; use 'default' or 's2'.")
+        if self.attention == "s2":
+            self._check_s2()
+
+    def _check_s2(self) -> None:
+        # S² replaces attention in every layer, but sparse layers run their own attention in training.
+        if self.sparse and self.sparsity.sparse_layers not in ("none", []):
+            raise ValueError(
+                "--attention s2 cannot run beside token elimination (sparse layers compute their own attention); "
+                "turn elimination off with --no-sparse (or --sparse-layers none)."
+            )
+        if self.data_mode != "chunk":
+            raise ValueError(
+                "--attention s2 does not support packed rows (padding and per-document positions); "
+                "use --data-mode chunk."
+            )
+        if self.seq_len % 8:
+            raise ValueError(
+                f"--attention s2 cuts each row into 4 groups shifted by half a group, so --seq-len {self.seq_len} "
+                "must be a multiple of 8; use a seq_len that is."
+            )
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)

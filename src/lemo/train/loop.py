@@ -18,7 +18,7 @@ import torch
 from lemo.assets import austen_texts, smollm2_dir
 from lemo.eval.perplexity import PerplexityResult, perplexity
 from lemo.integrations.peft import add_lora, load_trainable_state, save_adapter, trainable_state
-from lemo.integrations.transformers import apply, mean_kept_fraction
+from lemo.integrations.transformers import apply, enable_shifted_sparse_attention, mean_kept_fraction
 from lemo.integrations.transformers.calibration import load_predictors
 from lemo.integrations.transformers.loading import load_model
 from lemo.train.checkpoint import capture_rng_state, load_checkpoint, restore_rng_state, save_checkpoint
@@ -113,6 +113,8 @@ def finetune(cfg: FinetuneConfig, *, stop_after: int | None = None) -> FinetuneR
         model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
         model.enable_input_require_grads()
     model.config.use_cache = False
+    if cfg.attention == "s2":
+        enable_shifted_sparse_attention(model)  # after LoRA, so it sees the final model; training only
     predictors = None
     if cfg.sparse and cfg.sparsity.scorer == "predictor":
         if not cfg.predictors:
@@ -144,6 +146,7 @@ def finetune(cfg: FinetuneConfig, *, stop_after: int | None = None) -> FinetuneR
         f"lemo finetune: {Path(model_dir).name} on {device} ({str(dtype).removeprefix('torch.')}), {len(examples)} rows "
         f"of {cfg.seq_len} tokens from {source}, {n_train / 1e6:.2f}M trainable, "
         f"token elimination {'on' if cfg.sparse else 'off'}"
+        + (", shifted sparse attention (S²)" if cfg.attention == "s2" else "")
         + (f", resuming at step {start}" if start else "")
     )
     if start == 0:

@@ -9,12 +9,18 @@ from lemo.integrations.transformers.patch import (
     remove,
     stats,
 )
+from lemo.integrations.transformers.shifted_sparse import (
+    disable_shifted_sparse_attention,
+    enable_shifted_sparse_attention,
+)
 
 __all__ = [
     "SPECS",
     "ArchSpec",
     "apply",
     "causal_lm",
+    "disable_shifted_sparse_attention",
+    "enable_shifted_sparse_attention",
     "is_applied",
     "mean_kept_fraction",
     "remove",
