@@ -152,7 +152,8 @@ def main(argv: list[str] | None = None) -> int:
     model_dir = smollm2_dir()
     tok = AutoTokenizer.from_pretrained(model_dir)
     # fp32: CPU bf16 matmuls are slow on most CPUs, and the oracle is defined in fp32 anyway.
-    model = AutoModelForCausalLM.from_pretrained(model_dir, dtype=torch.float32).eval()
+    device = "cuda" if torch.cuda.is_available() else "cpu"
+    model = AutoModelForCausalLM.from_pretrained(model_dir, dtype=torch.float32).to(device).eval()
     sparsity = SparsityConfig(keep_ratio=args.keep_ratio)
     cm = HFCalibrationModel(model)
     layers = sparsity.resolve_layers(cm.num_layers)
@@ -164,11 +165,10 @@ def main(argv: list[str] | None = None) -> int:
         flush=True,
     )
 
-    device = "cpu"
     env = {
         "torch": torch.__version__,
         "transformers": transformers.__version__,
-        "device": f"{device} ({args.threads} threads)",
+        "device": torch.cuda.get_device_name() if device == "cuda" else f"cpu ({args.threads} threads)",
         "commit": _commit(),
         "command": command,
         "timestamp": datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"),

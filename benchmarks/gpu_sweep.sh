@@ -1,0 +1,41 @@
+#!/usr/bin/env bash
+# The GPU sweeps of issues 3-5, one section per device call (each must finish within 10 minutes).
+#   bash benchmarks/gpu_sweep.sh llama     # GPU parity tests + Llama-3-8B steps at 8K/32K + ablation at 32K
+#   bash benchmarks/gpu_sweep.sh longest   # longest trainable T under an 80 GB cap (Llama-3-8B)
+#   bash benchmarks/gpu_sweep.sh smollm2   # predictors on GPU, quality with predictors and longlora, SmolLM2 rows
+# Needs LEMO_COMMIT (the commit being measured) and OUT (where CSVs go); smollm2 needs the model staged
+# (LEMO_SMOLLM2_GGUF, LEMO_AUSTEN_DIR). Results are appended to $OUT/*.csv, then committed to benchmarks/results.
+set -euo pipefail
+export PYTHONPATH=src${PYTHONPATH:+:$PYTHONPATH}
+OUT=${OUT:?set OUT}
+mkdir -p "$OUT"
+case "${1:?section}" in
+llama)
+    python -m pytest -q -m gpu tests/ops/test_ops_gpu.py 2>&1 | tail -3
+    python benchmarks/e2e/bench.py --shape llama3-8b --backend auto --keep-ratio 0.6 --lengths 8192 \
+        --configs lora longlora lemo-shared lemo-shared+sgc lemo-shared+gc exact --out "$OUT/e2e_llama3_8b_v2.csv"
+    python benchmarks/e2e/bench.py --shape llama3-8b --backend auto --keep-ratio 0.6 --lengths 32768 \
+        --configs exact lemo-shared+gc lemo-shared+sgc abl-mlp-dense+gc abl-loss-all+gc abl-copy-residual+gc \
+        abl-reference+gc abl-hf-loss+gc --budget-s 330 --out "$OUT/e2e_llama3_8b_v2.csv"
+    ;;
+longest)
+    python benchmarks/e2e/bench.py --mode longest --shape llama3-8b --backend auto --keep-ratio 0.6 \
+        --configs exact lemo-shared+gc --search-start 65536 --steps 1 --warmup 0 --budget-s 330 \
+        --out "$OUT/e2e_llama3_8b_longest.csv"
+    python benchmarks/e2e/bench.py --mode longest --shape llama3-8b --backend auto --keep-ratio 0.6 \
+        --configs lora lemo-shared lemo-shared+sgc longlora --search-start 8192 --steps 1 --warmup 0 \
+        --budget-s 200 --out "$OUT/e2e_llama3_8b_longest.csv"
+    ;;
+smollm2)
+    python benchmarks/predictor_recall.py --pool concat max --steps 400 1000 --seq-len 8192 --train-chunks 100 \
+        --eval-chunks 8 4 --threads 8 --cache-dir /root/calib --save /root/preds --out "$OUT/predictor_recall_gpu.csv"
+    python benchmarks/quality/rope_extension.py --seq-len 16384 --steps 50 --configs lora longlora \
+        k=0.6,shared=1,loss=kept,mlp=tokens k=0.6,shared=1,loss=kept,mlp=tokens,pred=/root/preds/max \
+        k=0.6,shared=1,loss=kept,mlp=tokens,pred=/root/preds/concat --eval-lengths 4096 8192 16384 \
+        --eval-windows 4 --work /root/qwork --out "$OUT/quality_smollm2_pred.csv"
+    python benchmarks/e2e/bench.py --shape smollm2 --backend auto --keep-ratio 0.6 \
+        --lengths 4096 8192 16384 32768 65536 --configs lora longlora exact lemo-shared lemo-shared+gc \
+        --budget-s 90 --out "$OUT/e2e_smollm2.csv"
+    ;;
+*) echo "unknown section $1" >&2; exit 2 ;;
+esac
