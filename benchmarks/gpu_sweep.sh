@@ -2,7 +2,8 @@
 # The GPU sweeps of issues 3-5, one section per device call (each must finish within 10 minutes).
 #   bash benchmarks/gpu_sweep.sh llama     # GPU parity tests + Llama-3-8B steps at 8K/32K + ablation at 32K
 #   bash benchmarks/gpu_sweep.sh longest   # longest trainable T under an 80 GB cap (Llama-3-8B)
-#   bash benchmarks/gpu_sweep.sh smollm2   # predictors on GPU, quality with predictors and longlora, SmolLM2 rows
+#   bash benchmarks/gpu_sweep.sh smollm2-calib     # predictors calibrated on GPU, held-out recall
+#   bash benchmarks/gpu_sweep.sh smollm2-quality   # quality with predictors and longlora, SmolLM2 speed rows
 # Needs LEMO_COMMIT (the commit being measured) and OUT (where CSVs go); smollm2 needs the model staged
 # (LEMO_SMOLLM2_GGUF, LEMO_AUSTEN_DIR). Results are appended to $OUT/*.csv, then committed to benchmarks/results.
 set -euo pipefail
@@ -26,9 +27,12 @@ longest)
         --configs lora lemo-shared lemo-shared+sgc longlora --search-start 8192 --steps 1 --warmup 0 \
         --budget-s 200 --out "$OUT/e2e_llama3_8b_longest.csv"
     ;;
-smollm2)
+smollm2-calib)
     python benchmarks/predictor_recall.py --pool concat max --steps 400 1000 --seq-len 8192 --train-chunks 100 \
         --eval-chunks 8 4 --threads 8 --cache-dir /root/calib --save /root/preds --out "$OUT/predictor_recall_gpu.csv"
+    cp -r /root/preds "$OUT/preds"
+    ;;
+smollm2-quality)
     python benchmarks/quality/rope_extension.py --seq-len 16384 --steps 50 --configs lora longlora \
         k=0.6,shared=1,loss=kept,mlp=tokens k=0.6,shared=1,loss=kept,mlp=tokens,pred=/root/preds/max \
         k=0.6,shared=1,loss=kept,mlp=tokens,pred=/root/preds/concat --eval-lengths 4096 8192 16384 \
