@@ -364,7 +364,7 @@ def main(argv: list[str] | None = None) -> int:
     if device.type == "cuda" and args.mode == "longest":
         total = torch.cuda.get_device_properties(device).total_memory
         # The cap holds on a larger card too: the caching allocator refuses to grow past this fraction.
-        torch.cuda.set_per_process_memory_fraction(min(1.0, args.cap_gib * 2**30 / total), device)
+        torch.cuda.set_per_process_memory_fraction(min(1.0, args.cap_gib * 2**30 / total), torch.cuda.current_device())
     longest = args.search_max if args.mode == "longest" else 0
     model = build_model(args.shape, device, max([*args.lengths, longest]))
     start = time.perf_counter()
