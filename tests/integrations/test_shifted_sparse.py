@@ -16,9 +16,9 @@ from lemo.testing import tiny_model
 B, H, T, D = 2, 4, 64, 8
 
 
-def qkv(kv_heads: int, seed: int = 0, grad: bool = False) -> tuple[torch.Tensor, ...]:
+def qkv(kv_heads: int, seed: int = 0, grad: bool = False, heads: int = H) -> tuple[torch.Tensor, ...]:
     g = torch.Generator().manual_seed(seed)
-    shapes = [(B, H, T, D), (B, kv_heads, T, D), (B, kv_heads, T, D)]
+    shapes = [(B, heads, T, D), (B, kv_heads, T, D), (B, kv_heads, T, D)]
     return tuple(torch.randn(s, generator=g).requires_grad_(grad) for s in shapes)
 
 
@@ -27,10 +27,10 @@ def naive_s2(q, k, v, groups: int) -> torch.Tensor:
     G = T // groups
     pos = torch.arange(T)
     allowed = (pos[:, None] // G == pos[None, :] // G) & (pos[None, :] <= pos[:, None])  # [T, T]
-    out = []
-    for h in range(H):
-        kv = h // (H // k.shape[1])
-        shift = G // 2 if h >= H // 2 else 0
+    out, heads = [], q.shape[1]
+    for h in range(heads):
+        kv = h // (heads // k.shape[1])
+        shift = G // 2 if h >= heads // 2 else 0  # odd head counts: the larger half is shifted
         qh, kh, vh = (x.roll(-shift, dims=1) for x in (q[:, h], k[:, kv], v[:, kv]))  # [B, T, D]
         scores = (qh @ kh.transpose(1, 2)) / D**0.5  # [B, T, T]
         oh = scores.masked_fill(~allowed, float("-inf")).softmax(-1) @ vh  # [B, T, D]
@@ -48,10 +48,10 @@ def test_one_group_without_shift_is_causal_sdpa():
 
 
 @pytest.mark.parametrize("torch_gqa", [True, False])
-@pytest.mark.parametrize("kv_heads", [1, 2, 4])
-def test_matches_the_naive_loop_in_values_and_gradients(kv_heads, torch_gqa, monkeypatch):
+@pytest.mark.parametrize("heads,kv_heads", [(4, 1), (4, 2), (4, 4), (9, 3), (9, 9)])  # 9/3: SmolLM2's layout
+def test_matches_the_naive_loop_in_values_and_gradients(heads, kv_heads, torch_gqa, monkeypatch):
     monkeypatch.setattr(shifted_sparse, "_TORCH_GQA", torch_gqa)  # False: the torch < 2.5 path
-    q, k, v = qkv(kv_heads, grad=True)
+    q, k, v = qkv(kv_heads, grad=True, heads=heads)
     q2, k2, v2 = (x.detach().clone().requires_grad_() for x in (q, k, v))
     out = shifted_sparse_attention(q, k, v, 4)
     ref = naive_s2(q2, k2, v2, 4)

@@ -56,7 +56,13 @@ def plot_block_maps(
         pred, oracle = maps[layer]
         r = keep_ratio[layer] if isinstance(keep_ratio, dict) else keep_ratio
         for ax, m, name in ((axes[row][0], oracle, "oracle"), (axes[row][1], pred, "predicted")):
-            im = ax.imshow(_normalised(m).numpy(), cmap="viridis", vmin=0, vmax=1, interpolation="nearest")
+            im = ax.imshow(
+                _normalised(m.detach().float().cpu()).numpy(),
+                cmap="viridis",
+                vmin=0,
+                vmax=1,
+                interpolation="nearest",
+            )
             ax.set_title(f"layer {layer}: {name} block map")
             ax.set_xlabel("key block n")
             ax.set_ylabel("query block m")

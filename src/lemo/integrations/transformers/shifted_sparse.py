@@ -39,9 +39,10 @@ def shifted_sparse_attention(
 ) -> torch.Tensor:
     """S²-Attn of query [B, H, T, D] on key/value [B, H_kv, T, D]; returns [B, T, H, D] like HF attention.
 
-    Query head h reads kv head h // (H / H_kv). With `shift`, query heads H/2.. and kv heads H_kv/2.. are rolled,
-    which is the same split when H_kv is even; an odd H_kv (e.g. 1) is a kv head shared by rolled and unrolled
-    query heads, so those are repeated to H heads first.
+    Query head h reads kv head h // (H / H_kv). With `shift`, query heads H//2.. and kv heads H_kv//2.. are
+    rolled (with an odd H, as in LongLoRA's code, the larger half), which is the same split when H_kv is even; an
+    odd H_kv (e.g. 1, or 3 of SmolLM2's 9 heads) has a kv head shared by rolled and unrolled query heads, so k/v
+    are repeated to H heads first.
     """
     B, H, T, D = query.shape
     H_kv = key.shape[1]
@@ -51,14 +52,11 @@ def shifted_sparse_attention(
             f"{num_groups} groups); use a seq_len that is."
         )
     G = T // num_groups
-    if shift:
-        if H % 2:
-            raise ValueError(f"shifted sparse attention shifts half the heads; {H} heads cannot be halved.")
-        if G % 2:
-            raise ValueError(
-                f"group size {G} is odd and cannot be shifted by half a group; "
-                f"use a seq_len that is a multiple of {2 * num_groups}."
-            )
+    if shift and G % 2:
+        raise ValueError(
+            f"group size {G} is odd and cannot be shifted by half a group; "
+            f"use a seq_len that is a multiple of {2 * num_groups}."
+        )
     # An odd H_kv has a kv head shared by rolled and unrolled query heads; torch < 2.5 has no enable_gqa.
     if H_kv != H and ((shift and H_kv % 2) or not _TORCH_GQA):
         key, value = (x.repeat_interleave(H // H_kv, dim=1) for x in (key, value))  # [B, H, T, D]
