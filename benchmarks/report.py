@@ -75,10 +75,12 @@ def e2e_table(rows: list[dict[str, str]]) -> str:
             else:
                 lines[i] += " – | – | – |"
     first = rows[0]
+    commits = ", ".join(dict.fromkeys(r.get("commit", "?") for r in rows))
+    weights = "real weights" if first.get("shape") == "smollm2" else "random init"
     prov = (
         f"\n{first.get('gpu', '?')}, torch {first.get('torch', '?')}, transformers {first.get('transformers', '?')}, "
-        f"peft {first.get('peft', '?')}, commit {first.get('commit', '?')}, shape {first.get('shape', '?')} "
-        f"(random init), backend {first.get('backend', '?')}. Command: `{first.get('command', '?')}`\n"
+        f"peft {first.get('peft', '?')}, commit {commits}, shape {first.get('shape', '?')} "
+        f"({weights}), backend {first.get('backend', '?')}. Command: `{first.get('command', '?')}`\n"
     )
     return "\n".join(lines) + "\n" + prov
 
@@ -112,9 +114,10 @@ def quality_table(rows: list[dict[str, str]]) -> str:
             cells.append(f"{(v / ref - 1) * 100:+.1f}%" if v is not None and ref else "–")
         lines.append("| " + " | ".join(cells) + " |")
     first = rows[0]
+    commits = ", ".join(dict.fromkeys(r.get("commit", "?") for r in rows))
     prov = (
         f"\n{first.get('gpu', '?')}, torch {first.get('torch', '?')}, transformers {first.get('transformers', '?')}, "
-        f"commit {first.get('commit', '?')}; {max(int(r.get('steps') or 0) for r in rows)} steps at {first.get('seq_len', '?')} tokens, "
+        f"commit {commits}; {max(int(r.get('steps') or 0) for r in rows)} steps at {first.get('seq_len', '?')} tokens, "
         f"RoPE {first.get('rope', '?')}. Command: `{first.get('command', '?')}`\n"
     )
     return "\n".join(lines) + "\n" + prov
@@ -124,7 +127,7 @@ def recall_table(rows: list[dict[str, str]]) -> str:
     """Mean held-out recall per predictor kind and length (the per-layer rows stay in the CSV)."""
     means = [r for r in rows if r["layer"] == "mean"]
     lines = [
-        "| predictor | steps | params / layer | eval length | recall | random | oracle mass kept | CPU ms / layer |",
+        "| predictor | steps | params / layer | eval length | recall | random | oracle mass kept | ms / layer |",
         "|---|---|---|---|---|---|---|---|",
     ]
     for r in means:
@@ -151,6 +154,40 @@ def diagnostics_table(rows: list[dict[str, str]]) -> str:
     )
 
 
+def _tokens(value: str) -> str:
+    return f"{int(value) // 1024}K" if value not in ("", None) and int(value) else "none"
+
+
+def longest_table(rows: list[dict[str, str]]) -> str:
+    """Longest trainable T per config under the cap (a later row for the same config supersedes an earlier one)."""
+    last = {r["config"]: r for r in rows}
+    exact = last.get("exact")
+    lora = last.get("lora")
+    lines = [
+        "| config | keep ratio | longest T | first OOM | vs lora | vs exact | peak alloc GiB at longest | one step s (incl. warm-up) |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
+
+    def ratio(r: dict[str, str], ref: dict[str, str] | None) -> str:
+        if ref is None or not int(ref["longest_ok_T"]) or not int(r["longest_ok_T"]):
+            return "–"
+        return f"{int(r['longest_ok_T']) / int(ref['longest_ok_T']):.2f}x"
+
+    for c, r in last.items():
+        lines.append(
+            f"| {c} | {r['keep_ratio']} | {_tokens(r['longest_ok_T'])} | {_tokens(r['first_oom_T'])} "
+            f"| {ratio(r, lora)} | {ratio(r, exact)} | {_fmt('peak_alloc_gib', r['peak_alloc_gib'])} "
+            f"| {_fmt('median_step_s', r['median_step_s'])} |"
+        )
+    first = rows[0]
+    commits = ", ".join(dict.fromkeys(r.get("commit", "?") for r in last.values()))
+    return "\n".join(lines) + (
+        f"\n\nCap {float(first['cap_gib']):.1f} GiB (80 GB) as a per-process memory fraction on {first.get('gpu', '?')}; "
+        f"search resolution 8K; shape {first.get('shape', '?')} (random init); torch {first.get('torch', '?')}, "
+        f"transformers {first.get('transformers', '?')}; commits {commits}. Command: `{first.get('command', '?')}`\n"
+    )
+
+
 def generic_table(rows: list[dict[str, str]]) -> str:
     keys = list(rows[0])
     head = "| " + " | ".join(keys) + " |\n|" + "---|" * len(keys) + "\n"
@@ -162,6 +199,8 @@ def render(csv_path: Path) -> str:
         rows = list(csv.DictReader(fh))
     if not rows:
         return "(no rows yet)\n"
+    if {"config", "longest_ok_T", "cap_gib"} <= set(rows[0]):
+        return longest_table(rows)
     if {"config", "seq_len", "peak_alloc_gib"} <= set(rows[0]):
         return e2e_table(rows)
     if {"setting", "measure", "value"} <= set(rows[0]):

@@ -425,7 +425,11 @@ def plot_longest(rows: list[Row]) -> Figure:
     ax.xaxis.set_major_formatter(FuncFormatter(lambda x, _pos: tokens(x) if x else "0"))
     ax.set_xlabel("longest trainable sequence length T (tokens)")
     ax.grid(alpha=0.3, axis="x")
-    cap = f"under a {caps[0]} GiB memory cap" if len(caps) == 1 else "under a memory cap"
+    cap = (
+        f"under a {float(caps[0]):.1f} GiB ({float(caps[0]) * 2**30 / 1e9:.0f} GB) memory cap"
+        if len(caps) == 1
+        else "under a memory cap"
+    )
     shape, gpu = rows[0]["shape"], rows[0]["gpu"]
     fig.suptitle(f"{shape} on {gpu}: longest trainable T {cap}\n{provenance(rows)}", fontsize=10.5)
     return fig
