@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
 # The GPU sweeps of issues 3-5, one section per device call (each must finish within 10 minutes).
 #   bash benchmarks/gpu_sweep.sh llama     # GPU parity tests + Llama-3-8B steps at 8K/32K + ablation at 32K
+#   bash benchmarks/gpu_sweep.sh sweep     # Llama-3-8B, T = 4K..64K until OOM, with the model-FLOPs rate
+#   bash benchmarks/gpu_sweep.sh sweep-7b  # the same on the Llama-2-7B shape
 #   bash benchmarks/gpu_sweep.sh longest   # longest trainable T under an 80 GB cap (Llama-3-8B)
 #   bash benchmarks/gpu_sweep.sh smollm2-calib     # predictors calibrated on GPU, held-out recall
 #   bash benchmarks/gpu_sweep.sh smollm2-quality   # quality with predictors and longlora, SmolLM2 speed rows
@@ -18,6 +20,16 @@ llama)
     python benchmarks/e2e/bench.py --shape llama3-8b --backend auto --keep-ratio 0.6 --lengths 32768 \
         --configs exact lemo-shared+gc lemo-shared+sgc abl-mlp-dense+gc abl-loss-all+gc abl-copy-residual+gc \
         abl-reference+gc abl-hf-loss+gc --budget-s 330 --out "$OUT/e2e_llama3_8b_v2.csv"
+    ;;
+sweep)
+    python benchmarks/e2e/bench.py --shape llama3-8b --backend auto --keep-ratio 0.6 \
+        --lengths 4096 8192 16384 32768 65536 --configs lora lora+gc exact longlora lemo-shared lemo-shared+sgc \
+        lemo-shared+gc --budget-s 500 --out "$OUT/e2e_llama3_8b_sweep.csv"
+    ;;
+sweep-7b)
+    python benchmarks/e2e/bench.py --shape llama2-7b --backend auto --keep-ratio 0.6 \
+        --lengths 4096 8192 16384 32768 --configs lora exact longlora lemo-shared lemo-shared+gc \
+        --budget-s 300 --out "$OUT/e2e_llama2_7b_sweep.csv"
     ;;
 longest)
     python benchmarks/e2e/bench.py --mode longest --shape llama3-8b --backend auto --keep-ratio 0.6 \

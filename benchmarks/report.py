@@ -74,6 +74,16 @@ def e2e_table(rows: list[dict[str, str]]) -> str:
                 )
             else:
                 lines[i] += " – | – | – |"
+    if any(r.get("fraction_of_matmul") for r in rows):
+        lines[0] += " model TFLOP/s | of matmul peak |"
+        lines[1] += "---|---|"
+        for i, r in enumerate(rows, start=2):
+            if r.get("fraction_of_matmul"):
+                lines[i] += (
+                    f" {float(r['achieved_tflop_per_s']):.0f} | {float(r['fraction_of_matmul']) * 100:.0f}% |"
+                )
+            else:
+                lines[i] += " – | – |"
     first = rows[0]
     commits = ", ".join(dict.fromkeys(r.get("commit", "?") for r in rows))
     weights = "real weights" if first.get("shape") == "smollm2" else "random init"
@@ -82,6 +92,12 @@ def e2e_table(rows: list[dict[str, str]]) -> str:
         f"peft {first.get('peft', '?')}, commit {commits}, shape {first.get('shape', '?')} "
         f"({weights}), backend {first.get('backend', '?')}. Command: `{first.get('command', '?')}`\n"
     )
+    if first.get("matmul_tflop_per_s"):
+        prov += (
+            f"\nModel TFLOP/s = (6·N·T + 6·L·d·T²) / step time, dense-equivalent (work skipped by lemo and weight "
+            f"gradients not computed by LoRA still count); matmul peak = measured bf16 8192³ matmul, "
+            f"{float(first['matmul_tflop_per_s']):.0f} TFLOP/s.\n"
+        )
     return "\n".join(lines) + "\n" + prov
 
 

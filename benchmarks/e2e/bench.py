@@ -66,6 +66,7 @@ CONFIGS = {
     "lemo-pred-shared+gc": ("all", True, True, "tokens", {"scorer": "predictor", **SHARED}),
 }
 _PREDICTORS: list = []  # the predictor set of the current config, for its timings
+_MATMUL_RATE: list[float] = []  # measured once per process
 FIELDS = [
     "config",
     "shape",
@@ -82,6 +83,10 @@ FIELDS = [
     "predictor_share",
     "predictor_param_mib",
     "loss",
+    "model_tflop_per_step",
+    "achieved_tflop_per_s",
+    "matmul_tflop_per_s",
+    "fraction_of_matmul",
     "gpu",
     "torch",
     "cuda",
@@ -188,6 +193,39 @@ def configure(model, name: str, keep_ratio: float, backend: str) -> None:
         lemo.apply(model, lemo.SparsityConfig(sparse_layers="none", segmented_loss=True, backend=backend))
 
 
+def model_tflop(model, T: int) -> float:
+    """Dense-equivalent training FLOPs of one step at length T, in TFLOP: 6*N*T + 6*L*d*T^2.
+
+    N counts every weight that multiplies activations (all but the input embedding table); the second term is
+    causal attention (QK^T and PV, 2*T^2*d each forward, halved by the mask, tripled for backward). This is the
+    usual model-FLOPs convention: work lemo skips, and weight gradients LoRA does not compute, still count, so a
+    faster method shows a higher achieved rate.
+    """
+    cfg = model.config
+    emb = model.get_input_embeddings().weight.numel()
+    n = sum(p.numel() for name, p in model.named_parameters() if "lora_" not in name) - emb
+    return (6 * n * T + 6 * cfg.num_hidden_layers * cfg.hidden_size * T * T) / 1e12
+
+
+def matmul_rate(device: torch.device) -> float | None:
+    """The card's measured dense bf16 matmul rate in TFLOP/s (8192^3, median of 20), the 100% mark."""
+    if device.type != "cuda":
+        return None
+    a = torch.randn(8192, 8192, device=device, dtype=torch.bfloat16)
+    b = torch.randn(8192, 8192, device=device, dtype=torch.bfloat16)
+    for _ in range(5):
+        a @ b
+    times = []
+    for _ in range(20):
+        start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
+        start.record()
+        a @ b
+        end.record()
+        torch.cuda.synchronize()
+        times.append(start.elapsed_time(end) / 1000)
+    return 2 * 8192**3 / statistics.median(times) / 1e12
+
+
 def run_one(model, T: int, steps: int, warmup: int, device: torch.device) -> dict:
     params = [p for p in model.parameters() if p.requires_grad]
     opt = torch.optim.AdamW(params, lr=1e-4)
@@ -214,6 +252,11 @@ def run_one(model, T: int, steps: int, warmup: int, device: torch.device) -> dic
         row["predictor_share"] = row["predictor_ms_per_step"] / 1000 / row["median_step_s"]
         row["predictor_param_mib"] = timing["param_bytes"] / 2**20
     row["tokens_per_s"] = T / row["median_step_s"]
+    row["model_tflop_per_step"] = model_tflop(model, T)
+    row["achieved_tflop_per_s"] = row["model_tflop_per_step"] / row["median_step_s"]
+    if _MATMUL_RATE:
+        row["matmul_tflop_per_s"] = _MATMUL_RATE[0]
+        row["fraction_of_matmul"] = row["achieved_tflop_per_s"] / _MATMUL_RATE[0]
     if device.type == "cuda":
         row["peak_alloc_gib"] = torch.cuda.max_memory_allocated() / 2**30
         row["peak_reserved_gib"] = torch.cuda.max_memory_reserved() / 2**30
@@ -364,13 +407,22 @@ def main(argv: list[str] | None = None) -> int:
     if device.type == "cuda" and args.mode == "longest":
         total = torch.cuda.get_device_properties(device).total_memory
         # The cap holds on a larger card too: the caching allocator refuses to grow past this fraction.
-        torch.cuda.set_per_process_memory_fraction(min(1.0, args.cap_gib * 2**30 / total), torch.cuda.current_device())
+        torch.cuda.set_per_process_memory_fraction(
+            min(1.0, args.cap_gib * 2**30 / total), torch.cuda.current_device()
+        )
+    rate = matmul_rate(device)
+    if rate:
+        _MATMUL_RATE.append(rate)
+        print(f"measured bf16 matmul rate: {rate:.0f} TFLOP/s", flush=True)
     longest = args.search_max if args.mode == "longest" else 0
     model = build_model(args.shape, device, max([*args.lengths, longest]))
     start = time.perf_counter()
-    lengths = args.lengths if args.mode == "steps" else [0]
+    lengths = sorted(args.lengths) if args.mode == "steps" else [0]
+    out_of_memory: set[str] = set()  # "until out of memory": a config that OOMed is not tried at longer T
     for T in lengths:
         for name in args.configs:
+            if name in out_of_memory:
+                continue
             if args.budget_s and time.perf_counter() - start > args.budget_s:
                 print(f"time budget of {args.budget_s:.0f} s spent; skipping the rest", flush=True)
                 return 0
@@ -389,6 +441,8 @@ def main(argv: list[str] | None = None) -> int:
                 mlp=mlp + ("/shared/kept" if CONFIGS[name][4].get("loss_tokens") == "kept" else ""),
             )
             row.update(_probe(model, name, T, args, device))
+            if row["status"] != "ok":
+                out_of_memory.add(name)
             _append(args.out, FIELDS, row)
             _show(
                 row,
@@ -401,6 +455,7 @@ def main(argv: list[str] | None = None) -> int:
                     "peak_reserved_gib",
                     "median_step_s",
                     "tokens_per_s",
+                    "fraction_of_matmul",
                 ),
             )
     return 0
