@@ -39,6 +39,13 @@ longest)
         --configs lora lemo-shared lemo-shared+sgc longlora --search-start 8192 --steps 1 --warmup 0 \
         --budget-s 200 --out "$OUT/e2e_llama3_8b_longest.csv"
     ;;
+longest-more)
+    python benchmarks/e2e/bench.py --mode longest --shape llama3-8b --backend auto --keep-ratio 0.6 \
+        --configs lora+gc --search-start 16384 --steps 1 --warmup 0 --out "$OUT/e2e_llama3_8b_longest.csv"
+    python benchmarks/e2e/bench.py --mode longest --shape llama2-7b --backend auto --keep-ratio 0.6 \
+        --configs exact lemo-shared+gc lora lemo-shared --search-start 4096 --steps 1 --warmup 0 --budget-s 400 \
+        --out "$OUT/e2e_llama2_7b_longest.csv"
+    ;;
 smollm2-calib)
     python benchmarks/predictor_recall.py --pool concat max --steps 400 1000 --seq-len 8192 --train-chunks 100 \
         --eval-chunks 8 4 --threads 8 --cache-dir /root/calib --save /root/preds --out "$OUT/predictor_recall_gpu.csv"
