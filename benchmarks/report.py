@@ -37,7 +37,8 @@ def _fmt(key: str, value: str) -> str:
 
 
 def e2e_table(rows: list[dict[str, str]]) -> str:
-    """Memory and step time per (T, config), with the ratio to `lora` at the same T."""
+    """Memory and step time per (T, config), with the ratio to `lora` at the same T (rows ordered by T)."""
+    rows = sorted(rows, key=lambda r: int(r["seq_len"]))  # stable: runs keep their order within one T
     base = {r["seq_len"]: r for r in rows if r["config"] == "lora" and r.get("status") == "ok"}
     exact = {r["seq_len"]: r for r in rows if r["config"] == "exact" and r.get("status") == "ok"}
     lines = [
