@@ -10,42 +10,10 @@ from lemo.cli.bench import load
 REPO = Path(__file__).resolve().parents[1]
 plot = load(REPO / "benchmarks" / "e2e" / "plot.py")
 
-STEP_HEADER = [
-    "config",
-    "shape",
-    "seq_len",
-    "keep_ratio",
-    "mlp",
-    "backend",
-    "status",
-    "peak_alloc_gib",
-    "peak_reserved_gib",
-    "median_step_s",
-    "tokens_per_s",
-    "gpu",
-    "torch",
-    "commit",
-]
-LONGEST_HEADER = [
-    "config",
-    "shape",
-    "keep_ratio",
-    "cap_gib",
-    "longest_ok_T",
-    "first_oom_T",
-    "peak_alloc_gib",
-    "peak_reserved_gib",
-    "median_step_s",
-    "probes",
-    "gpu",
-    "torch",
-    "transformers",
-    "peft",
-    "triton",
-    "commit",
-    "timestamp",
-    "command",
-]
+bench = load(REPO / "benchmarks" / "e2e" / "bench.py")
+# The headers bench.py writes: the plots are tested against what the benchmark produces.
+STEP_HEADER = bench.FIELDS
+LONGEST_HEADER = bench.LONGEST_FIELDS
 
 
 def write_csv(path: Path, header: list[str], rows: list[dict]) -> Path:

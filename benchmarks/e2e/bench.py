@@ -67,6 +67,8 @@ CONFIGS = {
 }
 _PREDICTORS: list = []  # the predictor set of the current config, for its timings
 _MATMUL_RATE: list[float] = []  # measured once per process
+# Provenance carried by every row of every CSV this script writes.
+ENV_FIELDS = ["gpu", "torch", "cuda", "transformers", "peft", "triton", "commit", "timestamp", "command"]
 FIELDS = [
     "config",
     "shape",
@@ -87,15 +89,7 @@ FIELDS = [
     "achieved_tflop_per_s",
     "matmul_tflop_per_s",
     "fraction_of_matmul",
-    "gpu",
-    "torch",
-    "cuda",
-    "transformers",
-    "peft",
-    "triton",
-    "commit",
-    "timestamp",
-    "command",
+    *ENV_FIELDS,
 ]
 
 
@@ -293,15 +287,7 @@ LONGEST_FIELDS = [
     "peak_reserved_gib",
     "median_step_s",
     "probes",
-    "gpu",
-    "torch",
-    "cuda",
-    "transformers",
-    "peft",
-    "triton",
-    "commit",
-    "timestamp",
-    "command",
+    *ENV_FIELDS,
 ]
 
 

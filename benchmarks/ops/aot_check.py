@@ -21,6 +21,7 @@ from triton.compiler import ASTSource
 from lemo.ops.block_scores import triton as bs
 from lemo.ops.segmented_ce import triton as ce
 from lemo.ops.sparse_attention import triton as sa
+from lemo.ops.sparse_attention import triton_rows as sa_rows
 
 TARGET = GPUTarget("cuda", 90, 32)
 # Pointer arguments by name; everything else that is not constexpr is an int32 or fp32 scalar.
@@ -118,7 +119,7 @@ def main():
             except Exception as e:
                 print(f"ce {dtype}: FAIL {type(e).__name__}: {str(e)[:300]}")
     try:
-        compile_one(sa._add_rows_kernel, "bf16", dict(BLOCK_R=16, BLOCK_C=256), 4, 2)
+        compile_one(sa_rows._add_rows_kernel, "bf16", dict(BLOCK_R=16, BLOCK_C=256), 4, 2)
         print("add_rows: ok")
     except Exception as e:
         print(f"add_rows: FAIL {type(e).__name__}: {str(e)[:300]}")

@@ -37,6 +37,7 @@ from lemo.ops.block_scores import triton as bs_tri
 from lemo.ops.segmented_ce import reference as ce_ref
 from lemo.ops.segmented_ce import triton as ce_tri
 from lemo.ops.sparse_attention import triton as sa_tri
+from lemo.ops.sparse_attention import triton_rows as sa_rows
 
 H, HKV, D, DM, VOCAB, BLOCK = 32, 8, 128, 4096, 128256, 64
 DT = torch.bfloat16
@@ -122,7 +123,7 @@ def _kernel_step(q, k, v, do, cu):
 
 def _kernel_add_step(q, k, v, res, rows, dres, cu):
     o = sa_tri.varlen_causal_attention(q, k, v, cu, D**-0.5)  # [N, H, D]
-    out = sa_tri.add_rows(res, rows, o.view(o.shape[0], H * D))  # [T, d] permutation-free residual update
+    out = sa_rows.add_rows(res, rows, o.view(o.shape[0], H * D))  # [T, d] permutation-free residual update
     return torch.autograd.grad(out, (q, k, v, res), dres)
 
 
@@ -200,13 +201,13 @@ def movement_rows(w: Writer, T: int, r: float):
 
     def fused():  # the layer gathers x[rows] once before the projections, then one fused row add
         xk = x[rows]
-        out = sa_tri.add_rows(res, rows, upd)
+        out = sa_rows.add_rows(res, rows, upd)
         return torch.autograd.grad((out, xk), (x, res, upd), (dres, dx_g))
 
     buf = torch.randn(T, DM, device=DEV, dtype=DT)
 
     def inplace():  # the in-place add alone (forward only: what the kernel costs when the buffer is owned)
-        sa_tri.add_rows_(buf, rows, upd.detach())
+        sa_rows.add_rows_(buf, rows, upd.detach())
 
     t_naive, t_fused, t_inplace = bench(naive), bench(fused), bench(inplace)
     w.row(

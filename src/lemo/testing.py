@@ -64,3 +64,29 @@ def assert_close(
     except AssertionError as err:
         diff = (actual.float() - expected.float()).abs()
         raise AssertionError(f"{name}: max |diff| {diff.max():.3e}, mean {diff.mean():.3e}\n{err}") from None
+
+
+def with_lora(model: nn.Module, rank: int = 4) -> nn.Module:
+    """`model` wrapped in PEFT LoRA on q/k/v/o, with B initialised nonzero.
+
+    PEFT initialises B to zero, which would make every LoRA-A gradient zero; giving B values tests both.
+    """
+    from peft import LoraConfig, get_peft_model
+
+    cfg = LoraConfig(
+        r=rank, lora_alpha=2 * rank, target_modules=["q_proj", "k_proj", "v_proj", "o_proj"], lora_dropout=0.0
+    )
+    peft_model = get_peft_model(model, cfg)
+    for name, p in peft_model.named_parameters():
+        if "lora_B" in name:
+            torch.nn.init.normal_(p, std=0.02)
+    return peft_model
+
+
+def loss_and_grads(model: nn.Module, ids: torch.Tensor, **kw) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+    """The LM loss on `ids` (labels = inputs) and a copy of every trainable parameter's gradient."""
+    model.zero_grad(set_to_none=True)
+    out = model(input_ids=ids, labels=ids, **kw)
+    out.loss.backward()
+    grads = {n: p.grad.detach().clone() for n, p in model.named_parameters() if p.requires_grad}
+    return out.loss.detach(), grads

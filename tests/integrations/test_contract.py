@@ -2,32 +2,12 @@
 
 import pytest
 import torch
-from peft import LoraConfig, get_peft_model
 
 import lemo
-from lemo.testing import ARCHS, assert_close, tiny_model
+from lemo.testing import ARCHS, assert_close, loss_and_grads, tiny_model
+from lemo.testing import with_lora as lora
 
 T = 200  # not a multiple of the block size: the last block is partial
-
-
-def lora(model):
-    cfg = LoraConfig(
-        r=4, lora_alpha=8, target_modules=["q_proj", "k_proj", "v_proj", "o_proj"], lora_dropout=0.0
-    )
-    peft_model = get_peft_model(model, cfg)
-    # PEFT initialises B to zero, which would make every LoRA-A gradient zero; give B values so both are tested.
-    for name, p in peft_model.named_parameters():
-        if "lora_B" in name:
-            torch.nn.init.normal_(p, std=0.02)
-    return peft_model
-
-
-def loss_and_grads(model, ids, **kw):
-    model.zero_grad(set_to_none=True)
-    out = model(input_ids=ids, labels=ids, **kw)
-    out.loss.backward()
-    grads = {n: p.grad.detach().clone() for n, p in model.named_parameters() if p.requires_grad}
-    return out.loss.detach(), grads
 
 
 @pytest.mark.parametrize("arch", ARCHS)

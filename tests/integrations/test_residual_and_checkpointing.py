@@ -2,29 +2,13 @@
 
 import pytest
 import torch
-from peft import LoraConfig, get_peft_model
 
 import lemo
 import lemo.sparsity.layer as sparse_layer
-from lemo.testing import assert_close, tiny_model
+from lemo.testing import assert_close, loss_and_grads, tiny_model
+from lemo.testing import with_lora as lora
 
 T = 200  # a partial last block
-
-
-def lora(model):
-    cfg = LoraConfig(r=4, lora_alpha=8, target_modules=["q_proj", "v_proj", "o_proj"])
-    peft_model = get_peft_model(model, cfg)
-    for name, p in peft_model.named_parameters():
-        if "lora_B" in name:  # PEFT's zero init would make every LoRA-A gradient zero
-            torch.nn.init.normal_(p, std=0.02)
-    return peft_model
-
-
-def loss_and_grads(model, ids):
-    model.zero_grad(set_to_none=True)
-    loss = model(input_ids=ids, labels=ids).loss
-    loss.backward()
-    return loss.detach(), {n: p.grad.clone() for n, p in model.named_parameters() if p.requires_grad}
 
 
 def _gc_on(model, reentrant: bool = False):

@@ -9,6 +9,7 @@ import torch
 KERNEL_MODULES = (
     "lemo.ops._triton_reduce",  # first: the kernel modules import its jit functions
     "lemo.ops.sparse_attention.triton",
+    "lemo.ops.sparse_attention.triton_rows",
     "lemo.ops.block_scores.triton",
     "lemo.ops.segmented_ce.triton",
 )

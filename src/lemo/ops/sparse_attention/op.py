@@ -16,6 +16,14 @@ def _triton_impl():
     return impl
 
 
+def _triton_rows():
+    try:
+        from lemo.ops.sparse_attention import triton_rows as impl
+    except ImportError:
+        return None
+    return impl
+
+
 def varlen_causal_attention(
     q: torch.Tensor,
     k: torch.Tensor,
@@ -39,7 +47,7 @@ def add_rows(
     residual: torch.Tensor, rows: torch.Tensor, update: torch.Tensor, backend: str | None = None
 ) -> torch.Tensor:
     """See `reference.add_rows`: residual [M, d] with update [N, d] added at distinct rows [N]; a new tensor."""
-    impl = _triton_impl()
+    impl = _triton_rows()
     if resolve_backend(backend, residual.device, has_triton_impl=impl is not None) == "triton":
         return impl.add_rows(residual, rows, update)
     return reference.add_rows(residual, rows, update)
@@ -53,7 +61,7 @@ def add_rows_(
     Safe only on a buffer no other autograd node saved (the version counter raises otherwise): the sparse layer
     norms the gathered kept rows, not the full input, so its input is free to be updated (see docs/kernels.md).
     """
-    impl = _triton_impl()
+    impl = _triton_rows()
     if resolve_backend(backend, residual.device, has_triton_impl=impl is not None) == "triton":
         return impl.add_rows_(residual, rows, update)
     return residual.index_add_(0, rows, update.to(residual.dtype))
