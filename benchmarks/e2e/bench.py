@@ -61,6 +61,16 @@ CONFIGS = {
     "abl-hf-loss+gc": ("all", False, True, "tokens", {"shared_selection": True}),
     "abl-reference+gc": ("all", True, True, "tokens", {**SHARED, "backend": "reference"}),
     "abl-copy-residual+gc": ("all", True, True, "tokens", {**SHARED, "inplace_residual": False}),
+    # capability-holding selections (docs/capability.md): labelled blocks first, then random or mixed context
+    "lemo-random+gc": (
+        "all",
+        True,
+        True,
+        "tokens",
+        {**SHARED, "label_priority": True, "random_fraction": 1.0},
+    ),
+    "lemo-mix+gc": ("all", True, True, "tokens", {**SHARED, "label_priority": True, "random_fraction": 0.5}),
+    "lemo-prio+gc": ("all", True, True, "tokens", {**SHARED, "label_priority": True}),
     # learned predictors instead of the oracle (untrained, artifact shape: time and memory do not depend on values)
     "lemo-pred+gc": ("all", True, True, "dense", {"scorer": "predictor"}),
     "lemo-pred-shared+gc": ("all", True, True, "tokens", {"scorer": "predictor", **SHARED}),
@@ -89,6 +99,7 @@ FIELDS = [
     "achieved_tflop_per_s",
     "matmul_tflop_per_s",
     "fraction_of_matmul",
+    "completion",
     *ENV_FIELDS,
 ]
 
@@ -220,18 +231,30 @@ def matmul_rate(device: torch.device) -> float | None:
     return 2 * 8192**3 / statistics.median(times) / 1e12
 
 
-def run_one(model, T: int, steps: int, warmup: int, device: torch.device) -> dict:
+def train_labels(ids: torch.Tensor, completion: float) -> torch.Tensor:
+    """Labels of a benchmark row: every position (plain text), or only the last `completion` fraction of it
+    (prompt/completion data, where only the answer is supervised). Every config of a run gets the same."""
+    if completion <= 0:
+        return ids
+    labels = torch.full_like(ids, -100)  # [1, T]
+    start = ids.shape[1] - max(1, round(completion * ids.shape[1]))
+    labels[:, start:] = ids[:, start:]
+    return labels
+
+
+def run_one(model, T: int, steps: int, warmup: int, device: torch.device, completion: float = 0.0) -> dict:
     params = [p for p in model.parameters() if p.requires_grad]
     opt = torch.optim.AdamW(params, lr=1e-4)
     vocab = model.config.vocab_size
     ids = torch.randint(0, vocab, (1, T), device=device)
+    labels = train_labels(ids, completion)  # [1, T]
     times = []
     if device.type == "cuda":
         torch.cuda.synchronize()
         torch.cuda.reset_peak_memory_stats()
     for i in range(warmup + steps):
         t0 = time.perf_counter()
-        loss = model(input_ids=ids, labels=ids).loss
+        loss = model(input_ids=ids, labels=labels).loss
         loss.backward()
         opt.step()
         opt.zero_grad(set_to_none=True)
@@ -295,7 +318,7 @@ def _probe(model, name: str, T: int, args, device: torch.device) -> dict:
     """One configured run at length T; OOM is a result. Frees everything it allocated before returning."""
     configure(model, name, args.keep_ratio, args.backend)
     try:
-        row = {**run_one(model, T, args.steps, args.warmup, device), "status": "ok"}
+        row = {**run_one(model, T, args.steps, args.warmup, device, args.completion), "status": "ok"}
     except torch.OutOfMemoryError:
         row = {"status": "OOM"}
     model.zero_grad(set_to_none=True)
@@ -383,6 +406,12 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--backend", default="reference", choices=["auto", "reference", "triton"])
     ap.add_argument("--steps", type=int, default=3)
     ap.add_argument("--warmup", type=int, default=1)
+    ap.add_argument(
+        "--completion",
+        type=float,
+        default=0.0,
+        help="supervise only the last fraction of each row, as prompt/completion data does (0: every position)",
+    )
     ap.add_argument("--out", type=Path, default=Path("benchmarks/results/e2e.csv"))
     args = ap.parse_args(argv)
 
@@ -426,7 +455,7 @@ def main(argv: list[str] | None = None) -> int:
                 backend=CONFIGS[name][4].get("backend", args.backend),
                 mlp=mlp + ("/shared/kept" if CONFIGS[name][4].get("loss_tokens") == "kept" else ""),
             )
-            row.update(_probe(model, name, T, args, device))
+            row.update(_probe(model, name, T, args, device), completion=args.completion)
             if row["status"] != "ok":
                 out_of_memory.add(name)
             _append(args.out, FIELDS, row)

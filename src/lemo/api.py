@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
-from lemo.eval.config import EvalConfig
+from lemo.eval.capability_result import CapabilityResult
+from lemo.eval.config import DataConfig, EvalConfig
 from lemo.eval.perplexity import PerplexityResult
 from lemo.eval.run import evaluate as _evaluate
+from lemo.eval.run import make_task_data as _make_task_data
 from lemo.train.calibrate_run import CalibrateConfig, run_calibrate
 from lemo.train.config import FinetuneConfig
 from lemo.train.loop import FinetuneResult
@@ -20,9 +23,16 @@ def finetune(config: FinetuneConfig | None = None, **overrides: Any) -> Finetune
     return _finetune(cfg)
 
 
-def evaluate(config: EvalConfig | None = None, **overrides: Any) -> list[PerplexityResult]:
-    """Sliding-window perplexity of a model (plus adapter) at several lengths; see `EvalConfig`."""
+def evaluate(config: EvalConfig | None = None, **overrides: Any) -> list[PerplexityResult] | CapabilityResult:
+    """Sliding-window perplexity of a model (plus adapter) at several lengths, or with `task` set, exact-match
+    accuracy on a synthetic long-context task per length and needle depth; see `EvalConfig`."""
     return _evaluate(config or EvalConfig(**overrides))
+
+
+def make_task_data(config: DataConfig | None = None, **overrides: Any) -> Path:
+    """`lemo data`: training rows of a synthetic task (train name pool, training filler) as JSONL; see
+    `DataConfig`. Returns the file written."""
+    return _make_task_data(config or DataConfig(**overrides))
 
 
 def calibrate_predictors(config: CalibrateConfig | None = None, **overrides: Any):

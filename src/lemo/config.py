@@ -74,6 +74,16 @@ class SparsityConfig:
     loss_tokens: Literal["all", "kept"] = "all"
     """Positions in the loss: "all" (the paper), or "kept": only positions the last sparse layer kept, whose
     computation was complete, so the adapter does not learn to compensate for elimination (see docs/quality.md)."""
+    label_priority: bool = False
+    """Keep the blocks that hold supervised positions (labels other than -100, e.g. the completion of
+    prompt/completion data) before any other, within the keep budget, so every labelled position keeps its loss
+    and its full computation and elimination is spent on the unsupervised context. When the labelled blocks
+    exceed the budget (plain text: every position is labelled) they are chosen among themselves by the rules
+    below."""
+    random_fraction: float = 0.0
+    """Share of the budget left after the forced (and labelled) blocks that goes to blocks drawn uniformly at
+    random (torch's default generator, so a resumed run draws what an uninterrupted one would) instead of the
+    scorer's best: 0 = the scorer's top blocks (the paper), 1 = random blocks, and no scoring is done at all."""
     inplace_residual: bool = True
     """Add a sparse layer's update into the residual stream in place (permutation-free, no full-length copy) when
     training with mlp="tokens". Turn off if a hook of yours keeps a layer's input tensor: it would see the update."""
@@ -96,6 +106,7 @@ class SparsityConfig:
             if isinstance(value, tuple):
                 setattr(self, name, list(value))
         _check_fraction("mlp_keep", self.mlp_keep)
+        _check_fraction("random_fraction", self.random_fraction, allow_zero=True)
         for name in ("sink_blocks", "local_blocks"):
             v = getattr(self, name)
             if not isinstance(v, int) or v < 0:

@@ -9,13 +9,23 @@ import sys
 from lemo import api
 from lemo.cli import bench
 from lemo.cli.args import build_parser, config_from_args
-from lemo.eval.config import EvalConfig
+from lemo.eval.config import DataConfig, EvalConfig
 from lemo.train.calibrate_run import CalibrateConfig
 from lemo.train.config import FinetuneConfig, load_yaml
 
 COMMANDS = {
     "finetune": (FinetuneConfig, api.finetune, "LoRA fine-tuning on long texts with token elimination"),
-    "eval": (EvalConfig, api.evaluate, "sliding-window perplexity of a model (+ adapter) at several lengths"),
+    "eval": (
+        EvalConfig,
+        api.evaluate,
+        "sliding-window perplexity of a model (+ adapter) at several lengths, or with --task, exact-match "
+        "accuracy on a synthetic long-context task per length and needle depth",
+    ),
+    "data": (
+        DataConfig,
+        api.make_task_data,
+        "write training rows of a synthetic long-context task as JSONL ({prompt, completion})",
+    ),
     "calibrate": (
         CalibrateConfig,
         api.calibrate_predictors,

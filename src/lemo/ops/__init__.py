@@ -4,7 +4,7 @@ from lemo.ops.block_scores import block_score_map, block_scores, informativeness
 from lemo.ops.mlp import channel_sparse_mlp
 from lemo.ops.rope import apply_rope
 from lemo.ops.segmented_ce import segmented_cross_entropy
-from lemo.ops.select_blocks import blocks_to_tokens, select_by_ratio, select_by_threshold
+from lemo.ops.select_blocks import blocks_to_tokens, blocks_with_any, select_by_ratio, select_by_threshold
 from lemo.ops.sparse_attention import add_rows, varlen_causal_attention
 
 __all__ = [
@@ -13,6 +13,7 @@ __all__ = [
     "block_score_map",
     "block_scores",
     "blocks_to_tokens",
+    "blocks_with_any",
     "channel_sparse_mlp",
     "informativeness",
     "segmented_cross_entropy",

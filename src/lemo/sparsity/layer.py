@@ -22,6 +22,7 @@ from lemo.ops import (
     add_rows,
     apply_rope,
     blocks_to_tokens,
+    blocks_with_any,
     channel_sparse_mlp,
     select_by_ratio,
     select_by_threshold,
@@ -41,21 +42,43 @@ def select_rows(
     config: SparsityConfig,
     keep_ratio: float,
     threshold: float,
+    label_mask: torch.Tensor | None = None,
 ) -> Selection:
-    """Score and select the kept rows of every segment. x: [B, T, d] normed hidden states."""
+    """Score and select the kept rows of every segment.
+
+    Args:
+        x: [B, T, d] normed hidden states.
+        label_mask: [B, T] bool, positions that predict a label; their blocks come first with
+            `config.label_priority`.
+    """
     _B, T, _ = x.shape
     b = config.block_size
     rows, cu, blocks = [], [0], []
     for seg in segments:
+        nb = -(-seg.length // b)
+        priority = None
+        if config.label_priority and label_mask is not None:
+            priority = blocks_with_any(label_mask[seg.row, seg.start : seg.end], b)  # [nb]
         if config.selection == "ratio" and keep_ratio >= 1.0:
-            nb = -(-seg.length // b)
             kept = torch.arange(nb, device=x.device)  # everything kept: no need to score
+        elif config.selection == "ratio":
+            if config.random_fraction >= 1.0:
+                scores = torch.zeros(nb, device=x.device)  # random blocks: the scores are never read
+            else:
+                scores = scorer(parts, x[seg.row, seg.start : seg.end].detach(), b)  # [nb]
+            kept = select_by_ratio(
+                scores,
+                keep_ratio,
+                config.sink_blocks,
+                config.local_blocks,
+                priority=priority,
+                random_fraction=config.random_fraction,
+            )
         else:
             scores = scorer(parts, x[seg.row, seg.start : seg.end].detach(), b)  # [nb]
-            if config.selection == "ratio":
-                kept = select_by_ratio(scores, keep_ratio, config.sink_blocks, config.local_blocks)
-            else:
-                kept = select_by_threshold(scores, threshold, config.sink_blocks, config.local_blocks)
+            kept = select_by_threshold(
+                scores, threshold, config.sink_blocks, config.local_blocks, priority=priority
+            )
         kept = kept.to(x.device)
         tokens = blocks_to_tokens(kept, b, seg.length) + (seg.row * T + seg.start)  # [n_s]
         rows.append(tokens)
@@ -92,9 +115,14 @@ def _selection(
                 state.config,
                 state.keep_ratio.get(parts.index, 1.0),
                 state.threshold.get(parts.index, 0.0),
+                state.label_mask if _fits(state.label_mask, B, T) else None,
             )
     state.store_selection(parts.index, key, sel)
     return sel
+
+
+def _fits(mask: torch.Tensor | None, B: int, T: int) -> bool:
+    return mask is not None and tuple(mask.shape) == (B, T)
 
 
 def _attention_update(

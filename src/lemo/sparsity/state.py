@@ -26,6 +26,7 @@ class SparsityState:
     threshold: dict[int, float]
     attention_mask: torch.Tensor | None = None  # the 2D mask of the current forward (captured by a hook)
     keep_layer_inputs: bool = False  # someone records layer outputs this forward: no in-place residual update
+    label_mask: torch.Tensor | None = None  # [B, T] bool, positions that predict a label (for label_priority)
     _segments: list[Segment] | None = None
     _selections: dict[int, tuple[tuple, Selection]] = field(default_factory=dict)
     last: dict[int, Selection] = field(default_factory=dict)

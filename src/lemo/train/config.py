@@ -32,13 +32,18 @@ class FinetuneConfig:
     model: str | None = None
     """HF model directory; default: the embedded SmolLM2-135M-Instruct."""
     data: list[str] = field(default_factory=list)
-    """Text (.txt) or JSONL ({"text": ...}) files or folders; default: five Austen novels."""
+    """Text (.txt) or JSONL files or folders; default: five Austen novels. JSONL lines are {"text": ...}
+    (every token trained on), {"prompt": ..., "completion": ...} (only the completion and its EOS trained on)
+    or {"messages": [{"role": ..., "content": ...}, ...]} (the tokenizer's chat template; only assistant turns
+    trained on); formats may mix in one file."""
     eval_data: list[str] = field(default_factory=list)
     """Held-out text for perplexity before/after; default: the sixth Austen novel (Persuasion)."""
     seq_len: int = 4096
     """Tokens per training row."""
     data_mode: Literal["chunk", "pack"] = "chunk"
-    """"chunk": cut the concatenated text into rows; "pack": whole documents per row, positions restart."""
+    """"chunk": cut the concatenated records into rows (labels follow their tokens; rows with only prompt text
+    are dropped); "pack": whole records per row, positions restart at 0 per record (a text longer than a row
+    is cut into pieces; a prompt/completion or chat record loses the start of its prompt instead)."""
     rope_scaling: str | None = None
     """Extend context with RoPE scaling: "linear", "yarn" or "dynamic" (with --rope-factor)."""
     rope_factor: float = 1.0

@@ -23,7 +23,17 @@ from lemo.integrations.transformers.calibration import load_predictors
 from lemo.integrations.transformers.loading import load_model
 from lemo.train.checkpoint import capture_rng_state, load_checkpoint, restore_rng_state, save_checkpoint
 from lemo.train.config import FinetuneConfig
-from lemo.train.data import DataOrder, build_examples, collate, load_documents, tokenize_documents
+from lemo.train.data import (
+    DataOrder,
+    Record,
+    TextRecord,
+    build_examples,
+    collate,
+    load_documents,
+    load_records,
+    tokenize_documents,
+    tokenize_records,
+)
 from lemo.train.progress import MetricsWriter, Progress
 
 log = logging.getLogger(__name__)
@@ -51,16 +61,20 @@ def resolve_device(device: str, dtype: str) -> tuple[torch.device, torch.dtype]:
     return dev, torch.bfloat16 if dtype == "bf16" else torch.float32
 
 
-def _documents(cfg: FinetuneConfig) -> tuple[list[str], list[str], str]:
-    """Training and held-out documents, and where they came from."""
+def _documents(cfg: FinetuneConfig) -> tuple[list[Record], list[str], str]:
+    """Training records (text, prompt/completion or chat), held-out plain texts, and where they came from.
+
+    The held-out texts only feed perplexity, so supervised records there count as plain text
+    (prompt + completion; see `load_documents`).
+    """
     if cfg.data:
-        train = load_documents(cfg.data)
+        train = load_records(cfg.data)
         held = load_documents(cfg.eval_data) if cfg.eval_data else []
         return train, held, "files"
     corpus = austen_texts()
     names = sorted(corpus.texts)
     held_name = HELD_OUT_NOVEL if HELD_OUT_NOVEL in corpus.texts else names[-1]
-    train = [corpus.texts[n] for n in names if n != held_name]
+    train: list[Record] = [TextRecord(corpus.texts[n], n) for n in names if n != held_name]
     held = load_documents(cfg.eval_data) if cfg.eval_data else [corpus.texts[held_name]]
     return train, held, corpus.source
 
@@ -94,10 +108,11 @@ def finetune(cfg: FinetuneConfig, *, stop_after: int | None = None) -> FinetuneR
         model_dir, dtype=dtype, device=device, rope_scaling=cfg.rope_scaling, rope_factor=cfg.rope_factor
     )
 
-    train_docs, held_docs, source = _documents(cfg)
-    token_docs = tokenize_documents(train_docs, tokenizer)
+    train_records, held_docs, source = _documents(cfg)
+    # Labels come with the tokens: every token for text, only completions and assistant turns otherwise.
+    token_records = tokenize_records(train_records, tokenizer)
     pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else (tokenizer.eos_token_id or 0)
-    examples = build_examples(token_docs, cfg.seq_len, cfg.data_mode, cfg.sparsity.block_size, pad_id)
+    examples = build_examples(token_records, cfg.seq_len, cfg.data_mode, cfg.sparsity.block_size, pad_id)
     held_ids = None
     if held_docs:
         held_ids = torch.tensor(

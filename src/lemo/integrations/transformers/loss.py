@@ -22,6 +22,27 @@ from lemo.sparsity import SparsityState
 log = logging.getLogger(__name__)
 
 
+def record_label_mask(state: SparsityState, shift_labels: torch.Tensor | None, training: bool) -> None:
+    """Tell the selection which positions predict a label this forward (used by `label_priority`)."""
+    use = training and state.config.label_priority and shift_labels is not None
+    state.label_mask = (shift_labels != -100) if use else None  # [B, T]
+
+
+def make_label_forward(base: nn.Module, state: SparsityState):
+    """The model's own forward (and loss), recording which positions carry a label first (label_priority
+    without the segmented loss)."""
+    own_forward = base.__dict__.get("forward") or type(base).forward.__get__(base)
+
+    def forward(*args: Any, labels: torch.Tensor | None = None, **kwargs: Any) -> Any:
+        shift = kwargs.get("shift_labels")
+        if shift is None and labels is not None:
+            shift = F.pad(labels, (0, 1), value=-100)[:, 1:]  # [B, T] position t predicts label t+1
+        record_label_mask(state, shift, base.training)
+        return own_forward(*args, labels=labels, **kwargs)
+
+    return forward
+
+
 def make_loss_forward(
     base: nn.Module, decoder: nn.Module, config: SparsityConfig, state: SparsityState | None = None
 ):
@@ -58,6 +79,11 @@ def make_loss_forward(
             )
         shift_labels = kwargs.pop("shift_labels", None)
         num_items = kwargs.pop("num_items_in_batch", None)
+        if shift_labels is None:
+            # Same shift as HF's ForCausalLMLoss: position t predicts label t+1; the last position predicts nothing.
+            shift_labels = F.pad(labels, (0, 1), value=-100)[:, 1:]  # [B, T]
+        if state is not None:
+            record_label_mask(state, shift_labels, base.training)
         out = decoder(
             input_ids=input_ids,
             attention_mask=attention_mask,
@@ -68,9 +94,6 @@ def make_loss_forward(
             **kwargs,
         )
         hidden = out.last_hidden_state  # [B, T, d]
-        if shift_labels is None:
-            # Same shift as HF's ForCausalLMLoss: position t predicts label t+1; the last position predicts nothing.
-            shift_labels = F.pad(labels, (0, 1), value=-100)[:, 1:]  # [B, T]
         if config.loss_tokens == "kept" and state is not None and state.last and base.training:
             # Score only positions the last sparse layer kept: their hidden states went through every layer.
             last = state.last[max(state.last)]

@@ -16,7 +16,7 @@ from torch import nn
 
 from lemo.config import SparsityConfig
 from lemo.integrations.transformers.archs import ArchSpec, layer_parts, spec_for
-from lemo.integrations.transformers.loss import make_loss_forward
+from lemo.integrations.transformers.loss import make_label_forward, make_loss_forward
 from lemo.sparsity import BlockScorer, OracleScorer, SparsityState, sparse_layer_forward
 
 log = logging.getLogger(__name__)
@@ -154,6 +154,7 @@ def apply(model: nn.Module, config: SparsityConfig | None = None, predictors: An
                 layer.__dict__[_GC_SUSPENDED] = True
 
     def end_step(_module: nn.Module, args: tuple, kwargs: dict, output: Any) -> None:
+        state.label_mask = None  # one forward's labels; a recompute reuses the cached selection
         for layer in patched:
             if layer.__dict__.pop(_GC_SUSPENDED, False):
                 layer.gradient_checkpointing = True
@@ -166,6 +167,8 @@ def apply(model: nn.Module, config: SparsityConfig | None = None, predictors: An
         raise ValueError("loss_tokens='kept' works through the segmented loss; set segmented_loss=True.")
     if config.segmented_loss:
         base.forward = make_loss_forward(base, decoder, config, state)
+    elif config.label_priority:
+        base.forward = make_label_forward(base, state)
     base.__dict__[_ATTR] = _Applied(
         config, predictors, state, patched, previous, previous_model_forward, hook, end_hook, spec
     )

@@ -17,32 +17,83 @@ def forced_blocks(nb: int, sink_blocks: int, local_blocks: int) -> torch.Tensor:
 
 
 def select_by_ratio(
-    scores: torch.Tensor, keep_ratio: float, sink_blocks: int, local_blocks: int
+    scores: torch.Tensor,
+    keep_ratio: float,
+    sink_blocks: int,
+    local_blocks: int,
+    *,
+    priority: torch.Tensor | None = None,
+    random_fraction: float = 0.0,
+    generator: torch.Generator | None = None,
 ) -> torch.Tensor:
-    """Keep max(ceil(keep_ratio * nb), #forced) blocks: the forced ones, then the best-scoring others.
+    """Keep max(ceil(keep_ratio * nb), #forced) blocks, filled tier by tier.
+
+    Tiers, in order: the forced blocks (sink and local), then the `priority` blocks (those holding supervised
+    positions), then the rest. A tier that fits in what is left of the budget is kept whole; the tier that does
+    not fit is cut: `random_fraction` of the places left go to blocks of that tier drawn uniformly at random, the
+    others to its best-scoring blocks (ties by position). random_fraction=0 is the paper's top-k.
 
     Args:
         scores: [nb] informativeness I_n.
+        priority: [nb] bool, or None for no priority tier.
+        generator: CPU generator for the random draws (None: torch's default one, which checkpoints capture).
     Returns:
         [k] int64 block ids in increasing order.
     """
     nb = scores.shape[0]
-    forced = forced_blocks(nb, sink_blocks, local_blocks).to(scores.device)  # [nb]
+    device = scores.device
+    forced = forced_blocks(nb, sink_blocks, local_blocks).to(device)  # [nb]
     n_keep = min(nb, max(math.ceil(keep_ratio * nb - 1e-9), int(forced.sum())))
-    # Forced blocks rank first; among the rest, higher scores first; a stable sort breaks ties by position.
-    rank_key = torch.where(forced, torch.full_like(scores, float("inf")), scores.float())  # [nb]
-    order = torch.sort(rank_key, descending=True, stable=True).indices  # [nb]
-    return torch.sort(order[:n_keep]).values
+    keep = forced.clone()  # [nb]
+    tiers = (
+        [~forced] if priority is None else [priority.to(device) & ~forced, ~(priority.to(device) | forced)]
+    )
+    for tier in tiers:
+        room = n_keep - int(keep.sum())
+        if room <= 0:
+            break
+        candidates = torch.nonzero(tier).flatten()  # [c] in increasing order
+        if candidates.numel() <= room:
+            keep[candidates] = True
+            continue
+        n_random = round(random_fraction * room)
+        # Best first; a stable sort breaks ties by position.
+        order = torch.sort(scores[candidates].float(), descending=True, stable=True).indices  # [c]
+        keep[candidates[order[: room - n_random]]] = True
+        if n_random:
+            left = candidates[order[room - n_random :]]  # [c - room + n_random]
+            draw = torch.randperm(left.numel(), generator=generator)[:n_random].to(device)  # [n_random]
+            keep[left[draw]] = True
+        break
+    return torch.nonzero(keep).flatten()
 
 
 def select_by_threshold(
-    scores: torch.Tensor, threshold: float, sink_blocks: int, local_blocks: int
+    scores: torch.Tensor,
+    threshold: float,
+    sink_blocks: int,
+    local_blocks: int,
+    *,
+    priority: torch.Tensor | None = None,
 ) -> torch.Tensor:
-    """Keep every block with I_n >= threshold * max I_n, plus the forced ones. Returns sorted [k] int64 ids."""
+    """Keep every block with I_n >= threshold * max I_n, plus the forced and `priority` ones ([nb] bool).
+
+    Returns sorted [k] int64 ids.
+    """
     nb = scores.shape[0]
     forced = forced_blocks(nb, sink_blocks, local_blocks).to(scores.device)  # [nb]
     keep = forced | (scores >= threshold * scores.max())  # [nb]
+    if priority is not None:
+        keep |= priority.to(scores.device)
     return torch.nonzero(keep).flatten()
+
+
+def blocks_with_any(mask: torch.Tensor, block_size: int) -> torch.Tensor:
+    """[nb] bool: which blocks of a sequence hold at least one True of the token mask `mask` [n]."""
+    nb = -(-mask.shape[0] // block_size)
+    padded = torch.zeros(nb * block_size, dtype=torch.bool, device=mask.device)  # [nb*b]
+    padded[: mask.shape[0]] = mask
+    return padded.view(nb, block_size).any(dim=1)
 
 
 def blocks_to_tokens(blocks: torch.Tensor, block_size: int, length: int) -> torch.Tensor:

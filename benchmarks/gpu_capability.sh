@@ -1,0 +1,39 @@
+#!/usr/bin/env bash
+# The GPU runs of issue 9 (capability), one section per device call (each must finish within 10 minutes).
+#   bash benchmarks/gpu_capability.sh stage     # first half of the SmolLM2 GGUF (carried: .stage/a) to /root/stage
+#   bash benchmarks/gpu_capability.sh quality   # second half (.stage/b) + Austen (.stage/austen); capability sweep
+#   bash benchmarks/gpu_capability.sh speed     # Llama-3-8B step time of the selections against exact
+# Needs LEMO_COMMIT and OUT. The 94 MiB GGUF is above what one call carries, hence the two halves.
+set -euo pipefail
+export PYTHONPATH=src${PYTHONPATH:+:$PYTHONPATH} PYTHONUNBUFFERED=1
+OUT=${OUT:?set OUT}
+S=/root/stage
+mkdir -p "$OUT" "$S"
+export LEMO_SMOLLM2_GGUF=$S/smollm2.gguf LEMO_AUSTEN_DIR=$S/austen
+CONFIGS=${CONFIGS:-base dense dense@36 dense@42 dense@48 dense@54 preset prio-oracle prio-mix prio-random random \
+longlora text:dense text:dense@48 text:preset text:random}
+case "${1:?section}" in
+stage)
+    cp .stage/a/part00 "$S/"
+    ;;
+quality)
+    if [ ! -f "$LEMO_SMOLLM2_GGUF" ]; then
+        cat "$S/part00" .stage/b/part01 > "$LEMO_SMOLLM2_GGUF"
+        cp -r .stage/austen "$S/austen"
+    fi
+    echo "b179c9523d0e6a0f98a330c7562b682750a6f8c8c15e5bc70ea373728110db53  $LEMO_SMOLLM2_GGUF" | sha256sum -c
+    python benchmarks/quality/capability.py --bias --bias-rows 8 --work /root/cap --out "$OUT/selection_bias.csv" \
+        2>&1 | grep -v Warning | grep "kept" | head -80
+    # shellcheck disable=SC2086
+    python benchmarks/quality/capability.py --configs $CONFIGS --samples ${SAMPLES:-20} --workers ${WORKERS:-4} \
+        --work /root/cap --out "$OUT/capability_smollm2.csv" 2>&1 | grep -v "Warning\|warn\|^ \|Loading"
+    ;;
+speed)
+    python benchmarks/e2e/bench.py --shape llama3-8b --backend auto --keep-ratio 0.6 --lengths 16384 32768 \
+        --configs exact lemo-shared+gc lemo-prio+gc lemo-mix+gc lemo-random+gc longlora+gc --completion 0.02 \
+        --budget-s 420 --out "$OUT/e2e_llama3_8b_capability.csv"
+    python benchmarks/e2e/bench.py --shape llama3-8b --backend auto --keep-ratio 0.6 --lengths 32768 \
+        --configs exact lemo-random+gc --budget-s 120 --out "$OUT/e2e_llama3_8b_capability.csv"
+    ;;
+*) echo "unknown section $1" >&2; exit 2 ;;
+esac
