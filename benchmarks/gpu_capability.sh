@@ -5,7 +5,9 @@
 #   bash benchmarks/gpu_capability.sh speed     # Llama-3-8B step time of the selections against exact
 # Needs LEMO_COMMIT and OUT. The 94 MiB GGUF is above what one call carries, hence the two halves.
 set -euo pipefail
-export PYTHONPATH=src${PYTHONPATH:+:$PYTHONPATH} PYTHONUNBUFFERED=1
+# gguf (to read the model) travels as a wheel in .whl: nothing can be installed from the network there.
+python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --target /tmp/site .whl/*.whl
+export PYTHONPATH=src:/tmp/site${PYTHONPATH:+:$PYTHONPATH} PYTHONUNBUFFERED=1 PYTHONWARNINGS=ignore
 OUT=${OUT:?set OUT}
 S=/root/stage
 mkdir -p "$OUT" "$S"
@@ -23,10 +25,10 @@ quality)
     fi
     echo "b179c9523d0e6a0f98a330c7562b682750a6f8c8c15e5bc70ea373728110db53  $LEMO_SMOLLM2_GGUF" | sha256sum -c
     python benchmarks/quality/capability.py --bias --bias-rows 8 --work /root/cap --out "$OUT/selection_bias.csv" \
-        2>&1 | grep -v Warning | grep "kept" | head -80
+        2>"$OUT/bias.err"
     # shellcheck disable=SC2086
     python benchmarks/quality/capability.py --configs $CONFIGS --samples ${SAMPLES:-20} --workers ${WORKERS:-4} \
-        --work /root/cap --out "$OUT/capability_smollm2.csv" 2>&1 | grep -v "Warning\|warn\|^ \|Loading"
+        --work /root/cap --out "$OUT/capability_smollm2.csv" 2>"$OUT/quality.err"
     ;;
 speed)
     python benchmarks/e2e/bench.py --shape llama3-8b --backend auto --keep-ratio 0.6 --lengths 16384 32768 \

@@ -40,7 +40,12 @@ def e2e_table(rows: list[dict[str, str]]) -> str:
     """Memory and step time per (T, config), with the ratio to `lora` at the same T (rows ordered by T)."""
     rows = sorted(rows, key=lambda r: int(r["seq_len"]))  # stable: runs keep their order within one T
     base = {r["seq_len"]: r for r in rows if r["config"] == "lora" and r.get("status") == "ok"}
-    exact = {r["seq_len"]: r for r in rows if r["config"] == "exact" and r.get("status") == "ok"}
+    # Ratios against `exact` with the same labels (a run may supervise only a completion: `--completion`).
+    exact = {
+        (r["seq_len"], r.get("completion") or "0.0"): r
+        for r in rows
+        if r["config"] == "exact" and r.get("status") == "ok"
+    }
     lines = [
         "| T | config | keep ratio | MLP | peak alloc GiB | vs lora | peak reserved GiB | median step s | vs lora | vs exact | tokens/s |",
         "|---|---|---|---|---|---|---|---|---|---|---|",
@@ -50,7 +55,7 @@ def e2e_table(rows: list[dict[str, str]]) -> str:
         ok = r.get("status") == "ok"
         mem_ratio = f"{float(r['peak_alloc_gib']) / float(ref['peak_alloc_gib']):.2f}x" if ok and ref else "–"
         time_ratio = f"{float(r['median_step_s']) / float(ref['median_step_s']):.2f}x" if ok and ref else "–"
-        ex = exact.get(r["seq_len"])
+        ex = exact.get((r["seq_len"], r.get("completion") or "0.0"))
         exact_ratio = f"{float(r['median_step_s']) / float(ex['median_step_s']):.2f}x" if ok and ex else "–"
         mlp = r.get("mlp", "dense")
         if not ok:
@@ -75,6 +80,12 @@ def e2e_table(rows: list[dict[str, str]]) -> str:
                 )
             else:
                 lines[i] += " – | – | – |"
+    if any(float(r.get("completion") or 0) for r in rows):
+        lines[0] += " positions with a label |"
+        lines[1] += "---|"
+        for i, r in enumerate(rows, start=2):
+            c = float(r.get("completion") or 0)
+            lines[i] += f" last {c:.0%} |" if c else " all |"
     if any(r.get("fraction_of_matmul") for r in rows):
         lines[0] += " model TFLOP/s | of matmul peak |"
         lines[1] += "---|---|"
@@ -205,6 +216,83 @@ def longest_table(rows: list[dict[str, str]]) -> str:
     )
 
 
+def _equal_time():
+    """benchmarks/quality/equal_time.py, loaded by path (benchmarks/ is not a package)."""
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location(
+        "equal_time", ROOT / "benchmarks" / "quality" / "equal_time.py"
+    )
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def capability_table(rows: list[dict[str, str]]) -> str:
+    """One row per config: retrieval (mean over depths) at each length, perplexity, and GPU time."""
+    et = _equal_time()
+    ratios = et.step_ratios()
+    mean = {
+        (r["config"], r["metric"], int(r["eval_len"])): float(r["value"]) for r in rows if r["depth"] == "all"
+    }
+    meta = {r["config"]: r for r in rows}
+    lengths = sorted({int(r["eval_len"]) for r in rows if r["metric"] == "retrieval_teacher"})
+    ppl_len = max(int(r["eval_len"]) for r in rows if r["metric"] == "ppl")
+    head = "| config | data | steps | step time vs exact | GPU time (exact steps) |"
+    head += "".join(f" retrieval @{n // 1024}K |" for n in lengths)
+    head += f" greedy @{lengths[-1] // 1024}K | ppl @{ppl_len // 1024}K |"
+    lines = [head, "|" + "---|" * (5 + len(lengths) + 2)]
+    for c, m in meta.items():
+        steps = int(m["steps"]) if m["sparsity"] != "untrained" else 0
+        _, name, _ = et.config_name(c)
+        bench = et.BENCH_CONFIG.get(name)
+        ratio = ratios.get(bench) if bench else None
+        t = et.gpu_time(c, steps, ratios) if steps else 0.0
+        cells = [
+            c,
+            m["data"],
+            str(steps),
+            f"{ratio:.3f}x" if ratio else "–",
+            f"{t:.1f}" if t is not None else "–",
+        ]
+        cells += [f"{mean[(c, 'retrieval_teacher', n)]:.2f}" for n in lengths]
+        cells += [f"{mean[(c, 'retrieval_greedy', lengths[-1])]:.2f}", f"{mean[(c, 'ppl', ppl_len)]:.1f}"]
+        lines.append("| " + " | ".join(cells) + " |")
+    first = rows[0]
+    n = int(next(r["n"] for r in rows if r["metric"] == "retrieval_teacher" and r["depth"] == "all"))
+    commits = ", ".join(dict.fromkeys(r.get("commit", "?") for r in rows))
+    prov = (
+        f"\nRetrieval: multi-key (16 keys), teacher-forced exact match unless marked greedy, mean of {n} samples "
+        f"over 5 depths per length, eval names and *Persuasion* filler (never trained on). {first.get('gpu', '?')}, "
+        f"torch {first.get('torch', '?')}, transformers {first.get('transformers', '?')}, commit {commits}; "
+        f"training rows of {first.get('seq_len', '?')} tokens. Step-time ratios: Llama-3-8B shape at 16K with the "
+        f"same labels (`{et.SPEED_CSV.name}`). Commands: "
+        + "; ".join(f"`{c}`" for c in dict.fromkeys(r["command"] for r in rows))
+        + "\n"
+    )
+    return "\n".join(lines) + "\n" + prov
+
+
+def bias_table(rows: list[dict[str, str]]) -> str:
+    """Kept share per selection, by region of the row and by position decile."""
+    sels = list(dict.fromkeys(r["selection"] for r in rows))
+    cols = [("region", "answers"), ("region", "needle"), ("region", "filler")]
+    cols += [("position decile", str(d)) for d in range(10)]
+    share = {(r["selection"], r["feature"], r["bin"]): float(r["kept_share"]) for r in rows}
+    head = "| selection | answers | needles | filler |" + "".join(f" pos {d}/10 |" for d in range(10))
+    lines = [head, "|" + "---|" * (1 + len(cols))]
+    for s in sels:
+        lines.append(
+            "| " + " | ".join([s, *(f"{share.get((s, f, b), float('nan')):.2f}" for f, b in cols)]) + " |"
+        )
+    first = rows[0]
+    prov = (
+        f"\nShare of (block, sparse layer) pairs kept, keep ratio {first['keep_ratio']}, {first['rows']} training rows "
+        f"of {first['seq_len']} tokens, SmolLM2 with YaRN x2, {first['gpu']}, commit {first['commit']}.\n"
+    )
+    return "\n".join(lines) + "\n" + prov
+
+
 def generic_table(rows: list[dict[str, str]]) -> str:
     keys = list(rows[0])
     head = "| " + " | ".join(keys) + " |\n|" + "---|" * len(keys) + "\n"
@@ -224,6 +312,10 @@ def render(csv_path: Path) -> str:
         return diagnostics_table(rows)
     if {"layer", "pool", "recall"} <= set(rows[0]):
         return recall_table(rows)
+    if {"config", "metric", "eval_len", "depth", "value"} <= set(rows[0]):
+        return capability_table(rows)
+    if {"selection", "feature", "bin", "kept_share"} <= set(rows[0]):
+        return bias_table(rows)
     if {"config", "eval_len", "ppl"} <= set(rows[0]):
         return quality_table(rows)
     return generic_table(rows)

@@ -170,7 +170,8 @@ def configure(model, name: str, keep_ratio: float, backend: str) -> None:
         enable_shifted_sparse_attention(model, group_fraction=0.25)
     _PREDICTORS.clear()
     if sparse:
-        cfg = lemo.SparsityConfig(
+        # Every config names its changes from the paper's setting, so new library defaults leave the rows' meaning.
+        cfg = lemo.SparsityConfig.paper(
             keep_ratio=keep_ratio,
             sparse_layers="auto",
             mlp=mlp,

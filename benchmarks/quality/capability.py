@@ -34,6 +34,7 @@ from pathlib import Path
 import torch
 
 from lemo.assets import austen_texts, smollm2_dir
+from lemo.config import PAPER_FIELDS
 from lemo.eval.capability import evaluate_capability
 from lemo.eval.perplexity import perplexity
 from lemo.eval.tasks import training_records
@@ -152,7 +153,8 @@ def run_one(args, spec: str, data: dict[str, Path], env: dict) -> None:
         rows = evaluate(args, None)
         extra["sparsity"] = "untrained"
     else:
-        sp = {"sparse_layers": "auto", "keep_ratio": args.keep_ratio, **(sparsity or {})}
+        # Configs name their changes from the paper's setting, so new library defaults leave their meaning.
+        sp = {**PAPER_FIELDS, "sparse_layers": "auto", "keep_ratio": args.keep_ratio, **(sparsity or {})}
         cfg = FinetuneConfig(
             data=[str(data[form])],
             data_mode="chunk" if name == "longlora" else "pack",  # S² takes no packed rows
@@ -234,7 +236,7 @@ def bias(args, env: dict) -> None:
         for blk in range((len(enc["input_ids"]) - 1) // b, nb):  # blocks whose positions predict a label
             region[blk] = "answers"
         for name, fields in selections.items():
-            apply(model, SparsityConfig(sparse_layers="auto", keep_ratio=args.keep_ratio, **fields))
+            apply(model, SparsityConfig.paper(sparse_layers="auto", keep_ratio=args.keep_ratio, **fields))
             with torch.no_grad():
                 model(input_ids=ids, labels=labels)
             per_layer = stats(model)

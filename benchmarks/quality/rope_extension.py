@@ -23,6 +23,7 @@ from pathlib import Path
 import torch
 
 from lemo.assets import austen_texts, smollm2_dir
+from lemo.config import PAPER_FIELDS
 from lemo.eval.perplexity import perplexity
 from lemo.integrations.peft import load_adapter
 from lemo.integrations.transformers.loading import load_model
@@ -152,6 +153,7 @@ def main(argv: list[str] | None = None) -> int:
             rope_factor=args.rope_factor,
             sparse=sparse,
             sparsity={
+                **PAPER_FIELDS,  # the configs name their changes from the paper's setting
                 "keep_ratio": keep,
                 "mlp": mlp,
                 "sparse_layers": c["sparse_layers"],

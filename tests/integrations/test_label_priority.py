@@ -102,7 +102,7 @@ def test_label_priority_without_the_segmented_loss_still_sees_the_labels():
     ids = torch.randint(0, 256, (1, T))
     labels = prompt_completion_labels(ids, slice(100, 120))
     cfg = lemo.SparsityConfig(
-        keep_ratio=0.2, block_size=BS, label_priority=True, segmented_loss=False, random_fraction=1.0
+        keep_ratio=0.2, block_size=BS, label_priority=True, segmented_loss=False, loss_tokens="all"
     )
     lemo.apply(model, cfg)
     assert torch.isfinite(model(input_ids=ids, labels=labels).loss)

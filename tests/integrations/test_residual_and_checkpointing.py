@@ -24,8 +24,10 @@ def test_inplace_update_gives_the_same_loss_and_gradients(checkpointing):
     ids = torch.randint(0, 256, (1, T))
     base = dict(keep_ratio=0.4, block_size=16, mlp="tokens", sparse_layers=[1, 2, 3])
     lemo.apply(model, lemo.SparsityConfig(**base, inplace_residual=False))
+    torch.manual_seed(3)  # the default draws random blocks: the same seed gives both runs the same blocks
     loss_copy, grads_copy = loss_and_grads(model, ids)
     lemo.apply(model, lemo.SparsityConfig(**base, inplace_residual=True))
+    torch.manual_seed(3)
     loss_inplace, grads_inplace = loss_and_grads(model, ids)
     assert_close(loss_inplace, loss_copy, name="loss")
     for name in grads_copy:
@@ -53,6 +55,7 @@ def test_output_hidden_states_are_not_overwritten_by_later_layers():
     torch.manual_seed(0)
     expected = model(input_ids=ids, output_hidden_states=True).hidden_states
     lemo.apply(model, lemo.SparsityConfig(**cfg, inplace_residual=True))
+    torch.manual_seed(0)  # the same random blocks as the first run
     got = model(input_ids=ids, output_hidden_states=True).hidden_states
     for i, (g, e) in enumerate(zip(got, expected)):
         assert torch.equal(g, e), f"hidden state {i} was modified after it was recorded"

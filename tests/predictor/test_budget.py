@@ -78,7 +78,11 @@ def test_budgeted_search_on_a_tiny_model_stays_within_budget_and_writes_a_finetu
     assert cfg.mlp == "tokens"  # the search's base settings carry over
     # Into an existing finetune YAML: other keys stay, the sparsity section gets the ratios.
     path = tmp_path / "run.yaml"
-    path.write_text(yaml.safe_dump({"steps": 7, "sparsity": {"scorer": "predictor", "block_size": 64}}))
+    path.write_text(
+        yaml.safe_dump(
+            {"steps": 7, "sparsity": {"scorer": "predictor", "random_fraction": 0.0, "block_size": 64}}
+        )
+    )
     res.write_yaml(path)
     data = yaml.safe_load(path.read_text())
     assert data["steps"] == 7 and data["sparsity"]["scorer"] == "predictor"

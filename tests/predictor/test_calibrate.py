@@ -49,7 +49,11 @@ def test_calibrated_predictors_run_inside_lemo_apply():
     pset = calibrate(model, _chunks(2, 128), sparsity=SPARSITY, config=cfg)
     assert pset.report.recall_on == "training"
     ids = torch.randint(0, 256, (1, 150))
-    lemo.apply(model.train(), lemo.SparsityConfig(block_size=B, scorer="predictor"), predictors=pset)
+    lemo.apply(
+        model.train(),
+        lemo.SparsityConfig(block_size=B, scorer="predictor", random_fraction=0.0),
+        predictors=pset,
+    )
     model(input_ids=ids, labels=ids).loss.backward()
     assert sorted(lemo.stats(model)) == [1, 2]
 

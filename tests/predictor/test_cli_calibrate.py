@@ -23,7 +23,16 @@ def test_calibrate_then_finetune_with_predictors(tiny_model_dir, text_file, tmp_
     assert (preds / "predictors.safetensors").is_file() and (preds / "predictors.json").is_file()
     run = tmp_path / "run"
     ft = ["finetune", *common, "--data", str(text_file), "--seq-len", "128", "--steps", "2", "--no-progress"]
-    ft += ["--scorer", "predictor", "--predictors", str(preds), "--output-dir", str(run)]
+    ft += [
+        "--scorer",
+        "predictor",
+        "--random-fraction",
+        "0",
+        "--predictors",
+        str(preds),
+        "--output-dir",
+        str(run),
+    ]
     assert main(ft) == 0, capsys.readouterr().err
     records = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
     assert all(r["predictor_ms"] > 0 and r["predictor_param_mb"] > 0 for r in records)

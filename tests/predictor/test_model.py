@@ -121,7 +121,13 @@ def test_predictor_set_drives_lemo_apply_and_reports_time():
     model = tiny_model("llama").train()
     pset = _pset(model)
     ids = torch.randint(0, 256, (1, T))
-    lemo.apply(model, lemo.SparsityConfig(block_size=B, keep_ratio=0.4, scorer="predictor"), predictors=pset)
+    lemo.apply(
+        model,
+        lemo.SparsityConfig(
+            block_size=B, keep_ratio=0.4, scorer="predictor", random_fraction=0.0, shared_selection=False
+        ),
+        predictors=pset,
+    )
     model(input_ids=ids, labels=ids).loss.backward()
     stats = lemo.stats(model)
     assert sorted(stats) == pset.layers

@@ -119,7 +119,7 @@ def test_killed_run_resumes_to_the_same_adapter(tiny_model_dir, text_file, tmp_p
         (["--seq-len", "8"], "--seq-len 8 is below one block"),
         (["--data", "/nonexistent/book.txt"], "/nonexistent/book.txt"),
         (["--model", "/nonexistent/model"], "is not a model directory"),
-        (["--scorer", "predictor"], "--predictors DIR"),
+        (["--scorer", "predictor", "--random-fraction", "0"], "--predictors DIR"),
     ],
 )
 def test_bad_input_fails_with_a_message_that_names_the_fix(

@@ -7,6 +7,8 @@ import json
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 
+from lemo.utils.plotting import pyplot
+
 MODES = ("teacher", "greedy")
 
 
@@ -174,13 +176,4 @@ class CapabilityResult:
 
 
 def _pyplot():
-    try:
-        import matplotlib  # optional dependency (lemo[plot])
-
-        matplotlib.use("Agg")  # files only; never open a window (headless servers, CI)
-        import matplotlib.pyplot as plt
-    except ImportError as err:
-        raise ImportError(
-            "the heatmap needs matplotlib: pip install matplotlib (or pip install 'lemo[plot]')."
-        ) from err
-    return plt
+    return pyplot("the heatmap")

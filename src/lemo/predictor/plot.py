@@ -9,19 +9,11 @@ import torch
 
 from lemo.ops import informativeness
 from lemo.predictor.recall import kept_mask
+from lemo.utils.plotting import pyplot
 
 
 def _pyplot():
-    try:
-        import matplotlib  # optional dependency (lemo[plot])
-
-        matplotlib.use("Agg")  # files only; never open a window (headless servers, CI)
-        import matplotlib.pyplot as plt
-    except ImportError as err:
-        raise ImportError(
-            "plots need matplotlib: pip install 'lemo[plot]' (or pip install matplotlib)."
-        ) from err
-    return plt
+    return pyplot("plots")
 
 
 def _normalised(m: torch.Tensor) -> torch.Tensor:

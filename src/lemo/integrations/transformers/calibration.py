@@ -216,7 +216,7 @@ def calibrate(
     Example::
 
         preds = calibrate(model, [open("book.txt").read()], tok, config=CalibrationConfig(steps=200))
-        lemo.apply(model, SparsityConfig(scorer="predictor"), predictors=preds)
+        lemo.apply(model, SparsityConfig(scorer="predictor", random_fraction=0.0), predictors=preds)
     """
     cfg = config or CalibrationConfig()
     chunks = token_chunks(texts, tokenizer, cfg.seq_len, max_chunks=cfg.max_chunks, model=model)

@@ -108,15 +108,23 @@ def make_loss_forward(
             # the LM head: with a 128K vocabulary that head is a large share of the step.
             rows = scored.nonzero().squeeze(1)  # [N]
             flat_h, flat_y = flat_h[rows], flat_y[rows]
-        loss = segmented_cross_entropy(
-            flat_h,
-            lm_head.weight,
-            flat_y,
-            chunk=config.loss_chunk,
-            num_items=num_items,
-            bias=lm_head.bias,
-            backend=config.backend,
-        )
+        if flat_y.numel() == 0:
+            # Nothing left to score (loss_tokens="kept" eliminated every labelled position, or no labels at all):
+            # a zero that is still part of the graph, so backward() and gradient accumulation keep working.
+            log.warning(
+                "lemo: no labelled position in this batch was kept; its loss is 0 (see label_priority)."
+            )
+            loss = hidden.sum() * 0.0
+        else:
+            loss = segmented_cross_entropy(
+                flat_h,
+                lm_head.weight,
+                flat_y,
+                chunk=config.loss_chunk,
+                num_items=num_items,
+                bias=lm_head.bias,
+                backend=config.backend,
+            )
         return CausalLMOutputWithPast(
             loss=loss,
             logits=None,

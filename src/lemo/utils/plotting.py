@@ -1,0 +1,19 @@
+"""matplotlib, imported on first use: plots are optional (the `lemo[plot]` extra), training never needs them."""
+
+from __future__ import annotations
+
+from typing import Any
+
+
+def pyplot(what: str = "plots") -> Any:
+    """`matplotlib.pyplot` on the file-only Agg backend, or an ImportError that says how to install it."""
+    try:
+        import matplotlib
+
+        matplotlib.use("Agg")  # files only; never open a window (headless servers, CI)
+        import matplotlib.pyplot as plt
+    except ImportError as err:
+        raise ImportError(
+            f"{what} need matplotlib: pip install matplotlib (or pip install 'lemo[plot]')."
+        ) from err
+    return plt
