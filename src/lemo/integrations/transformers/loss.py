@@ -22,6 +22,20 @@ from lemo.sparsity import SparsityState
 log = logging.getLogger(__name__)
 
 
+def cache_kwargs(past_key_values: Any) -> dict[str, Any]:
+    """Pass a KV cache on only when there is one: transformers >= 5.2x renamed `past_key_values` to `cache` and
+    warns on every call that names the old one, even as None (a cache the caller gave still goes through)."""
+    return {} if past_key_values is None else {"past_key_values": past_key_values}
+
+
+def _returned_cache(out: Any) -> dict[str, Any]:
+    """The decoder's KV cache under the field name this transformers uses (`cache` from 5.2x, else the old one);
+    reading the old name on a new version warns."""
+    if "cache" in out:
+        return {"cache": out["cache"]}
+    return {"past_key_values": out["past_key_values"]} if "past_key_values" in out else {}
+
+
 def record_label_mask(state: SparsityState, shift_labels: torch.Tensor | None, training: bool) -> None:
     """Tell the selection which positions predict a label this forward (used by `label_priority`)."""
     use = training and state.config.label_priority and shift_labels is not None
@@ -71,10 +85,10 @@ def make_loss_forward(
                 input_ids=input_ids,
                 attention_mask=attention_mask,
                 position_ids=position_ids,
-                past_key_values=past_key_values,
                 inputs_embeds=inputs_embeds,
                 use_cache=use_cache,
                 logits_to_keep=logits_to_keep,
+                **cache_kwargs(past_key_values),
                 **kwargs,
             )
         shift_labels = kwargs.pop("shift_labels", None)
@@ -88,9 +102,9 @@ def make_loss_forward(
             input_ids=input_ids,
             attention_mask=attention_mask,
             position_ids=position_ids,
-            past_key_values=past_key_values,
             inputs_embeds=inputs_embeds,
             use_cache=use_cache,
+            **cache_kwargs(past_key_values),
             **kwargs,
         )
         hidden = out.last_hidden_state  # [B, T, d]
@@ -128,7 +142,7 @@ def make_loss_forward(
         return CausalLMOutputWithPast(
             loss=loss,
             logits=None,
-            past_key_values=out.past_key_values,
+            **_returned_cache(out),
             hidden_states=getattr(out, "hidden_states", None),
             attentions=getattr(out, "attentions", None),
         )

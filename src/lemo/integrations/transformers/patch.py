@@ -16,7 +16,7 @@ from torch import nn
 
 from lemo.config import SparsityConfig
 from lemo.integrations.transformers.archs import ArchSpec, layer_parts, spec_for
-from lemo.integrations.transformers.loss import make_label_forward, make_loss_forward
+from lemo.integrations.transformers.loss import cache_kwargs, make_label_forward, make_loss_forward
 from lemo.sparsity import BlockScorer, OracleScorer, SparsityState, sparse_layer_forward
 
 log = logging.getLogger(__name__)
@@ -81,9 +81,9 @@ def _layer_forward(
                 hidden_states,
                 attention_mask=attention_mask,
                 position_ids=position_ids,
-                past_key_values=past_key_values,
                 use_cache=use_cache,
                 position_embeddings=position_embeddings,
+                **cache_kwargs(past_key_values),
                 **kwargs,
             )
         parts = layer_parts(layer, spec, index, config)
