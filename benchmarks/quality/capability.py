@@ -33,7 +33,7 @@ from pathlib import Path
 
 import torch
 
-from lemo.assets import austen_texts, smollm2_dir
+from lemo.assets import austen_split, smollm2_dir
 from lemo.config import PAPER_FIELDS
 from lemo.eval.capability import evaluate_capability
 from lemo.eval.perplexity import perplexity
@@ -42,7 +42,7 @@ from lemo.integrations.peft import load_adapter
 from lemo.integrations.transformers.loading import load_model
 from lemo.train.config import FinetuneConfig
 from lemo.train.data import tokenize_documents
-from lemo.train.loop import HELD_OUT_NOVEL, finetune
+from lemo.train.loop import finetune
 
 TOKENS = {"mlp": "tokens", "shared_selection": True, "loss_tokens": "kept"}
 # name: None for dense LoRA, or the SparsityConfig fields on top of sparse_layers="auto" and --keep-ratio.
@@ -99,9 +99,8 @@ def environment(argv: list[str] | None) -> dict:
 
 def write_data(args) -> dict[str, Path]:
     """The training rows, once, in both forms (the same rows, so the forms differ only in the loss)."""
-    corpus = austen_texts()
     _, tok = load_model(smollm2_dir(), dtype=torch.float32, device=torch.device("cpu"))
-    train = [corpus.texts[n] for n in sorted(corpus.texts) if n != HELD_OUT_NOVEL]
+    train, _ = austen_split()
     records = training_records(
         "multikey", train, tok, args.seq_len, args.rows, keys_per_row=16, seed=args.seed
     )
@@ -121,7 +120,7 @@ def evaluate(args, adapter: Path | None) -> list[dict]:
     model, tok = load_model(smollm2_dir(), dtype=dtype, device=device, rope_scaling="yarn", rope_factor=2.0)
     if adapter is not None:
         model = load_adapter(model, adapter).to(device)
-    held = austen_texts().texts[HELD_OUT_NOVEL]
+    _, held = austen_split()
     res = evaluate_capability(
         model, tok, "multikey", held, args.eval_lengths, args.depths, args.samples, seed=1, progress=False
     )
@@ -207,8 +206,7 @@ def bias(args, env: dict) -> None:
     dtype = torch.bfloat16 if device.type == "cuda" else torch.float32
     model, tok = load_model(smollm2_dir(), dtype=dtype, device=device, rope_scaling="yarn", rope_factor=2.0)
     model.train()  # elimination runs in training mode; no gradient is taken
-    corpus = austen_texts()
-    train = [corpus.texts[n] for n in sorted(corpus.texts) if n != HELD_OUT_NOVEL]
+    train, _ = austen_split()
     records = training_records("multikey", train, tok, args.seq_len, args.bias_rows, keys_per_row=16, seed=7)
     selections = {
         "oracle (preset)": TOKENS,

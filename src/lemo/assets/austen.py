@@ -23,10 +23,12 @@ from pathlib import Path
 from lemo.assets.rdata import read_rdata_strings
 from lemo.utils.env import lemo_cache_dir
 
-__all__ = ["NOVELS", "AustenCorpus", "austen_texts"]
+__all__ = ["HELD_OUT_NOVEL", "NOVELS", "AustenCorpus", "austen_split", "austen_texts"]
 
 logger = logging.getLogger(__name__)
 
+HELD_OUT_NOVEL = "persuasion"
+"""The novel nothing trains on by default: held-out perplexity and the capability tasks' eval filler."""
 NOVELS = ("emma", "mansfieldpark", "northangerabbey", "persuasion", "prideprejudice", "sensesensibility")
 DEBIAN_PACKAGE = "r-cran-janeaustenr"
 DEBIAN_SOURCE = f"debian:{DEBIAN_PACKAGE}"
@@ -42,6 +44,21 @@ class AustenCorpus:
 
     texts: dict[str, str]
     source: str
+
+    def split(self) -> tuple[dict[str, str], str]:
+        """({name: text} of the training novels, the held-out novel's name). The fallback corpus has no
+        *Persuasion*; its last text is held out instead."""
+        names = sorted(self.texts)
+        held = HELD_OUT_NOVEL if HELD_OUT_NOVEL in self.texts else names[-1]
+        return {n: self.texts[n] for n in names if n != held}, held
+
+
+def austen_split() -> tuple[list[str], str]:
+    """(training novels' texts, held-out novel's text): the split every default of lemo uses, so training rows
+    and evaluation never share text."""
+    corpus = austen_texts()
+    train, held = corpus.split()
+    return list(train.values()), corpus.texts[held]
 
 
 def austen_texts(cache_dir: Path | None = None) -> AustenCorpus:

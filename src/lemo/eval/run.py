@@ -10,7 +10,7 @@ from typing import Any
 
 import torch
 
-from lemo.assets import austen_texts, smollm2_dir
+from lemo.assets import austen_split, smollm2_dir
 from lemo.eval.capability import evaluate_capability
 from lemo.eval.capability_result import CapabilityResult
 from lemo.eval.config import DataConfig, EvalConfig
@@ -19,18 +19,9 @@ from lemo.eval.tasks import training_records
 from lemo.integrations.peft import load_adapter
 from lemo.integrations.transformers.loading import load_model
 from lemo.train.data import load_documents, tokenize_documents
-from lemo.train.loop import HELD_OUT_NOVEL, resolve_device
+from lemo.train.loop import resolve_device
 
 log = logging.getLogger(__name__)
-
-
-def austen_split() -> tuple[list[str], str]:
-    """(training novels, held-out novel) of the Austen corpus: the split `lemo finetune` uses, so task
-    rows and evaluation never share filler text."""
-    corpus = austen_texts()
-    names = sorted(corpus.texts)
-    held = HELD_OUT_NOVEL if HELD_OUT_NOVEL in corpus.texts else names[-1]  # the fallback corpus lacks it
-    return [corpus.texts[n] for n in names if n != held], corpus.texts[held]
 
 
 def evaluate(cfg: EvalConfig) -> list[PerplexityResult] | CapabilityResult:

@@ -6,13 +6,13 @@ import json
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-from lemo.assets import austen_texts, smollm2_dir
+from lemo.assets import austen_split, smollm2_dir
 from lemo.config import SparsityConfig
 from lemo.integrations.transformers.calibration import calibrate, choose_keep_ratios
 from lemo.integrations.transformers.loading import load_model
 from lemo.predictor import CalibrationConfig
 from lemo.train.data import load_documents
-from lemo.train.loop import HELD_OUT_NOVEL, resolve_device
+from lemo.train.loop import resolve_device
 
 
 @dataclass
@@ -43,9 +43,8 @@ def run_calibrate(cfg: CalibrateConfig):
         texts = load_documents(cfg.data)
         holdout = load_documents(cfg.holdout) if cfg.holdout else None
     else:
-        novels = austen_texts().texts
-        texts = [t for n, t in sorted(novels.items()) if n != HELD_OUT_NOVEL]
-        holdout = load_documents(cfg.holdout) if cfg.holdout else [novels.get(HELD_OUT_NOVEL, texts[-1])]
+        texts, held = austen_split()
+        holdout = load_documents(cfg.holdout) if cfg.holdout else [held]
     out = Path(cfg.output)
     preds = calibrate(
         model,

@@ -37,7 +37,6 @@ from lemo.train.data import (
 from lemo.train.progress import MetricsWriter, Progress
 
 log = logging.getLogger(__name__)
-HELD_OUT_NOVEL = "persuasion"
 
 
 @dataclass
@@ -72,9 +71,8 @@ def _documents(cfg: FinetuneConfig) -> tuple[list[Record], list[str], str]:
         held = load_documents(cfg.eval_data) if cfg.eval_data else []
         return train, held, "files"
     corpus = austen_texts()
-    names = sorted(corpus.texts)
-    held_name = HELD_OUT_NOVEL if HELD_OUT_NOVEL in corpus.texts else names[-1]
-    train: list[Record] = [TextRecord(corpus.texts[n], n) for n in names if n != held_name]
+    novels, held_name = corpus.split()
+    train: list[Record] = [TextRecord(text, n) for n, text in novels.items()]
     held = load_documents(cfg.eval_data) if cfg.eval_data else [corpus.texts[held_name]]
     return train, held, corpus.source
 
