@@ -24,8 +24,10 @@ quality)
         cp -r .stage/austen "$S/austen"
     fi
     echo "b179c9523d0e6a0f98a330c7562b682750a6f8c8c15e5bc70ea373728110db53  $LEMO_SMOLLM2_GGUF" | sha256sum -c
-    python benchmarks/quality/capability.py --bias --bias-rows 8 --work /root/cap --out "$OUT/selection_bias.csv" \
-        2>"$OUT/bias.err"
+    if [ "${BIAS:-1}" = 1 ]; then
+        python benchmarks/quality/capability.py --bias --bias-rows 8 --work /root/cap \
+            --out "$OUT/selection_bias.csv" 2>"$OUT/bias.err"
+    fi
     # shellcheck disable=SC2086
     python benchmarks/quality/capability.py --configs $CONFIGS --samples ${SAMPLES:-20} --workers ${WORKERS:-4} \
         --work /root/cap --out "$OUT/capability_smollm2.csv" 2>"$OUT/quality.err"
