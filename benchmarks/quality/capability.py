@@ -32,6 +32,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 import torch
+from common import timed_finetune  # benchmarks/quality/common.py, beside this script
 
 from lemo.assets import austen_split, smollm2_dir
 from lemo.config import PAPER_FIELDS
@@ -42,7 +43,6 @@ from lemo.integrations.peft import load_adapter
 from lemo.integrations.transformers.loading import load_model
 from lemo.train.config import FinetuneConfig
 from lemo.train.data import tokenize_documents
-from lemo.train.loop import finetune
 
 TOKENS = {"mlp": "tokens", "shared_selection": True, "loss_tokens": "kept"}
 # name: None for dense LoRA, or the SparsityConfig fields on top of sparse_layers="auto" and --keep-ratio.
@@ -172,12 +172,7 @@ def run_one(args, spec: str, data: dict[str, Path], env: dict) -> None:
             output_dir=str(args.work / spec.replace(":", "_").replace("@", "_")),
             progress=False,
         )
-        t0 = time.perf_counter()
-        result = finetune(cfg)
-        train_s = time.perf_counter() - t0
-        print(
-            f"{spec}: loss {result.losses[0]:.3f} -> {result.losses[-1]:.3f} in {train_s:.0f} s", flush=True
-        )
+        result, train_s = timed_finetune(spec, cfg)
         rows = evaluate(args, result.adapter_dir)
         extra.update(
             train_s=train_s,

@@ -16,11 +16,11 @@ import csv
 import importlib.metadata as md
 import os
 import sys
-import time
 from datetime import datetime, timezone
 from pathlib import Path
 
 import torch
+from common import timed_finetune  # benchmarks/quality/common.py, beside this script
 
 from lemo.assets import HELD_OUT_NOVEL, austen_texts, smollm2_dir
 from lemo.config import PAPER_FIELDS
@@ -29,7 +29,6 @@ from lemo.integrations.peft import load_adapter
 from lemo.integrations.transformers.loading import load_model
 from lemo.train.config import FinetuneConfig
 from lemo.train.data import tokenize_documents
-from lemo.train.loop import finetune
 
 # name: (token elimination, MLP mode, keep ratio); "longlora" is lora with LongLoRA's shifted sparse attention
 CONFIGS = {
@@ -168,12 +167,7 @@ def main(argv: list[str] | None = None) -> int:
             output_dir=str(args.work / name.replace("=", "").replace(",", "_")),
             progress=False,
         )
-        t0 = time.perf_counter()
-        result = finetune(cfg)
-        train_s = time.perf_counter() - t0
-        print(
-            f"{name}: loss {result.losses[0]:.3f} -> {result.losses[-1]:.3f} in {train_s:.0f} s", flush=True
-        )
+        result, train_s = timed_finetune(name, cfg)
         extra = {
             "steps": args.steps, "lr": args.lr, "keep_ratio": keep if sparse else 1.0, "mlp": mlp,
             "sparse_layers": str(c["sparse_layers"]).replace(",", " ") if sparse else "none",
