@@ -16,6 +16,7 @@ from torch import nn
 
 from lemo.config import SparsityConfig
 from lemo.integrations.transformers.archs import ArchSpec, layer_parts, spec_for
+from lemo.integrations.transformers.contract import check_layer
 from lemo.integrations.transformers.loss import cache_kwargs, make_label_forward, make_loss_forward
 from lemo.sparsity import BlockScorer, OracleScorer, SparsityState, sparse_layer_forward
 
@@ -132,6 +133,8 @@ def apply(model: nn.Module, config: SparsityConfig | None = None, predictors: An
     state = SparsityState(
         config, sparse, config.per_layer("keep_ratio", sparse, n), config.per_layer("threshold", sparse, n)
     )
+    for i in sparse[:1]:  # every layer of a model is the same class: checking one checks the rest
+        check_layer(layers[i], spec, base.config)
     patched, previous = [], []
     for i in sparse:
         layer = layers[i]
