@@ -7,6 +7,7 @@ forward runs unchanged, so generation and logit inspection behave as usual.
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 from typing import Any
 
@@ -29,11 +30,12 @@ def cache_kwargs(past_key_values: Any) -> dict[str, Any]:
 
 
 def _returned_cache(out: Any) -> dict[str, Any]:
-    """The decoder's KV cache under the field name this transformers uses (`cache` from 5.2x, else the old one);
-    reading the old name on a new version warns."""
-    if "cache" in out:
-        return {"cache": out["cache"]}
-    return {"past_key_values": out["past_key_values"]} if "past_key_values" in out else {}
+    """The decoder's KV cache under the field name this transformers uses (`cache` from 5.2x, else the old one).
+    Looked up by the output class's fields: asking a new version for the old name, even `in`, warns."""
+    names = {f.name for f in dataclasses.fields(out)} if dataclasses.is_dataclass(out) else set()
+    name = "cache" if "cache" in names else "past_key_values"
+    value = getattr(out, name, None) if name in names else None
+    return {} if value is None else {name: value}
 
 
 def record_label_mask(state: SparsityState, shift_labels: torch.Tensor | None, training: bool) -> None:
