@@ -1,9 +1,10 @@
 """Token elimination: segments, scoring, selection and the sparse decoder-layer forward (no model library here)."""
 
-from lemo.sparsity.layer import select_rows, sparse_layer_forward
+from lemo.sparsity.layer import sparse_layer_forward
 from lemo.sparsity.parts import AttentionParts, LayerParts
 from lemo.sparsity.scoring import BlockScorer, OracleScorer
 from lemo.sparsity.segments import Segment, find_segments
+from lemo.sparsity.selection import choose_rows, select_rows
 from lemo.sparsity.state import Selection, SparsityState
 
 __all__ = [
@@ -14,6 +15,7 @@ __all__ = [
     "Segment",
     "Selection",
     "SparsityState",
+    "choose_rows",
     "find_segments",
     "select_rows",
     "sparse_layer_forward",

@@ -1,6 +1,6 @@
 """The forward of one sparse decoder layer (design.md section 1), built from ops.
 
-K = kept rows, chosen from scores of input_norm(h) (no gradient)
+K = kept rows, chosen by lemo.sparsity.selection (no gradient)
 q, k, v = proj(input_norm(h[K])); RoPE at original positions; causal attention among K only
 h[K] += o_proj(attn)                    rows outside K skip the attention sublayer through the residual
 MLP over all rows ("dense"), over K only ("tokens"), or dense with a channel-sparse backward ("channels")
@@ -18,111 +18,12 @@ import torch
 from torch.utils.checkpoint import checkpoint as torch_checkpoint
 
 from lemo.config import SparsityConfig
-from lemo.ops import (
-    add_rows,
-    apply_rope,
-    blocks_to_tokens,
-    blocks_with_any,
-    channel_sparse_mlp,
-    select_by_ratio,
-    select_by_threshold,
-)
+from lemo.ops import add_rows, apply_rope, channel_sparse_mlp
 from lemo.ops.sparse_attention import add_rows_, varlen_causal_attention
 from lemo.sparsity.parts import LayerParts
 from lemo.sparsity.scoring import BlockScorer
-from lemo.sparsity.segments import Segment
+from lemo.sparsity.selection import choose_rows
 from lemo.sparsity.state import Selection, SparsityState
-
-
-def select_rows(
-    parts: LayerParts,
-    x: torch.Tensor,
-    segments: list[Segment],
-    scorer: BlockScorer,
-    config: SparsityConfig,
-    keep_ratio: float,
-    threshold: float,
-    label_mask: torch.Tensor | None = None,
-) -> Selection:
-    """Score and select the kept rows of every segment.
-
-    Args:
-        x: [B, T, d] normed hidden states.
-        label_mask: [B, T] bool, positions that predict a label; their blocks come first with
-            `config.label_priority`.
-    """
-    _B, T, _ = x.shape
-    b = config.block_size
-    rows, cu, blocks = [], [0], []
-    for seg in segments:
-        nb = -(-seg.length // b)
-        priority = None
-        if config.label_priority and label_mask is not None:
-            priority = blocks_with_any(label_mask[seg.row, seg.start : seg.end], b)  # [nb]
-        if config.selection == "ratio" and keep_ratio >= 1.0:
-            kept = torch.arange(nb, device=x.device)  # everything kept: no need to score
-        elif config.selection == "ratio":
-            if config.random_fraction >= 1.0:
-                scores = torch.zeros(nb, device=x.device)  # random blocks: the scores are never read
-            else:
-                scores = scorer(parts, x[seg.row, seg.start : seg.end].detach(), b)  # [nb]
-            kept = select_by_ratio(
-                scores,
-                keep_ratio,
-                config.sink_blocks,
-                config.local_blocks,
-                priority=priority,
-                random_fraction=config.random_fraction,
-            )
-        else:
-            scores = scorer(parts, x[seg.row, seg.start : seg.end].detach(), b)  # [nb]
-            kept = select_by_threshold(
-                scores, threshold, config.sink_blocks, config.local_blocks, priority=priority
-            )
-        kept = kept.to(x.device)
-        tokens = blocks_to_tokens(kept, b, seg.length) + (seg.row * T + seg.start)  # [n_s]
-        rows.append(tokens)
-        cu.append(cu[-1] + tokens.numel())
-        blocks.append(kept.tolist())
-    row_ids = torch.cat(rows) if rows else torch.zeros(0, dtype=torch.long, device=x.device)  # [N]
-    total = sum(s.length for s in segments)
-    return Selection(row_ids, cu, blocks, (row_ids.numel() / total) if total else 1.0)
-
-
-def _selection(
-    parts: LayerParts,
-    hidden: torch.Tensor,
-    position_ids: torch.Tensor | None,
-    state: SparsityState,
-    scorer: BlockScorer,
-) -> Selection:
-    """This layer's kept rows: cached for a recompute of the same input, shared, or scored now."""
-    B, T, _ = hidden.shape
-    # A recompute (activation checkpointing around the whole layer) sees the same input: reuse the selection, so
-    # the recomputed graph matches the first one exactly and scoring is not paid twice.
-    key = (hidden.data_ptr(), tuple(hidden.shape), hidden._version)
-    sel = state.cached_selection(parts.index, key)
-    if sel is None and state.config.shared_selection:
-        sel = state.first_selection()
-    if sel is None:
-        with torch.no_grad():
-            x = parts.input_norm(hidden)  # [B, T, d] only to score: selection is not differentiated
-            sel = select_rows(
-                parts,
-                x,
-                state.segments(B, T, position_ids),
-                scorer,
-                state.config,
-                state.keep_ratio.get(parts.index, 1.0),
-                state.threshold.get(parts.index, 0.0),
-                state.label_mask if _fits(state.label_mask, B, T) else None,
-            )
-    state.store_selection(parts.index, key, sel)
-    return sel
-
-
-def _fits(mask: torch.Tensor | None, B: int, T: int) -> bool:
-    return mask is not None and tuple(mask.shape) == (B, T)
 
 
 def _attention_update(
@@ -205,7 +106,7 @@ def sparse_layer_forward(
     """
     cfg = state.config
     B, T, d = hidden.shape
-    sel = _selection(parts, hidden, position_ids, state, scorer)
+    sel = choose_rows(parts, hidden, position_ids, state, scorer)
     rows = sel.rows  # [N]
     cos, sin = position_embeddings
     cos = cos.expand(B, T, -1).reshape(B * T, -1)  # [B*T, D]
