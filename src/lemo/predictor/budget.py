@@ -37,7 +37,7 @@ import numpy as np
 import torch
 
 from lemo.config import SparsityConfig
-from lemo.ops import apply_rope, blocks_to_tokens, informativeness, select_by_ratio, varlen_causal_attention
+from lemo.ops import blocks_to_tokens, informativeness, select_by_ratio
 from lemo.ops.select_blocks import forced_blocks
 from lemo.predictor.calibrate import CalibrationModel, oracle_map
 from lemo.sparsity.parts import LayerParts
@@ -53,17 +53,8 @@ def attention_output(
 
     RoPE uses the rows' original positions (cos/sin [T, D]), as `sparse_layer_forward` does.
     """
-    a = parts.attn
-    xk = x[rows]  # [N, d]
-    n = xk.shape[0]
-    q, k = a.project_qk(xk)  # [N, H, D], [N, H_kv, D]
-    v = a.v_proj(xk).view(n, a.num_kv_heads, a.head_dim)  # [N, H_kv, D]
-    q, k = apply_rope(q, cos[rows], sin[rows]), apply_rope(k, cos[rows], sin[rows])
-    positions = rows if a.sliding_window is not None else None
-    o = varlen_causal_attention(
-        q, k, v, [0, n], a.scaling, positions=positions, sliding_window=a.sliding_window
-    )
-    return a.o_proj(o.reshape(n, a.num_heads * a.head_dim))  # [N, d]
+    positions = rows if parts.attn.sliding_window is not None else None
+    return parts.attn.attend(x[rows], cos[rows], sin[rows], [0, rows.numel()], positions=positions)  # [N, d]
 
 
 @dataclass

@@ -18,8 +18,8 @@ import torch
 from torch.utils.checkpoint import checkpoint as torch_checkpoint
 
 from lemo.config import SparsityConfig
-from lemo.ops import add_rows, apply_rope, channel_sparse_mlp
-from lemo.ops.sparse_attention import add_rows_, varlen_causal_attention
+from lemo.ops import add_rows, channel_sparse_mlp
+from lemo.ops.sparse_attention import add_rows_
 from lemo.sparsity.parts import LayerParts
 from lemo.sparsity.scoring import BlockScorer
 from lemo.sparsity.selection import choose_rows
@@ -47,30 +47,17 @@ def _attention_update(
     Returns:
         (o,) with o [N, d] the attention update, or (o, y) with y [N, d] the MLP update of hk + o.
     """
-    attn, rows = parts.attn, sel.rows
-    N = hk.shape[0]
+    rows = sel.rows
     xk = parts.input_norm(hk)  # [N, d] selective load: only kept rows are normed and projected
-    q = attn.q_proj(xk).view(N, attn.num_heads, attn.head_dim)  # [N, H, D]
-    k = attn.k_proj(xk).view(N, attn.num_kv_heads, attn.head_dim)  # [N, H_kv, D]
-    v = attn.v_proj(xk).view(N, attn.num_kv_heads, attn.head_dim)  # [N, H_kv, D]
-    if attn.q_norm is not None:
-        q = attn.q_norm(q)
-    if attn.k_norm is not None:
-        k = attn.k_norm(k)
-    cos_k, sin_k = cos[rows], sin[rows]  # [N, D] RoPE at the kept tokens' original positions
-    q, k = apply_rope(q, cos_k, sin_k), apply_rope(k, cos_k, sin_k)
-    o = varlen_causal_attention(
-        q,
-        k,
-        v,
+    o = parts.attn.attend(
+        xk,
+        cos[rows],  # [N, D] RoPE at the kept tokens' original positions
+        sin[rows],
         sel.cu_seqlens,
-        attn.scaling,
         positions=positions,
-        sliding_window=attn.sliding_window,
-        dropout_p=attn.dropout if training else 0.0,
+        dropout_p=parts.attn.dropout if training else 0.0,
         backend=config.backend,
-    )  # [N, H, D]
-    o = attn.o_proj(o.reshape(N, attn.num_heads * attn.head_dim))  # [N, d]
+    )  # [N, d]
     if not with_mlp:
         return (o,)
     # hk + o rounds exactly as the residual add does, so the result matches adding o first, then y.

@@ -11,6 +11,8 @@ from dataclasses import dataclass
 
 import torch
 
+from lemo.ops import apply_rope, varlen_causal_attention
+
 Module = Callable[[torch.Tensor], torch.Tensor]
 
 
@@ -38,6 +40,43 @@ class AttentionParts:
         if self.k_norm is not None:
             k = self.k_norm(k)
         return q, k
+
+    def attend(
+        self,
+        xk: torch.Tensor,
+        cos_k: torch.Tensor,
+        sin_k: torch.Tensor,
+        cu_seqlens: list[int],
+        *,
+        positions: torch.Tensor | None = None,
+        dropout_p: float = 0.0,
+        backend: str | None = None,
+    ) -> torch.Tensor:
+        """The attention sublayer on kept rows only: o_proj(causal attention among xk) [N, d].
+
+        The one kept-rows attention of lemo: the sparse layer's forward and the budget search both call it.
+
+        Args:
+            xk: [N, d] normed kept rows, segment after segment (`cu_seqlens` S+1 offsets).
+            cos_k, sin_k: [N, D] RoPE tables at the rows' original positions.
+            positions: [N] original positions, needed only for sliding-window attention.
+        """
+        n = xk.shape[0]
+        q, k = self.project_qk(xk)  # [N, H, D], [N, H_kv, D]
+        v = self.v_proj(xk).view(n, self.num_kv_heads, self.head_dim)  # [N, H_kv, D]
+        q, k = apply_rope(q, cos_k, sin_k), apply_rope(k, cos_k, sin_k)
+        o = varlen_causal_attention(
+            q,
+            k,
+            v,
+            cu_seqlens,
+            self.scaling,
+            positions=positions,
+            sliding_window=self.sliding_window,
+            dropout_p=dropout_p,
+            backend=backend,
+        )  # [N, H, D]
+        return self.o_proj(o.reshape(n, self.num_heads * self.head_dim))  # [N, d]
 
 
 @dataclass
