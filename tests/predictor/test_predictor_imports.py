@@ -5,7 +5,14 @@ from pathlib import Path
 
 import lemo.predictor
 
-ALLOWED_LEMO = ("lemo.ops", "lemo.config", "lemo.utils", "lemo.sparsity.parts", "lemo.predictor")
+ALLOWED_LEMO = (
+    "lemo.ops",
+    "lemo.config",
+    "lemo._version",
+    "lemo.utils",
+    "lemo.sparsity.parts",
+    "lemo.predictor",
+)
 FORBIDDEN = ("transformers", "peft", "accelerate", "lemo.integrations", "lemo.train", "lemo.api", "lemo.cli")
 
 

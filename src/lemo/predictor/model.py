@@ -29,7 +29,6 @@ within a block, like the oracle's off-diagonal entries), which needs far less ca
 
 from __future__ import annotations
 
-import importlib.metadata
 import json
 import math
 import time
@@ -40,6 +39,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from lemo._version import __version__
 from lemo.ops import informativeness
 from lemo.predictor.identity import ModelIdentity, validate_identity
 from lemo.sparsity.parts import LayerParts
@@ -475,7 +475,7 @@ class PredictorSet(nn.Module):
         doc = {
             "format": FORMAT,
             "version": FORMAT_VERSION,
-            "lemo_version": _lemo_version(),
+            "lemo_version": __version__,
             "model": self.identity.to_dict() if self.identity is not None else None,
             "predictor": self.config.to_dict(),
             "layers": {str(i): {k: list(v) for k, v in w.items()} for i, w in self.widths().items()},
@@ -489,13 +489,6 @@ class PredictorSet(nn.Module):
                 json.dumps(self.report.to_dict(), indent=2) + "\n", encoding="utf-8"
             )
         return out
-
-
-def _lemo_version() -> str:
-    try:
-        return importlib.metadata.version("lemo")
-    except importlib.metadata.PackageNotFoundError:
-        return "unknown"
 
 
 def load_predictors(

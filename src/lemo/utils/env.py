@@ -12,6 +12,8 @@ import platform
 import sys
 from pathlib import Path
 
+from lemo._version import __version__
+
 __all__ = ["env_report", "format_env_report", "lemo_cache_dir"]
 
 _NOT_INSTALLED = "not installed"
@@ -32,14 +34,7 @@ def _dist_version(name: str) -> str:
 
 
 def _lemo_version() -> str:
-    # Prefer the imported package's own attribute: a source checkout on PYTHONPATH has no metadata.
-    try:
-        import lemo
-
-        version = getattr(lemo, "__version__", None)
-    except Exception:  # a half-written package must not break the bug-report helper
-        version = None
-    return version or _dist_version("lemo")
+    return __version__  # not the installed metadata: a source checkout on PYTHONPATH has none
 
 
 def _cuda_devices() -> list[dict[str, object]]:

@@ -1,3 +1,3 @@
-from lemo.ops.mlp.reference import channel_sparse_mlp
+from lemo.ops.mlp.channels import channel_sparse_mlp
 
 __all__ = ["channel_sparse_mlp"]
