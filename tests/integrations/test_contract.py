@@ -44,8 +44,9 @@ def test_elimination_changes_the_loss_and_records_stats(arch):
     assert not torch.isclose(sparse, dense)
 
 
-def test_remove_restores_bit_identical_outputs():
-    model = lora(tiny_model("qwen3")).train()
+@pytest.mark.parametrize("arch", ARCHS)
+def test_remove_restores_bit_identical_outputs(arch):
+    model = lora(tiny_model(arch)).train()
     ids = torch.randint(0, 256, (2, T))
     before = model(input_ids=ids, labels=ids)
     lemo.apply(model, lemo.SparsityConfig(keep_ratio=0.3, block_size=16, sparse_layers="all"))
@@ -72,10 +73,12 @@ def test_apply_twice_equals_once():
     assert not any("forward" in m.__dict__ for m in model.modules())
 
 
-@pytest.mark.parametrize("mlp", ["dense", "tokens"])
-@pytest.mark.parametrize("random_fraction", [0.0, 1.0])
-def test_gradient_checkpointing_on_and_off_agree(mlp, random_fraction):
-    model = lora(tiny_model("llama")).train()
+@pytest.mark.parametrize(
+    "arch,mlp,random_fraction",
+    [("llama", "dense", 0.0), ("llama", "tokens", 0.0), *((a, "tokens", 1.0) for a in ARCHS)],
+)
+def test_gradient_checkpointing_on_and_off_agree(arch, mlp, random_fraction):
+    model = lora(tiny_model(arch)).train()
     ids = torch.randint(0, 256, (1, T))
     cfg = lemo.SparsityConfig(keep_ratio=0.4, block_size=16, mlp=mlp, random_fraction=random_fraction)
     lemo.apply(model, cfg)
@@ -90,8 +93,9 @@ def test_gradient_checkpointing_on_and_off_agree(mlp, random_fraction):
         assert_close(grads_on[name], grads_off[name], rtol=1e-4, atol=1e-7, name=name)
 
 
-def test_padded_batch_equals_per_sample_runs():
-    model = tiny_model("mistral").train()
+@pytest.mark.parametrize("arch", ARCHS)
+def test_padded_batch_equals_per_sample_runs(arch):
+    model = tiny_model(arch).train()
     lengths = [T, 130]
     lemo.apply(model, lemo.SparsityConfig.paper(block_size=16, sparse_layers="all", segmented_loss=False))
     ids = torch.randint(0, 256, (2, T))
@@ -106,8 +110,9 @@ def test_padded_batch_equals_per_sample_runs():
             assert s["blocks"] == [batch_blocks[layer][row]]
 
 
-def test_packed_documents_equal_separate_runs():
-    model = tiny_model("qwen2").train()
+@pytest.mark.parametrize("arch", ARCHS)
+def test_packed_documents_equal_separate_runs(arch):
+    model = tiny_model(arch).train()
     lemo.apply(model, lemo.SparsityConfig.paper(block_size=16, sparse_layers="all", segmented_loss=False))
     docs = [torch.randint(0, 256, (n,)) for n in (90, 47, 63)]
     ids = torch.cat(docs)[None]
@@ -120,8 +125,9 @@ def test_packed_documents_equal_separate_runs():
         start += len(d)
 
 
-def test_segmented_loss_equals_hf_loss_with_padding_labels():
-    model = tiny_model("llama").train()
+@pytest.mark.parametrize("arch", ARCHS)
+def test_segmented_loss_equals_hf_loss_with_padding_labels(arch):
+    model = tiny_model(arch).train()
     ids = torch.randint(0, 256, (2, T))
     labels = ids.clone()
     labels[:, :50] = -100
@@ -142,8 +148,9 @@ def test_eval_mode_is_dense_unless_asked():
     assert not torch.allclose(model(input_ids=ids, use_cache=False).logits, dense)
 
 
-def test_generation_still_works_after_apply():
-    model = tiny_model("llama").eval()
+@pytest.mark.parametrize("arch", ARCHS)
+def test_generation_still_works_after_apply(arch):
+    model = tiny_model(arch).eval()
     lemo.apply(model, lemo.SparsityConfig(keep_ratio=0.3, block_size=16))
     out = model.generate(torch.randint(0, 256, (1, 40)), max_new_tokens=5, do_sample=False)
     assert out.shape == (1, 45)
@@ -164,8 +171,9 @@ def test_predictor_scorer_without_predictors_names_the_fix():
         lemo.apply(tiny_model("llama"), lemo.SparsityConfig(scorer="predictor", random_fraction=0.0))
 
 
-def test_loss_on_kept_tokens_scores_only_positions_the_last_sparse_layer_kept():
-    model = tiny_model("llama").train()
+@pytest.mark.parametrize("arch", ARCHS)
+def test_loss_on_kept_tokens_scores_only_positions_the_last_sparse_layer_kept(arch):
+    model = tiny_model(arch).train()
     ids = torch.randint(0, 256, (1, T))
     lemo.apply(model, lemo.SparsityConfig(keep_ratio=0.4, block_size=16, loss_tokens="kept"))
     loss = model(input_ids=ids, labels=ids).loss
