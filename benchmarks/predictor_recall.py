@@ -144,8 +144,8 @@ def main(argv: list[str] | None = None) -> int:
     from lemo.config import SparsityConfig
     from lemo.integrations.transformers.calibration import HFCalibrationModel, calibrate
     from lemo.predictor import CalibrationConfig, evaluate_recall
-    from lemo.predictor.calibrate import collect_sample
     from lemo.predictor.plot import plot_block_maps
+    from lemo.predictor.samples import collect_sample
     from lemo.utils.env import lemo_cache_dir
 
     cache_dir = args.cache_dir or str(lemo_cache_dir() / "calib")

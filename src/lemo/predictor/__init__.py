@@ -12,15 +12,7 @@ from lemo.predictor.budget import (
     fraction_for_memory,
     measure_damage,
 )
-from lemo.predictor.calibrate import (
-    CalibrationConfig,
-    CalibrationModel,
-    CalibrationReport,
-    calibrate,
-    evaluate_recall,
-    map_loss,
-    oracle_map,
-)
+from lemo.predictor.calibrate import CalibrationConfig, calibrate, evaluate_recall, map_loss
 from lemo.predictor.identity import ModelIdentity, weight_fingerprint
 from lemo.predictor.model import (
     BlockPredictor,
@@ -30,6 +22,8 @@ from lemo.predictor.model import (
     load_predictors,
 )
 from lemo.predictor.recall import block_recall, kept_mask, mass_recall
+from lemo.predictor.report import CalibrationReport
+from lemo.predictor.samples import CalibrationModel, oracle_map
 
 __all__ = [
     "DEFAULT_GRID",

@@ -39,7 +39,7 @@ import torch
 from lemo.config import SparsityConfig
 from lemo.ops import blocks_to_tokens, informativeness, select_by_ratio
 from lemo.ops.select_blocks import forced_blocks
-from lemo.predictor.calibrate import CalibrationModel, oracle_map
+from lemo.predictor.samples import CalibrationModel, oracle_map
 from lemo.sparsity.parts import LayerParts
 
 DEFAULT_GRID = (0.1, 0.15, 0.2, 0.25, 0.3, 0.35, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 1.0)

@@ -24,43 +24,22 @@ Nothing here knows Hugging Face: the model is reached through the small `Calibra
 
 from __future__ import annotations
 
-import hashlib
-import json
 import math
 import time
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import asdict, dataclass, fields
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any
 
 import torch
 import torch.nn.functional as F
 
 from lemo.config import SparsityConfig
-from lemo.ops import block_score_map, informativeness
-from lemo.predictor.identity import ModelIdentity
+from lemo.ops import informativeness
 from lemo.predictor.model import PredictorConfig, PredictorSet
 from lemo.predictor.recall import block_recall, mass_recall
-from lemo.sparsity.parts import LayerParts
-
-
-class CalibrationModel(Protocol):
-    """What calibration needs from a model (implemented for HF models in lemo.integrations.transformers)."""
-
-    num_layers: int
-    device: torch.device
-
-    def identity(self) -> ModelIdentity:
-        """Shape and weight fingerprint of the model (recorded with the predictors)."""
-
-    def layer_parts(self, index: int) -> LayerParts:
-        """The parts of decoder layer `index` (for q/k projections: the oracle target)."""
-
-    def normed_inputs(self, input_ids: torch.Tensor, layers: Sequence[int]) -> dict[int, torch.Tensor]:
-        """Run the frozen dense model on input_ids [T]; return {layer: input_layernorm output [T, d]}."""
-
-    def rotary(self, length: int) -> tuple[torch.Tensor, torch.Tensor]:
-        """cos, sin [length, head_dim] at positions 0..length-1 (as the model computes them, scaling in)."""
+from lemo.predictor.report import CalibrationReport, write_plots
+from lemo.predictor.samples import CalibrationModel, Sample, collect_sample
 
 
 @dataclass
@@ -145,127 +124,6 @@ class CalibrationConfig:
         if unknown:
             raise ValueError(f"unknown CalibrationConfig keys {unknown}; known keys: {sorted(known)}.")
         return cls(**data)
-
-
-@dataclass
-class CalibrationReport:
-    """What a calibration run did and how good the result is; JSON-serialisable via `to_dict`."""
-
-    model: dict[str, Any]
-    layers: list[int]
-    seq_len: int
-    steps: int
-    train_chunks: int
-    eval_chunks: int
-    recall_on: str
-    """"held-out" when recall was measured on chunks not trained on, else "training"."""
-    keep_ratio: dict[int, float]
-    recall: dict[int, float]
-    """Per layer: share of the oracle's kept (unforced) blocks that the predictor keeps at keep_ratio."""
-    mass_recall: dict[int, float]
-    mean_recall: float
-    loss_curve: list[float]
-    """Mean loss over layers at each step."""
-    final_loss: dict[int, float]
-    """Per layer: mean loss over the last 10% of steps."""
-    params_initial: int
-    params_final: int
-    param_bytes: int
-    widths: dict[int, dict[str, list[int]]]
-    prune_events: list[dict[str, Any]] = field(default_factory=list)
-    time_s: dict[str, float] = field(default_factory=dict)
-    config: dict[str, Any] = field(default_factory=dict)
-    plots: list[str] = field(default_factory=list)
-
-    def to_dict(self) -> dict[str, Any]:
-        d = asdict(self)
-        for key in ("keep_ratio", "recall", "mass_recall", "final_loss", "widths"):
-            d[key] = {str(k): v for k, v in d[key].items()}  # JSON object keys are strings
-        return d
-
-    def save(self, path: str | Path) -> Path:
-        p = Path(path)
-        p.write_text(json.dumps(self.to_dict(), indent=2) + "\n", encoding="utf-8")
-        return p
-
-    def summary(self) -> str:
-        per = ", ".join(f"{k}: {v:.3f}" for k, v in self.recall.items())
-        return (
-            f"recall ({self.recall_on}, keep ratio per layer) mean {self.mean_recall:.3f} [{per}]; "
-            f"loss {self.loss_curve[0]:.4f} -> {self.loss_curve[-1]:.4f}; "
-            f"{self.params_final / 1e6:.2f}M params (from {self.params_initial / 1e6:.2f}M); "
-            f"{self.time_s.get('total', 0.0):.0f} s"
-        )
-
-
-@dataclass
-class Sample:
-    """One chunk's per-layer normed inputs x [T, d] and oracle maps [nb, nb]."""
-
-    x: dict[int, torch.Tensor]
-    target: dict[int, torch.Tensor]
-
-
-def oracle_map(parts: LayerParts, x: torch.Tensor, block_size: int) -> torch.Tensor:
-    """The oracle block map [nb, nb] of normed hidden states x [T, d] at the layer described by `parts`."""
-    with torch.no_grad():
-        q, k = parts.attn.project_qk(x)  # [T, H, D], [T, H_kv, D]
-        return block_score_map(q, k, block_size).float()  # [nb, nb]
-
-
-def _sample_path(
-    cache_dir: str | Path, identity: ModelIdentity, layers: Sequence[int], b: int, ids: torch.Tensor
-) -> Path:
-    h = hashlib.sha256()
-    h.update(json.dumps(identity.to_dict(), sort_keys=True).encode())
-    h.update(json.dumps([list(layers), b]).encode())
-    h.update(ids.detach().to(torch.int64).cpu().numpy().tobytes())
-    return Path(cache_dir) / f"sample-{h.hexdigest()[:32]}.pt"
-
-
-def collect_sample(
-    model: CalibrationModel,
-    input_ids: torch.Tensor,
-    layers: Sequence[int],
-    block_size: int,
-    store: dict[str, Any],
-    cache_dir: str | Path | None = None,
-) -> Sample:
-    """Run the frozen model once on input_ids [T] and build the sample (stored on `store['device']`).
-
-    With `cache_dir`, a sample saved there earlier for the same model, layers, block size and tokens is
-    loaded instead, and a new one is saved.
-    """
-    path = None
-    if cache_dir is not None:
-        path = _sample_path(cache_dir, model.identity(), layers, block_size, input_ids)
-        if path.is_file():
-            saved = torch.load(path, map_location="cpu")
-            return Sample(
-                {i: saved["x"][i].to(store["device"], store["dtype"]) for i in layers},
-                {i: saved["target"][i].to(store["device"]) for i in layers},
-            )
-    sample = _collect(model, input_ids, layers, block_size, store)
-    if path is not None:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_suffix(".tmp")
-        torch.save({"x": sample.x, "target": sample.target}, tmp)
-        tmp.replace(path)  # atomic: a killed run never leaves a truncated sample behind
-    return sample
-
-
-def _collect(
-    model: CalibrationModel,
-    input_ids: torch.Tensor,
-    layers: Sequence[int],
-    block_size: int,
-    store: dict[str, Any],
-) -> Sample:
-    with torch.no_grad():
-        xs = model.normed_inputs(input_ids, layers)  # {layer: [T, d]}
-        targets = {i: oracle_map(model.layer_parts(i), xs[i], block_size).to(store["device"]) for i in layers}
-        x_store = {i: xs[i].to(store["device"], store["dtype"]) for i in layers}
-    return Sample(x_store, targets)
 
 
 def map_loss(pred: torch.Tensor, target: torch.Tensor, beta: float, score_weight: float) -> torch.Tensor:
@@ -571,34 +429,11 @@ def calibrate(
             if holdout
             else (eval_samples or [sample_of(0)])[0]
         )
-        report.plots = _write_plots(
+        report.plots = write_plots(
             pset, plot_sample, _choose_plot_layers(layers, cfg.plot_layers), report, out
         )
         report.save(out / "calibration.json")
     return pset
-
-
-def _write_plots(
-    pset: PredictorSet, sample: Sample, layers: list[int], report: CalibrationReport, out: Path
-) -> list[str]:
-    """Predicted-vs-oracle maps and the loss curve as PNGs; skipped when matplotlib is absent."""
-    try:
-        # matplotlib is optional: import it only when plots are asked for.
-        from lemo.predictor.plot import plot_block_maps, plot_loss_curve
-    except ImportError:
-        return []
-    device = next(pset.parameters()).device
-    maps = {}
-    with torch.no_grad():
-        for i in layers:
-            maps[i] = (pset[i](sample.x[i].to(device)).cpu(), sample.target[i].cpu())
-    paths = [
-        plot_block_maps(maps, out / "block_maps.png", keep_ratio=report.keep_ratio, recall=report.recall),
-        plot_loss_curve(
-            report.loss_curve, out / "loss.png", prune_steps=[e["step"] for e in report.prune_events]
-        ),
-    ]
-    return [str(p) for p in paths]
 
 
 def _progress(total: int, desc: str, enabled: bool) -> Any:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib.util
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -10,6 +11,12 @@ import torch
 from lemo.ops import informativeness
 from lemo.predictor.recall import kept_mask
 from lemo.utils.plotting import pyplot
+
+# Fail at import, where calibration catches ImportError and skips the plots, rather than mid-plot.
+if importlib.util.find_spec("matplotlib") is None:
+    raise ImportError(
+        "calibration plots need matplotlib: pip install matplotlib (or pip install 'lemo[plot]')."
+    )
 
 
 def _pyplot():

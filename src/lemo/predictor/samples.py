@@ -1,0 +1,108 @@
+"""Calibration's training samples: what calibration needs from a model (`CalibrationModel`), and one chunk's
+normed layer inputs with their oracle block maps, collected once from the frozen model and cached on disk by
+content (model identity, layers, block size, token ids), because the frozen forward costs far more than a
+predictor step."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Protocol
+
+import torch
+
+from lemo.ops import block_score_map
+from lemo.predictor.identity import ModelIdentity
+from lemo.sparsity.parts import LayerParts
+
+
+class CalibrationModel(Protocol):
+    """What calibration needs from a model (implemented for HF models in lemo.integrations.transformers)."""
+
+    num_layers: int
+    device: torch.device
+
+    def identity(self) -> ModelIdentity:
+        """Shape and weight fingerprint of the model (recorded with the predictors)."""
+
+    def layer_parts(self, index: int) -> LayerParts:
+        """The parts of decoder layer `index` (for q/k projections: the oracle target)."""
+
+    def normed_inputs(self, input_ids: torch.Tensor, layers: Sequence[int]) -> dict[int, torch.Tensor]:
+        """Run the frozen dense model on input_ids [T]; return {layer: input_layernorm output [T, d]}."""
+
+    def rotary(self, length: int) -> tuple[torch.Tensor, torch.Tensor]:
+        """cos, sin [length, head_dim] at positions 0..length-1 (as the model computes them, scaling in)."""
+
+
+@dataclass
+class Sample:
+    """One chunk's per-layer normed inputs x [T, d] and oracle maps [nb, nb]."""
+
+    x: dict[int, torch.Tensor]
+    target: dict[int, torch.Tensor]
+
+
+def oracle_map(parts: LayerParts, x: torch.Tensor, block_size: int) -> torch.Tensor:
+    """The oracle block map [nb, nb] of normed hidden states x [T, d] at the layer described by `parts`."""
+    with torch.no_grad():
+        q, k = parts.attn.project_qk(x)  # [T, H, D], [T, H_kv, D]
+        return block_score_map(q, k, block_size).float()  # [nb, nb]
+
+
+def _sample_path(
+    cache_dir: str | Path, identity: ModelIdentity, layers: Sequence[int], b: int, ids: torch.Tensor
+) -> Path:
+    h = hashlib.sha256()
+    h.update(json.dumps(identity.to_dict(), sort_keys=True).encode())
+    h.update(json.dumps([list(layers), b]).encode())
+    h.update(ids.detach().to(torch.int64).cpu().numpy().tobytes())
+    return Path(cache_dir) / f"sample-{h.hexdigest()[:32]}.pt"
+
+
+def collect_sample(
+    model: CalibrationModel,
+    input_ids: torch.Tensor,
+    layers: Sequence[int],
+    block_size: int,
+    store: dict[str, Any],
+    cache_dir: str | Path | None = None,
+) -> Sample:
+    """Run the frozen model once on input_ids [T] and build the sample (stored on `store['device']`).
+
+    With `cache_dir`, a sample saved there earlier for the same model, layers, block size and tokens is
+    loaded instead, and a new one is saved.
+    """
+    path = None
+    if cache_dir is not None:
+        path = _sample_path(cache_dir, model.identity(), layers, block_size, input_ids)
+        if path.is_file():
+            saved = torch.load(path, map_location="cpu")
+            return Sample(
+                {i: saved["x"][i].to(store["device"], store["dtype"]) for i in layers},
+                {i: saved["target"][i].to(store["device"]) for i in layers},
+            )
+    sample = _collect(model, input_ids, layers, block_size, store)
+    if path is not None:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_suffix(".tmp")
+        torch.save({"x": sample.x, "target": sample.target}, tmp)
+        tmp.replace(path)  # atomic: a killed run never leaves a truncated sample behind
+    return sample
+
+
+def _collect(
+    model: CalibrationModel,
+    input_ids: torch.Tensor,
+    layers: Sequence[int],
+    block_size: int,
+    store: dict[str, Any],
+) -> Sample:
+    with torch.no_grad():
+        xs = model.normed_inputs(input_ids, layers)  # {layer: [T, d]}
+        targets = {i: oracle_map(model.layer_parts(i), xs[i], block_size).to(store["device"]) for i in layers}
+        x_store = {i: xs[i].to(store["device"], store["dtype"]) for i in layers}
+    return Sample(x_store, targets)
