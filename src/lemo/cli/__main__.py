@@ -12,6 +12,7 @@ from lemo.cli.args import build_parser, config_from_args
 from lemo.eval.config import DataConfig, EvalConfig
 from lemo.train.calibrate_run import CalibrateConfig
 from lemo.train.config import FinetuneConfig, load_yaml
+from lemo.train.interrupt import TrainingInterrupted
 
 COMMANDS = {
     "finetune": (FinetuneConfig, api.finetune, "LoRA fine-tuning on long texts with token elimination"),
@@ -61,9 +62,15 @@ def main(argv: list[str] | None = None) -> int:
     try:
         cfg = config_from_args(cls, ns, load_yaml)
         fn(cfg)
-    except (ValueError, FileNotFoundError, RuntimeError) as err:
+    except (ValueError, OSError, RuntimeError, ArithmeticError) as err:  # ArithmeticError: a NaN loss
         print(f"lemo {ns._command}: error: {err}", file=sys.stderr)
         return 2
+    except TrainingInterrupted as err:  # Ctrl-C in training: a checkpoint was saved
+        print(f"lemo {ns._command}: {err}", file=sys.stderr)
+        return 130
+    except KeyboardInterrupt:  # Ctrl-C outside training (loading, evaluating): nothing to save
+        print(f"lemo {ns._command}: interrupted", file=sys.stderr)
+        return 130
     return 0
 
 

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import importlib.util
 import json
+import logging
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -13,6 +15,8 @@ from lemo.integrations.transformers.loading import load_model
 from lemo.predictor import CalibrationConfig
 from lemo.train.data import load_documents
 from lemo.train.loop import resolve_device
+
+log = logging.getLogger(__name__)
 
 
 @dataclass
@@ -56,6 +60,10 @@ def run_calibrate(cfg: CalibrateConfig):
         output_dir=out,
     )
     preds.save(out)
+    if importlib.util.find_spec("matplotlib") is None:
+        log.warning(
+            "matplotlib is not installed: the PNG plots were skipped (pip install matplotlib to get them)."
+        )
     report = getattr(preds, "report", None)
     if report is not None:
         print(f"predictors saved to {out}; mean held-out recall {_mean_recall(report):.3f}")

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import base64
 import dataclasses
+import errno
 import hashlib
 import json
 import logging
@@ -116,6 +117,37 @@ def save_checkpoint(dir: Path | str, step: int, state: dict[str, Any], keep: int
     _remove_temp_dirs(root)
     name = _step_name(step)
     tmp = root / f"{_TMP_PREFIX}{name}-{uuid.uuid4().hex[:8]}"
+    try:
+        _write(tmp, step, state)
+    except Exception as err:  # torch.save and safetensors report a full disk in their own error types
+        shutil.rmtree(tmp, ignore_errors=True)
+        if _disk_full(err):
+            raise CheckpointError(
+                f"disk full while saving the step-{step} checkpoint in {root}; free space there or change "
+                "--output-dir, then continue with --resume."
+            ) from None
+        raise
+    final = root / name
+    if (
+        final.exists()
+    ):  # saving the same step again (e.g. right after a resume): rename won't replace a folder
+        shutil.rmtree(final)
+    os.replace(tmp, final)
+    _write_latest(root, name)
+    _prune(root, step, keep)
+    return final
+
+
+def _disk_full(err: BaseException) -> bool:
+    if isinstance(err, OSError) and err.errno in (errno.ENOSPC, errno.EDQUOT):
+        return True
+    text = str(err)
+    # torch.save's zip writer fails with "[enforce fail at inline_container.cc:...] ... file write failed"
+    # or "unexpected pos"; safetensors with "StorageFull" / "No space left on device".
+    return any(s in text for s in ("inline_container", "No space left", "StorageFull", "Disk quota"))
+
+
+def _write(tmp: Path, step: int, state: dict[str, Any]) -> None:
     tmp.mkdir()
     # safetensors refuses non-contiguous or storage-sharing tensors; detached contiguous CPU copies are safe.
     tensors = {k: v.detach().to("cpu").contiguous() for k, v in state["trainable"].items()}
@@ -136,15 +168,6 @@ def save_checkpoint(dir: Path | str, step: int, state: dict[str, Any], keep: int
     (tmp / META).write_text(json.dumps(meta, indent=1, default=_json_default), encoding="utf-8")
     for f in (TRAINABLE, OPTIMIZER, META):
         _fsync(tmp / f)
-    final = root / name
-    if (
-        final.exists()
-    ):  # saving the same step again (e.g. right after a resume): rename won't replace a folder
-        shutil.rmtree(final)
-    os.replace(tmp, final)
-    _write_latest(root, name)
-    _prune(root, step, keep)
-    return final
 
 
 def _step_name(step: int) -> str:

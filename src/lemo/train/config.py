@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import typing
 from dataclasses import asdict, dataclass, field, fields, is_dataclass
 from pathlib import Path
 from typing import Any, Literal
@@ -9,6 +10,7 @@ from typing import Any, Literal
 import yaml
 
 from lemo.config import SparsityConfig
+from lemo.train.typecheck import coerce
 
 
 @dataclass
@@ -25,6 +27,14 @@ class LoraSettings:
     """Also train every norm (LongLoRA's LoRA+)."""
     train_embeddings: bool = False
     """Also train the input embeddings (LongLoRA's LoRA+; tied LM heads train with them)."""
+
+    def __post_init__(self) -> None:
+        # `--lora-targets q_proj,v_proj` arrives as one word; split it like the space-separated form.
+        if isinstance(self.targets, str):
+            self.targets = [self.targets]
+        self.targets = [t.strip() for item in self.targets for t in str(item).split(",") if t.strip()]
+        if not self.targets:
+            raise ValueError("--lora-targets is empty; name modules such as q_proj v_proj.")
 
 
 @dataclass
@@ -53,13 +63,17 @@ class FinetuneConfig:
     """Peak learning rate (AdamW)."""
     weight_decay: float = 0.0
     warmup_steps: int = 5
-    """Linear warm-up steps, then constant."""
+    """Linear warm-up steps (from 0), then the --lr-schedule."""
+    lr_schedule: Literal["constant", "linear", "cosine"] = "constant"
+    """After warm-up: "constant", "linear" decay to 0 or "cosine" decay to 0 at --steps."""
     max_grad_norm: float = 1.0
     """Gradient clipping (0 disables)."""
     steps: int = 20
     """Optimizer steps."""
     batch_size: int = 1
-    """Rows per step."""
+    """Rows per micro-batch."""
+    grad_accum: int = 1
+    """Micro-batches per optimizer step (gradient accumulation): each step sees batch_size x grad_accum rows."""
     gradient_checkpointing: bool = False
     """Recompute each layer in backward (HF gradient checkpointing)."""
     dtype: Literal["auto", "bf16", "fp32"] = "auto"
@@ -80,7 +94,10 @@ class FinetuneConfig:
     save_every: int = 10
     """Checkpoint every N steps (0: only at the end)."""
     resume: bool = False
-    """Continue from the last checkpoint in output_dir."""
+    """Continue from the last checkpoint in output_dir (only --steps and reporting options may change)."""
+    overwrite: bool = False
+    """Start afresh in an output_dir that holds a run: the old run is moved aside (renamed to
+    `<output_dir>.old-<timestamp>`), never deleted. Ignored with --resume."""
     seed: int = 0
     eval_lengths: list[int] = field(default_factory=list)
     """Context lengths for held-out perplexity before and after training (empty: none)."""
@@ -96,6 +113,14 @@ class FinetuneConfig:
             self.sparsity = SparsityConfig.from_dict(self.sparsity)
         if self.steps < 1:
             raise ValueError(f"--steps {self.steps} must be at least 1.")
+        if not self.lr > 0:
+            raise ValueError(f"--lr {self.lr} must be positive; try --lr 2e-4.")
+        if self.grad_accum < 1:
+            raise ValueError(f"--grad-accum {self.grad_accum} must be at least 1.")
+        if self.lr_schedule not in ("constant", "linear", "cosine"):
+            raise ValueError(
+                f"--lr-schedule {self.lr_schedule!r} is unknown; use constant, linear or cosine."
+            )
         if self.seq_len < self.sparsity.block_size:
             raise ValueError(
                 f"--seq-len {self.seq_len} is below one block ({self.sparsity.block_size} tokens); "
@@ -135,17 +160,33 @@ class FinetuneConfig:
         Path(path).write_text(yaml.safe_dump(self.to_dict(), sort_keys=False), encoding="utf-8")
 
 
-def from_dict(cls: type, data: dict[str, Any]) -> Any:
-    """Build a (nested) config dataclass from a dict, refusing unknown keys with the list of known ones."""
+def from_dict(cls: type, data: dict[str, Any], _prefix: str = "") -> Any:
+    """Build a (nested) config dataclass from a dict, refusing unknown keys with the list of known ones and
+    values of the wrong type (checked here so the dataclass's own checks never meet e.g. a string step count)."""
     known = {f.name: f for f in fields(cls)}
     unknown = sorted(set(data) - set(known))
     if unknown:
         raise ValueError(f"unknown {cls.__name__} keys {unknown}; known keys: {sorted(known)}.")
+    try:
+        hints = typing.get_type_hints(cls)
+    except (NameError, TypeError):  # an unresolvable annotation: leave the checks to the dataclass
+        hints = {}
     kwargs = {}
     for name, value in data.items():
         default = known[name].default_factory() if callable(known[name].default_factory) else None
-        if is_dataclass(default) and isinstance(value, dict):
-            value = from_dict(type(default), value)
+        if is_dataclass(default):
+            if not isinstance(value, dict | type(default)):
+                raise ValueError(
+                    f"{_prefix}{name}: {value!r} must be a mapping of {type(default).__name__} keys."
+                )
+            if isinstance(value, dict):
+                value = from_dict(type(default), value, f"{_prefix}{name}.")
+        else:
+            try:
+                value = coerce(value, hints.get(name, Any))
+            except TypeError as err:
+                example = default if default is not None else known[name].default
+                raise ValueError(f"{_prefix}{name}: {err} (e.g. {name}: {example!r}).") from None
         kwargs[name] = value
     return cls(**kwargs)
 
@@ -156,7 +197,18 @@ def load_yaml(path: str | Path, cls: type = FinetuneConfig) -> Any:
         raise FileNotFoundError(
             f"config file {p} does not exist; pass --config with a YAML file (see configs/)."
         )
-    data = yaml.safe_load(p.read_text(encoding="utf-8")) or {}
+    try:
+        data = yaml.safe_load(p.read_text(encoding="utf-8")) or {}
+    except yaml.YAMLError as err:
+        where = getattr(err, "problem_mark", None)
+        at = f" at line {where.line + 1}, column {where.column + 1}" if where else ""
+        problem = getattr(err, "problem", None) or str(err).splitlines()[0]
+        raise ValueError(
+            f"{p} is not valid YAML{at}: {problem}; fix that line (see configs/ for examples)."
+        ) from None
     if not isinstance(data, dict):
         raise ValueError(f"{p} must hold a YAML mapping of {cls.__name__} fields.")
-    return from_dict(cls, data)
+    try:
+        return from_dict(cls, data)
+    except ValueError as err:
+        raise ValueError(f"{p}: {err}") from None

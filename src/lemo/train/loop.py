@@ -6,8 +6,10 @@ perplexity, train with checkpoints every N steps, save the adapter and the run c
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import math
+import shlex
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -34,7 +36,15 @@ from lemo.train.data import (
     tokenize_documents,
     tokenize_records,
 )
+from lemo.train.interrupt import TrainingInterrupted, stop_on_sigint
 from lemo.train.progress import MetricsWriter, Progress
+from lemo.train.run_safety import (
+    check_model_dir,
+    check_resume_compatible,
+    prepare_output_dir,
+    warn_on_useless_lengths,
+)
+from lemo.train.schedule import build_scheduler
 
 log = logging.getLogger(__name__)
 
@@ -90,21 +100,31 @@ def _evaluate(
     return results
 
 
-def _lr_lambda(warmup: int):
-    return lambda step: min(1.0, (step + 1) / warmup) if warmup > 0 else 1.0
-
-
 def finetune(cfg: FinetuneConfig, *, stop_after: int | None = None) -> FinetuneResult:
     """Run a fine-tune as described by `cfg`. `stop_after` ends the run early after that many steps
     (as a kill would, but cleanly); used to test resuming."""
     out = Path(cfg.output_dir)
-    out.mkdir(parents=True, exist_ok=True)
+    prepare_output_dir(out, resume=cfg.resume, overwrite=cfg.overwrite)
     device, dtype = resolve_device(cfg.device, cfg.dtype)
-    torch.manual_seed(cfg.seed)
     model_dir = cfg.model or smollm2_dir()
+    check_model_dir(model_dir)
+    # What this run really uses (config.yaml and the checkpoints record it; resume compares against it).
+    used = dataclasses.replace(
+        cfg, model=str(model_dir), dtype="bf16" if dtype == torch.bfloat16 else "fp32", device=str(device)
+    )
+    ckpt_dir = out / "checkpoints"
+    ckpt = load_checkpoint(ckpt_dir) if cfg.resume else None
+    if cfg.resume and ckpt is None:
+        log.warning("--resume: no checkpoint in %s; starting from step 0.", ckpt_dir)
+    if ckpt is not None:
+        check_resume_compatible(ckpt["config"], used.to_dict(), FinetuneConfig().to_dict())
+    # Seeded here, after smollm2_dir(): a first-run model conversion draws random numbers (and again before
+    # LoRA init below), so a run's result does not depend on whether the conversion ran.
+    torch.manual_seed(cfg.seed)
     model, tokenizer = load_model(
         model_dir, dtype=dtype, device=device, rope_scaling=cfg.rope_scaling, rope_factor=cfg.rope_factor
     )
+    warn_on_useless_lengths(cfg, getattr(model.config, "max_position_embeddings", None))
 
     train_records, held_docs, source = _documents(cfg)
     # Labels come with the tokens: every token for text, only completions and assistant turns otherwise.
@@ -116,8 +136,15 @@ def finetune(cfg: FinetuneConfig, *, stop_after: int | None = None) -> FinetuneR
         held_ids = torch.tensor(
             [t for d in tokenize_documents(held_docs, tokenizer) for t in d], dtype=torch.long
         )
+    rows = cfg.batch_size * cfg.grad_accum
+    if rows > len(examples):
+        raise ValueError(
+            f"--batch-size {cfg.batch_size} x --grad-accum {cfg.grad_accum} = {rows} rows per step, but the data "
+            f"gives only {len(examples)} rows of {cfg.seq_len} tokens; lower them or add text."
+        )
     order = DataOrder(len(examples), seed=cfg.seed)
 
+    torch.manual_seed(cfg.seed)
     lora = cfg.lora
     model = add_lora(
         model, lora.rank, lora.alpha, lora.dropout, lora.targets, lora.train_norms, lora.train_embeddings
@@ -138,20 +165,15 @@ def finetune(cfg: FinetuneConfig, *, stop_after: int | None = None) -> FinetuneR
 
     params = [p for p in model.parameters() if p.requires_grad]
     optimizer = torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
-    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, _lr_lambda(cfg.warmup_steps))
+    scheduler = build_scheduler(optimizer, cfg.lr_schedule, cfg.warmup_steps, cfg.steps)
 
     start = 0
-    ckpt_dir = out / "checkpoints"
-    if cfg.resume:
-        ckpt = load_checkpoint(ckpt_dir)
-        if ckpt is None:
-            log.warning("--resume: no checkpoint in %s; starting from step 0.", ckpt_dir)
-        else:
-            load_trainable_state(model, ckpt["trainable"])
-            optimizer.load_state_dict(ckpt["optimizer"])
-            scheduler.load_state_dict(ckpt["scheduler"])
-            restore_rng_state(ckpt["rng"])
-            start = ckpt["step"]
+    if ckpt is not None:
+        load_trainable_state(model, ckpt["trainable"])
+        optimizer.load_state_dict(ckpt["optimizer"])
+        scheduler.load_state_dict(ckpt["scheduler"])
+        restore_rng_state(ckpt["rng"])
+        start = ckpt["step"]
     result = FinetuneResult(out, out / "adapter", start_step=start)
     say = print if cfg.progress else log.info
     n_train = sum(p.numel() for p in params)
@@ -164,20 +186,42 @@ def finetune(cfg: FinetuneConfig, *, stop_after: int | None = None) -> FinetuneR
     )
     if start == 0:
         result.ppl_before = _evaluate(model, held_ids, cfg, "before", say)
-    cfg.save_yaml(out / "config.yaml")
+    used.save_yaml(out / "config.yaml")
+
+    def save(step: int) -> None:
+        state = {
+            "trainable": trainable_state(model),
+            "optimizer": optimizer.state_dict(),
+            "scheduler": scheduler.state_dict(),
+            "rng": capture_rng_state(),
+            "config": used.to_dict(),
+            "data_seed": cfg.seed,
+        }
+        save_checkpoint(ckpt_dir, step, state)
 
     model.train()
-    batches = order.batches(start, cfg.batch_size)
+    # One draw of batch_size x grad_accum rows per optimizer step, so steps (and resume) count optimizer steps.
+    batches = order.batches(start, rows)
     metrics = MetricsWriter(out / "metrics.jsonl", resume_step=start)
-    with Progress(cfg.steps, initial=start, device=device, disable=not cfg.progress) as bar:
+    with (
+        stop_on_sigint() as stop,
+        Progress(cfg.steps, initial=start, device=device, disable=not cfg.progress) as bar,
+    ):
         for step in range(start, cfg.steps):
-            batch = collate([examples[i] for i in next(batches)])
-            loss = _train_step(model, batch, device, cfg)
+            idx = next(batches)
+            micro = [
+                collate([examples[i] for i in idx[j : j + cfg.batch_size]])
+                for j in range(0, rows, cfg.batch_size)
+            ]
+            loss = _accumulate(model, micro, device)
+            if cfg.max_grad_norm > 0:
+                torch.nn.utils.clip_grad_norm_(params, cfg.max_grad_norm)
             optimizer.step()
             scheduler.step()
             optimizer.zero_grad(set_to_none=True)
             kept = mean_kept_fraction(model) if cfg.sparse else 1.0
-            record = bar.update(loss=loss, tokens=int(batch["attention_mask"].sum()), kept=kept)
+            tokens = sum(int(b["attention_mask"].sum()) for b in micro)
+            record = bar.update(loss=loss, tokens=tokens, kept=kept)
             record["lr"] = scheduler.get_last_lr()[0]
             if predictors is not None:
                 # The predictors' own cost, so users can check it stays a small share of the step.
@@ -188,19 +232,13 @@ def finetune(cfg: FinetuneConfig, *, stop_after: int | None = None) -> FinetuneR
             metrics.write(record)
             result.losses.append(loss)
             done = step + 1
-            if (cfg.save_every and done % cfg.save_every == 0) or done == cfg.steps:
-                save_checkpoint(
-                    ckpt_dir,
-                    done,
-                    {
-                        "trainable": trainable_state(model),
-                        "optimizer": optimizer.state_dict(),
-                        "scheduler": scheduler.state_dict(),
-                        "rng": capture_rng_state(),
-                        "config": cfg.to_dict(),
-                        "data_seed": cfg.seed,
-                    },
-                )
+            saved = (cfg.save_every and done % cfg.save_every == 0) or done == cfg.steps
+            if saved or stop.requested:
+                save(done)
+            if stop.requested:
+                metrics.close()
+                command = f"lemo finetune --config {shlex.quote(str(out / 'config.yaml'))} --resume"
+                raise TrainingInterrupted(done, command)
             if stop_after is not None and done >= stop_after and done < cfg.steps:
                 metrics.close()
                 return result
@@ -211,7 +249,22 @@ def finetune(cfg: FinetuneConfig, *, stop_after: int | None = None) -> FinetuneR
     return result
 
 
-def _train_step(model, batch: dict[str, torch.Tensor], device: torch.device, cfg: FinetuneConfig) -> float:
+def _accumulate(model, micro: list[dict[str, torch.Tensor]], device: torch.device) -> float:
+    """Forward and backward over the micro-batches of one optimizer step; returns the step's loss.
+
+    Each micro-batch's mean loss is weighted by its share of the step's labelled tokens, so the gradient is
+    that of one big batch (the model's loss is a mean over labelled tokens) whatever the padding. With one
+    micro-batch the weight is exactly 1. A micro-batch without labels (its mean loss is NaN) is skipped when
+    another one has labels.
+    """
+    counts = [int((b["labels"][:, 1:] != -100).sum()) for b in micro]
+    total = sum(counts)
+    if len(micro) == 1 or total == 0:  # nothing to weigh (with no labels at all, the NaN check reports it)
+        return _train_step(model, micro[0], device, 1.0)
+    return sum(_train_step(model, b, device, n / total) for b, n in zip(micro, counts, strict=True) if n)
+
+
+def _train_step(model, batch: dict[str, torch.Tensor], device: torch.device, weight: float) -> float:
     t0 = time.perf_counter()
     inputs: dict[str, Any] = {
         "input_ids": batch["input_ids"].to(device),
@@ -229,8 +282,6 @@ def _train_step(model, batch: dict[str, torch.Tensor], device: torch.device, cfg
         raise FloatingPointError(
             "the loss is not finite; lower --lr, or use --dtype fp32 to check for overflow."
         )
-    loss.backward()
-    if cfg.max_grad_norm > 0:
-        torch.nn.utils.clip_grad_norm_([p for p in model.parameters() if p.requires_grad], cfg.max_grad_norm)
-    log.debug("step took %.2fs", time.perf_counter() - t0)
-    return float(loss.item())
+    (loss * weight if weight != 1.0 else loss).backward()
+    log.debug("micro-batch took %.2fs", time.perf_counter() - t0)
+    return float(loss.item()) * weight
