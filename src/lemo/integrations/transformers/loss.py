@@ -8,6 +8,7 @@ forward runs unchanged, so generation and logit inspection behave as usual.
 from __future__ import annotations
 
 import dataclasses
+import inspect
 import logging
 from typing import Any
 
@@ -21,6 +22,7 @@ from lemo.ops import segmented_cross_entropy
 from lemo.sparsity import SparsityState
 
 log = logging.getLogger(__name__)
+_FUSED_NOTED = False  # the one-time note that TRL's fused LM head scores the loss
 
 
 def cache_kwargs(past_key_values: Any) -> dict[str, Any]:
@@ -56,7 +58,52 @@ def make_label_forward(base: nn.Module, state: SparsityState):
         record_label_mask(state, shift, base.training)
         return own_forward(*args, labels=labels, **kwargs)
 
+    forward._lemo_forward = True  # lets the trainer glue tell whether a later patch wrapped ours
     return forward
+
+
+def _accepts_fused_head(own_forward: Any) -> bool:
+    # TRL's add_fused_lm_head wraps the class forward with functools.wraps: look at the wrapper, not the wrapped.
+    return "fused_lm_head" in inspect.signature(own_forward, follow_wrapped=False).parameters
+
+
+def _fused_head_forward(
+    own_forward: Any,
+    state: SparsityState | None,
+    config: SparsityConfig,
+    training: bool,
+    labels: torch.Tensor,
+    given_shift: torch.Tensor | None,
+    num_items: Any,
+    **kwargs: Any,
+) -> Any:
+    """TRL's `fused_lm_head=True` call: TRL's own chunked LM head computes per-token log-probs, entropy and
+    accuracy (what SFTTrainer reads); lemo only drops the positions the last sparse layer eliminated from them
+    (loss_tokens="kept"), since their hidden states skipped the later layers."""
+    global _FUSED_NOTED
+    if not _FUSED_NOTED:
+        _FUSED_NOTED = True
+        log.info("lemo: TRL's fused LM head computes the loss; lemo masks eliminated positions out of it.")
+    if given_shift is not None:
+        kwargs["shift_labels"] = given_shift
+    if num_items is not None:
+        kwargs["num_items_in_batch"] = num_items
+    out = own_forward(labels=labels, fused_lm_head=True, **kwargs)
+    if not (config.loss_tokens == "kept" and state is not None and state.last and training):
+        return out
+    last = state.last[max(state.last)]
+    kept = torch.zeros(labels.numel(), dtype=torch.bool, device=out.label_mask.device)  # [B*T]
+    kept[last.rows.to(kept.device)] = True
+    kept = kept.view_as(labels)  # [B, T]
+    if given_shift is None:
+        kept = kept[:, :-1]  # [B, T-1] TRL scores position t against label t+1 and drops the last position
+    for name in ("log_probs", "entropy", "log_sum_sq_probs", "mean_logits", "is_top1"):
+        if out.get(name) is not None:
+            out[name] = out[name].masked_fill(~kept, 0)  # same shape as label_mask
+    out["label_mask"] = out.label_mask & kept
+    denom = out.label_mask.sum().clamp(min=1) if num_items is None else num_items
+    out["loss"] = -out.log_probs.sum() / denom  # TRL's reduction, over the kept positions only
+    return out
 
 
 def make_loss_forward(
@@ -70,6 +117,7 @@ def make_loss_forward(
             type(lm_head).__name__,
         )
         return own_forward
+    fused_ok = _accepts_fused_head(own_forward)
 
     def forward(
         input_ids: torch.Tensor | None = None,
@@ -93,13 +141,36 @@ def make_loss_forward(
                 **cache_kwargs(past_key_values),
                 **kwargs,
             )
-        shift_labels = kwargs.pop("shift_labels", None)
+        given_shift = shift_labels = kwargs.pop("shift_labels", None)
         num_items = kwargs.pop("num_items_in_batch", None)
+        fused = kwargs.pop("fused_lm_head", False)
         if shift_labels is None:
             # Same shift as HF's ForCausalLMLoss: position t predicts label t+1; the last position predicts nothing.
             shift_labels = F.pad(labels, (0, 1), value=-100)[:, 1:]  # [B, T]
         if state is not None:
             record_label_mask(state, shift_labels, base.training)
+        if fused:
+            if not fused_ok:
+                raise ValueError(
+                    "fused_lm_head=True but this model has no fused LM head: it comes from TRL's SFTTrainer "
+                    "(trl.trainer.utils.add_fused_lm_head); drop the flag or build the trainer first."
+                )
+            return _fused_head_forward(
+                own_forward,
+                state,
+                config,
+                base.training,
+                labels,
+                given_shift,
+                num_items,
+                input_ids=input_ids,
+                attention_mask=attention_mask,
+                position_ids=position_ids,
+                inputs_embeds=inputs_embeds,
+                use_cache=use_cache,
+                **cache_kwargs(past_key_values),
+                **kwargs,
+            )
         out = decoder(
             input_ids=input_ids,
             attention_mask=attention_mask,
@@ -149,4 +220,5 @@ def make_loss_forward(
             attentions=getattr(out, "attentions", None),
         )
 
+    forward._lemo_forward = True  # lets the trainer glue tell whether a later patch wrapped ours
     return forward
