@@ -138,3 +138,20 @@ def test_calibrate_without_matplotlib_saves_predictors_and_warns(
         assert main(args) == 0
     assert (preds / "predictors.safetensors").is_file() and not list(preds.glob("*.png"))
     assert "plots were skipped" in caplog.text
+
+
+def test_an_unsupported_architecture_is_named_before_lora_targets(tmp_path, smollm2):
+    from transformers import GPT2Config, GPT2LMHeadModel
+
+    model_dir = tmp_path / "gpt2"
+    GPT2LMHeadModel(GPT2Config(n_layer=2, n_embd=32, n_head=2, vocab_size=49152)).save_pretrained(model_dir)
+    for f in smollm2.iterdir():
+        if f.name.startswith(("tokenizer", "special_tokens")):
+            shutil.copy(f, model_dir / f.name)
+    text = tmp_path / "t.txt"
+    text.write_text("word " * 600)
+    cfg = FinetuneConfig(
+        model=str(model_dir), data=[str(text)], seq_len=128, steps=1, output_dir=str(tmp_path / "r")
+    )
+    with pytest.raises(ValueError, match="model type 'gpt2' is not supported by lemo"):
+        loop.finetune(cfg)

@@ -21,6 +21,7 @@ from lemo.assets import austen_texts, smollm2_dir
 from lemo.eval.perplexity import PerplexityResult, perplexity
 from lemo.integrations.peft import add_lora, load_trainable_state, save_adapter, trainable_state
 from lemo.integrations.transformers import apply, enable_shifted_sparse_attention, mean_kept_fraction
+from lemo.integrations.transformers.archs import spec_for
 from lemo.integrations.transformers.calibration import load_predictors
 from lemo.integrations.transformers.loading import load_model
 from lemo.train.checkpoint import capture_rng_state, load_checkpoint, restore_rng_state, save_checkpoint
@@ -125,6 +126,10 @@ def finetune(cfg: FinetuneConfig, *, stop_after: int | None = None) -> FinetuneR
         model_dir, dtype=dtype, device=device, rope_scaling=cfg.rope_scaling, rope_factor=cfg.rope_factor
     )
     warn_on_useless_lengths(cfg, getattr(model.config, "max_position_embeddings", None))
+    if cfg.sparse:
+        spec_for(
+            model.config.model_type
+        )  # an unsupported architecture is said so before LoRA targets are checked
 
     train_records, held_docs, source = _documents(cfg)
     # Labels come with the tokens: every token for text, only completions and assistant turns otherwise.
