@@ -10,6 +10,7 @@ from typing import Any, Literal
 import yaml
 
 from lemo.config import SparsityConfig
+from lemo.train.reporting import check_report_to
 from lemo.train.typecheck import coerce
 
 
@@ -105,12 +106,15 @@ class FinetuneConfig:
     """Windows per evaluation length."""
     progress: bool = True
     """Show a progress bar."""
+    report_to: list[str] = field(default_factory=list)
+    """Also log each step's metrics to "tensorboard" (output_dir/tensorboard) and/or "wandb" (needs the package)."""
 
     def __post_init__(self) -> None:
         if isinstance(self.lora, dict):
             self.lora = LoraSettings(**self.lora)
         if isinstance(self.sparsity, dict):
             self.sparsity = SparsityConfig.from_dict(self.sparsity)
+        check_report_to(self.report_to)
         if self.steps < 1:
             raise ValueError(f"--steps {self.steps} must be at least 1.")
         if not self.lr > 0:

@@ -39,6 +39,7 @@ from lemo.train.data import (
 )
 from lemo.train.interrupt import TrainingInterrupted, stop_on_sigint
 from lemo.train.progress import MetricsWriter, Progress
+from lemo.train.reporting import Reporters
 from lemo.train.run_safety import (
     check_model_dir,
     check_resume_compatible,
@@ -208,6 +209,7 @@ def finetune(cfg: FinetuneConfig, *, stop_after: int | None = None) -> FinetuneR
     # One draw of batch_size x grad_accum rows per optimizer step, so steps (and resume) count optimizer steps.
     batches = order.batches(start, rows)
     metrics = MetricsWriter(out / "metrics.jsonl", resume_step=start)
+    reporters = Reporters(cfg.report_to, out, used.to_dict())
     with (
         stop_on_sigint() as stop,
         Progress(cfg.steps, initial=start, device=device, disable=not cfg.progress) as bar,
@@ -235,6 +237,7 @@ def finetune(cfg: FinetuneConfig, *, stop_after: int | None = None) -> FinetuneR
                 record["predictor_param_mb"] = timing["param_bytes"] / 2**20
                 predictors.reset_timings()
             metrics.write(record)
+            reporters.log(record, step + 1)
             result.losses.append(loss)
             done = step + 1
             saved = (cfg.save_every and done % cfg.save_every == 0) or done == cfg.steps
@@ -242,12 +245,15 @@ def finetune(cfg: FinetuneConfig, *, stop_after: int | None = None) -> FinetuneR
                 save(done)
             if stop.requested:
                 metrics.close()
+                reporters.close()
                 command = f"lemo finetune --config {shlex.quote(str(out / 'config.yaml'))} --resume"
                 raise TrainingInterrupted(done, command)
             if stop_after is not None and done >= stop_after and done < cfg.steps:
                 metrics.close()
+                reporters.close()
                 return result
     metrics.close()
+    reporters.close()
     save_adapter(model, result.adapter_dir)
     result.ppl_after = _evaluate(model, held_ids, cfg, "after", say)
     say(f"adapter saved to {result.adapter_dir}")

@@ -18,7 +18,17 @@ RUN_MARKERS = ("checkpoints", "adapter", "config.yaml")
 # Fields that change reporting or bookkeeping, never the trained weights; everything else must match on resume.
 # `device` may change so a run can move machines (dtype, which decides the numerics, may not).
 RESUMABLE_CHANGES = frozenset(
-    {"progress", "save_every", "output_dir", "eval_lengths", "eval_windows", "resume", "overwrite", "device"}
+    {
+        "progress",
+        "save_every",
+        "output_dir",
+        "eval_lengths",
+        "eval_windows",
+        "resume",
+        "overwrite",
+        "device",
+        "report_to",
+    }
 )
 WEIGHT_FILES = ("*.safetensors", "*.bin", "*.pt", "*.pth", "*.safetensors.index.json", "*.bin.index.json")
 
