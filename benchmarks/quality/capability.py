@@ -22,17 +22,15 @@ from __future__ import annotations
 
 import argparse
 import csv
-import importlib.metadata as md
 import json
 import os
 import subprocess
 import sys
 import time
-from datetime import datetime, timezone
 from pathlib import Path
 
 import torch
-from common import timed_finetune  # benchmarks/quality/common.py, beside this script
+from common import provenance, timed_finetune  # benchmarks/quality/common.py, beside this script
 
 from lemo.assets import austen_split, smollm2_dir
 from lemo.config import PAPER_FIELDS
@@ -82,19 +80,6 @@ def parse(spec: str, default_steps: int) -> tuple[str, str, int]:
     if name not in CONFIGS or data not in ("", "sup", "text"):
         raise SystemExit(f"unknown config {spec!r}; use [text:]NAME[@STEPS] with NAME in {sorted(CONFIGS)}")
     return data or "sup", name, int(steps) if steps else default_steps
-
-
-def environment(argv: list[str] | None) -> dict:
-    cuda = torch.cuda.is_available()
-    return {
-        "gpu": torch.cuda.get_device_name() if cuda else "cpu",
-        "torch": torch.__version__,
-        "transformers": md.version("transformers"),
-        "peft": md.version("peft"),
-        "commit": os.environ.get("LEMO_COMMIT", "unknown"),
-        "timestamp": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-        "command": "python " + " ".join([sys.argv[0], *(argv if argv is not None else sys.argv[1:])]),
-    }
 
 
 def write_data(args) -> dict[str, Path]:
@@ -277,7 +262,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--only", help=argparse.SUPPRESS)  # one config, in a worker process
     args = ap.parse_args(argv)
     CONFIGS["base"] = None
-    env = environment(argv)
+    env = provenance(argv)
     if args.bias:
         bias(args, env)
         return 0

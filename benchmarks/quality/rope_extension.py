@@ -13,14 +13,11 @@ from __future__ import annotations
 
 import argparse
 import csv
-import importlib.metadata as md
-import os
 import sys
-from datetime import datetime, timezone
 from pathlib import Path
 
 import torch
-from common import timed_finetune  # benchmarks/quality/common.py, beside this script
+from common import provenance, timed_finetune  # benchmarks/quality/common.py, beside this script
 
 from lemo.assets import HELD_OUT_NOVEL, austen_texts, smollm2_dir
 from lemo.config import PAPER_FIELDS
@@ -96,15 +93,7 @@ def main(argv: list[str] | None = None) -> int:
     args = ap.parse_args(argv)
 
     device = "cuda" if torch.cuda.is_available() else "cpu"
-    env = {
-        "gpu": torch.cuda.get_device_name() if device == "cuda" else "cpu",
-        "torch": torch.__version__,
-        "transformers": md.version("transformers"),
-        "peft": md.version("peft"),
-        "commit": os.environ.get("LEMO_COMMIT", "unknown"),
-        "timestamp": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-        "command": "python " + " ".join([sys.argv[0], *(argv if argv is not None else sys.argv[1:])]),
-    }
+    env = provenance(argv)
     model_dir = smollm2_dir()
     corpus = austen_texts()
     if not corpus.source.startswith(("debian", "dir")):

@@ -90,3 +90,25 @@ def loss_and_grads(model: nn.Module, ids: torch.Tensor, **kw) -> tuple[torch.Ten
     out.loss.backward()
     grads = {n: p.grad.detach().clone() for n, p in model.named_parameters() if p.requires_grad}
     return out.loss.detach(), grads
+
+
+def tiny_finetune_config(model_dir, data, out, **overrides):
+    """A `FinetuneConfig` for a few CPU steps of a tiny model: 128-token rows, 16-token blocks, no progress bar.
+
+    `model_dir=None` means the embedded SmolLM2. Overrides replace any field.
+    """
+    from lemo.train.config import FinetuneConfig
+
+    base = dict(
+        model=str(model_dir) if model_dir else None,
+        data=[str(data)],
+        seq_len=128,
+        steps=4,
+        save_every=2,
+        output_dir=str(out),
+        progress=False,
+        lr=1e-2,
+        warmup_steps=0,
+        sparsity={"block_size": 16, "keep_ratio": 0.5},
+    )
+    return FinetuneConfig(**{**base, **overrides})

@@ -14,27 +14,15 @@ from safetensors.torch import load_file
 from lemo.cli.__main__ import main
 from lemo.eval.perplexity import perplexity
 from lemo.integrations.transformers.loading import load_model
+from lemo.testing import tiny_finetune_config
 from lemo.train.config import FinetuneConfig
 from lemo.train.loop import finetune
 
 REPO = Path(__file__).resolve().parents[2]
 
 
-def tiny_cfg(model_dir, data, out, **kw) -> FinetuneConfig:
-    base = dict(
-        model=str(model_dir),
-        data=[str(data)],
-        seq_len=128,
-        steps=6,
-        save_every=2,
-        output_dir=str(out),
-        progress=False,
-        lr=1e-2,
-        warmup_steps=0,
-        sparsity={"block_size": 16, "keep_ratio": 0.5},
-    )
-    base.update(kw)
-    return FinetuneConfig(**base)
+def tiny_cfg(model_dir, data, out, **kw):
+    return tiny_finetune_config(model_dir, data, out, **{"steps": 6, **kw})
 
 
 def adapter_tensors(out: Path) -> dict[str, torch.Tensor]:

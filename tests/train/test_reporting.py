@@ -6,22 +6,13 @@ import types
 
 import pytest
 
+from lemo.testing import tiny_finetune_config
 from lemo.train.config import FinetuneConfig
 from lemo.train.loop import finetune
 
 
-def _cfg(tiny_model_dir, text_file, out, **kw) -> FinetuneConfig:
-    return FinetuneConfig(
-        model=str(tiny_model_dir),
-        data=[str(text_file)],
-        seq_len=128,
-        steps=2,
-        save_every=0,
-        output_dir=str(out),
-        progress=False,
-        sparsity={"block_size": 16},
-        **kw,
-    )
+def _cfg(tiny_model_dir, text_file, out, **kw):
+    return tiny_finetune_config(tiny_model_dir, text_file, out, steps=2, save_every=0, **kw)
 
 
 def _pretend_installed(monkeypatch, *names):

@@ -10,26 +10,11 @@ from safetensors.torch import load_file
 
 import lemo.train.loop as loop
 from lemo.cli.__main__ import main
-from lemo.train.config import FinetuneConfig
+from lemo.testing import tiny_finetune_config
 from lemo.train.interrupt import TrainingInterrupted
 from lemo.train.loop import finetune
 
-
-def tiny_cfg(model_dir, data, out, **kw) -> FinetuneConfig:
-    base = dict(
-        model=str(model_dir) if model_dir else None,
-        data=[str(data)],
-        seq_len=128,
-        steps=4,
-        save_every=2,
-        output_dir=str(out),
-        progress=False,
-        lr=1e-2,
-        warmup_steps=0,
-        sparsity={"block_size": 16, "keep_ratio": 0.5},
-    )
-    base.update(kw)
-    return FinetuneConfig(**base)
+tiny_cfg = tiny_finetune_config
 
 
 def adapter(out):

@@ -7,25 +7,12 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-from lemo.train.config import FinetuneConfig
+from lemo.testing import tiny_finetune_config
 from lemo.train.loop import finetune
 
 
-def tiny_cfg(model_dir, data, out, **kw) -> FinetuneConfig:
-    base = dict(
-        model=str(model_dir),
-        data=[str(data)],
-        seq_len=128,
-        steps=3,
-        save_every=0,
-        output_dir=str(out),
-        progress=False,
-        lr=1e-2,
-        warmup_steps=0,
-        sparsity={"block_size": 16, "keep_ratio": 0.5},
-    )
-    base.update(kw)
-    return FinetuneConfig(**base)
+def tiny_cfg(model_dir, data, out, **kw):
+    return tiny_finetune_config(model_dir, data, out, **{"steps": 3, "save_every": 0, **kw})
 
 
 def lrs(out) -> list[float]:
