@@ -1,4 +1,7 @@
-"""Triton kernels for attention among kept tokens (varlen causal flash attention) and the residual row add.
+"""Triton kernels for attention among kept tokens: varlen causal flash attention, forward and backward.
+
+One concept in one file (over 700 lines): the forward, dK/dV and dQ kernels share the tile layout below, the
+launch code and the tuning tables, and are only correct together (the backward reads the forward's lse).
 
 Layout (as in `reference.py`): the kept tokens of all segments are packed one after another; segment s owns
 rows cu_seqlens[s]:cu_seqlens[s+1] and keeps its original token order, so causality is plain row order and
