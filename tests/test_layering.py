@@ -6,6 +6,7 @@ from pathlib import Path
 SRC = Path(__file__).resolve().parents[1] / "src" / "lemo"
 ORDER = {
     "ops": 0,
+    "memory": 0,
     "config": 0,
     "_version": 0,
     "utils": 0,
@@ -16,6 +17,7 @@ ORDER = {
     "assets": 3,
     "train": 3,
     "eval": 3,
+    "plan": 3,
     "api": 4,
     "cli": 5,
     "__init__": 5,

@@ -39,6 +39,11 @@ SHAPES = {
     "smollm2": None,
 }
 SHARED = {"shared_selection": True, "loss_tokens": "kept"}  # the quality-holding setting of docs/quality.md
+DEFAULT = {
+    **SHARED,
+    "label_priority": True,
+    "random_fraction": 1.0,
+}  # lemo's default selection (with mlp tokens)
 # name: (checkpointing: None | "all" | "sparse", segmented loss, token elimination, MLP mode, extra options).
 # "sparse" checkpoints only the sparse layers (they store their kept rows); the dense half stores activations.
 # Extra options: SparsityConfig fields, plus "backend" (overrides --backend) and "s2" (LongLoRA's attention).
@@ -62,15 +67,15 @@ CONFIGS = {
     "abl-reference+gc": ("all", True, True, "tokens", {**SHARED, "backend": "reference"}),
     "abl-copy-residual+gc": ("all", True, True, "tokens", {**SHARED, "inplace_residual": False}),
     # capability-holding selections (docs/capability.md): labelled blocks first, then random or mixed context
-    "lemo-random+gc": (
-        "all",
-        True,
-        True,
-        "tokens",
-        {**SHARED, "label_priority": True, "random_fraction": 1.0},
-    ),
+    "lemo-random+gc": ("all", True, True, "tokens", DEFAULT),
     "lemo-mix+gc": ("all", True, True, "tokens", {**SHARED, "label_priority": True, "random_fraction": 0.5}),
     "lemo-prio+gc": ("all", True, True, "tokens", {**SHARED, "label_priority": True}),
+    # memory for the longest T (docs/longest.md): checkpointed inputs in pinned host memory, MLP in row tiles;
+    # "exact+offload*" is the same code with elimination off, the Unsloth/ALST-style exact stack
+    "exact+offload": ("all", True, False, None, {"offload": "cpu"}),
+    "exact+offload+tiled": ("all", True, False, None, {"offload": "cpu", "tile_tokens": "tile"}),
+    "lemo+offload": ("all", True, True, "tokens", {**DEFAULT, "offload": "cpu"}),
+    "lemo+offload+tiled": ("all", True, True, "tokens", {**DEFAULT, "offload": "cpu", "tile_tokens": "tile"}),
     # learned predictors instead of the oracle (untrained, artifact shape: time and memory do not depend on values)
     "lemo-pred+gc": ("all", True, True, "dense", {"scorer": "predictor"}),
     "lemo-pred-shared+gc": ("all", True, True, "tokens", {"scorer": "predictor", **SHARED}),
@@ -100,6 +105,10 @@ FIELDS = [
     "matmul_tflop_per_s",
     "fraction_of_matmul",
     "completion",
+    "host_peak_gib",
+    "host_pool_gib",
+    "tile_tokens",
+    "cap_gib",
     *ENV_FIELDS,
 ]
 
@@ -147,7 +156,7 @@ def _decoder_layers(model):
     return model.get_base_model().model.layers
 
 
-def configure(model, name: str, keep_ratio: float, backend: str) -> None:
+def configure(model, name: str, keep_ratio: float, backend: str, tile: int = 8192) -> None:
     """Put `model` in configuration `name`, undoing whatever the previous configuration did."""
     import lemo
     from lemo.integrations.transformers import (
@@ -159,6 +168,8 @@ def configure(model, name: str, keep_ratio: float, backend: str) -> None:
     extra = dict(extra)
     backend = extra.pop("backend", backend)
     s2 = extra.pop("s2", False)
+    if extra.get("tile_tokens") == "tile":
+        extra["tile_tokens"] = tile
     lemo.remove(model)
     disable_shifted_sparse_attention(model)
     if checkpointing:
@@ -196,7 +207,8 @@ def configure(model, name: str, keep_ratio: float, backend: str) -> None:
             for i, layer in enumerate(_decoder_layers(model)):
                 layer.gradient_checkpointing = i in sparse_set
     elif segmented:
-        lemo.apply(model, lemo.SparsityConfig(sparse_layers="none", segmented_loss=True, backend=backend))
+        cfg = lemo.SparsityConfig(sparse_layers="none", segmented_loss=True, backend=backend, **extra)
+        lemo.apply(model, cfg)
 
 
 def model_tflop(model, T: int) -> float:
@@ -278,7 +290,17 @@ def run_one(model, T: int, steps: int, warmup: int, device: torch.device, comple
     if device.type == "cuda":
         row["peak_alloc_gib"] = torch.cuda.max_memory_allocated() / 2**30
         row["peak_reserved_gib"] = torch.cuda.max_memory_reserved() / 2**30
+    offloader = _offloader(model)
+    if offloader is not None:
+        row["host_peak_gib"] = offloader.stats.peak_bytes / 2**30
+        row["host_pool_gib"] = offloader.stats.pool_bytes / 2**30
     return row
+
+
+def _offloader(model):
+    from lemo.integrations.transformers.patch import is_applied, sparsity_state
+
+    return sparsity_state(model).offloader if is_applied(model) else None
 
 
 def environment() -> dict:
@@ -310,6 +332,7 @@ LONGEST_FIELDS = [
     "peak_alloc_gib",
     "peak_reserved_gib",
     "median_step_s",
+    "host_peak_gib",
     "probes",
     *ENV_FIELDS,
 ]
@@ -317,11 +340,15 @@ LONGEST_FIELDS = [
 
 def _probe(model, name: str, T: int, args, device: torch.device) -> dict:
     """One configured run at length T; OOM is a result. Frees everything it allocated before returning."""
-    configure(model, name, args.keep_ratio, args.backend)
+    configure(model, name, args.keep_ratio, args.backend, args.tile_tokens)
     try:
         row = {**run_one(model, T, args.steps, args.warmup, device, args.completion), "status": "ok"}
     except torch.OutOfMemoryError:
         row = {"status": "OOM"}
+    except RuntimeError as err:  # the offloader's refusal: the host, not the GPU, ran out of (pinned) memory
+        if "pinned host memory" not in str(err):
+            raise
+        row = {"status": "host-OOM"}
     model.zero_grad(set_to_none=True)
     gc.collect()
     if device.type == "cuda":
@@ -333,6 +360,16 @@ def longest_length(model, name: str, args, device: torch.device) -> dict:
     """Largest T (a multiple of --granularity) whose training step fits: doubling, then bisection."""
     g = args.granularity
     ok_T, ok_row, oom_T, probes = 0, {}, 0, []
+    if args.probe_lengths:  # economical search: the lengths a plan named, shortest first, until one fails
+        for length in sorted(args.probe_lengths):
+            row = _probe(model, name, length, args, device)
+            probes.append(f"{length}:{row['status']}")
+            print(f"  {name} T={length} {row['status']} {row.get('peak_alloc_gib', 0):.1f} GiB", flush=True)
+            if row["status"] != "ok":
+                oom_T = length
+                break
+            ok_T, ok_row = length, row
+        return _longest_row(ok_T, oom_T, ok_row, probes)
     length = args.search_start
     while length <= args.search_max:  # doubling until the first OOM
         row = _probe(model, name, length, args, device)
@@ -355,14 +392,13 @@ def longest_length(model, name: str, args, device: torch.device) -> dict:
             lo, ok_row = mid, row
         else:
             hi = mid
-    return {
-        "longest_ok_T": lo,
-        "first_oom_T": hi or "",
-        "peak_alloc_gib": ok_row.get("peak_alloc_gib"),
-        "peak_reserved_gib": ok_row.get("peak_reserved_gib"),
-        "median_step_s": ok_row.get("median_step_s"),
-        "probes": " ".join(probes),
-    }
+    return _longest_row(lo, hi, ok_row, probes)
+
+
+def _longest_row(ok_T: int, oom_T: int, ok_row: dict, probes: list[str]) -> dict:
+    keys = ("peak_alloc_gib", "peak_reserved_gib", "median_step_s", "host_peak_gib")
+    out = {"longest_ok_T": ok_T, "first_oom_T": oom_T or "", "probes": " ".join(probes)}
+    return {**out, **{k: ok_row.get(k) for k in keys}}
 
 
 def _append(path: Path, fields: list[str], row: dict) -> None:
@@ -396,7 +432,12 @@ def main(argv: list[str] | None = None) -> int:
         default="steps",
         help="steps: one row per (config, T); longest: search the largest T that fits under --cap-gib",
     )
-    ap.add_argument("--cap-gib", type=float, default=80.0 * 1e9 / 2**30, help="memory cap (default 80 GB)")
+    ap.add_argument(
+        "--cap-gib",
+        type=float,
+        default=None,
+        help="GPU memory cap in GiB (--mode longest default: 80 GB = 74.5 GiB; steps mode: none unless given)",
+    )
     ap.add_argument("--granularity", type=int, default=8192, help="longest-T search resolution (tokens)")
     ap.add_argument("--search-start", type=int, default=8192)
     ap.add_argument("--search-max", type=int, default=1 << 20)
@@ -405,6 +446,15 @@ def main(argv: list[str] | None = None) -> int:
     )
     ap.add_argument("--keep-ratio", type=float, default=0.4)
     ap.add_argument("--backend", default="reference", choices=["auto", "reference", "triton"])
+    ap.add_argument("--tile-tokens", type=int, default=8192, help="MLP tile rows of the +tiled configs")
+    ap.add_argument(
+        "--probe-lengths",
+        type=int,
+        nargs="+",
+        default=[],
+        help="--mode longest: probe exactly these T (e.g. a plan's prediction and one step above) instead of "
+        "doubling and bisecting",
+    )
     ap.add_argument("--steps", type=int, default=3)
     ap.add_argument("--warmup", type=int, default=1)
     ap.add_argument(
@@ -420,7 +470,9 @@ def main(argv: list[str] | None = None) -> int:
     env = environment()
     stamp = datetime.now(timezone.utc).isoformat(timespec="seconds")
     command = "python " + " ".join([sys.argv[0], *(argv if argv is not None else sys.argv[1:])])
-    if device.type == "cuda" and args.mode == "longest":
+    if args.cap_gib is None and args.mode == "longest":
+        args.cap_gib = 80.0 * 1e9 / 2**30
+    if device.type == "cuda" and args.cap_gib is not None:
         total = torch.cuda.get_device_properties(device).total_memory
         # The cap holds on a larger card too: the caching allocator refuses to grow past this fraction.
         torch.cuda.set_per_process_memory_fraction(
@@ -444,6 +496,7 @@ def main(argv: list[str] | None = None) -> int:
                 return 0
             sparse = CONFIGS[name][2]
             row = {"config": name, "shape": args.shape, "keep_ratio": args.keep_ratio if sparse else 1.0}
+            row["cap_gib"] = args.cap_gib
             row.update(env, timestamp=stamp, command=command)
             if args.mode == "longest":
                 row.update(longest_length(model, name, args, device), cap_gib=args.cap_gib)
@@ -457,6 +510,8 @@ def main(argv: list[str] | None = None) -> int:
                 mlp=mlp + ("/shared/kept" if CONFIGS[name][4].get("loss_tokens") == "kept" else ""),
             )
             row.update(_probe(model, name, T, args, device), completion=args.completion)
+            if CONFIGS[name][4].get("tile_tokens"):
+                row["tile_tokens"] = args.tile_tokens
             if row["status"] != "ok":
                 out_of_memory.add(name)
             _append(args.out, FIELDS, row)

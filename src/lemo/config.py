@@ -15,6 +15,7 @@ SelectionMode = Literal["ratio", "threshold"]
 MlpMode = Literal["dense", "tokens", "channels"]
 Scorer = Literal["oracle", "predictor"]
 Backend = Literal["auto", "reference", "triton"]
+Offload = Literal["none", "cpu"]
 
 _SELECTIONS = ("ratio", "threshold")
 _MLP_MODES = ("dense", "tokens", "channels")
@@ -99,6 +100,14 @@ class SparsityConfig:
     """Share of the budget left after the forced (and labelled) blocks that goes to blocks drawn uniformly at
     random (torch's default generator, so a resumed run draws what an uninterrupted one would) instead of the
     scorer's best: 0 = the scorer's top blocks (the paper), 1 = random blocks, and no scoring is done at all."""
+    offload: Offload = "none"
+    """Where checkpointed layer inputs wait for backward: "none" (on the GPU) or "cpu" (pinned host memory,
+    copied out on a side stream and prefetched back one layer ahead of its recompute). With "cpu" lemo
+    checkpoints every decoder layer itself, dense layers too, so it implies gradient checkpointing; sparse layers
+    store only their kept rows, which is what lets elimination go past the host-memory limit of an exact stack."""
+    tile_tokens: int = 0
+    """Run each layer's MLP over tiles of this many rows, recomputed tile by tile in backward, so one layer's MLP
+    working set is bounded by the tile instead of the sequence (0: untiled). Dense layers too; exact."""
     inplace_residual: bool = True
     """Add a sparse layer's update into the residual stream in place (permutation-free, no full-length copy) when
     training with mlp="tokens". Turn off if a hook of yours keeps a layer's input tensor: it would see the update."""
@@ -131,6 +140,11 @@ class SparsityConfig:
             v = getattr(self, name)
             if not isinstance(v, int) or v < 0:
                 raise ValueError(f"{name}={v!r} must be a non-negative integer.")
+        _check_choice("offload", self.offload, ("none", "cpu"))
+        if not isinstance(self.tile_tokens, int) or self.tile_tokens < 0:
+            raise ValueError(
+                f"tile_tokens={self.tile_tokens!r} must be a non-negative number of rows such as 8192 (0: untiled)."
+            )
         if not isinstance(self.loss_chunk, int) or self.loss_chunk < 1:
             raise ValueError(
                 f"loss_chunk={self.loss_chunk!r} must be a positive number of tokens such as 2048."

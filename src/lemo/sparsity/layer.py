@@ -18,6 +18,7 @@ import torch
 from torch.utils.checkpoint import checkpoint as torch_checkpoint
 
 from lemo.config import SparsityConfig
+from lemo.memory import HostOffloader, offloaded_checkpoint
 from lemo.ops import add_rows, channel_sparse_mlp
 from lemo.ops.sparse_attention import add_rows_
 from lemo.sparsity.parts import LayerParts
@@ -75,6 +76,7 @@ def sparse_layer_forward(
     training: bool,
     checkpoint: bool = False,
     inplace: bool = False,
+    offloader: HostOffloader | None = None,
 ) -> torch.Tensor:
     """One decoder layer with token elimination.
 
@@ -87,6 +89,7 @@ def sparse_layer_forward(
             [N, d] are stored (the eliminated rows are never read by the layer); other modes store the input.
         inplace: add the updates into `hidden` itself (no [B*T, d] copy). Only when no one else keeps `hidden`:
             autograd's version counter catches a graph that saved it, but not an observer such as a hook.
+        offloader: with `checkpoint`, keep the stored input (the kept rows, or the layer input) in host memory.
 
     Returns:
         [B, T, d] residual stream leaving the layer (a view of `hidden` when `inplace`).
@@ -111,7 +114,9 @@ def sparse_layer_forward(
     def body(h_in: torch.Tensor) -> torch.Tensor:
         h2 = h_in.reshape(B * T, d)  # [B*T, d]
         update = partial(_attention_update, parts, cfg, sel, training, tokens_mlp)
-        if tokens_mlp and checkpoint:
+        if tokens_mlp and checkpoint and offloader is not None:
+            outs = offloaded_checkpoint(update, offloader, h2[rows], cos, sin, positions)
+        elif tokens_mlp and checkpoint:
             outs = torch_checkpoint(update, h2[rows], cos, sin, positions, use_reentrant=False)
         else:
             outs = update(h2[rows], cos, sin, positions)  # h2[rows]: [N, d] gathered kept rows
@@ -131,7 +136,10 @@ def sparse_layer_forward(
 
     if checkpoint and not tokens_mlp:
         # The MLP reads every row, so the layer input has to be stored: checkpoint the whole layer, as HF would.
-        h = torch_checkpoint(body, hidden, use_reentrant=False)
+        if offloader is not None:
+            h = offloaded_checkpoint(body, offloader, hidden)
+        else:
+            h = torch_checkpoint(body, hidden, use_reentrant=False)
     else:
         h = body(flat)
     return h.view(B, T, d)

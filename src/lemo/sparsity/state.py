@@ -7,6 +7,7 @@ from dataclasses import dataclass, field
 import torch
 
 from lemo.config import SparsityConfig
+from lemo.memory import HostOffloader
 from lemo.sparsity.segments import Segment, find_segments
 
 
@@ -27,6 +28,7 @@ class SparsityState:
     attention_mask: torch.Tensor | None = None  # the 2D mask of the current forward (captured by a hook)
     keep_layer_inputs: bool = False  # someone records layer outputs this forward: no in-place residual update
     label_mask: torch.Tensor | None = None  # [B, T] bool, positions that predict a label (for label_priority)
+    offloader: HostOffloader | None = None  # config.offload == "cpu": where checkpointed inputs wait
     _segments: list[Segment] | None = None
     _selections: dict[int, tuple[tuple, Selection]] = field(default_factory=dict)
     last: dict[int, Selection] = field(default_factory=dict)
@@ -38,6 +40,8 @@ class SparsityState:
         )
         self._segments = None
         self._selections.clear()
+        if self.offloader is not None:
+            self.offloader.begin_step()
 
     def segments(self, batch: int, length: int, position_ids: torch.Tensor | None) -> list[Segment]:
         if self._segments is None:

@@ -18,6 +18,7 @@ from lemo.config import SparsityConfig
 from lemo.integrations.transformers.archs import ArchSpec, layer_parts, spec_for
 from lemo.integrations.transformers.contract import check_layer
 from lemo.integrations.transformers.loss import cache_kwargs, make_label_forward, make_loss_forward
+from lemo.memory import HostOffloader, offloaded_checkpoint, tiled_rows
 from lemo.sparsity import BlockScorer, OracleScorer, SparsityState, sparse_layer_forward
 
 log = logging.getLogger(__name__)
@@ -30,13 +31,16 @@ class _Applied:
     config: SparsityConfig
     predictors: Any
     state: SparsityState
-    layers: list[nn.Module]
+    layers: list[
+        nn.Module
+    ]  # every layer with a lemo forward: the sparse ones, and with offload the dense ones
     previous_forwards: list[Any]  # an instance forward that was there before us, or None
     previous_model_forward: Any
     hook: Any
     end_hook: Any
     spec: ArchSpec
     extras: dict[str, Any] = field(default_factory=dict)
+    tiled: list[tuple[nn.Module, Any]] = field(default_factory=list)  # (mlp, its previous instance forward)
 
 
 def causal_lm(model: nn.Module) -> nn.Module:
@@ -90,8 +94,11 @@ def _layer_forward(
         parts = layer_parts(layer, spec, index, config)
         # HF's own checkpoint (suspended for this forward by the decoder hook, see `apply`) would store the
         # whole layer input; the sparse forward checkpoints itself and stores only the kept rows.
-        checkpoint = layer.training and bool(
-            getattr(layer, "gradient_checkpointing", False) or layer.__dict__.get(_GC_SUSPENDED, False)
+        checkpoint = layer.training and (
+            state.offloader is not None
+            or bool(
+                getattr(layer, "gradient_checkpointing", False) or layer.__dict__.get(_GC_SUSPENDED, False)
+            )
         )
         inplace = layer.training and state.config.inplace_residual and not state.keep_layer_inputs
         return sparse_layer_forward(
@@ -104,7 +111,32 @@ def _layer_forward(
             layer.training,
             checkpoint=checkpoint,
             inplace=inplace,
+            offloader=state.offloader,
         )
+
+    return forward
+
+
+def _offloaded_dense_forward(layer: nn.Module, state: SparsityState):
+    """A dense layer checkpointed by lemo with its input in host memory: `exact+offload` is lemo with every
+    layer dense, so dense and sparse layers share one offload path."""
+    dense_forward = type(layer).forward.__get__(layer)
+
+    def forward(hidden_states: torch.Tensor, *args: Any, **kwargs: Any) -> torch.Tensor:
+        if not (layer.training and torch.is_grad_enabled()) or state.offloader is None:
+            return dense_forward(hidden_states, *args, **kwargs)
+        return offloaded_checkpoint(
+            lambda h: dense_forward(h, *args, **kwargs), state.offloader, hidden_states
+        )
+
+    return forward
+
+
+def _tiled_mlp_forward(mlp: nn.Module, tile: int):
+    mlp_forward = type(mlp).forward.__get__(mlp)
+
+    def forward(x: torch.Tensor) -> torch.Tensor:
+        return tiled_rows(mlp_forward, x, tile)  # [..., d] in and out; rows are independent
 
     return forward
 
@@ -133,6 +165,7 @@ def apply(model: nn.Module, config: SparsityConfig | None = None, predictors: An
     state = SparsityState(
         config, sparse, config.per_layer("keep_ratio", sparse, n), config.per_layer("threshold", sparse, n)
     )
+    state.offloader = HostOffloader() if config.offload == "cpu" else None
     for i in sparse[:1]:  # every layer of a model is the same class: checking one checks the rest
         check_layer(layers[i], spec, base.config)
     patched, previous = [], []
@@ -141,6 +174,18 @@ def apply(model: nn.Module, config: SparsityConfig | None = None, predictors: An
         previous.append(layer.__dict__.get("forward"))
         layer.forward = _layer_forward(layer, spec, i, base.config, state, scorer)
         patched.append(layer)
+    if state.offloader is not None:
+        for i in sorted(set(range(n)) - set(sparse)):
+            layer = layers[i]
+            previous.append(layer.__dict__.get("forward"))
+            layer.forward = _offloaded_dense_forward(layer, state)
+            patched.append(layer)
+    tiled = []
+    if config.tile_tokens > 0:
+        for layer in layers:
+            mlp = getattr(layer, spec.mlp)
+            tiled.append((mlp, mlp.__dict__.get("forward")))
+            mlp.forward = _tiled_mlp_forward(mlp, config.tile_tokens)
 
     def begin_step(_module: nn.Module, args: tuple, kwargs: dict) -> None:
         mask = kwargs.get("attention_mask", args[1] if len(args) > 1 else None)
@@ -173,9 +218,24 @@ def apply(model: nn.Module, config: SparsityConfig | None = None, predictors: An
     elif config.label_priority:
         base.forward = make_label_forward(base, state)
     base.__dict__[_ATTR] = _Applied(
-        config, predictors, state, patched, previous, previous_model_forward, hook, end_hook, spec
+        config,
+        predictors,
+        state,
+        patched,
+        previous,
+        previous_model_forward,
+        hook,
+        end_hook,
+        spec,
+        tiled=tiled,
     )
     log.info("lemo: token elimination on %d of %d layers (%s)", len(sparse), n, config.selection)
+    if state.offloader is not None or tiled:
+        log.info(
+            "lemo: checkpointed layer inputs in %s memory; MLP %s",
+            "host" if state.offloader is not None else "GPU",
+            f"in tiles of {config.tile_tokens} rows" if tiled else "untiled",
+        )
     return model
 
 
@@ -189,6 +249,12 @@ def remove(model: nn.Module) -> nn.Module:
         del layer.forward
         if prev is not None:
             layer.forward = prev
+    if applied.state.offloader is not None:
+        applied.state.offloader.release()
+    for mlp, prev in applied.tiled:
+        del mlp.forward
+        if prev is not None:
+            mlp.forward = prev
     applied.hook.remove()
     applied.end_hook.remove()
     if "forward" in base.__dict__:

@@ -1,0 +1,178 @@
+"""Host offload of checkpointed inputs and the tiled MLP change no number; they only move and bound memory.
+
+On a CPU the offloader copies into its host pool synchronously: the pool stands in for pinned memory, and the
+code path (store, load in reverse order, one-ahead prefetch, buffer reuse) is the one a GPU runs.
+"""
+
+import pytest
+import torch
+
+import lemo
+from lemo.integrations.transformers.patch import sparsity_state
+from lemo.memory import HostOffloader, offloaded_checkpoint, tiled_rows
+from lemo.testing import ARCHS, assert_close, loss_and_grads, tiny_model, with_lora
+
+T = 200  # a partial last block
+
+
+def _gc_on(model):
+    model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+    model.enable_input_require_grads()
+
+
+def _run(model, cfg, ids, seed=3):
+    lemo.apply(model, cfg)
+    torch.manual_seed(seed)  # the default draws random blocks: one seed gives every run the same blocks
+    return loss_and_grads(model, ids)
+
+
+def _same(a, b):
+    (loss_a, grads_a), (loss_b, grads_b) = a, b
+    assert torch.equal(loss_a, loss_b), (loss_a, loss_b)
+    assert grads_a.keys() == grads_b.keys()
+    for name in grads_a:
+        assert torch.equal(grads_a[name], grads_b[name]), name
+
+
+@pytest.mark.parametrize("arch", ARCHS)
+@pytest.mark.parametrize("mlp", ["tokens", "dense"])
+def test_offload_gives_bit_identical_loss_and_gradients(arch, mlp):
+    model = with_lora(tiny_model(arch)).train()
+    _gc_on(model)
+    ids = torch.randint(0, 256, (1, T))
+    base = dict(block_size=16, mlp=mlp, sparse_layers=[1, 2])
+    on_gpu = _run(model, lemo.SparsityConfig(**base), ids)
+    on_host = _run(model, lemo.SparsityConfig(**base, offload="cpu"), ids)
+    _same(on_host, on_gpu)
+    stats = sparsity_state(model).offloader.stats
+    assert stats.stored == 4  # one stored input per layer: 2 sparse (their kept rows) + 2 dense
+    assert stats.bytes_live == 0  # every stored input was loaded back by backward
+
+
+def test_exact_plus_offload_equals_hf_checkpointing():
+    """`exact+offload` is lemo with elimination off: every layer dense, checkpointed with its input on the host."""
+    model = with_lora(tiny_model("llama")).train()
+    _gc_on(model)
+    ids = torch.randint(0, 256, (1, T))
+    exact = _run(model, lemo.SparsityConfig(sparse_layers="none"), ids)
+    offloaded = _run(model, lemo.SparsityConfig(sparse_layers="none", offload="cpu"), ids)
+    _same(offloaded, exact)
+    assert sparsity_state(model).offloader.stats.stored == 4
+
+
+def test_offload_implies_checkpointing_and_stores_only_kept_rows():
+    model = with_lora(tiny_model("llama")).train()  # no HF gradient checkpointing: offload turns it on itself
+    ids = torch.randint(0, 256, (1, 256))
+    cfg = lemo.SparsityConfig(block_size=16, keep_ratio=0.5, sparse_layers=[1, 2], offload="cpu")
+    lemo.apply(model, cfg)
+    off = sparsity_state(model).offloader
+    sizes = []
+    real_store = off.store
+    off.store = lambda x: sizes.append(x.shape[0] if x.dim() == 2 else x.shape[1]) or real_store(x)
+    loss_and_grads(model, ids)
+    assert sizes == [256, 128, 128, 256]  # dense, sparse (kept half), sparse, dense
+    # The pool is reused: a second step allocates no new host memory.
+    pool = off.stats.pool_bytes
+    loss_and_grads(model, ids)
+    assert off.stats.pool_bytes == pool
+    assert off.stats.prefetched >= 3  # every load after the first found its tensor copied back already
+
+
+def test_offload_with_lora_dropout_replays_the_same_masks():
+    model = tiny_model("llama")
+    from peft import LoraConfig, get_peft_model
+
+    model = get_peft_model(model, LoraConfig(r=4, target_modules=["q_proj", "v_proj"], lora_dropout=0.3))
+    for name, p in model.named_parameters():
+        if "lora_B" in name:
+            torch.nn.init.normal_(p, std=0.02)
+    model.train()
+    _gc_on(model)
+    ids = torch.randint(0, 256, (1, T))
+    base = dict(block_size=16, sparse_layers=[1, 2])
+    _same(
+        _run(model, lemo.SparsityConfig(**base, offload="cpu"), ids),
+        _run(model, lemo.SparsityConfig(**base), ids),
+    )
+
+
+def test_remove_restores_every_forward():
+    model = with_lora(tiny_model("llama")).train()
+    ids = torch.randint(0, 256, (1, T))
+    before = model(input_ids=ids).logits
+    lemo.apply(model, lemo.SparsityConfig(offload="cpu", tile_tokens=32, sparse_layers="none"))
+    lemo.remove(model)
+    layers = model.get_base_model().model.layers
+    assert all("forward" not in layer.__dict__ and "forward" not in layer.mlp.__dict__ for layer in layers)
+    assert torch.equal(model(input_ids=ids).logits, before)
+
+
+@pytest.mark.parametrize("arch", ["llama", "qwen3"])
+def test_tiled_mlp_equals_untiled(arch):
+    from peft import LoraConfig, get_peft_model
+
+    model = get_peft_model(tiny_model(arch), LoraConfig(r=4, target_modules=["gate_proj", "up_proj", "down_proj",
+                                                                             "q_proj"]))  # fmt: skip
+    for name, p in model.named_parameters():
+        if "lora_B" in name:
+            torch.nn.init.normal_(p, std=0.02)
+    model.train()
+    ids = torch.randint(0, 256, (1, T))
+    base = dict(block_size=16, sparse_layers=[1, 2])
+    untiled = _run(model, lemo.SparsityConfig(**base), ids)
+    for tile in (7, 64):  # a tile that divides nothing, and one below both the kept rows and T
+        tiled = _run(model, lemo.SparsityConfig(**base, tile_tokens=tile), ids)
+        assert_close(tiled[0], untiled[0], name="loss")
+        for name in untiled[1]:
+            assert_close(tiled[1][name], untiled[1][name], rtol=1e-4, atol=1e-6, name=name)
+
+
+def test_tiled_rows_gradients_match_a_plain_call():
+    torch.manual_seed(0)
+    w = torch.randn(8, 5, requires_grad=True)
+    x = torch.randn(3, 11, 8, requires_grad=True)
+
+    def fn(t):
+        return torch.nn.functional.silu(t @ w) * 2
+
+    gy = torch.randn(3, 11, 5)
+    (fn(x) * gy).sum().backward()
+    expected = x.grad.clone(), w.grad.clone()
+    x.grad = w.grad = None
+    y = tiled_rows(fn, x, 4)
+    assert y.shape == (3, 11, 5)
+    (y * gy).sum().backward()
+    assert_close(x.grad, expected[0], name="dx")
+    assert_close(w.grad, expected[1], name="dw")
+
+
+def test_offloaded_checkpoint_reaches_parameters_when_the_input_needs_no_grad():
+    w = torch.randn(4, 4, requires_grad=True)
+    x = torch.randn(6, 4)  # like the first layer's input from a frozen embedding
+    out = offloaded_checkpoint(lambda t: (t @ w).tanh(), HostOffloader(), x)
+    out.sum().backward()
+    expected = torch.autograd.grad((x @ w).tanh().sum(), w)[0]
+    assert torch.equal(w.grad, expected)
+
+
+def test_loading_twice_is_a_clear_error():
+    off = HostOffloader()
+    h = off.store(torch.ones(3))
+    assert torch.equal(off.load(h), torch.ones(3))
+    with pytest.raises(RuntimeError, match="loaded twice"):
+        off.load(h)
+
+
+def test_host_memory_that_cannot_be_had_is_a_clear_error(monkeypatch):
+    import lemo.memory.host as host
+
+    monkeypatch.setattr(host, "available_host_bytes", lambda: 2 * 2**30)
+    with pytest.raises(RuntimeError, match=r"pinned host memory.*--offload none"):
+        HostOffloader().store(torch.empty(2**30, dtype=torch.uint8))
+
+
+def test_bad_settings_name_the_fix():
+    with pytest.raises(ValueError, match=r"offload='gpu'.*'none', 'cpu'"):
+        lemo.SparsityConfig(offload="gpu")
+    with pytest.raises(ValueError, match=r"tile_tokens=-1.*8192"):
+        lemo.SparsityConfig(tile_tokens=-1)
