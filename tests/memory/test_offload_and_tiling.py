@@ -155,6 +155,16 @@ def test_offloaded_checkpoint_reaches_parameters_when_the_input_needs_no_grad():
     assert torch.equal(w.grad, expected)
 
 
+def test_pool_buffers_of_different_sizes_are_reused_by_best_fit():
+    off = HostOffloader()
+    for _step in range(2):  # the second step finds every buffer in the pool
+        off.begin_step()
+        handles = [off.store(torch.full((n,), float(n))) for n in (64, 40, 40, 64, 16)]
+        for h in reversed(handles):
+            assert torch.equal(off.load(h), torch.full((h.host.numel(),), float(h.host.numel())))
+    assert off.stats.pool_bytes == 4 * (64 + 40 + 40 + 64 + 16)
+
+
 def test_loading_twice_is_a_clear_error():
     off = HostOffloader()
     h = off.store(torch.ones(3))

@@ -103,11 +103,10 @@ class HostOffloader:
         return self._streams[device]
 
     def _buffer(self, nbytes: int, pin: bool) -> torch.Tensor:
-        fits = [b for b in self._free if b.numel() >= nbytes]
+        fits = [i for i, b in enumerate(self._free) if b.numel() >= nbytes]
         if fits:
-            buf = min(fits, key=torch.Tensor.numel)  # the tightest fit keeps big buffers for big tensors
-            self._free.remove(buf)
-            return buf
+            # The tightest fit keeps big buffers for big tensors (by index: `list.remove` would compare values).
+            return self._free.pop(min(fits, key=lambda i: self._free[i].numel()))
         free = available_host_bytes()
         try:
             if free is not None and nbytes > free - _HEADROOM:
