@@ -49,6 +49,19 @@ def test_offload_gives_bit_identical_loss_and_gradients(arch, mlp):
     assert stats.bytes_live == 0  # every stored input was loaded back by backward
 
 
+@pytest.mark.parametrize("sparse_layers", ["auto", "none"])
+def test_offload_with_tiling_is_bit_identical_to_tiling_alone(sparse_layers):
+    """With tiling every layer runs lemo's forward (dense ones keep every row); offload then changes nothing."""
+    model = with_lora(tiny_model("llama")).train()
+    _gc_on(model)
+    ids = torch.randint(0, 256, (1, T))
+    base = dict(block_size=16, sparse_layers=sparse_layers, tile_tokens=48)
+    _same(
+        _run(model, lemo.SparsityConfig(**base, offload="cpu"), ids),
+        _run(model, lemo.SparsityConfig(**base), ids),
+    )
+
+
 def test_exact_plus_offload_equals_hf_checkpointing():
     """`exact+offload` is lemo with elimination off: every layer dense, checkpointed with its input on the host."""
     model = with_lora(tiny_model("llama")).train()

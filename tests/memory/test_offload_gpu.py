@@ -44,7 +44,9 @@ def test_offload_on_cuda_is_bit_identical_and_frees_gpu_memory(gpu, sparse_layer
         torch.cuda.synchronize()
         peaks[offload] = torch.cuda.max_memory_allocated()
     (loss_a, grads_a), (loss_b, grads_b) = results["none"], results["cpu"]
-    assert torch.equal(loss_a, loss_b)  # the forward is deterministic: copies to the host and back change nothing
+    assert torch.equal(
+        loss_a, loss_b
+    )  # the forward is deterministic: copies to the host and back change nothing
     for name in grads_a:
         a, b = grads_a[name].double(), grads_b[name].double()
         assert ((a - b).norm() / a.norm().clamp_min(1e-30)).item() < 1e-2, name

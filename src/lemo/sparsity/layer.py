@@ -1,4 +1,4 @@
-"""The forward of one sparse decoder layer (design.md section 1), built from ops.
+"""The forward of one sparse decoder layer (docs/design.md section 1), built from ops.
 
 K = kept rows, chosen by lemo.sparsity.selection (no gradient)
 q, k, v = proj(input_norm(h[K])); RoPE at original positions; causal attention among K only
@@ -18,12 +18,12 @@ import torch
 from torch.utils.checkpoint import checkpoint as torch_checkpoint
 
 from lemo.config import SparsityConfig
-from lemo.memory import HostOffloader, offloaded_checkpoint
+from lemo.memory import HostOffloader, offloaded_checkpoint, tiled_rows_many
 from lemo.ops import add_rows, channel_sparse_mlp
 from lemo.ops.sparse_attention import add_rows_
 from lemo.sparsity.parts import LayerParts
 from lemo.sparsity.scoring import BlockScorer
-from lemo.sparsity.selection import choose_rows
+from lemo.sparsity.selection import choose_rows, full_rows
 from lemo.sparsity.state import Selection, SparsityState
 
 
@@ -49,6 +49,8 @@ def _attention_update(
         (o,) with o [N, d] the attention update, or (o, y) with y [N, d] the MLP update of hk + o.
     """
     rows = sel.rows
+    if config.tile_tokens > 0 and with_mlp and hk.shape[0] > config.tile_tokens:
+        return _tiled_update(parts, config, sel, training, hk, cos[rows], sin[rows], positions)
     xk = parts.input_norm(hk)  # [N, d] selective load: only kept rows are normed and projected
     o = parts.attn.attend(
         xk,
@@ -66,6 +68,40 @@ def _attention_update(
     return o, y
 
 
+def _tiled_update(
+    parts: LayerParts,
+    config: SparsityConfig,
+    sel: Selection,
+    training: bool,
+    hk: torch.Tensor,
+    cos_k: torch.Tensor,
+    sin_k: torch.Tensor,
+    positions: torch.Tensor | None,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """`_attention_update` with everything but the attention core run over row tiles (`tile_tokens`).
+
+    Norms, projections, RoPE, the MLP and the residual adds are row-wise: tiled, each keeps only its inputs for
+    backward, so at long T a layer holds q, k, v and the attention output at full length and one tile of the rest
+    (the norms' fp32 copies, the MLP intermediates). The attention core mixes rows and runs once over all of them.
+    """
+
+    def pre(h: torch.Tensor, c: torch.Tensor, s: torch.Tensor) -> tuple[torch.Tensor, ...]:
+        return parts.attn.qkv(parts.input_norm(h), c, s)  # [t, H, D], [t, H_kv, D], [t, H_kv, D]
+
+    def post(h: torch.Tensor, a: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        o = parts.attn.o_proj(a)  # [t, d]
+        return o, parts.mlp(parts.post_norm(h + o.to(h.dtype)))  # [t, d] each
+
+    tile = config.tile_tokens
+    q, k, v = tiled_rows_many(pre, (hk, cos_k, sin_k), tile)
+    dropout = parts.attn.dropout if training else 0.0
+    a = parts.attn.core(
+        q, k, v, sel.cu_seqlens, positions=positions, dropout_p=dropout, backend=config.backend
+    )  # [N, H*D]
+    o, y = tiled_rows_many(post, (hk, a), tile)
+    return o, y
+
+
 def sparse_layer_forward(
     parts: LayerParts,
     hidden: torch.Tensor,
@@ -77,6 +113,7 @@ def sparse_layer_forward(
     checkpoint: bool = False,
     inplace: bool = False,
     offloader: HostOffloader | None = None,
+    dense: bool = False,
 ) -> torch.Tensor:
     """One decoder layer with token elimination.
 
@@ -90,13 +127,18 @@ def sparse_layer_forward(
         inplace: add the updates into `hidden` itself (no [B*T, d] copy). Only when no one else keeps `hidden`:
             autograd's version counter catches a graph that saved it, but not an observer such as a hook.
         offloader: with `checkpoint`, keep the stored input (the kept rows, or the layer input) in host memory.
+        dense: keep every row (a dense layer run by this forward so it tiles and offloads like the sparse ones).
 
     Returns:
         [B, T, d] residual stream leaving the layer (a view of `hidden` when `inplace`).
     """
     cfg = state.config
     B, T, d = hidden.shape
-    sel = choose_rows(parts, hidden, position_ids, state, scorer)
+    sel = (
+        full_rows(state, B, T, position_ids, hidden.device)
+        if dense
+        else choose_rows(parts, hidden, position_ids, state, scorer)
+    )
     rows = sel.rows  # [N]
     cos, sin = position_embeddings
     cos = cos.expand(B, T, -1).reshape(B * T, -1)  # [B*T, D]
@@ -105,7 +147,7 @@ def sparse_layer_forward(
     if parts.attn.sliding_window is not None:
         pos = position_ids if position_ids is not None else torch.arange(T, device=hidden.device)[None]
         positions = pos.expand(B, T).reshape(B * T)[rows]  # [N]
-    tokens_mlp = cfg.mlp == "tokens"
+    tokens_mlp = cfg.mlp == "tokens" or dense  # a dense layer's MLP runs on its rows: every row
     # Under autograd a leaf cannot be updated in place; the caller's `inplace` covers who else observes hidden.
     inplace = inplace and tokens_mlp and not (hidden.is_leaf and hidden.requires_grad)
     flat = hidden.reshape(B * T, d)  # [B*T, d]

@@ -61,10 +61,31 @@ class AttentionParts:
             cos_k, sin_k: [N, D] RoPE tables at the rows' original positions.
             positions: [N] original positions, needed only for sliding-window attention.
         """
+        q, k, v = self.qkv(xk, cos_k, sin_k)
+        o = self.core(q, k, v, cu_seqlens, positions=positions, dropout_p=dropout_p, backend=backend)
+        return self.o_proj(o)  # [N, d]
+
+    def qkv(
+        self, xk: torch.Tensor, cos_k: torch.Tensor, sin_k: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """Row-wise first half of `attend`: q [N, H, D], k and v [N, H_kv, D], RoPE applied (tileable by rows)."""
         n = xk.shape[0]
         q, k = self.project_qk(xk)  # [N, H, D], [N, H_kv, D]
         v = self.v_proj(xk).view(n, self.num_kv_heads, self.head_dim)  # [N, H_kv, D]
-        q, k = apply_rope(q, cos_k, sin_k), apply_rope(k, cos_k, sin_k)
+        return apply_rope(q, cos_k, sin_k), apply_rope(k, cos_k, sin_k), v
+
+    def core(
+        self,
+        q: torch.Tensor,
+        k: torch.Tensor,
+        v: torch.Tensor,
+        cu_seqlens: list[int],
+        *,
+        positions: torch.Tensor | None = None,
+        dropout_p: float = 0.0,
+        backend: str | None = None,
+    ) -> torch.Tensor:
+        """The part of `attend` that mixes rows: causal attention per segment, heads merged: [N, H*D]."""
         o = varlen_causal_attention(
             q,
             k,
@@ -76,7 +97,7 @@ class AttentionParts:
             dropout_p=dropout_p,
             backend=backend,
         )  # [N, H, D]
-        return self.o_proj(o.reshape(n, self.num_heads * self.head_dim))  # [N, d]
+        return o.reshape(q.shape[0], self.num_heads * self.head_dim)  # [N, H*D]
 
 
 @dataclass

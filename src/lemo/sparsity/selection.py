@@ -1,4 +1,5 @@
-"""Which rows a sparse layer keeps (design.md section 1, step 3), and when a choice is reused instead of made.
+"""Which rows a sparse layer keeps (docs/design.md section 1, step 3), and when a choice is reused instead of
+made (section 1.2).
 
 `select_rows` scores and selects per segment: the forced blocks (sink, local), then with `label_priority` the
 blocks holding labelled positions, then the scorer's best or random blocks (`random_fraction`). `choose_rows`
@@ -113,3 +114,24 @@ def choose_rows(
 
 def _fits(mask: torch.Tensor | None, B: int, T: int) -> bool:
     return mask is not None and tuple(mask.shape) == (B, T)
+
+
+def full_rows(
+    state: SparsityState, batch: int, length: int, position_ids: torch.Tensor | None, device: torch.device
+) -> Selection:
+    """Every row of every segment, for a dense layer run by the sparse forward (tiled or offloaded).
+
+    Made once per forward and never stored as a layer's selection, so shared selection and `lemo.stats` see
+    only the sparse layers.
+    """
+    if state.full_selection is None:
+        segments = state.segments(batch, length, position_ids)
+        rows = [torch.arange(s.start, s.end, device=device) + s.row * length for s in segments]  # [n_s] each
+        cu = [0]
+        for r in rows:
+            cu.append(cu[-1] + r.numel())
+        b = state.config.block_size
+        blocks = [list(range(-(-s.length // b))) for s in segments]
+        row_ids = torch.cat(rows) if rows else torch.zeros(0, dtype=torch.long, device=device)  # [N]
+        state.full_selection = Selection(row_ids, cu, blocks, 1.0)
+    return state.full_selection

@@ -29,6 +29,7 @@ class SparsityState:
     keep_layer_inputs: bool = False  # someone records layer outputs this forward: no in-place residual update
     label_mask: torch.Tensor | None = None  # [B, T] bool, positions that predict a label (for label_priority)
     offloader: HostOffloader | None = None  # config.offload == "cpu": where checkpointed inputs wait
+    full_selection: Selection | None = None  # every row, for dense layers run by the sparse forward
     _segments: list[Segment] | None = None
     _selections: dict[int, tuple[tuple, Selection]] = field(default_factory=dict)
     last: dict[int, Selection] = field(default_factory=dict)
@@ -39,6 +40,7 @@ class SparsityState:
             attention_mask if attention_mask is not None and attention_mask.dim() == 2 else None
         )
         self._segments = None
+        self.full_selection = None
         self._selections.clear()
         if self.offloader is not None:
             self.offloader.begin_step()

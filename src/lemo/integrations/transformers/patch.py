@@ -67,7 +67,13 @@ def _scorer(config: SparsityConfig, predictors: Any) -> BlockScorer:
 
 
 def _layer_forward(
-    layer: nn.Module, spec: ArchSpec, index: int, config, state: SparsityState, scorer: BlockScorer
+    layer: nn.Module,
+    spec: ArchSpec,
+    index: int,
+    config,
+    state: SparsityState,
+    scorer: BlockScorer,
+    dense: bool = False,
 ):
     dense_forward = type(layer).forward.__get__(layer)
 
@@ -112,6 +118,7 @@ def _layer_forward(
             checkpoint=checkpoint,
             inplace=inplace,
             offloader=state.offloader,
+            dense=dense,
         )
 
     return forward
@@ -174,11 +181,16 @@ def apply(model: nn.Module, config: SparsityConfig | None = None, predictors: An
         previous.append(layer.__dict__.get("forward"))
         layer.forward = _layer_forward(layer, spec, i, base.config, state, scorer)
         patched.append(layer)
-    if state.offloader is not None:
+    if state.offloader is not None or config.tile_tokens > 0:
         for i in sorted(set(range(n)) - set(sparse)):
             layer = layers[i]
             previous.append(layer.__dict__.get("forward"))
-            layer.forward = _offloaded_dense_forward(layer, state)
+            if (
+                config.tile_tokens > 0
+            ):  # lemo's layer forward with every row kept: it tiles the attention sublayer
+                layer.forward = _layer_forward(layer, spec, i, base.config, state, scorer, dense=True)
+            else:
+                layer.forward = _offloaded_dense_forward(layer, state)
             patched.append(layer)
     tiled = []
     if config.tile_tokens > 0:
