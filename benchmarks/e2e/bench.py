@@ -38,6 +38,7 @@ SHAPES = {
     "tiny": (256, 512, 4, 4, 2, 1024),
     "smollm2": None,
 }
+TILE_ALL = {"tile_tokens": "tile", "tile_attention": True}
 SHARED = {"shared_selection": True, "loss_tokens": "kept"}  # the quality-holding setting of docs/quality.md
 DEFAULT = {
     **SHARED,
@@ -76,6 +77,9 @@ CONFIGS = {
     "exact+offload+tiled": ("all", True, False, None, {"offload": "cpu", "tile_tokens": "tile"}),
     "lemo+offload": ("all", True, True, "tokens", {**DEFAULT, "offload": "cpu"}),
     "lemo+offload+tiled": ("all", True, True, "tokens", {**DEFAULT, "offload": "cpu", "tile_tokens": "tile"}),
+    # +tiled-attn: the whole layer but the attention core in row tiles (tile_attention)
+    "exact+offload+tiled-attn": ("all", True, False, None, {"offload": "cpu", **TILE_ALL}),
+    "lemo+offload+tiled-attn": ("all", True, True, "tokens", {**DEFAULT, "offload": "cpu", **TILE_ALL}),
     # learned predictors instead of the oracle (untrained, artifact shape: time and memory do not depend on values)
     "lemo-pred+gc": ("all", True, True, "dense", {"scorer": "predictor"}),
     "lemo-pred-shared+gc": ("all", True, True, "tokens", {"scorer": "predictor", **SHARED}),

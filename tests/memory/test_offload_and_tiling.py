@@ -55,7 +55,7 @@ def test_offload_with_tiling_is_bit_identical_to_tiling_alone(sparse_layers):
     model = with_lora(tiny_model("llama")).train()
     _gc_on(model)
     ids = torch.randint(0, 256, (1, T))
-    base = dict(block_size=16, sparse_layers=sparse_layers, tile_tokens=48)
+    base = dict(block_size=16, sparse_layers=sparse_layers, tile_tokens=48, tile_attention=True)
     _same(
         _run(model, lemo.SparsityConfig(**base, offload="cpu"), ids),
         _run(model, lemo.SparsityConfig(**base), ids),
@@ -133,8 +133,13 @@ def test_tiled_mlp_equals_untiled(arch):
     ids = torch.randint(0, 256, (1, T))
     base = dict(block_size=16, sparse_layers=[1, 2])
     untiled = _run(model, lemo.SparsityConfig(**base), ids)
-    for tile in (7, 64):  # a tile that divides nothing, and one below both the kept rows and T
-        tiled = _run(model, lemo.SparsityConfig(**base, tile_tokens=tile), ids)
+    for tile, whole in (
+        (7, False),
+        (64, False),
+        (7, True),
+        (64, True),
+    ):  # tiles that divide nothing, and below N
+        tiled = _run(model, lemo.SparsityConfig(**base, tile_tokens=tile, tile_attention=whole), ids)
         assert_close(tiled[0], untiled[0], name="loss")
         for name in untiled[1]:
             assert_close(tiled[1][name], untiled[1][name], rtol=1e-4, atol=1e-6, name=name)
@@ -199,3 +204,5 @@ def test_bad_settings_name_the_fix():
         lemo.SparsityConfig(offload="gpu")
     with pytest.raises(ValueError, match=r"tile_tokens=-1.*8192"):
         lemo.SparsityConfig(tile_tokens=-1)
+    with pytest.raises(ValueError, match=r"tile_attention=True needs tile_tokens > 0"):
+        lemo.SparsityConfig(tile_attention=True)

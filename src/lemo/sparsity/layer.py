@@ -49,7 +49,7 @@ def _attention_update(
         (o,) with o [N, d] the attention update, or (o, y) with y [N, d] the MLP update of hk + o.
     """
     rows = sel.rows
-    if config.tile_tokens > 0 and with_mlp and hk.shape[0] > config.tile_tokens:
+    if config.tile_attention and with_mlp and hk.shape[0] > config.tile_tokens:
         return _tiled_update(parts, config, sel, training, hk, cos[rows], sin[rows], positions)
     xk = parts.input_norm(hk)  # [N, d] selective load: only kept rows are normed and projected
     o = parts.attn.attend(
@@ -78,7 +78,7 @@ def _tiled_update(
     sin_k: torch.Tensor,
     positions: torch.Tensor | None,
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    """`_attention_update` with everything but the attention core run over row tiles (`tile_tokens`).
+    """`_attention_update` with everything but the attention core run over row tiles (`tile_attention`).
 
     Norms, projections, RoPE, the MLP and the residual adds are row-wise: tiled, each keeps only its inputs for
     backward, so at long T a layer holds q, k, v and the attention output at full length and one tile of the rest

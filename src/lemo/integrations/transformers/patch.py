@@ -181,13 +181,11 @@ def apply(model: nn.Module, config: SparsityConfig | None = None, predictors: An
         previous.append(layer.__dict__.get("forward"))
         layer.forward = _layer_forward(layer, spec, i, base.config, state, scorer)
         patched.append(layer)
-    if state.offloader is not None or config.tile_tokens > 0:
+    if state.offloader is not None or config.tile_attention:
         for i in sorted(set(range(n)) - set(sparse)):
             layer = layers[i]
             previous.append(layer.__dict__.get("forward"))
-            if (
-                config.tile_tokens > 0
-            ):  # lemo's layer forward with every row kept: it tiles the attention sublayer
+            if config.tile_attention:  # lemo's layer forward with every row kept tiles the attention sublayer
                 layer.forward = _layer_forward(layer, spec, i, base.config, state, scorer, dense=True)
             else:
                 layer.forward = _offloaded_dense_forward(layer, state)
@@ -246,7 +244,11 @@ def apply(model: nn.Module, config: SparsityConfig | None = None, predictors: An
         log.info(
             "lemo: checkpointed layer inputs in %s memory; MLP %s",
             "host" if state.offloader is not None else "GPU",
-            f"in tiles of {config.tile_tokens} rows" if tiled else "untiled",
+            (
+                f"and {'the whole layer' if config.tile_attention else 'MLP'} in tiles of {config.tile_tokens} rows"
+            )
+            if tiled
+            else "untiled",
         )
     return model
 
