@@ -293,6 +293,57 @@ def bias_table(rows: list[dict[str, str]]) -> str:
     return "\n".join(lines) + "\n" + prov
 
 
+def _exact_twin(config: str) -> str:
+    """The exact config with the same memory stack: lemo+offload+tiled -> exact+offload+tiled."""
+    return "exact" if config == "lemo-random+gc" else config.replace("lemo", "exact", 1)
+
+
+def offload_table(rows: list[dict[str, str]]) -> str:
+    """GPU peak, pinned host memory and step time per (T, config), against the exact stack with the same
+    offload and tiling at the same T, and against plain `exact` (no offload) at the same T."""
+    rows = sorted(rows, key=lambda r: int(r["seq_len"]))
+    ok = {(r["seq_len"], r["config"]): r for r in rows if r.get("status") == "ok"}
+    lines = [
+        "| T | config | GPU peak alloc GiB | reserved GiB | pinned host GiB | step s | vs same stack exact "
+        "| vs exact | timed steps | commit |",
+        "|---|---|---|---|---|---|---|---|---|---|",
+    ]
+
+    def timed(r: dict[str, str]) -> str:
+        # A single step without warm-up also pays for pinning the host pool and the first kernel compiles.
+        words = r.get("command", "").split()
+        get = lambda flag, d: words[words.index(flag) + 1] if flag in words else d
+        warm = get("--warmup", "1")
+        return f"{get('--steps', '3')} after {warm} warm-up" if warm != "0" else "1, no warm-up"
+
+    def ratio(r: dict[str, str], ref: dict[str, str] | None) -> str:
+        if ref is None or ref is r:
+            return "–"
+        return f"{float(r['median_step_s']) / float(ref['median_step_s']):.3f}x"
+
+    for r in rows:
+        if r.get("status") != "ok":
+            lines.append(
+                f"| {r['seq_len']} | {r['config']} | {r['status']} | | | | | | {r.get('commit', '?')} |"
+            )
+            continue
+        twin = ok.get((r["seq_len"], _exact_twin(r["config"])))
+        lines.append(
+            f"| {int(r['seq_len']) // 1024}K | {r['config']} | {_fmt('peak_alloc_gib', r['peak_alloc_gib'])} "
+            f"| {_fmt('peak_reserved_gib', r['peak_reserved_gib'])} | {_fmt('host_pool_gib', r.get('host_pool_gib', ''))} "
+            f"| {float(r['median_step_s']):.2f} | {ratio(r, twin)} | {ratio(r, ok.get((r['seq_len'], 'exact')))} "
+            f"| {timed(r)} | {r.get('commit', '?')} |"
+        )
+    first = rows[0]
+    keep = next((r["keep_ratio"] for r in rows if r["config"].startswith("lemo")), "?")
+    return "\n".join(lines) + (
+        f"\n\n{first.get('gpu', '?')}, torch {first.get('torch', '?')}, transformers {first.get('transformers', '?')}, "
+        f"peft {first.get('peft', '?')}, shape {first.get('shape', '?')} (random init), GPU capped at "
+        f"{first.get('cap_gib', '?')} GiB, keep ratio {keep} for lemo rows. Command of the "
+        f"first row: `{first.get('command', '?')}`\n"
+    )
+
+
 def generic_table(rows: list[dict[str, str]]) -> str:
     keys = list(rows[0])
     head = "| " + " | ".join(keys) + " |\n|" + "---|" * len(keys) + "\n"
@@ -306,6 +357,8 @@ def render(csv_path: Path) -> str:
         return "(no rows yet)\n"
     if {"config", "longest_ok_T", "cap_gib"} <= set(rows[0]):
         return longest_table(rows)
+    if {"config", "seq_len", "peak_alloc_gib"} <= set(rows[0]) and any(r.get("host_pool_gib") for r in rows):
+        return offload_table(rows)
     if {"config", "seq_len", "peak_alloc_gib"} <= set(rows[0]):
         return e2e_table(rows)
     if {"setting", "measure", "value"} <= set(rows[0]):

@@ -144,7 +144,8 @@ def checkpointing(config: str) -> str:
     for suffix, mode in GC_SUFFIXES.items():
         if config.endswith(suffix):
             return mode
-    return "all" if config in GC_CONFIGS else "none"
+    # "+offload" checkpoints every layer (the stored inputs are what goes to the host)
+    return "all" if config in GC_CONFIGS or "+offload" in config else "none"
 
 
 def uses_gc(config: str) -> bool:

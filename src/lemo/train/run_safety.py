@@ -28,6 +28,11 @@ RESUMABLE_CHANGES = frozenset(
         "overwrite",
         "device",
         "report_to",
+        "dist_timeout",
+        # memory placement only: offload and tiling change where activations live, not one number
+        "sparsity.offload",
+        "sparsity.tile_tokens",
+        "sparsity.tile_attention",
     }
 )
 WEIGHT_FILES = ("*.safetensors", "*.bin", "*.pt", "*.pth", "*.safetensors.index.json", "*.bin.index.json")
