@@ -1,17 +1,16 @@
-"""Austen corpus: env-dir and cache read paths, cache writing, .deb unpacking, fallback, real apt fetch."""
+"""Austen corpus reading: env-dir and cache read paths, cache writing, the fallback; reading never fetches.
 
-import io
+The installer that fills the cache (apt-get, .deb unpacking, the real fetch) is tested in test_install.py.
+"""
+
 import logging
-import shutil
-import tarfile
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
 
-from lemo.assets import austen
-from lemo.assets.austen import NOVELS, AustenCorpus, austen_texts
-
-SHARED_AUSTEN = Path(__file__).resolve().parents[2].parent / "shared" / "data" / "austen"
+from lemo.assets.austen import NOVELS, AustenCorpus, austen_texts, write_cache
 
 
 @pytest.fixture(autouse=True)
@@ -23,20 +22,31 @@ def _fake_texts() -> dict[str, str]:
     return {n: f"{n.upper()}\n\nBy Jane Austen\n" for n in NOVELS}
 
 
-def _forbid_fetch(monkeypatch: pytest.MonkeyPatch) -> None:
-    def fail() -> dict[str, str]:
-        raise AssertionError("must not fetch")
+FAKE_APT = """#!/bin/sh
+touch "$STATE/apt-get-ran"
+exit 100
+"""
 
-    monkeypatch.setattr(austen, "_fetch_debian_texts", fail)
+
+def _forbid_fetch(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Path:
+    """Put an apt-get on PATH that leaves a marker when run; returns the marker's path."""
+    bin_dir = tmp_path / "fake-bin"
+    bin_dir.mkdir(exist_ok=True)
+    (bin_dir / "apt-get").write_text(FAKE_APT)
+    (bin_dir / "apt-get").chmod(0o755)
+    monkeypatch.setenv("PATH", f"{bin_dir}:/usr/bin:/bin")
+    monkeypatch.setenv("STATE", str(tmp_path))
+    return tmp_path / "apt-get-ran"
 
 
 def test_env_dir_wins(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     for name, text in _fake_texts().items():
         (tmp_path / f"{name}.txt").write_text(text, encoding="utf-8")
     monkeypatch.setenv("LEMO_AUSTEN_DIR", str(tmp_path))
-    _forbid_fetch(monkeypatch)
+    ran = _forbid_fetch(monkeypatch, tmp_path)
     corpus = austen_texts(tmp_path / "unused-cache")
     assert corpus == AustenCorpus(_fake_texts(), f"dir:{tmp_path}")
+    assert not ran.exists()
 
 
 def test_env_dir_missing_file_is_an_error(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -46,111 +56,37 @@ def test_env_dir_missing_file_is_an_error(tmp_path: Path, monkeypatch: pytest.Mo
         austen_texts()
 
 
-def test_fetch_once_then_read_cache(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    calls = []
-    monkeypatch.setattr(austen, "_fetch_debian_texts", lambda: calls.append(1) or _fake_texts())
-    first = austen_texts(tmp_path)
-    assert first.source == "debian:r-cran-janeaustenr" and first.texts == _fake_texts()
+def test_installed_cache_is_read(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    write_cache(tmp_path / "austen", _fake_texts())
+    ran = _forbid_fetch(monkeypatch, tmp_path)
+    corpus = austen_texts(tmp_path)
+    assert corpus == AustenCorpus(_fake_texts(), "debian:r-cran-janeaustenr")
     assert sorted(p.name for p in (tmp_path / "austen").iterdir()) == sorted(f"{n}.txt" for n in NOVELS)
-
-    _forbid_fetch(monkeypatch)
-    assert austen_texts(tmp_path) == first
-    assert calls == [1]
+    assert not ran.exists()
 
 
 def test_default_cache_dir_follows_lemo_cache(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("LEMO_CACHE", str(tmp_path))
-    monkeypatch.setattr(austen, "_fetch_debian_texts", _fake_texts)
-    austen_texts()
-    assert (tmp_path / "austen" / "emma.txt").read_text(encoding="utf-8") == _fake_texts()["emma"]
+    write_cache(tmp_path / "austen", _fake_texts())
+    assert austen_texts().texts == _fake_texts()
 
 
-def test_fallback_when_fetch_fails(
+def test_not_installed_falls_back_loudly_and_never_runs_apt(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
 ) -> None:
-    monkeypatch.setenv("PATH", "")  # no apt-get to be found: the real fetch code fails early
+    ran = _forbid_fetch(monkeypatch, tmp_path)
     with caplog.at_level(logging.WARNING, logger="lemo.assets.austen"):
         corpus = austen_texts(tmp_path)
     assert corpus.source == "fallback:pydoc_data"
     assert set(corpus.texts) == {"pydoc_a", "pydoc_b"}
     assert all(len(t) > 100_000 for t in corpus.texts.values())
     message = caplog.text
-    assert "apt-get not found" in message and "LEMO_AUSTEN_DIR" in message
-    assert not (tmp_path / "austen").exists()  # a fallback is never cached: the next call retries
+    assert "python -m lemo.assets.install" in message and "LEMO_AUSTEN_DIR" in message
+    assert not (tmp_path / "austen").exists()  # a fallback is never cached: installing later fixes it
+    assert not ran.exists()  # reading (and so training and evaluation) never runs apt-get
 
 
-def _ar(members: dict[str, bytes]) -> bytes:
-    out = bytearray(b"!<arch>\n")
-    for name, data in members.items():
-        out += f"{name + '/':<16}{0:<12}{0:<6}{0:<6}{100644:<8}{len(data):<10}`\n".encode()
-        out += data + (b"\n" if len(data) % 2 else b"")
-    return bytes(out)
-
-
-@pytest.mark.parametrize("compression", ["gz", "xz"])
-def test_extract_rdata_from_deb(tmp_path: Path, compression: str) -> None:
-    payload = {".rdx": b"index bytes", ".rdb": b"odd-length database"}
-    tar_bytes = io.BytesIO()
-    with tarfile.open(fileobj=tar_bytes, mode=f"w:{compression}") as tar:
-        for ext, data in payload.items():
-            info = tarfile.TarInfo(f"./usr/lib/R/site-library/janeaustenr/data/Rdata{ext}")
-            info.size = len(data)
-            tar.addfile(info, io.BytesIO(data))
-    deb = _ar(
-        {"debian-binary": b"2.0\n", "control.tar.xz": b"abc", f"data.tar.{compression}": tar_bytes.getvalue()}
-    )
-    stem = austen._extract_rdata(deb, tmp_path)
-    assert stem == tmp_path / "Rdata"
-    assert {ext: stem.with_suffix(ext).read_bytes() for ext in payload} == payload
-
-
-def test_bad_deb_is_a_clear_error(tmp_path: Path) -> None:
-    with pytest.raises(ValueError, match="not an ar archive"):
-        austen._extract_rdata(b"PK\x03\x04", tmp_path)
-    with pytest.raises(ValueError, match=r"no data\.tar"):
-        austen._extract_rdata(_ar({"debian-binary": b"2.0\n"}), tmp_path)
-
-
-FAKE_APT = """#!/bin/sh
-# Fails like apt-get without package lists until `update` has run.
-if [ "$1" = update ]; then touch "$STATE/updated"; exit 0; fi
-if [ ! -e "$STATE/updated" ]; then echo "E: Unable to locate package $2" >&2; exit 100; fi
-echo deb > r-cran-janeaustenr_1.0.0-1_all.deb
-"""
-
-
-@pytest.mark.parametrize("root", [True, False])
-def test_apt_update_once_when_lists_are_missing(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, root: bool
-) -> None:
-    bin_dir, work = tmp_path / "bin", tmp_path / "work"
-    bin_dir.mkdir()
-    work.mkdir()
-    (bin_dir / "apt-get").write_text(FAKE_APT)
-    (bin_dir / "apt-get").chmod(0o755)
-    monkeypatch.setenv("PATH", f"{bin_dir}:/usr/bin:/bin")
-    monkeypatch.setenv("STATE", str(tmp_path))
-    monkeypatch.setattr(austen.os, "geteuid", lambda: 0 if root else 1000, raising=False)
-    if root:
-        assert austen._apt_download(work).name == "r-cran-janeaustenr_1.0.0-1_all.deb"
-    else:  # only root may run `apt-get update`; the error keeps apt's own message
-        with pytest.raises(RuntimeError, match="Unable to locate package"):
-            austen._apt_download(work)
-
-
-@pytest.mark.skipif(shutil.which("apt-get") is None, reason="apt-get not available")
-def test_real_debian_fetch(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
-    corpus = austen_texts(tmp_path)
-    # Where apt-get exists, fetching must work: `make demo` depends on it (the fallback is for other systems).
-    assert not corpus.source.startswith("fallback"), (
-        f"apt-get could not fetch r-cran-janeaustenr: {caplog.text}"
-    )
-    assert corpus.source == "debian:r-cran-janeaustenr"
-    assert set(corpus.texts) == set(NOVELS)
-    assert "Emma Woodhouse" in corpus.texts["emma"]
-    assert "Elizabeth Bennet" in corpus.texts["prideprejudice"]
-    for name, text in corpus.texts.items():
-        assert 400_000 < len(text) < 900_000, name
-    if SHARED_AUSTEN.is_dir():  # the extracted copies beside the repo must be byte-identical
-        for name, text in corpus.texts.items():
-            assert text == (SHARED_AUSTEN / f"{name}.txt").read_text(encoding="utf-8"), name
+def test_importing_lemo_assets_loads_neither_the_installer_nor_rdata() -> None:
+    code = "import sys, lemo.assets; print('lemo.assets.install' in sys.modules, 'rdata' in sys.modules)"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.split() == ["False", "False"]

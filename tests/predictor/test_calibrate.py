@@ -8,7 +8,7 @@ import torch
 
 import lemo
 from lemo.integrations.transformers.calibration import calibrate, load_predictors, token_chunks
-from lemo.predictor import CalibrationConfig, PredictorConfig, PredictorSet
+from lemo.predictor import PredictorConfig, PredictorSet, PredictorTrainingConfig
 from lemo.predictor.calibrate import _make_optimizer, _prune_and_rebuild
 from lemo.testing import tiny_model
 
@@ -23,7 +23,9 @@ def _chunks(n, length=256, seed=0):
 
 def test_calibration_lowers_the_loss_and_reports(tmp_path):
     model = tiny_model("llama")
-    cfg = CalibrationConfig(seq_len=256, steps=40, lr=3e-3, warmup_steps=4, prune_every=10, progress=False)
+    cfg = PredictorTrainingConfig(
+        seq_len=256, steps=40, lr=3e-3, warmup_steps=4, prune_every=10, progress=False
+    )
     pset = calibrate(
         model, _chunks(4), sparsity=SPARSITY, config=cfg, holdout=_chunks(1, seed=1), output_dir=tmp_path
     )
@@ -45,7 +47,7 @@ def test_calibration_lowers_the_loss_and_reports(tmp_path):
 
 def test_calibrated_predictors_run_inside_lemo_apply():
     model = tiny_model("mistral")
-    cfg = CalibrationConfig(seq_len=128, steps=3, prune_every=0, progress=False)
+    cfg = PredictorTrainingConfig(seq_len=128, steps=3, prune_every=0, progress=False)
     pset = calibrate(model, _chunks(2, 128), sparsity=SPARSITY, config=cfg)
     assert pset.report.recall_on == "training"
     ids = torch.randint(0, 256, (1, 150))
@@ -60,7 +62,7 @@ def test_calibrated_predictors_run_inside_lemo_apply():
 
 def test_disk_cache_reuses_collected_samples(tmp_path, monkeypatch):
     model = tiny_model("qwen2")
-    cfg = CalibrationConfig(
+    cfg = PredictorTrainingConfig(
         seq_len=128, steps=2, prune_every=0, progress=False, pool="max", cache_dir=str(tmp_path)
     )
     first = calibrate(model, _chunks(2, 128), sparsity=SPARSITY, config=cfg)
@@ -77,7 +79,7 @@ def test_disk_cache_reuses_collected_samples(tmp_path, monkeypatch):
 
 
 def test_pruning_carries_optimizer_state_to_the_surviving_units():
-    cfg = CalibrationConfig(min_units=2)
+    cfg = PredictorTrainingConfig(min_units=2)
     pset = PredictorSet(PredictorConfig(d_model=32, slice_dim=8, block_size=4, hidden=6, mid=10), [0])
     opt = _make_optimizer(pset, cfg)
     pset.train().track_deaths(True)
@@ -118,10 +120,19 @@ def test_token_chunks_cut_texts_without_crossing_them():
 
 def test_bad_settings_name_the_flag():
     with pytest.raises(ValueError, match="--steps 0"):
-        CalibrationConfig(steps=0)
+        PredictorTrainingConfig(steps=0)
     with pytest.raises(ValueError, match="--schedule"):
-        CalibrationConfig(schedule="linear")
+        PredictorTrainingConfig(schedule="linear")
     with pytest.raises(ValueError, match="pass more text"):
         calibrate(
-            tiny_model("llama"), [list(range(10))], sparsity=SPARSITY, config=CalibrationConfig(seq_len=128)
+            tiny_model("llama"),
+            [list(range(10))],
+            sparsity=SPARSITY,
+            config=PredictorTrainingConfig(seq_len=128),
         )
+
+
+def test_the_earlier_config_name_is_the_same_class():
+    from lemo.predictor import CalibrationConfig
+
+    assert CalibrationConfig is PredictorTrainingConfig

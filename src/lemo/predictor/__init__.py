@@ -1,9 +1,23 @@
-"""Learned block-score predictors: module, calibration (training), recall, budgeted keep ratios, save/load.
+"""Learned block-score predictors: module, calibration (training), recall, save/load.
 
-No model library is imported here; `lemo.integrations.transformers.calibration` connects HF models.
+No model library is imported here; `lemo.integrations.transformers.calibration` connects HF models. The budgeted
+keep-ratio search and the oracle live in `lemo.sparsity.budget` and `lemo.sparsity.scoring` (they serve any
+scorer, not only predictors); their names are re-exported here for code written before they moved.
 """
 
-from lemo.predictor.budget import (
+from lemo.predictor.calibrate import calibrate, evaluate_recall, map_loss
+from lemo.predictor.config import CalibrationConfig, PredictorConfig, PredictorTrainingConfig
+from lemo.predictor.identity import ModelIdentity, weight_fingerprint
+from lemo.predictor.model import (
+    BlockPredictor,
+    PredictorScorer,
+    PredictorSet,
+    load_predictors,
+)
+from lemo.predictor.recall import block_recall, kept_mask, mass_recall
+from lemo.predictor.report import CalibrationReport
+from lemo.predictor.samples import CalibrationModel
+from lemo.sparsity.budget import (
     DEFAULT_GRID,
     BudgetResult,
     DamageTable,
@@ -12,18 +26,7 @@ from lemo.predictor.budget import (
     fraction_for_memory,
     measure_damage,
 )
-from lemo.predictor.calibrate import CalibrationConfig, calibrate, evaluate_recall, map_loss
-from lemo.predictor.identity import ModelIdentity, weight_fingerprint
-from lemo.predictor.model import (
-    BlockPredictor,
-    PredictorConfig,
-    PredictorScorer,
-    PredictorSet,
-    load_predictors,
-)
-from lemo.predictor.recall import block_recall, kept_mask, mass_recall
-from lemo.predictor.report import CalibrationReport
-from lemo.predictor.samples import CalibrationModel, oracle_map
+from lemo.sparsity.scoring import oracle_map
 
 __all__ = [
     "DEFAULT_GRID",
@@ -37,6 +40,7 @@ __all__ = [
     "PredictorConfig",
     "PredictorScorer",
     "PredictorSet",
+    "PredictorTrainingConfig",
     "allocate",
     "block_recall",
     "calibrate",

@@ -3,9 +3,9 @@
 lemo-paper.md section 3.6, with these choices of ours:
 
 - The model is frozen and dense. For each text chunk we collect, once, every sparse layer's normed input
-  x [T, d] and its oracle map `block_score_map(project_qk(x))`; both are cached (on CPU, up to `cache_gb`)
-  and reused across steps, because the frozen forward costs far more than a predictor step. Chunks beyond
-  the cache are recomputed each time they come round.
+  x [T, d] and its oracle map (`lemo.sparsity.scoring.oracle_map`, the same oracle training selects with);
+  both are cached (on CPU, up to `cache_gb`) and reused across steps, because the frozen forward costs far
+  more than a predictor step. Chunks beyond the cache are recomputed each time they come round.
 - Loss per layer: SmoothL1 between the predicted map and the oracle map divided by its own maximum, over the
   lower triangle only (the upper one is zero on both sides by construction). Normalising per map makes layers
   and inputs comparable (raw block scores differ by orders of magnitude between layers), and only the ranking
@@ -27,7 +27,6 @@ from __future__ import annotations
 import math
 import time
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 from typing import Any
 
@@ -36,94 +35,11 @@ import torch.nn.functional as F
 
 from lemo.config import SparsityConfig
 from lemo.ops import informativeness
-from lemo.predictor.model import PredictorConfig, PredictorSet
+from lemo.predictor.config import PredictorConfig, PredictorTrainingConfig
+from lemo.predictor.model import PredictorSet
 from lemo.predictor.recall import block_recall, mass_recall
 from lemo.predictor.report import CalibrationReport, write_plots
 from lemo.predictor.samples import CalibrationModel, Sample, collect_sample
-
-
-@dataclass
-class CalibrationConfig:
-    """How predictors are trained (the CLI's `lemo calibrate` flags mirror these fields)."""
-
-    seq_len: int = 4096
-    """Tokens per training chunk (the paper: 16K on GPU; the maps are per block, so lengths transfer)."""
-    steps: int = 400
-    """Optimizer steps; each step sees one chunk and every sparse layer (the artifact: 400)."""
-    lr: float = 1e-3
-    """Peak AdamW learning rate (the artifact's 2e-5 is for unnormalised bf16 maps; ours are normalised)."""
-    weight_decay: float = 0.0
-    betas: tuple[float, float] = (0.9, 0.95)
-    warmup_steps: int = 20
-    schedule: str = "cosine"
-    """"constant" (the artifact) or "cosine" (decays to 10% of lr; converges better in few steps)."""
-    max_grad_norm: float = 1.0
-    """Gradient clipping over all predictors (0 disables)."""
-    huber_beta: float = 0.05
-    """SmoothL1 transition point, in units of the map's maximum (normalised targets lie in [0, 1])."""
-    score_weight: float = 1.0
-    """Weight of the extra loss on the informativeness I_n (what selection ranks); 0: the map only."""
-    hidden: int = 128
-    """Predictor first hidden width (the artifact's 128)."""
-    mid: int | None = None
-    """Predictor second hidden width; None: block_size * slice_dim, the artifact's shape."""
-    slice_dim: int | None = None
-    """Width of one hidden-state slice; None: the model's head size."""
-    pool: str = "concat"
-    """Predictor kind: "concat" (the artifact's) or "max" (per-token tower, max over the block; see model.py)."""
-    prune_every: int = 100
-    """Elastic pruning interval in steps (0 disables pruning)."""
-    prune_threshold: float = 0.8
-    """First pruning round removes units dead (pre-ReLU <= 0) on at least this share of inputs."""
-    prune_decay: float = 0.05
-    """The threshold drops by this much after each round (0.80, 0.75, 0.70 ...)."""
-    prune_until: float = 0.8
-    """No pruning after this fraction of the steps, so the last steps fine-tune the final shape."""
-    min_units: int = 8
-    """Pruning never narrows a width below this."""
-    cache_gb: float = 4.0
-    """Host memory for cached hidden states and targets; chunks beyond it are recomputed when used."""
-    cache_dtype: str = "bfloat16"
-    """Storage dtype of cached hidden states ("bfloat16" halves the memory; targets stay float32)."""
-    cache_dir: str | None = None
-    """Also keep collected samples on disk here, keyed by model, layers, block size and tokens, so that a
-    rerun (other settings, more steps) skips the frozen forward. None: memory only."""
-    max_chunks: int | None = None
-    """Use at most this many training chunks (None: all the texts give)."""
-    seed: int = 0
-    progress: bool = True
-    """Show tqdm progress bars."""
-    plot_layers: int = 3
-    """How many layers to draw in the predicted-vs-oracle PNG (when an output directory is given)."""
-
-    def __post_init__(self) -> None:
-        if self.steps < 1:
-            raise ValueError(f"--steps {self.steps} must be at least 1.")
-        if self.seq_len < 1:
-            raise ValueError(f"--seq-len {self.seq_len} must be positive.")
-        if self.schedule not in ("constant", "cosine"):
-            raise ValueError(f"--schedule {self.schedule!r} is unknown; use 'constant' or 'cosine'.")
-        if not 0.0 < self.prune_threshold <= 1.0:
-            raise ValueError(f"--prune-threshold {self.prune_threshold} must be in (0, 1].")
-        if self.pool not in ("concat", "max"):
-            raise ValueError(f"--pool {self.pool!r} is unknown; use 'concat' (the artifact's) or 'max'.")
-        if self.cache_dtype not in ("bfloat16", "float16", "float32"):
-            raise ValueError(
-                f"--cache-dtype {self.cache_dtype!r} is unknown; use bfloat16, float16 or float32."
-            )
-        if isinstance(self.betas, list):
-            self.betas = (float(self.betas[0]), float(self.betas[1]))
-
-    def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
-
-    @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> CalibrationConfig:
-        known = {f.name for f in fields(cls)}
-        unknown = sorted(set(data) - known)
-        if unknown:
-            raise ValueError(f"unknown CalibrationConfig keys {unknown}; known keys: {sorted(known)}.")
-        return cls(**data)
 
 
 def map_loss(pred: torch.Tensor, target: torch.Tensor, beta: float, score_weight: float) -> torch.Tensor:
@@ -140,7 +56,7 @@ def map_loss(pred: torch.Tensor, target: torch.Tensor, beta: float, score_weight
     return loss
 
 
-def _lr_factor(step: int, cfg: CalibrationConfig) -> float:
+def _lr_factor(step: int, cfg: PredictorTrainingConfig) -> float:
     if step < cfg.warmup_steps:
         return (step + 1) / cfg.warmup_steps
     if cfg.schedule == "constant":
@@ -149,12 +65,12 @@ def _lr_factor(step: int, cfg: CalibrationConfig) -> float:
     return 0.1 + 0.9 * 0.5 * (1.0 + math.cos(math.pi * min(progress, 1.0)))
 
 
-def _make_optimizer(pset: PredictorSet, cfg: CalibrationConfig) -> torch.optim.AdamW:
+def _make_optimizer(pset: PredictorSet, cfg: PredictorTrainingConfig) -> torch.optim.AdamW:
     return torch.optim.AdamW(pset.parameters(), lr=cfg.lr, betas=cfg.betas, weight_decay=cfg.weight_decay)
 
 
 def _prune_and_rebuild(
-    pset: PredictorSet, opt: torch.optim.AdamW, threshold: float, cfg: CalibrationConfig
+    pset: PredictorSet, opt: torch.optim.AdamW, threshold: float, cfg: PredictorTrainingConfig
 ) -> tuple[torch.optim.AdamW, int]:
     """Prune dead units; carry AdamW's moments over to the survivors. Returns (optimizer, params removed)."""
     before = pset.num_parameters()
@@ -236,7 +152,7 @@ def calibrate(
     chunks: Sequence[torch.Tensor],
     *,
     sparsity: SparsityConfig | None = None,
-    config: CalibrationConfig | None = None,
+    config: PredictorTrainingConfig | None = None,
     holdout: Sequence[torch.Tensor] = (),
     output_dir: str | Path | None = None,
 ) -> PredictorSet:
@@ -254,7 +170,7 @@ def calibrate(
         A `PredictorSet` whose `.report` is the `CalibrationReport`.
     """
     sparsity = sparsity or SparsityConfig()
-    cfg = config or CalibrationConfig()
+    cfg = config or PredictorTrainingConfig()
     if not chunks:
         raise ValueError(
             "calibration needs at least one text chunk; pass more text (or a shorter --seq-len)."

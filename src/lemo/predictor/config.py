@@ -1,4 +1,5 @@
-"""`PredictorConfig`: the shape of one block-score predictor (see `lemo.predictor.model` for the design)."""
+"""The predictors' two configs: `PredictorConfig`, the shape of one block-score predictor (see
+`lemo.predictor.model` for the design), and `PredictorTrainingConfig`, how calibration trains a set of them."""
 
 from __future__ import annotations
 
@@ -77,3 +78,96 @@ class PredictorConfig:
         if unknown:
             raise ValueError(f"unknown PredictorConfig keys {unknown}; known keys: {sorted(known)}.")
         return cls(**data)
+
+
+@dataclass
+class PredictorTrainingConfig:
+    """How predictors are trained: chunks, steps, optimiser, loss, widths, pruning, sample cache.
+
+    The `calibration` section of `lemo calibrate` (`lemo.train.calibrate_run.CalibrateConfig`, which adds the
+    model, data and output of a run); its flags mirror these fields. Named for what it configures, so that it
+    does not read like the command's config; `CalibrationConfig` is the same class under its earlier name.
+    """
+
+    seq_len: int = 4096
+    """Tokens per training chunk (the paper: 16K on GPU; the maps are per block, so lengths transfer)."""
+    steps: int = 400
+    """Optimizer steps; each step sees one chunk and every sparse layer (the artifact: 400)."""
+    lr: float = 1e-3
+    """Peak AdamW learning rate (the artifact's 2e-5 is for unnormalised bf16 maps; ours are normalised)."""
+    weight_decay: float = 0.0
+    betas: tuple[float, float] = (0.9, 0.95)
+    warmup_steps: int = 20
+    schedule: str = "cosine"
+    """"constant" (the artifact) or "cosine" (decays to 10% of lr; converges better in few steps)."""
+    max_grad_norm: float = 1.0
+    """Gradient clipping over all predictors (0 disables)."""
+    huber_beta: float = 0.05
+    """SmoothL1 transition point, in units of the map's maximum (normalised targets lie in [0, 1])."""
+    score_weight: float = 1.0
+    """Weight of the extra loss on the informativeness I_n (what selection ranks); 0: the map only."""
+    hidden: int = 128
+    """Predictor first hidden width (the artifact's 128)."""
+    mid: int | None = None
+    """Predictor second hidden width; None: block_size * slice_dim, the artifact's shape."""
+    slice_dim: int | None = None
+    """Width of one hidden-state slice; None: the model's head size."""
+    pool: str = "concat"
+    """Predictor kind: "concat" (the artifact's) or "max" (per-token tower, max over the block; see model.py)."""
+    prune_every: int = 100
+    """Elastic pruning interval in steps (0 disables pruning)."""
+    prune_threshold: float = 0.8
+    """First pruning round removes units dead (pre-ReLU <= 0) on at least this share of inputs."""
+    prune_decay: float = 0.05
+    """The threshold drops by this much after each round (0.80, 0.75, 0.70 ...)."""
+    prune_until: float = 0.8
+    """No pruning after this fraction of the steps, so the last steps fine-tune the final shape."""
+    min_units: int = 8
+    """Pruning never narrows a width below this."""
+    cache_gb: float = 4.0
+    """Host memory for cached hidden states and targets; chunks beyond it are recomputed when used."""
+    cache_dtype: str = "bfloat16"
+    """Storage dtype of cached hidden states ("bfloat16" halves the memory; targets stay float32)."""
+    cache_dir: str | None = None
+    """Also keep collected samples on disk here, keyed by model, layers, block size and tokens, so that a
+    rerun (other settings, more steps) skips the frozen forward. None: memory only."""
+    max_chunks: int | None = None
+    """Use at most this many training chunks (None: all the texts give)."""
+    seed: int = 0
+    progress: bool = True
+    """Show tqdm progress bars."""
+    plot_layers: int = 3
+    """How many layers to draw in the predicted-vs-oracle PNG (when an output directory is given)."""
+
+    def __post_init__(self) -> None:
+        if self.steps < 1:
+            raise ValueError(f"--steps {self.steps} must be at least 1.")
+        if self.seq_len < 1:
+            raise ValueError(f"--seq-len {self.seq_len} must be positive.")
+        if self.schedule not in ("constant", "cosine"):
+            raise ValueError(f"--schedule {self.schedule!r} is unknown; use 'constant' or 'cosine'.")
+        if not 0.0 < self.prune_threshold <= 1.0:
+            raise ValueError(f"--prune-threshold {self.prune_threshold} must be in (0, 1].")
+        if self.pool not in ("concat", "max"):
+            raise ValueError(f"--pool {self.pool!r} is unknown; use 'concat' (the artifact's) or 'max'.")
+        if self.cache_dtype not in ("bfloat16", "float16", "float32"):
+            raise ValueError(
+                f"--cache-dtype {self.cache_dtype!r} is unknown; use bfloat16, float16 or float32."
+            )
+        if isinstance(self.betas, list):
+            self.betas = (float(self.betas[0]), float(self.betas[1]))
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> PredictorTrainingConfig:
+        known = {f.name for f in fields(cls)}
+        unknown = sorted(set(data) - known)
+        if unknown:
+            raise ValueError(f"unknown PredictorTrainingConfig keys {unknown}; known keys: {sorted(known)}.")
+        return cls(**data)
+
+
+CalibrationConfig = PredictorTrainingConfig
+"""The earlier name of `PredictorTrainingConfig`, kept so that code using it keeps working."""

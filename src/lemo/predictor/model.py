@@ -1,4 +1,4 @@
-"""Learned block-score predictors (design.md section 4; lemo-paper.md sections 3.5 and 3.7).
+"""Learned block-score predictors (docs/design.md section 4; lemo-paper.md sections 3.5 and 3.7).
 
 One `BlockPredictor` per sparse layer reads the layer's normed hidden states x [n, d] of one segment and
 predicts the oracle's block score map S [nb, nb]; the oracle's own reduction (`lemo.ops.informativeness`)

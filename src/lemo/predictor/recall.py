@@ -1,4 +1,4 @@
-"""How well predicted block scores choose the oracle's blocks (design.md section 4).
+"""How well predicted block scores choose the oracle's blocks (docs/design.md section 4).
 
 Recall at keep ratio r: select blocks from the oracle's scores and from the predicted scores with the same
 rule (`select_by_ratio`, forced sink/local blocks included), then

@@ -14,28 +14,20 @@ from typing import Any, Protocol
 
 import torch
 
-from lemo.ops import block_score_map
 from lemo.predictor.identity import ModelIdentity
-from lemo.sparsity.parts import LayerParts
+from lemo.sparsity.budget import DenseModel
+from lemo.sparsity.scoring import oracle_map
 
 
-class CalibrationModel(Protocol):
-    """What calibration needs from a model (implemented for HF models in lemo.integrations.transformers)."""
+class CalibrationModel(DenseModel, Protocol):
+    """What calibration needs from a model: the budget search's `DenseModel` (layer parts for the oracle's q/k
+    projections, normed layer inputs, RoPE tables) plus its device and identity. Implemented for HF models in
+    lemo.integrations.transformers.calibration."""
 
-    num_layers: int
     device: torch.device
 
     def identity(self) -> ModelIdentity:
         """Shape and weight fingerprint of the model (recorded with the predictors)."""
-
-    def layer_parts(self, index: int) -> LayerParts:
-        """The parts of decoder layer `index` (for q/k projections: the oracle target)."""
-
-    def normed_inputs(self, input_ids: torch.Tensor, layers: Sequence[int]) -> dict[int, torch.Tensor]:
-        """Run the frozen dense model on input_ids [T]; return {layer: input_layernorm output [T, d]}."""
-
-    def rotary(self, length: int) -> tuple[torch.Tensor, torch.Tensor]:
-        """cos, sin [length, head_dim] at positions 0..length-1 (as the model computes them, scaling in)."""
 
 
 @dataclass
@@ -44,13 +36,6 @@ class Sample:
 
     x: dict[int, torch.Tensor]
     target: dict[int, torch.Tensor]
-
-
-def oracle_map(parts: LayerParts, x: torch.Tensor, block_size: int) -> torch.Tensor:
-    """The oracle block map [nb, nb] of normed hidden states x [T, d] at the layer described by `parts`."""
-    with torch.no_grad():
-        q, k = parts.attn.project_qk(x)  # [T, H, D], [T, H_kv, D]
-        return block_score_map(q, k, block_size).float()  # [nb, nb]
 
 
 def _sample_path(

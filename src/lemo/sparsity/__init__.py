@@ -2,7 +2,7 @@
 
 from lemo.sparsity.layer import sparse_layer_forward
 from lemo.sparsity.parts import AttentionParts, LayerParts
-from lemo.sparsity.scoring import BlockScorer, OracleScorer
+from lemo.sparsity.scoring import BlockScorer, OracleScorer, oracle_map
 from lemo.sparsity.segments import Segment, find_segments
 from lemo.sparsity.selection import choose_rows, select_rows
 from lemo.sparsity.state import Selection, SparsityState
@@ -17,6 +17,7 @@ __all__ = [
     "SparsityState",
     "choose_rows",
     "find_segments",
+    "oracle_map",
     "select_rows",
     "sparse_layer_forward",
 ]

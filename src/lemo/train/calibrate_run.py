@@ -12,7 +12,7 @@ from lemo.assets import austen_split, smollm2_dir
 from lemo.config import SparsityConfig
 from lemo.integrations.transformers.calibration import calibrate, choose_keep_ratios
 from lemo.integrations.transformers.loading import load_model
-from lemo.predictor import CalibrationConfig
+from lemo.predictor import PredictorTrainingConfig
 from lemo.train.data import load_documents
 from lemo.train.loop import resolve_device
 
@@ -21,6 +21,11 @@ log = logging.getLogger(__name__)
 
 @dataclass
 class CalibrateConfig:
+    """One `lemo calibrate` run (the command's config, as `FinetuneConfig` is `lemo finetune`'s): which model and
+    texts, where the predictors go, an optional keep-ratio budget, and two nested sections: `sparsity` (the
+    sparse layers and blocks the predictors serve) and `calibration` (how they are trained,
+    `PredictorTrainingConfig`). The flags and YAML keys are those field names, unchanged by the class names."""
+
     model: str | None = None
     """HF model directory; default: the embedded SmolLM2-135M-Instruct."""
     data: list[str] = field(default_factory=list)
@@ -36,7 +41,7 @@ class CalibrateConfig:
     dtype: str = "auto"
     device: str = "auto"
     sparsity: SparsityConfig = field(default_factory=SparsityConfig)
-    calibration: CalibrationConfig = field(default_factory=CalibrationConfig)
+    calibration: PredictorTrainingConfig = field(default_factory=PredictorTrainingConfig)
 
 
 def run_calibrate(cfg: CalibrateConfig):

@@ -20,13 +20,13 @@ from torch import nn
 from lemo.config import SparsityConfig
 from lemo.integrations.transformers.archs import layer_parts, spec_for
 from lemo.integrations.transformers.patch import causal_lm
-from lemo.predictor.budget import DEFAULT_GRID, BudgetResult
-from lemo.predictor.budget import choose_keep_ratios as _choose_keep_ratios
-from lemo.predictor.calibrate import CalibrationConfig
 from lemo.predictor.calibrate import calibrate as _calibrate
+from lemo.predictor.config import PredictorTrainingConfig
 from lemo.predictor.identity import ModelIdentity, weight_fingerprint
 from lemo.predictor.model import PredictorSet
 from lemo.predictor.model import load_predictors as _load_predictors
+from lemo.sparsity.budget import DEFAULT_GRID, BudgetResult
+from lemo.sparsity.budget import choose_keep_ratios as _choose_keep_ratios
 from lemo.sparsity.parts import LayerParts
 
 Texts = str | Sequence[str] | Sequence[torch.Tensor] | Sequence[Sequence[int]]
@@ -72,7 +72,8 @@ def model_identity(model: nn.Module) -> ModelIdentity:
 
 
 class HFCalibrationModel:
-    """`lemo.predictor.calibrate.CalibrationModel` for an HF causal LM: frozen, dense, batch of one."""
+    """`lemo.predictor.CalibrationModel` (and so the budget search's `lemo.sparsity.budget.DenseModel`) for an HF
+    causal LM: frozen, dense, batch of one."""
 
     def __init__(self, model: nn.Module) -> None:
         self.model = model
@@ -196,7 +197,7 @@ def calibrate(
     tokenizer: Any = None,
     *,
     sparsity: SparsityConfig | None = None,
-    config: CalibrationConfig | None = None,
+    config: PredictorTrainingConfig | None = None,
     holdout: Texts | None = None,
     output_dir: str | Path | None = None,
 ) -> PredictorSet:
@@ -206,7 +207,7 @@ def calibrate(
         model: HF causal LM (plain or PEFT); frozen here, left in its original train/eval mode.
         texts: strings (tokenised with `tokenizer`, or the model directory's tokenizer) or token id sequences.
         sparsity: sparse layers, block size, keep ratios for the reported recall (default SparsityConfig()).
-        config: training settings (`CalibrationConfig`); `seq_len` sets the chunk length.
+        config: training settings (`PredictorTrainingConfig`); `seq_len` sets the chunk length.
         holdout: texts never trained on, for the recall in the report (recommended).
         output_dir: write predictors, calibration.json and PNG plots there.
 
@@ -215,10 +216,10 @@ def calibrate(
 
     Example::
 
-        preds = calibrate(model, [open("book.txt").read()], tok, config=CalibrationConfig(steps=200))
+        preds = calibrate(model, [open("book.txt").read()], tok, config=PredictorTrainingConfig(steps=200))
         lemo.apply(model, SparsityConfig(scorer="predictor", random_fraction=0.0), predictors=preds)
     """
-    cfg = config or CalibrationConfig()
+    cfg = config or PredictorTrainingConfig()
     chunks = token_chunks(texts, tokenizer, cfg.seq_len, max_chunks=cfg.max_chunks, model=model)
     if not chunks:
         raise ValueError(
@@ -276,17 +277,12 @@ def choose_keep_ratios(
     chunks = token_chunks(texts, tokenizer, seq_len, max_chunks=max_chunks, model=model)
     if not chunks:
         raise ValueError(f"the held-out texts give no chunk at --seq-len {seq_len}; pass more text.")
-    scores = None
-    if predictors is not None:
-        scorer = predictors.as_scorer()
-        b = (sparsity or SparsityConfig()).block_size
-        scores = lambda _i, parts, x: scorer(parts, x, b)
     return _choose_keep_ratios(
         HFCalibrationModel(model),
         chunks,
         target,
         sparsity=sparsity,
         grid=grid,
-        scores=scores,
+        scorer=predictors.as_scorer() if predictors is not None else None,  # None: the oracle
         progress=progress,
     )

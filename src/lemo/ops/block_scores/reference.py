@@ -1,4 +1,4 @@
-"""Oracle block scores, the definition that predictors approximate (design.md section 1, step 2).
+"""Oracle block scores, the definition that predictors approximate (docs/design.md section 1, step 2).
 
     s_ij  = sum_h relu(q_i^h . k_j^h) / sqrt(d_h)          pre-RoPE q, k; keys expanded for GQA; j <= i
     S_mn  = max_{i in block m, j in block n, j <= i} s_ij   for m >= n (lower triangle), 0 elsewhere

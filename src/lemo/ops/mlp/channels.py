@@ -1,4 +1,4 @@
-"""MLP variants for sparse layers (design.md section 1, step 6).
+"""MLP variants for sparse layers (docs/design.md section 1, step 6).
 
 `channel_sparse_mlp` is the artifact's Llama MLP: an exact SwiGLU forward whose backward keeps only the
 top `keep` fraction of intermediate channels (scored by activation norm over tokens). Only those channels'

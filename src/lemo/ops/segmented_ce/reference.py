@@ -1,4 +1,4 @@
-"""LM head + cross-entropy in segments, so the [N, V] logits never exist at once (design.md section 1, step 7).
+"""LM head + cross-entropy in segments, so the [N, V] logits never exist at once (docs/design.md section 1, step 7).
 
 Each segment's logits are made, reduced to a summed loss and dropped; activation checkpointing makes the
 backward rebuild them one segment at a time too. Peak extra memory is one segment's [chunk, V] in fp32.

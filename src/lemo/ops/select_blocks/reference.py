@@ -1,4 +1,4 @@
-"""Turn block scores into the kept block ids of one sequence (design.md section 1, step 3)."""
+"""Turn block scores into the kept block ids of one sequence (docs/design.md section 1, step 3)."""
 
 from __future__ import annotations
 

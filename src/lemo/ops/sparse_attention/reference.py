@@ -1,4 +1,4 @@
-"""Attention among kept tokens only, and the permutation-free residual update (design.md section 1, steps 4-5).
+"""Attention among kept tokens only, and the permutation-free residual update (docs/design.md section 1, steps 4-5).
 
 Layout: kept tokens of all segments are packed one after another ("varlen"): segment s owns rows
 cu_seqlens[s]:cu_seqlens[s+1]. Inside a segment rows are in their original order, so causality among kept

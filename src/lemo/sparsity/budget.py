@@ -10,7 +10,7 @@ drives every threshold down (keep everything). Ours states the trade-off explici
 - **Damage** D_l(r) is measured on held-out text with the oracle (or a predictor) choosing the blocks: the
   relative squared error of the layer's attention-sublayer output against the dense one,
   ||o_sparse - o_dense||^2 / ||o_dense||^2, where eliminated rows contribute o_sparse = 0 (they skip the
-  sublayer) and kept rows attend among kept tokens only, as the sparse layer does (design.md section 1).
+  sublayer) and kept rows attend among kept tokens only, as the sparse layer does (docs/design.md section 1).
   Each layer is measured on the dense model's hidden states, in isolation: damages are treated as additive,
   which ignores how one layer's elimination shifts the next layer's input (first-order, like Algorithm 1).
 - **Cost** C_l(r) is the kept-token fraction measured on the same text (ceil to whole blocks and the forced
@@ -22,28 +22,49 @@ drives every threshold down (keep everything). Ours states the trade-off explici
 
 A memory budget is turned into a kept fraction with `fraction_for_memory` from two measured points (the
 activation memory of token elimination is linear in the kept fraction; everything else is constant).
+
+Why this lives in `lemo.sparsity` and not with the predictors: the search chooses `SparsityConfig` keep ratios,
+and it measures with the same pieces as the training forward: blocks from any `BlockScorer` (the oracle by
+default; predictors are just another scorer), selection by `select_by_ratio`, and the attention sublayer on the
+kept rows through `AttentionParts.attend`. Nothing in it is specific to predictors. `lemo.predictor` re-exports
+its names for code written before the move.
 """
 
 from __future__ import annotations
 
 import math
 import statistics
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 import numpy as np
 import torch
 
 from lemo.config import SparsityConfig
-from lemo.ops import blocks_to_tokens, informativeness, select_by_ratio
+from lemo.ops import blocks_to_tokens, select_by_ratio
 from lemo.ops.select_blocks import forced_blocks
-from lemo.predictor.samples import CalibrationModel, oracle_map
 from lemo.sparsity.parts import LayerParts
+from lemo.sparsity.scoring import BlockScorer, OracleScorer
 
 DEFAULT_GRID = (0.1, 0.15, 0.2, 0.25, 0.3, 0.35, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 1.0)
-Scores = Callable[[int, LayerParts, torch.Tensor], torch.Tensor]
+
+
+class DenseModel(Protocol):
+    """A frozen dense model seen layer by layer: what the budget search measures on (implemented for HF models
+    in lemo.integrations.transformers.calibration; `lemo.predictor.CalibrationModel` adds what calibration needs)."""
+
+    num_layers: int
+
+    def layer_parts(self, index: int) -> LayerParts:
+        """The parts of decoder layer `index` (projections, norms, attention settings)."""
+
+    def normed_inputs(self, input_ids: torch.Tensor, layers: Sequence[int]) -> dict[int, torch.Tensor]:
+        """Run the frozen dense model on input_ids [T]; return {layer: input_layernorm output [T, d]}."""
+
+    def rotary(self, length: int) -> tuple[torch.Tensor, torch.Tensor]:
+        """cos, sin [length, head_dim] at positions 0..length-1 (as the model computes them, scaling in)."""
 
 
 def attention_output(
@@ -71,7 +92,7 @@ class DamageTable:
 
 
 def measure_damage(
-    model: CalibrationModel,
+    model: DenseModel,
     chunks: Sequence[torch.Tensor],
     layers: Sequence[int],
     grid: Sequence[float] = DEFAULT_GRID,
@@ -79,15 +100,16 @@ def measure_damage(
     block_size: int = 64,
     sink_blocks: int = 1,
     local_blocks: int = 1,
-    scores: Scores | None = None,
+    scorer: BlockScorer | None = None,
     progress: bool = False,
 ) -> DamageTable:
     """Measure D_l(r), C_l(r) and the equivalent relative threshold on held-out token chunks [T] each.
 
     Args:
-        scores: (layer, parts, x [T, d]) -> I_n [nb]; default the oracle. Pass a predictor's to measure the
-            damage of the blocks fine-tuning will really keep.
+        scorer: who chooses the blocks; default the oracle (`OracleScorer()`). Pass predictors' scorer
+            (`PredictorSet.as_scorer()`) to measure the damage of the blocks fine-tuning will really keep.
     """
+    scorer = scorer if scorer is not None else OracleScorer()
     grid = sorted({float(r) for r in grid})
     if not grid or grid[0] <= 0 or grid[-1] > 1:
         raise ValueError(f"grid={grid} must hold keep ratios in (0, 1], e.g. 0.1, 0.2, ..., 1.0.")
@@ -115,12 +137,7 @@ def measure_damage(
             for i in layers:
                 parts = model.layer_parts(i)
                 x = xs[i]  # [T, d]
-                s = (
-                    scores(i, parts, x)
-                    if scores is not None
-                    else informativeness(oracle_map(parts, x, block_size))
-                )
-                s = s.float().cpu()  # [nb]
+                s = scorer(parts, x, block_size).float().cpu()  # [nb]
                 dense = attention_output(parts, x, all_rows, cos, sin).float()  # [T, d]
                 den[i] += float(dense.square().sum())
                 for r in grid:
@@ -291,19 +308,20 @@ class BudgetResult:
 
 
 def choose_keep_ratios(
-    model: CalibrationModel,
+    model: DenseModel,
     chunks: Sequence[torch.Tensor],
     target: float,
     *,
     sparsity: SparsityConfig | None = None,
     grid: Sequence[float] = DEFAULT_GRID,
-    scores: Scores | None = None,
+    scorer: BlockScorer | None = None,
     resolution: float = 1e-3,
     progress: bool = False,
 ) -> BudgetResult:
     """Measure damage on held-out chunks; allocate per-layer keep ratios within `target` (mean kept fraction).
 
-    The sparse layers, block size and sink/local blocks come from `sparsity` (default SparsityConfig()).
+    The sparse layers, block size and sink/local blocks come from `sparsity` (default SparsityConfig());
+    `scorer` chooses the blocks (default the oracle; see `measure_damage`).
     """
     sparsity = sparsity or SparsityConfig()
     layers = sparsity.resolve_layers(model.num_layers)
@@ -317,7 +335,7 @@ def choose_keep_ratios(
         block_size=sparsity.block_size,
         sink_blocks=sparsity.sink_blocks,
         local_blocks=sparsity.local_blocks,
-        scores=scores,
+        scorer=scorer,
         progress=progress,
     )
     chosen = allocate(table.damage, table.cost, target, resolution=resolution)
