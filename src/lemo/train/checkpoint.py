@@ -9,7 +9,8 @@ Layout of a checkpoint folder `dir`:
 
 A save writes into a hidden temp folder and renames it into place, then rewrites `latest` the same way, so
 a run killed mid-save (OOM killer, preemption) leaves the previous checkpoint intact; the half-written temp
-folder is ignored on load and deleted by the next save. Only rank 0 should save.
+folder is ignored on load and deleted by the next save. Only rank 0 should save; FSDP2 runs (torchrun) write
+sharded checkpoints in the same folders instead (distributed_checkpoint.py).
 """
 
 from __future__ import annotations
@@ -264,6 +265,13 @@ def load_checkpoint(dir: Path | str) -> dict[str, Any] | None:
         step, hashes = int(meta["step"]), dict(meta["sha256"])
     except (OSError, ValueError, KeyError, TypeError) as err:
         raise _corrupt(meta_path, folder, f"unreadable ({err})") from err
+    if meta.get("sharded"):  # written by an FSDP2 run (distributed_checkpoint.py)
+        n = meta.get("world_size")
+        raise ValueError(
+            f"the checkpoint {folder} was written by {n} processes under torchrun; resume it with "
+            f"torchrun --nproc-per-node {n} -m lemo.cli finetune ... --resume, or start a new run in another "
+            "--output-dir."
+        )
     for f in (TRAINABLE, OPTIMIZER):
         path = folder / f
         if not path.is_file():

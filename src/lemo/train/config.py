@@ -72,7 +72,7 @@ class FinetuneConfig:
     steps: int = 20
     """Optimizer steps."""
     batch_size: int = 1
-    """Rows per micro-batch."""
+    """Rows per micro-batch (per rank under torchrun: a step sees batch_size x grad_accum x ranks rows)."""
     grad_accum: int = 1
     """Micro-batches per optimizer step (gradient accumulation): each step sees batch_size x grad_accum rows."""
     gradient_checkpointing: bool = False
@@ -108,6 +108,9 @@ class FinetuneConfig:
     """Show a progress bar."""
     report_to: list[str] = field(default_factory=list)
     """Also log each step's metrics to "tensorboard" (output_dir/tensorboard) and/or "wandb" (needs the package)."""
+    dist_timeout: int = 1800
+    """Under torchrun: seconds a collective (all-gather, reduce-scatter, checkpoint barrier) may wait for the other
+    ranks before the run stops with an error that explains the usual causes."""
 
     def __post_init__(self) -> None:
         if isinstance(self.lora, dict):
@@ -119,6 +122,8 @@ class FinetuneConfig:
             raise ValueError(f"--steps {self.steps} must be at least 1.")
         if not self.lr > 0:
             raise ValueError(f"--lr {self.lr} must be positive; try --lr 2e-4.")
+        if self.dist_timeout < 1:
+            raise ValueError(f"--dist-timeout {self.dist_timeout} must be at least 1 second; try 1800.")
         if self.grad_accum < 1:
             raise ValueError(f"--grad-accum {self.grad_accum} must be at least 1.")
         if self.lr_schedule not in ("constant", "linear", "cosine"):

@@ -2,6 +2,7 @@
 
 Order of work: resolve the model and data, wrap with LoRA, apply lemo, optionally resume, evaluate held-out
 perplexity, train with checkpoints every N steps, save the adapter and the run config, evaluate again.
+Under torchrun the same loop runs on every rank, with the model sharded by FSDP2 after `apply` (distributed.py).
 """
 
 from __future__ import annotations
@@ -24,10 +25,12 @@ from lemo.integrations.transformers import apply, enable_shifted_sparse_attentio
 from lemo.integrations.transformers.archs import spec_for
 from lemo.integrations.transformers.calibration import load_predictors
 from lemo.integrations.transformers.loading import load_model
+from lemo.train import distributed
 from lemo.train.checkpoint import capture_rng_state, load_checkpoint, restore_rng_state, save_checkpoint
 from lemo.train.config import FinetuneConfig
 from lemo.train.data import (
     DataOrder,
+    Example,
     Record,
     TextRecord,
     build_examples,
@@ -37,6 +40,8 @@ from lemo.train.data import (
     tokenize_documents,
     tokenize_records,
 )
+from lemo.train.distributed import Dist
+from lemo.train.distributed_checkpoint import check_world_size, load_sharded, read_meta, save_sharded
 from lemo.train.interrupt import TrainingInterrupted, stop_on_sigint
 from lemo.train.progress import MetricsWriter, Progress
 from lemo.train.reporting import Reporters
@@ -102,12 +107,37 @@ def _evaluate(
     return results
 
 
+class _Null:
+    """Metrics and reporters on ranks other than 0: they write nothing."""
+
+    def write(self, *_: Any) -> None: ...
+    def log(self, *_: Any) -> None: ...
+    def close(self) -> None: ...
+
+
 def finetune(cfg: FinetuneConfig, *, stop_after: int | None = None) -> FinetuneResult:
     """Run a fine-tune as described by `cfg`. `stop_after` ends the run early after that many steps
-    (as a kill would, but cleanly); used to test resuming."""
+    (as a kill would, but cleanly); used to test resuming. Under torchrun, every rank calls this."""
+    ctx, device_name = distributed.init(cfg.device, cfg.dist_timeout)
+    try:
+        with distributed.quiet_unless_main(ctx), distributed.explain_collective_errors(ctx):
+            return _finetune(cfg, ctx, device_name, stop_after)
+    finally:
+        distributed.close(ctx)
+
+
+def _finetune(cfg: FinetuneConfig, ctx: Dist, device_name: str, stop_after: int | None) -> FinetuneResult:
     out = Path(cfg.output_dir)
-    prepare_output_dir(out, resume=cfg.resume, overwrite=cfg.overwrite)
-    device, dtype = resolve_device(cfg.device, cfg.dtype)
+    device, dtype = resolve_device(device_name, cfg.dtype)
+    # Rank 0 alone touches the output folder and fills the caches (model conversion, Austen download); when it
+    # fails there, every rank stops with its message instead of waiting for it until the timeout.
+    distributed.run_on_main(
+        ctx, str(device), lambda: prepare_output_dir(out, resume=cfg.resume, overwrite=cfg.overwrite)
+    )
+    if not cfg.model:
+        distributed.run_on_main(ctx, str(device), smollm2_dir)
+    if not cfg.data:
+        distributed.run_on_main(ctx, str(device), austen_texts)
     model_dir = cfg.model or smollm2_dir()
     check_model_dir(model_dir)
     # What this run really uses (config.yaml and the checkpoints record it; resume compares against it).
@@ -115,10 +145,15 @@ def finetune(cfg: FinetuneConfig, *, stop_after: int | None = None) -> FinetuneR
         cfg, model=str(model_dir), dtype="bf16" if dtype == torch.bfloat16 else "fp32", device=str(device)
     )
     ckpt_dir = out / "checkpoints"
-    ckpt = load_checkpoint(ckpt_dir) if cfg.resume else None
+    ckpt = None
+    if cfg.resume:
+        # Sharded (torchrun) checkpoints are read after the model is sharded; here only their meta.json.
+        ckpt = read_meta(ckpt_dir) if ctx.enabled else load_checkpoint(ckpt_dir)
     if cfg.resume and ckpt is None:
         log.warning("--resume: no checkpoint in %s; starting from step 0.", ckpt_dir)
     if ckpt is not None:
+        if ctx.enabled:
+            check_world_size(ckpt, ctx)
         check_resume_compatible(ckpt["config"], used.to_dict(), FinetuneConfig().to_dict())
     # Seeded here, after smollm2_dir(): a first-run model conversion draws random numbers (and again before
     # LoRA init below), so a run's result does not depend on whether the conversion ran.
@@ -142,11 +177,12 @@ def finetune(cfg: FinetuneConfig, *, stop_after: int | None = None) -> FinetuneR
         held_ids = torch.tensor(
             [t for d in tokenize_documents(held_docs, tokenizer) for t in d], dtype=torch.long
         )
-    rows = cfg.batch_size * cfg.grad_accum
-    if rows > len(examples):
+    rows = cfg.batch_size * cfg.grad_accum  # this rank's rows per step
+    if rows * ctx.world_size > len(examples):
+        ranks = f" x {ctx.world_size} ranks" if ctx.enabled else ""
         raise ValueError(
-            f"--batch-size {cfg.batch_size} x --grad-accum {cfg.grad_accum} = {rows} rows per step, but the data "
-            f"gives only {len(examples)} rows of {cfg.seq_len} tokens; lower them or add text."
+            f"--batch-size {cfg.batch_size} x --grad-accum {cfg.grad_accum}{ranks} = {rows * ctx.world_size} rows "
+            f"per step, but the data gives only {len(examples)} rows of {cfg.seq_len} tokens; lower them or add text."
         )
     order = DataOrder(len(examples), seed=cfg.seed)
 
@@ -167,24 +203,39 @@ def finetune(cfg: FinetuneConfig, *, stop_after: int | None = None) -> FinetuneR
             raise ValueError("--scorer predictor needs --predictors DIR (made by `lemo calibrate`).")
         predictors = load_predictors(cfg.predictors, model=model)
     if cfg.sparse:
-        apply(model, cfg.sparsity, predictors=predictors)
+        sparsity = cfg.sparsity
+        if ctx.enabled and sparsity.inplace_residual:
+            # FSDP2 hands each layer its input through an autograd Function, and autograd forbids updating
+            # such a tensor in place; the out-of-place residual add computes the same numbers.
+            sparsity = dataclasses.replace(sparsity, inplace_residual=False)
+        apply(model, sparsity, predictors=predictors)
+    if ctx.enabled:
+        # After LoRA and apply, which only set attributes and hooks that the FSDP class swap keeps.
+        distributed.shard(model, ctx, str(device))
 
     params = [p for p in model.parameters() if p.requires_grad]
     optimizer = torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
     scheduler = build_scheduler(optimizer, cfg.lr_schedule, cfg.warmup_steps, cfg.steps)
 
     start = 0
-    if ckpt is not None:
+    if ctx.enabled:
+        # Each rank its own random stream (random blocks, dropout) so ranks do not draw alike; a resume
+        # restores each rank's stream from its checkpoint.
+        torch.manual_seed(cfg.seed + ctx.rank)
+    if ckpt is not None and ctx.enabled:
+        start = load_sharded(ckpt, model, optimizer, scheduler, ctx, str(device))
+    elif ckpt is not None:
         load_trainable_state(model, ckpt["trainable"])
         optimizer.load_state_dict(ckpt["optimizer"])
         scheduler.load_state_dict(ckpt["scheduler"])
         restore_rng_state(ckpt["rng"])
         start = ckpt["step"]
     result = FinetuneResult(out, out / "adapter", start_step=start)
-    say = print if cfg.progress else log.info
-    n_train = sum(p.numel() for p in params)
+    say = (print if cfg.progress else log.info) if ctx.is_main else (lambda *_: None)
+    n_train = sum(p.numel() for p in params)  # global counts: a DTensor's numel is its full size
+    where = f"{ctx.world_size} ranks ({ctx.backend}, FSDP2)" if ctx.enabled else str(device)
     say(
-        f"lemo finetune: {Path(model_dir).name} on {device} ({str(dtype).removeprefix('torch.')}), {len(examples)} rows "
+        f"lemo finetune: {Path(model_dir).name} on {where} ({str(dtype).removeprefix('torch.')}), {len(examples)} rows "
         f"of {cfg.seq_len} tokens from {source}, {n_train / 1e6:.2f}M trainable, "
         f"token elimination {'on' if cfg.sparse else 'off'}"
         + (", shifted sparse attention (S²)" if cfg.attention == "s2" else "")
@@ -192,9 +243,13 @@ def finetune(cfg: FinetuneConfig, *, stop_after: int | None = None) -> FinetuneR
     )
     if start == 0:
         result.ppl_before = _evaluate(model, held_ids, cfg, "before", say)
-    used.save_yaml(out / "config.yaml")
+    if ctx.is_main:
+        used.save_yaml(out / "config.yaml")
 
     def save(step: int) -> None:
+        if ctx.enabled:
+            save_sharded(ckpt_dir, step, model, optimizer, scheduler, used.to_dict(), ctx)
+            return
         state = {
             "trainable": trainable_state(model),
             "optimizer": optimizer.state_dict(),
@@ -206,21 +261,27 @@ def finetune(cfg: FinetuneConfig, *, stop_after: int | None = None) -> FinetuneR
         save_checkpoint(ckpt_dir, step, state)
 
     model.train()
-    # One draw of batch_size x grad_accum rows per optimizer step, so steps (and resume) count optimizer steps.
-    batches = order.batches(start, rows)
-    metrics = MetricsWriter(out / "metrics.jsonl", resume_step=start)
-    reporters = Reporters(cfg.report_to, out, used.to_dict())
+    # One draw of batch_size x grad_accum x ranks rows per optimizer step, so steps (and resume) count
+    # optimizer steps; each rank trains on its own contiguous slice of the draw.
+    batches = order.batches(start, rows * ctx.world_size)
+    main = ctx.is_main
+    metrics = MetricsWriter(out / "metrics.jsonl", resume_step=start) if main else _Null()
+    reporters = Reporters(cfg.report_to, out, used.to_dict()) if main else _Null()
     with (
         stop_on_sigint() as stop,
-        Progress(cfg.steps, initial=start, device=device, disable=not cfg.progress) as bar,
+        Progress(cfg.steps, initial=start, device=device, disable=not (cfg.progress and main)) as bar,
     ):
         for step in range(start, cfg.steps):
-            idx = next(batches)
+            drawn = next(batches)
+            idx = DataOrder.shard(drawn, ctx.rank, ctx.world_size)
             micro = [
                 collate([examples[i] for i in idx[j : j + cfg.batch_size]])
                 for j in range(0, rows, cfg.batch_size)
             ]
-            loss = _accumulate(model, micro, device)
+            if ctx.enabled:
+                loss = _accumulate_dist(model, micro, device, _label_count([examples[i] for i in drawn]), ctx)
+            else:
+                loss = _accumulate(model, micro, device)
             if cfg.max_grad_norm > 0:
                 torch.nn.utils.clip_grad_norm_(params, cfg.max_grad_norm)
             optimizer.step()
@@ -228,6 +289,9 @@ def finetune(cfg: FinetuneConfig, *, stop_after: int | None = None) -> FinetuneR
             optimizer.zero_grad(set_to_none=True)
             kept = mean_kept_fraction(model) if cfg.sparse else 1.0
             tokens = sum(int(b["attention_mask"].sum()) for b in micro)
+            if ctx.enabled:  # the whole job's tokens, and the ranks' mean kept fraction
+                kept = distributed.all_sum(kept, ctx, str(device)) / ctx.world_size
+                tokens = int(distributed.all_sum(tokens, ctx, str(device)))
             record = bar.update(loss=loss, tokens=tokens, kept=kept)
             record["lr"] = scheduler.get_last_lr()[0]
             if predictors is not None:
@@ -241,6 +305,8 @@ def finetune(cfg: FinetuneConfig, *, stop_after: int | None = None) -> FinetuneR
             result.losses.append(loss)
             done = step + 1
             saved = (cfg.save_every and done % cfg.save_every == 0) or done == cfg.steps
+            if ctx.enabled:  # a Ctrl-C seen by one rank stops all of them at the same step
+                stop.requested = distributed.any_rank(stop.requested, ctx, str(device))
             if saved or stop.requested:
                 save(done)
             if stop.requested:
@@ -254,7 +320,10 @@ def finetune(cfg: FinetuneConfig, *, stop_after: int | None = None) -> FinetuneR
                 return result
     metrics.close()
     reporters.close()
-    save_adapter(model, result.adapter_dir)
+    if ctx.enabled:
+        distributed.save_adapter(model, result.adapter_dir, ctx)
+    else:
+        save_adapter(model, result.adapter_dir)
     result.ppl_after = _evaluate(model, held_ids, cfg, "after", say)
     say(f"adapter saved to {result.adapter_dir}")
     return result
@@ -275,7 +344,35 @@ def _accumulate(model, micro: list[dict[str, torch.Tensor]], device: torch.devic
     return sum(_train_step(model, b, device, n / total) for b, n in zip(micro, counts, strict=True) if n)
 
 
-def _train_step(model, batch: dict[str, torch.Tensor], device: torch.device, weight: float) -> float:
+def _label_count(rows: list[Example]) -> int:
+    """Labelled tokens of rows (a row's first label is never scored: the loss shifts by one)."""
+    return sum(int((e.labels[1:] != -100).sum()) for e in rows)
+
+
+def _accumulate_dist(
+    model, micro: list[dict[str, torch.Tensor]], device: torch.device, total: int, ctx: Dist
+) -> float:
+    """`_accumulate` for one rank of an FSDP2 job: each micro-batch's mean loss is weighted by its share of
+    the *global* batch's `total` labelled tokens, so the gradients summed over ranks (divide factor 1, see
+    `distributed.shard`) are one big batch's; returns the global step loss (summed over ranks).
+
+    Every micro-batch runs, even one without labels (it gets a stand-in label and weight 0): each forward and
+    backward is a collective, and a rank that skipped one would leave the others waiting.
+    """
+    local = 0.0
+    for b in micro:
+        n = int((b["labels"][:, 1:] != -100).sum())
+        if n == 0 and total > 0:
+            labels = b["labels"].clone()  # [B, T]
+            labels[0, -1] = b["input_ids"][0, -1]
+            b = {**b, "labels": labels}
+        local += _train_step(model, b, device, n / total if total else 1.0, ctx)
+    return distributed.all_sum(local, ctx, str(device))
+
+
+def _train_step(
+    model, batch: dict[str, torch.Tensor], device: torch.device, weight: float, ctx: Dist | None = None
+) -> float:
     t0 = time.perf_counter()
     inputs: dict[str, Any] = {
         "input_ids": batch["input_ids"].to(device),
@@ -289,10 +386,14 @@ def _train_step(model, batch: dict[str, torch.Tensor], device: torch.device, wei
     if not torch.equal(batch["position_ids"], torch.arange(T).expand_as(batch["position_ids"])):
         inputs["position_ids"] = batch["position_ids"].to(device)
     loss = model(**inputs).loss
-    if not math.isfinite(loss.item()):
+    bad = not math.isfinite(loss.item())
+    if ctx is not None and ctx.enabled:  # all ranks stop together, or the healthy ones wait in backward
+        bad = distributed.any_rank(bad, ctx, str(device))
+    if bad:
         raise FloatingPointError(
             "the loss is not finite; lower --lr, or use --dtype fp32 to check for overflow."
         )
+    # weight 0 (a stand-in micro-batch) still runs backward: its reduce-scatter is a collective.
     (loss * weight if weight != 1.0 else loss).backward()
     log.debug("micro-batch took %.2fs", time.perf_counter() - t0)
     return float(loss.item()) * weight

@@ -53,6 +53,22 @@ class DataOrder:
                 yield batch
                 batch = []
 
+    @staticmethod
+    def shard(batch: list[int], rank: int, world_size: int) -> list[int]:
+        """Rank `rank`'s part of one global batch: the `rank`-th of `world_size` equal contiguous slices.
+
+        Every rank draws the same global batch (same seed, same step), so the slices are disjoint, together
+        cover the batch, and depend only on (step, rank, world_size): a resume at the same world size gives
+        each rank the rows it would have had.
+        """
+        if world_size < 1 or not 0 <= rank < world_size or len(batch) % world_size:
+            raise ValueError(
+                f"cannot split a batch of {len(batch)} rows over {world_size} ranks as rank {rank}; the global "
+                "batch must be --batch-size x --grad-accum x the number of ranks."
+            )
+        per = len(batch) // world_size
+        return batch[rank * per : (rank + 1) * per]
+
     def epoch_at(self, step: int, batch_size: int = 1) -> float:
         """Fractional epoch reached after `step` steps (for logs)."""
         return step * batch_size / self.num_examples
