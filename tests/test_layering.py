@@ -21,6 +21,7 @@ ORDER = {
     "api": 4,
     "cli": 5,
     "__init__": 5,
+    "__main__": 5,
 }
 THIRD_PARTY_BANNED_BELOW_INTEGRATIONS = ("transformers", "peft", "accelerate")
 

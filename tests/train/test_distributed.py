@@ -2,7 +2,7 @@
 
 One `mp.spawn` of 2 ranks runs every in-process check (steps on two architectures, apply before/after
 fully_shard, keep_ratio=1 against dense, a real gloo timeout) and writes what it saw; the references are computed
-here, in the test process. The end-to-end tests launch `torchrun -m lemo.cli finetune` itself.
+here, in the test process. The end-to-end tests launch `torchrun -m lemo finetune` itself.
 """
 
 from __future__ import annotations
@@ -241,7 +241,7 @@ def _torchrun(args: list[str]) -> subprocess.Popen:
     env = {**os.environ, "PYTHONPATH": str(REPO / "src"), "OMP_NUM_THREADS": "1"}
     cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node", "2"]
     return subprocess.Popen(
-        [*cmd, "-m", "lemo.cli", *args], env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
+        [*cmd, "-m", "lemo", *args], env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
     )
 
 

@@ -1,6 +1,6 @@
 """Data-parallel `lemo finetune` over FSDP2: process group, sharding, rank-0 output, collective errors.
 
-`torchrun --nproc-per-node N -m lemo.cli finetune ...` starts N copies of the ordinary loop; this module is
+`torchrun --nproc-per-node N -m lemo finetune ...` starts N copies of the ordinary loop; this module is
 everything they do differently (see docs/distributed.md):
 
 - the process group comes from torchrun's environment (nccl on CUDA, gloo on CPU);
@@ -123,7 +123,7 @@ def init(device: str, timeout_s: int = 1800) -> tuple[Dist, str]:
             if var not in os.environ:
                 raise RuntimeError(
                     f"WORLD_SIZE={world} but {var} is not set; start multi-process runs with "
-                    "torchrun --nproc-per-node N -m lemo.cli finetune ..."
+                    "torchrun --nproc-per-node N -m lemo finetune ..."
                 )
         dist.init_process_group(backend, timeout=timedelta(seconds=timeout_s))
         owns = True
