@@ -43,6 +43,14 @@ CASES = {  # name: (arch, sparsity, apply after fully_shard, gradient checkpoint
     "llama-keep-1": ("llama", {**SPARSE, "keep_ratio": 1.0}, False, False, torch.float32),
     "qwen2-checkpointing": ("qwen2", SPARSE, False, True, torch.float32),
     "llama-bf16-base": ("llama", SPARSE, False, False, torch.bfloat16),  # fp32 LoRA beside it, one unit
+    # the memory stack of docs/longest.md: host offload (reentrant-style recompute) and tiling under FSDP2
+    "llama-offload-tiled": (
+        "llama",
+        {**SPARSE, "offload": "cpu", "tile_tokens": 48, "tile_attention": True},
+        False,
+        False,
+        torch.float32,
+    ),
 }
 
 
