@@ -10,6 +10,8 @@ from lemo.eval.config import DataConfig, EvalConfig
 from lemo.eval.perplexity import PerplexityResult
 from lemo.eval.run import evaluate as _evaluate
 from lemo.eval.run import make_task_data as _make_task_data
+from lemo.plan import Plan, PlanConfig
+from lemo.plan import predict as _predict
 from lemo.train.calibrate_run import CalibrateConfig, run_calibrate
 from lemo.train.config import FinetuneConfig
 from lemo.train.loop import FinetuneResult
@@ -38,6 +40,14 @@ def make_task_data(config: DataConfig | None = None, **overrides: Any) -> Path:
 def calibrate_predictors(config: CalibrateConfig | None = None, **overrides: Any):
     """`lemo calibrate`: load a model, train its predictors, save them (and optionally budgeted keep ratios)."""
     return run_calibrate(config or CalibrateConfig(**overrides))
+
+
+def plan(config: PlanConfig | None = None, **overrides: Any) -> Plan:
+    """`lemo plan`: predicted GPU peak, pinned host memory and step time of one training step, with what to
+    change when it does not fit; reads the model's config.json only (no GPU, no weights). Prints the table."""
+    result = _predict(config or PlanConfig(**overrides))
+    print(result.format())
+    return result
 
 
 def env() -> str:

@@ -10,6 +10,7 @@ from lemo import api
 from lemo.cli import bench
 from lemo.cli.args import build_parser, config_from_args
 from lemo.eval.config import DataConfig, EvalConfig
+from lemo.plan import PlanConfig
 from lemo.train.calibrate_run import CalibrateConfig
 from lemo.train.config import FinetuneConfig, load_yaml
 from lemo.train.interrupt import TrainingInterrupted
@@ -31,6 +32,12 @@ COMMANDS = {
         CalibrateConfig,
         api.calibrate_predictors,
         "train block-score predictors (+ budgeted keep ratios)",
+    ),
+    "plan": (
+        PlanConfig,
+        api.plan,
+        "predicted GPU peak, pinned host memory and step time of a training step, and what to change when it "
+        "does not fit (reads config.json only: no GPU, no weights)",
     ),
 }
 BENCH_HELP = (

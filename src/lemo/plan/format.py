@@ -1,0 +1,136 @@
+"""The plan as a table, and what to change when it does not fit (each suggestion is planned, not guessed)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from lemo.plan.config import PlanConfig
+    from lemo.plan.core import Plan
+
+TILE = 8192  # the tile suggested when the MLP working set sets the peak
+
+
+def _settings(p: Plan) -> list[str]:
+    c, s = p.config, p.config.sparsity
+    lines = [
+        f"{p.shape.name}: T={c.seq_len} x batch {c.batch_size}, LoRA r={c.lora.rank} on {','.join(c.lora.targets)}, "
+        f"{c.dtype} on {c.device}, checkpointing {'on' if c.checkpointing else 'off'}"
+    ]
+    if not c.sparse:
+        lines.append("token elimination off, the model's own loss (plain LoRA)")
+        return lines
+    layers = s.resolve_layers(p.shape.layers)
+    where = f"layers {layers[0]}-{layers[-1]}" if layers else "no layer"
+    lines.append(
+        f"elimination on {where} (kept {p.kept_fraction:.1%} of rows), mlp={s.mlp}, "
+        f"{'shared' if s.shared_selection else 'per-layer'} selection, loss on {s.loss_tokens} positions, "
+        + (f"segmented loss (chunk {s.loss_chunk})" if s.segmented_loss else "the model's own loss")
+        + f", offload={s.offload}, tile_tokens={s.tile_tokens}"
+        + (", tiled attention" if getattr(s, "tile_attention", False) else "")
+    )
+    return lines
+
+
+def format_plan(p: Plan) -> str:
+    out = ["lemo plan  " + _settings(p)[0], *("           " + line for line in _settings(p)[1:])]
+    out.append(f"GPU peak (allocated)     {p.gpu_peak_gib:8.2f} GiB   at {p.phase}")
+    for name, gib in sorted(p.breakdown_gib.items(), key=lambda kv: -kv[1]):
+        if gib >= 0.005:
+            out.append(f"  {name:<30}{gib:8.2f} GiB")
+    verdict = "fits" if p.fits_gpu else "DOES NOT FIT"
+    out.append(
+        f"GPU need (+{p.config.margin:.1%} headroom) {p.gpu_need_gib:6.2f} GiB of {p.gpu_cap_gib:.1f} GiB: {verdict}"
+    )
+    if p.host_gib or p.config.sparsity.offload == "cpu":
+        cap = "unknown" if p.host_cap_gib is None else f"{p.host_cap_gib:.1f} GiB available"
+        out.append(
+            f"host (pinned offload)    {p.host_gib:8.2f} GiB   of {cap}: {'fits' if p.fits_host else 'DOES NOT FIT'}"
+        )
+    tokens = p.config.seq_len * p.config.batch_size
+    out.append(f"step time (H200 rates)   {p.step_s:8.2f} s     {tokens / p.step_s:,.0f} tokens/s")
+    if p.copy_s:
+        out.append(
+            f"  host copies            {p.copy_s:8.2f} s each way, overlapped with {p.compute_s:.2f} s compute"
+        )
+    if p.advice:
+        out.append("advice:")
+        out.extend(f"  - {a}" for a in p.advice)
+    return "\n".join(out)
+
+
+def _candidates(c: PlanConfig) -> list[tuple[str, dict]]:
+    s = c.sparsity
+    out: list[tuple[str, dict]] = []
+    if not c.checkpointing:
+        out.append(
+            ("turn on gradient checkpointing (--gradient-checkpointing)", {"gradient_checkpointing": True})
+        )
+    if not c.sparse:
+        out.append(
+            (
+                "use lemo (drop --no-sparse; --sparse-layers none keeps it exact with the segmented loss)",
+                {"sparse": True, "gradient_checkpointing": True},
+            )
+        )
+        return out
+    if not s.segmented_loss:
+        out.append(("turn on the segmented loss (--segmented-loss)", {"sparsity": {"segmented_loss": True}}))
+    if s.offload == "none":
+        out.append(
+            ("offload stored layer inputs to host memory (--offload cpu)", {"sparsity": {"offload": "cpu"}})
+        )
+    if s.tile_tokens == 0 and c.seq_len > TILE:
+        out.append((f"tile the MLP (--tile-tokens {TILE})", {"sparsity": {"tile_tokens": TILE}}))
+        if s.offload == "none":
+            out.append(
+                (
+                    f"offload and tile (--offload cpu --tile-tokens {TILE})",
+                    {"sparsity": {"offload": "cpu", "tile_tokens": TILE}},
+                )
+            )
+    if hasattr(s, "tile_attention") and not s.tile_attention and c.seq_len > TILE:
+        tile = s.tile_tokens or TILE
+        out.append(
+            (
+                f"offload and tile the whole layer (--offload cpu --tile-tokens {tile} --tile-attention)",
+                {"sparsity": {"offload": "cpu", "tile_tokens": tile, "tile_attention": True}},
+            )
+        )
+    keep = s.keep_ratio if isinstance(s.keep_ratio, float) else max(s.keep_ratio)
+    if s.sparse_layers != "none":
+        for lower in (0.4, 0.25):
+            if keep > lower:
+                out.append(
+                    (f"lower the keep ratio (--keep-ratio {lower})", {"sparsity": {"keep_ratio": lower}})
+                )
+                break
+    return out
+
+
+def advise(p: Plan, replan: Callable[[PlanConfig], Plan]) -> list[str]:
+    """Changes that would make `p` fit, each with its planned peak; the longest T that fits as it is."""
+    if p.fits:
+        return []
+    from lemo.plan.core import _with, longest_seq_len
+
+    lines = []
+    for text, change in _candidates(p.config):
+        q = replan(_with(p.config, **change))
+        if q.gpu_peak_gib >= p.gpu_peak_gib and q.fits_host == p.fits_host:
+            continue  # no help
+        host = f", host {q.host_gib:.1f} GiB" if q.host_gib else ""
+        status = "fits" if q.fits else "still too big"
+        lines.append(f"{text}: GPU {q.gpu_peak_gib:.1f} GiB{host}, {q.step_s:.1f} s/step ({status})")
+    lines.sort(key=lambda line: not line.endswith("(fits)"))
+    longest = longest_seq_len(p.config)
+    if longest:
+        lines.append(f"or shorten the rows: --seq-len {longest} is the longest that fits as configured")
+    elif not lines:
+        lines.append("not even 1024 tokens fit: use a larger GPU or a smaller model")
+    if not p.fits_host:
+        lines.insert(
+            0, f"host memory: offload needs {p.host_gib:.1f} GiB pinned, {p.host_cap_gib:.1f} GiB available"
+        )
+    return lines

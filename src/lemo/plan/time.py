@@ -1,0 +1,125 @@
+"""Step time from work counts divided by rates fitted to the committed H200 benchmarks.
+
+Work of one step, summed over layers (rows: the rows each layer runs; sparse layers run their kept rows):
+- linear FLOPs: 2 x rows x weights per pass; passes = forward + input-gradient backward (frozen weights get
+  no weight gradient) + the recompute under checkpointing;
+- attention FLOPs: 2 x n^2 x heads x head_dim per forward (QK^T and PV, halved by the causal mask), with the
+  backward counted as 2.5 forwards (flash: dQ, dK, dV and the recomputed P) and one more under checkpointing;
+- LM head FLOPs: 2 x scored rows x vocab x hidden, twice (HF: forward + backward; Triton: logits and the hidden
+  gradient both in the forward), three times for the reference segmented loss (its chunks are checkpoints);
+- memory traffic: the bytes of saved activations, once per pass (norms, RoPE, casts, adds are bound by it);
+- launches: one unit per layer per pass (what dominates a 135M model at short T).
+The rates are fitted by least squares on relative error over the benchmark rows (benchmarks/plan_validation.py
+--fit prints them); they describe an H200 with the Triton kernels and are only a rough guide elsewhere.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from dataclasses import dataclass
+
+from lemo.plan.config import PlanConfig
+from lemo.plan.memory import MemoryEstimate, _layer_saved, backend, tile_attention
+from lemo.plan.shapes import ModelShape
+
+FLASH_BACKWARD = 2.5  # flash-attention backward in forward-equivalents
+
+
+@dataclass(frozen=True)
+class Rates:
+    """Seconds per unit of each work count (1 / throughput). Fitted on the H200 rows; see module docstring.
+    Sparse layers get their own attention and launch rates: they run lemo's Triton varlen kernel and the
+    gather/scatter of kept rows, dense layers HF's SDPA (flash)."""
+
+    linear_flop_s: float  # s per linear FLOP (decoder linears and the LM head)
+    attention_flop_s: float  # s per attention FLOP in dense layers
+    sparse_attention_flop_s: float  # s per attention FLOP in sparse layers
+    byte_s: float  # s per activation byte per pass
+    launch_s: float  # s per dense layer pass
+    sparse_launch_s: float  # s per sparse layer pass
+
+
+# `python benchmarks/plan_validation.py --fit` on the 104 modelled H200 rows (7B/8B/SmolLM2, T 4K-114K):
+# 820 TFLOP/s linear, 470 (SDPA) and 323 (lemo varlen) TFLOP/s attention, 0.5 TB/s activation traffic,
+# 0.89 ms per dense and 1.43 ms per sparse layer pass.
+H200 = Rates(
+    linear_flop_s=1.22e-15,
+    attention_flop_s=2.127e-15,
+    sparse_attention_flop_s=3.098e-15,
+    byte_s=1.980e-12,
+    launch_s=0.888e-3,
+    sparse_launch_s=1.430e-3,
+)
+
+
+@dataclass
+class Work:
+    linear_flop: float
+    attention_flop: float
+    sparse_attention_flop: float
+    head_flop: float
+    activation_bytes: float
+    launches: float
+    sparse_launches: float
+
+    def vector(self) -> list[float]:
+        """The fitted terms in `Rates` order (the LM head is a linear)."""
+        return [
+            self.linear_flop + self.head_flop,
+            self.attention_flop,
+            self.sparse_attention_flop,
+            self.activation_bytes,
+            self.launches,
+            self.sparse_launches,
+        ]
+
+
+def work(shape: ModelShape, cfg: PlanConfig, mem: MemoryEstimate) -> Work:
+    e = 2 if cfg.dtype == "bf16" else 4
+    passes = 3 if cfg.checkpointing else 2
+    attn_passes = 1 + FLASH_BACKWARD + (1 if cfg.checkpointing else 0)
+    B = cfg.batch_size
+    lin = att = sparse_att = traffic = 0.0
+    hd = shape.heads * shape.head_dim
+    tile = cfg.sparsity.tile_tokens if cfg.sparse else 0
+    off = {"tile_tokens": 0, **({"tile_attention": False} if hasattr(cfg.sparsity, "tile_attention") else {})}
+    untiled = dataclasses.replace(cfg, sparsity=dataclasses.replace(cfg.sparsity, **off))
+    for r in mem.layers:
+        # A tiled MLP runs once more: its backward recomputes each tile.
+        mlp_passes = passes + (1 if 0 < tile < r.mlp_rows else 0)
+        attn_lin_passes = passes + (
+            1 if tile_attention(cfg) and tile < r.attn_rows else 0
+        )  # tiles recomputed
+        lin += 2 * r.attn_rows * shape.attention_params() * attn_lin_passes
+        lin += 2 * r.mlp_rows * shape.mlp_params() * mlp_passes
+        n = r.attn_rows / B  # rows of one sequence: attention is quadratic per sequence
+        flop = 2 * n * n * hd * B * attn_passes
+        if r.sparse:
+            sparse_att += flop
+        else:
+            att += flop
+        traffic += _layer_saved(shape, r, untiled, e) * passes  # tiling bounds, not removes, the traffic
+    scored = B * cfg.seq_len
+    sp = cfg.sparsity
+    segmented = cfg.sparse and sp.segmented_loss
+    sparse_rows = [r for r in mem.layers if r.sparse]
+    if segmented and sp.loss_tokens == "kept" and sparse_rows:
+        scored = sparse_rows[-1].attn_rows
+    scored = min(scored, math.ceil(cfg.labelled_fraction * B * cfg.seq_len))
+    head_passes = 3 if segmented and backend(cfg) == "reference" else 2
+    head = 2 * scored * shape.vocab * shape.hidden * head_passes
+    n_sparse = sum(r.sparse for r in mem.layers)
+    return Work(
+        lin,
+        att,
+        sparse_att,
+        head,
+        traffic,
+        float((shape.layers - n_sparse) * passes),
+        float(n_sparse * passes),
+    )
+
+
+def step_seconds(w: Work, rates: Rates = H200) -> float:
+    return sum(a * b for a, b in zip(w.vector(), dataclasses.astuple(rates)))

@@ -1,0 +1,188 @@
+"""`lemo plan`: shapes, settings, verdicts and advice, the CLI, and the committed validation table."""
+
+from __future__ import annotations
+
+import csv
+import json
+import math
+from pathlib import Path
+
+import pytest
+import torch
+
+import lemo
+from lemo.cli.__main__ import main
+from lemo.ops import select_by_ratio
+from lemo.plan import SHAPES, PlanConfig, check_fits, longest_seq_len, predict, resolve_shape
+from lemo.plan.memory import kept_rows
+
+ROOT = Path(__file__).resolve().parents[2]
+LONG = dict(shape="llama3-8b", seq_len=131072, gradient_checkpointing=True, host_gib=120.0)
+
+
+def test_config_json_is_read_without_weights(tmp_path):
+    cfg = {
+        "hidden_size": 576,
+        "intermediate_size": 1536,
+        "num_hidden_layers": 30,
+        "num_attention_heads": 9,
+        "num_key_value_heads": 3,
+        "vocab_size": 49152,
+        "head_dim": 64,
+        "tie_word_embeddings": True,
+    }
+    (tmp_path / "config.json").write_text(json.dumps(cfg))
+    assert resolve_shape(str(tmp_path), None).total_params() == SHAPES["smollm2"].total_params()
+    # 134.5M parameters: SmolLM2-135M with its tied embedding counted once.
+    assert SHAPES["smollm2"].total_params() == pytest.approx(134.5e6, rel=0.01)
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "fix"),
+    [
+        (dict(shape="llama3-8b", model="x"), "not both"),
+        (dict(shape="gpt5"), "--shape 'gpt5' is unknown"),
+        (dict(), "pass --model DIR"),
+        (dict(model="/nonexistent/dir"), "config.json"),
+        (dict(shape="tiny", seq_len=0), "--seq-len"),
+        (dict(shape="tiny", lora={"targets": ["qkv"]}), "q_proj"),
+        (dict(shape="tiny", sparsity=lemo.SparsityConfig(selection="threshold")), "keep_ratio"),
+        (dict(shape="tiny", gpu_gib=-1.0), "--gpu-gib"),
+    ],
+)
+def test_bad_settings_name_the_fix(kwargs, fix):
+    with pytest.raises((ValueError, FileNotFoundError), match=fix):
+        predict(PlanConfig(**kwargs))
+
+
+def test_missing_config_field_names_it(tmp_path):
+    (tmp_path / "config.json").write_text(json.dumps({"hidden_size": 64}))
+    with pytest.raises(ValueError, match="intermediate_size"):
+        predict(PlanConfig(model=str(tmp_path)))
+
+
+@pytest.mark.parametrize(("T", "keep"), [(4096, 0.6), (1000, 0.4), (32768, 0.25), (200, 0.9)])
+def test_kept_rows_match_the_selection(T, keep):
+    cfg = lemo.SparsityConfig(keep_ratio=keep)
+    nb = -(-T // cfg.block_size)
+    blocks = select_by_ratio(torch.rand(nb), keep, cfg.sink_blocks, cfg.local_blocks)
+    tokens = sum(min(cfg.block_size, T - b * cfg.block_size) for b in blocks.tolist())
+    assert kept_rows(T, keep, cfg) == tokens
+
+
+def test_offload_moves_the_stored_inputs_to_the_host():
+    on_gpu = predict(PlanConfig(**LONG))
+    off = predict(PlanConfig(**LONG, sparsity=lemo.SparsityConfig(offload="cpu")))
+    stored = on_gpu.breakdown_gib["stored layer inputs"]
+    assert off.host_gib == pytest.approx(stored)
+    # Llama-3-8B at 128K, keep 0.6: 16 dense layers x 1 GiB and 16 sparse ones x 0.6 GiB of kept rows.
+    assert stored == pytest.approx(
+        16 * 1.0 + 16 * kept_rows(131072, 0.6, lemo.SparsityConfig()) / 131072, rel=1e-6
+    )
+    assert off.gpu_peak_gib < on_gpu.gpu_peak_gib - stored + 2.1  # at most two layers' inputs stay in flight
+
+
+def test_tiling_bounds_the_mlp_working_set():
+    plain = predict(PlanConfig(**LONG))
+    tiled = predict(PlanConfig(**LONG, sparsity=lemo.SparsityConfig(tile_tokens=8192)))
+    mlp = plain.breakdown_gib["layer 31 MLP activations+grads"]
+    assert tiled.breakdown_gib["layer 31 MLP (tiled)"] < mlp / 3
+    assert tiled.step_s > plain.step_s  # the tiles are recomputed in backward
+
+
+def test_too_big_plan_advises_and_check_fits_refuses():
+    plan = predict(PlanConfig(**LONG, gpu_gib=74.5))
+    assert not plan.fits
+    assert any("--offload cpu" in a and a.endswith("(fits)") for a in plan.advice)
+    assert any(a.startswith("or shorten the rows: --seq-len") for a in plan.advice)
+    with pytest.raises(ValueError, match="will not fit") as err:
+        check_fits(plan, "cuda")
+    assert "advice:" in str(err.value) and "--no-plan" in str(err.value)
+    fine = predict(PlanConfig(shape="llama3-8b", seq_len=8192, gradient_checkpointing=True, gpu_gib=74.5))
+    assert fine.fits and not fine.advice
+    assert check_fits(fine, "cuda") is fine or check_fits(fine, "cuda").fits
+
+
+def test_host_limit_is_a_verdict_too():
+    plan = predict(PlanConfig(**{**LONG, "host_gib": 4.0}, sparsity=lemo.SparsityConfig(offload="cpu")))
+    assert plan.fits_gpu and not plan.fits_host and not plan.fits
+    assert "host memory" in plan.advice[0]
+
+
+def test_longest_seq_len_is_the_boundary():
+    cfg = PlanConfig(shape="llama3-8b", gradient_checkpointing=True, gpu_gib=74.5)
+    T = longest_seq_len(cfg, granularity=8192)
+    assert predict(cfg, seq_len=T).fits and not predict(cfg, seq_len=T + 8192).fits
+
+
+def test_no_checkpointing_is_advised_first():
+    plan = predict(PlanConfig(shape="llama3-8b", seq_len=32768, gpu_gib=74.5))
+    assert "gradient checkpointing" in plan.advice[0] or any(
+        "gradient checkpointing" in a for a in plan.advice
+    )
+
+
+def test_from_finetune_plans_what_finetune_runs():
+    from lemo.train.config import FinetuneConfig
+
+    ft = FinetuneConfig(seq_len=16384, gradient_checkpointing=True, device="cuda", dtype="auto")
+    cfg = PlanConfig.from_finetune(ft, shape="smollm2")
+    assert (cfg.seq_len, cfg.dtype, cfg.device, cfg.checkpointing) == (16384, "bf16", "cuda", True)
+    assert cfg.sparsity == ft.sparsity and cfg.lora.targets == ft.lora.targets
+
+
+def test_cli_prints_the_table(capsys):
+    rc = main(
+        [
+            "plan",
+            "--shape",
+            "llama3-8b",
+            "--seq-len",
+            "131072",
+            "--gradient-checkpointing",
+            "--offload",
+            "cpu",
+            "--tile-tokens",
+            "8192",
+            "--host-gib",
+            "120",
+            "--lora-rank",
+            "16",
+        ]
+    )
+    out = capsys.readouterr().out
+    assert rc == 0
+    assert "GPU peak (allocated)" in out and "host (pinned offload)" in out and "LoRA r=16" in out
+
+
+def test_cli_bad_flag_is_an_error(capsys):
+    assert main(["plan", "--shape", "nope"]) == 2
+    assert "--shape 'nope' is unknown" in capsys.readouterr().err
+
+
+def test_committed_validation_table_holds_the_target():
+    rows = list(csv.DictReader((ROOT / "benchmarks" / "results" / "plan_validation.csv").open()))
+    scored = [r for r in rows if r["scored"] == "yes" and r["kind"] == "step"]
+    assert len(scored) >= 90
+    assert all(abs(float(r["peak_err_pct"])) <= 10 for r in scored)
+    assert all(r["scored"] != "oom-miss" for r in rows)
+    errs = sorted(abs(float(r["step_err_pct"])) for r in scored)
+    assert errs[len(errs) // 2] <= 10  # median step-time error
+    assert math.isfinite(sum(errs))
+
+
+def test_out_of_memory_message_has_the_plan_and_advice():
+    from lemo.plan import explain_oom
+
+    plan = predict(PlanConfig(**LONG, gpu_gib=140.0))
+    assert plan.fits
+    text = explain_oom(plan, measured_peak_gib=139.2)
+    assert "139.20 GiB" in text and "GPU peak (allocated)" in text and "advice:" in text
+
+
+def test_cpu_runs_are_checked_against_host_ram():
+    plan = predict(PlanConfig(shape="llama3-8b", seq_len=131072, dtype="fp32", device="cpu", host_gib=16.0))
+    with pytest.raises(ValueError, match="will not fit"):
+        check_fits(plan, "cpu")
+    small = predict(PlanConfig(shape="tiny", seq_len=1024, dtype="fp32", device="cpu", host_gib=16.0))
+    assert check_fits(small, torch.device("cpu")) is small
