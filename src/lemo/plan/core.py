@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import dataclasses
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
+from lemo.memory.host import available_host_bytes
 from lemo.plan.config import DEFAULT_GPU_GIB, GIB, PlanConfig
 from lemo.plan.memory import MemoryEstimate, estimate
 from lemo.plan.shapes import ModelShape, resolve_shape
@@ -67,14 +67,9 @@ class Plan:
 
 
 def available_host_gib() -> float | None:
-    """MemAvailable of /proc/meminfo (Linux) in GiB, or None where it cannot be read."""
-    try:
-        for line in Path("/proc/meminfo").read_text().splitlines():
-            if line.startswith("MemAvailable:"):
-                return int(line.split()[1]) * 1024 / GIB
-    except (OSError, ValueError, IndexError):
-        return None
-    return None
+    """MemAvailable of this machine in GiB (the offloader's own reading), or None where it cannot be read."""
+    free = available_host_bytes()
+    return None if free is None else free / GIB
 
 
 def _with(cfg: PlanConfig, **changes: Any) -> PlanConfig:
@@ -160,8 +155,16 @@ def check_fits(plan: Plan, device: Any = None) -> Plan:
     else:  # on a CPU the whole step, offload pool included, lives in host RAM
         ok = plan.host_cap_gib is None or plan.gpu_need_gib + plan.host_gib <= plan.host_cap_gib
     if not ok:
+        why = ""
+        if kind != "cuda":
+            why = (
+                f"\non a CPU the whole step lives in host memory: {plan.gpu_need_gib + plan.host_gib:.2f} GiB needed, "
+                f"{plan.host_cap_gib:.2f} GiB available; free host RAM or shorten --seq-len."
+            )
         raise ValueError(
-            "this run will not fit (lemo plan's prediction; pass --no-plan to try anyway):\n" + plan.format()
+            "this run will not fit (lemo plan's prediction; pass --no-plan to try anyway):\n"
+            + plan.format()
+            + why
         )
     return plan
 

@@ -108,6 +108,9 @@ class FinetuneConfig:
     """Show a progress bar."""
     report_to: list[str] = field(default_factory=list)
     """Also log each step's metrics to "tensorboard" (output_dir/tensorboard) and/or "wandb" (needs the package)."""
+    plan: bool = True
+    """Predict GPU and host memory first (`lemo plan`) and stop before loading weights when the run will not fit;
+    --no-plan skips the check."""
     dist_timeout: int = 1800
     """Under torchrun: seconds a collective (all-gather, reduce-scatter, checkpoint barrier) may wait for the other
     ranks before the run stops with an error that explains the usual causes."""

@@ -43,6 +43,7 @@ from lemo.train.data import (
 from lemo.train.distributed import Dist
 from lemo.train.distributed_checkpoint import check_world_size, load_sharded, read_meta, save_sharded
 from lemo.train.interrupt import TrainingInterrupted, stop_on_sigint
+from lemo.train.preflight import explain_out_of_memory, preflight
 from lemo.train.progress import MetricsWriter, Progress
 from lemo.train.reporting import Reporters
 from lemo.train.run_safety import (
@@ -144,6 +145,7 @@ def _finetune(cfg: FinetuneConfig, ctx: Dist, device_name: str, stop_after: int 
     used = dataclasses.replace(
         cfg, model=str(model_dir), dtype="bf16" if dtype == torch.bfloat16 else "fp32", device=str(device)
     )
+    plan = preflight(used, device) if cfg.plan else None  # before any weight loads: refuse what cannot fit
     ckpt_dir = out / "checkpoints"
     ckpt = None
     if cfg.resume:
@@ -269,6 +271,7 @@ def _finetune(cfg: FinetuneConfig, ctx: Dist, device_name: str, stop_after: int 
     reporters = Reporters(cfg.report_to, out, used.to_dict()) if main else _Null()
     with (
         stop_on_sigint() as stop,
+        explain_out_of_memory(plan, device),
         Progress(cfg.steps, initial=start, device=device, disable=not (cfg.progress and main)) as bar,
     ):
         for step in range(start, cfg.steps):

@@ -29,6 +29,7 @@ RESUMABLE_CHANGES = frozenset(
         "device",
         "report_to",
         "dist_timeout",
+        "plan",
         # memory placement only: offload and tiling change where activations live, not one number
         "sparsity.offload",
         "sparsity.tile_tokens",

@@ -1,0 +1,52 @@
+"""Before weights load, and when memory runs out: what `lemo plan` says about this run.
+
+`lemo finetune` plans first (`--no-plan` skips it): a run that will not fit stops before anything reaches the GPU,
+with the plan and what to change. An out-of-memory during training gets the measured peak beside the plan's
+advice instead of a bare CUDA traceback.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+from collections.abc import Iterator
+from typing import Any
+
+import torch
+
+from lemo.plan import Plan, PlanConfig, check_fits, explain_oom, predict
+
+log = logging.getLogger(__name__)
+
+
+def preflight(cfg: Any, device: torch.device) -> Plan | None:
+    """The plan of a resolved `FinetuneConfig`, refused with ValueError when it will not fit on `device`.
+
+    A run the planner cannot model (an unusual config.json) is not blocked: it trains with a warning.
+    """
+    try:
+        plan = predict(PlanConfig.from_finetune(cfg))
+    except (ValueError, OSError, KeyError, TypeError) as err:
+        log.warning(
+            "lemo plan cannot model this run (%s); training without a plan (--no-plan hides this).", err
+        )
+        return None
+    return check_fits(plan, device)
+
+
+@contextlib.contextmanager
+def explain_out_of_memory(plan: Plan | None, device: torch.device) -> Iterator[None]:
+    """Turn a CUDA out-of-memory inside the block into a RuntimeError naming the peak and what to change."""
+    try:
+        yield
+    except torch.OutOfMemoryError:
+        peak = torch.cuda.max_memory_allocated(device) / 2**30 if device.type == "cuda" else None
+        if plan is not None:
+            message = explain_oom(plan, peak)
+        else:
+            message = (
+                f"out of GPU memory (peak {peak or 0:.2f} GiB); `lemo plan` shows what fits, and docs/oom.md what "
+                "to turn: --gradient-checkpointing, --offload cpu, --tile-tokens 8192, a lower --keep-ratio or "
+                "--seq-len."
+            )
+        raise RuntimeError(message) from None
