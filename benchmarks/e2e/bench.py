@@ -167,6 +167,7 @@ def configure(model, name: str, keep_ratio: float, backend: str, tile: int = 819
         disable_shifted_sparse_attention,
         enable_shifted_sparse_attention,
     )
+    from lemo.integrations.transformers.loading import enable_gradient_checkpointing
 
     checkpointing, segmented, sparse, mlp, extra = CONFIGS[name]
     extra = dict(extra)
@@ -177,8 +178,7 @@ def configure(model, name: str, keep_ratio: float, backend: str, tile: int = 819
     lemo.remove(model)
     disable_shifted_sparse_attention(model)
     if checkpointing:
-        model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
-        model.enable_input_require_grads()
+        enable_gradient_checkpointing(model)
     else:
         model.gradient_checkpointing_disable()
     if s2:

@@ -158,3 +158,64 @@ def test_trl_fused_head_loss_equals_lemo_segmented_loss_on_kept_positions():
     assert 0 < fused.label_mask.sum() < 2 * (T - 1) and fused.label_mask.sum() <= kept_rows
     assert not fused.log_probs[~fused.label_mask].any() and not fused.is_top1[~fused.label_mask].any()
     torch.testing.assert_close(fused.loss, ours, rtol=1e-4, atol=1e-5)
+
+
+@pytest.mark.parametrize("callback", [True, False])
+def test_remove_after_sft_training_keeps_trls_fused_head(tmp_path, tiny_model_dir, sft_rows, callback):
+    # lemo.apply, then SFTTrainer (which installs its fused LM head over lemo's forward), train, lemo.remove: the
+    # model must be what TRL's head over the plain model is, so the same trainer can still evaluate it.
+    datasets = pytest.importorskip("datasets")
+    trl = pytest.importorskip("trl")
+    from transformers import AutoModelForCausalLM
+
+    tok, rows = sft_rows
+    model = lora(AutoModelForCausalLM.from_pretrained(tiny_model_dir)).train()
+    lemo.apply(model, CFG)
+    data = datasets.Dataset.from_list(rows)
+    args = _args(tmp_path, cls=trl.SFTConfig, completion_only_loss=True, max_length=T + 16)
+    trainer = trl.SFTTrainer(
+        model=model,
+        args=args,
+        train_dataset=data,
+        eval_dataset=data.select(range(2)),
+        processing_class=tok,
+        callbacks=[LemoCallback()] if callback else [],
+    )
+    trainer.train()
+    lemo.remove(model)
+    assert not lemo.integrations.transformers.patch.is_applied(model)
+    ids = torch.randint(0, 256, (2, T))
+    fused = model(input_ids=ids, labels=ids, fused_lm_head=True)  # TRL's head, now over the plain model
+    logits = model(input_ids=ids).logits
+    expected = torch.log_softmax(logits[:, :-1].float(), -1).gather(-1, ids[:, 1:, None])[..., 0]
+    torch.testing.assert_close(fused.log_probs, expected, rtol=1e-4, atol=1e-5)
+    plain = model(input_ids=ids, labels=ids)  # no lemo forward left underneath: the model's own loss, logits
+    assert plain.logits is not None
+    hf_loss = torch.nn.functional.cross_entropy(logits[:, :-1].flatten(0, 1), ids[:, 1:].flatten())
+    torch.testing.assert_close(plain.loss, hf_loss, rtol=1e-4, atol=1e-5)
+    assert "eval_loss" in trainer.evaluate()
+
+
+@pytest.mark.parametrize(
+    "cfg",
+    [CFG, lemo.SparsityConfig(block_size=16, segmented_loss=False, loss_tokens="all", label_priority=False)],
+    ids=["segmented-loss", "no-model-forward"],
+)
+def test_restacking_then_remove_leaves_trls_head_over_the_plain_model(cfg):
+    from trl.trainer.utils import add_fused_lm_head
+
+    from lemo.integrations.trainer import ensure_outermost
+
+    model = tiny_model("llama").train()
+    ids = torch.randint(0, 256, (1, T))
+    expected = model(input_ids=ids, labels=ids).loss
+    lemo.apply(model, cfg)
+    add_fused_lm_head(model)  # what SFTTrainer.__init__ does
+    trl_forward = model.__dict__["forward"]
+    assert ensure_outermost(model) == cfg.segmented_loss
+    assert not ensure_outermost(model)  # once is enough
+    lemo.remove(model)
+    assert model.__dict__["forward"] is trl_forward
+    assert model(input_ids=ids, labels=ids).loss == expected  # TRL's non-fused path: the model's own loss
+    fused = model(input_ids=ids, labels=ids, fused_lm_head=True)
+    torch.testing.assert_close(fused.loss, expected, rtol=1e-4, atol=1e-5)

@@ -155,3 +155,26 @@ def test_an_unsupported_architecture_is_named_before_lora_targets(tmp_path, smol
     )
     with pytest.raises(ValueError, match="model type 'gpt2' is not supported by lemo"):
         loop.finetune(cfg)
+
+
+@pytest.mark.parametrize("memory", [{}, {"gradient_checkpointing": True}])
+def test_a_normal_run_warns_nothing(tiny_model_dir, text_file, tmp_path, memory):
+    # Every run printed PEFT's FutureWarning about transformers' deprecated `is_gradient_checkpointing` (PEFT
+    # reads it in PeftModel.__init__): training, and loading the adapter again, must not warn at all.
+    import warnings
+
+    from lemo.integrations.peft import load_adapter
+    from lemo.integrations.transformers.loading import load_model
+    from lemo.testing import tiny_finetune_config
+    from lemo.train.loop import finetune
+
+    cfg = tiny_finetune_config(
+        tiny_model_dir, text_file, tmp_path / "run", steps=2, eval_lengths=[128], **memory
+    )
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        finetune(cfg)
+        load_adapter(load_model(tiny_model_dir)[0], tmp_path / "run" / "adapter")
+    assert not caught, "\n".join(
+        f"{w.filename}:{w.lineno}: {w.category.__name__}: {w.message}" for w in caught
+    )

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import warnings
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import torch
@@ -9,6 +12,18 @@ from torch import nn
 
 NORM_KEYS = ("norm",)
 EMBED_KEYS = ("embed_tokens",)
+
+
+@contextmanager
+def _quiet_peft() -> Iterator[None]:
+    """PEFT's `PeftModel.__init__` reads `model.is_gradient_checkpointing`, which transformers >= 5.2x deprecated
+    (for `is_activation_checkpointing`) with a FutureWarning on every read: one per run, about code neither lemo
+    nor its user wrote. Only that message is silenced, and only around PEFT's wrapping."""
+    with warnings.catch_warnings():
+        warnings.filterwarnings(
+            "ignore", message="`is_gradient_checkpointing` is deprecated", category=FutureWarning
+        )
+        yield
 
 
 def add_lora(
@@ -34,7 +49,8 @@ def add_lora(
     cfg = LoraConfig(
         r=rank, lora_alpha=alpha, lora_dropout=dropout, target_modules=list(targets), task_type="CAUSAL_LM"
     )
-    peft_model = get_peft_model(model, cfg)
+    with _quiet_peft():
+        peft_model = get_peft_model(model, cfg)
     for name, p in peft_model.named_parameters():
         leaf = name.rsplit(".", 2)[-2] if "." in name else name
         if (train_norms and any(k in leaf for k in NORM_KEYS)) or (
@@ -83,7 +99,8 @@ def load_adapter(model: nn.Module, adapter_dir: str | Path) -> nn.Module:
         raise FileNotFoundError(
             f"{path} holds no adapter (adapter_config.json); pass the adapter/ folder of a run."
         )
-    peft_model = PeftModel.from_pretrained(model, path)
+    with _quiet_peft():
+        peft_model = PeftModel.from_pretrained(model, path)
     extra = path / "extra_trainable.safetensors"
     if extra.is_file():
         params = dict(peft_model.named_parameters())

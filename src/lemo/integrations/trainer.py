@@ -3,7 +3,8 @@
 `LemoCallback` also makes sure lemo's loss forward is the outermost forward of the CausalLM when training
 starts: TRL's SFTTrainer installs its fused LM head as an instance forward in its `__init__`, and when
 `lemo.apply` ran before that, TRL's head would call the decoder directly and lemo would never see the labels
-(no label priority, no kept-position loss).
+(no label priority, no kept-position loss). Re-stacking also unhooks lemo's forward from inside TRL's, so that
+`lemo.remove` afterwards leaves TRL's head over the model as it was before `lemo.apply`.
 """
 
 from __future__ import annotations
@@ -15,7 +16,13 @@ from torch import nn
 from transformers import TrainerCallback
 
 from lemo.integrations.transformers.loss import make_label_forward, make_loss_forward
-from lemo.integrations.transformers.patch import _ATTR, causal_lm, is_applied, mean_kept_fraction
+from lemo.integrations.transformers.patch import (
+    _ATTR,
+    causal_lm,
+    is_applied,
+    mean_kept_fraction,
+    unhook_lemo_forward,
+)
 
 log = logging.getLogger(__name__)
 
@@ -23,24 +30,40 @@ log = logging.getLogger(__name__)
 def ensure_outermost(model: nn.Module) -> bool:
     """Re-wrap the CausalLM's forward with lemo's when a later patch (TRL's fused LM head) wrapped lemo's.
 
-    Returns whether it re-wrapped. A no-op when lemo is not applied or its forward is already outermost.
+    The later patch then wraps what lemo's forward wrapped, and `remove` restores it: lemo.apply, SFTTrainer,
+    train, lemo.remove leaves TRL's head over the plain model. Returns whether it re-wrapped. A no-op when lemo
+    is not applied or its forward is already outermost.
     """
     if not is_applied(model):
         return False
     base = causal_lm(model)
     applied = base.__dict__[_ATTR]
     current = base.__dict__.get("forward")
-    if current is None or getattr(current, "_lemo_forward", False):
+    if (
+        current is None
+        or getattr(current, "_lemo_forward", False)
+        or current is applied.previous_model_forward
+    ):
         return False
     config, state = applied.config, applied.state
+    forward = None
     if config.segmented_loss:
         forward = make_loss_forward(base, getattr(base, applied.spec.decoder), config, state)
     elif config.label_priority:
         forward = make_label_forward(base, state)
-    else:
-        return False  # lemo's model forward is not needed: nothing to put back on top
-    if forward is current:
-        return False  # LM head is not a plain Linear: make_loss_forward declined and kept the model's own
+    if not getattr(forward, "_lemo_forward", False):
+        # lemo needs no model forward (or the LM head is not a plain Linear and the model's own loss runs), so
+        # nothing of lemo's is inside the later patch; `remove` deletes the instance forward: have it put this back.
+        applied.previous_model_forward = current
+        return False
+    if not unhook_lemo_forward(current, applied.previous_model_forward or type(base).forward.__get__(base)):
+        log.warning(
+            "lemo: a later patch wrapped lemo's forward in a way lemo cannot take apart; lemo's forward stays "
+            "inside it, and lemo.remove(model) will remove that patch too."
+        )
+        return False
+    # What `remove` puts back: the later patch, which now wraps the plain model.
+    applied.previous_model_forward = current
     base.forward = forward
     log.info("lemo: a later patch (TRL's fused LM head?) wrapped lemo's forward; lemo's is outermost again.")
     return True

@@ -24,7 +24,7 @@ from lemo.integrations.peft import add_lora, load_trainable_state, save_adapter,
 from lemo.integrations.transformers import apply, enable_shifted_sparse_attention, mean_kept_fraction
 from lemo.integrations.transformers.archs import spec_for
 from lemo.integrations.transformers.calibration import load_predictors
-from lemo.integrations.transformers.loading import load_model
+from lemo.integrations.transformers.loading import enable_gradient_checkpointing, load_model
 from lemo.train import distributed
 from lemo.train.checkpoint import capture_rng_state, load_checkpoint, restore_rng_state, save_checkpoint
 from lemo.train.config import FinetuneConfig
@@ -194,8 +194,7 @@ def _finetune(cfg: FinetuneConfig, ctx: Dist, device_name: str, stop_after: int 
         model, lora.rank, lora.alpha, lora.dropout, lora.targets, lora.train_norms, lora.train_embeddings
     )
     if cfg.gradient_checkpointing:
-        model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
-        model.enable_input_require_grads()
+        enable_gradient_checkpointing(model)
     model.config.use_cache = False
     if cfg.attention == "s2":
         enable_shifted_sparse_attention(model)  # after LoRA, so it sees the final model; training only

@@ -59,3 +59,17 @@ def load_model(
     )
     tokenizer = AutoTokenizer.from_pretrained(path, local_files_only=True)
     return model.to(device), tokenizer
+
+
+def enable_gradient_checkpointing(model: nn.Module) -> None:
+    """HF gradient checkpointing (non-reentrant) with inputs that require grad, as PEFT models need.
+
+    transformers renamed `gradient_checkpointing_enable` to `activation_checkpointing_enable` after 5.17 and the
+    old name warns; the oldest supported version has only the old one.
+    """
+    enable = getattr(model, "activation_checkpointing_enable", None)
+    if enable is not None:
+        enable(activation_checkpointing_kwargs={"use_reentrant": False})
+    else:
+        model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+    model.enable_input_require_grads()

@@ -271,11 +271,40 @@ def remove(model: nn.Module) -> nn.Module:
             mlp.forward = prev
     applied.hook.remove()
     applied.end_hook.remove()
-    if "forward" in base.__dict__:
+    current = base.__dict__.get("forward")
+    if (
+        current is not None
+        and current is not applied.previous_model_forward
+        and not getattr(current, "_lemo_forward", False)
+    ):
+        # A later patch wrapped lemo's forward (TRL's fused LM head, when no LemoCallback re-stacked lemo's on
+        # top): it stays, now over what lemo's forward wrapped.
+        unhook_lemo_forward(current, applied.previous_model_forward or type(base).forward.__get__(base))
+        return model
+    if current is not None:
         del base.forward
     if applied.previous_model_forward is not None:
         base.forward = applied.previous_model_forward
     return model
+
+
+def unhook_lemo_forward(wrapper: Any, replacement: Any) -> bool:
+    """Make a later patch call `replacement` where it captured a lemo forward as the forward it wraps.
+
+    TRL's `add_fused_lm_head` keeps the forward it wraps in its closure (`original_forward`); a wrapper that keeps
+    it elsewhere is not found. Returns whether a lemo forward was found (and replaced).
+    """
+    func = getattr(wrapper, "__func__", wrapper)  # TRL installs a bound method
+    found = False
+    for cell in getattr(func, "__closure__", None) or ():
+        try:
+            value = cell.cell_contents
+        except ValueError:  # a cell not yet assigned
+            continue
+        if getattr(value, "_lemo_forward", False):
+            cell.cell_contents = replacement
+            found = True
+    return found
 
 
 def is_applied(model: nn.Module) -> bool:
