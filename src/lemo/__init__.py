@@ -8,10 +8,36 @@ lemo.stats(model)                     # what each sparse layer kept in the last 
 lemo.remove(model)                    # the exact original model again
 """
 
+from typing import TYPE_CHECKING
+
 from lemo._version import __version__
 from lemo.config import SparsityConfig
-from lemo.integrations.transformers import apply, remove, stats
-from lemo.integrations.transformers.calibration import calibrate, choose_keep_ratios, load_predictors
+
+# The model-facing functions load on first use: `import lemo` (and the `lemo` command's entry point, which must be
+# able to catch a Ctrl-C while torch and transformers import) stays free of torch until one is touched.
+_LAZY = {
+    "apply": "lemo.integrations.transformers",
+    "remove": "lemo.integrations.transformers",
+    "stats": "lemo.integrations.transformers",
+    "calibrate": "lemo.integrations.transformers.calibration",
+    "choose_keep_ratios": "lemo.integrations.transformers.calibration",
+    "load_predictors": "lemo.integrations.transformers.calibration",
+}
+
+if TYPE_CHECKING:
+    from lemo.integrations.transformers import apply, remove, stats
+    from lemo.integrations.transformers.calibration import calibrate, choose_keep_ratios, load_predictors
+
+
+def __getattr__(name: str):
+    if name in _LAZY:
+        import importlib
+
+        value = getattr(importlib.import_module(_LAZY[name]), name)
+        globals()[name] = value  # later lookups skip this function
+        return value
+    raise AttributeError(f"module 'lemo' has no attribute {name!r}")
+
 
 __all__ = [
     "SparsityConfig",
