@@ -82,10 +82,17 @@ def test_resume_may_raise_steps_and_change_reporting(tiny_model_dir, text_file, 
     finetune(tiny_cfg(tiny_model_dir, text_file, out, steps=2))
     result = finetune(
         tiny_cfg(
-            tiny_model_dir, text_file, out, steps=3, save_every=1, eval_windows=1, progress=False, resume=True,
+            tiny_model_dir,
+            text_file,
+            out,
+            steps=3,
+            save_every=1,
+            eval_windows=1,
+            progress=False,
+            resume=True,
             # where activations wait and how the MLP is tiled change no number: allowed too
             sparsity={"block_size": 16, "keep_ratio": 0.5, "offload": "cpu", "tile_tokens": 32},
-        )  # fmt: skip
+        )
     )
     assert result.start_step == 2 and len(result.losses) == 1
 
