@@ -9,13 +9,14 @@ from __future__ import annotations
 
 import math
 from dataclasses import asdict, dataclass, fields
-from typing import Any, Literal
+from typing import Any, Literal, TypeVar
 
 SelectionMode = Literal["ratio", "threshold"]
 MlpMode = Literal["dense", "tokens", "channels"]
 Scorer = Literal["oracle", "predictor"]
 Backend = Literal["auto", "reference", "triton"]
 Offload = Literal["none", "cpu"]
+_C = TypeVar("_C", bound="DictConfig")
 
 _SELECTIONS = ("ratio", "threshold")
 _MLP_MODES = ("dense", "tokens", "channels")
@@ -37,6 +38,22 @@ def _check_fraction(name: str, value: float, *, allow_zero: bool = False) -> Non
         )
 
 
+class DictConfig:
+    """`to_dict` / `from_dict` for the config dataclasses that are saved as JSON or YAML: unknown keys are refused
+    with the list of known ones (a misspelt key in a saved file must not be dropped silently)."""
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls: type[_C], data: dict[str, Any]) -> _C:
+        known = {f.name for f in fields(cls)}
+        unknown = sorted(set(data) - known)
+        if unknown:
+            raise ValueError(f"unknown {cls.__name__} keys {unknown}; known keys: {sorted(known)}.")
+        return cls(**data)
+
+
 PAPER_FIELDS: dict[str, Any] = {
     "keep_ratio": 0.4,
     "mlp": "dense",
@@ -48,7 +65,7 @@ PAPER_FIELDS: dict[str, Any] = {
 
 
 @dataclass
-class SparsityConfig:
+class SparsityConfig(DictConfig):
     """How each sparse layer chooses and uses its token blocks (docs/design.md section 1).
 
     The defaults are the measured best setting (docs/capability.md): keep 60% of the blocks, chosen once per
@@ -212,14 +229,3 @@ class SparsityConfig:
             f"{name} has {len(value)} values, but there are {len(layers)} sparse layers and {num_layers} layers; "
             f"give one value, one per sparse layer, or one per layer."
         )
-
-    def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
-
-    @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> SparsityConfig:
-        known = {f.name for f in fields(cls)}
-        unknown = sorted(set(data) - known)
-        if unknown:
-            raise ValueError(f"unknown SparsityConfig keys {unknown}; known keys: {sorted(known)}.")
-        return cls(**data)

@@ -4,12 +4,13 @@
 from __future__ import annotations
 
 import math
-from dataclasses import asdict, dataclass, fields
-from typing import Any
+from dataclasses import dataclass
+
+from lemo.config import DictConfig
 
 
 @dataclass
-class PredictorConfig:
+class PredictorConfig(DictConfig):
     """The shape of every predictor of a set (pruning may later narrow `hidden`/`mid` per layer and tower)."""
 
     d_model: int
@@ -68,20 +69,9 @@ class PredictorConfig:
         """Tower output width: o per slice ("concat"), all S pseudo-heads at once ("max")."""
         return self.out if self.pool == "concat" else self.n_slices * self.out
 
-    def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
-
-    @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> PredictorConfig:
-        known = {f.name for f in fields(cls)}
-        unknown = sorted(set(data) - known)
-        if unknown:
-            raise ValueError(f"unknown PredictorConfig keys {unknown}; known keys: {sorted(known)}.")
-        return cls(**data)
-
 
 @dataclass
-class PredictorTrainingConfig:
+class PredictorTrainingConfig(DictConfig):
     """How predictors are trained: chunks, steps, optimiser, loss, widths, pruning, sample cache.
 
     The `calibration` section of `lemo calibrate` (`lemo.train.calibrate_run.CalibrateConfig`, which adds the
@@ -156,17 +146,6 @@ class PredictorTrainingConfig:
             )
         if isinstance(self.betas, list):
             self.betas = (float(self.betas[0]), float(self.betas[1]))
-
-    def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
-
-    @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> PredictorTrainingConfig:
-        known = {f.name for f in fields(cls)}
-        unknown = sorted(set(data) - known)
-        if unknown:
-            raise ValueError(f"unknown PredictorTrainingConfig keys {unknown}; known keys: {sorted(known)}.")
-        return cls(**data)
 
 
 CalibrationConfig = PredictorTrainingConfig
