@@ -3,6 +3,13 @@
 Precedence: dataclass defaults < `--config FILE.yaml` < flags. Nested dataclasses become flat flags: `lora`
 fields get a `--lora-` prefix, `sparsity` fields none (`--keep-ratio`, `--scorer`). Help texts are the
 attribute docstrings of the dataclass fields.
+
+Why hand-written rather than a library (issue 13 asked): jsonargparse (litgpt's choice) namespaces nested
+fields as `--sparsity.keep_ratio` and `--lora.rank`, which renames every flag the README, the configs and the
+users' scripts spell today; its help texts from attribute docstrings also need `docstring-parser` and the source
+at run time, which is what `_docstrings` does here in 25 lines. HfArgumentParser does not take nested dataclasses.
+What this module owns is small: one argparse argument per dataclass field, typed by its annotation, plus the two
+value syntaxes lemo adds (per-layer lists like `0.5,0.4` and `auto|all|none|1,2,3` layer sets).
 """
 
 from __future__ import annotations
