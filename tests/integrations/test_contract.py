@@ -58,8 +58,9 @@ def test_remove_restores_bit_identical_outputs(arch):
     lemo.remove(model)  # a second remove is a no-op
 
 
-def test_apply_twice_equals_once():
-    model = tiny_model("llama").train()
+@pytest.mark.parametrize("arch", ARCHS)
+def test_apply_twice_equals_once(arch):
+    model = tiny_model(arch).train()
     ids = torch.randint(0, 256, (1, T))
     cfg = lemo.SparsityConfig(keep_ratio=0.5, block_size=16, random_fraction=0.0)
     lemo.apply(model, cfg)
@@ -138,8 +139,9 @@ def test_segmented_loss_equals_hf_loss_with_padding_labels(arch):
     assert_close(out.loss, dense, name="segmented loss")
 
 
-def test_eval_mode_is_dense_unless_asked():
-    model = tiny_model("llama")
+@pytest.mark.parametrize("arch", ARCHS)
+def test_eval_mode_is_dense_unless_asked(arch):
+    model = tiny_model(arch)
     ids = torch.randint(0, 256, (1, T))
     dense = model.eval()(input_ids=ids).logits
     lemo.apply(model, lemo.SparsityConfig(keep_ratio=0.3, block_size=16))
@@ -190,9 +192,9 @@ def test_loss_on_kept_tokens_scores_only_positions_the_last_sparse_layer_kept(ar
     assert_close(loss, expected, name="kept-token loss")
 
 
-@pytest.mark.parametrize("checkpointing", [False, True])
-def test_shared_selection_keeps_the_same_blocks_in_every_sparse_layer(checkpointing):
-    model = lora(tiny_model("llama", layers=6)).train()
+@pytest.mark.parametrize(("arch", "checkpointing"), [("llama", False), *((a, True) for a in ARCHS)])
+def test_shared_selection_keeps_the_same_blocks_in_every_sparse_layer(arch, checkpointing):
+    model = lora(tiny_model(arch, layers=6)).train()
     if checkpointing:
         model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
         model.enable_input_require_grads()
