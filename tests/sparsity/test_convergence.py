@@ -65,3 +65,47 @@ def test_the_default_selection_learns_what_dense_training_learns():
     # eliminated in most rows, and with the loss on kept positions those rows teach nothing.
     dropping = train_and_score(lemo.SparsityConfig(block_size=BS, label_priority=False))
     assert dropping < LEARNED, f"random blocks without label priority reached {dropping:.2f}"
+
+
+def _losses(arch: str, config: lemo.SparsityConfig | None, steps: int) -> tuple[list[float], float]:
+    """Training losses of `steps` AdamW steps on counting rows (each token the previous plus a stride drawn per
+    row), and the dense held-out loss after them."""
+    model = tiny_model(arch, layers=4, hidden=64, heads=4, kv_heads=2, vocab=V, seed=0).train()
+    if config is not None:
+        lemo.apply(model, config)
+    opt = torch.optim.AdamW(model.parameters(), lr=LR)
+    gen = torch.Generator().manual_seed(0)
+    torch.manual_seed(0)
+
+    def rows(g: torch.Generator, n: int) -> torch.Tensor:
+        start = torch.randint(0, 40, (n, 1), generator=g)  # [n, 1]
+        step = torch.randint(1, 4, (n, 1), generator=g)  # [n, 1]: the stride is read from the context
+        return FILLER[0] + (start + step * torch.arange(128)) % 40  # [n, 128] counting rows
+
+    losses = []
+    for _ in range(steps):
+        ids = rows(gen, 4)
+        loss = model(input_ids=ids, labels=ids).loss
+        loss.backward()
+        opt.step()
+        opt.zero_grad(set_to_none=True)
+        losses.append(float(loss.detach()))
+    ids = rows(torch.Generator().manual_seed(99), 16)
+    model.eval()
+    with torch.no_grad():
+        held_out = float(model(input_ids=ids, labels=ids).loss)
+    return losses, held_out
+
+
+@pytest.mark.parametrize("arch", ["llama", "mistral", "qwen2", "qwen3"])
+def test_keep_one_equals_dense_at_every_step_and_the_default_stays_in_a_band(arch):
+    """As Liger's convergence tests: a few steps of a tiny model. With every block kept lemo is dense training
+    step for step; the default ends within 10% of dense on a held-out dense loss."""
+    dense, dense_held = _losses(arch, None, 20)
+    kept, kept_held = _losses(arch, lemo.SparsityConfig(block_size=BS, keep_ratio=1.0), 20)
+    for step, (a, b) in enumerate(zip(kept, dense)):
+        assert a == pytest.approx(b, rel=1e-5), f"step {step}: keep=1 {a:.6f} against dense {b:.6f}"
+    assert kept_held == pytest.approx(dense_held, rel=1e-5)
+    assert dense[-1] < 0.8 * dense[0], "the counting task is meant to be learned in 20 steps"
+    _, default_held = _losses(arch, lemo.SparsityConfig(block_size=BS), 20)
+    assert default_held <= 1.10 * dense_held, f"default {default_held:.3f} against dense {dense_held:.3f}"
