@@ -1,19 +1,17 @@
-"""benchmarks/e2e/plot.py: figures from e2e result CSVs (step CSVs and longest-T CSVs), written as PNGs."""
+"""lemo.bench.plot (`lemo bench plot`): figures from e2e result CSVs (step and longest-T CSVs), written as PNGs."""
 
 import csv
 from pathlib import Path
 
 import pytest
 
-from lemo.cli.bench import load
+from lemo.bench import plot
+from lemo.bench.run import FIELDS, LONGEST_FIELDS
+from lemo.cli.__main__ import main as lemo_main
 
-REPO = Path(__file__).resolve().parents[1]
-plot = load(REPO / "benchmarks" / "e2e" / "plot.py")
-
-bench = load(REPO / "benchmarks" / "e2e" / "bench.py")
-# The headers bench.py writes: the plots are tested against what the benchmark produces.
-STEP_HEADER = bench.FIELDS
-LONGEST_HEADER = bench.LONGEST_FIELDS
+# The headers the benchmark writes: the plots are tested against what it produces.
+STEP_HEADER = FIELDS
+LONGEST_HEADER = LONGEST_FIELDS
 
 
 def write_csv(path: Path, header: list[str], rows: list[dict]) -> Path:
@@ -211,3 +209,13 @@ def test_coinciding_curves_are_named():
     rows = [r for r in step_rows() if r["config"] in ("exact", "lemo+gc", "lora+gc")]
     rows = [{k: str(v) for k, v in r.items()} for r in rows]
     assert plot.coinciding(rows, "peak_alloc_gib") == [["exact", "lemo+gc (keep 0.4)"]]
+
+
+def test_lemo_bench_plot_needs_no_checkout(step_csv, tmp_path, monkeypatch, capsys):
+    monkeypatch.chdir(tmp_path)  # the installed package alone, from a directory with no benchmarks/ in it
+    monkeypatch.delenv("LEMO_BENCH_DIR", raising=False)
+    assert lemo_main(["bench", "plot", str(step_csv), "--out-dir", "figs", "--prefix", "p"]) == 0
+    assert_png(tmp_path / "figs" / "p_memory.png")
+    assert "wrote figs/p_memory.png" in capsys.readouterr().out
+    assert lemo_main(["bench", "plot", str(tmp_path / "missing.csv"), "--out-dir", "figs"]) == 2
+    assert capsys.readouterr().err.startswith("lemo bench plot: error: ")

@@ -1,41 +1,47 @@
-"""`lemo bench`: a passthrough to the benchmark scripts of the source checkout (benchmarks/e2e)."""
+"""`lemo bench`: the end-to-end benchmark of the installed package (lemo.bench), and its checkout scripts."""
 
 import csv
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
+import torch
 
+import lemo
+from lemo.bench.model import build_model
+from lemo.bench.step import model_tflop
 from lemo.cli.__main__ import main
-from lemo.cli.bench import HOW_TO_GET_IT, find_script
 
 REPO = Path(__file__).resolve().parents[1]
 
 
 @pytest.fixture(autouse=True)
 def no_bench_dir(monkeypatch):
-    """The developer's own LEMO_BENCH_DIR must not leak into the tests."""
+    """The old checkout lookup's LEMO_BENCH_DIR must change nothing: it is unset for every test here."""
     monkeypatch.delenv("LEMO_BENCH_DIR", raising=False)
 
 
-def test_finds_the_checkout_next_to_the_package(tmp_path, monkeypatch):
-    monkeypatch.chdir(tmp_path)  # not the cwd fallback: the editable install's checkout
-    assert find_script("bench.py") == REPO / "benchmarks" / "e2e" / "bench.py"
-    assert find_script("plot.py") == REPO / "benchmarks" / "e2e" / "plot.py"
+def read_rows(path: Path) -> list[dict[str, str]]:
+    with path.open() as fh:
+        return list(csv.DictReader(fh))
 
 
-def test_help_is_the_scripts_own(capsys):
+def test_help_is_the_benchmarks_own(capsys):
     with pytest.raises(SystemExit) as exit_info:
         main(["bench", "--help"])
     assert exit_info.value.code == 0
     out = capsys.readouterr().out
-    assert "--shape" in out and "--lengths" in out and "--configs" in out
+    assert "usage: lemo bench" in out
+    assert "--shape" in out and "--lengths" in out and "--configs" in out and "--model" in out
 
 
 def test_plot_help(capsys):
     with pytest.raises(SystemExit) as exit_info:
         main(["bench", "plot", "--help"])
     assert exit_info.value.code == 0
-    assert "--out-dir" in capsys.readouterr().out
+    out = capsys.readouterr().out
+    assert "usage: lemo bench plot" in out and "--out-dir" in out
 
 
 def test_lemo_help_lists_bench(capsys):
@@ -44,52 +50,137 @@ def test_lemo_help_lists_bench(capsys):
     assert "bench" in capsys.readouterr().out
 
 
-def test_runs_a_tiny_benchmark_on_cpu(tmp_path, monkeypatch):
-    monkeypatch.chdir(REPO)  # so the recorded command is the repo-relative script path
-    out = tmp_path / "x.csv"
+def test_runs_a_tiny_benchmark_on_cpu_without_a_checkout(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)  # nowhere near benchmarks/: the installed package alone must do
     argv = ["--shape", "tiny", "--lengths", "128", "--configs", "lora", "lemo"]
-    argv += ["--steps", "1", "--warmup", "0", "--out", str(out)]
+    argv += ["--steps", "1", "--warmup", "0", "--out", "x.csv"]
     assert main(["bench", *argv]) == 0
-    with out.open() as fh:
-        rows = list(csv.DictReader(fh))
-    assert [(r["config"], r["seq_len"], r["status"]) for r in rows] == [
-        ("lora", "128", "ok"),
-        ("lemo", "128", "ok"),
+    rows = read_rows(tmp_path / "x.csv")
+    assert [(r["config"], r["shape"], r["seq_len"], r["status"]) for r in rows] == [
+        ("lora", "tiny", "128", "ok"),
+        ("lemo", "tiny", "128", "ok"),
     ]
     assert all(float(r["median_step_s"]) > 0 for r in rows)
-    # The CSV names the script itself, so the row reproduces without lemo's CLI.
-    assert rows[0]["command"].startswith("python benchmarks/e2e/bench.py --shape tiny")
+    # The CSV names the command that produced it, so the row reproduces from any install.
+    assert rows[0]["command"] == "lemo bench " + " ".join(argv)
+    # Nothing was loaded from a checkout's script files: every benchmark module is the package's own.
+    package = Path(lemo.__file__).resolve().parent
+    loaded = [m for name, m in sys.modules.items() if name.startswith("lemo.bench")]
+    assert loaded and all(package in Path(m.__file__).resolve().parents for m in loaded)
+    assert not [name for name in sys.modules if name.startswith("_lemo_e2e_")]
 
 
-def test_arguments_pass_through_unchanged(tmp_path, monkeypatch, capsys):
-    (tmp_path / "bench.py").write_text(
-        "import sys\ndef main(argv):\n    print('bench', argv, sys.argv[0])\n    return 3\n"
+def test_benchmarks_the_users_own_model_dir(tiny_model_dir, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    out = tmp_path / "mine.csv"
+    argv = [
+        "bench",
+        "--model",
+        str(tiny_model_dir),
+        "--lengths",
+        "128",
+        "--configs",
+        "exact",
+        "lemo-random+gc",
+    ]
+    argv += ["--steps", "1", "--warmup", "0", "--out", str(out)]
+    assert main(argv) == 0
+    rows = read_rows(out)
+    assert [(r["config"], r["shape"], r["seq_len"], r["status"]) for r in rows] == [
+        ("exact", tiny_model_dir.name, "128", "ok"),
+        ("lemo-random+gc", tiny_model_dir.name, "128", "ok"),
+    ]
+    assert [r["keep_ratio"] for r in rows] == ["1.0", "0.4"]  # the default --keep-ratio for the sparse row
+    assert all(float(r["median_step_s"]) > 0 and float(r["loss"]) > 0 for r in rows)
+    # The directory's model, not the random shape that --shape's default names: its FLOPs are the dir's.
+    model = build_model("llama2-7b", torch.device("cpu"), 128, model_dir=tiny_model_dir)
+    assert model.config.vocab_size == 49152  # SmolLM2's vocabulary, as the fixture saved it
+    assert float(rows[0]["model_tflop_per_step"]) == pytest.approx(model_tflop(model, 128), rel=1e-4)
+
+
+@pytest.mark.parametrize(
+    ("make", "what"),
+    [
+        (lambda d: d / "missing", "no such directory"),
+        (lambda d: d, "no config.json"),  # an existing directory that holds no model
+    ],
+)
+def test_a_bad_model_dir_is_a_clear_error(make, what, tmp_path, capsys):
+    bad = make(tmp_path)
+    out = tmp_path / "x.csv"
+    assert main(["bench", "--model", str(bad), "--lengths", "128", "--out", str(out)]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("lemo bench: error: --model ") and what in err
+    assert "Traceback" not in err
+    assert "--shape" in err and "config.json" in err  # the fix: a saved HF model dir, or a built-in shape
+    assert not out.exists()  # refused before anything ran
+
+
+def test_a_model_dir_without_weights_is_a_clear_error(tiny_model_dir, tmp_path, capsys):
+    (tmp_path / "config.json").write_text((tiny_model_dir / "config.json").read_text())
+    assert (
+        main(["bench", "--model", str(tmp_path), "--lengths", "128", "--out", str(tmp_path / "x.csv")]) == 2
     )
-    (tmp_path / "plot.py").write_text("def main(argv):\n    print('plot', argv)\n    return 0\n")
-    monkeypatch.setenv("LEMO_BENCH_DIR", str(tmp_path))
+    err = capsys.readouterr().err
+    assert err.startswith("lemo bench: error: --model ") and "no weights" in err and "Traceback" not in err
+
+
+def test_a_model_dir_without_a_tokenizer_is_a_clear_error(tiny_model_dir, tmp_path, capsys):
+    for f in tiny_model_dir.iterdir():
+        if not f.name.startswith(("tokenizer", "special_tokens", "chat_template")):
+            (tmp_path / f.name).symlink_to(f)
+    assert (
+        main(["bench", "--model", str(tmp_path), "--lengths", "128", "--out", str(tmp_path / "x.csv")]) == 2
+    )
+    err = capsys.readouterr().err
+    assert err.startswith("lemo bench: error: --model ") and "no tokenizer" in err and "Traceback" not in err
+
+
+def test_shape_and_model_are_exclusive(tiny_model_dir, capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        main(["bench", "--shape", "tiny", "--model", str(tiny_model_dir)])
+    assert exit_info.value.code == 2
+    assert "not allowed with argument" in capsys.readouterr().err
+
+
+def test_arguments_pass_through_unchanged(monkeypatch, capsys):
+    from lemo.bench import plot, run
+
+    monkeypatch.setattr(run, "main", lambda argv, prog=None: print("bench", argv, prog) or 3)
+    monkeypatch.setattr(plot, "main", lambda argv, prog=None: print("plot", argv, prog) or 0)
     assert main(["bench", "--weird", "x", "-h2"]) == 3
     assert main(["bench", "plot", "a.csv", "--prefix", "p"]) == 0
     out = capsys.readouterr().out.splitlines()
-    assert out[0].startswith("bench ['--weird', 'x', '-h2'] ")
-    assert out[1] == "plot ['a.csv', '--prefix', 'p']"
+    assert out[0] == "bench ['--weird', 'x', '-h2'] lemo bench"
+    assert out[1] == "plot ['a.csv', '--prefix', 'p'] lemo bench plot"
 
 
-def test_script_argv_is_restored(tmp_path, monkeypatch, capsys):
-    import sys
+def test_checkout_script_is_a_shim_over_the_package(tmp_path):
+    """benchmarks/e2e/bench.py still runs as before (the sweep scripts call it) and records itself."""
+    out = tmp_path / "x.csv"
+    argv = ["--shape", "tiny", "--lengths", "128", "--configs", "lora", "--steps", "1", "--warmup", "0"]
+    script = "benchmarks/e2e/bench.py"
+    done = subprocess.run(
+        [sys.executable, script, *argv, "--out", str(out)],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert done.returncode == 0, done.stderr
+    assert "config=lora  seq_len=128  status=ok" in done.stdout
+    rows = read_rows(out)
+    assert rows[0]["command"] == f"python {script} " + " ".join([*argv, "--out", str(out)])
 
-    (tmp_path / "bench.py").write_text("import sys\ndef main(argv):\n    print(sys.argv)\n    return 0\n")
-    monkeypatch.setenv("LEMO_BENCH_DIR", str(tmp_path))
-    before = sys.argv[:]
-    assert main(["bench", "--steps", "2"]) == 0
-    assert sys.argv == before
-    assert f"{tmp_path / 'bench.py'}', '--steps', '2']" in capsys.readouterr().out
 
+def test_checkout_scripts_re_export_what_other_scripts_read():
+    from lemo.bench.configs import CONFIGS
 
-def test_without_a_checkout_exit_2_with_instructions(tmp_path, monkeypatch, capsys):
-    monkeypatch.setenv("LEMO_BENCH_DIR", str(tmp_path))  # empty: the only place looked when set
-    assert main(["bench", "--shape", "tiny"]) == 2
-    err = capsys.readouterr().err
-    assert HOW_TO_GET_IT in err
-    assert "git clone" in err and "LEMO_BENCH_DIR" in err and str(tmp_path / "bench.py") in err
-    assert main(["bench", "plot", "x.csv"]) == 2
-    assert str(tmp_path / "plot.py") in capsys.readouterr().err
+    for name in ("bench", "plot"):
+        namespace: dict = {"__name__": f"_shim_{name}"}
+        path = REPO / "benchmarks" / "e2e" / f"{name}.py"
+        exec(compile(path.read_text(), str(path), "exec"), namespace)
+        missing = [n for n in namespace["__all__"] if n not in namespace]
+        assert not missing, f"{path} lists names it does not define: {missing}"
+        if name == "bench":
+            assert namespace["CONFIGS"] is CONFIGS  # benchmarks/plan_validation.py reads it by path

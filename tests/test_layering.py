@@ -19,6 +19,7 @@ ORDER = {
     "eval": 3,
     "plan": 3,
     "api": 4,
+    "bench": 4,
     "cli": 5,
     "__init__": 5,
     "__main__": 5,

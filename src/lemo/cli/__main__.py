@@ -41,8 +41,9 @@ COMMANDS = {
     ),
 }
 BENCH_HELP = (
-    "end-to-end memory/step-time benchmark of a source checkout (benchmarks/e2e/bench.py; "
-    "`lemo bench plot` draws figures from its CSVs); `lemo bench --help` lists the script's flags"
+    "end-to-end memory/step-time benchmark of LoRA fine-tuning on a named shape or your model (--model DIR), "
+    "with lemo's configs beside the exact baselines; `lemo bench plot` draws figures from its CSVs; "
+    "`lemo bench --help` lists the flags"
 )
 
 

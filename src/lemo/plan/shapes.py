@@ -74,7 +74,7 @@ class ModelShape:
         return self.layers * (self.attention_params() + self.mlp_params()) + norms + embeddings
 
 
-# The shapes of benchmarks/e2e/bench.py (its SHAPES) plus SmolLM2-135M, lemo's embedded model, so the planner
+# The shapes of lemo/bench/model.py (its SHAPES) plus SmolLM2-135M, lemo's embedded model, so the planner
 # can be checked against every committed benchmark row without the model files.
 SHAPES: dict[str, ModelShape] = {
     "llama2-7b": ModelShape("llama2-7b", 4096, 11008, 32, 32, 32, 32000),

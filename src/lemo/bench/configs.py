@@ -1,0 +1,124 @@
+"""The benchmark's configurations (design.md section 5), and `configure()`, which puts a model in one of them.
+
+The table itself is plain data (no torch at import), so scripts such as benchmarks/plan_validation.py can read
+`CONFIGS` cheaply; `configure()` imports lemo's integrations when it runs.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+TILE_ALL = {"tile_tokens": "tile", "tile_attention": True}
+SHARED = {"shared_selection": True, "loss_tokens": "kept"}  # the quality-holding setting of docs/quality.md
+DEFAULT = {
+    **SHARED,
+    "label_priority": True,
+    "random_fraction": 1.0,
+}  # lemo's default selection (with mlp tokens)
+# name: (checkpointing: None | "all" | "sparse", segmented loss, token elimination, MLP mode, extra options).
+# "sparse" checkpoints only the sparse layers (they store their kept rows); the dense half stores activations.
+# Extra options: SparsityConfig fields, plus "backend" (overrides --backend) and "s2" (LongLoRA's attention).
+CONFIGS = {
+    "lora": (None, False, False, None, {}),
+    "lora+gc": ("all", False, False, None, {}),
+    "exact": ("all", True, False, None, {}),
+    "longlora": (None, False, False, None, {"s2": True}),
+    "longlora+gc": ("all", False, False, None, {"s2": True}),
+    "lemo": (None, True, True, "dense", {}),
+    "lemo+gc": ("all", True, True, "dense", {}),
+    "lemo-tokens": (None, True, True, "tokens", {}),
+    "lemo-tokens+gc": ("all", True, True, "tokens", {}),
+    "lemo-shared": (None, True, True, "tokens", SHARED),
+    "lemo-shared+gc": ("all", True, True, "tokens", SHARED),
+    "lemo-shared+sgc": ("sparse", True, True, "tokens", SHARED),
+    # ablation of lemo-shared+gc: one part off at a time (elimination off is `exact`)
+    "abl-mlp-dense+gc": ("all", True, True, "dense", SHARED),
+    "abl-loss-all+gc": ("all", True, True, "tokens", {"shared_selection": True}),
+    "abl-hf-loss+gc": ("all", False, True, "tokens", {"shared_selection": True}),
+    "abl-reference+gc": ("all", True, True, "tokens", {**SHARED, "backend": "reference"}),
+    "abl-copy-residual+gc": ("all", True, True, "tokens", {**SHARED, "inplace_residual": False}),
+    # capability-holding selections (docs/capability.md): labelled blocks first, then random or mixed context
+    "lemo-random+gc": ("all", True, True, "tokens", DEFAULT),
+    "lemo-mix+gc": ("all", True, True, "tokens", {**SHARED, "label_priority": True, "random_fraction": 0.5}),
+    "lemo-prio+gc": ("all", True, True, "tokens", {**SHARED, "label_priority": True}),
+    # memory for the longest T (docs/longest.md): checkpointed inputs in pinned host memory, MLP in row tiles;
+    # "exact+offload*" is the same code with elimination off, the Unsloth/ALST-style exact stack
+    "exact+offload": ("all", True, False, None, {"offload": "cpu"}),
+    "exact+offload+tiled": ("all", True, False, None, {"offload": "cpu", "tile_tokens": "tile"}),
+    "lemo+offload": ("all", True, True, "tokens", {**DEFAULT, "offload": "cpu"}),
+    "lemo+offload+tiled": ("all", True, True, "tokens", {**DEFAULT, "offload": "cpu", "tile_tokens": "tile"}),
+    # +tiled-attn: the whole layer but the attention core in row tiles (tile_attention)
+    "exact+offload+tiled-attn": ("all", True, False, None, {"offload": "cpu", **TILE_ALL}),
+    "lemo+offload+tiled-attn": ("all", True, True, "tokens", {**DEFAULT, "offload": "cpu", **TILE_ALL}),
+    # learned predictors instead of the oracle (untrained, artifact shape: time and memory do not depend on values)
+    "lemo-pred+gc": ("all", True, True, "dense", {"scorer": "predictor"}),
+    "lemo-pred-shared+gc": ("all", True, True, "tokens", {"scorer": "predictor", **SHARED}),
+}
+# The predictor set of the current config, for its timings (step.run_one reads it); one process, one model.
+PREDICTORS: list[Any] = []
+
+
+def _decoder_layers(model: Any) -> Any:
+    return model.get_base_model().model.layers
+
+
+def configure(model: Any, name: str, keep_ratio: float, backend: str, tile: int = 8192) -> None:
+    """Put `model` in configuration `name`, undoing whatever the previous configuration did."""
+    # lemo's layers, not the top-level package: `import lemo` would pull in the cli layer above this one.
+    from lemo.config import SparsityConfig
+    from lemo.integrations.transformers import (
+        apply,
+        disable_shifted_sparse_attention,
+        enable_shifted_sparse_attention,
+        remove,
+    )
+    from lemo.integrations.transformers.loading import enable_gradient_checkpointing
+
+    checkpointing, segmented, sparse, mlp, extra = CONFIGS[name]
+    extra = dict(extra)
+    backend = extra.pop("backend", backend)
+    s2 = extra.pop("s2", False)
+    if extra.get("tile_tokens") == "tile":
+        extra["tile_tokens"] = tile
+    remove(model)
+    disable_shifted_sparse_attention(model)
+    if checkpointing:
+        enable_gradient_checkpointing(model)
+    else:
+        # transformers after 5.17 renamed it (the old name warns); the oldest supported has only the old one.
+        disable = (
+            getattr(model, "activation_checkpointing_disable", None) or model.gradient_checkpointing_disable
+        )
+        disable()
+    if s2:
+        enable_shifted_sparse_attention(model, group_fraction=0.25)
+    PREDICTORS.clear()
+    if sparse:
+        # Every config names its changes from the paper's setting, so new library defaults leave the rows' meaning.
+        cfg = SparsityConfig.paper(
+            keep_ratio=keep_ratio,
+            sparse_layers="auto",
+            mlp=mlp,
+            backend=backend,
+            segmented_loss=segmented,
+            **extra,
+        )
+        predictors = None
+        if cfg.scorer == "predictor":
+            from lemo.predictor import PredictorConfig, PredictorSet
+
+            mc = model.config
+            head = mc.hidden_size // mc.num_attention_heads
+            pcfg = PredictorConfig(d_model=mc.hidden_size, slice_dim=head, block_size=cfg.block_size)
+            layers = cfg.resolve_layers(mc.num_hidden_layers)
+            param = next(model.parameters())
+            predictors = PredictorSet(pcfg, layers).to(param.device, param.dtype)
+            PREDICTORS.append(predictors)
+        apply(model, cfg, predictors=predictors)
+        if checkpointing == "sparse":
+            sparse_set = set(cfg.resolve_layers(model.config.num_hidden_layers))
+            for i, layer in enumerate(_decoder_layers(model)):
+                layer.gradient_checkpointing = i in sparse_set
+    elif segmented:
+        cfg = SparsityConfig(sparse_layers="none", segmented_loss=True, backend=backend, **extra)
+        apply(model, cfg)

@@ -1,0 +1,172 @@
+"""One measured training step and the searches built on it: a row per (config, T), and the longest T that fits."""
+
+from __future__ import annotations
+
+import argparse
+import gc
+import statistics
+import time
+from typing import Any
+
+import torch
+
+from lemo.bench.configs import PREDICTORS, configure
+
+MATMUL_RATE: list[float] = []  # the card's bf16 matmul rate, measured once per process (run.main fills it)
+
+
+def model_tflop(model: Any, T: int) -> float:
+    """Dense-equivalent training FLOPs of one step at length T, in TFLOP: 6*N*T + 6*L*d*T^2.
+
+    N counts every weight that multiplies activations (all but the input embedding table); the second term is
+    causal attention (QK^T and PV, 2*T^2*d each forward, halved by the mask, tripled for backward). This is the
+    usual model-FLOPs convention: work lemo skips, and weight gradients LoRA does not compute, still count, so a
+    faster method shows a higher achieved rate.
+    """
+    cfg = model.config
+    emb = model.get_input_embeddings().weight.numel()
+    n = sum(p.numel() for name, p in model.named_parameters() if "lora_" not in name) - emb
+    return (6 * n * T + 6 * cfg.num_hidden_layers * cfg.hidden_size * T * T) / 1e12
+
+
+def matmul_rate(device: torch.device) -> float | None:
+    """The card's measured dense bf16 matmul rate in TFLOP/s (8192^3, median of 20), the 100% mark."""
+    if device.type != "cuda":
+        return None
+    a = torch.randn(8192, 8192, device=device, dtype=torch.bfloat16)
+    b = torch.randn(8192, 8192, device=device, dtype=torch.bfloat16)
+    for _ in range(5):
+        a @ b
+    times = []
+    for _ in range(20):
+        start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
+        start.record()
+        a @ b
+        end.record()
+        torch.cuda.synchronize()
+        times.append(start.elapsed_time(end) / 1000)
+    return 2 * 8192**3 / statistics.median(times) / 1e12
+
+
+def train_labels(ids: torch.Tensor, completion: float) -> torch.Tensor:
+    """Labels of a benchmark row: every position (plain text), or only the last `completion` fraction of it
+    (prompt/completion data, where only the answer is supervised). Every config of a run gets the same."""
+    if completion <= 0:
+        return ids
+    labels = torch.full_like(ids, -100)  # [1, T]
+    start = ids.shape[1] - max(1, round(completion * ids.shape[1]))
+    labels[:, start:] = ids[:, start:]
+    return labels
+
+
+def run_one(
+    model: Any, T: int, steps: int, warmup: int, device: torch.device, completion: float = 0.0
+) -> dict:
+    params = [p for p in model.parameters() if p.requires_grad]
+    opt = torch.optim.AdamW(params, lr=1e-4)
+    vocab = model.config.vocab_size
+    ids = torch.randint(0, vocab, (1, T), device=device)  # [1, T]: random tokens, speed ignores their values
+    labels = train_labels(ids, completion)  # [1, T]
+    times = []
+    if device.type == "cuda":
+        torch.cuda.synchronize()
+        torch.cuda.reset_peak_memory_stats()
+    for i in range(warmup + steps):
+        t0 = time.perf_counter()
+        loss = model(input_ids=ids, labels=labels).loss
+        loss.backward()
+        opt.step()
+        opt.zero_grad(set_to_none=True)
+        if device.type == "cuda":
+            torch.cuda.synchronize()
+        if i >= warmup:
+            times.append(time.perf_counter() - t0)
+    row = {"median_step_s": statistics.median(times), "loss": float(loss.detach())}
+    if PREDICTORS:
+        timing = PREDICTORS[0].timings()  # accumulated over warm-up and timed steps
+        row["predictor_ms_per_step"] = 1000 * timing["seconds"] / (warmup + steps)
+        row["predictor_share"] = row["predictor_ms_per_step"] / 1000 / row["median_step_s"]
+        row["predictor_param_mib"] = timing["param_bytes"] / 2**20
+    row["tokens_per_s"] = T / row["median_step_s"]
+    row["model_tflop_per_step"] = model_tflop(model, T)
+    row["achieved_tflop_per_s"] = row["model_tflop_per_step"] / row["median_step_s"]
+    if MATMUL_RATE:
+        row["matmul_tflop_per_s"] = MATMUL_RATE[0]
+        row["fraction_of_matmul"] = row["achieved_tflop_per_s"] / MATMUL_RATE[0]
+    if device.type == "cuda":
+        row["peak_alloc_gib"] = torch.cuda.max_memory_allocated() / 2**30
+        row["peak_reserved_gib"] = torch.cuda.max_memory_reserved() / 2**30
+    offloader = _offloader(model)
+    if offloader is not None:
+        row["host_peak_gib"] = offloader.stats.peak_bytes / 2**30
+        row["host_pool_gib"] = offloader.stats.pool_bytes / 2**30
+    return row
+
+
+def _offloader(model: Any) -> Any:
+    from lemo.integrations.transformers.patch import is_applied, sparsity_state
+
+    return sparsity_state(model).offloader if is_applied(model) else None
+
+
+def probe(model: Any, name: str, T: int, args: argparse.Namespace, device: torch.device) -> dict:
+    """One configured run at length T; OOM is a result. Frees everything it allocated before returning."""
+    configure(model, name, args.keep_ratio, args.backend, args.tile_tokens)
+    try:
+        row = {**run_one(model, T, args.steps, args.warmup, device, args.completion), "status": "ok"}
+    except torch.OutOfMemoryError:
+        row = {"status": "OOM"}
+    except RuntimeError as err:  # the offloader's refusal: the host, not the GPU, ran out of (pinned) memory
+        if "pinned host memory" not in str(err):
+            raise
+        row = {"status": "host-OOM"}
+    model.zero_grad(set_to_none=True)
+    gc.collect()
+    if device.type == "cuda":
+        torch.cuda.empty_cache()
+    return row
+
+
+def longest_length(model: Any, name: str, args: argparse.Namespace, device: torch.device) -> dict:
+    """Largest T (a multiple of --granularity) whose training step fits: doubling, then bisection."""
+    g = args.granularity
+    ok_T, ok_row, oom_T, probes = 0, {}, 0, []
+    if args.probe_lengths:  # economical search: the lengths a plan named, shortest first, until one fails
+        for length in sorted(args.probe_lengths):
+            row = probe(model, name, length, args, device)
+            probes.append(f"{length}:{row['status']}")
+            print(f"  {name} T={length} {row['status']} {row.get('peak_alloc_gib', 0):.1f} GiB", flush=True)
+            if row["status"] != "ok":
+                oom_T = length
+                break
+            ok_T, ok_row = length, row
+        return _longest_row(ok_T, oom_T, ok_row, probes)
+    length = args.search_start
+    while length <= args.search_max:  # doubling until the first OOM
+        row = probe(model, name, length, args, device)
+        probes.append(f"{length}:{row['status']}")
+        print(f"  {name} T={length} {row['status']} {row.get('peak_alloc_gib', 0):.1f} GiB", flush=True)
+        if row["status"] != "ok":
+            oom_T = length
+            break
+        ok_T, ok_row = length, row
+        length *= 2
+    lo, hi = ok_T, oom_T
+    while hi and hi - lo > g:  # bisection on multiples of g
+        mid = (lo + hi) // 2 // g * g
+        if mid <= lo:
+            break
+        row = probe(model, name, mid, args, device)
+        probes.append(f"{mid}:{row['status']}")
+        print(f"  {name} T={mid} {row['status']} {row.get('peak_alloc_gib', 0):.1f} GiB", flush=True)
+        if row["status"] == "ok":
+            lo, ok_row = mid, row
+        else:
+            hi = mid
+    return _longest_row(lo, hi, ok_row, probes)
+
+
+def _longest_row(ok_T: int, oom_T: int, ok_row: dict, probes: list[str]) -> dict:
+    keys = ("peak_alloc_gib", "peak_reserved_gib", "median_step_s", "host_peak_gib")
+    out = {"longest_ok_T": ok_T, "first_oom_T": oom_T or "", "probes": " ".join(probes)}
+    return {**out, **{k: ok_row.get(k) for k in keys}}
