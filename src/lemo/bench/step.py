@@ -131,18 +131,13 @@ def longest_length(model: Any, name: str, args: argparse.Namespace, device: torc
     """Largest T (a multiple of --granularity) whose training step fits: doubling, then bisection."""
     g = args.granularity
     ok_T, ok_row, oom_T, probes = 0, {}, 0, []
-    if args.probe_lengths:  # economical search: the lengths a plan named, shortest first, until one fails
-        for length in sorted(args.probe_lengths):
-            row = probe(model, name, length, args, device)
-            probes.append(f"{length}:{row['status']}")
-            print(f"  {name} T={length} {row['status']} {row.get('peak_alloc_gib', 0):.1f} GiB", flush=True)
-            if row["status"] != "ok":
-                oom_T = length
-                break
-            ok_T, ok_row = length, row
-        return _longest_row(ok_T, oom_T, ok_row, probes)
-    length = args.search_start
-    while length <= args.search_max:  # doubling until the first OOM
+    # The economical search probes the lengths a plan named; otherwise doubling from --search-start. Either way,
+    # shortest first until the first failure.
+    if args.probe_lengths:
+        lengths = sorted(args.probe_lengths)
+    else:
+        lengths = [args.search_start << i for i in range(64) if args.search_start << i <= args.search_max]
+    for length in lengths:
         row = probe(model, name, length, args, device)
         probes.append(f"{length}:{row['status']}")
         print(f"  {name} T={length} {row['status']} {row.get('peak_alloc_gib', 0):.1f} GiB", flush=True)
@@ -150,7 +145,8 @@ def longest_length(model: Any, name: str, args: argparse.Namespace, device: torc
             oom_T = length
             break
         ok_T, ok_row = length, row
-        length *= 2
+    if args.probe_lengths:
+        return _longest_row(ok_T, oom_T, ok_row, probes)
     lo, hi = ok_T, oom_T
     while hi and hi - lo > g:  # bisection on multiples of g
         mid = (lo + hi) // 2 // g * g

@@ -10,7 +10,7 @@ import torch
 
 from lemo.ops import informativeness
 from lemo.predictor.recall import kept_mask
-from lemo.utils.plotting import pyplot
+from lemo.utils.plotting import pyplot, save_figure
 
 # Fail at import, where calibration catches ImportError and skips the plots, rather than mid-plot.
 if importlib.util.find_spec("matplotlib") is None:
@@ -83,12 +83,7 @@ def plot_block_maps(
         ax.legend(fontsize=7)
     if title:
         fig.suptitle(title)
-    fig.tight_layout()
-    out = Path(path)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(out, dpi=90)
-    plt.close(fig)
-    return out
+    return save_figure(fig, path)
 
 
 def plot_loss_curve(losses: Sequence[float], path: str | Path, *, prune_steps: Sequence[int] = ()) -> Path:
@@ -102,9 +97,4 @@ def plot_loss_curve(losses: Sequence[float], path: str | Path, *, prune_steps: S
     ax.set_xlabel("step")
     ax.set_ylabel("loss (mean over layers)")
     ax.set_title("predictor calibration" + (" (dotted: elastic pruning)" if prune_steps else ""))
-    fig.tight_layout()
-    out = Path(path)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(out, dpi=90)
-    plt.close(fig)
-    return out
+    return save_figure(fig, path)

@@ -17,3 +17,17 @@ def pyplot(what: str = "plots") -> Any:
             f"{what} need matplotlib: pip install matplotlib (or pip install 'lemo[plot]')."
         ) from err
     return plt
+
+
+def save_figure(fig: Any, path: Any, dpi: int = 90) -> Any:
+    """Lay out, write (making the folder) and close `fig`; returns the path as a `Path`."""
+    from pathlib import Path
+
+    import matplotlib.pyplot as plt
+
+    fig.tight_layout()
+    out = Path(path)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(out, dpi=dpi)
+    plt.close(fig)  # figures are kept by pyplot until closed: a long calibration would accumulate them
+    return out
