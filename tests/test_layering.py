@@ -1,4 +1,5 @@
-"""Dependencies point one way (design.md section 2): ops -> predictor/sparsity -> integrations -> train/eval -> api -> cli."""
+"""Dependencies point one way (docs/design.md section 2): ops/memory -> predictor/sparsity -> integrations ->
+train/eval/plan -> api/bench -> cli."""
 
 import ast
 from pathlib import Path

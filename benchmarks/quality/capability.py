@@ -1,6 +1,6 @@
 """Capability and perplexity of lemo's selections against dense LoRA, at the same steps and at equal GPU time.
 
-The setup of design.md section 1.1 / issue 9: SmolLM2-135M-Instruct extended 8K -> 16K with YaRN x2, LoRA r8 on
+The setup of docs/design.md section 1.1 / issue 9: SmolLM2-135M-Instruct extended 8K -> 16K with YaRN x2, LoRA r8 on
 q/k/v/o, lr 5e-4, gradient checkpointing, on rows of `--seq-len` tokens from five Austen novels, each holding
 16 facts "The secret code of NAME is NNNNN." (train name pool) and, at its end, the 16 questions answered
 (`lemo data --task multikey`). Two forms of the same rows:

@@ -1,4 +1,4 @@
-"""Equal GPU time (design.md section 5): a config's steps times its measured step-time ratio against `exact`.
+"""Equal GPU time (docs/design.md section 5): a config's steps times its measured step-time ratio against `exact`.
 
 The ratios come from `lemo bench` on the Llama-3-8B shape at the training length (16K), with the same labels as
 training (the completion-only rows supervise the last 2% of each row: `--completion 0.02`). Each capability

@@ -1,4 +1,4 @@
-"""Quality of lemo against dense LoRA on a real model (design.md section 5, "Quality").
+"""Quality of lemo against dense LoRA on a real model (docs/design.md section 5, "Quality").
 
 SmolLM2-135M-Instruct (trained to 8K) is extended to `--seq-len` with RoPE scaling and LoRA-fine-tuned on five
 Austen novels, once per configuration, with the same steps, data order and seed; each adapter is then evaluated

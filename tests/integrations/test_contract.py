@@ -1,4 +1,4 @@
-"""The public contract on tiny random models of every supported architecture (design.md sections 1 and 3)."""
+"""The public contract on tiny random models of every supported architecture (docs/design.md sections 1 and 3)."""
 
 import pytest
 import torch

@@ -1,4 +1,4 @@
-"""A sparse layer against an independent, deliberately slow reference of design.md section 1."""
+"""A sparse layer against an independent, deliberately slow reference of docs/design.md section 1."""
 
 import math
 
