@@ -200,6 +200,10 @@ def test_host_memory_that_cannot_be_had_is_a_clear_error(monkeypatch):
 
 
 def test_bad_settings_name_the_fix():
+    from lemo.train.config import FinetuneConfig
+
+    with pytest.raises(ValueError, match="--sparse-layers none"):
+        FinetuneConfig(sparse=False, sparsity={"offload": "cpu"})
     with pytest.raises(ValueError, match=r"offload='gpu'.*'none', 'cpu'"):
         lemo.SparsityConfig(offload="gpu")
     with pytest.raises(ValueError, match=r"tile_tokens=-1.*8192"):

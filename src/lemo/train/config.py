@@ -146,6 +146,11 @@ class FinetuneConfig:
             raise ValueError(f"--attention {self.attention!r} is unknown; use 'default' or 's2'.")
         if self.attention == "s2":
             self._check_s2()
+        if not self.sparse and (self.sparsity.offload != "none" or self.sparsity.tile_tokens > 0):
+            raise ValueError(
+                "--offload and --tile-tokens work through lemo's layers, which --no-sparse turns off; for an exact "
+                "run with them, keep lemo on and turn elimination off instead: --sparse-layers none."
+            )
 
     def _check_s2(self) -> None:
         # S² replaces attention in every layer, but sparse layers run their own attention in training.
