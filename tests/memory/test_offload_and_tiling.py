@@ -183,6 +183,21 @@ def test_pool_buffers_of_different_sizes_are_reused_by_best_fit():
     assert off.stats.pool_bytes == 4 * (64 + 40 + 40 + 64 + 16)
 
 
+def test_forwards_without_backward_keep_no_host_memory():
+    model = with_lora(tiny_model("llama")).train()
+    ids = torch.randint(0, 256, (1, T))
+    lemo.apply(model, lemo.SparsityConfig(block_size=16, offload="cpu"))
+    off = sparsity_state(model).offloader
+    with torch.no_grad():  # training mode, no graph: nothing is stored
+        model(input_ids=ids, labels=ids)
+    assert off.stats.stored == 0
+    model(input_ids=ids, labels=ids)  # a graph dropped without its backward ...
+    assert off.stats.stored == 4
+    pool = off.stats.pool_bytes
+    loss_and_grads(model, ids)  # ... gives its buffers back when the next forward begins, and they are reused
+    assert off.stats.stored == 8 and off.stats.bytes_live == 0 and off.stats.pool_bytes == pool
+
+
 def test_loading_twice_is_a_clear_error():
     off = HostOffloader()
     h = off.store(torch.ones(3))

@@ -71,6 +71,8 @@ def offloaded_checkpoint(
     `args` are kept as they are (share them across layers: they are not copied). `run` returns a tensor or a
     tuple of tensors and may use parameters that need gradients: they are reached through the recompute.
     """
+    if not torch.is_grad_enabled():  # no backward will come: nothing to store
+        return run(x, *args)
     # Parameter gradients flow through the recompute, which runs only if this node is in the graph: an input
     # that needs grad puts it there even when x does not (the first layer's input from a frozen embedding).
     anchor = torch.empty(0, device=x.device, requires_grad=True)

@@ -72,6 +72,9 @@ class Stored:
     ready: torch.cuda.Event | None = None  # prefetch copy done
     prefetched: torch.Tensor | None = None
     loaded: bool = field(default=False)
+    reclaim: weakref.finalize | None = (
+        None  # gives the buffer back if the graph is dropped without a backward
+    )
 
 
 class HostOffloader:
@@ -125,6 +128,10 @@ class HostOffloader:
         self.stats.pool_bytes += nbytes
         return buf
 
+    def _give_back(self, buf: torch.Tensor) -> None:
+        self._free.append(buf)
+        self.stats.bytes_live -= buf.numel()
+
     def store(self, x: torch.Tensor) -> Stored:
         """Copy `x` to host memory (asynchronously on a GPU); the caller may drop `x` right away."""
         nbytes = x.numel() * x.element_size()
@@ -139,6 +146,9 @@ class HostOffloader:
         else:
             host.copy_(x)
         handle = Stored(buf, host, x.device, self._last)
+        # A forward whose backward never runs (an exception, a dropped loss) must not keep its buffer out of the
+        # pool: when the graph, and with it the handle, goes away, the buffer comes back.
+        handle.reclaim = weakref.finalize(handle, self._give_back, buf)
         self._last = handle
         self.stats.stored += 1
         self.stats.bytes_live += buf.numel()
@@ -175,8 +185,8 @@ class HostOffloader:
             torch.cuda.current_stream(h.device).wait_event(h.ready)
         h.loaded, h.prefetched = True, None
         # The side stream reads the buffer in queue order before any later store writes it: safe to reuse now.
-        self._free.append(h.buffer)
-        self.stats.bytes_live -= h.buffer.numel()
+        h.reclaim.detach()
+        self._give_back(h.buffer)
         if h.prev is not None and not h.prev.loaded:
             self._copy_back(h.prev)  # overlaps with this layer's recompute
         return x
