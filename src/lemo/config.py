@@ -128,7 +128,7 @@ class SparsityConfig(DictConfig):
     tile_attention: bool = False
     """With `tile_tokens`, also tile the row-wise rest of each layer: norms, q/k/v/o projections, RoPE and the
     residual adds, so only q, k, v and the attention output exist at full length (dense layers then run lemo's
-    forward with every row kept). About 2.3x less GPU memory per token on Llama-3-8B, for about 1.4x the step time
+    forward with every row kept). About 2.3x less GPU memory per token on Llama-3-8B, for 1.3-1.44x the step time
     of MLP-only tiling (docs/longest.md): turn it on when MLP tiling and offload are not enough."""
     inplace_residual: bool = True
     """Add a sparse layer's update into the residual stream in place (permutation-free, no full-length copy) when
