@@ -1,7 +1,6 @@
 """The asset installer: cache filling, .deb unpacking, apt-get's update retry, errors, the real Debian fetch."""
 
 import io
-import shutil
 import tarfile
 from pathlib import Path
 
@@ -122,10 +121,9 @@ def test_apt_update_once_when_lists_are_missing(
             install._apt_download(work)
 
 
-@pytest.mark.skipif(shutil.which("apt-get") is None, reason="apt-get not available")
 def test_real_debian_fetch(tmp_path: Path) -> None:
-    pytest.importorskip("rdata", reason="the austen extra (rdata) is not installed")
-    # Where apt-get exists, installing must work: `make demo` depends on it (the fallback is for other systems).
+    # `make install` runs this installer (apt-get and the dev extras with rdata are required there), so a
+    # machine that passes `make install` must pass this: no skip.
     install.install_austen(tmp_path)
     corpus = austen_texts(tmp_path)
     assert corpus.source == "debian:r-cran-janeaustenr"

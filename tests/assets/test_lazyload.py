@@ -13,8 +13,6 @@ from pathlib import Path
 
 import pytest
 
-pytest.importorskip("rdata", reason="the austen extra (rdata) is not installed")
-
 from lemo.assets import lazyload
 from lemo.assets.lazyload import read_lazyload_db, read_rdata_strings
 

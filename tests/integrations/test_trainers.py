@@ -1,7 +1,9 @@
 """Real HF `Trainer` and TRL `SFTTrainer` runs on a tiny random model with lemo's default config (CPU)."""
 
+import datasets
 import pytest
 import torch
+import trl
 from transformers import AutoTokenizer, Trainer, TrainingArguments
 
 import lemo
@@ -80,8 +82,6 @@ def sft_rows(tiny_model_dir):
 
 @pytest.mark.parametrize("apply_first", [True, False])
 def test_trl_sft_trainer_trains_with_elimination(tmp_path, tiny_model_dir, sft_rows, apply_first):
-    datasets = pytest.importorskip("datasets")
-    trl = pytest.importorskip("trl")
     from transformers import AutoModelForCausalLM
 
     tok, rows = sft_rows
@@ -164,8 +164,6 @@ def test_trl_fused_head_loss_equals_lemo_segmented_loss_on_kept_positions():
 def test_remove_after_sft_training_keeps_trls_fused_head(tmp_path, tiny_model_dir, sft_rows, callback):
     # lemo.apply, then SFTTrainer (which installs its fused LM head over lemo's forward), train, lemo.remove: the
     # model must be what TRL's head over the plain model is, so the same trainer can still evaluate it.
-    datasets = pytest.importorskip("datasets")
-    trl = pytest.importorskip("trl")
     from transformers import AutoModelForCausalLM
 
     tok, rows = sft_rows
