@@ -80,22 +80,29 @@ def sft_rows(tiny_model_dir):
     return tok, [{"prompt": t, "completion": f" The answer is {i}."} for i, t in enumerate(text)]
 
 
-@pytest.mark.parametrize("apply_first", [True, False])
-def test_trl_sft_trainer_trains_with_elimination(tmp_path, tiny_model_dir, sft_rows, apply_first):
+def _sft(tmp_path, model_dir, sft_rows, *, apply_first: bool = True, callback: bool = True, evaluate=False):
+    """A LoRA model of `model_dir` and a real TRL SFTTrainer on the prompt/completion rows (completion-only loss)."""
     from transformers import AutoModelForCausalLM
 
     tok, rows = sft_rows
-    model = lora(AutoModelForCausalLM.from_pretrained(tiny_model_dir)).train()
+    model = lora(AutoModelForCausalLM.from_pretrained(model_dir)).train()
     if apply_first:  # the natural order; LemoCallback puts lemo's forward back on top of TRL's fused head
         lemo.apply(model, CFG)
-    args = _args(tmp_path, cls=trl.SFTConfig, completion_only_loss=True, max_length=T + 16)
+    data = datasets.Dataset.from_list(rows)
     trainer = trl.SFTTrainer(
         model=model,
-        args=args,
-        train_dataset=datasets.Dataset.from_list(rows),
+        args=_args(tmp_path, cls=trl.SFTConfig, completion_only_loss=True, max_length=T + 16),
+        train_dataset=data,
+        eval_dataset=data.select(range(2)) if evaluate else None,
         processing_class=tok,
-        callbacks=[LemoCallback()],
+        callbacks=[LemoCallback()] if callback else [],
     )
+    return model, trainer
+
+
+@pytest.mark.parametrize("apply_first", [True, False])
+def test_trl_sft_trainer_trains_with_elimination(tmp_path, tiny_model_dir, sft_rows, apply_first):
+    model, trainer = _sft(tmp_path, tiny_model_dir, sft_rows, apply_first=apply_first)
     if not apply_first:
         lemo.apply(model, CFG)
     before = _trainable(model)
@@ -164,21 +171,7 @@ def test_trl_fused_head_loss_equals_lemo_segmented_loss_on_kept_positions():
 def test_remove_after_sft_training_keeps_trls_fused_head(tmp_path, tiny_model_dir, sft_rows, callback):
     # lemo.apply, then SFTTrainer (which installs its fused LM head over lemo's forward), train, lemo.remove: the
     # model must be what TRL's head over the plain model is, so the same trainer can still evaluate it.
-    from transformers import AutoModelForCausalLM
-
-    tok, rows = sft_rows
-    model = lora(AutoModelForCausalLM.from_pretrained(tiny_model_dir)).train()
-    lemo.apply(model, CFG)
-    data = datasets.Dataset.from_list(rows)
-    args = _args(tmp_path, cls=trl.SFTConfig, completion_only_loss=True, max_length=T + 16)
-    trainer = trl.SFTTrainer(
-        model=model,
-        args=args,
-        train_dataset=data,
-        eval_dataset=data.select(range(2)),
-        processing_class=tok,
-        callbacks=[LemoCallback()] if callback else [],
-    )
+    model, trainer = _sft(tmp_path, tiny_model_dir, sft_rows, callback=callback, evaluate=True)
     trainer.train()
     lemo.remove(model)
     assert not lemo.integrations.transformers.patch.is_applied(model)
