@@ -3,47 +3,21 @@ always wrapped in the same PEFT LoRA (r=8, alpha=16 on q/k/v/o)."""
 
 from __future__ import annotations
 
-import warnings
 from pathlib import Path
 from typing import Any
 
 import torch
 
-SHAPES = {
-    # name: (hidden, intermediate, layers, heads, kv_heads, vocab); "smollm2" loads the real embedded model instead
-    "llama2-7b": (4096, 11008, 32, 32, 32, 32000),
-    "llama3-8b": (4096, 14336, 32, 32, 8, 128256),
-    "tiny": (256, 512, 4, 4, 2, 1024),
-    "smollm2": None,
-}
+from lemo.integrations.peft import quiet_peft
+from lemo.integrations.transformers.loading import check_model_dir
+from lemo.plan.shapes import SHAPES as PLAN_SHAPES
+
+__all__ = ["SHAPES", "build_model", "check_model_dir", "shape_name"]
+
+SHAPES = (
+    PLAN_SHAPES  # the named shapes (lemo.plan.shapes), so the benchmark and the planner mean the same model
+)
 LORA_TARGETS = ["q_proj", "k_proj", "v_proj", "o_proj"]
-
-
-def check_model_dir(model_dir: str | Path) -> Path:
-    """`model_dir` as a Path when it looks like a saved HF model; ValueError naming the fix when it does not.
-
-    Checked before anything is measured or loaded, so a typo costs no matmul calibration and prints no traceback.
-    """
-    path = Path(model_dir).expanduser()
-    fix = (
-        "pass --model a local Hugging Face model directory (config.json and weights, as save_pretrained writes "
-        "them), or --shape NAME for a built-in shape (" + ", ".join(sorted(SHAPES)) + ")"
-    )
-    if not path.is_dir():
-        raise ValueError(f"--model {model_dir}: no such directory; {fix}")
-    if not (path / "config.json").is_file():
-        raise ValueError(f"--model {model_dir}: not a model directory (no config.json); {fix}")
-    # transformers' own message for this names file patterns, not the fix; sharded weights have an index file.
-    if not any(any(path.glob(pattern)) for pattern in ("*.safetensors", "*.bin", "*.index.json")):
-        raise ValueError(f"--model {model_dir}: no weights (*.safetensors or pytorch_model.bin); {fix}")
-    # The tokens are random, but lemo's loader loads the tokenizer too; without one it fails with a message
-    # about sentencepiece that hides the real cause.
-    if not any(path.glob("tokenizer*")):
-        raise ValueError(
-            f"--model {model_dir}: no tokenizer files (tokenizer.json, tokenizer_config.json, ...); save the "
-            "tokenizer next to the weights (tokenizer.save_pretrained(DIR)), or copy them from the base model"
-        )
-    return path
 
 
 def shape_name(model_dir: str | Path) -> str:
@@ -68,14 +42,14 @@ def build_model(shape: str, device: torch.device, max_len: int, model_dir: str |
     else:
         from transformers import LlamaConfig, LlamaForCausalLM
 
-        hidden, inter, layers, heads, kv, vocab = SHAPES[shape]
+        s = SHAPES[shape]
         cfg = LlamaConfig(
-            hidden_size=hidden,
-            intermediate_size=inter,
-            num_hidden_layers=layers,
-            num_attention_heads=heads,
-            num_key_value_heads=kv,
-            vocab_size=vocab,
+            hidden_size=s.hidden,
+            intermediate_size=s.intermediate,
+            num_hidden_layers=s.layers,
+            num_attention_heads=s.heads,
+            num_key_value_heads=s.kv_heads,
+            vocab_size=s.vocab,
             max_position_embeddings=max(max_len, 4096),
             attn_implementation="sdpa",
             use_cache=False,
@@ -89,11 +63,6 @@ def build_model(shape: str, device: torch.device, max_len: int, model_dir: str |
         finally:
             torch.set_default_dtype(previous)
     lora = LoraConfig(r=8, lora_alpha=16, target_modules=LORA_TARGETS, lora_dropout=0.0)
-    with warnings.catch_warnings():
-        # PEFT reads the deprecated `is_gradient_checkpointing` of transformers >= 5.2x: a warning about code
-        # neither lemo nor the user wrote, once per run. Only that message, only around the wrapping.
-        warnings.filterwarnings(
-            "ignore", message="`is_gradient_checkpointing` is deprecated", category=FutureWarning
-        )
+    with quiet_peft():
         peft_model = get_peft_model(model, lora)
     return peft_model.train()

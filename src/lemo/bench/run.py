@@ -189,7 +189,9 @@ def main(argv: list[str] | None = None, prog: str | None = None) -> int:
     args = parse_args(argv, prog)
     shape = args.shape
     if args.model is not None:
-        check_model_dir(args.model)
+        check_model_dir(
+            args.model, alternative="--shape NAME for a built-in shape (" + ", ".join(sorted(SHAPES)) + ")"
+        )
         shape = shape_name(args.model)
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
     env = environment()

@@ -15,7 +15,7 @@ EMBED_KEYS = ("embed_tokens",)
 
 
 @contextmanager
-def _quiet_peft() -> Iterator[None]:
+def quiet_peft() -> Iterator[None]:
     """PEFT's `PeftModel.__init__` reads `model.is_gradient_checkpointing`, which transformers >= 5.2x deprecated
     (for `is_activation_checkpointing`) with a FutureWarning on every read: one per run, about code neither lemo
     nor its user wrote. Only that message is silenced, and only around PEFT's wrapping."""
@@ -49,7 +49,7 @@ def add_lora(
     cfg = LoraConfig(
         r=rank, lora_alpha=alpha, lora_dropout=dropout, target_modules=list(targets), task_type="CAUSAL_LM"
     )
-    with _quiet_peft():
+    with quiet_peft():
         peft_model = get_peft_model(model, cfg)
     for name, p in peft_model.named_parameters():
         leaf = name.rsplit(".", 2)[-2] if "." in name else name
@@ -99,7 +99,7 @@ def load_adapter(model: nn.Module, adapter_dir: str | Path) -> nn.Module:
         raise FileNotFoundError(
             f"{path} holds no adapter (adapter_config.json); pass the adapter/ folder of a run."
         )
-    with _quiet_peft():
+    with quiet_peft():
         peft_model = PeftModel.from_pretrained(model, path)
     extra = path / "extra_trainable.safetensors"
     if extra.is_file():

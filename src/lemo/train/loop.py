@@ -24,7 +24,7 @@ from lemo.integrations.peft import add_lora, load_trainable_state, save_adapter,
 from lemo.integrations.transformers import apply, enable_shifted_sparse_attention, mean_kept_fraction
 from lemo.integrations.transformers.archs import spec_for
 from lemo.integrations.transformers.calibration import load_predictors
-from lemo.integrations.transformers.loading import enable_gradient_checkpointing, load_model
+from lemo.integrations.transformers.loading import check_model_dir, enable_gradient_checkpointing, load_model
 from lemo.train import distributed
 from lemo.train.checkpoint import capture_rng_state, load_checkpoint, restore_rng_state, save_checkpoint
 from lemo.train.config import FinetuneConfig
@@ -47,7 +47,6 @@ from lemo.train.preflight import explain_out_of_memory, preflight
 from lemo.train.progress import MetricsWriter, Progress
 from lemo.train.reporting import Reporters
 from lemo.train.run_safety import (
-    check_model_dir,
     check_resume_compatible,
     prepare_output_dir,
     warn_on_useless_lengths,

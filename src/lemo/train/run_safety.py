@@ -36,7 +36,6 @@ RESUMABLE_CHANGES = frozenset(
         "sparsity.tile_attention",
     }
 )
-WEIGHT_FILES = ("*.safetensors", "*.bin", "*.pt", "*.pth", "*.safetensors.index.json", "*.bin.index.json")
 
 
 def is_run(out: Path) -> bool:
@@ -75,16 +74,6 @@ def prepare_output_dir(out: Path, *, resume: bool, overwrite: bool) -> Path | No
             "another --output-dir."
         ) from None
     return moved
-
-
-def check_model_dir(model_dir: str | Path) -> None:
-    """A folder with a config but no weight files fails here, not deep inside transformers."""
-    p = Path(model_dir)
-    if p.is_dir() and (p / "config.json").is_file() and not any(any(p.glob(g)) for g in WEIGHT_FILES):
-        raise FileNotFoundError(
-            f"model directory {p} has a config.json but no weights (*.safetensors or *.bin); copy the "
-            "weight files there, or pass another --model."
-        )
 
 
 def _flat(d: dict[str, Any], prefix: str = "") -> dict[str, Any]:

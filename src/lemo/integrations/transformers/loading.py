@@ -73,3 +73,35 @@ def enable_gradient_checkpointing(model: nn.Module) -> None:
     else:
         model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
     model.enable_input_require_grads()
+
+
+WEIGHT_FILES = ("*.safetensors", "*.bin", "*.pt", "*.pth", "*.safetensors.index.json", "*.bin.index.json")
+
+
+def check_model_dir(model_dir: str | Path, alternative: str = "") -> Path:
+    """`model_dir` as a Path when `load_model` can load it; a ValueError naming the fix when it cannot.
+
+    Checked before anything is loaded or measured, so a typo costs nothing and prints no traceback: transformers'
+    own messages name file patterns (or sentencepiece, for a missing tokenizer), not the fix. `alternative` is the
+    caller's other way out (`lemo bench`: a built-in --shape), added to the advice.
+    """
+    path = Path(model_dir).expanduser()
+    fix = (
+        "pass --model a local Hugging Face model directory (config.json, weights and tokenizer, as save_pretrained "
+        "writes them)" + (f", or {alternative}" if alternative else "")
+    )
+    if not path.is_dir():
+        raise ValueError(f"--model {model_dir}: no such directory; {fix}.")
+    if not (path / "config.json").is_file():
+        raise ValueError(f"--model {model_dir}: not a model directory (no config.json); {fix}.")
+    if not any(any(path.glob(pattern)) for pattern in WEIGHT_FILES):
+        raise ValueError(
+            f"--model {model_dir}: the directory has a config.json but no weights (*.safetensors or *.bin); copy "
+            "the weight files there, or pass another --model."
+        )
+    if not any(path.glob("tokenizer*")):
+        raise ValueError(
+            f"--model {model_dir}: no tokenizer files (tokenizer.json, tokenizer_config.json, ...); save the "
+            "tokenizer next to the weights (tokenizer.save_pretrained(DIR)), or copy them from the base model."
+        )
+    return path
