@@ -139,7 +139,7 @@ def _finetune(cfg: FinetuneConfig, ctx: Dist, device_name: str, stop_after: int 
     if not cfg.data:
         distributed.run_on_main(ctx, str(device), austen_texts)
     model_dir = cfg.model or smollm2_dir()
-    check_model_dir(model_dir)
+    check_model_dir(model_dir, alternative="leave --model out to use the embedded SmolLM2-135M-Instruct")
     # What this run really uses (config.yaml and the checkpoints record it; resume compares against it).
     used = dataclasses.replace(
         cfg, model=str(model_dir), dtype="bf16" if dtype == torch.bfloat16 else "fp32", device=str(device)

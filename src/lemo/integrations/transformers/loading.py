@@ -91,9 +91,9 @@ def check_model_dir(model_dir: str | Path, alternative: str = "") -> Path:
         "writes them)" + (f", or {alternative}" if alternative else "")
     )
     if not path.is_dir():
-        raise ValueError(f"--model {model_dir}: no such directory; {fix}.")
+        raise ValueError(f"--model {model_dir} is not a model directory (no such directory); {fix}.")
     if not (path / "config.json").is_file():
-        raise ValueError(f"--model {model_dir}: not a model directory (no config.json); {fix}.")
+        raise ValueError(f"--model {model_dir} is not a model directory (no config.json); {fix}.")
     if not any(any(path.glob(pattern)) for pattern in WEIGHT_FILES):
         raise ValueError(
             f"--model {model_dir}: the directory has a config.json but no weights (*.safetensors or *.bin); copy "
