@@ -4,6 +4,8 @@
 #   bash benchmarks/gpu_longest.sh overhead   # GPU tests, then 32K and 128K: offload and tiling overhead
 #   bash benchmarks/gpu_longest.sh pair T     # exact+offload+tiled and lemo+offload+tiled, one step at T
 #   bash benchmarks/gpu_longest.sh one CONFIG T...   # one config, one step at each T (shortest first)
+#   bash benchmarks/gpu_longest.sh warm CONFIG T     # one step at T after a warm-up through two layers only
+#                                                    # (kernels compiled and tuned at T's shapes; see --warmup-layers)
 # Needs LEMO_COMMIT and OUT.
 set -euo pipefail
 export PYTHONPATH=src${PYTHONPATH:+:$PYTHONPATH} PYTHONUNBUFFERED=1 PYTHONWARNINGS=ignore
@@ -29,6 +31,10 @@ one)
     name=${2:?config}
     shift 2
     for T in "$@"; do bench --lengths "$T" --steps 1 --warmup 0 --configs "$name"; done
+    ;;
+warm)
+    [ -z "${GPU_TESTS:-}" ] || python -m pytest -q -m gpu $GPU_TESTS 2>&1 | tail -5 | tee "$OUT/test_gpu.log" || true
+    bench --lengths "${3:?T}" --steps 1 --warmup 1 --warmup-layers few --configs "${2:?config}"
     ;;
 *) echo "unknown section $1" >&2; exit 2 ;;
 esac

@@ -184,3 +184,36 @@ def test_checkout_scripts_re_export_what_other_scripts_read():
         assert not missing, f"{path} lists names it does not define: {missing}"
         if name == "bench":
             assert namespace["CONFIGS"] is CONFIGS  # benchmarks/plan_validation.py reads it by path
+
+
+def test_few_layer_warmup_runs_one_dense_and_one_sparse_layer_then_restores_the_model():
+    from lemo.bench.step import few_layers
+    from lemo.integrations.transformers.patch import causal_lm, sparsity_state
+
+    model = build_model("tiny", torch.device("cpu"), 64)
+    lemo.apply(model, lemo.SparsityConfig(block_size=16))
+    layers = list(causal_lm(model).model.layers)
+    sparse = sparsity_state(model).layers
+    seen = []
+    hooks = [
+        layer.register_forward_pre_hook(lambda m, a, i=i: seen.append(i)) for i, layer in enumerate(layers)
+    ]
+    ids = torch.randint(0, model.config.vocab_size, (1, 64))
+    with few_layers(model):
+        model(input_ids=ids, labels=ids).loss.backward()
+    assert seen == [0, sparse[0]] and sparse[0] != 0
+    base = causal_lm(model)
+    assert list(base.model.layers) == layers and base.config.num_hidden_layers == len(layers)
+    seen.clear()
+    model(input_ids=ids, labels=ids)
+    assert seen == list(range(len(layers)))
+    for h in hooks:
+        h.remove()
+
+
+def test_bench_with_a_few_layer_warmup(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    argv = ["bench", "--shape", "tiny", "--lengths", "128", "--configs", "lemo", "--steps", "1"]
+    assert main([*argv, "--warmup", "1", "--warmup-layers", "few", "--out", "x.csv"]) == 0
+    [row] = read_rows(tmp_path / "x.csv")
+    assert row["status"] == "ok" and float(row["median_step_s"]) > 0

@@ -183,6 +183,17 @@ def test_pool_buffers_of_different_sizes_are_reused_by_best_fit():
     assert off.stats.pool_bytes == 4 * (64 + 40 + 40 + 64 + 16)
 
 
+def test_pool_buffers_start_on_their_own_page():
+    # CUDA pins whole pages: buffers that shared one would be registered twice (the GPU test pins them).
+    import mmap
+
+    off = HostOffloader()
+    handles = [off.store(torch.ones(3)) for _ in range(8)]
+    starts = [h.buffer.data_ptr() for h in handles]
+    assert all(s % mmap.PAGESIZE == 0 for s in starts)
+    assert len({s // mmap.PAGESIZE for s in starts}) == len(starts)
+
+
 def test_forwards_without_backward_keep_no_host_memory():
     model = with_lora(tiny_model("llama")).train()
     ids = torch.randint(0, 256, (1, T))

@@ -69,3 +69,17 @@ def test_pinned_pool_is_exact_sized_and_reused(gpu):
     assert h2.buffer.data_ptr() == h.buffer.data_ptr()  # the pool buffer came back for the next step
     assert torch.equal(off.load(h2), x * 2)
     off.release()
+
+
+def test_small_buffers_each_pin_their_own_pages(gpu):
+    # Two small buffers from malloc can share a page, and CUDA refuses to register a page twice; the pool maps
+    # each buffer separately, so many tiny stores all pin.
+    from lemo.memory import HostOffloader
+
+    off = HostOffloader()
+    xs = [torch.full((7,), float(i), device=gpu) for i in range(64)]  # 28 bytes each
+    handles = [off.store(x) for x in xs]
+    assert all(h.buffer.is_pinned() for h in handles)
+    for h, x in zip(reversed(handles), reversed(xs)):
+        assert torch.equal(off.load(h), x)
+    off.release()

@@ -170,6 +170,14 @@ def parse_args(argv: list[str] | None, prog: str | None = None) -> argparse.Name
     ap.add_argument("--steps", type=int, default=3)
     ap.add_argument("--warmup", type=int, default=1)
     ap.add_argument(
+        "--warmup-layers",
+        choices=["all", "few"],
+        default="all",
+        help="few: warm-up steps run through one dense and one sparse layer only (compiling and autotuning at "
+        "the step's shapes), for long T where a full step fills the time there is; the timed step then also "
+        "pays for growing the host pool",
+    )
+    ap.add_argument(
         "--completion",
         type=float,
         default=0.0,

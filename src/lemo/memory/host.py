@@ -5,9 +5,11 @@ stream; torchtune's `OffloadActivations` also works on every saved tensor. lemo 
 layer (its checkpointed input, for a sparse layer only the kept rows), and backward needs them in the reverse
 order they were stored, so a stack of handles with a one-ahead prefetch is all the machinery there is.
 
-Pinned buffers are pinned in place (`cudaHostRegister` on a plain allocation) rather than taken from torch's
-pinned allocator, which rounds every block up to a power of two: kept rows of 2.4 GiB would pin 4 GiB, and the
-host memory that elimination saves would be lost to rounding.
+Pinned buffers are pinned in place (`cudaHostRegister`) rather than taken from torch's pinned allocator, which
+rounds every block up to a power of two: kept rows of 2.4 GiB would pin 4 GiB, and the host memory that
+elimination saves would be lost to rounding. Each buffer is its own anonymous `mmap`, so it starts on a page
+boundary and shares no page with another allocation: CUDA registers whole pages, and a page registered twice (two
+small malloc'd buffers on one page) would fail.
 
 On a GPU: the copy to host runs on a side stream after the compute stream has produced the tensor; in backward,
 loading layer i's input starts the copy of layer i-1's on the side stream, so it overlaps layer i's recompute
@@ -17,6 +19,7 @@ synchronously, which is what the tests use to check that offloading changes no n
 
 from __future__ import annotations
 
+import mmap
 import weakref
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -35,6 +38,12 @@ def available_host_bytes() -> int | None:
     except (OSError, ValueError, IndexError):
         return None
     return None
+
+
+def _host_buffer(nbytes: int) -> torch.Tensor:
+    """[nbytes] uint8 in a private anonymous mapping: page-aligned, zero-filled lazily, unmapped when dropped."""
+    # frombuffer holds a reference to the mmap object, so the mapping lives exactly as long as the tensor.
+    return torch.frombuffer(mmap.mmap(-1, max(nbytes, 1)), dtype=torch.uint8)[:nbytes]  # [nbytes]
 
 
 def _pin(buf: torch.Tensor) -> None:
@@ -114,7 +123,7 @@ class HostOffloader:
         try:
             if free is not None and nbytes > free - _HEADROOM:
                 raise RuntimeError(f"only {free / 2**30:.1f} GiB of host memory is available")
-            buf = torch.empty(nbytes, dtype=torch.uint8)  # [nbytes]
+            buf = _host_buffer(nbytes)  # [nbytes]
             if pin:
                 _pin(buf)
                 self._pinned.append(buf)
