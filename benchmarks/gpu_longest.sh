@@ -13,8 +13,9 @@ OUT=${OUT:?set OUT}
 mkdir -p "$OUT"
 CSV=$OUT/e2e_llama3_8b_offload.csv
 CAP=74.5  # 80 GB
+# The log goes under $OUT as it is written: a call that runs out of time still returns what it printed.
 bench() { python benchmarks/e2e/bench.py --shape llama3-8b --backend auto --keep-ratio 0.6 --cap-gib $CAP \
-    --out "$CSV" "$@"; }
+    --out "$CSV" "$@" 2>&1 | tee -a "$OUT/bench.log"; }
 case "${1:?section}" in
 overhead)
     # ${GPU_TESTS}: the kernel parity tests take three minutes (compiling); a call that ran them passes "memory".

@@ -67,7 +67,9 @@ def plan_longest(sparse: bool, tile_attention: bool, cap: float, host: float) ->
 def slope_longest(rows: list[dict], cap: float, host: float) -> tuple[int, str, str] | None:
     """From the two longest measured T of one config: where the allocated peak, the reserved peak and the pinned
     pool cross their limits (linear in T with offload on: every per-token term is)."""
-    ok = sorted((r for r in rows if r["status"] == "ok"), key=lambda r: int(r["seq_len"]))
+    # One row per T, the latest: a re-measured T (warm after cold) must not pair with itself.
+    latest = {int(r["seq_len"]): r for r in rows if r["status"] == "ok"}
+    ok = [latest[t] for t in sorted(latest)]
     if len(ok) < 2:
         return None
     a, b = ok[-2], ok[-1]

@@ -302,7 +302,6 @@ def offload_table(rows: list[dict[str, str]]) -> str:
     """GPU peak, pinned host memory and step time per (T, config), against the exact stack with the same
     offload and tiling at the same T, and against plain `exact` (no offload) at the same T."""
     rows = sorted(rows, key=lambda r: int(r["seq_len"]))
-    ok = {(r["seq_len"], r["config"]): r for r in rows if r.get("status") == "ok"}
     lines = [
         "| T | config | GPU peak alloc GiB | reserved GiB | pinned host GiB | step s | vs same stack exact "
         "| vs exact | timed steps | commit |",
@@ -310,11 +309,19 @@ def offload_table(rows: list[dict[str, str]]) -> str:
     ]
 
     def timed(r: dict[str, str]) -> str:
-        # A single step without warm-up also pays for pinning the host pool and the first kernel compiles.
+        # A single step without warm-up also pays for pinning the host pool and the first kernel compiles and
+        # autotuning; after a warm-up through two layers (--warmup-layers few) only for pinning the pool.
         words = r.get("command", "").split()
         get = lambda flag, d: words[words.index(flag) + 1] if flag in words else d
-        warm = get("--warmup", "1")
-        return f"{get('--steps', '3')} after {warm} warm-up" if warm != "0" else "1, no warm-up"
+        warm, steps = get("--warmup", "1"), get("--steps", "3")
+        if warm == "0":
+            return "1, no warm-up"
+        return f"{steps} after {warm} warm-up" + (
+            " (2 layers)" if get("--warmup-layers", "all") == "few" else ""
+        )
+
+    # Rows are compared only with rows timed the same way: a cold step is not set against a warm one.
+    ok = {(r["seq_len"], r["config"], timed(r)): r for r in rows if r.get("status") == "ok"}
 
     def ratio(r: dict[str, str], ref: dict[str, str] | None) -> str:
         if ref is None or ref is r:
@@ -327,11 +334,11 @@ def offload_table(rows: list[dict[str, str]]) -> str:
                 f"| {r['seq_len']} | {r['config']} | {r['status']} | | | | | | {r.get('commit', '?')} |"
             )
             continue
-        twin = ok.get((r["seq_len"], _exact_twin(r["config"])))
+        twin = ok.get((r["seq_len"], _exact_twin(r["config"]), timed(r)))
         lines.append(
             f"| {int(r['seq_len']) // 1024}K | {r['config']} | {_fmt('peak_alloc_gib', r['peak_alloc_gib'])} "
             f"| {_fmt('peak_reserved_gib', r['peak_reserved_gib'])} | {_fmt('host_pool_gib', r.get('host_pool_gib', ''))} "
-            f"| {float(r['median_step_s']):.2f} | {ratio(r, twin)} | {ratio(r, ok.get((r['seq_len'], 'exact')))} "
+            f"| {float(r['median_step_s']):.2f} | {ratio(r, twin)} | {ratio(r, ok.get((r['seq_len'], 'exact', timed(r))))} "
             f"| {timed(r)} | {r.get('commit', '?')} |"
         )
     first = rows[0]

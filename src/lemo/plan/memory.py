@@ -128,10 +128,24 @@ def layer_working(shape: ModelShape, rows: LayerRows, cfg: PlanConfig, e: int) -
         # Tiled MLP (lemo.memory.tiled_rows around the MLP): the fp32 norm input, the MLP's input and, in
         # backward, that input's gradient span the rows; one tile's activations and gradients exist at a time.
         per_tile = (mlp_saved(shape, lora, e) - 4 * shape.hidden + mlp_grads(shape, e)) * tile
-        full = (4 * shape.hidden + 2 * e * shape.hidden) * mlp_rows
-        return {"attention activations": attn, "MLP (tiled)": per_tile + full}
-    mlp = (mlp_saved(shape, lora, e) + mlp_grads(shape, e)) * mlp_rows
-    return {"attention activations": attn, "MLP activations+grads": mlp}
+        mlp = {"MLP (tiled)": per_tile + (4 * shape.hidden + 2 * e * shape.hidden) * mlp_rows}
+    else:
+        mlp = {"MLP activations+grads": (mlp_saved(shape, lora, e) + mlp_grads(shape, e)) * mlp_rows}
+    # The layer's peak is its MLP backward or, later, its attention backward. HF's attention (dense layers not
+    # run by lemo) forms the SDPA gradients then; untiled, the MLP's are larger, and tiling it makes these the peak.
+    sdpa = cfg.device == "cuda" and not rows.sparse and not tile_attention(cfg)
+    bwd = sdpa_backward(shape, e) * rows.attn_rows if sdpa else 0.0
+    if bwd > sum(mlp.values()):
+        return {"attention activations": attn, "attention backward (SDPA)": bwd}
+    return {"attention activations": attn, **mlp}
+
+
+def sdpa_backward(shape: ModelShape, e: int) -> float:
+    """Bytes per row that SDPA's (FlashAttention's) backward forms: the output's gradient, dq/dk/dv, an fp32 dq
+    accumulator and, with grouped KV heads, dk/dv per query head before the group sum. For the Llama-3-8B shape
+    that is 52 KiB per token, as measured (benchmarks/results/attention_backward_probe.csv)."""
+    grouped = 2 * e * shape.q_dim if shape.kv_dim < shape.q_dim else 0
+    return e * shape.q_dim + e * (shape.q_dim + 2 * shape.kv_dim) + 4 * shape.q_dim + grouped
 
 
 def loss_working(shape: ModelShape, cfg: PlanConfig, rows: int, e: int) -> float:
