@@ -6,6 +6,10 @@
 #   bash benchmarks/gpu_longest.sh one CONFIG T...   # one config, one step at each T (shortest first)
 #   bash benchmarks/gpu_longest.sh warm CONFIG T     # one step at T after a warm-up through two layers only
 #                                                    # (kernels compiled and tuned at T's shapes; see --warmup-layers)
+#   bash benchmarks/gpu_longest.sh probe CONFIG T... # the longest-T search at the given T (a plan's prediction
+#                                                    # and one step above), shortest first, stopping at the first
+#                                                    # failure; into e2e_llama3_8b_offload_longest.csv. Predictions:
+#                                                    # benchmarks/results/longest_prediction.csv.
 # Needs LEMO_COMMIT and OUT.
 set -euo pipefail
 export PYTHONPATH=src${PYTHONPATH:+:$PYTHONPATH} PYTHONUNBUFFERED=1 PYTHONWARNINGS=ignore
@@ -36,6 +40,13 @@ one)
 warm)
     [ -z "${GPU_TESTS:-}" ] || python -m pytest -q -m gpu $GPU_TESTS 2>&1 | tail -5 | tee "$OUT/test_gpu.log" || true
     bench --lengths "${3:?T}" --steps 1 --warmup 1 --warmup-layers few --configs "${2:?config}"
+    ;;
+probe)
+    name=${2:?config}
+    shift 2
+    python benchmarks/e2e/bench.py --mode longest --shape llama3-8b --backend auto --keep-ratio 0.6 --cap-gib $CAP \
+        --configs "$name" --probe-lengths "$@" --steps 1 --warmup 0 --out "$OUT/e2e_llama3_8b_offload_longest.csv" \
+        2>&1 | tee -a "$OUT/bench.log"
     ;;
 *) echo "unknown section $1" >&2; exit 2 ;;
 esac

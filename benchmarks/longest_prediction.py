@@ -28,12 +28,14 @@ from lemo.memory.host import _HEADROOM  # noqa: E402
 from lemo.plan import PlanConfig, longest_seq_len  # noqa: E402
 
 MEASURED = ROOT / "benchmarks" / "results" / "e2e_llama3_8b_offload.csv"
-# config: (elimination on, tile_attention); all with offload="cpu", tile_tokens=8192, keep 0.6, checkpointing
+# config: (elimination on, tile_tokens, tile_attention); all with offload="cpu", keep 0.6, checkpointing
 STACKS = {
-    "exact+offload+tiled": (False, False),
-    "lemo+offload+tiled": (True, False),
-    "exact+offload+tiled-attn": (False, True),
-    "lemo+offload+tiled-attn": (True, True),
+    "exact+offload": (False, 0, False),
+    "lemo+offload": (True, 0, False),
+    "exact+offload+tiled": (False, 8192, False),
+    "lemo+offload+tiled": (True, 8192, False),
+    "exact+offload+tiled-attn": (False, 8192, True),
+    "lemo+offload+tiled-attn": (True, 8192, True),
 }
 FIELDS = [
     "config",
@@ -48,8 +50,8 @@ FIELDS = [
 ]
 
 
-def plan_longest(sparse: bool, tile_attention: bool, cap: float, host: float) -> int:
-    extra = dict(offload="cpu", tile_tokens=8192, tile_attention=tile_attention)
+def plan_longest(sparse: bool, tile: int, tile_attention: bool, cap: float, host: float) -> int:
+    extra = dict(offload="cpu", tile_tokens=tile, tile_attention=tile_attention)
     sparsity = (
         SparsityConfig(keep_ratio=0.6, **extra) if sparse else SparsityConfig(sparse_layers="none", **extra)
     )
@@ -105,12 +107,12 @@ def main(argv: list[str] | None = None) -> int:
     with MEASURED.open() as fh:
         measured = list(csv.DictReader(fh))
     out = []
-    for name, (sparse, tile_attention) in STACKS.items():
+    for name, (sparse, tile, tile_attention) in STACKS.items():
         common = dict(
             config=name, gpu_cap_gib=args.cap_gib, host_gib=args.host_gib, commit=commit.stdout.strip()
         )
         common["command"] = command
-        longest = plan_longest(sparse, tile_attention, args.cap_gib, args.host_gib)
+        longest = plan_longest(sparse, tile, tile_attention, args.cap_gib, args.host_gib)
         out.append(
             {**common, "method": "plan", "longest_T": longest, "bound_by": "plan", "basis": "lemo plan"}
         )
