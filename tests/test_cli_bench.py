@@ -217,3 +217,48 @@ def test_bench_with_a_few_layer_warmup(tmp_path, monkeypatch):
     assert main([*argv, "--warmup", "1", "--warmup-layers", "few", "--out", "x.csv"]) == 0
     [row] = read_rows(tmp_path / "x.csv")
     assert row["status"] == "ok" and float(row["median_step_s"]) > 0
+
+
+@pytest.mark.slow
+def test_bench_under_torchrun_shards_the_model_and_writes_one_row_per_config(tmp_path):
+    import os
+
+    out = tmp_path / "fsdp.csv"
+    env = {**os.environ, "PYTHONPATH": str(REPO / "src"), "OMP_NUM_THREADS": "1"}
+    cmd = [
+        sys.executable,
+        "-m",
+        "torch.distributed.run",
+        "--standalone",
+        "--nproc-per-node",
+        "2",
+        "-m",
+        "lemo",
+    ]
+    cmd += ["bench", "--shape", "tiny", "--lengths", "128", "--configs", "exact", "lemo-random+gc"]
+    cmd += ["--steps", "1", "--warmup", "1", "--out", str(out)]
+    proc = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=600, cwd=tmp_path)
+    assert proc.returncode == 0, (proc.stdout + proc.stderr)[-4000:]
+    rows = read_rows(out)
+    assert [(r["config"], r["status"], r["world_size"]) for r in rows] == [
+        ("exact", "ok", "2"),
+        ("lemo-random+gc", "ok", "2"),
+    ]  # rank 0 alone wrote them
+    one = tmp_path / "one.csv"
+    assert main(["bench", "--shape", "tiny", "--lengths", "128", "--configs", "exact", "--steps", "1",
+                 "--warmup", "0", "--out", str(one)]) == 0  # fmt: skip
+    [single] = read_rows(one)
+    assert single["world_size"] == "1"
+    # FSDP2 holds half of every sharded parameter per rank; the job's tokens per step double.
+    assert float(rows[0]["weights_gib_per_gpu"]) < 0.6 * float(single["weights_gib_per_gpu"])
+    assert float(rows[0]["model_tflop_per_step"]) == pytest.approx(2 * float(single["model_tflop_per_step"]))
+
+
+def test_longest_search_under_torchrun_is_refused_with_the_way_out(monkeypatch, capsys):
+    import lemo.bench.run as run
+    from lemo.train.distributed import Dist
+
+    monkeypatch.setattr(run, "join", lambda: (Dist(rank=0, world_size=2), torch.device("cpu")))
+    with pytest.raises(SystemExit) as err:
+        run.main(["--shape", "tiny", "--mode", "longest", "--configs", "exact"], prog="lemo bench")
+    assert "run it without torchrun" in str(err.value.code)

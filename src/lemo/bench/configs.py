@@ -62,8 +62,11 @@ def _decoder_layers(model: Any) -> Any:
     return model.get_base_model().model.layers
 
 
-def configure(model: Any, name: str, keep_ratio: float, backend: str, tile: int = 8192) -> None:
-    """Put `model` in configuration `name`, undoing whatever the previous configuration did."""
+def configure(
+    model: Any, name: str, keep_ratio: float, backend: str, tile: int = 8192, sharded: bool = False
+) -> None:
+    """Put `model` in configuration `name`, undoing whatever the previous configuration did. `sharded`: the
+    model is under FSDP2, where lemo's in-place residual update is off (as `lemo finetune` does)."""
     # lemo's layers, not the top-level package: `import lemo` would pull in the cli layer above this one.
     from lemo.config import SparsityConfig
     from lemo.integrations.transformers import (
@@ -80,6 +83,8 @@ def configure(model: Any, name: str, keep_ratio: float, backend: str, tile: int 
     s2 = extra.pop("s2", False)
     if extra.get("tile_tokens") == "tile":
         extra["tile_tokens"] = tile
+    if sharded:
+        extra["inplace_residual"] = False
     remove(model)
     disable_shifted_sparse_attention(model)
     if checkpointing:

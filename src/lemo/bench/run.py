@@ -16,7 +16,7 @@ your own (a local HF model directory; its name goes in the CSV's shape column). 
     lemo bench --mode longest --cap-gib 74.5 --shape llama3-8b --configs exact lemo-shared+gc
     lemo bench --model ~/models/my-llama --lengths 8192 --configs exact lemo-random+gc
 (also `python benchmarks/e2e/bench.py ...` in a source checkout). --mode longest searches the largest T under
-the cap (per-process memory fraction).
+the cap (per-process memory fraction). Under torchrun the model is sharded with FSDP2 (lemo.bench.sharded).
 """
 
 from __future__ import annotations
@@ -34,6 +34,7 @@ import torch
 
 from lemo.bench.configs import CONFIGS
 from lemo.bench.model import SHAPES, build_model, check_model_dir, shape_name
+from lemo.bench.sharded import join, shard_model, weights_gib_per_gpu
 from lemo.bench.step import MATMUL_RATE, longest_length, matmul_rate, probe
 
 # Provenance carried by every row of every CSV this script writes.
@@ -63,6 +64,8 @@ FIELDS = [
     "host_pool_gib",
     "tile_tokens",
     "cap_gib",
+    "world_size",
+    "weights_gib_per_gpu",
     *ENV_FIELDS,
 ]
 
@@ -103,8 +106,12 @@ LONGEST_FIELDS = [
 
 
 def _append(path: Path, fields: list[str], row: dict) -> None:
-    # One row at a time: a run cut short by a time limit keeps everything measured so far.
+    # One row at a time: a run cut short by a time limit keeps everything measured so far. An existing file keeps
+    # its own columns (older CSVs lack the newest ones), so its rows stay aligned.
     new = not path.exists()
+    if not new:
+        with path.open(newline="") as fh:
+            fields = next(csv.reader(fh), None) or fields
     path.parent.mkdir(parents=True, exist_ok=True)
     with path.open("a", newline="") as fh:
         writer = csv.DictWriter(fh, fieldnames=fields, extrasaction="ignore")
@@ -201,7 +208,14 @@ def main(argv: list[str] | None = None, prog: str | None = None) -> int:
             args.model, alternative="--shape NAME for a built-in shape (" + ", ".join(sorted(SHAPES)) + ")"
         )
         shape = shape_name(args.model)
-    device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    world, rank_device = join()
+    if world.enabled and args.mode == "longest":
+        raise SystemExit(
+            "lemo bench: --mode longest runs in one process (an out-of-memory probe cannot be skipped while other "
+            "ranks wait in the same step); run it without torchrun."
+        )
+    device = rank_device or torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    args.world = world if world.enabled else None
     env = environment()
     stamp = datetime.now(timezone.utc).isoformat(timespec="seconds")
     words = argv if argv is not None else sys.argv[1:]
@@ -217,9 +231,13 @@ def main(argv: list[str] | None = None, prog: str | None = None) -> int:
     rate = matmul_rate(device)
     if rate:
         MATMUL_RATE.append(rate)
-        print(f"measured bf16 matmul rate: {rate:.0f} TFLOP/s", flush=True)
+        if world.is_main:
+            print(f"measured bf16 matmul rate: {rate:.0f} TFLOP/s", flush=True)
     longest = args.search_max if args.mode == "longest" else 0
     model = build_model(args.shape, device, max([*args.lengths, longest]), model_dir=args.model)
+    if world.enabled:
+        model = shard_model(model, world, device)
+    weights = weights_gib_per_gpu(model)
     start = time.perf_counter()
     lengths = sorted(args.lengths) if args.mode == "steps" else [0]
     out_of_memory: set[str] = set()  # "until out of memory": a config that OOMed is not tried at longer T
@@ -232,7 +250,7 @@ def main(argv: list[str] | None = None, prog: str | None = None) -> int:
                 return 0
             sparse = CONFIGS[name][2]
             row = {"config": name, "shape": shape, "keep_ratio": args.keep_ratio if sparse else 1.0}
-            row["cap_gib"] = args.cap_gib
+            row.update(cap_gib=args.cap_gib, world_size=world.world_size, weights_gib_per_gpu=weights)
             row.update(env, timestamp=stamp, command=command)
             if args.mode == "longest":
                 row.update(longest_length(model, name, args, device), cap_gib=args.cap_gib)
@@ -250,6 +268,8 @@ def main(argv: list[str] | None = None, prog: str | None = None) -> int:
                 row["tile_tokens"] = args.tile_tokens
             if row["status"] != "ok":
                 out_of_memory.add(name)
+            if not world.is_main:
+                continue  # rank 0 writes the job's row
             _append(args.out, FIELDS, row)
             _show(
                 row,

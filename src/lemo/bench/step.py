@@ -95,7 +95,14 @@ def run_one(
     device: torch.device,
     completion: float = 0.0,
     warmup_layers: str = "all",
+    world: Any = None,
 ) -> dict:
+    from lemo.bench.sharded import reducer
+
+    # Under torchrun (`world`, a lemo.train.distributed.Dist): the slowest rank's time, the largest rank's
+    # memory, and the job's tokens, since every rank trains its own row.
+    largest = reducer(world, device)
+    ranks = world.world_size if world is not None else 1
     params = [p for p in model.parameters() if p.requires_grad]
     opt = torch.optim.AdamW(params, lr=1e-4)
     vocab = model.config.vocab_size
@@ -117,21 +124,21 @@ def run_one(
             torch.cuda.synchronize()
         if i >= warmup:
             times.append(time.perf_counter() - t0)
-    row = {"median_step_s": statistics.median(times), "loss": float(loss.detach())}
+    row = {"median_step_s": largest(statistics.median(times)), "loss": float(loss.detach())}
     if PREDICTORS:
         timing = PREDICTORS[0].timings()  # accumulated over warm-up and timed steps
         row["predictor_ms_per_step"] = 1000 * timing["seconds"] / (warmup + steps)
         row["predictor_share"] = row["predictor_ms_per_step"] / 1000 / row["median_step_s"]
         row["predictor_param_mib"] = timing["param_bytes"] / 2**20
-    row["tokens_per_s"] = T / row["median_step_s"]
-    row["model_tflop_per_step"] = model_tflop(model, T)
+    row["tokens_per_s"] = ranks * T / row["median_step_s"]
+    row["model_tflop_per_step"] = ranks * model_tflop(model, T)
     row["achieved_tflop_per_s"] = row["model_tflop_per_step"] / row["median_step_s"]
     if MATMUL_RATE:
         row["matmul_tflop_per_s"] = MATMUL_RATE[0]
         row["fraction_of_matmul"] = row["achieved_tflop_per_s"] / MATMUL_RATE[0]
     if device.type == "cuda":
-        row["peak_alloc_gib"] = torch.cuda.max_memory_allocated() / 2**30
-        row["peak_reserved_gib"] = torch.cuda.max_memory_reserved() / 2**30
+        row["peak_alloc_gib"] = largest(torch.cuda.max_memory_allocated() / 2**30)
+        row["peak_reserved_gib"] = largest(torch.cuda.max_memory_reserved() / 2**30)
     offloader = _offloader(model)
     if offloader is not None:
         row["host_peak_gib"] = offloader.stats.peak_bytes / 2**30
@@ -147,11 +154,21 @@ def _offloader(model: Any) -> Any:
 
 def probe(model: Any, name: str, T: int, args: argparse.Namespace, device: torch.device) -> dict:
     """One configured run at length T; OOM is a result. Frees everything it allocated before returning."""
-    configure(model, name, args.keep_ratio, args.backend, args.tile_tokens)
+    world = getattr(args, "world", None)
+    configure(model, name, args.keep_ratio, args.backend, args.tile_tokens, sharded=world is not None)
     try:
-        measured = run_one(model, T, args.steps, args.warmup, device, args.completion, args.warmup_layers)
+        measured = run_one(
+            model, T, args.steps, args.warmup, device, args.completion, args.warmup_layers, world
+        )
         row = {**measured, "status": "ok"}
     except torch.OutOfMemoryError:
+        if world is not None:
+            # The other ranks wait in a collective of this step: a skipped row would leave them hanging.
+            raise RuntimeError(
+                f"{name} ran out of GPU memory at T={T} on rank {world.rank}; under torchrun an "
+                "out-of-memory row cannot be recorded and skipped. Shorten --lengths, or measure the longest "
+                "T in one process (--mode longest)."
+            ) from None
         row = {"status": "OOM"}
     except RuntimeError as err:  # the offloader's refusal: the host, not the GPU, ran out of (pinned) memory
         if "pinned host memory" not in str(err):
