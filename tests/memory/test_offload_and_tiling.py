@@ -225,6 +225,23 @@ def test_host_memory_that_cannot_be_had_is_a_clear_error(monkeypatch):
         HostOffloader().store(torch.empty(2**30, dtype=torch.uint8))
 
 
+def test_declared_host_memory_overrides_meminfo_and_counts_the_pool(monkeypatch):
+    # A VM whose memory grows as it is touched reports little MemAvailable: LEMO_HOST_GIB states the real budget.
+    import lemo.memory.host as host
+
+    monkeypatch.setattr(host, "_HEADROOM", 0)
+    monkeypatch.setenv("LEMO_HOST_GIB", str(3 * 2**10 / 2**30))  # 3 KiB, so the test stays tiny
+    off = HostOffloader()
+    off.store(torch.empty(2048, dtype=torch.uint8))  # 2 KiB of the 3
+    with pytest.raises(RuntimeError, match=r"LEMO_HOST_GIB leaves only .* --offload none"):
+        off.store(torch.empty(2048, dtype=torch.uint8))  # the pool's own 2 KiB count against the budget
+    monkeypatch.setenv("LEMO_HOST_GIB", "lots")
+    with pytest.raises(ValueError, match=r"LEMO_HOST_GIB='lots' is not a positive number of GiB"):
+        host.available_host_bytes()
+    monkeypatch.setenv("LEMO_HOST_GIB", "200")
+    assert host.available_host_bytes() == 200 * 2**30
+
+
 def test_bad_settings_name_the_fix():
     from lemo.train.config import FinetuneConfig
 

@@ -20,6 +20,7 @@ synchronously, which is what the tests use to check that offloading changes no n
 from __future__ import annotations
 
 import mmap
+import os
 import weakref
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -27,10 +28,35 @@ from pathlib import Path
 import torch
 
 _HEADROOM = 2 * 2**30  # host memory left to the process and the OS when the pool grows
+HOST_ENV = "LEMO_HOST_GIB"
+
+
+def declared_host_bytes() -> int | None:
+    """The host memory the user declares for pinned buffers (LEMO_HOST_GIB), or None when unset.
+
+    For machines whose MemAvailable understates what they can give: VMs whose memory grows as it is touched
+    report a fraction of it at start (the 2-8 GPU device machines read 31-62 GiB of 256-560).
+    """
+    raw = os.environ.get(HOST_ENV, "").strip()
+    if not raw:
+        return None
+    try:
+        gib = float(raw)
+    except ValueError:
+        gib = -1.0
+    if not gib > 0:
+        raise ValueError(
+            f"{HOST_ENV}={raw!r} is not a positive number of GiB; set e.g. {HOST_ENV}=200, or unset it."
+        )
+    return int(gib * 2**30)
 
 
 def available_host_bytes() -> int | None:
-    """MemAvailable of /proc/meminfo (Linux), or None where it cannot be read."""
+    """Host memory free for the pool: LEMO_HOST_GIB when set, else MemAvailable of /proc/meminfo (Linux), or None
+    where neither can be read."""
+    declared = declared_host_bytes()
+    if declared is not None:
+        return declared
     try:
         for line in Path("/proc/meminfo").read_text().splitlines():
             if line.startswith("MemAvailable:"):
@@ -119,10 +145,13 @@ class HostOffloader:
         if fits:
             # The tightest fit keeps big buffers for big tensors (by index: `list.remove` would compare values).
             return self._free.pop(min(fits, key=lambda i: self._free[i].numel()))
-        free = available_host_bytes()
+        declared = declared_host_bytes()
+        # A declared budget is the pool's whole allowance; MemAvailable already shrinks as the pool grows.
+        free = declared - self.stats.pool_bytes if declared is not None else available_host_bytes()
         try:
             if free is not None and nbytes > free - _HEADROOM:
-                raise RuntimeError(f"only {free / 2**30:.1f} GiB of host memory is available")
+                source = f"{HOST_ENV} leaves" if declared is not None else "MemAvailable says"
+                raise RuntimeError(f"{source} only {free / 2**30:.1f} GiB of host memory is available")
             buf = _host_buffer(nbytes)  # [nbytes]
             if pin:
                 _pin(buf)
@@ -132,7 +161,8 @@ class HostOffloader:
             raise RuntimeError(
                 f"offload='cpu' could not get {nbytes / 2**30:.2f} GiB more of pinned host memory ({need:.1f} GiB "
                 f"for this step so far): {str(err).splitlines()[0]}. Free host RAM, shorten --seq-len, lower "
-                "--keep-ratio, or run with --offload none; `lemo plan` shows the host memory a run needs."
+                f"--keep-ratio, or run with --offload none; `lemo plan` shows the host memory a run needs. Where "
+                f"MemAvailable understates the machine (memory that grows as it is used), set {HOST_ENV}=N."
             ) from None
         self.stats.pool_bytes += nbytes
         return buf

@@ -54,7 +54,7 @@ class PlanConfig:
     gpu_gib: float | None = None
     """GPU memory cap in GiB (default: the device's memory when the trainer checks, else an 80 GB card)."""
     host_gib: float | None = None
-    """Host RAM available for pinned offload buffers in GiB (default: MemAvailable of this machine)."""
+    """Host RAM available for pinned offload buffers in GiB (default: LEMO_HOST_GIB, else MemAvailable)."""
     margin: float = 0.125
     """Allocator headroom on the activations: a plan fits when weights + activations x (1 + margin) <= the cap
     (fitted to the committed longest-T searches under an 80 GB cap; see docs/plan.md)."""

@@ -67,7 +67,7 @@ class Plan:
 
 
 def available_host_gib() -> float | None:
-    """MemAvailable of this machine in GiB (the offloader's own reading), or None where it cannot be read."""
+    """Host memory for the pool in GiB, the offloader's own reading (LEMO_HOST_GIB, else MemAvailable), or None."""
     free = available_host_bytes()
     return None if free is None else free / GIB
 
