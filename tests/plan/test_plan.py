@@ -206,3 +206,42 @@ def test_cpu_runs_are_checked_against_host_ram():
         check_fits(plan, "cpu")
     small = predict(PlanConfig(shape="tiny", seq_len=1024, dtype="fp32", device="cpu", host_gib=16.0))
     assert check_fits(small, torch.device("cpu")) is small
+
+
+def test_fsdp2_ranks_hold_a_shard_of_the_weights_and_load_them_whole_first():
+    one = predict(PlanConfig(**LONG))
+    two = predict(PlanConfig(**LONG, world_size=2))
+    assert two.breakdown_gib["weights"] == pytest.approx(one.breakdown_gib["weights"] / 2)
+    assert two.breakdown_gib["LoRA + AdamW"] == pytest.approx(one.breakdown_gib["LoRA + AdamW"] / 2)
+    assert two.breakdown_gib["gathered layers (FSDP2)"] > 0
+    assert two.gpu_peak_gib < one.gpu_peak_gib
+    # Short rows: loading the whole model onto each GPU before sharding is the peak.
+    short = predict(PlanConfig(shape="llama3-8b", seq_len=1024, world_size=2))
+    assert short.phase == "loading the weights (before sharding)"
+    assert short.gpu_peak_gib == pytest.approx(one.breakdown_gib["weights"])
+
+
+def test_ranks_of_one_node_share_its_host_memory():
+    offload = lemo.SparsityConfig(offload="cpu")
+    big = {**LONG, "host_gib": 1e6}
+    one = predict(PlanConfig(**big, sparsity=offload))
+    node = predict(PlanConfig(**big, sparsity=offload, world_size=4))
+    spread = predict(PlanConfig(**big, sparsity=offload, world_size=4, ranks_per_node=1))
+    assert node.host_gib == pytest.approx(4 * one.host_gib)
+    assert spread.host_gib == pytest.approx(one.host_gib)
+    with pytest.raises(ValueError, match="--world-size 0 must be a positive number of ranks"):
+        PlanConfig(**LONG, world_size=0)
+    with pytest.raises(ValueError, match="--ranks-per-node 3 exceeds --world-size 2"):
+        PlanConfig(**LONG, world_size=2, ranks_per_node=3)
+
+
+def test_finetune_plans_for_the_torchrun_job_it_is_in(monkeypatch):
+    from lemo.train.config import FinetuneConfig
+    from lemo.train.preflight import plan_config
+
+    cfg = FinetuneConfig(seq_len=4096)
+    assert plan_config(cfg).world_size == 1
+    monkeypatch.setenv("WORLD_SIZE", "4")
+    monkeypatch.setenv("LOCAL_WORLD_SIZE", "2")  # two nodes of two GPUs
+    planned = plan_config(cfg)
+    assert (planned.world_size, planned.ranks_per_node) == (4, 2)

@@ -55,6 +55,11 @@ class PlanConfig:
     """GPU memory cap in GiB (default: the device's memory when the trainer checks, else an 80 GB card)."""
     host_gib: float | None = None
     """Host RAM available for pinned offload buffers in GiB (default: LEMO_HOST_GIB, else MemAvailable)."""
+    world_size: int = 1
+    """Ranks the model is sharded over with FSDP2 (`torchrun --nproc-per-node N`): each GPU holds 1/N of the
+    weights and adapter states after sharding, plus the layers being all-gathered; all of them while loading."""
+    ranks_per_node: int | None = None
+    """Ranks sharing this host's memory for pinned offload buffers (default: world_size, one node)."""
     margin: float = 0.125
     """Allocator headroom on the activations: a plan fits when weights + activations x (1 + margin) <= the cap
     (fitted to the committed longest-T searches under an 80 GB cap; see docs/plan.md)."""
@@ -80,6 +85,17 @@ class PlanConfig:
                 )
         if not 0 < self.labelled_fraction <= 1:
             raise ValueError(f"--labelled-fraction {self.labelled_fraction!r} must be in (0, 1], e.g. 0.05.")
+        for name in ("world_size", "ranks_per_node"):
+            v = getattr(self, name)
+            if v is not None and (not isinstance(v, int) or v < 1):
+                raise ValueError(
+                    f"--{name.replace('_', '-')} {v!r} must be a positive number of ranks such as 2."
+                )
+        if self.ranks_per_node is not None and self.ranks_per_node > self.world_size:
+            raise ValueError(
+                f"--ranks-per-node {self.ranks_per_node} exceeds --world-size {self.world_size}; a node cannot "
+                "hold more ranks than the job has."
+            )
         if not 0 <= self.margin < 1:
             raise ValueError(f"--margin {self.margin!r} must be a fraction in [0, 1) such as 0.125.")
 

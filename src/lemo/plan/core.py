@@ -30,7 +30,7 @@ class Plan:
     breakdown_gib: dict[str, float]
     """The components of the peak, GiB."""
     host_gib: float
-    """Pinned host memory for offloaded layer inputs, GiB."""
+    """Pinned host memory for offloaded layer inputs, GiB, of all the ranks on this node."""
     step_s: float
     """Predicted seconds per step (H200 rates)."""
     compute_s: float
@@ -83,7 +83,7 @@ def _with(cfg: PlanConfig, **changes: Any) -> PlanConfig:
 def _estimate(cfg: PlanConfig, shape: ModelShape, rates: Rates) -> tuple[MemoryEstimate, float, float, float]:
     mem = estimate(shape, cfg)
     compute = step_seconds(work(shape, cfg, mem), rates)
-    copy = mem.host / HOST_COPY_BYTES_S
+    copy = mem.host / HOST_COPY_BYTES_S  # each rank's own copies (a GPU's link; several GPUs, several links)
     if copy:  # copies out overlap the forward, copies back the backward; a copy longer than its phase shows
         step = max(compute * FORWARD_SHARE, copy) + max(compute * (1 - FORWARD_SHARE), copy)
     else:
@@ -107,7 +107,7 @@ def predict(
         gpu_peak_gib=mem.peak / GIB,
         phase=mem.phase,
         breakdown_gib={k: v / GIB for k, v in mem.breakdown.items()},
-        host_gib=mem.host / GIB,
+        host_gib=mem.host * (cfg.ranks_per_node or cfg.world_size) / GIB,  # the node's ranks share its RAM
         step_s=step,
         compute_s=compute,
         copy_s=copy,

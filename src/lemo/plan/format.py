@@ -18,6 +18,11 @@ def _settings(p: Plan) -> list[str]:
         f"{p.shape.name}: T={c.seq_len} x batch {c.batch_size}, LoRA r={c.lora.rank} on {','.join(c.lora.targets)}, "
         f"{c.dtype} on {c.device}, checkpointing {'on' if c.checkpointing else 'off'}"
     ]
+    if c.world_size > 1:
+        per_node = c.ranks_per_node or c.world_size
+        lines.append(
+            f"FSDP2 over {c.world_size} ranks ({per_node} per node): GPU figures are per GPU, host per node"
+        )
     if not c.sparse:
         lines.append("token elimination off, the model's own loss (plain LoRA)")
         return lines

@@ -212,15 +212,23 @@ def estimate(shape: ModelShape, cfg: PlanConfig) -> MemoryEstimate:
     on = backend(cfg) == "reference"
     by_lemo = tile_attention(cfg)  # then dense layers run lemo's layer forward (every row kept) too
     held = [n_held * e * d * r.attn_rows if (r.sparse or by_lemo) and on else 0.0 for r in rows]
+    ws = cfg.world_size
+    weights = float(e * shape.total_params())
     fixed = {
-        "weights": float(e * shape.total_params()),
-        "LoRA + AdamW": float(ADAM_BYTES * lora_params(shape, cfg)),
+        # Under FSDP2 each rank keeps its shard; the adapters and AdamW's state are sharded with them.
+        "weights": weights / ws,
+        "LoRA + AdamW": float(ADAM_BYTES * lora_params(shape, cfg)) / ws,
         # RoPE cos/sin [T, head_dim] in the model dtype, input ids, labels and shifted labels (int64).
         "RoPE tables, ids": float((2 * e * shape.head_dim + 24) * BT),
     }
     if cfg.device == "cuda":
         fixed["CUDA workspaces"] = CUDA_WORKSPACE
     phases: list[tuple[str, dict[str, float]]] = []
+    if ws > 1:
+        # A layer computes with its weights whole: the one running and the one prefetched behind it.
+        fixed["gathered layers (FSDP2)"] = 2.0 * e * (shape.attention_params() + shape.mlp_params())
+        # Each rank loads the whole model onto its GPU before `fully_shard` splits it.
+        phases.append(("loading the weights (before sharding)", {"weights": weights}))
     saved = [(0.0 if ckpt else _layer_saved(shape, r, cfg, e)) + h for r, h in zip(rows, held)]
     for r in reversed(rows):
         i = r.index

@@ -9,14 +9,24 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import os
 from collections.abc import Iterator
 from typing import Any
 
 import torch
 
 from lemo.plan import Plan, PlanConfig, check_fits, explain_oom, predict
+from lemo.train.distributed import launched_world_size
 
 log = logging.getLogger(__name__)
+
+
+def plan_config(cfg: Any) -> PlanConfig:
+    """The PlanConfig of a resolved `FinetuneConfig` in this process: under torchrun each GPU holds 1/N of the
+    weights (FSDP2), and the ranks of one node share its host memory."""
+    world = launched_world_size()
+    per_node = int(os.environ.get("LOCAL_WORLD_SIZE", world) or world)
+    return PlanConfig.from_finetune(cfg, world_size=world, ranks_per_node=min(per_node, world))
 
 
 def preflight(cfg: Any, device: torch.device) -> Plan | None:
@@ -25,7 +35,7 @@ def preflight(cfg: Any, device: torch.device) -> Plan | None:
     A run the planner cannot model (an unusual config.json) is not blocked: it trains with a warning.
     """
     try:
-        plan = predict(PlanConfig.from_finetune(cfg))
+        plan = predict(plan_config(cfg))
     except (ValueError, OSError, KeyError, TypeError) as err:
         log.warning(
             "lemo plan cannot model this run (%s); training without a plan (--no-plan hides this).", err
