@@ -325,3 +325,28 @@ def test_a_killed_two_rank_run_resumes_to_the_same_adapter(
     for k in a:
         assert torch.equal(a[k], b[k]), k
     assert _losses(out) == _losses(uninterrupted)
+
+
+@pytest.mark.slow
+def test_nproc_starts_torchrun_itself_and_trains_like_it(uninterrupted, tiny_model_dir, text_file, tmp_path):
+    from lemo.cli.__main__ import main
+
+    out = tmp_path / "nproc"
+    assert main([*_args(tiny_model_dir, text_file), "--nproc", "2", "--output-dir", str(out)]) == 0
+    assert _losses(out) == _losses(uninterrupted)  # the same job as the torchrun line
+    meta = json.loads((out / "checkpoints" / "step-0000006" / "meta.json").read_text())
+    assert meta["sharded"] and meta["world_size"] == 2
+
+
+def test_nproc_that_disagrees_with_torchrun_names_the_fix(monkeypatch):
+    from lemo.train.config import FinetuneConfig
+    from lemo.train.launch import wants_launch
+
+    assert not wants_launch(FinetuneConfig())
+    assert wants_launch(FinetuneConfig(nproc=2))
+    monkeypatch.setenv("WORLD_SIZE", "2")
+    assert not wants_launch(FinetuneConfig(nproc=2))  # already the torchrun job it would start
+    with pytest.raises(ValueError, match="--nproc 4 but torchrun started 2 ranks"):
+        wants_launch(FinetuneConfig(nproc=4))
+    with pytest.raises(ValueError, match="--nproc 0 must be a positive number"):
+        FinetuneConfig(nproc=0)

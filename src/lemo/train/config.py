@@ -111,6 +111,9 @@ class FinetuneConfig:
     plan: bool = True
     """Predict GPU and host memory first (`lemo plan`) and stop before loading weights when the run will not fit;
     --no-plan skips the check."""
+    nproc: int = 1
+    """Ranks (GPUs) on this machine: above 1, lemo starts this run under torchrun itself (`torchrun --standalone
+    --nproc-per-node N -m lemo finetune ...`; FSDP2, docs/distributed.md). Under torchrun, leave it out."""
     dist_timeout: int = 1800
     """Under torchrun: seconds a collective (all-gather, reduce-scatter, checkpoint barrier) may wait for the other
     ranks before the run stops with an error that explains the usual causes."""
@@ -125,6 +128,8 @@ class FinetuneConfig:
             raise ValueError(f"--steps {self.steps} must be at least 1.")
         if not self.lr > 0:
             raise ValueError(f"--lr {self.lr} must be positive; try --lr 2e-4.")
+        if not isinstance(self.nproc, int) or self.nproc < 1:
+            raise ValueError(f"--nproc {self.nproc!r} must be a positive number of processes such as 2.")
         if self.dist_timeout < 1:
             raise ValueError(f"--dist-timeout {self.dist_timeout} must be at least 1 second; try 1800.")
         if self.grad_accum < 1:

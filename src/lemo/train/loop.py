@@ -43,6 +43,7 @@ from lemo.train.data import (
 from lemo.train.distributed import Dist
 from lemo.train.distributed_checkpoint import check_world_size, load_sharded, read_meta, save_sharded
 from lemo.train.interrupt import TrainingInterrupted, stop_on_sigint
+from lemo.train.launch import launch, wants_launch
 from lemo.train.preflight import explain_out_of_memory, preflight
 from lemo.train.progress import MetricsWriter, Progress
 from lemo.train.reporting import Reporters
@@ -117,7 +118,10 @@ class _Null:
 
 def finetune(cfg: FinetuneConfig, *, stop_after: int | None = None) -> FinetuneResult:
     """Run a fine-tune as described by `cfg`. `stop_after` ends the run early after that many steps
-    (as a kill would, but cleanly); used to test resuming. Under torchrun, every rank calls this."""
+    (as a kill would, but cleanly); used to test resuming. Under torchrun, every rank calls this; with
+    --nproc N above 1 (and no torchrun yet), this starts torchrun on N ranks and waits for it."""
+    if wants_launch(cfg):
+        return launch(cfg)
     ctx, device_name = distributed.init(cfg.device, cfg.dist_timeout)
     try:
         with distributed.quiet_unless_main(ctx), distributed.explain_collective_errors(ctx):

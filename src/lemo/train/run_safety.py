@@ -29,6 +29,7 @@ RESUMABLE_CHANGES = frozenset(
         "device",
         "report_to",
         "dist_timeout",
+        "nproc",  # the world-size check of a sharded checkpoint guards what matters
         "plan",
         # memory placement only: offload and tiling change where activations live, not one number
         "sparsity.offload",
