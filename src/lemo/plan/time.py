@@ -95,7 +95,7 @@ def work(shape: ModelShape, cfg: PlanConfig, mem: MemoryEstimate) -> Work:
         lin += 2 * r.mlp_rows * shape.mlp_params() * mlp_passes
         n = r.attn_rows / B  # rows of one sequence: attention is quadratic per sequence
         flop = 2 * n * n * hd * B * attn_passes
-        if r.sparse:
+        if r.sparse or tile_attention(cfg):  # tiled, dense layers run lemo's layer forward and its kernel too
             sparse_att += flop
         else:
             att += flop
