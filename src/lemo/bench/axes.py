@@ -182,7 +182,8 @@ def _legend(fig: Figure, axes: list[Axes], any_oom: bool, linked: bool) -> None:
     if any_oom:
         handles.append(Line2D([], [], ls="", marker="x", ms=8, mew=2, color="0.3"))
         labels.append("out of memory (OOM)" + ("\ndotted: from the last T that fit" if linked else ""))
-    fig.legend(handles, labels, loc="outside right upper", fontsize=8.5, frameon=False)
+    # Centred, not upper: the figure-wide title also sits at the top, and an upper legend would run into it.
+    fig.legend(handles, labels, loc="outside right center", fontsize=8.5, frameon=False)
 
 
 def _gc_title(rows: list[Row]) -> str:

@@ -151,4 +151,6 @@ def provenance(rows: list[Row]) -> str:
     parts += [f"torch {v}" for v in distinct("torch")]
     parts += [f"backend {v}" for v in distinct("backend")]
     parts.append("from " + ", ".join(distinct("_source")))
-    return " · ".join(parts)
+    line = " · ".join(parts)
+    # Two lines when long: a title line wider than the figure is cut at both edges.
+    return line if len(line) <= 100 else " · ".join(parts[:-1]) + "\n" + parts[-1]

@@ -25,7 +25,10 @@ def save_figure(fig: Any, path: Any, dpi: int = 90) -> Any:
 
     import matplotlib.pyplot as plt
 
-    fig.tight_layout()
+    if fig.get_layout_engine() is None:
+        # A figure made with layout="constrained" keeps it: tight_layout would replace that engine and put a
+        # legend placed "outside" back over the plot and the title.
+        fig.tight_layout()
     out = Path(path)
     out.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(out, dpi=dpi)
