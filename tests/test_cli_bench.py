@@ -20,6 +20,10 @@ REPO = Path(__file__).resolve().parents[1]
 def no_bench_dir(monkeypatch):
     """The old checkout lookup's LEMO_BENCH_DIR must change nothing: it is unset for every test here."""
     monkeypatch.delenv("LEMO_BENCH_DIR", raising=False)
+    from lemo.bench.run import MEASURED_ENV
+
+    for name in MEASURED_ENV:  # recorded in the command column when set: the tests compare it
+        monkeypatch.delenv(name, raising=False)
 
 
 def read_rows(path: Path) -> list[dict[str, str]]:
@@ -262,3 +266,12 @@ def test_longest_search_under_torchrun_is_refused_with_the_way_out(monkeypatch, 
     with pytest.raises(SystemExit) as err:
         run.main(["--shape", "tiny", "--mode", "longest", "--configs", "exact"], prog="lemo bench")
     assert "run it without torchrun" in str(err.value.code)
+
+
+def test_allocator_settings_from_the_environment_go_into_the_command_column(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("PYTORCH_CUDA_ALLOC_CONF", "expandable_segments:True")
+    argv = ["--shape", "tiny", "--lengths", "128", "--configs", "lora", "--steps", "1", "--warmup", "0"]
+    assert main(["bench", *argv, "--out", "x.csv"]) == 0
+    [row] = read_rows(tmp_path / "x.csv")
+    assert row["command"].startswith("PYTORCH_CUDA_ALLOC_CONF=expandable_segments:True lemo bench ")

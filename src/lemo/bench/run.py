@@ -37,6 +37,8 @@ from lemo.bench.model import SHAPES, build_model, check_model_dir, shape_name
 from lemo.bench.sharded import join, shard_model, weights_gib_per_gpu
 from lemo.bench.step import MATMUL_RATE, longest_length, matmul_rate, probe
 
+# Environment variables that change what a row measures: recorded in its command column when set.
+MEASURED_ENV = ("PYTORCH_CUDA_ALLOC_CONF", "LEMO_HOST_GIB", "CUDA_VISIBLE_DEVICES")
 # Provenance carried by every row of every CSV this script writes.
 ENV_FIELDS = ["gpu", "torch", "cuda", "transformers", "peft", "triton", "commit", "timestamp", "command"]
 FIELDS = [
@@ -220,6 +222,9 @@ def main(argv: list[str] | None = None, prog: str | None = None) -> int:
     stamp = datetime.now(timezone.utc).isoformat(timespec="seconds")
     words = argv if argv is not None else sys.argv[1:]
     command = " ".join([prog, *words]) if prog else "python " + " ".join([sys.argv[0], *words])
+    # Settings read from the environment change what a row measures; they go in front, as a shell would take them.
+    settings = [f"{k}={os.environ[k]}" for k in MEASURED_ENV if os.environ.get(k)]
+    command = " ".join([*settings, command])
     if args.cap_gib is None and args.mode == "longest":
         args.cap_gib = 80.0 * 1e9 / 2**30
     if device.type == "cuda" and args.cap_gib is not None:
