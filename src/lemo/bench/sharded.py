@@ -10,6 +10,7 @@ Each rank trains on its own batch of one row, so a step moves world_size x T tok
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 import torch
@@ -38,7 +39,7 @@ def weights_gib_per_gpu(model: Any) -> float:
     return total / 2**30
 
 
-def reducer(ctx: Dist | None, device: torch.device) -> Any:
+def reducer(ctx: Dist | None, device: torch.device) -> Callable[[float], float]:
     """max over ranks of a Python number (the identity with one process)."""
     if ctx is None or not ctx.enabled:
         return lambda value: value

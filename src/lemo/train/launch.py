@@ -38,7 +38,7 @@ def torchrun_command(config_file: Path, nproc: int) -> list[str]:
     return [*launcher, "-m", "lemo", "finetune", "--config", str(config_file)]
 
 
-def launch(cfg: Any) -> Any:
+def launch(cfg: Any) -> Any:  # FinetuneResult (loop imports this module)
     """Run `cfg` on cfg.nproc ranks under torchrun and wait; the FinetuneResult read from its output folder."""
     from lemo.train.loop import FinetuneResult
 
