@@ -52,3 +52,18 @@ def test_lr_schedule_survives_a_resume(tiny_model_dir, text_file, tmp_path, sche
     decay = [1 - x for x in t] if schedule == "linear" else [0.5 * (1 + math.cos(math.pi * x)) for x in t]
     expected = [0.5, *decay[1:]]
     assert lrs(tmp_path / "full") == pytest.approx([1e-2 * f for f in expected], abs=1e-9)
+
+
+def test_long_gpu_runs_are_told_the_first_step_tunes_kernels():
+    import torch
+
+    from lemo.train.config import FinetuneConfig
+    from lemo.train.loop import first_step_note
+
+    gpu, cpu = torch.device("cuda"), torch.device("cpu")
+    long = FinetuneConfig(seq_len=262144)
+    assert "tunes lemo's attention kernels" in first_step_note(long, gpu)
+    assert first_step_note(long, cpu) is None
+    assert first_step_note(FinetuneConfig(seq_len=8192), gpu) is None
+    assert first_step_note(FinetuneConfig(seq_len=262144, sparse=False), gpu) is None
+    assert first_step_note(FinetuneConfig(seq_len=262144, sparsity={"backend": "reference"}), gpu) is None

@@ -108,6 +108,18 @@ def _evaluate(
     return results
 
 
+def first_step_note(cfg: FinetuneConfig, device: torch.device) -> str | None:
+    """What to expect of the first step at long T on a GPU: lemo's Triton attention tunes itself once per length
+    class, and at long T each candidate it times is a long kernel run."""
+    sparse = cfg.sparse and cfg.sparsity.sparse_layers not in ("none", [])
+    if device.type != "cuda" or not sparse or cfg.sparsity.backend == "reference" or cfg.seq_len < 65536:
+        return None
+    return (
+        "note: the first step also tunes lemo's attention kernels for this length; at 256K tokens on an H200 "
+        "that added about 3 minutes to it (docs/longest.md). Later steps, and the ETA, settle after it."
+    )
+
+
 class _Null:
     """Metrics and reporters on ranks other than 0: they write nothing."""
 
@@ -245,6 +257,9 @@ def _finetune(cfg: FinetuneConfig, ctx: Dist, device_name: str, stop_after: int 
         + (", shifted sparse attention (S²)" if cfg.attention == "s2" else "")
         + (f", resuming at step {start}" if start else "")
     )
+    note = first_step_note(cfg, device)
+    if note:
+        say(note)
     if start == 0:
         result.ppl_before = _evaluate(model, held_ids, cfg, "before", say)
     if ctx.is_main:
