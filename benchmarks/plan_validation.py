@@ -4,7 +4,7 @@
     python benchmarks/plan_validation.py --fit      # also refits the step-time rates and prints them
 
 Every row of the e2e step CSVs (benchmarks/e2e/bench.py) whose configuration the planner models is predicted
-from the row's own settings (shape, T, keep ratio, backend, completion) through bench.py's CONFIGS, so the
+from the row's own settings (shape, T, keep ratio, backend, completion) through lemo bench's CONFIGS, so the
 planner sees exactly what the benchmark ran. Longest-T rows are checked twice: the peak at the longest T that
 ran, and the longest T the plan allows under the same cap.
 """
@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import argparse
 import csv
-import importlib.util
 import statistics
 import sys
 from pathlib import Path
@@ -23,6 +22,7 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "src"))
 
+from lemo.bench.configs import CONFIGS  # noqa: E402
 from lemo.config import SparsityConfig  # noqa: E402
 from lemo.plan import PlanConfig, longest_seq_len, predict  # noqa: E402
 from lemo.plan.core import _estimate  # noqa: E402
@@ -68,20 +68,10 @@ FIELDS = [
 ]
 
 
-def _bench_configs() -> dict:
-    spec = importlib.util.spec_from_file_location("bench", ROOT / "benchmarks" / "e2e" / "bench.py")
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    return mod.CONFIGS
-
-
-CONFIGS = _bench_configs()
-
-
 def plan_config(
     name: str, shape: str, T: int, keep: float, backend: str, completion: float, tile: int = 8192
 ) -> PlanConfig | None:
-    """The PlanConfig of bench.py's configuration `name` (None for the ones the planner does not model)."""
+    """The PlanConfig of lemo bench's configuration `name` (None for the ones the planner does not model)."""
     checkpointing, segmented, sparse, mlp, extra = CONFIGS[name]
     extra = dict(extra)
     if extra.get("tile_tokens") == "tile":

@@ -177,17 +177,17 @@ def test_checkout_script_is_a_shim_over_the_package(tmp_path):
     assert rows[0]["command"] == f"python {script} " + " ".join([*argv, "--out", str(out)])
 
 
-def test_checkout_scripts_re_export_what_other_scripts_read():
-    from lemo.bench.configs import CONFIGS
-
-    for name in ("bench", "plot"):
-        namespace: dict = {"__name__": f"_shim_{name}"}
-        path = REPO / "benchmarks" / "e2e" / f"{name}.py"
-        exec(compile(path.read_text(), str(path), "exec"), namespace)
-        missing = [n for n in namespace["__all__"] if n not in namespace]
-        assert not missing, f"{path} lists names it does not define: {missing}"
-        if name == "bench":
-            assert namespace["CONFIGS"] is CONFIGS  # benchmarks/plan_validation.py reads it by path
+def test_checkout_plot_script_is_a_shim_over_the_package():
+    """benchmarks/e2e/plot.py keeps the documented command working: the package's parser answers."""
+    done = subprocess.run(
+        [sys.executable, "benchmarks/e2e/plot.py", "--help"],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert done.returncode == 0, done.stderr
+    assert "--out-dir" in done.stdout and "--prefix" in done.stdout
 
 
 def test_few_layer_warmup_runs_one_dense_and_one_sparse_layer_then_restores_the_model():

@@ -5,74 +5,14 @@
     lemo bench plot ...   (the same, from any install)
 
 The code lives in the installed package (src/lemo/bench/plot.py, rows.py, axes.py); this script keeps the
-documented commands working and re-exports its names. `--help` explains the CSV kinds and the figures.
+documented commands working. `--help` explains the CSV kinds and the figures.
 """
 
 from __future__ import annotations
 
 import sys
 
-from lemo.bench.plot import (
-    GC_STYLE,
-    LONGEST_COLUMNS,
-    STEP_COLUMNS,
-    STEP_FIGURES,
-    _bar_note,
-    by_group,
-    by_series,
-    checkpointing,
-    coinciding,
-    csv_kind,
-    draw,
-    family,
-    figures,
-    keep_label,
-    latest,
-    longest_key,
-    main,
-    parse_args,
-    plot_longest,
-    plot_vs_T,
-    provenance,
-    read_csv,
-    safe,
-    select,
-    series_name,
-    step_key,
-    tokens,
-    uses_gc,
-)
-
-__all__ = [
-    "GC_STYLE",
-    "LONGEST_COLUMNS",
-    "STEP_COLUMNS",
-    "STEP_FIGURES",
-    "_bar_note",
-    "by_group",
-    "by_series",
-    "checkpointing",
-    "coinciding",
-    "csv_kind",
-    "draw",
-    "family",
-    "figures",
-    "keep_label",
-    "latest",
-    "longest_key",
-    "main",
-    "parse_args",
-    "plot_longest",
-    "plot_vs_T",
-    "provenance",
-    "read_csv",
-    "safe",
-    "select",
-    "series_name",
-    "step_key",
-    "tokens",
-    "uses_gc",
-]
+from lemo.bench.plot import main
 
 if __name__ == "__main__":
     sys.exit(main())

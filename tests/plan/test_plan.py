@@ -245,3 +245,18 @@ def test_finetune_plans_for_the_torchrun_job_it_is_in(monkeypatch):
     monkeypatch.setenv("LOCAL_WORLD_SIZE", "2")  # two nodes of two GPUs
     planned = plan_config(cfg)
     assert (planned.world_size, planned.ranks_per_node) == (4, 2)
+
+
+def test_full_tiling_times_dense_attention_at_lemos_kernel_rate():
+    # With tile_attention, dense layers run lemo's layer forward and its attention kernel, not HF's SDPA.
+    from lemo.plan.memory import estimate
+    from lemo.plan.time import work
+
+    shape = SHAPES["llama3-8b"]
+    exact = dict(sparse_layers="none", offload="cpu", tile_tokens=8192)
+    mlp_only = PlanConfig(**LONG, sparsity=lemo.SparsityConfig(**exact))
+    full = PlanConfig(**LONG, sparsity=lemo.SparsityConfig(**exact, tile_attention=True))
+    w_mlp, w_full = (work(shape, c, estimate(shape, c)) for c in (mlp_only, full))
+    assert w_mlp.sparse_attention_flop == 0 and w_mlp.attention_flop > 0
+    assert w_full.attention_flop == 0 and w_full.sparse_attention_flop == pytest.approx(w_mlp.attention_flop)
+    assert predict(full).step_s > predict(mlp_only).step_s  # lemo's kernel is the slower rate

@@ -62,7 +62,7 @@ def test_long_gpu_runs_are_told_the_first_step_tunes_kernels():
 
     gpu, cpu = torch.device("cuda"), torch.device("cpu")
     long = FinetuneConfig(seq_len=262144)
-    assert "tunes lemo's attention kernels" in first_step_note(long, gpu)
+    assert "compiles and tunes lemo's kernels" in first_step_note(long, gpu)
     assert first_step_note(long, cpu) is None
     assert first_step_note(FinetuneConfig(seq_len=8192), gpu) is None
     assert first_step_note(FinetuneConfig(seq_len=262144, sparse=False), gpu) is None

@@ -15,7 +15,7 @@ from typing import Any
 
 import torch
 
-from lemo.train.distributed import Dist, init, shard
+from lemo.train.distributed import Dist, all_max, init, shard
 
 
 def join(timeout_s: int = 600) -> tuple[Dist, torch.device | None]:
@@ -41,14 +41,6 @@ def weights_gib_per_gpu(model: Any) -> float:
 
 def reducer(ctx: Dist | None, device: torch.device) -> Callable[[float], float]:
     """max over ranks of a Python number (the identity with one process)."""
-    if ctx is None or not ctx.enabled:
+    if ctx is None:
         return lambda value: value
-
-    def largest(value: float) -> float:
-        import torch.distributed as dist
-
-        t = torch.tensor([float(value)], dtype=torch.float64, device=device)
-        dist.all_reduce(t, op=dist.ReduceOp.MAX)
-        return float(t.item())
-
-    return largest
+    return lambda value: all_max(value, ctx, str(device))

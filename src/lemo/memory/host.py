@@ -35,7 +35,7 @@ def declared_host_bytes() -> int | None:
     """The host memory the user declares for pinned buffers (LEMO_HOST_GIB), or None when unset.
 
     For machines whose MemAvailable understates what they can give: VMs whose memory grows as it is touched
-    report a fraction of it at start (the 2-8 GPU device machines read 31-62 GiB of 256-560).
+    report a fraction of it at start (the 2-8 GPU device machines read 31-62 GiB of 256-560, per their KINDS.md notes).
     """
     raw = os.environ.get(HOST_ENV, "").strip()
     if not raw:

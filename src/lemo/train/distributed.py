@@ -213,12 +213,21 @@ def shard(model: nn.Module, ctx: Dist, device: str) -> nn.Module:
 
 def all_sum(value: float, ctx: Dist, device: str) -> float:
     """Sum of a Python number over ranks (itself with one process)."""
+    return _all_reduce(value, ctx, device, "SUM")
+
+
+def all_max(value: float, ctx: Dist, device: str) -> float:
+    """Largest value of a Python number over ranks (itself with one process)."""
+    return _all_reduce(value, ctx, device, "MAX")
+
+
+def _all_reduce(value: float, ctx: Dist, device: str, op: str) -> float:
     if not ctx.enabled:
         return value
     import torch.distributed as dist
 
     t = torch.tensor([float(value)], dtype=torch.float64, device=device)
-    dist.all_reduce(t)
+    dist.all_reduce(t, op=getattr(dist.ReduceOp, op))
     return float(t.item())
 
 

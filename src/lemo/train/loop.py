@@ -115,8 +115,8 @@ def first_step_note(cfg: FinetuneConfig, device: torch.device) -> str | None:
     if device.type != "cuda" or not sparse or cfg.sparsity.backend == "reference" or cfg.seq_len < 65536:
         return None
     return (
-        "note: the first step also tunes lemo's attention kernels for this length; at 256K tokens on an H200 "
-        "that added about 3 minutes to it (docs/longest.md). Later steps, and the ETA, settle after it."
+        "note: the first step also compiles and tunes lemo's kernels for this length; at 256K tokens on an H200 "
+        "it took about 3 minutes longer than later steps (docs/longest.md). The ETA settles after it."
     )
 
 
