@@ -31,6 +31,7 @@ import triton.language as tl
 from lemo.ops._triton_reduce import interpreting as _interpreting
 from lemo.ops._triton_reduce import rmax as _rmax
 from lemo.ops._triton_reduce import rsum as _rsum
+from lemo.ops._tuning import autotune
 
 _LOG2E = 1.4426950408889634
 
@@ -532,7 +533,7 @@ _TUNE = {
 }
 _KERNELS = {"fwd": _attn_fwd_kernel, "dkdv": _attn_bwd_dkdv_kernel, "dq": _attn_bwd_dq_kernel}
 _TUNED = {
-    name: triton.autotune(configs=_TUNE[name], key=["HEAD_DIM", "seq_bucket"])(kernel)
+    name: autotune(configs=_TUNE[name], key=["HEAD_DIM", "seq_bucket"])(kernel)
     for name, kernel in _KERNELS.items()
 }
 # Set by benchmarks/tests to pin a configuration: {"fwd": triton.Config, ...}; None entries mean "tune".
