@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import gc
+import re
 import statistics
 import time
 from collections.abc import Iterator
@@ -161,7 +162,7 @@ def probe(model: Any, name: str, T: int, args: argparse.Namespace, device: torch
             model, T, args.steps, args.warmup, device, args.completion, args.warmup_layers, world
         )
         row = {**measured, "status": "ok"}
-    except torch.OutOfMemoryError:
+    except torch.OutOfMemoryError as err:
         if world is not None:
             # The other ranks wait in a collective of this step: a skipped row would leave them hanging.
             raise RuntimeError(
@@ -169,7 +170,7 @@ def probe(model: Any, name: str, T: int, args: argparse.Namespace, device: torch
                 "out-of-memory row cannot be recorded and skipped. Shorten --lengths, or measure the longest "
                 "T in one process (--mode longest)."
             ) from None
-        row = {"status": "OOM"}
+        row = {"status": "OOM", "oom_detail": _oom_detail(err, device)}
     except RuntimeError as err:  # the offloader's refusal: the host, not the GPU, ran out of (pinned) memory
         if "pinned host memory" not in str(err):
             raise
@@ -179,6 +180,17 @@ def probe(model: Any, name: str, T: int, args: argparse.Namespace, device: torch
     if device.type == "cuda":
         torch.cuda.empty_cache()
     return row
+
+
+def _oom_detail(err: BaseException, device: torch.device) -> str:
+    """'@61.2+4.9GiB': what was allocated when the step failed and the request that failed (from CUDA's message),
+    so a longest-T probe that misses its plan says by how much."""
+    if device.type != "cuda":
+        return ""
+    at = torch.cuda.max_memory_allocated() / 2**30
+    asked = re.search(r"Tried to allocate ([0-9.]+) (GiB|MiB)", str(err))
+    extra = "" if asked is None else f"+{float(asked[1]) / (1 if asked[2] == 'GiB' else 1024):.1f}"
+    return f"@{at:.1f}{extra}GiB"
 
 
 def longest_length(model: Any, name: str, args: argparse.Namespace, device: torch.device) -> dict:
@@ -193,8 +205,8 @@ def longest_length(model: Any, name: str, args: argparse.Namespace, device: torc
         lengths = [args.search_start << i for i in range(64) if args.search_start << i <= args.search_max]
     for length in lengths:
         row = probe(model, name, length, args, device)
-        probes.append(f"{length}:{row['status']}")
-        print(f"  {name} T={length} {row['status']} {row.get('peak_alloc_gib', 0):.1f} GiB", flush=True)
+        probes.append(f"{length}:{row['status']}{row.get('oom_detail', '')}")
+        print(f"  {name} T={length} {probes[-1]} {row.get('peak_alloc_gib') or 0:.1f} GiB", flush=True)
         if row["status"] != "ok":
             oom_T = length
             break
@@ -207,8 +219,8 @@ def longest_length(model: Any, name: str, args: argparse.Namespace, device: torc
         if mid <= lo:
             break
         row = probe(model, name, mid, args, device)
-        probes.append(f"{mid}:{row['status']}")
-        print(f"  {name} T={mid} {row['status']} {row.get('peak_alloc_gib', 0):.1f} GiB", flush=True)
+        probes.append(f"{mid}:{row['status']}{row.get('oom_detail', '')}")
+        print(f"  {name} T={mid} {probes[-1]} {row.get('peak_alloc_gib') or 0:.1f} GiB", flush=True)
         if row["status"] == "ok":
             lo, ok_row = mid, row
         else:
