@@ -219,3 +219,37 @@ def test_lemo_bench_plot_needs_no_checkout(step_csv, tmp_path, monkeypatch, caps
     assert "wrote figs/p_memory.png" in capsys.readouterr().out
     assert lemo_main(["bench", "plot", str(tmp_path / "missing.csv"), "--out-dir", "figs"]) == 2
     assert capsys.readouterr().err.startswith("lemo bench plot: error: ")
+
+
+def test_a_search_over_several_calls_is_one_search():
+    from lemo.bench.rows import combine_longest
+
+    base = {"shape": "s", "gpu": "g", "config": "exact+offload", "keep_ratio": "1.0", "cap_gib": "74.5"}
+    calls = [
+        {**base, "longest_ok_T": "0", "first_oom_T": "172032", "probes": "172032:OOM", "commit": "a"},
+        {
+            **base,
+            "longest_ok_T": "163840",
+            "first_oom_T": "",
+            "probes": "131072:ok 163840:ok",
+            "commit": "b",
+            "peak_alloc_gib": "65.8",
+            "median_step_s": "78.9",
+        },
+        {
+            **base,
+            "config": "lemo",
+            "longest_ok_T": "229376",
+            "probes": "229376:ok",
+            "commit": "c",
+            "peak_alloc_gib": "66.9",
+        },
+    ]
+    exact, lemo = combine_longest(calls)
+    assert (exact["longest_ok_T"], exact["first_oom_T"]) == ("163840", "172032")
+    assert exact["probes"] == "131072:ok 163840:ok 172032:OOM" and exact["commit"] == "a b"
+    assert exact["peak_alloc_gib"] == "65.8"  # from the call that ran the longest T
+    assert (lemo["longest_ok_T"], lemo["first_oom_T"]) == ("229376", "")
+    # an ok above the first failure does not count, and the measured columns then belong to no row's T
+    odd = combine_longest([{**calls[1], "probes": "131072:OOM@60.0+4.0GiB 163840:ok"}])[0]
+    assert (odd["longest_ok_T"], odd["first_oom_T"], odd["peak_alloc_gib"]) == ("0", "131072", "")

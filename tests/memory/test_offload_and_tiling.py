@@ -73,6 +73,19 @@ def test_exact_plus_offload_equals_hf_checkpointing():
     assert sparsity_state(model).offloader.stats.stored == 4
 
 
+def test_an_offloaded_dense_layer_runs_forward_twice_not_three_times():
+    """Its forward, then one recompute in backward: HF's own checkpointing (on here, and applied inside the layer's
+    `forward` from transformers 5.2x) must not checkpoint lemo's recompute again."""
+    model = with_lora(tiny_model("llama")).train()
+    _gc_on(model)
+    calls = []
+    mlp = model.base_model.model.model.layers[0].mlp
+    mlp.register_forward_hook(lambda *_: calls.append(1))
+    lemo.apply(model, lemo.SparsityConfig(sparse_layers="none", offload="cpu"))
+    loss_and_grads(model, torch.randint(0, 256, (1, T)))
+    assert len(calls) == 2
+
+
 def test_offload_implies_checkpointing_and_stores_only_kept_rows():
     model = with_lora(tiny_model("llama")).train()  # no HF gradient checkpointing: offload turns it on itself
     ids = torch.randint(0, 256, (1, 256))

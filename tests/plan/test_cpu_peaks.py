@@ -9,14 +9,12 @@ minus its weights and adapter states, plus the adapter gradients that the step c
 from __future__ import annotations
 
 import json
-import weakref
 
 import pytest
 import torch
-from torch.utils._python_dispatch import TorchDispatchMode
-from torch.utils._pytree import tree_flatten
 
 import lemo
+from lemo.bench.storages import LiveStorages
 from lemo.plan import PlanConfig, predict, resolve_shape
 from lemo.plan.memory import lora_params
 
@@ -33,33 +31,6 @@ SHAPE = dict(
     tie_word_embeddings=False,
 )
 T = 1024
-
-
-class LiveStorages(TorchDispatchMode):
-    """Peak bytes of CPU storages created inside the mode (views and in-place results share a storage)."""
-
-    def __init__(self, existing: list[torch.Tensor]) -> None:
-        super().__init__()
-        self.old = {t.untyped_storage().data_ptr() for t in existing}
-        self.live: dict[int, int] = {}
-        self.now = self.peak = 0
-
-    def _free(self, key: int) -> None:
-        self.now -= self.live.pop(key, 0)
-
-    def __torch_dispatch__(self, func, types, args=(), kwargs=None):
-        out = func(*args, **(kwargs or {}))
-        for t in tree_flatten(out)[0]:
-            if not isinstance(t, torch.Tensor) or t.device.type != "cpu":
-                continue
-            storage = t.untyped_storage()
-            key, size = storage.data_ptr(), storage.nbytes()
-            if size and key not in self.live and key not in self.old:
-                self.live[key] = size
-                self.now += size
-                self.peak = max(self.peak, self.now)
-                weakref.finalize(storage, self._free, key)
-        return out
 
 
 @pytest.fixture(scope="module")

@@ -68,6 +68,44 @@ def latest(rows: Iterable[Row], key: Callable[[Row], Hashable]) -> list[Row]:
     return list(by_key.values())
 
 
+def combine_longest(rows: Iterable[Row]) -> list[Row]:
+    """One longest-T row per `longest_key` from the probes of all its rows: a search split over several
+    device calls (each at most 10 minutes) is one search. The first failure is the shortest T that did not fit
+    (a later probe of the same T overrides an earlier one); the longest T is the longest that fit below it. The
+    measured columns come from the row that ran that T; commits and timestamps list every row's."""
+    groups: dict[Hashable, list[Row]] = {}
+    for row in rows:
+        groups.setdefault(longest_key(row), []).append(row)
+    combined = []
+    for group in groups.values():
+        status: dict[int, tuple[str, Row]] = {}
+        for row in group:
+            for probe in (row.get("probes") or "").split():
+                T, _, result = probe.partition(":")
+                status[int(T)] = (result, row)
+        failed = [T for T, (result, _) in status.items() if result != "ok"]
+        first_fail = min(failed, default=0)
+        fitted = [
+            T for T, (result, _) in status.items() if result == "ok" and (not first_fail or first_fail > T)
+        ]
+        best = max(fitted, default=0)
+        source = status[best][1] if best else group[-1]
+        merged = dict(source)
+        if str(source.get("longest_ok_T")) != str(best):  # its measured columns are of another T
+            merged.update(
+                {k: "" for k in ("peak_alloc_gib", "peak_reserved_gib", "median_step_s", "host_peak_gib")}
+            )
+        merged.update(
+            longest_ok_T=str(best),
+            first_oom_T=str(first_fail or ""),
+            probes=" ".join(f"{T}:{status[T][0]}" for T in sorted(status)),
+            commit=" ".join(dict.fromkeys(r.get("commit", "") for r in group)),
+            timestamp=" ".join(dict.fromkeys(r.get("timestamp", "") for r in group)),
+        )
+        combined.append(merged)
+    return combined
+
+
 def select(rows: list[Row], shape: str | None, configs: Sequence[str] | None) -> list[Row]:
     """Rows of `shape` and `configs` (None or empty: all)."""
     return [
