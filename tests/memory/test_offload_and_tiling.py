@@ -78,12 +78,15 @@ def test_an_offloaded_dense_layer_runs_forward_twice_not_three_times():
     `forward` from transformers 5.2x) must not checkpoint lemo's recompute again."""
     model = with_lora(tiny_model("llama")).train()
     _gc_on(model)
-    calls = []
-    mlp = model.base_model.model.model.layers[0].mlp
-    mlp.register_forward_hook(lambda *_: calls.append(1))
+    calls, hf_checkpoints = [], []
+    layer = model.base_model.model.model.layers[0]
+    layer.mlp.register_forward_hook(lambda *_: calls.append(1))
+    hf_checkpoint = layer._gradient_checkpointing_func
+    layer._gradient_checkpointing_func = lambda *a, **k: hf_checkpoints.append(1) or hf_checkpoint(*a, **k)
     lemo.apply(model, lemo.SparsityConfig(sparse_layers="none", offload="cpu"))
     loss_and_grads(model, torch.randint(0, 256, (1, T)))
     assert len(calls) == 2
+    assert hf_checkpoints == []  # lemo's recompute is the only checkpoint around this layer
 
 
 def test_offload_implies_checkpointing_and_stores_only_kept_rows():

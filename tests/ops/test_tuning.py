@@ -43,9 +43,25 @@ def test_short_launch_takes_the_repeated_benchmark():
 def test_attention_kernels_are_tuned_with_it():
     from lemo.ops.sparse_attention import triton as kernels
 
-    accepted = inspect.signature(triton.autotune).parameters
-    for tuner in kernels._TUNED.values():
-        if "do_bench" in accepted:
-            assert tuner.do_bench is _tuning.quick_bench
-        if "cache_results" in accepted:
-            assert tuner.cache_results
+    if "do_bench" in inspect.signature(triton.autotune).parameters:
+        assert all(tuner.do_bench is _tuning.quick_bench for tuner in kernels._TUNED.values())
+
+
+def test_autotune_asks_for_the_quick_bench_and_the_disk_cache_where_triton_has_them(monkeypatch):
+    # (Triton turns its disk cache off under the interpreter, so the request is checked, not the tuner's flag.)
+    seen = {}
+
+    def recent(configs, key, do_bench=None, cache_results=False):
+        seen.update(do_bench=do_bench, cache_results=cache_results)
+        return lambda fn: fn
+
+    monkeypatch.setattr(_tuning.triton, "autotune", recent)
+    _tuning.autotune([], ["HEAD_DIM"])
+    assert seen == {"do_bench": _tuning.quick_bench, "cache_results": True}
+
+    def old(configs, key):
+        seen.clear()
+        return lambda fn: fn
+
+    monkeypatch.setattr(_tuning.triton, "autotune", old)
+    _tuning.autotune([], ["HEAD_DIM"])  # an older Triton without either keyword still gets its autotuner

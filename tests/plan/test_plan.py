@@ -86,9 +86,11 @@ def test_tiling_bounds_the_mlp_working_set():
     plain = predict(PlanConfig(**LONG))
     tiled = predict(PlanConfig(**LONG, sparsity=lemo.SparsityConfig(tile_tokens=8192)))
     mlp = plain.breakdown_gib["layer 31 MLP activations+grads"]
-    # Tiled, the MLP's working set falls below the attention backward's, which then sets the layer's peak.
-    assert tiled.breakdown_gib["layer 31 attention backward (SDPA)"] < mlp / 3
+    # Tiled, the MLP's working set falls below that of the post-attention norm's backward, which then sets the
+    # layer's peak (larger than SDPA's backward: benchmarks/plan_peak_probe.py, and the H200's longest-T rows).
+    assert tiled.breakdown_gib["layer 31 post-attention norm backward"] < 0.7 * mlp
     assert "layer 31 MLP (tiled)" not in tiled.breakdown_gib
+    assert "layer 31 attention backward (SDPA)" not in tiled.breakdown_gib
     assert tiled.gpu_peak_gib < plain.gpu_peak_gib
     assert tiled.step_s > plain.step_s  # the tiles are recomputed in backward
 
@@ -178,13 +180,10 @@ def test_committed_validation_table_holds_the_target():
     rows = list(csv.DictReader((ROOT / "benchmarks" / "results" / "plan_validation.csv").open()))
     scored = [r for r in rows if r["scored"] == "yes" and r["kind"] == "step"]
     assert len(scored) >= 90
-    # The target is 10% on every row; these rows miss it (out of sample, MLP-only tiling at 128K, -19.5%) and
-    # docs/plan.md says so. Listed, not filtered: a new miss, or one of these fixed, fails this test.
-    known_misses = {
-        ("e2e_llama3_8b_offload.csv", c, "131072") for c in ("exact+offload+tiled", "lemo+offload+tiled")
-    }
+    # The target is 10% on every row (the MLP-only-tiled rows missed it by up to -19.6% until the post-attention
+    # norm's backward was modelled; docs/plan.md).
     misses = {(r["file"], r["config"], r["seq_len"]) for r in scored if abs(float(r["peak_err_pct"])) > 10}
-    assert misses == known_misses
+    assert misses == set()
     assert all(r["scored"] != "oom-miss" for r in rows)
     errs = sorted(abs(float(r["step_err_pct"])) for r in scored)
     assert errs[len(errs) // 2] <= 10  # median step-time error

@@ -131,13 +131,23 @@ def layer_working(shape: ModelShape, rows: LayerRows, cfg: PlanConfig, e: int) -
         mlp = {"MLP (tiled)": per_tile + (4 * shape.hidden + 2 * e * shape.hidden) * mlp_rows}
     else:
         mlp = {"MLP activations+grads": (mlp_saved(shape, lora, e) + mlp_grads(shape, e)) * mlp_rows}
-    # The layer's peak is its MLP backward or, later, its attention backward. HF's attention (dense layers not
-    # run by lemo) forms the SDPA gradients then; untiled, the MLP's are larger, and tiling it makes these the peak.
-    sdpa = cfg.device == "cuda" and not rows.sparse and not tile_attention(cfg)
-    bwd = sdpa_backward(shape, e) * rows.attn_rows if sdpa else 0.0
-    if bwd > sum(mlp.values()):
-        return {"attention activations": attn, "attention backward (SDPA)": bwd}
-    return {"attention activations": attn, **mlp}
+    # The layer's peak is its MLP backward or one of two later phases of a dense layer that HF runs (not lemo):
+    # the backward of the post-attention RMSNorm, then the attention backward, where SDPA forms its gradients.
+    # Untiled, the MLP's are the larger; tiling the MLP makes one of the others the peak.
+    phases = [mlp]
+    if not rows.sparse and not tile_attention(cfg):
+        phases.append({"post-attention norm backward": norm_backward(shape, e) * rows.mlp_rows})
+        if cfg.device == "cuda":
+            phases.append({"attention backward (SDPA)": sdpa_backward(shape, e) * rows.attn_rows})
+    return {"attention activations": attn, **max(phases, key=lambda phase: sum(phase.values()))}
+
+
+def norm_backward(shape: ModelShape, e: int) -> float:
+    """Bytes per row alive while HF's RMSNorm (eager, in fp32) backpropagates: its fp32 input, five fp32
+    temporaries of its backward (pow, mean and the products), and the gradients of the MLP's input and of the
+    residual stream. Measured on a CPU with 8B proportions (benchmarks/plan_peak_probe.py): the five temporaries
+    are alive at once at the peak, and without this phase the plan was 22% low with the MLP tiled."""
+    return 4 * shape.hidden + 5 * 4 * shape.hidden + 2 * e * shape.hidden
 
 
 def sdpa_backward(shape: ModelShape, e: int) -> float:

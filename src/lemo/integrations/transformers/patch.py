@@ -129,12 +129,21 @@ def _offloaded_dense_forward(layer: nn.Module, state: SparsityState):
     layer dense, so dense and sparse layers share one offload path."""
     dense_forward = type(layer).forward.__get__(layer)
 
+    def run(h: torch.Tensor, *args: Any, **kwargs: Any) -> torch.Tensor:
+        # From transformers 5.2x HF checkpoints inside the class's `forward` (before, in `__call__`), and it reads
+        # the flag when called. The recompute in backward runs after the decoder hook restored the flag, so HF
+        # would wrap this recompute in a checkpoint of its own.
+        flag = getattr(layer, "gradient_checkpointing", False)
+        layer.gradient_checkpointing = False
+        try:
+            return dense_forward(h, *args, **kwargs)
+        finally:
+            layer.gradient_checkpointing = flag
+
     def forward(hidden_states: torch.Tensor, *args: Any, **kwargs: Any) -> torch.Tensor:
         if not (layer.training and torch.is_grad_enabled()) or state.offloader is None:
             return dense_forward(hidden_states, *args, **kwargs)
-        return offloaded_checkpoint(
-            lambda h: dense_forward(h, *args, **kwargs), state.offloader, hidden_states
-        )
+        return offloaded_checkpoint(lambda h: run(h, *args, **kwargs), state.offloader, hidden_states)
 
     return forward
 
