@@ -87,7 +87,8 @@ def slope_longest(rows: list[dict], cap: float, host: float) -> tuple[int, str, 
         "GPU reserved": cross("peak_reserved_gib", cap),
         "host": (host - _HEADROOM / 2**30) / host_per_token,
     }
-    basis = f"T={ta},{tb} at commit {b['commit']}; allocated-bound {limits['GPU allocated'] / 1024:.0f}K"
+    commits = " and ".join(dict.fromkeys((a["commit"], b["commit"])))
+    basis = f"T={ta},{tb} at commit {commits}; allocated-bound {limits['GPU allocated'] / 1024:.0f}K"
     by = min(("GPU allocated", "host"), key=limits.__getitem__)  # reserved: reported, see docs/longest.md
     return (
         int(limits[by]) // 8192 * 8192,

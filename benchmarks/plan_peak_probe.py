@@ -2,6 +2,7 @@
 
     python benchmarks/plan_peak_probe.py                       # exact + offload + MLP tiling, 8B proportions
     python benchmarks/plan_peak_probe.py --mode tiled-attn --targets q_proj o_proj
+    python benchmarks/plan_peak_probe.py --out benchmarks/results/plan_peak_probe.csv   # append a row
 
 The shape keeps Llama-3-8B's proportions at a CPU's size (hidden 512, intermediate 3.5x, 8 heads over 2 KV
 heads), where `tests/plan/test_cpu_peaks.py`'s tiny shape does not: there the MLP phase always dominates. The
@@ -13,6 +14,7 @@ from __future__ import annotations
 
 import argparse
 import collections
+import csv
 import json
 import sys
 import tempfile
@@ -24,6 +26,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "src"))
 
 import lemo  # noqa: E402
+from lemo.bench.run import environment  # noqa: E402
 from lemo.bench.storages import LiveStorages  # noqa: E402
 from lemo.integrations.transformers.loading import enable_gradient_checkpointing  # noqa: E402
 from lemo.plan import PlanConfig, predict, resolve_shape  # noqa: E402
@@ -51,6 +54,7 @@ def main(argv: list[str] | None = None) -> int:
         default=True,
         help="also turn on HF's gradient checkpointing, as lemo bench and lemo finetune do",
     )
+    ap.add_argument("--out", type=Path, help="append the result as a row of this CSV (with its provenance)")
     args = ap.parse_args(argv)
     from peft import LoraConfig, get_peft_model
     from transformers import LlamaConfig, LlamaForCausalLM
@@ -100,6 +104,31 @@ def main(argv: list[str] | None = None) -> int:
     for maker, size in by_maker.most_common(16):
         print(f"  {size / mib:8.2f}  {maker}")
     print("plan breakdown (MiB):", {k: round(v * 1024, 2) for k, v in plan.breakdown_gib.items()})
+    if args.out is not None:
+        env = environment()
+        row = {
+            "mode": args.mode,
+            "seq_len": args.seq_len,
+            "tile": args.tile,
+            "adapters": " ".join(args.targets),
+            "hf_checkpointing": args.hf_checkpointing,
+            "measured_mib": f"{mode.peak / mib:.2f}",
+            "planned_mib": f"{planned / mib:.2f}",
+            "err_pct": f"{(planned - mode.peak) / mode.peak * 100:+.1f}",
+            "peak_at": mode.peak_op,
+            "alive_at_peak": "; ".join(
+                f"{size / mib:.2f} MiB {maker}" for maker, size in by_maker.most_common(12)
+            ),
+            **{k: env[k] for k in ("torch", "transformers", "peft", "commit")},
+            "command": "python benchmarks/plan_peak_probe.py "
+            + " ".join(sys.argv[1:] if argv is None else argv),
+        }
+        new = not args.out.exists()
+        with args.out.open("a", newline="") as fh:
+            writer = csv.DictWriter(fh, fieldnames=list(row))
+            if new:
+                writer.writeheader()
+            writer.writerow(row)
     return 0
 
 

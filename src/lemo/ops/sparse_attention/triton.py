@@ -1,7 +1,8 @@
 """Triton kernels for attention among kept tokens: varlen causal flash attention, forward and backward.
 
-One concept in one file (over 700 lines): the forward, dK/dV and dQ kernels share the tile layout below, the
-launch code and the tuning tables, and are only correct together (the backward reads the forward's lse).
+One concept in one file (about 700 lines): the forward, dK/dV and dQ kernels share the tile layout below and
+the launch code, and are only correct together (the backward reads the forward's lse). Their launch
+configurations are in `configs.py`.
 
 Layout (as in `reference.py`): the kept tokens of all segments are packed one after another; segment s owns
 rows cu_seqlens[s]:cu_seqlens[s+1] and keeps its original token order, so causality is plain row order and
@@ -32,6 +33,9 @@ from lemo.ops._triton_reduce import interpreting as _interpreting
 from lemo.ops._triton_reduce import rmax as _rmax
 from lemo.ops._triton_reduce import rsum as _rsum
 from lemo.ops._tuning import autotune
+from lemo.ops.sparse_attention.configs import FP32 as _FP32
+from lemo.ops.sparse_attention.configs import INTERP as _INTERP
+from lemo.ops.sparse_attention.configs import TUNE as _TUNE
 
 _LOG2E = 1.4426950408889634
 
@@ -499,38 +503,7 @@ def _attn_bwd_dq_kernel(
 # ---------------------------------------------------------------------------------------------------------------
 
 
-def _cfg(num_warps: int, num_stages: int, **blocks: int) -> triton.Config:
-    return triton.Config(blocks, num_warps=num_warps, num_stages=num_stages)
-
-
-# Tiny tiles under the interpreter: the CPU tests then cross several tiles and both loop phases at small T.
-_INTERP = {"fwd": _cfg(1, 1, BLOCK_M=32, BLOCK_N=16), "dkdv": _cfg(1, 1, BLOCK_M=16, BLOCK_N=32),
-           "dq": _cfg(1, 1, BLOCK_M=32, BLOCK_N=16)}  # fmt: skip
-# fp32 is the exactness path (tests, CPU-parity checks), not the training path: one safe configuration each.
-_FP32 = {"fwd": _cfg(4, 2, BLOCK_M=64, BLOCK_N=32), "dkdv": _cfg(4, 2, BLOCK_M=16, BLOCK_N=32),
-         "dq": _cfg(4, 2, BLOCK_M=32, BLOCK_N=16)}  # fmt: skip
-# bf16/fp16 candidates, tuned once per (head size, dtype, length bucket). Constraints the loops rely on:
-# forward and dQ need BLOCK_M % BLOCK_N == 0 (their unmasked phase ends on a tile start). Registers were
-# checked by compiling for sm_90 (benchmarks/ops/aot_check.py): none of these spills at D = 64 or 128.
-_TUNE = {
-    "fwd": [
-        _cfg(8, 3, BLOCK_M=128, BLOCK_N=64),
-        _cfg(8, 2, BLOCK_M=128, BLOCK_N=128),
-        _cfg(8, 4, BLOCK_M=128, BLOCK_N=64),
-        _cfg(4, 3, BLOCK_M=64, BLOCK_N=64),
-    ],
-    "dkdv": [
-        _cfg(8, 3, BLOCK_M=32, BLOCK_N=128),
-        _cfg(8, 2, BLOCK_M=32, BLOCK_N=128),
-        _cfg(8, 3, BLOCK_M=16, BLOCK_N=128),
-        _cfg(4, 3, BLOCK_M=32, BLOCK_N=64),
-    ],
-    "dq": [
-        _cfg(8, 2, BLOCK_M=128, BLOCK_N=64),
-        _cfg(8, 3, BLOCK_M=128, BLOCK_N=32),
-        _cfg(4, 3, BLOCK_M=64, BLOCK_N=32),
-    ],
-}
+# The candidate tables (bf16/fp16 tuning, fp32, interpreter) are in configs.py.
 _KERNELS = {"fwd": _attn_fwd_kernel, "dkdv": _attn_bwd_dkdv_kernel, "dq": _attn_bwd_dq_kernel}
 _TUNED = {
     name: autotune(configs=_TUNE[name], key=["HEAD_DIM", "seq_bucket"])(kernel)
