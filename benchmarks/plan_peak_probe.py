@@ -2,7 +2,7 @@
 
     python benchmarks/plan_peak_probe.py                       # exact + offload + MLP tiling, 8B proportions
     python benchmarks/plan_peak_probe.py --mode tiled-attn --targets q_proj o_proj
-    python benchmarks/plan_peak_probe.py --out benchmarks/results/plan_peak_probe.csv   # append a row
+    python benchmarks/plan_peak_probe.py --mode untiled --out benchmarks/results/plan_peak_probe.csv  # a CSV row
 
 The shape keeps Llama-3-8B's proportions at a CPU's size (hidden 512, intermediate 3.5x, 8 heads over 2 KV
 heads), where `tests/plan/test_cpu_peaks.py`'s tiny shape does not: there the MLP phase always dominates. The

@@ -253,3 +253,13 @@ def test_a_search_over_several_calls_is_one_search():
     # an ok above the first failure does not count, and the measured columns then belong to no row's T
     odd = combine_longest([{**calls[1], "probes": "131072:OOM@60.0+4.0GiB 163840:ok"}])[0]
     assert (odd["longest_ok_T"], odd["first_oom_T"], odd["peak_alloc_gib"]) == ("0", "131072", "")
+
+
+def test_an_oom_probe_says_what_was_allocated_and_what_was_asked():
+    from lemo.bench.step import oom_detail
+
+    cuda = "CUDA out of memory. Tried to allocate 3.50 GiB. GPU 0 has a total capacity of 139.81 GiB"
+    assert oom_detail(cuda, 63.31) == "@63.3+3.5GiB"
+    assert oom_detail("CUDA out of memory. Tried to allocate 512.00 MiB.", 10.0) == "@10.0+0.5GiB"
+    assert oom_detail("out of memory", 10.0) == "@10.0GiB"  # no request in the message
+    assert oom_detail(cuda, None) == ""  # off a GPU nothing is known

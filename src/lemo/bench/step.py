@@ -170,7 +170,8 @@ def probe(model: Any, name: str, T: int, args: argparse.Namespace, device: torch
                 "out-of-memory row cannot be recorded and skipped. Shorten --lengths, or measure the longest "
                 "T in one process (--mode longest)."
             ) from None
-        row = {"status": "OOM", "oom_detail": _oom_detail(err, device)}
+        allocated = torch.cuda.max_memory_allocated() / 2**30 if device.type == "cuda" else None
+        row = {"status": "OOM", "oom_detail": oom_detail(str(err), allocated)}
     except RuntimeError as err:  # the offloader's refusal: the host, not the GPU, ran out of (pinned) memory
         if "pinned host memory" not in str(err):
             raise
@@ -182,15 +183,14 @@ def probe(model: Any, name: str, T: int, args: argparse.Namespace, device: torch
     return row
 
 
-def _oom_detail(err: BaseException, device: torch.device) -> str:
+def oom_detail(message: str, allocated_gib: float | None) -> str:
     """'@61.2+4.9GiB': what was allocated when the step failed and the request that failed (from CUDA's message),
-    so a longest-T probe that misses its plan says by how much."""
-    if device.type != "cuda":
+    so a longest-T probe that misses its plan says by how much; '' off a GPU."""
+    if allocated_gib is None:
         return ""
-    at = torch.cuda.max_memory_allocated() / 2**30
-    asked = re.search(r"Tried to allocate ([0-9.]+) (GiB|MiB)", str(err))
+    asked = re.search(r"Tried to allocate ([0-9.]+) (GiB|MiB)", message)
     extra = "" if asked is None else f"+{float(asked[1]) / (1 if asked[2] == 'GiB' else 1024):.1f}"
-    return f"@{at:.1f}{extra}GiB"
+    return f"@{allocated_gib:.1f}{extra}GiB"
 
 
 def longest_length(model: Any, name: str, args: argparse.Namespace, device: torch.device) -> dict:
