@@ -11,6 +11,7 @@ import pytest
 import torch
 
 import lemo
+import lemo.plan.core as plan_core
 from lemo.cli.__main__ import main
 from lemo.ops import select_by_ratio
 from lemo.plan import SHAPES, PlanConfig, check_fits, longest_seq_len, predict, resolve_shape
@@ -259,3 +260,59 @@ def test_full_tiling_times_dense_attention_at_lemos_kernel_rate():
     assert w_mlp.sparse_attention_flop == 0 and w_mlp.attention_flop > 0
     assert w_full.attention_flop == 0 and w_full.sparse_attention_flop == pytest.approx(w_mlp.attention_flop)
     assert predict(full).step_s > predict(mlp_only).step_s  # lemo's kernel is the slower rate
+
+
+OFFLOAD_8B = ["plan", "--shape", "llama3-8b", "--seq-len", "131072", "--offload", "cpu", "--gpu-gib", "74.5"]
+
+
+def test_cli_exits_1_when_the_run_does_not_fit(capsys):
+    # A script (or CI) can branch on the verdict: 0 fits, 1 does not fit, 2 a bad argument.
+    assert main([*OFFLOAD_8B, "--host-gib", "120"]) == 0
+    assert main([*OFFLOAD_8B, "--host-gib", "4"]) == 1
+    assert "verdict: DOES NOT FIT" in capsys.readouterr().out
+    assert main(["plan", "--shape", "llama3-8b", "--seq-len", "131072", "--gpu-gib", "40"]) == 1
+
+
+def test_gpu_and_host_verdicts_are_separate_and_name_what_is_short():
+    host_short = predict(PlanConfig(**{**LONG, "host_gib": 4.0}, sparsity=lemo.SparsityConfig(offload="cpu")))
+    text = host_short.format()
+    assert ": fits" in text.split("GPU need")[1].splitlines()[0]  # the GPU line judges the GPU alone
+    [verdict] = [line for line in text.splitlines() if line.startswith("verdict:")]
+    assert "host memory: 25.6 GiB needed pinned for offload, only 4.0 GiB (--host-gib)" in verdict
+    assert "GPU memory" not in verdict
+    gpu_short = predict(PlanConfig(**LONG, gpu_gib=40.0))
+    [verdict] = [line for line in gpu_short.format().splitlines() if line.startswith("verdict:")]
+    assert "GPU memory: " in verdict and "cap 40.0 GiB" in verdict and "host" not in verdict
+
+
+def test_host_cap_read_on_the_planning_machine_says_so(monkeypatch):
+    # A 24 GB laptop planning for a GPU server: offload fits the GPU, and the advice must say that the host RAM it
+    # is refused for is this machine's, and how to give the target's.
+    monkeypatch.delenv("LEMO_HOST_GIB", raising=False)
+    monkeypatch.setattr(plan_core, "available_host_gib", lambda: 20.0)
+    plan = predict(PlanConfig(**{**LONG, "host_gib": None}, gpu_gib=74.5))
+    assert plan.host_source == plan_core.LOCAL_HOST
+    [offload] = [a for a in plan.advice if a.startswith("offload stored layer inputs")]
+    assert offload.endswith("(still too big: host 25.6 > 20.0 GiB free on this machine)")
+    assert any("pass --host-gib N" in a for a in plan.advice)
+    target = predict(PlanConfig(**{**LONG, "host_gib": 120.0}, gpu_gib=74.5))
+    assert any(a.startswith("offload stored layer inputs") and a.endswith("(fits)") for a in target.advice)
+
+
+def test_host_gib_flag_and_env_var_are_one_setting(monkeypatch):
+    monkeypatch.setenv("LEMO_HOST_GIB", "10")
+    offload = lemo.SparsityConfig(offload="cpu")
+    from_env = predict(PlanConfig(**{**LONG, "host_gib": None}, sparsity=offload))
+    assert (from_env.host_cap_gib, from_env.host_source, from_env.fits_host) == (10.0, "LEMO_HOST_GIB", False)
+    assert "only 10.0 GiB (LEMO_HOST_GIB)" in from_env.format()
+    flag = predict(PlanConfig(**{**LONG, "host_gib": 120.0}, sparsity=offload))  # the flag wins
+    assert (flag.host_cap_gib, flag.host_source, flag.fits_host) == (120.0, "--host-gib", True)
+
+
+def test_cpu_plan_judges_the_whole_step_against_the_host(capsys):
+    args = ["plan", "--shape", "llama3-8b", "--seq-len", "131072", "--dtype", "fp32", "--device", "cpu"]
+    assert main([*args, "--host-gib", "16"]) == 1
+    out = capsys.readouterr().out
+    assert "on no GPU" in out and "host memory: " in out and "needed for the whole step" in out
+    assert main(["plan", "--shape", "tiny", "--seq-len", "1024", "--dtype", "fp32", "--device", "cpu",
+                 "--host-gib", "16"]) == 0  # fmt: skip

@@ -69,7 +69,7 @@ def main(argv: list[str] | None = None) -> int:
     cls, fn, _ = COMMANDS[ns._command]
     try:
         cfg = config_from_args(cls, ns, load_yaml)
-        fn(cfg)
+        result = fn(cfg)
     except (ValueError, OSError, RuntimeError, ArithmeticError) as err:  # ArithmeticError: a NaN loss
         print(f"lemo {ns._command}: error: {err}", file=sys.stderr)
         return 2
@@ -79,7 +79,8 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:  # Ctrl-C outside training (loading, evaluating): nothing to save
         print(f"lemo {ns._command}: interrupted", file=sys.stderr)
         return 130
-    return 0
+    # A result may carry its own status: `lemo plan` exits 1 when the run does not fit, so scripts can branch.
+    return getattr(result, "exit_code", 0)
 
 
 if __name__ == "__main__":

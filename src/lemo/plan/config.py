@@ -54,7 +54,9 @@ class PlanConfig:
     gpu_gib: float | None = None
     """GPU memory cap in GiB (default: the device's memory when the trainer checks, else an 80 GB card)."""
     host_gib: float | None = None
-    """Host RAM available for pinned offload buffers in GiB (default: LEMO_HOST_GIB, else MemAvailable)."""
+    """The target machine's host RAM for pinned offload buffers (on a CPU run, for the whole step) in GiB: the
+    budget LEMO_HOST_GIB gives a run's offloader, under another name (default: LEMO_HOST_GIB, else the free RAM
+    of the machine that plans, which the plan then names as such)."""
     world_size: int = 1
     """Ranks the model is sharded over with FSDP2 (`torchrun --nproc-per-node N`): each GPU holds 1/N of the
     weights and adapter states after sharding, plus the layers being all-gathered; all of them while loading."""

@@ -6,7 +6,7 @@ import dataclasses
 from dataclasses import dataclass, field
 from typing import Any
 
-from lemo.memory.host import available_host_bytes
+from lemo.memory.host import HOST_ENV, available_host_bytes, declared_host_bytes
 from lemo.plan.config import DEFAULT_GPU_GIB, GIB, PlanConfig
 from lemo.plan.memory import MemoryEstimate, estimate
 from lemo.plan.shapes import ModelShape, resolve_shape
@@ -40,6 +40,8 @@ class Plan:
     gpu_cap_gib: float
     host_cap_gib: float | None
     advice: list[str] = field(default_factory=list)
+    host_source: str = "--host-gib"
+    """Where host_cap_gib comes from: "--host-gib", "LEMO_HOST_GIB", LOCAL_HOST (this machine) or "unknown"."""
 
     @property
     def gpu_need_gib(self) -> float:
@@ -49,16 +51,31 @@ class Plan:
         return fixed + (self.gpu_peak_gib - fixed) * (1 + self.config.margin)
 
     @property
+    def on_cpu(self) -> bool:
+        """A CPU run: there is no GPU, and the whole step lives in host memory."""
+        return self.config.device == "cpu"
+
+    @property
+    def host_need_gib(self) -> float:
+        """Host memory the step needs: the pinned offload pool, plus on a CPU the whole step."""
+        return self.host_gib + (self.gpu_need_gib if self.on_cpu else 0.0)
+
+    @property
     def fits_gpu(self) -> bool:
-        return self.gpu_need_gib <= self.gpu_cap_gib
+        return self.on_cpu or self.gpu_need_gib <= self.gpu_cap_gib
 
     @property
     def fits_host(self) -> bool:
-        return self.host_cap_gib is None or self.host_gib <= self.host_cap_gib
+        return self.host_cap_gib is None or self.host_need_gib <= self.host_cap_gib
 
     @property
     def fits(self) -> bool:
         return self.fits_gpu and self.fits_host
+
+    @property
+    def exit_code(self) -> int:
+        """`lemo plan`'s exit status: 0 when the run fits, 1 when it does not (2 is a bad argument)."""
+        return 0 if self.fits else 1
 
     def format(self) -> str:
         from lemo.plan.format import format_plan
@@ -66,10 +83,29 @@ class Plan:
         return format_plan(self)
 
 
+# The source of a host cap read here (MemAvailable), not given for the target: the plan must say so.
+LOCAL_HOST = "free on this machine"
+
+
 def available_host_gib() -> float | None:
     """Host memory for the pool in GiB, the offloader's own reading (LEMO_HOST_GIB, else MemAvailable), or None."""
     free = available_host_bytes()
     return None if free is None else free / GIB
+
+
+def host_cap(cfg: PlanConfig) -> tuple[float | None, str]:
+    """The target machine's host memory in GiB and where the figure comes from.
+
+    --host-gib and LEMO_HOST_GIB are one setting, the flag first: the budget a run's offloader allows itself
+    (it reads LEMO_HOST_GIB). Without either the plan can only read the machine it runs on, which is the target
+    when the trainer checks but often not when `lemo plan` runs on a laptop: the source says which it was.
+    """
+    if cfg.host_gib is not None:
+        return cfg.host_gib, "--host-gib"
+    cap = available_host_gib()
+    if cap is None:
+        return None, "unknown"
+    return cap, HOST_ENV if declared_host_bytes() is not None else LOCAL_HOST
 
 
 def _with(cfg: PlanConfig, **changes: Any) -> PlanConfig:
@@ -100,7 +136,7 @@ def predict(
         cfg = _with(config, **overrides)
     shape = resolve_shape(cfg.model, cfg.shape)
     mem, step, compute, copy = _estimate(cfg, shape, rates)
-    host_cap = cfg.host_gib if cfg.host_gib is not None else available_host_gib()
+    host_cap_gib, host_source = host_cap(cfg)
     plan = Plan(
         config=cfg,
         shape=shape,
@@ -113,7 +149,8 @@ def predict(
         copy_s=copy,
         kept_fraction=mem.kept_fraction,
         gpu_cap_gib=cfg.gpu_gib if cfg.gpu_gib is not None else DEFAULT_GPU_GIB,
-        host_cap_gib=host_cap,
+        host_cap_gib=host_cap_gib,
+        host_source=host_source,
     )
     if advise:
         from lemo.plan.format import advise as _advise
@@ -150,15 +187,13 @@ def check_fits(plan: Plan, device: Any = None) -> Plan:
         total = _device_total_gib(device)
         if total is not None:  # plan again against this card, so the advice is about it too
             plan = predict(plan.config, gpu_gib=total)
-    if kind == "cuda":
-        ok = plan.fits
-    else:  # on a CPU the whole step, offload pool included, lives in host RAM
-        ok = plan.host_cap_gib is None or plan.gpu_need_gib + plan.host_gib <= plan.host_cap_gib
-    if not ok:
+    if kind != "cuda" and not plan.on_cpu:  # a CUDA plan checked for a CPU run: judge it as one
+        plan = predict(plan.config, device="cpu")
+    if not plan.fits:
         why = ""
-        if kind != "cuda":
+        if plan.on_cpu:
             why = (
-                f"\non a CPU the whole step lives in host memory: {plan.gpu_need_gib + plan.host_gib:.2f} GiB needed, "
+                f"\non a CPU the whole step lives in host memory: {plan.host_need_gib:.2f} GiB needed, "
                 f"{plan.host_cap_gib:.2f} GiB available; free host RAM or shorten --seq-len."
             )
         raise ValueError(

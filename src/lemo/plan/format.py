@@ -44,15 +44,17 @@ def format_plan(p: Plan) -> str:
     for name, gib in sorted(p.breakdown_gib.items(), key=lambda kv: -kv[1]):
         if gib >= 0.005:
             out.append(f"  {name:<30}{gib:8.2f} GiB")
-    verdict = "fits" if p.fits_gpu else "DOES NOT FIT"
-    out.append(
-        f"GPU need (+{p.config.margin:.1%} headroom) {p.gpu_need_gib:6.2f} GiB of {p.gpu_cap_gib:.1f} GiB: {verdict}"
-    )
-    if p.host_gib or p.config.sparsity.offload == "cpu":
-        cap = "unknown" if p.host_cap_gib is None else f"{p.host_cap_gib:.1f} GiB available"
+    need = f"GPU need (+{p.config.margin:.1%} headroom) {p.gpu_need_gib:6.2f} GiB"
+    if p.on_cpu:
+        out.append(f"{need} on no GPU: a CPU run keeps the whole step in host memory")
+    else:
+        out.append(f"{need} of {p.gpu_cap_gib:.1f} GiB: {'fits' if p.fits_gpu else 'DOES NOT FIT'}")
+    if p.host_gib or p.config.sparsity.offload == "cpu" or p.on_cpu:
+        what = "host (the whole step)  " if p.on_cpu else "host (pinned offload)  "
         out.append(
-            f"host (pinned offload)    {p.host_gib:8.2f} GiB   of {cap}: {'fits' if p.fits_host else 'DOES NOT FIT'}"
+            f"{what}  {p.host_need_gib:8.2f} GiB   of {host_cap_text(p)}: {'fits' if p.fits_host else 'DOES NOT FIT'}"
         )
+    out.append(verdict(p))
     tokens = p.config.seq_len * p.config.batch_size
     out.append(f"step time (H200 rates)   {p.step_s:8.2f} s     {tokens / p.step_s:,.0f} tokens/s")
     if p.copy_s:
@@ -63,6 +65,49 @@ def format_plan(p: Plan) -> str:
         out.append("advice:")
         out.extend(f"  - {a}" for a in p.advice)
     return "\n".join(out)
+
+
+def host_cap_text(p: Plan) -> str:
+    """The host cap with its source, so a verdict made against the planning machine's RAM says so."""
+    from lemo.plan.core import LOCAL_HOST
+
+    if p.host_cap_gib is None:
+        return "unknown host memory (pass --host-gib N, the target machine's)"
+    if p.host_source == LOCAL_HOST:
+        return f"{p.host_cap_gib:.1f} GiB {LOCAL_HOST} (pass --host-gib N for the machine that will run it)"
+    return f"{p.host_cap_gib:.1f} GiB ({p.host_source})"
+
+
+def shortfalls(p: Plan) -> list[str]:
+    """What is short, each with its figures: the GPU, the host, both, or nothing."""
+    out = []
+    if not p.fits_gpu:
+        out.append(f"GPU memory: {p.gpu_need_gib:.1f} GiB needed, cap {p.gpu_cap_gib:.1f} GiB (--gpu-gib)")
+    if not p.fits_host:
+        pool = "for the whole step" if p.on_cpu else "pinned for offload"
+        out.append(f"host memory: {p.host_need_gib:.1f} GiB needed {pool}, only {host_cap_text(p)}")
+    return out
+
+
+def _short(p: Plan) -> str:
+    """`shortfalls` in a few words, for an advice line."""
+    from lemo.plan.core import LOCAL_HOST
+
+    out = [] if p.fits_gpu else [f"GPU {p.gpu_need_gib:.1f} > {p.gpu_cap_gib:.1f} GiB"]
+    if not p.fits_host:
+        where = LOCAL_HOST if p.host_source == LOCAL_HOST else f"({p.host_source})"
+        out.append(f"host {p.host_need_gib:.1f} > {p.host_cap_gib:.1f} GiB {where}")
+    return ", ".join(out)
+
+
+def verdict(p: Plan) -> str:
+    """One line that judges the run and names what is short (`lemo plan` exits 1 when it does not fit)."""
+    if p.fits:
+        unknown = p.host_cap_gib is None and p.host_need_gib > 0
+        return "verdict: fits" + (
+            ", if the host has the memory above (pass --host-gib N to check)" if unknown else ""
+        )
+    return "verdict: DOES NOT FIT, short of " + "; and ".join(shortfalls(p))
 
 
 def _candidates(c: PlanConfig) -> list[tuple[str, dict]]:
@@ -118,24 +163,29 @@ def advise(p: Plan, replan: Callable[[PlanConfig], Plan]) -> list[str]:
     """Changes that would make `p` fit, each with its planned peak; the longest T that fits as it is."""
     if p.fits:
         return []
-    from lemo.plan.core import _with, longest_seq_len
+    from lemo.plan.core import LOCAL_HOST, _with, longest_seq_len
 
     lines = []
+    local_host_short = False
     for text, change in _candidates(p.config):
         q = replan(_with(p.config, **change))
         if q.gpu_peak_gib >= p.gpu_peak_gib and q.fits_host == p.fits_host:
             continue  # no help
+        local_host_short |= not q.fits_host and q.host_source == LOCAL_HOST
         host = f", host {q.host_gib:.1f} GiB" if q.host_gib else ""
-        status = "fits" if q.fits else "still too big"
+        # Say what is still short: on a small host, an offload that fits the GPU is refused for host RAM.
+        status = "fits" if q.fits else "still too big: " + _short(q)
         lines.append(f"{text}: GPU {q.gpu_peak_gib:.1f} GiB{host}, {q.step_s:.1f} s/step ({status})")
     lines.sort(key=lambda line: not line.endswith("(fits)"))
+    if local_host_short:
+        lines.append(
+            "the host figures are this machine's free RAM; pass --host-gib N for the one that will run it"
+        )
     longest = longest_seq_len(p.config)
     if longest:
         lines.append(f"or shorten the rows: --seq-len {longest} is the longest that fits as configured")
     elif not lines:
         lines.append("not even 1024 tokens fit: use a larger GPU or a smaller model")
     if not p.fits_host:
-        lines.insert(
-            0, f"host memory: offload needs {p.host_gib:.1f} GiB pinned, {p.host_cap_gib:.1f} GiB available"
-        )
+        lines.insert(0, shortfalls(p)[-1])
     return lines
