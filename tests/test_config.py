@@ -1,5 +1,10 @@
+import pydoc
+import subprocess
+import sys
+
 import pytest
 
+import lemo
 from lemo import SparsityConfig
 
 
@@ -55,3 +60,18 @@ def test_dict_round_trip_refuses_unknown_keys():
     assert SparsityConfig.from_dict(cfg.to_dict()) == cfg
     with pytest.raises(ValueError, match="unknown SparsityConfig keys"):
         SparsityConfig.from_dict({"keep": 0.3})
+
+
+def test_dir_and_help_list_the_lazy_api_without_importing_torch_for_dir():
+    # `import lemo` stays free of torch (the CLI's entry point relies on it); dir() must not change that, and
+    # help() must show the model-facing functions that load on first use.
+    code = (
+        "import sys, lemo; names = dir(lemo); "
+        "print(','.join(n for n in lemo.__all__ if n not in names), 'torch' in sys.modules)"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.split() == ["False"]  # nothing missing from dir(), torch not imported
+    text = pydoc.render_doc(lemo, renderer=pydoc.plaintext)
+    for name in ("apply(", "remove(", "stats(", "calibrate(", "choose_keep_ratios(", "load_predictors("):
+        assert name in text
+    assert "class SparsityConfig" in text

@@ -39,6 +39,12 @@ def __getattr__(name: str):
     raise AttributeError(f"module 'lemo' has no attribute {name!r}")
 
 
+def __dir__() -> list[str]:
+    # dir() and help() list a module's globals, and a lazy name is not one until it is first touched: add them,
+    # by name only (help() then fetches each, importing torch; dir() imports nothing).
+    return sorted(set(globals()) | set(__all__))
+
+
 __all__ = [
     "SparsityConfig",
     "__version__",
