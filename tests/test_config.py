@@ -1,11 +1,14 @@
+import inspect
 import pydoc
 import subprocess
 import sys
+from dataclasses import dataclass, fields
 
 import pytest
 
 import lemo
 from lemo import SparsityConfig
+from lemo.plan import PlanConfig
 
 
 def test_auto_layers_follow_the_artifact():
@@ -75,3 +78,33 @@ def test_dir_and_help_list_the_lazy_api_without_importing_torch_for_dir():
     for name in ("apply(", "remove(", "stats(", "calibrate(", "choose_keep_ratios(", "load_predictors("):
         assert name in text
     assert "class SparsityConfig" in text
+
+
+def test_help_explains_every_field_from_its_attribute_docstring():
+    text = pydoc.render_doc(SparsityConfig, renderer=pydoc.plaintext)
+    assert "Fields:" in text and "keep_ratio: float | list[float] = 0.6" in text
+    assert "Fraction of blocks kept per sparse layer" in text
+    assert {f.name for f in fields(SparsityConfig)} <= set(lemo.config.field_docs(SparsityConfig))
+    plan = pydoc.render_doc(PlanConfig, renderer=pydoc.plaintext)
+    assert "host_gib: float | None = None" in plan and "The target machine's host RAM" in plan
+
+
+@dataclass
+class _Sub(lemo.config.DictConfig):
+    """A config defined anywhere gets the section: the mechanism reads the class's own source."""
+
+    size: int = 3
+    """How big.
+
+    A second paragraph keeps its lines."""
+    plain: bool = False
+
+
+def test_any_dict_config_gets_its_field_docs():
+    doc = inspect.getdoc(_Sub)
+    assert (
+        doc.startswith("A config defined anywhere") and "Fields:\n    size: int = 3\n        How big." in doc
+    )
+    assert (
+        "\n\n        A second paragraph keeps its lines." in doc and "plain" not in doc
+    )  # no docstring, no entry

@@ -7,7 +7,12 @@ half an hour into a run is the most expensive kind of error.
 
 from __future__ import annotations
 
+import ast
+import functools
+import inspect
+import itertools
 import math
+import sys
 from dataclasses import asdict, dataclass, fields
 from typing import Any, Literal, TypeVar
 
@@ -38,9 +43,60 @@ def _check_fraction(name: str, value: float, *, allow_zero: bool = False) -> Non
         )
 
 
+@functools.cache
+def _module_tree(path: str) -> ast.Module | None:
+    # No source shipped (a zipped or compiled install) means no field docs, not an import error.
+    try:
+        with open(path, encoding="utf-8") as f:
+            return ast.parse(f.read())
+    except (OSError, SyntaxError, ValueError):
+        return None
+
+
+def _own_field_docs(cls: type) -> dict[str, tuple[str, str]]:
+    """{field: (annotation and default, docstring)} of the fields written in `cls`'s own body."""
+    tree = _module_tree(getattr(sys.modules.get(cls.__module__), "__file__", None) or "")
+    nodes = ast.walk(tree) if tree else ()
+    body = next((n.body for n in nodes if isinstance(n, ast.ClassDef) and n.name == cls.__name__), [])
+    out = {}
+    for a, b in itertools.pairwise(body):
+        if not (isinstance(a, ast.AnnAssign) and isinstance(a.target, ast.Name)):
+            continue
+        if isinstance(b, ast.Expr) and isinstance(b.value, ast.Constant) and isinstance(b.value.value, str):
+            default = "" if a.value is None or isinstance(a.value, ast.Call) else f" = {ast.unparse(a.value)}"
+            out[a.target.id] = (ast.unparse(a.annotation) + default, inspect.cleandoc(b.value.value))
+    return out
+
+
+def field_docs(cls: type) -> dict[str, tuple[str, str]]:
+    """The attribute docstrings of a config class (a string literal right under a field), its bases' first:
+    {field: (annotation and default, docstring)}. Python keeps them nowhere, so they are read from the source."""
+    out: dict[str, tuple[str, str]] = {}
+    for klass in reversed(cls.__mro__[:-1]):
+        out.update(_own_field_docs(klass))
+    return out
+
+
+def document_fields(cls: type) -> type:
+    """Append a "Fields:" section made of the attribute docstrings to `cls.__doc__`, so `help(cls)` explains
+    every field (`DictConfig` subclasses get it automatically; decorate other config dataclasses)."""
+    docs = field_docs(cls)
+    if docs:
+        lines = [inspect.cleandoc(cls.__dict__.get("__doc__") or cls.__name__), "", "Fields:"]
+        for name, (kind, text) in docs.items():
+            lines += [f"    {name}: {kind}", *(f"        {line}".rstrip() for line in text.splitlines())]
+        cls.__doc__ = "\n".join(lines)
+    return cls
+
+
 class DictConfig:
     """`to_dict` / `from_dict` for the config dataclasses that are saved as JSON or YAML: unknown keys are refused
-    with the list of known ones (a misspelt key in a saved file must not be dropped silently)."""
+    with the list of known ones (a misspelt key in a saved file must not be dropped silently). Subclasses get
+    their field docs in `help()` (`document_fields`)."""
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        document_fields(cls)
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)

@@ -5,12 +5,13 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
-from lemo.config import SparsityConfig
+from lemo.config import SparsityConfig, document_fields
 
 GIB = 2**30
 DEFAULT_GPU_GIB = 80e9 / GIB  # an "80 GB" card, the cap of every committed longest-T measurement
 
 
+@document_fields
 @dataclass
 class PlanLora:
     rank: int = 8
@@ -27,8 +28,11 @@ class PlanLora:
             raise ValueError(f"--lora-rank {self.rank!r} must be a positive integer such as 8.")
 
 
+@document_fields
 @dataclass
 class PlanConfig:
+    """Everything `lemo plan` takes (`lemo.plan.predict(PlanConfig(...))`); `lemo plan --help` has them as flags."""
+
     model: str | None = None
     """HF model directory (only its config.json is read; no weights are loaded)."""
     shape: str | None = None
