@@ -24,9 +24,10 @@ demo: install
 	$(BIN)/lemo finetune --config configs/demo.yaml
 
 # GPU tests need CUDA; they run on the GPU machine with `make test-gpu`, never in CPU CI.
+# LEMO_REQUIRE_EXTRAS=1: tests marked `extra` fail here, not skip, when their extra is missing (CI installs them all).
 test: install
-	$(BIN)/python -m pytest -q -x --durations=15 -m "not gpu"
-	$(MAKE) --no-print-directory test-oldest
+	LEMO_REQUIRE_EXTRAS=1 $(BIN)/python -m pytest -q -x --durations=15 -m "not gpu"
+	LEMO_REQUIRE_EXTRAS=1 $(MAKE) --no-print-directory test-oldest
 
 # The tests that touch HF internals (the contract, Trainer/SFTTrainer, schedulers, resume) again, against the
 # oldest transformers pyproject allows (about a minute): only the packages that differ from .venv go into

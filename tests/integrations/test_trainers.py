@@ -1,9 +1,11 @@
-"""Real HF `Trainer` and TRL `SFTTrainer` runs on a tiny random model with lemo's default config (CPU)."""
+"""Real HF `Trainer` and TRL `SFTTrainer` runs on a tiny random model with lemo's default config (CPU).
 
-import datasets
+TRL and datasets are the `trl` extra: imported inside the tests marked `extra`, so this module collects (and its
+other tests run) where they are missing; `make test` sets LEMO_REQUIRE_EXTRAS=1, which fails those tests instead.
+"""
+
 import pytest
 import torch
-import trl
 from transformers import AutoTokenizer, Trainer, TrainingArguments
 
 import lemo
@@ -82,6 +84,8 @@ def sft_rows(tiny_model_dir):
 
 def _sft(tmp_path, model_dir, sft_rows, *, apply_first: bool = True, callback: bool = True, evaluate=False):
     """A LoRA model of `model_dir` and a real TRL SFTTrainer on the prompt/completion rows (completion-only loss)."""
+    import datasets
+    import trl
     from transformers import AutoModelForCausalLM
 
     tok, rows = sft_rows
@@ -100,6 +104,7 @@ def _sft(tmp_path, model_dir, sft_rows, *, apply_first: bool = True, callback: b
     return model, trainer
 
 
+@pytest.mark.extra("trl", "datasets")
 @pytest.mark.parametrize("apply_first", [True, False])
 def test_trl_sft_trainer_trains_with_elimination(tmp_path, tiny_model_dir, sft_rows, apply_first):
     model, trainer = _sft(tmp_path, tiny_model_dir, sft_rows, apply_first=apply_first)
@@ -149,6 +154,7 @@ def test_callback_logs_predictor_time(tmp_path):
     assert state.log_history[-1] == logs and predictors.resets == 1
 
 
+@pytest.mark.extra("trl")
 def test_trl_fused_head_loss_equals_lemo_segmented_loss_on_kept_positions():
     from trl.trainer.utils import add_fused_lm_head
 
@@ -167,6 +173,7 @@ def test_trl_fused_head_loss_equals_lemo_segmented_loss_on_kept_positions():
     torch.testing.assert_close(fused.loss, ours, rtol=1e-4, atol=1e-5)
 
 
+@pytest.mark.extra("trl", "datasets")
 @pytest.mark.parametrize("callback", [True, False])
 def test_remove_after_sft_training_keeps_trls_fused_head(tmp_path, tiny_model_dir, sft_rows, callback):
     # lemo.apply, then SFTTrainer (which installs its fused LM head over lemo's forward), train, lemo.remove: the
@@ -187,6 +194,7 @@ def test_remove_after_sft_training_keeps_trls_fused_head(tmp_path, tiny_model_di
     assert "eval_loss" in trainer.evaluate()
 
 
+@pytest.mark.extra("trl")
 @pytest.mark.parametrize(
     "cfg",
     [CFG, lemo.SparsityConfig(block_size=16, segmented_loss=False, loss_tokens="all", label_priority=False)],
