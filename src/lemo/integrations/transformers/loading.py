@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import logging
 from pathlib import Path
 from typing import Any
@@ -94,6 +95,8 @@ def check_model_dir(model_dir: str | Path, alternative: str = "") -> Path:
         raise ValueError(f"--model {model_dir} is not a model directory (no such directory); {fix}.")
     if not (path / "config.json").is_file():
         raise ValueError(f"--model {model_dir} is not a model directory (no config.json); {fix}.")
+    # The architecture first: copying a GPT-2's weights in, as the weights check would ask, cannot make it run.
+    check_architecture(path / "config.json", model_dir)
     if not any(any(path.glob(pattern)) for pattern in WEIGHT_FILES):
         raise ValueError(
             f"--model {model_dir}: the directory has a config.json but no weights (*.safetensors or *.bin); copy "
@@ -105,3 +108,22 @@ def check_model_dir(model_dir: str | Path, alternative: str = "") -> Path:
             "tokenizer next to the weights (tokenizer.save_pretrained(DIR)), or copy them from the base model."
         )
     return path
+
+
+def check_architecture(config_json: Path, model_dir: str | Path) -> None:
+    """A ValueError naming the supported architectures when config.json's model_type is not one of them."""
+    from lemo.integrations.transformers.archs import spec_for
+
+    try:
+        model_type = json.loads(config_json.read_text(encoding="utf-8")).get("model_type")
+    except (ValueError, UnicodeDecodeError, AttributeError) as err:
+        raise ValueError(
+            f"--model {model_dir}: config.json cannot be read as a JSON object ({err}); save the model again "
+            "(model.save_pretrained(DIR)) or copy its config.json from the base model."
+        ) from None
+    if model_type is None:
+        return  # nothing to judge by; loading names the problem if there is one
+    try:
+        spec_for(model_type)
+    except ValueError as err:
+        raise ValueError(f"--model {model_dir}: {err}") from None
