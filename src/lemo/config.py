@@ -18,14 +18,16 @@ from typing import Any, Literal, TypeVar
 
 SelectionMode = Literal["ratio", "threshold"]
 MlpMode = Literal["dense", "tokens", "channels"]
-Scorer = Literal["oracle", "predictor"]
+Scorer = Literal["oracle", "predictor", "supervision"]
+Elimination = Literal["forward", "backward"]
 Backend = Literal["auto", "reference", "triton"]
 Offload = Literal["none", "cpu"]
 _C = TypeVar("_C", bound="DictConfig")
 
 _SELECTIONS = ("ratio", "threshold")
 _MLP_MODES = ("dense", "tokens", "channels")
-_SCORERS = ("oracle", "predictor")
+_SCORERS = ("oracle", "predictor", "supervision")
+_ELIMINATIONS = ("forward", "backward")
 _BACKENDS = ("auto", "reference", "triton")
 
 
@@ -148,7 +150,16 @@ class SparsityConfig(DictConfig):
     mlp_keep: float = 0.2
     """Fraction of MLP intermediate channels whose activations are kept for backward (`mlp="channels"`)."""
     scorer: Scorer = "oracle"
-    """"oracle": exact tiled block scores; "predictor": learned predictors (see `lemo calibrate`)."""
+    """"oracle": exact tiled block scores (the paper's column sums); "predictor": learned predictors (see
+    `lemo calibrate`); "supervision": the attention each block receives from the positions the loss asks about
+    (labels, or in plain text the positions that repeat a far bigram), read from the layer's own forward; needs
+    elimination="backward" (lemo.sparsity.supervision)."""
+    elimination: Elimination = "forward"
+    """"forward" (the paper): eliminated tokens skip the sparse layers, saving forward and backward compute and
+    memory, but the loss sees the approximated model. "backward": every token runs every layer exactly as dense
+    (the loss is dense's), and each sparse layer spends its backward on its kept rows only; eliminated rows still
+    get gradient through the residual and through the keys and values kept queries read (lemo.sparsity.backward).
+    Selection is per layer, after the layer's forward; `mlp`, `loss_tokens` and `shared_selection` do not apply."""
     segmented_loss: bool = True
     """Compute LM head + cross-entropy in segments so the full T x V logits never exist at once."""
     loss_chunk: int = 2048
@@ -196,6 +207,7 @@ class SparsityConfig(DictConfig):
         _check_choice("selection", self.selection, _SELECTIONS)
         _check_choice("mlp", self.mlp, _MLP_MODES)
         _check_choice("scorer", self.scorer, _SCORERS)
+        _check_choice("elimination", self.elimination, _ELIMINATIONS)
         _check_choice("backend", self.backend, _BACKENDS)
         _check_choice("loss_tokens", self.loss_tokens, ("all", "kept"))
         for name in ("keep_ratio", "threshold"):
@@ -209,16 +221,18 @@ class SparsityConfig(DictConfig):
                 setattr(self, name, list(value))
         _check_fraction("mlp_keep", self.mlp_keep)
         _check_fraction("random_fraction", self.random_fraction, allow_zero=True)
-        if self.scorer == "predictor" and self.random_fraction >= 1.0:
+        if self.scorer in ("predictor", "supervision") and self.random_fraction >= 1.0:
             raise ValueError(
-                "scorer='predictor' has no effect with random_fraction=1.0 (random blocks, no scoring: the default); "
-                "pass random_fraction=0.0 (--random-fraction 0) to keep the predictors' top blocks."
+                f"scorer={self.scorer!r} has no effect with random_fraction=1.0 (random blocks, no scoring: the "
+                "default); pass random_fraction=0.0 (--random-fraction 0) to keep the scorer's top blocks, or a "
+                "share such as 0.25 to mix in random ones."
             )
         for name in ("sink_blocks", "local_blocks"):
             v = getattr(self, name)
             if not isinstance(v, int) or v < 0:
                 raise ValueError(f"{name}={v!r} must be a non-negative integer.")
         _check_choice("offload", self.offload, ("none", "cpu"))
+        self._check_elimination()
         if not isinstance(self.tile_tokens, int) or self.tile_tokens < 0:
             raise ValueError(
                 f"tile_tokens={self.tile_tokens!r} must be a non-negative number of rows such as 8192 (0: untiled)."
@@ -242,6 +256,26 @@ class SparsityConfig(DictConfig):
             if any(not isinstance(i, int) or i < 0 for i in layers) or len(set(layers)) != len(layers):
                 raise ValueError(f"sparse_layers={sl!r} must hold distinct non-negative layer indices.")
             self.sparse_layers = sorted(layers)
+
+    def _check_elimination(self) -> None:
+        if self.scorer == "supervision" and self.elimination != "backward":
+            raise ValueError(
+                "scorer='supervision' reads the layer's own exact forward, which only backward elimination runs; "
+                "add elimination='backward' (--elimination backward) or pick scorer='oracle'."
+            )
+        if self.elimination != "backward":
+            return
+        unsupported = {
+            "offload": self.offload != "none",
+            "tile_tokens": self.tile_tokens > 0,
+            "mlp": self.mlp == "channels",
+        }
+        bad = [name for name, on in unsupported.items() if on]
+        if bad:
+            raise ValueError(
+                f"elimination='backward' does not combine with {', '.join(bad)} yet; drop "
+                f"{' and '.join(bad)} or use elimination='forward'."
+            )
 
     @classmethod
     def paper(cls, **overrides: Any) -> SparsityConfig:

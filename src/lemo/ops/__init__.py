@@ -5,7 +5,7 @@ from lemo.ops.mlp import channel_sparse_mlp
 from lemo.ops.rope import apply_rope
 from lemo.ops.segmented_ce import segmented_cross_entropy
 from lemo.ops.select_blocks import blocks_to_tokens, blocks_with_any, select_by_ratio, select_by_threshold
-from lemo.ops.sparse_attention import add_rows, varlen_causal_attention
+from lemo.ops.sparse_attention import add_rows, query_rows_attention, varlen_causal_attention
 
 __all__ = [
     "add_rows",
@@ -16,6 +16,7 @@ __all__ = [
     "blocks_with_any",
     "channel_sparse_mlp",
     "informativeness",
+    "query_rows_attention",
     "segmented_cross_entropy",
     "select_by_ratio",
     "select_by_threshold",

@@ -1,5 +1,6 @@
 """Token elimination: segments, scoring, selection and the sparse decoder-layer forward (no model library here)."""
 
+from lemo.sparsity.backward import backward_layer_forward
 from lemo.sparsity.layer import sparse_layer_forward
 from lemo.sparsity.parts import AttentionParts, LayerParts
 from lemo.sparsity.scoring import BlockScorer, OracleScorer, oracle_map
@@ -15,6 +16,7 @@ __all__ = [
     "Segment",
     "Selection",
     "SparsityState",
+    "backward_layer_forward",
     "choose_rows",
     "find_segments",
     "oracle_map",

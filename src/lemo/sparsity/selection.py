@@ -31,6 +31,7 @@ def select_rows(
     keep_ratio: float,
     threshold: float,
     label_mask: torch.Tensor | None = None,
+    evidence_mask: torch.Tensor | None = None,
 ) -> Selection:
     """Score and select the kept rows of every segment.
 
@@ -38,6 +39,7 @@ def select_rows(
         x: [B, T, d] normed hidden states.
         label_mask: [B, T] bool, positions that predict a label; their blocks come first with
             `config.label_priority`.
+        evidence_mask: [B, T] bool, positions known to matter (an evaluation oracle); their blocks come first.
     """
     _B, T, _ = x.shape
     b = config.block_size
@@ -45,8 +47,11 @@ def select_rows(
     for seg in segments:
         nb = -(-seg.length // b)
         priority = None
+        if evidence_mask is not None:
+            priority = [blocks_with_any(evidence_mask[seg.row, seg.start : seg.end], b)]  # [nb]
         if config.label_priority and label_mask is not None:
-            priority = blocks_with_any(label_mask[seg.row, seg.start : seg.end], b)  # [nb]
+            labelled = blocks_with_any(label_mask[seg.row, seg.start : seg.end], b)  # [nb]
+            priority = [*(priority or []), labelled]
         if config.selection == "ratio" and keep_ratio >= 1.0:
             kept = torch.arange(nb, device=x.device)  # everything kept: no need to score
         elif config.selection == "ratio":
@@ -107,6 +112,7 @@ def choose_rows(
                 state.keep_ratio.get(parts.index, 1.0),
                 state.threshold.get(parts.index, 0.0),
                 state.label_mask if _fits(state.label_mask, B, T) else None,
+                state.evidence_mask if _fits(state.evidence_mask, B, T) else None,
             )
     state.store_selection(parts.index, key, sel)
     return sel

@@ -28,6 +28,12 @@ class SparsityState:
     attention_mask: torch.Tensor | None = None  # the 2D mask of the current forward (captured by a hook)
     keep_layer_inputs: bool = False  # someone records layer outputs this forward: no in-place residual update
     label_mask: torch.Tensor | None = None  # [B, T] bool, positions that predict a label (for label_priority)
+    # [B, T] bool, the positions whose attention the "supervision" scorer reads (lemo.sparsity.supervision); with
+    # backward elimination their blocks also come first, as the labelled blocks do in forward elimination.
+    query_mask: torch.Tensor | None = None
+    # [B, T] bool, positions known to hold what the loss depends on, kept first (set by the caller, e.g. the
+    # capability suite's evidence oracle, which knows where the facts are; None in normal training).
+    evidence_mask: torch.Tensor | None = None
     offloader: HostOffloader | None = None  # config.offload == "cpu": where checkpointed inputs wait
     full_selection: Selection | None = None  # every row, for dense layers run by the sparse forward
     _segments: list[Segment] | None = None

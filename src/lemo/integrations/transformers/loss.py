@@ -20,6 +20,7 @@ from transformers.modeling_outputs import CausalLMOutputWithPast
 from lemo.config import SparsityConfig
 from lemo.ops import segmented_cross_entropy
 from lemo.sparsity import SparsityState
+from lemo.sparsity.supervision import query_mask
 
 log = logging.getLogger(__name__)
 _FUSED_NOTED = False  # the one-time note that TRL's fused LM head scores the loss
@@ -40,10 +41,24 @@ def _returned_cache(out: Any) -> dict[str, Any]:
     return {} if value is None else {name: value}
 
 
-def record_label_mask(state: SparsityState, shift_labels: torch.Tensor | None, training: bool) -> None:
-    """Tell the selection which positions predict a label this forward (used by `label_priority`)."""
+def record_label_mask(
+    state: SparsityState,
+    shift_labels: torch.Tensor | None,
+    training: bool,
+    input_ids: torch.Tensor | None = None,
+) -> None:
+    """Tell the selection which positions predict a label this forward (used by `label_priority`), and which
+    positions the "supervision" scorer reads (labels, or far-repeat positions in plain text)."""
     use = training and state.config.label_priority and shift_labels is not None
     state.label_mask = (shift_labels != -100) if use else None  # [B, T]
+    queries = training and state.config.scorer == "supervision"
+    state.query_mask = query_mask(shift_labels, input_ids) if queries else None  # [B, T]
+
+
+def _drops_eliminated(config: SparsityConfig) -> bool:
+    """Whether the loss leaves out the positions the last sparse layer eliminated: only forward elimination
+    approximates them (backward elimination runs every position through every layer)."""
+    return config.loss_tokens == "kept" and config.elimination == "forward"
 
 
 def make_label_forward(base: nn.Module, state: SparsityState):
@@ -55,7 +70,7 @@ def make_label_forward(base: nn.Module, state: SparsityState):
         shift = kwargs.get("shift_labels")
         if shift is None and labels is not None:
             shift = F.pad(labels, (0, 1), value=-100)[:, 1:]  # [B, T] position t predicts label t+1
-        record_label_mask(state, shift, base.training)
+        record_label_mask(state, shift, base.training, kwargs.get("input_ids", args[0] if args else None))
         return own_forward(*args, labels=labels, **kwargs)
 
     forward._lemo_forward = True  # lets the trainer glue tell whether a later patch wrapped ours
@@ -89,7 +104,7 @@ def _fused_head_forward(
     if num_items is not None:
         kwargs["num_items_in_batch"] = num_items
     out = own_forward(labels=labels, fused_lm_head=True, **kwargs)
-    if not (config.loss_tokens == "kept" and state is not None and state.last and training):
+    if not (_drops_eliminated(config) and state is not None and state.last and training):
         return out
     last = state.last[max(state.last)]
     kept = torch.zeros(labels.numel(), dtype=torch.bool, device=out.label_mask.device)  # [B*T]
@@ -148,7 +163,7 @@ def make_loss_forward(
             # Same shift as HF's ForCausalLMLoss: position t predicts label t+1; the last position predicts nothing.
             shift_labels = F.pad(labels, (0, 1), value=-100)[:, 1:]  # [B, T]
         if state is not None:
-            record_label_mask(state, shift_labels, base.training)
+            record_label_mask(state, shift_labels, base.training, input_ids)
         if fused:
             if not fused_ok:
                 raise ValueError(
@@ -181,7 +196,7 @@ def make_loss_forward(
             **kwargs,
         )
         hidden = out.last_hidden_state  # [B, T, d]
-        if config.loss_tokens == "kept" and state is not None and state.last and base.training:
+        if _drops_eliminated(config) and state is not None and state.last and base.training:
             # Score only positions the last sparse layer kept: their hidden states went through every layer.
             last = state.last[max(state.last)]
             kept = torch.zeros(shift_labels.numel(), dtype=torch.bool, device=hidden.device)  # [B*T]

@@ -19,7 +19,13 @@ from lemo.integrations.transformers.archs import ArchSpec, layer_parts, spec_for
 from lemo.integrations.transformers.contract import check_layer
 from lemo.integrations.transformers.loss import cache_kwargs, make_label_forward, make_loss_forward
 from lemo.memory import HostOffloader, offloaded_checkpoint, tiled_rows
-from lemo.sparsity import BlockScorer, OracleScorer, SparsityState, sparse_layer_forward
+from lemo.sparsity import (
+    BlockScorer,
+    OracleScorer,
+    SparsityState,
+    backward_layer_forward,
+    sparse_layer_forward,
+)
 
 log = logging.getLogger(__name__)
 _ATTR = "_lemo_applied"
@@ -56,7 +62,8 @@ def causal_lm(model: nn.Module) -> nn.Module:
 
 
 def _scorer(config: SparsityConfig, predictors: Any) -> BlockScorer:
-    if config.scorer == "oracle":
+    if config.scorer in ("oracle", "supervision"):
+        # "supervision" scores inside the backward-elimination forward; the oracle stays for threshold selection.
         return OracleScorer(config.backend)
     if predictors is None:
         raise ValueError(
@@ -98,6 +105,11 @@ def _layer_forward(
                 **kwargs,
             )
         parts = layer_parts(layer, spec, index, config)
+        if state.config.elimination == "backward" and not dense:
+            params = tuple(p for p in layer.parameters() if p.requires_grad)
+            return backward_layer_forward(
+                parts, hidden_states, position_embeddings, position_ids, state, scorer, params
+            )
         # HF's own checkpoint (suspended for this forward by the decoder hook, see `apply`) would store the
         # whole layer input; the sparse forward checkpoints itself and stores only the kept rows.
         checkpoint = layer.training and (
@@ -149,7 +161,8 @@ def _offloaded_dense_forward(layer: nn.Module, state: SparsityState):
 
 
 def _tiled_mlp_forward(mlp: nn.Module, tile: int):
-    mlp_forward = type(mlp).forward.__get__(mlp)
+    # An instance forward is a fused kernel bound to this module (Liger's SwiGLU): tile that, not the class's.
+    mlp_forward = mlp.__dict__.get("forward") or type(mlp).forward.__get__(mlp)
 
     def forward(x: torch.Tensor) -> torch.Tensor:
         return tiled_rows(mlp_forward, x, tile)  # [..., d] in and out; rows are independent
@@ -221,7 +234,8 @@ def apply(model: nn.Module, config: SparsityConfig | None = None, predictors: An
                 layer.__dict__[_GC_SUSPENDED] = True
 
     def end_step(_module: nn.Module, args: tuple, kwargs: dict, output: Any) -> None:
-        state.label_mask = None  # one forward's labels; a recompute reuses the cached selection
+        # One forward's labels and evidence; a recompute reuses the cached selection.
+        state.label_mask = state.query_mask = state.evidence_mask = None
         for layer in patched:
             if layer.__dict__.pop(_GC_SUSPENDED, False):
                 layer.gradient_checkpointing = True

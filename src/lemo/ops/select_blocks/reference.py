@@ -22,7 +22,7 @@ def select_by_ratio(
     sink_blocks: int,
     local_blocks: int,
     *,
-    priority: torch.Tensor | None = None,
+    priority: torch.Tensor | list[torch.Tensor] | None = None,
     random_fraction: float = 0.0,
     generator: torch.Generator | None = None,
 ) -> torch.Tensor:
@@ -35,7 +35,7 @@ def select_by_ratio(
 
     Args:
         scores: [nb] informativeness I_n.
-        priority: [nb] bool, or None for no priority tier.
+        priority: [nb] bool, a list of them (tiers in order: e.g. known evidence, then labelled blocks), or None.
         generator: CPU generator for the random draws (None: torch's default one, which checkpoints capture).
     Returns:
         [k] int64 block ids in increasing order.
@@ -45,9 +45,12 @@ def select_by_ratio(
     forced = forced_blocks(nb, sink_blocks, local_blocks).to(device)  # [nb]
     n_keep = min(nb, max(math.ceil(keep_ratio * nb - 1e-9), int(forced.sum())))
     keep = forced.clone()  # [nb]
-    tiers = (
-        [~forced] if priority is None else [priority.to(device) & ~forced, ~(priority.to(device) | forced)]
-    )
+    taken = forced.clone()  # [nb] blocks already in an earlier tier
+    tiers = []
+    for tier in [] if priority is None else priority if isinstance(priority, list) else [priority]:
+        tiers.append(tier.to(device) & ~taken)
+        taken |= tier.to(device)
+    tiers.append(~taken)
     for tier in tiers:
         room = n_keep - int(keep.sum())
         if room <= 0:
@@ -74,7 +77,7 @@ def select_by_threshold(
     sink_blocks: int,
     local_blocks: int,
     *,
-    priority: torch.Tensor | None = None,
+    priority: torch.Tensor | list[torch.Tensor] | None = None,
 ) -> torch.Tensor:
     """Keep every block with I_n >= threshold * max I_n, plus the forced and `priority` ones ([nb] bool).
 
@@ -83,8 +86,8 @@ def select_by_threshold(
     nb = scores.shape[0]
     forced = forced_blocks(nb, sink_blocks, local_blocks).to(scores.device)  # [nb]
     keep = forced | (scores >= threshold * scores.max())  # [nb]
-    if priority is not None:
-        keep |= priority.to(scores.device)
+    for tier in [] if priority is None else priority if isinstance(priority, list) else [priority]:
+        keep |= tier.to(scores.device)
     return torch.nonzero(keep).flatten()
 
 

@@ -65,3 +65,23 @@ def add_rows_(
     if resolve_backend(backend, residual.device, has_triton_impl=impl is not None) == "triton":
         return impl.add_rows_(residual, rows, update)
     return residual.index_add_(0, rows, update.to(residual.dtype))
+
+
+def query_rows_attention(
+    q: torch.Tensor,
+    k: torch.Tensor,
+    v: torch.Tensor,
+    q_index: torch.Tensor,
+    cu_q: list[int],
+    cu_kv: list[int],
+    scale: float,
+    sliding_window: int | None = None,
+    backend: str | None = None,
+) -> torch.Tensor:
+    """See `reference.query_rows_attention`: q [Nq, H, D] of chosen rows against k/v [Nkv, H_kv, D] of all rows."""
+    impl = _triton_impl()
+    # No Triton kernel yet: every backend runs the reference (SDPA with a [nq, n] mask per segment).
+    usable = impl is not None and sliding_window is None and hasattr(impl, "query_rows_attention")
+    if usable and resolve_backend(backend, q.device) == "triton":
+        return impl.query_rows_attention(q, k, v, q_index, cu_q, cu_kv, scale)
+    return reference.query_rows_attention(q, k, v, q_index, cu_q, cu_kv, scale, sliding_window)

@@ -74,3 +74,49 @@ def add_rows(residual: torch.Tensor, rows: torch.Tensor, update: torch.Tensor) -
     A new tensor; `op.add_rows_` is the in-place form the sparse layer uses when nothing else keeps the residual.
     """
     return residual.index_add(0, rows, update.to(residual.dtype))
+
+
+def query_rows_attention(
+    q: torch.Tensor,
+    k: torch.Tensor,
+    v: torch.Tensor,
+    q_index: torch.Tensor,
+    cu_q: list[int],
+    cu_kv: list[int],
+    scale: float,
+    sliding_window: int | None = None,
+) -> torch.Tensor:
+    """Causal attention of a subset of each segment's rows (the queries) against every row of the segment.
+
+    What backward elimination needs: the kept rows' queries see the keys and values of all rows, eliminated ones
+    included, so an eliminated row still gets gradient through its K and V.
+
+    Args:
+        q: [Nq, H, D] queries of the chosen rows, segment after segment (`cu_q` S+1 offsets), RoPE applied.
+        k, v: [Nkv, H_kv, D] keys and values of every row of every segment (`cu_kv` S+1 offsets).
+        q_index: [Nq] int64 index of each query's row inside its segment (0 = the segment's first row); a query
+            sees the keys at indices <= its own (and within `sliding_window` of it).
+
+    Returns:
+        [Nq, H, D] in the dtype of q.
+    """
+    gqa = q.shape[1] != k.shape[1]
+    outs = []
+    for (q0, q1), (k0, k1) in zip(itertools.pairwise(cu_q), itertools.pairwise(cu_kv)):
+        if q1 == q0:
+            continue
+        idx = q_index[q0:q1]  # [nq]
+        diff = idx[:, None] - torch.arange(k1 - k0, device=q.device)[None, :]  # [nq, n]
+        mask = diff >= 0
+        if sliding_window is not None:
+            mask &= diff < sliding_window
+        o = F.scaled_dot_product_attention(
+            q[q0:q1].transpose(0, 1).unsqueeze(0),  # [1, H, nq, D]
+            k[k0:k1].transpose(0, 1).unsqueeze(0),  # [1, H_kv, n, D]
+            v[k0:k1].transpose(0, 1).unsqueeze(0),
+            attn_mask=mask,
+            scale=scale,
+            enable_gqa=gqa,
+        )  # [1, H, nq, D]
+        outs.append(o[0].transpose(0, 1))  # [nq, H, D]
+    return torch.cat(outs, dim=0) if outs else q.new_zeros(q.shape)
