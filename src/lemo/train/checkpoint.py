@@ -9,8 +9,9 @@ Layout of a checkpoint folder `dir`:
 
 A save writes into a hidden temp folder and renames it into place, then rewrites `latest` the same way, so
 a run killed mid-save (OOM killer, preemption) leaves the previous checkpoint intact; the half-written temp
-folder is ignored on load and deleted by the next save. Only rank 0 should save; FSDP2 runs (torchrun) write
-sharded checkpoints in the same folders instead (distributed_checkpoint.py).
+folder is ignored on load and deleted by the next save (unless another live run holds the run folder's lock,
+run_lock.py). Only rank 0 should save; FSDP2 runs (torchrun) write sharded checkpoints in the same folders
+instead (distributed_checkpoint.py).
 """
 
 from __future__ import annotations
@@ -31,6 +32,8 @@ from typing import Any
 
 import torch
 from safetensors.torch import load_file, save_file
+
+from lemo.train.run_lock import held_by_another
 
 logger = logging.getLogger(__name__)
 
@@ -210,6 +213,15 @@ def _write_latest(root: Path, name: str) -> None:
 
 
 def _remove_temp_dirs(root: Path) -> None:
+    # A temp folder is only "left by an interrupted save" when no other live run holds the run folder: else it
+    # may be that run's save in progress (run_lock.py). `lemo finetune` never gets here without the lock.
+    holder = held_by_another(root.parent)
+    if holder is not None:
+        logger.warning(
+            "leaving the temporary checkpoints in %s: the run folder is locked by %s, whose save may be in progress",
+            root, holder.describe(),
+        )  # fmt: skip
+        return
     for p in root.glob(f"{_TMP_PREFIX}*"):
         logger.info("removing %s, left by an interrupted save", p)
         if p.is_dir():

@@ -22,24 +22,13 @@ from lemo.assets import austen_texts, smollm2_dir
 from lemo.eval.perplexity import PerplexityResult, perplexity
 from lemo.integrations.peft import add_lora, load_trainable_state, save_adapter, trainable_state
 from lemo.integrations.transformers import apply, enable_shifted_sparse_attention, mean_kept_fraction
-from lemo.integrations.transformers.archs import spec_for
 from lemo.integrations.transformers.calibration import load_predictors
 from lemo.integrations.transformers.loading import check_model_dir, enable_gradient_checkpointing, load_model
 from lemo.train import distributed
 from lemo.train.checkpoint import capture_rng_state, load_checkpoint, restore_rng_state, save_checkpoint
+from lemo.train.checks import check_config, check_model, load_run_data
 from lemo.train.config import FinetuneConfig
-from lemo.train.data import (
-    DataOrder,
-    Example,
-    Record,
-    TextRecord,
-    build_examples,
-    collate,
-    load_documents,
-    load_records,
-    tokenize_documents,
-    tokenize_records,
-)
+from lemo.train.data import DataOrder, Example, collate
 from lemo.train.distributed import Dist
 from lemo.train.distributed_checkpoint import check_world_size, load_sharded, read_meta, save_sharded
 from lemo.train.interrupt import TrainingInterrupted, stop_on_sigint
@@ -47,11 +36,7 @@ from lemo.train.launch import launch, wants_launch
 from lemo.train.preflight import explain_out_of_memory, preflight
 from lemo.train.progress import MetricsWriter, Progress
 from lemo.train.reporting import Reporters
-from lemo.train.run_safety import (
-    check_resume_compatible,
-    prepare_output_dir,
-    warn_on_useless_lengths,
-)
+from lemo.train.run_safety import OutputClaim, check_resume_compatible
 from lemo.train.schedule import build_scheduler
 
 log = logging.getLogger(__name__)
@@ -76,23 +61,6 @@ def resolve_device(device: str, dtype: str) -> tuple[torch.device, torch.dtype]:
     if dtype == "auto":
         dtype = "bf16" if dev.type == "cuda" else "fp32"
     return dev, torch.bfloat16 if dtype == "bf16" else torch.float32
-
-
-def _documents(cfg: FinetuneConfig) -> tuple[list[Record], list[str], str]:
-    """Training records (text, prompt/completion or chat), held-out plain texts, and where they came from.
-
-    The held-out texts only feed perplexity, so supervised records there count as plain text
-    (prompt + completion; see `load_documents`).
-    """
-    if cfg.data:
-        train = load_records(cfg.data)
-        held = load_documents(cfg.eval_data) if cfg.eval_data else []
-        return train, held, "files"
-    corpus = austen_texts()
-    novels, held_name = corpus.split()
-    train: list[Record] = [TextRecord(text, n) for n, text in novels.items()]
-    held = load_documents(cfg.eval_data) if cfg.eval_data else [corpus.texts[held_name]]
-    return train, held, corpus.source
 
 
 def _evaluate(
@@ -143,19 +111,30 @@ def finetune(cfg: FinetuneConfig, *, stop_after: int | None = None) -> FinetuneR
 
 
 def _finetune(cfg: FinetuneConfig, ctx: Dist, device_name: str, stop_after: int | None) -> FinetuneResult:
-    out = Path(cfg.output_dir)
     device, dtype = resolve_device(device_name, cfg.dtype)
-    # Rank 0 alone touches the output folder and fills the caches (model conversion, Austen download); when it
+    check_config(cfg)  # before the output folder is touched: a bad argument leaves nothing behind
+    # Rank 0 alone touches the output folder, and holds its lock until the run ends however it ends; when it
     # fails there, every rank stops with its message instead of waiting for it until the timeout.
-    distributed.run_on_main(
-        ctx, str(device), lambda: prepare_output_dir(out, resume=cfg.resume, overwrite=cfg.overwrite)
-    )
+    claim = OutputClaim(Path(cfg.output_dir), resume=cfg.resume, overwrite=cfg.overwrite)
+    distributed.run_on_main(ctx, str(device), claim.acquire)
+    try:
+        return _run(cfg, ctx, device, dtype, stop_after)
+    finally:
+        claim.release()  # also removes the folder when the run failed before writing anything in it
+
+
+def _run(
+    cfg: FinetuneConfig, ctx: Dist, device: torch.device, dtype: torch.dtype, stop_after: int | None
+) -> FinetuneResult:
+    out = Path(cfg.output_dir)
+    # Rank 0 fills the caches first (model conversion, Austen download).
     if not cfg.model:
         distributed.run_on_main(ctx, str(device), smollm2_dir)
     if not cfg.data:
         distributed.run_on_main(ctx, str(device), austen_texts)
     model_dir = cfg.model or smollm2_dir()
     check_model_dir(model_dir, alternative="leave --model out to use the embedded SmolLM2-135M-Instruct")
+    check_model(cfg, Path(model_dir))
     # What this run really uses (config.yaml and the checkpoints record it; resume compares against it).
     used = dataclasses.replace(
         cfg, model=str(model_dir), dtype="bf16" if dtype == torch.bfloat16 else "fp32", device=str(device)
@@ -172,36 +151,16 @@ def _finetune(cfg: FinetuneConfig, ctx: Dist, device_name: str, stop_after: int 
         if ctx.enabled:
             check_world_size(ckpt, ctx)
         check_resume_compatible(ckpt["config"], used.to_dict(), FinetuneConfig().to_dict())
+    data = load_run_data(cfg, Path(model_dir), ctx.world_size)  # the last check before the weights load
+    examples, held_ids = data.examples, data.held_ids
+    order = DataOrder(len(examples), seed=cfg.seed)
+    rows = cfg.batch_size * cfg.grad_accum  # this rank's rows per step
     # Seeded here, after smollm2_dir(): a first-run model conversion draws random numbers (and again before
     # LoRA init below), so a run's result does not depend on whether the conversion ran.
     torch.manual_seed(cfg.seed)
-    model, tokenizer = load_model(
+    model, _ = load_model(
         model_dir, dtype=dtype, device=device, rope_scaling=cfg.rope_scaling, rope_factor=cfg.rope_factor
     )
-    warn_on_useless_lengths(cfg, getattr(model.config, "max_position_embeddings", None))
-    if cfg.sparse:
-        spec_for(
-            model.config.model_type
-        )  # an unsupported architecture is said so before LoRA targets are checked
-
-    train_records, held_docs, source = _documents(cfg)
-    # Labels come with the tokens: every token for text, only completions and assistant turns otherwise.
-    token_records = tokenize_records(train_records, tokenizer)
-    pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else (tokenizer.eos_token_id or 0)
-    examples = build_examples(token_records, cfg.seq_len, cfg.data_mode, cfg.sparsity.block_size, pad_id)
-    held_ids = None
-    if held_docs:
-        held_ids = torch.tensor(
-            [t for d in tokenize_documents(held_docs, tokenizer) for t in d], dtype=torch.long
-        )
-    rows = cfg.batch_size * cfg.grad_accum  # this rank's rows per step
-    if rows * ctx.world_size > len(examples):
-        ranks = f" x {ctx.world_size} ranks" if ctx.enabled else ""
-        raise ValueError(
-            f"--batch-size {cfg.batch_size} x --grad-accum {cfg.grad_accum}{ranks} = {rows * ctx.world_size} rows "
-            f"per step, but the data gives only {len(examples)} rows of {cfg.seq_len} tokens; lower them or add text."
-        )
-    order = DataOrder(len(examples), seed=cfg.seed)
 
     torch.manual_seed(cfg.seed)
     lora = cfg.lora
@@ -214,9 +173,7 @@ def _finetune(cfg: FinetuneConfig, ctx: Dist, device_name: str, stop_after: int 
     if cfg.attention == "s2":
         enable_shifted_sparse_attention(model)  # after LoRA, so it sees the final model; training only
     predictors = None
-    if cfg.sparse and cfg.sparsity.scorer == "predictor":
-        if not cfg.predictors:
-            raise ValueError("--scorer predictor needs --predictors DIR (made by `lemo calibrate`).")
+    if cfg.sparse and cfg.sparsity.scorer == "predictor":  # check_config made sure --predictors is set
         predictors = load_predictors(cfg.predictors, model=model)
     if cfg.sparse:
         sparsity = cfg.sparsity
@@ -252,7 +209,7 @@ def _finetune(cfg: FinetuneConfig, ctx: Dist, device_name: str, stop_after: int 
     where = f"{ctx.world_size} ranks ({ctx.backend}, FSDP2)" if ctx.enabled else str(device)
     say(
         f"lemo finetune: {Path(model_dir).name} on {where} ({str(dtype).removeprefix('torch.')}), {len(examples)} rows "
-        f"of {cfg.seq_len} tokens from {source}, {n_train / 1e6:.2f}M trainable, "
+        f"of {cfg.seq_len} tokens from {data.source}, {n_train / 1e6:.2f}M trainable, "
         f"token elimination {'on' if cfg.sparse else 'off'}"
         + (", shifted sparse attention (S²)" if cfg.attention == "s2" else "")
         + (f", resuming at step {start}" if start else "")

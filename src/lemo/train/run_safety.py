@@ -1,4 +1,5 @@
-"""Checks that keep a run from losing or silently mixing work: existing runs, resume compatibility, bad paths.
+"""Checks that keep a run from losing or silently mixing work: existing runs, the output folder claimed for the
+run's life (`OutputClaim`, with run_lock.py), resume compatibility, bad paths.
 
 All of them run before any model loads, so a mistake costs seconds, not a model load.
 """
@@ -11,6 +12,8 @@ import uuid
 from datetime import datetime
 from pathlib import Path
 from typing import Any
+
+from lemo.train.run_lock import LOCK_NAME, RunLock
 
 log = logging.getLogger(__name__)
 
@@ -49,8 +52,7 @@ def prepare_output_dir(out: Path, *, resume: bool, overwrite: bool) -> Path | No
     With `overwrite` (and no `resume`) an existing run is renamed to `<out>.old-<timestamp>`, whose path is
     returned; nothing is deleted.
     """
-    if out.exists() and not out.is_dir():
-        raise ValueError(f"--output-dir {out} is a file; pass a folder path (it is created when missing).")
+    _refuse_file(out)
     moved = None
     if out.is_dir() and is_run(out) and not resume:
         if not overwrite:
@@ -70,11 +72,83 @@ def prepare_output_dir(out: Path, *, resume: bool, overwrite: bool) -> Path | No
         probe.write_bytes(b"")
         probe.unlink()
     except OSError as err:
-        raise ValueError(
-            f"--output-dir {out} cannot be written ({err.strerror or err}); fix its permissions or choose "
-            "another --output-dir."
-        ) from None
+        raise _unwritable(out, err) from None
     return moved
+
+
+def _refuse_file(out: Path) -> None:
+    if out.exists() and not out.is_dir():
+        raise ValueError(f"--output-dir {out} is a file; pass a folder path (it is created when missing).")
+
+
+def _unwritable(out: Path, err: OSError) -> ValueError:
+    return ValueError(
+        f"--output-dir {out} cannot be written ({err.strerror or err}); fix its permissions or choose "
+        "another --output-dir."
+    )
+
+
+def _missing_dirs(path: Path) -> list[Path]:
+    """`path` and those of its parents that do not exist yet, outermost first."""
+    missing = []
+    while not path.exists() and path != path.parent:
+        missing.append(path)
+        path = path.parent
+    return missing[::-1]
+
+
+class OutputClaim:
+    """An --output-dir held for one run's life: locked (run_lock.py), then checked by `prepare_output_dir`.
+
+    `release` unlocks it, and removes the folders this claim created while they are still empty: a run that
+    fails before writing anything leaves no empty folder behind. Only `os.rmdir` removes them, which refuses a
+    folder with anything in it, so nothing that held a file is ever deleted.
+    """
+
+    def __init__(self, out: Path, *, resume: bool, overwrite: bool) -> None:
+        self.out = Path(out)
+        self.resume = resume
+        self.overwrite = overwrite
+        self.lock = RunLock(self.out)
+        self._created: list[Path] = []
+
+    def acquire(self) -> Path | None:
+        """Lock and check the folder; returns where --overwrite moved a previous run (else None)."""
+        _refuse_file(self.out)
+        self._created = _missing_dirs(self.out)
+        try:
+            try:
+                self.out.mkdir(parents=True, exist_ok=True)
+                self.lock.acquire()
+            except OSError as err:
+                raise _unwritable(self.out, err) from None
+            # Under the lock, so a second run cannot pass this check while the first one is starting.
+            moved = prepare_output_dir(self.out, resume=self.resume, overwrite=self.overwrite)
+            if moved is not None:
+                self._relock(moved)
+        except BaseException:
+            self.release()
+            raise
+        return moved
+
+    def _relock(self, moved: Path) -> None:
+        # The lock file went aside with the previous run; lock the fresh folder, then drop the moved lock.
+        old, self.lock = self.lock, RunLock(self.out)
+        old.path = moved / LOCK_NAME
+        self._created.append(self.out)
+        try:
+            self.lock.acquire()
+        finally:
+            old.release()
+
+    def release(self) -> None:
+        self.lock.release()
+        for folder in reversed(self._created):
+            try:
+                folder.rmdir()
+            except OSError:  # not empty (the run wrote something), or gone: keep it and its parents
+                break
+        self._created = []
 
 
 def _flat(d: dict[str, Any], prefix: str = "") -> dict[str, Any]:
@@ -114,16 +188,8 @@ def check_resume_compatible(saved: dict[str, Any], new: dict[str, Any], defaults
 
 
 def warn_on_useless_lengths(cfg: Any, max_positions: int | None) -> None:
-    """Warnings for settings that run but cannot do what the user wants."""
-    s = cfg.sparsity
-    blocks = cfg.seq_len // s.block_size
-    if cfg.sparse and blocks < s.sink_blocks + s.local_blocks + 1:
-        log.warning(
-            "--seq-len %d gives %d blocks of %d tokens, but %d sink + %d local blocks are always kept, so no "
-            "token is eliminated; use --seq-len >= %d for token elimination to act.",
-            cfg.seq_len, blocks, s.block_size, s.sink_blocks, s.local_blocks,
-            (s.sink_blocks + s.local_blocks + 1) * s.block_size,
-        )  # fmt: skip
+    """Warnings for lengths that run but cannot do what the user wants (checks.check_seq_len refuses rows too
+    short for token elimination)."""
     # `max_positions` is the loaded config's, which RoPE scaling has already multiplied by --rope-factor.
     if max_positions:
         for n in [cfg.seq_len, *cfg.eval_lengths]:
