@@ -21,7 +21,7 @@ import torch
 from lemo.assets import austen_texts, smollm2_dir
 from lemo.eval.perplexity import PerplexityResult, perplexity
 from lemo.integrations.peft import add_lora, load_trainable_state, save_adapter, trainable_state
-from lemo.integrations.transformers import apply, enable_shifted_sparse_attention, mean_kept_fraction
+from lemo.integrations.transformers import apply, enable_shifted_sparse_attention, mean_kept_fraction, stats
 from lemo.integrations.transformers.calibration import load_predictors
 from lemo.integrations.transformers.loading import check_model_dir, enable_gradient_checkpointing, load_model
 from lemo.train import distributed
@@ -33,6 +33,7 @@ from lemo.train.distributed import Dist
 from lemo.train.distributed_checkpoint import check_world_size, load_sharded, read_meta, save_sharded
 from lemo.train.interrupt import TrainingInterrupted, stop_on_sigint
 from lemo.train.launch import launch, wants_launch
+from lemo.train.next_steps import kept_line, next_steps
 from lemo.train.preflight import explain_out_of_memory, preflight
 from lemo.train.progress import MetricsWriter, Progress
 from lemo.train.reporting import Reporters
@@ -264,12 +265,11 @@ def _run(
             optimizer.step()
             scheduler.step()
             optimizer.zero_grad(set_to_none=True)
-            kept = mean_kept_fraction(model) if cfg.sparse else 1.0
+            kept, kept_sparse = _kept(model, cfg, ctx, device)
             tokens = sum(int(b["attention_mask"].sum()) for b in micro)
-            if ctx.enabled:  # the whole job's tokens, and the ranks' mean kept fraction
-                kept = distributed.all_sum(kept, ctx, str(device)) / ctx.world_size
+            if ctx.enabled:  # the whole job's tokens
                 tokens = int(distributed.all_sum(tokens, ctx, str(device)))
-            record = bar.update(loss=loss, tokens=tokens, kept=kept)
+            record = bar.update(loss=loss, tokens=tokens, kept=kept, kept_sparse=kept_sparse)
             record["lr"] = scheduler.get_last_lr()[0]
             if predictors is not None:
                 # The predictors' own cost, so users can check it stays a small share of the step.
@@ -303,7 +303,27 @@ def _run(
         save_adapter(model, result.adapter_dir)
     result.ppl_after = _evaluate(model, held_ids, cfg, "after", say)
     say(f"adapter saved to {result.adapter_dir}")
+    kept_note = None
+    if cfg.sparse and result.losses:  # what the bar's kept=... meant, from the last step
+        n_layers = model.config.num_hidden_layers
+        kept_note = kept_line(kept, kept_sparse, n_layers, len(stats(model)), cfg.sparsity.keep_ratio)
+    for line in next_steps(cfg, out, result.adapter_dir, kept_note):
+        say(line)
     return result
+
+
+def _kept(model, cfg: FinetuneConfig, ctx: Dist, device: torch.device) -> tuple[float, float | None]:
+    """The last step's kept fraction over all layers (dense ones count as 1), and over the sparse layers alone
+    (None without any); under torchrun, the ranks' means."""
+    if not cfg.sparse:
+        return 1.0, None
+    per_layer = [s["kept_fraction"] for s in stats(model).values()]
+    kept, sparse = mean_kept_fraction(model), (sum(per_layer) / len(per_layer) if per_layer else None)
+    if ctx.enabled:
+        kept = distributed.all_sum(kept, ctx, str(device)) / ctx.world_size
+        if sparse is not None:  # every rank has the same sparse layers, so all of them take this branch
+            sparse = distributed.all_sum(sparse, ctx, str(device)) / ctx.world_size
+    return kept, sparse
 
 
 def _accumulate(model, micro: list[dict[str, torch.Tensor]], device: torch.device) -> float:

@@ -1,8 +1,8 @@
 """Training progress on the terminal (`Progress`) and on disk (`MetricsWriter`, one JSON object per line).
 
 The bar shows what a long-context run is judged by: loss, tokens/s, peak memory and the kept fraction of
-token blocks; tqdm adds the ETA. `Progress.update` returns the same numbers as a dict, ready for
-`MetricsWriter.write`, so the terminal and metrics.jsonl never disagree.
+token blocks (over all layers, and over the sparse layers alone); tqdm adds the ETA. `Progress.update` returns
+the same numbers as a dict, ready for `MetricsWriter.write`, so the terminal and metrics.jsonl never disagree.
 """
 
 from __future__ import annotations
@@ -42,7 +42,8 @@ def _si(x: float) -> str:
 
 
 class Progress:
-    """A tqdm bar over optimizer steps whose postfix reads `loss=… tok/s=… mem=…GB kept=…`.
+    """A tqdm bar over optimizer steps; its postfix reads
+    `loss=… tok/s=… mem=…GB kept=… of layer-tokens (sparse layers …)`.
 
     Example::
 
@@ -91,8 +92,13 @@ class Progress:
         loss: float | None = None,
         tokens: int | None = None,
         kept: float | None = None,
+        kept_sparse: float | None = None,
     ) -> dict[str, Any]:
-        """Advance by `n` steps that processed `tokens` tokens; returns the metrics shown."""
+        """Advance by `n` steps that processed `tokens` tokens; returns the metrics shown.
+
+        `kept` is the kept fraction of layer-tokens over all layers (dense layers count as 1), `kept_sparse` the
+        sparse layers' own, near the keep ratio: the bar shows both, so 0.80 beside a ratio of 0.6 is explained.
+        """
         now = time.perf_counter()
         elapsed, self._last = now - self._last, now
         self.step += n
@@ -109,6 +115,8 @@ class Progress:
         metrics["peak_mem_gb"] = peak_memory_bytes(self.device) / _GB
         if kept is not None:
             metrics["kept"] = float(kept)
+        if kept_sparse is not None:
+            metrics["kept_sparse"] = float(kept_sparse)
         # ETA as tqdm computes it without smoothing: steps done this session over the time they took.
         metrics["elapsed_s"] = now - self._start
         done = self.step - self._initial
@@ -127,7 +135,9 @@ class Progress:
             parts.append(f"tok/s={_si(m['tokens_per_s'])}")
         parts.append(f"mem={m['peak_mem_gb']:.2f}GB")
         if "kept" in m:
-            parts.append(f"kept={m['kept']:.2f}")
+            parts.append(f"kept={m['kept']:.2f} of layer-tokens")
+        if "kept_sparse" in m:
+            parts.append(f"(sparse layers {m['kept_sparse']:.2f})")
         return " ".join(parts)
 
     def write(self, message: str) -> None:
