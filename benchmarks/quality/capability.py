@@ -23,23 +23,24 @@ from __future__ import annotations
 import argparse
 import csv
 import json
-import os
-import subprocess
 import sys
-import time
 from pathlib import Path
 
 import torch
-from common import provenance, timed_finetune  # benchmarks/quality/common.py, beside this script
+from common import (  # benchmarks/quality/common.py, beside this script
+    load_eval_model,
+    provenance,
+    run_workers,
+    setup_config,
+    timed_finetune,
+)
 
 from lemo.assets import austen_split, smollm2_dir
 from lemo.config import PAPER_FIELDS
 from lemo.eval.capability import evaluate_capability
 from lemo.eval.perplexity import perplexity
 from lemo.eval.tasks import training_records
-from lemo.integrations.peft import load_adapter
 from lemo.integrations.transformers.loading import load_model
-from lemo.train.config import FinetuneConfig
 from lemo.train.data import tokenize_documents
 
 TOKENS = {"mlp": "tokens", "shared_selection": True, "loss_tokens": "kept"}
@@ -100,11 +101,7 @@ def write_data(args) -> dict[str, Path]:
 
 def evaluate(args, adapter: Path | None) -> list[dict]:
     """Retrieval (per length and depth, both modes, and the mean over depths) and perplexity, dense."""
-    device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    dtype = torch.bfloat16 if device.type == "cuda" else torch.float32
-    model, tok = load_model(smollm2_dir(), dtype=dtype, device=device, rope_scaling="yarn", rope_factor=2.0)
-    if adapter is not None:
-        model = load_adapter(model, adapter).to(device)
+    model, tok = load_eval_model(adapter)
     _, held = austen_split()
     res = evaluate_capability(
         model, tok, "multikey", held, args.eval_lengths, args.depths, args.samples, seed=1, progress=False
@@ -139,23 +136,17 @@ def run_one(args, spec: str, data: dict[str, Path], env: dict) -> None:
     else:
         # Configs name their changes from the paper's setting, so new library defaults leave their meaning.
         sp = {**PAPER_FIELDS, "sparse_layers": "auto", "keep_ratio": args.keep_ratio, **(sparsity or {})}
-        cfg = FinetuneConfig(
-            data=[str(data[form])],
+        cfg = setup_config(
+            data[form],
+            args.seq_len,
+            steps,
+            args.steps,
+            args.lr,
+            sp if sparsity is not None else None,
             data_mode="chunk" if name == "longlora" else "pack",  # S² takes no packed rows
-            seq_len=args.seq_len,
-            steps=steps,
-            lr=args.lr,
-            warmup_steps=max(1, args.steps // 10),
-            rope_scaling="yarn",
-            rope_factor=2.0,
-            sparse=sparsity is not None,
-            sparsity=sp if sparsity is not None else {},
             attention="s2" if name == "longlora" else "default",
-            gradient_checkpointing=True,
-            save_every=0,
             seed=args.seed,
             output_dir=str(args.work / spec.replace(":", "_").replace("@", "_")),
-            progress=False,
         )
         result, train_s = timed_finetune(spec, cfg)
         rows = evaluate(args, result.adapter_dir)
@@ -274,22 +265,14 @@ def main(argv: list[str] | None = None) -> int:
         parse(spec, args.steps)  # refuse a typo before any work
     data = write_data(args)
     args.out.parent.mkdir(parents=True, exist_ok=True)
-    pending, running = list(args.configs), []
     base_cmd = [sys.executable, sys.argv[0], *(argv if argv is not None else sys.argv[1:])]
-    while pending or running:
-        while pending and len(running) < args.workers:
-            spec = pending.pop(0)
-            running.append(
-                (spec, subprocess.Popen([*base_cmd, "--only", spec], env={**os.environ, **env_vars(env)}))
-            )
-        time.sleep(1)
-        for spec, proc in list(running):
-            if proc.poll() is None:
-                continue
-            running.remove((spec, proc))
-            if proc.returncode:
-                print(f"{spec}: failed with exit code {proc.returncode}", flush=True)
-            merge(args.out, spec, env["command"])  # as each finishes: a run cut short keeps what it measured
+    run_workers(
+        args.configs,
+        lambda spec: [*base_cmd, "--only", spec],
+        args.workers,
+        env_vars(env),
+        lambda spec, _rc, _s: merge(args.out, spec, env["command"]),  # a run cut short keeps what it measured
+    )
     return 0
 
 

@@ -1,17 +1,61 @@
-"""What the quality benchmarks share: the provenance of every CSV row, and one timed fine-tune."""
+"""What the quality benchmarks share: the provenance of every CSV row, one timed fine-tune, and the pool of
+worker processes that runs several small trainings side by side on one GPU."""
 
 from __future__ import annotations
 
 import importlib.metadata as md
 import os
+import subprocess
 import sys
 import time
+from collections.abc import Callable, Sequence
 from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
 
 import torch
 
 from lemo.train.config import FinetuneConfig
 from lemo.train.loop import FinetuneResult, finetune
+
+
+def setup_config(
+    data: Path, seq_len: int, steps: int, full_steps: int, lr: float, sparsity: dict | None, **fields: Any
+) -> FinetuneConfig:
+    """The capability setup's fine-tune: YaRN x2, LoRA (the library's r8 q/k/v/o), gradient checkpointing,
+    packed rows, warm-up a tenth of `full_steps` (so a run of fewer `steps` is the full run stopped early);
+    `sparsity` None is dense LoRA. `fields` set or override the rest (seed, output_dir, ...)."""
+    base = dict(
+        data=[str(data)],
+        data_mode="pack",
+        seq_len=seq_len,
+        steps=steps,
+        lr=lr,
+        warmup_steps=max(1, full_steps // 10),
+        rope_scaling="yarn",
+        rope_factor=2.0,
+        sparse=sparsity is not None,
+        sparsity=sparsity if sparsity is not None else {},
+        gradient_checkpointing=True,
+        save_every=0,
+        progress=False,
+    )
+    return FinetuneConfig(**{**base, **fields})
+
+
+def load_eval_model(adapter: Path | None) -> tuple[Any, Any]:
+    """SmolLM2 with YaRN x2 (the setup's 16K) and `adapter` (None: untrained), on the GPU when there is one,
+    in bf16 there: the model every capability benchmark evaluates, dense."""
+    from lemo.assets import smollm2_dir
+    from lemo.integrations.peft import load_adapter
+    from lemo.integrations.transformers.loading import load_model
+
+    device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    dtype = torch.bfloat16 if device.type == "cuda" else torch.float32
+    model, tok = load_model(smollm2_dir(), dtype=dtype, device=device, rope_scaling="yarn", rope_factor=2.0)
+    if adapter is not None:
+        model = load_adapter(model, adapter).to(device)
+    return model, tok
 
 
 def timed_finetune(name: str, cfg: FinetuneConfig) -> tuple[FinetuneResult, float]:
@@ -35,3 +79,37 @@ def provenance(argv: list[str] | None) -> dict[str, str]:
         "timestamp": datetime.now(timezone.utc).isoformat(timespec="seconds"),
         "command": "python " + " ".join([sys.argv[0], *(argv if argv is not None else sys.argv[1:])]),
     }
+
+
+def run_workers(
+    jobs: Sequence[str],
+    command: Callable[[str], list[str]],
+    workers: int,
+    env: dict[str, str],
+    on_done: Callable[[str, int, float], None],
+    may_launch: Callable[[str], bool] = lambda _job: True,
+) -> list[str]:
+    """Run `command(job)` for every job, at most `workers` processes at once, in order.
+
+    `on_done(job, returncode, seconds)` runs as each process ends (so a run cut short keeps what finished).
+    A job that `may_launch` refuses (e.g. out of time) is not started, nor is any job after it; those jobs
+    are returned.
+    """
+    pending, running = list(jobs), []
+    while pending or running:
+        while pending and len(running) < workers and may_launch(pending[0]):
+            job = pending.pop(0)
+            proc = subprocess.Popen(command(job), env={**os.environ, **env})
+            running.append((job, proc, time.perf_counter()))
+        if not running:
+            break  # the next job may not launch and nothing runs: stop
+        time.sleep(1)
+        for item in list(running):
+            job, proc, t0 = item
+            if proc.poll() is None:
+                continue
+            running.remove(item)
+            if proc.returncode:
+                print(f"{job}: failed with exit code {proc.returncode}", flush=True)
+            on_done(job, proc.returncode, time.perf_counter() - t0)
+    return pending

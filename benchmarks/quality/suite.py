@@ -1,0 +1,371 @@
+"""The capability suite (docs/suite.md): configs x forms x seeds trained side by side on one GPU, each adapter
+evaluated dense on six held-out families; raw rows, a summary with standard errors and ties, and a plot.
+
+Setup of issue 19: SmolLM2-135M-Instruct, YaRN x2 to 16K, LoRA r8 on q/k/v/o, `--steps` steps of one 16K row,
+lr 5e-4, gradient checkpointing. Rows mix every family (`lemo.eval.suite_rows`) in training phrasings; eval
+uses the held-out phrasing, eval-pool names and the held-out novel. A config is NAME or NAME@STEPS (fewer
+steps: the equal-GPU-time baseline; the warm-up stays that of --steps). NAME maps to SparsityConfig fields in
+`CONFIGS` (None: dense LoRA); a new config is one entry, and the fields pass through to the library as they are.
+
+    python benchmarks/quality/suite.py --configs dense dense@48 default backward-random backward-supervision \\
+        oracle --forms sup text --seeds 0 1 2 --workers 8 --budget-s 540 --out benchmarks/results/suite_smollm2.csv
+
+Every job (config, form, seed) writes its own part file under --parts; a job whose part file exists is skipped,
+so the same command resumes after --budget-s stopped it (or after a device call ended). The CSV, the summary
+(`<out>_summary.csv`) and the plot (`<out>.png`) are rebuilt from every part file at the end.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import csv
+import json
+import os
+import pickle
+import sys
+import time
+from collections import defaultdict
+from concurrent.futures import ProcessPoolExecutor
+from pathlib import Path
+
+import torch
+from common import (  # benchmarks/quality/common.py, beside this script
+    load_eval_model,
+    provenance,
+    run_workers,
+    setup_config,
+    timed_finetune,
+)
+from suite_report import write_report  # beside this script too
+
+from lemo.assets import austen_split, smollm2_dir
+from lemo.eval.capability import score_samples
+from lemo.eval.perplexity import perplexity
+from lemo.eval.suite import SuiteConfig
+from lemo.eval.suite_rows import eval_samples, text_form, training_rows
+
+os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")  # the data is made in forked processes
+EVIDENCE = (
+    "evidence_oracle"  # a CONFIGS entry with this key set: the evidence mask is handed to the selection
+)
+# name: None for dense LoRA, else SparsityConfig keyword arguments, passed through unchanged.
+CONFIGS: dict[str, dict | None] = {
+    "base": None,  # untrained: evaluated only
+    "dense": None,
+    "default": {},
+    "backward-random": {"elimination": "backward", "random_fraction": 1.0},
+    "backward-supervision": {"elimination": "backward", "scorer": "supervision", "random_fraction": 0.25},
+    "oracle": {"elimination": "backward", "random_fraction": 1.0, EVIDENCE: True},
+}
+FORMS = ("sup", "text")
+FIELDS = [
+    "config", "form", "seed", "steps", "metric", "family", "eval_len", "value", "n", "train_s", "job_s",
+    "first_loss", "last_loss", "sparsity", "suite", "seq_len", "gpu", "torch", "transformers", "peft", "commit",
+    "timestamp", "command",
+]  # fmt: skip
+
+
+def parse_config(spec: str, default_steps: int) -> tuple[str, int, dict | None, bool]:
+    """ "dense@48" -> ("dense", 48, None, False); "oracle" -> ("oracle", steps, {fields}, True)."""
+    name, _, steps = spec.partition("@")
+    if name not in CONFIGS or (steps and not steps.isdigit()):
+        raise SystemExit(f"unknown config {spec!r}; use NAME[@STEPS] with NAME in {', '.join(CONFIGS)}")
+    fields = CONFIGS[name]
+    evidence = bool(fields and fields.get(EVIDENCE))
+    sparsity = None if fields is None else {k: v for k, v in fields.items() if k != EVIDENCE}
+    return name, (0 if name == "base" else int(steps) if steps else default_steps), sparsity, evidence
+
+
+def job_name(config: str, form: str, seed: int) -> str:
+    return f"{config}:{form}:{seed}"
+
+
+def part_path(parts: Path, job: str) -> Path:
+    return parts / (job.replace(":", "_").replace("@", "_at_") + ".csv")
+
+
+def jobs_of(args) -> list[str]:
+    """Every (config, form, seed), longest trainings first so the last wave of the pool is short."""
+    jobs = [job_name(c, f, s) for c in args.configs for f in args.forms for s in args.seeds]
+    return sorted(jobs, key=lambda j: -parse_config(j.split(":")[0], args.steps)[1])
+
+
+def suite_config(args) -> SuiteConfig:
+    return SuiteConfig(**json.loads(args.suite)) if args.suite else SuiteConfig()
+
+
+ROWS_PER_TASK = 10  # training rows per data-making process (a 16K row takes about a second to fit)
+
+
+def _tokenizer():
+    from transformers import AutoTokenizer
+
+    return AutoTokenizer.from_pretrained(smollm2_dir(), local_files_only=True)
+
+
+def _rows(args, seed: int, first: int) -> list[dict]:
+    n = min(ROWS_PER_TASK, args.rows - first)
+    return training_rows(austen_split()[0], _tokenizer(), args.seq_len, n, seed, suite_config(args), first)
+
+
+def _samples(args, length: int, family: str) -> list:
+    texts, cfg = austen_split()[1], suite_config(args)
+    return eval_samples(texts, _tokenizer(), [length], args.questions, 1, cfg, families=[family])
+
+
+def write_data(args) -> None:
+    """Training rows per seed (both forms, the same rows) and the eval samples, once; kept for a resume."""
+    smollm2_dir()  # convert the model once, before the processes below read it
+    todo = [s for s in args.seeds if not (args.work / f"data/s{s}/text.jsonl").exists()]
+    evals = args.work / "eval.pkl"
+    cells = [] if evals.exists() else [(n, f) for n in args.eval_lengths for f in suite_config(args).families]
+    t0 = time.perf_counter()
+    with ProcessPoolExecutor(max_workers=max(1, min(os.cpu_count() or 1, 16))) as pool:
+        rows = {s: [pool.submit(_rows, args, s, i) for i in range(0, args.rows, ROWS_PER_TASK)] for s in todo}
+        samples = [pool.submit(_samples, args, n, f) for n, f in cells]
+        for s, futures in rows.items():
+            folder = args.work / f"data/s{s}"
+            folder.mkdir(parents=True, exist_ok=True)
+            records = [r for fut in futures for r in fut.result()]
+            with (folder / "sup.jsonl").open("w") as sup, (folder / "text.jsonl.tmp").open("w") as text:
+                for r in records:
+                    sup.write(json.dumps(r) + "\n")
+                    text.write(json.dumps(text_form(r)) + "\n")
+            (folder / "text.jsonl.tmp").rename(folder / "text.jsonl")  # last: marks the seed's data complete
+        if cells:
+            with evals.open("wb") as fh:
+                pickle.dump([s for fut in samples for s in fut.result()], fh)
+    print(
+        f"suite data: seeds {todo or 'cached'}, eval {len(cells)} cells, {time.perf_counter() - t0:.0f} s",
+        flush=True,
+    )
+
+
+@contextlib.contextmanager
+def evidence_oracle(records: list[dict], tokenizer):
+    """Inside: `finetune` hands each training row's evidence mask to lemo's selection.
+
+    `lemo.train.loop` calls `apply(model, sparsity, ...)` once the model is final (LoRA on); wrapping that
+    name here, in this worker process only, installs the hook there without a parameter in the library.
+    """
+    import lemo.train.loop as loop
+    from lemo.eval.evidence import EvidenceTable, install_evidence_hook
+    from lemo.sparsity.state import SparsityState
+
+    if "evidence_mask" not in SparsityState.__dataclass_fields__:
+        raise SystemExit("this lemo has no SparsityState.evidence_mask: the oracle config cannot run here.")
+    table = EvidenceTable(records, tokenizer)
+    original = loop.apply
+
+    def apply_with_evidence(model, *a, **kw):
+        out = original(model, *a, **kw)
+        install_evidence_hook(model, table)
+        return out
+
+    loop.apply = apply_with_evidence
+    try:
+        yield table
+    finally:
+        loop.apply = original
+
+
+def train(args, name: str, steps: int, sparsity: dict | None, evidence: bool, form: str, seed: int, job: str):
+    data = args.work / f"data/s{seed}/{form}.jsonl"
+    # Packed rows hold one record each (records fill the row): a row starts with its record, which the
+    # evidence lookup needs.
+    cfg = setup_config(
+        data,
+        args.seq_len,
+        steps,
+        args.steps,
+        args.lr,
+        sparsity,
+        seed=seed,
+        output_dir=str(args.work / "runs" / part_path(Path(), job).stem),
+        overwrite=True,
+    )
+    if not evidence:
+        return timed_finetune(job, cfg)
+    records = [json.loads(line) for line in data.open()]
+    with evidence_oracle(records, _tokenizer()):
+        return timed_finetune(job, cfg)
+
+
+def evaluate(args, adapter: Path | None) -> list[dict]:
+    """Teacher-forced exact match per family and length, and held-out perplexity; the adapter runs dense."""
+    from lemo.train.data import tokenize_documents
+
+    model, tok = load_eval_model(adapter)
+    with (args.work / "eval.pkl").open("rb") as fh:
+        samples = pickle.load(fh)
+    res = score_samples(model, tok, samples, modes=("teacher",), progress=False)
+    cells = defaultdict(list)
+    for o in res.samples:
+        cells[(o.task, o.length)].append(o)
+    rows = []
+    for (family, length), group in sorted(cells.items()):
+        n = len(group)
+        rows.append(
+            dict(
+                metric="exact_match",
+                family=family,
+                eval_len=length,
+                value=sum(o.correct for o in group) / n,
+                n=n,
+            )
+        )
+        tok_acc = sum(o.token_accuracy for o in group) / n
+        rows.append(dict(metric="token_accuracy", family=family, eval_len=length, value=tok_acc, n=n))
+    held = torch.tensor(tokenize_documents([austen_split()[1]], tok)[0])
+    for n in args.ppl_lengths:
+        r = perplexity(model, held, context=n, stride=n, max_windows=args.ppl_windows)
+        rows.append(dict(metric="ppl", family="-", eval_len=n, value=r.ppl, n=r.tokens))
+    return rows
+
+
+def run_job(args, job: str, env: dict) -> None:
+    """One (config, form, seed): train, evaluate, write its part file (atomically: a killed job leaves none)."""
+    t0 = time.perf_counter()
+    spec, form, seed = job.split(":")
+    name, steps, sparsity, evidence = parse_config(spec, args.steps)
+    extra = dict(config=spec, form=form, seed=int(seed), steps=steps, seq_len=args.seq_len, **env)
+    extra.update(
+        sparsity="untrained" if name == "base" else json.dumps(CONFIGS[name]), suite=args.suite or "{}"
+    )
+    adapter = None
+    if name != "base":
+        result, train_s = train(args, name, steps, sparsity, evidence, form, int(seed), job)
+        adapter = result.adapter_dir
+        extra.update(train_s=round(train_s, 1), first_loss=result.losses[0], last_loss=result.losses[-1])
+    rows = evaluate(args, adapter)
+    extra["job_s"] = round(time.perf_counter() - t0, 1)
+    out = part_path(args.parts, job)
+    tmp = out.with_suffix(".tmp")
+    with tmp.open("w", newline="") as fh:
+        w = csv.DictWriter(fh, fieldnames=FIELDS, extrasaction="ignore")
+        w.writeheader()
+        for r in rows:
+            w.writerow({**extra, **r})
+    tmp.rename(out)
+    em = {(r["family"], r["eval_len"]): r["value"] for r in rows if r["metric"] == "exact_match"}
+    top = max((n for _, n in em), default=0)
+    print(
+        job,
+        " ".join(f"{f}={v:.2f}" for (f, n), v in sorted(em.items()) if n == top),
+        f"({extra['job_s']:.0f} s)",
+        flush=True,
+    )
+
+
+class Clock:
+    """Per-job time estimates for --budget-s: a prior until jobs finish, then what they measured.
+
+    The prior: `step_s` per training step alone, plus `eval_s` per job, slowed by sharing the GPU with
+    `workers` processes at a throughput gain of `overlap` (several small trainings fill the GPU better).
+    """
+
+    def __init__(self, args) -> None:
+        self.args, self.t0, self.done = args, time.perf_counter(), []
+
+    def estimate(self, job: str) -> float:
+        steps = parse_config(job.split(":")[0], self.args.steps)[1]
+        share = max(1.0, self.args.workers / self.args.overlap)
+        if not self.done:
+            return (steps * self.args.step_s + self.args.eval_s) * share
+        per_step = sum(s for s, _ in self.done) / max(1, sum(n for _, n in self.done))
+        return per_step * max(steps, 1)
+
+    def record(self, job: str, seconds: float) -> None:
+        steps = parse_config(job.split(":")[0], self.args.steps)[1]
+        self.done.append((seconds, max(steps, 1)))
+
+    def elapsed(self) -> float:
+        return time.perf_counter() - self.t0
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--configs", nargs="+", default=["dense", "default"])
+    ap.add_argument("--forms", nargs="+", choices=FORMS, default=list(FORMS))
+    ap.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
+    ap.add_argument("--seq-len", type=int, default=16384)
+    ap.add_argument("--steps", type=int, default=60)
+    ap.add_argument(
+        "--rows", type=int, default=60, help="training rows per seed (60 steps of batch 1 see each once)"
+    )
+    ap.add_argument("--lr", type=float, default=5e-4)
+    ap.add_argument("--eval-lengths", type=int, nargs="+", default=[16384, 8192, 4096])
+    ap.add_argument("--questions", type=int, default=32, help="eval questions per family and length")
+    ap.add_argument("--ppl-lengths", type=int, nargs="+", default=[16384])
+    ap.add_argument("--ppl-windows", type=int, default=4)
+    ap.add_argument("--suite", default="", help="SuiteConfig fields as JSON, e.g. '{\"multikey_keys\": 12}'")
+    ap.add_argument("--workers", type=int, default=8)
+    ap.add_argument(
+        "--budget-s", type=float, default=0, help="launch no job that would end after this (0: no limit)"
+    )
+    ap.add_argument("--step-s", type=float, default=1.5, help="prior: seconds per 16K step, one job alone")
+    ap.add_argument("--eval-s", type=float, default=30, help="prior: seconds of evaluation per job, alone")
+    ap.add_argument("--overlap", type=float, default=3, help="prior: throughput gain of the worker processes")
+    ap.add_argument("--reference", default="dense", help="the config every other is compared with")
+    ap.add_argument("--work", type=Path, default=Path("runs/suite"))
+    ap.add_argument("--parts", type=Path, help="one CSV per finished job (default: <out stem>.parts/)")
+    ap.add_argument("--out", type=Path, default=Path("benchmarks/results/suite_smollm2.csv"))
+    ap.add_argument("--only", help=argparse.SUPPRESS)  # one job, in a worker process
+    args = ap.parse_args(argv)
+    args.parts = args.parts or args.out.with_name(args.out.stem + ".parts")
+    env = provenance(argv)
+    if args.only:
+        run_job(args, args.only, env)
+        return 0
+    for spec in args.configs:
+        parse_config(spec, args.steps)  # refuse a typo before any work
+    suite_config(args)  # and a bad --suite
+    args.parts.mkdir(parents=True, exist_ok=True)
+    jobs = [j for j in jobs_of(args) if not part_path(args.parts, j).exists()]
+    skipped = len(jobs_of(args)) - len(jobs)
+    write_data(args)
+    clock = Clock(args)
+    total = sum(clock.estimate(j) for j in jobs) / max(1, min(args.workers, len(jobs)))
+    print(
+        f"suite: {len(jobs)} jobs to run ({skipped} done before), about {clock.estimate(jobs[0]) if jobs else 0:.0f} s "
+        f"each with {args.workers} workers (prior), about {total:.0f} s in all",
+        flush=True,
+    )
+
+    def may_launch(job: str) -> bool:
+        est = clock.estimate(job)
+        if args.budget_s and clock.elapsed() + est > args.budget_s:
+            print(
+                f"budget: {job} (about {est:.0f} s) would end after --budget-s {args.budget_s:.0f}; stopping "
+                "here. Run the same command again to resume.",
+                flush=True,
+            )
+            return False
+        print(f"launch {job}: about {est:.0f} s, at {clock.elapsed():.0f} s", flush=True)
+        return True
+
+    def on_done(job: str, rc: int, seconds: float) -> None:
+        if rc == 0:
+            clock.record(job, seconds)
+        write_report(args.parts, args.out, FIELDS, args.reference, suite_config(args).families)
+
+    base = [sys.executable, sys.argv[0], *(argv if argv is not None else sys.argv[1:])]
+    left = run_workers(
+        jobs,
+        lambda j: [*base, "--only", j],
+        args.workers,
+        {"LEMO_COMMIT": env["commit"]},
+        on_done,
+        may_launch,
+    )
+    write_report(args.parts, args.out, FIELDS, args.reference, suite_config(args).families)
+    print(
+        f"suite: {len(jobs) - len(left)} jobs run, {len(left)} left, in {clock.elapsed():.0f} s; {args.out}",
+        flush=True,
+    )
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,220 @@
+"""The capability suite's task families and their phrasings (see docs/suite.md).
+
+A family turns a random draw (names, codes, variables) into *facts*: statements spliced into the filler, and
+the questions they answer. Every family has several phrasings; each phrasing rewords both the statement and
+its question, so a model that learned one phrasing's surface form does not get the held-out one for free.
+Phrasings ``TRAIN_PHRASINGS`` are what training rows use (one drawn per fact, so a row mixes them); phrasing
+``EVAL_PHRASING`` is the held-out one, used by every eval sample and never by a training row.
+
+``recall`` (the words that follow a quoted sentence of the filler) has no statement: its evidence is the filler
+itself, so `lemo.eval.suite` places it; this module only holds its phrasings.
+"""
+
+from __future__ import annotations
+
+import itertools
+import random
+import string
+from dataclasses import dataclass
+
+FAMILIES = ("multikey", "multivalue", "vartrack", "kv", "recall", "count")
+TRAIN_PHRASINGS = (0, 1, 2)
+EVAL_PHRASING = 3
+N_PHRASINGS = 4
+
+
+@dataclass
+class Question:
+    family: str
+    text: str
+    """"\\nQuestion: ...\\nAnswer: <lead-in>": ends right before the answer."""
+    answer: str
+    """The value text with its leading space, e.g. " 48213"; no full stop."""
+    evidence: list[int]
+    """Indices of the statements (in `Fact.statements`) the answer needs."""
+
+
+@dataclass
+class Fact:
+    """Statements to splice at `depths` (relative, in [0, 1]) and the questions about them."""
+
+    family: str
+    statements: list[str]
+    depths: list[float]
+    questions: list[Question]
+
+
+def _q(question: str, lead: str) -> str:
+    return f"\nQuestion: {question}\nAnswer: {lead}"
+
+
+# (statement, question, answer lead-in) per phrasing; {k} = name, {v} = value.
+MULTIKEY = (
+    ("The secret code of {k} is {v}.", "What is the secret code of {k}?", "The secret code of {k} is"),
+    ("{k}'s locker number is {v}.", "Which locker number belongs to {k}?", "{k}'s locker number is"),
+    ("For the record, {k} holds ticket {v}.", "What ticket does {k} hold?", "{k} holds ticket"),
+    (
+        "Keep in mind that the badge of {k} reads {v}.",
+        "What does the badge of {k} read?",
+        "The badge of {k} reads",
+    ),
+)
+MULTIVALUE = (
+    (
+        "One of the secret codes of {k} is {v}.",
+        "What are all the secret codes of {k}?",
+        "The codes of {k} are",
+    ),
+    (
+        "{k} also has a phone extension {v}.",
+        "List every phone extension of {k}.",
+        "The extensions of {k} are",
+    ),
+    ("Another room booked by {k} is room {v}.", "Which rooms has {k} booked?", "The rooms of {k} are"),
+    (
+        "A parcel for {k} carries the tracking number {v}.",
+        "Which tracking numbers do the parcels for {k} carry?",
+        "The tracking numbers for {k} are",
+    ),
+)
+# (first assignment {a} = {v}, copy {b} <- {a}, question about {z}, lead-in)
+VARTRACK = (
+    ("VAR {a} = {v}.", "VAR {b} = VAR {a}.", "What is the value of VAR {z}?", "The value of VAR {z} is"),
+    ("Let {a} be {v}.", "Let {b} be equal to {a}.", "What number does {z} hold?", "{z} holds"),
+    ("{a} is set to {v}.", "{b} is set to the value of {a}.", "What is {z} set to?", "{z} is set to"),
+    ("Assign {v} to {a}.", "Copy {a} into {b}.", "What ends up stored in {z}?", "{z} stores"),
+)
+# A block of key-value pairs in one structured format: (opening, pair, separator, closing, question, lead-in)
+KV = (
+    (
+        "{{",
+        '"{k}": "{v}"',
+        ", ",
+        "}}",
+        'In the JSON record, what is the value of "{k}"?',
+        'The value of "{k}" is',
+    ),
+    ("settings = {{", "'{k}': '{v}'", ", ", "}}", "What does settings['{k}'] hold?", "settings['{k}'] holds"),
+    ("[keys]\n", "{k} = {v}", "\n", "\n[end]", "Which entry does the [keys] table give for {k}?", "It gives"),
+    (
+        "<entries>",
+        '<entry name="{k}" value="{v}"/>',
+        "",
+        "</entries>",
+        "What value has the entry {k}?",
+        "Value",
+    ),
+)
+RECALL = (
+    ('What sentence follows "{s}"?', "The sentence that follows begins:"),
+    ('In the text, which words come right after "{s}"?', "Right after it comes:"),
+    ('Continue the passage from "{s}".', "It continues:"),
+    ('Which words immediately succeed the line "{s}"?', "The line is followed by:"),
+)
+COUNT = (
+    ("{k} visited the museum.", "How many times did {k} visit the museum?", "{k} visited it"),
+    ("{k} sent a letter to the editor.", "How many letters did {k} send to the editor?", "{k} sent"),
+    ("{k} rang the bell.", "How often did {k} ring the bell?", "{k} rang it"),
+    ("{k} planted a tree in the garden.", "Count the trees {k} planted in the garden.", "{k} planted"),
+)
+COUNT_UNIT = (" times", " letters", " times", " trees")
+
+
+def pick_phrasing(rng: random.Random, split: str) -> int:
+    """A training phrasing drawn at random, or the held-out one for eval."""
+    return rng.choice(TRAIN_PHRASINGS) if split == "train" else EVAL_PHRASING
+
+
+class Codes:
+    """Distinct random values within one row, so no answer is also a distractor's value."""
+
+    def __init__(self, rng: random.Random) -> None:
+        self.rng, self.used = rng, set()
+
+    def number(self) -> str:
+        while (c := str(self.rng.randint(10000, 99999))) in self.used:
+            pass
+        self.used.add(c)
+        return c
+
+    def token(self, length: int) -> str:
+        # Lowercase hex-like strings: several tokens each, so value_len scales how much must be copied.
+        alphabet = string.ascii_lowercase[:6] + string.digits
+        while (c := "".join(self.rng.choices(alphabet, k=length))) in self.used:
+            pass
+        self.used.add(c)
+        return c
+
+
+def multikey(rng: random.Random, names: list[str], codes: Codes, split: str) -> list[Fact]:
+    facts = []
+    for k in names:
+        s, q, lead = MULTIKEY[pick_phrasing(rng, split)]
+        v = codes.number()
+        question = Question("multikey", _q(q.format(k=k), lead.format(k=k)), f" {v}", [0])
+        facts.append(Fact("multikey", [s.format(k=k, v=v)], [rng.random()], [question]))
+    return facts
+
+
+def multivalue(rng: random.Random, names: list[str], codes: Codes, n_values: int, split: str) -> list[Fact]:
+    facts = []
+    for k in names:
+        s, q, lead = MULTIVALUE[pick_phrasing(rng, split)]
+        values = [codes.number() for _ in range(n_values)]
+        depths = sorted(rng.random() for _ in range(n_values))  # listed in order of appearance
+        question = Question(
+            "multivalue", _q(q.format(k=k), lead.format(k=k)), " " + ", ".join(values), list(range(n_values))
+        )
+        facts.append(Fact("multivalue", [s.format(k=k, v=v) for v in values], depths, [question]))
+    return facts
+
+
+def vartrack(rng: random.Random, chains: list[list[str]], codes: Codes, split: str) -> list[Fact]:
+    facts = []
+    for names in chains:
+        first, copy, q, lead = VARTRACK[pick_phrasing(rng, split)]
+        v = codes.number()
+        statements = [first.format(a=names[0], v=v)]
+        statements += [copy.format(a=a, b=b) for a, b in itertools.pairwise(names)]
+        # Each link lands after the one it copies from, so the chain reads forwards like a program.
+        depths = sorted(rng.random() for _ in statements)
+        z = names[-1]
+        question = Question(
+            "vartrack", _q(q.format(z=z), lead.format(z=z)), f" {v}", list(range(len(statements)))
+        )
+        facts.append(Fact("vartrack", statements, depths, [question]))
+    return facts
+
+
+def kv_block(
+    rng: random.Random, keys: list[str], codes: Codes, value_len: int, n_asked: int, split: str
+) -> Fact:
+    """One structured block (a single statement) with `keys`; `n_asked` of them are asked about."""
+    opening, pair, sep, closing, q, lead = KV[pick_phrasing(rng, split)]
+    values = [codes.token(value_len) for _ in keys]
+    body = sep.join(pair.format(k=k, v=v) for k, v in zip(keys, values, strict=True))
+    block = opening.format() + body + closing.format()
+    asked = rng.sample(range(len(keys)), min(n_asked, len(keys)))
+    questions = [
+        Question("kv", _q(q.format(k=keys[i]), lead.format(k=keys[i])), f" {values[i]}", [0]) for i in asked
+    ]
+    return Fact("kv", [block], [rng.random()], questions)
+
+
+def count(rng: random.Random, names: list[str], count_max: int, split: str) -> list[Fact]:
+    facts = []
+    for k in names:
+        p = pick_phrasing(rng, split)
+        s, q, lead = COUNT[p]
+        c = rng.randint(1, count_max)
+        question = Question(
+            "count", _q(q.format(k=k), lead.format(k=k)), f" {c}{COUNT_UNIT[p]}", list(range(c))
+        )
+        facts.append(Fact("count", [s.format(k=k)] * c, sorted(rng.random() for _ in range(c)), [question]))
+    return facts
+
+
+def recall_question(quote: str, answer: str, phrasing: int) -> Question:
+    """The question about a quoted filler sentence; its evidence is filler, placed by the caller."""
+    q, lead = RECALL[phrasing]
+    return Question("recall", _q(q.format(s=quote), lead), answer, [])

@@ -1,0 +1,159 @@
+"""lemo.eval.suite / suite_rows / suite_families: families x phrasings, held-out rules, lengths, evidence."""
+
+from __future__ import annotations
+
+import re
+
+import pytest
+
+from lemo.eval import suite_families as fam
+from lemo.eval.filler import Filler
+from lemo.eval.names import in_eval_split, name_pool
+from lemo.eval.suite import SuiteConfig
+from lemo.eval.suite_rows import FIT_SLACK, eval_sample, eval_samples, text_form, training_rows
+from lemo.train.data.records import parse_record, tokenize_records
+
+SEQ = 4096
+TABLES = {
+    "multikey": fam.MULTIKEY,
+    "multivalue": fam.MULTIVALUE,
+    "vartrack": fam.VARTRACK,
+    "kv": fam.KV,
+    "recall": fam.RECALL,
+    "count": fam.COUNT,
+}
+# Text only the held-out phrasing uses (statement or question), per family.
+HELD_OUT_MARK = {
+    "multikey": "the badge of",
+    "multivalue": "tracking number",
+    "vartrack": "Assign ",
+    "kv": "<entries>",
+    "recall": "immediately succeed",
+    "count": "planted a tree",
+}
+TRAIN_MARKS = {  # text each training phrasing of multikey uses
+    0: "The secret code of",
+    1: "locker number",
+    2: "holds ticket",
+}
+
+
+@pytest.fixture(scope="module")
+def train_text(austen_dir) -> str:
+    return (austen_dir / "prideprejudice.txt").read_text(encoding="utf-8")[:120_000]
+
+
+@pytest.fixture(scope="module")
+def rows(train_text, tok):
+    return training_rows([train_text], tok, SEQ, 3, seed=0)
+
+
+def test_every_family_has_three_train_phrasings_and_a_held_out_one():
+    assert set(TABLES) == set(fam.FAMILIES) and len(fam.FAMILIES) >= 6
+    assert fam.EVAL_PHRASING not in fam.TRAIN_PHRASINGS and len(fam.TRAIN_PHRASINGS) >= 3
+    for family, table in TABLES.items():
+        assert len(table) == fam.N_PHRASINGS, family
+        held = table[fam.EVAL_PHRASING]
+        for p in fam.TRAIN_PHRASINGS:
+            # The held-out phrasing rewords both the statement and the question.
+            assert table[p][0] != held[0] and table[p][-2] != held[-2], (family, p)
+        mark = HELD_OUT_MARK[family]
+        assert any(mark in part for part in held) and not any(
+            mark in x for p in fam.TRAIN_PHRASINGS for x in table[p]
+        )
+
+
+def test_training_rows_mix_every_family_in_training_phrasings_only(rows):
+    for r in rows:
+        assert r["families"] == sorted(fam.FAMILIES)
+        text = r["prompt"] + r["completion"]
+        for family, mark in HELD_OUT_MARK.items():
+            assert mark not in text, (family, mark)
+        assert r["completion"].count("\nQuestion: ") == r["completion"].count("\nAnswer: ") >= 6
+    whole = "".join(r["prompt"] for r in rows)
+    assert all(mark in whole for mark in TRAIN_MARKS.values())  # the training phrasings are mixed
+
+
+def test_names_of_training_rows_and_eval_samples_come_from_disjoint_pools(rows, filler, tok):
+    pattern = r"(?:secret code of|locker number belongs to|ticket does) (\w+)"
+    train_names = {m for r in rows for m in re.findall(pattern, r["completion"])}
+    assert len(train_names) >= 8 and not any(in_eval_split(n) for n in train_names)
+    samples = eval_samples(filler_texts(filler, tok), tok, [2048], 4, families=["multikey", "count"])
+    eval_names = {
+        re.search(r"(?:badge of|trees) (\w+)", s.prompt.split("\nQuestion: ")[-1])[1] for s in samples
+    }
+    assert eval_names <= set(name_pool("eval")) and not eval_names & set(name_pool("train"))
+
+
+def filler_texts(filler: Filler, tok) -> str:
+    return tok.decode(filler.ids)
+
+
+@pytest.mark.parametrize("length", [2048, 4096])
+def test_eval_samples_have_the_exact_length_and_the_held_out_phrasing(length, filler, tok):
+    cfg = SuiteConfig()
+    for i, family in enumerate(fam.FAMILIES):
+        s = eval_sample(family, filler, tok, length, f"t/{family}/{i}", cfg)
+        assert s.length == len(s.prompt_ids) + len(s.answer_ids) == length, family
+        assert s.answer_ids == tok.encode(s.answer, add_special_tokens=False)
+        question = s.prompt.split("\nQuestion: ")[-1]
+        assert HELD_OUT_MARK[family] in question or HELD_OUT_MARK[family] in s.prompt, family
+        for mark in TRAIN_MARKS.values():
+            assert mark not in s.prompt
+        if family in ("multikey", "vartrack"):
+            assert s.answer.strip() in s.prompt.split("\nQuestion: ")[0]  # the fact is in the context
+
+
+def test_recall_answer_is_the_text_after_the_quoted_sentence(filler, tok):
+    s = eval_sample("recall", filler, tok, 2048, "t/recall", SuiteConfig())
+    quote = re.search(r'"(.+)"\?', s.prompt.split("\nQuestion: ")[-1])[1]
+    context = " ".join(s.prompt.split("\nQuestion: ")[0].split())  # the novel's spacing, normalised
+    assert context.count(quote) == 1
+    after = context[context.index(quote) + len(quote) :]
+    assert after.startswith(s.answer) and len(s.answer.split()) == SuiteConfig().recall_words
+
+
+def test_training_rows_fill_the_length_in_both_forms_with_the_same_tokens(rows, tok):
+    for r in rows:
+        sup = tokenize_records([parse_record(r, "r")], tok)[0]
+        text = tokenize_records([parse_record(text_form(r), "r")], tok)[0]
+        assert SEQ - FIT_SLACK - 8 <= len(sup.input_ids) <= SEQ
+        assert text_form(r)["text"] == r["prompt"] + r["completion"]
+        assert abs(len(text.input_ids) - len(sup.input_ids)) <= 2  # the seam may merge a token
+        n_prompt = len(tok.encode(r["prompt"], add_special_tokens=False))
+        assert list(text.input_ids[: n_prompt - 1]) == list(sup.input_ids[: n_prompt - 1])
+        assert text.labels is None and sum(x != -100 for x in sup.labels) > 100
+
+
+def test_evidence_spans_cover_every_fact_and_answer(rows):
+    for r in rows:
+        prompt, spans = r["prompt"], r["evidence"]
+        evidence = [prompt[s:e] for s, e in spans]
+        assert all(s < e for s, e in spans) and spans == sorted(spans)
+        # Every fact statement of the training phrasings lies inside a span.
+        for m in re.finditer(
+            r"The secret code of \w+ is \d{5}\.|Let [A-Z]{5} be \d{5}\.|\w+ rang the bell\.", prompt
+        ):
+            assert any(s <= m.start() and m.end() <= e for s, e in spans), m[0]
+        # Every answer is in the evidence (recall answers with their spacing normalised).
+        joined = " ".join(" ".join(x.split()) for x in evidence)
+        for answer in re.findall(r"\nAnswer: [^\n]*", r["completion"]):
+            for value in re.findall(r"\b\d{5}\b|\b[0-9a-f]{6}\b", answer):
+                assert value in joined, value
+        # The evidence is a small share of the row: an oracle that keeps it has a real choice left.
+        assert sum(e - s for s, e in spans) < 0.25 * len(prompt)
+
+
+def test_the_same_seed_gives_the_same_rows_and_another_seed_other_rows(train_text, tok, rows):
+    again = training_rows([train_text], tok, SEQ, 1, seed=0, first=1)
+    assert again[0] == rows[1]
+    other = training_rows([train_text], tok, SEQ, 1, seed=1)
+    assert other[0]["prompt"] != rows[0]["prompt"]
+
+
+def test_suite_config_refuses_unknown_families_and_negative_counts():
+    with pytest.raises(ValueError, match="families"):
+        SuiteConfig(families=("multikey", "nope"))
+    with pytest.raises(ValueError, match="knobs"):
+        SuiteConfig(multikey_keys=-1)
+    assert SuiteConfig(recall_quote_words=[5, 9]).recall_quote_words == (5, 9)  # from JSON
