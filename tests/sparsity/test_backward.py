@@ -82,24 +82,25 @@ def test_gradients_equal_a_reference_that_drops_exactly_these_paths():
 
 
 def _saved_bytes_in_backward(keep: float) -> int:
-    """Bytes of the tensors autograd saves while the backward recomputes the kept rows."""
+    """Bytes of the distinct storages autograd saves while the backward recomputes the kept rows (views of one
+    tensor, such as the key prefixes each run of kept queries reads, count once)."""
     model = lemo.apply(_model(layers=2), _backward(keep, random_fraction=1.0))
     out = model(input_ids=_ids(3), labels=_ids(3))
-    total = 0
+    storages, alive = {}, []
 
     def pack(t):
-        nonlocal total
-        total += t.numel() * t.element_size()
+        alive.append(t)  # held to the end, so a freed storage's address is not reused and miscounted
+        storages[t.untyped_storage().data_ptr()] = t.untyped_storage().nbytes()
         return t
 
     with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
         out.loss.backward()
-    return total
+    return sum(storages.values())
 
 
 def test_stored_activations_scale_with_keep():
     low, high = _saved_bytes_in_backward(0.25), _saved_bytes_in_backward(0.75)
-    assert low < 0.6 * high, (low, high)
+    assert low < 0.7 * high, (low, high)  # K and V of every row are a constant share
 
 
 def test_prompt_completion_keeps_the_labelled_blocks_and_the_loss():

@@ -11,6 +11,7 @@ import itertools
 
 import torch
 import torch.nn.functional as F
+from torch.nn.attention.bias import causal_lower_right
 
 
 def varlen_causal_attention(
@@ -76,6 +77,15 @@ def add_rows(residual: torch.Tensor, rows: torch.Tensor, update: torch.Tensor) -
     return residual.index_add(0, rows, update.to(residual.dtype))
 
 
+def _runs(index: torch.Tensor) -> list[tuple[int, int]]:
+    """[(start, end)) spans of consecutive values in a sorted index [n] (kept rows come in whole blocks)."""
+    if index.numel() == 0:
+        return []
+    breaks = (torch.nonzero(index[1:] != index[:-1] + 1).flatten() + 1).tolist()
+    bounds = [0, *breaks, index.numel()]
+    return list(itertools.pairwise(bounds))
+
+
 def query_rows_attention(
     q: torch.Tensor,
     k: torch.Tensor,
@@ -91,32 +101,33 @@ def query_rows_attention(
     What backward elimination needs: the kept rows' queries see the keys and values of all rows, eliminated ones
     included, so an eliminated row still gets gradient through its K and V.
 
+    Each run of consecutive query rows [p, p+m) against keys [0, p+m) is causal attention aligned to the lower
+    right, which SDPA's flash and memory-efficient kernels run without a materialized mask; kept rows come in
+    whole blocks, so there are few runs. A sliding window needs the explicit mask.
+
     Args:
         q: [Nq, H, D] queries of the chosen rows, segment after segment (`cu_q` S+1 offsets), RoPE applied.
         k, v: [Nkv, H_kv, D] keys and values of every row of every segment (`cu_kv` S+1 offsets).
-        q_index: [Nq] int64 index of each query's row inside its segment (0 = the segment's first row); a query
-            sees the keys at indices <= its own (and within `sliding_window` of it).
+        q_index: [Nq] int64 index of each query's row inside its segment (0 = the segment's first row), sorted
+            within the segment; a query sees the keys at indices <= its own (and within `sliding_window`).
 
     Returns:
         [Nq, H, D] in the dtype of q.
     """
     gqa = q.shape[1] != k.shape[1]
-    outs = []
-    for (q0, q1), (k0, k1) in zip(itertools.pairwise(cu_q), itertools.pairwise(cu_kv)):
-        if q1 == q0:
-            continue
+    out = q.new_empty(q.shape)
+    for (q0, q1), k0 in zip(itertools.pairwise(cu_q), cu_kv):
         idx = q_index[q0:q1]  # [nq]
-        diff = idx[:, None] - torch.arange(k1 - k0, device=q.device)[None, :]  # [nq, n]
-        mask = diff >= 0
-        if sliding_window is not None:
-            mask &= diff < sliding_window
-        o = F.scaled_dot_product_attention(
-            q[q0:q1].transpose(0, 1).unsqueeze(0),  # [1, H, nq, D]
-            k[k0:k1].transpose(0, 1).unsqueeze(0),  # [1, H_kv, n, D]
-            v[k0:k1].transpose(0, 1).unsqueeze(0),
-            attn_mask=mask,
-            scale=scale,
-            enable_gqa=gqa,
-        )  # [1, H, nq, D]
-        outs.append(o[0].transpose(0, 1))  # [nq, H, D]
-    return torch.cat(outs, dim=0) if outs else q.new_zeros(q.shape)
+        for r0, r1 in _runs(idx):
+            p, m = int(idx[r0]), r1 - r0
+            qs = q[q0 + r0 : q0 + r1].transpose(0, 1).unsqueeze(0)  # [1, H, m, D]
+            ks = k[k0 : k0 + p + m].transpose(0, 1).unsqueeze(0)  # [1, H_kv, p+m, D]
+            vs = v[k0 : k0 + p + m].transpose(0, 1).unsqueeze(0)
+            if sliding_window is None:
+                mask = causal_lower_right(m, p + m)
+            else:
+                diff = torch.arange(p, p + m, device=q.device)[:, None] - torch.arange(p + m, device=q.device)
+                mask = (diff >= 0) & (diff < sliding_window)  # [m, p+m]
+            o = F.scaled_dot_product_attention(qs, ks, vs, attn_mask=mask, scale=scale, enable_gqa=gqa)
+            out[q0 + r0 : q0 + r1] = o[0].transpose(0, 1)  # [m, H, D]
+    return out
