@@ -13,29 +13,9 @@ def test_the_run_ends_with_metrics_kept_and_a_next_command_that_works(
     tiny_model_dir, text_file, tmp_path, capsys
 ):
     out = tmp_path / "run"
-    args = [
-        "finetune",
-        "--model",
-        str(tiny_model_dir),
-        "--data",
-        str(text_file),
-        "--eval-data",
-        str(text_file),
-    ]
-    args += [
-        "--seq-len",
-        "128",
-        "--block-size",
-        "16",
-        "--keep-ratio",
-        "0.5",
-        "--steps",
-        "2",
-        "--warmup-steps",
-        "0",
-    ]
-    args += ["--eval-lengths", "128", "--eval-windows", "1", "--output-dir", str(out)]
-    assert main(args) == 0
+    args = f"finetune --model {tiny_model_dir} --data {text_file} --eval-data {text_file} --seq-len 128"
+    args += " --block-size 16 --keep-ratio 0.5 --steps 2 --warmup-steps 0 --eval-lengths 128 --eval-windows 1"
+    assert main([*args.split(), "--output-dir", str(out)]) == 0
     lines = capsys.readouterr().out.strip().splitlines()
     *_, saved, metrics, kept, last = lines
     assert saved == f"adapter saved to {out / 'adapter'}"
@@ -48,12 +28,17 @@ def test_the_run_ends_with_metrics_kept_and_a_next_command_that_works(
     assert "over all 2 layers, dense layers counting as 1" in kept
     assert f"the 1 sparse layers kept {record['kept_sparse']:.2f} (--keep-ratio 0.5)" in kept
 
+    adapter = out / "adapter"
     command = (
-        f"lemo eval --model {tiny_model_dir} --adapter {out / 'adapter'} --data {text_file} --lengths 128"
+        f"lemo eval --model {tiny_model_dir} --adapter {adapter} --data {text_file} --lengths 128 --windows 1"
     )
     assert last.startswith(f"next: evaluate the adapter with `{command}`")
-    assert f"peft.PeftModel.from_pretrained(model, '{out / 'adapter'}')" in last
-    assert main([*shlex.split(command)[1:], "--windows", "1"]) == 0  # the command runs as printed
+    assert f"peft.PeftModel.from_pretrained(model, '{adapter}')" in last
+    assert main(shlex.split(command)[1:]) == 0  # the command runs as printed...
+    (after,) = [line for line in lines if line.startswith("held-out perplexity after @ 128 tokens: ")]
+    assert (
+        f" {after.split(': ')[1].split(' ')[0]} " in capsys.readouterr().out
+    )  # ...and scores as the run did
 
 
 def test_the_bar_names_what_kept_counts():
@@ -64,7 +49,7 @@ def test_the_bar_names_what_kept_counts():
 def test_the_eval_command_of_the_demo_config():
     cfg = FinetuneConfig(seq_len=4096, eval_lengths=[4096], rope_scaling="linear", rope_factor=2.0)
     assert eval_command(cfg, None, "runs/demo/adapter") == (
-        "lemo eval --adapter runs/demo/adapter --lengths 4096 --rope-scaling linear --rope-factor 2"
+        "lemo eval --adapter runs/demo/adapter --lengths 4096 --windows 2 --rope-scaling linear --rope-factor 2"
     )
     assert "--lengths 4096" in eval_command(
         FinetuneConfig(seq_len=4096), None, "a"

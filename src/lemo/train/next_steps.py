@@ -35,14 +35,20 @@ def _ratio(value: object) -> str:
 
 
 def eval_command(cfg: FinetuneConfig, model_dir: str | None, adapter_dir: Path) -> str:
-    """A `lemo eval` line that scores the adapter's held-out perplexity as the run did."""
+    """A `lemo eval` line that scores the adapter's held-out perplexity as the run did (same text, lengths and
+    windows, so its number matches the run's "after" perplexity)."""
     words = ["lemo", "eval"]
     if model_dir:
         words += ["--model", str(model_dir)]
     words += ["--adapter", str(adapter_dir)]
     if cfg.eval_data:
         words += ["--data", *cfg.eval_data]
-    words += ["--lengths", *(str(n) for n in (cfg.eval_lengths or [cfg.seq_len]))]
+    words += [
+        "--lengths",
+        *(str(n) for n in (cfg.eval_lengths or [cfg.seq_len])),
+        "--windows",
+        str(cfg.eval_windows),
+    ]
     if cfg.rope_scaling:
         words += ["--rope-scaling", cfg.rope_scaling, "--rope-factor", f"{cfg.rope_factor:g}"]
     return " ".join(shlex.quote(w) for w in words)
