@@ -1,22 +1,37 @@
-"""Render results CSVs as markdown tables inside README.md / docs, between generated-region markers.
+"""Render the results CSVs as markdown: docs/results.md whole, and the generated regions of README.md and docs.
+
+A generated region is a table between two markers, never typed by hand:
 
 <!-- table: benchmarks/results/e2e_reference_path.csv -->
-...generated, never typed by hand...
+...
 <!-- end table -->
 
-python benchmarks/report.py README.md docs/*.md     # rewrite every region in place
-python benchmarks/report.py --check README.md       # exit 1 if a region is stale (used by the tests)
+`<!-- table: headline -->` is the README's headline table (`HEADLINE`: rows from several CSVs, each row
+computed by one function over one CSV).
+
+python benchmarks/report.py                         # rewrite docs/results.md and every region of README.md, docs/
+python benchmarks/report.py --check                 # exit 1 if anything is stale (tests/test_docs.py runs it)
+python benchmarks/report.py README.md docs/plan.md  # only the regions of these files
+
+Adding a results section: write (or reuse) a table function over the rows of one CSV, dispatch to it in
+`render` by the CSV's columns, and append a `Section` to `SECTIONS`. Adding a headline row: a function from
+the rows of one CSV to `Headline` rows, listed in `HEADLINE`.
 """
 
 from __future__ import annotations
 
 import argparse
 import csv
+import math
 import re
 import sys
+from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
+RESULTS = "benchmarks/results"
+RESULTS_PAGE = ROOT / "docs" / "results.md"
 REGION = re.compile(r"(<!-- table: (?P<csv>\S+) -->\n)(?P<body>.*?)(<!-- end table -->)", re.S)
 
 
@@ -298,6 +313,21 @@ def _exact_twin(config: str) -> str:
     return "exact" if config == "lemo-random+gc" else config.replace("lemo", "exact", 1)
 
 
+def timed(r: dict[str, str]) -> str:
+    """How a bench row was timed, read from its command. A single step without warm-up also pays for pinning the
+    host pool and the first kernel compiles and autotuning; after a warm-up through two layers
+    (--warmup-layers few) only for pinning the pool."""
+    words = r.get("command", "").split()
+
+    def get(flag: str, default: str) -> str:
+        return words[words.index(flag) + 1] if flag in words else default
+
+    warm, steps = get("--warmup", "1"), get("--steps", "3")
+    if warm == "0":
+        return "1, no warm-up"
+    return f"{steps} after {warm} warm-up" + (" (2 layers)" if get("--warmup-layers", "all") == "few" else "")
+
+
 def offload_table(rows: list[dict[str, str]]) -> str:
     """GPU peak, pinned host memory and step time per (T, config), against the exact stack with the same
     offload and tiling at the same T, and against plain `exact` (no offload) at the same T."""
@@ -307,18 +337,6 @@ def offload_table(rows: list[dict[str, str]]) -> str:
         "| vs exact | timed steps | commit |",
         "|---|---|---|---|---|---|---|---|---|---|",
     ]
-
-    def timed(r: dict[str, str]) -> str:
-        # A single step without warm-up also pays for pinning the host pool and the first kernel compiles and
-        # autotuning; after a warm-up through two layers (--warmup-layers few) only for pinning the pool.
-        words = r.get("command", "").split()
-        get = lambda flag, d: words[words.index(flag) + 1] if flag in words else d
-        warm, steps = get("--warmup", "1"), get("--steps", "3")
-        if warm == "0":
-            return "1, no warm-up"
-        return f"{steps} after {warm} warm-up" + (
-            " (2 layers)" if get("--warmup-layers", "all") == "few" else ""
-        )
 
     # Rows are compared only with rows timed the same way: a cold step is not set against a warm one.
     ok = {(r["seq_len"], r["config"], timed(r)): r for r in rows if r.get("status") == "ok"}
@@ -357,6 +375,26 @@ def generic_table(rows: list[dict[str, str]]) -> str:
     return head + "".join("| " + " | ".join(_fmt(k, r[k]) for k in keys) + " |\n" for r in rows)
 
 
+def quickstart_table(rows: list[dict[str, str]]) -> str:
+    """The README's quick start, timed by `make trial` in a fresh venv: wall time and perplexity before/after."""
+    lines = [
+        "| when | machine | CPU cores | torch | wall time | held-out perplexity before → after | result |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    for r in rows:
+        secs = float(r["seconds"])
+        ppl = f"{float(r['ppl_before']):.2f} → {float(r['ppl_after']):.2f}" if r.get("ppl_after") else "–"
+        lines.append(
+            f"| {r['timestamp'][:10]} | {r['cpu']} | {r['cores']} | {r['torch']} "
+            f"| {int(secs // 60)} min {secs % 60:.0f} s | {ppl} | {r['status']} |"
+        )
+    commits = ", ".join(dict.fromkeys(r.get("commit", "?") for r in rows))
+    return "\n".join(lines) + (
+        f"\n\nCommit {commits}. Command (the README's quick start, run as written by `dev/new_user_trial.sh`): "
+        f"`{rows[-1]['command']}`\n"
+    )
+
+
 def render(csv_path: Path) -> str:
     with csv_path.open(newline="") as fh:
         rows = list(csv.DictReader(fh))
@@ -378,22 +416,443 @@ def render(csv_path: Path) -> str:
         return bias_table(rows)
     if {"config", "eval_len", "ppl"} <= set(rows[0]):
         return quality_table(rows)
+    if {"seconds", "cores", "ppl_before"} <= set(rows[0]):
+        return quickstart_table(rows)
     return generic_table(rows)
 
 
-def rewrite(text: str) -> str:
-    return REGION.sub(lambda m: m.group(1) + render(ROOT / m.group("csv")) + m.group(4), text)
+def read(csv_name: str) -> list[dict[str, str]]:
+    with (ROOT / RESULTS / csv_name).open(newline="") as fh:
+        return list(csv.DictReader(fh))
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# The headline: lemo's default against the strongest exact stack measured and against dense LoRA at equal GPU time.
+
+
+@dataclass(frozen=True)
+class Headline:
+    """One row of the headline table. `better` says which way wins: "lower" or "higher"."""
+
+    against: str
+    measure: str
+    lemo: float
+    base: float
+    unit: str
+    better: str
+    csv: str
+    # standard errors of lemo and base, for measures that are means of samples (a difference under 2 is a tie)
+    se: tuple[float, float] | None = None
+
+    def verdict(self) -> str:
+        if self.se is not None:
+            if abs(self.lemo - self.base) < 2 * math.hypot(*self.se):
+                return "tie (within 2 standard errors)"
+        elif abs(self.lemo / self.base - 1) <= 0.02:
+            return "tie (within 2%)"
+        wins = self.lemo < self.base if self.better == "lower" else self.lemo > self.base
+        return "**lemo better**" if wins else "**lemo worse**"
+
+    def cells(self) -> list[str]:
+        def fmt(x: float) -> str:
+            if self.unit == "tokens":
+                return f"{int(x) // 1024}K"
+            return f"{x:.2f}" if self.unit in ("", "s") else f"{x:.1f} {self.unit}"
+
+        unit = " s" if self.unit == "s" else ""
+        return [
+            self.against,
+            self.measure,
+            fmt(self.lemo) + unit,
+            fmt(self.base) + unit,
+            f"{self.lemo / self.base:.2f}x",
+            self.verdict(),
+            f"`{self.csv}`",
+        ]
+
+
+def _ok(rows: list[dict[str, str]], **match: str) -> dict[str, str]:
+    """The first row with status ok (where the CSV has one) whose columns equal `match`."""
+    for r in rows:
+        if r.get("status", "ok") == "ok" and all(r.get(k) == v for k, v in match.items()):
+            return r
+    raise LookupError(f"no row with {match}")
+
+
+def headline_speed(rows: list[dict[str, str]]) -> list[Headline]:
+    """e2e_llama3_8b_capability.csv: the default on the exact stack against it, 32K, completion-only labels."""
+    lemo = _ok(rows, config="lemo-random+gc", seq_len="32768", completion="0.02")
+    exact = _ok(rows, config="exact", seq_len="32768", completion="0.02")
+    csv_name = "e2e_llama3_8b_capability.csv"
+    against = "exact stack, 32K"
+    return [
+        Headline(
+            against,
+            "step time",
+            float(lemo["median_step_s"]),
+            float(exact["median_step_s"]),
+            "s",
+            "lower",
+            csv_name,
+        ),
+        Headline(
+            against,
+            "GPU peak",
+            float(lemo["peak_alloc_gib"]),
+            float(exact["peak_alloc_gib"]),
+            "GiB",
+            "lower",
+            csv_name,
+        ),
+    ]
+
+
+def headline_offload(rows: list[dict[str, str]]) -> list[Headline]:
+    """e2e_llama3_8b_offload.csv: both with offload and full tiling at 256K, each after the same warm-up."""
+    warm = [
+        r
+        for r in rows
+        if r.get("status") == "ok" and r["seq_len"] == "262144" and timed(r) != "1, no warm-up"
+    ]
+    lemo = _ok(warm, config="lemo+offload+tiled-attn")
+    exact = _ok(warm, config="exact+offload+tiled-attn", commit=lemo["commit"])
+    assert timed(exact) == timed(lemo), "a step is compared only with one timed the same way"
+    return [
+        Headline(
+            "exact stack with offload and tiling, 256K",
+            "step time",
+            float(lemo["median_step_s"]),
+            float(exact["median_step_s"]),
+            "s",
+            "lower",
+            "e2e_llama3_8b_offload.csv",
+        )
+    ]
+
+
+def headline_longest(rows: list[dict[str, str]]) -> list[Headline]:
+    """e2e_llama3_8b_offload_longest.csv: the longest T under an 80 GB cap, offload on both sides."""
+    last = {r["config"]: r for r in rows}
+    lemo, exact = last["lemo+offload"], last["exact+offload"]
+    return [
+        Headline(
+            "exact stack with offload, 80 GB cap",
+            "longest trainable context",
+            float(lemo["longest_ok_T"]),
+            float(exact["longest_ok_T"]),
+            "tokens",
+            "higher",
+            "e2e_llama3_8b_offload_longest.csv",
+        )
+    ]
+
+
+def headline_capability(rows: list[dict[str, str]]) -> list[Headline]:
+    """capability_smollm2.csv: the default at 60 steps against dense LoRA given the same GPU time (48 steps)."""
+    et = _equal_time()
+    ratios = et.step_ratios()
+    value = {
+        (r["config"], r["metric"], r["eval_len"]): (float(r["value"]), int(r["n"]))
+        for r in rows
+        if r["depth"] == "all"
+    }
+    csv_name = "capability_smollm2.csv"
+    out = []
+    for lemo, dense, data in (
+        ("prio-random", "dense@48", "completion-only rows"),
+        ("text:random", "text:dense@48", "plain text"),
+    ):
+        lemo_steps = int(_ok(rows, config=lemo)["steps"])
+        dense_steps = int(_ok(rows, config=dense)["steps"])
+        # equal GPU time: lemo's steps at its measured step-time ratio, against the dense steps that take as long
+        # (rounded down: dense LoRA gets at most lemo's GPU time)
+        assert int(et.gpu_time(lemo, lemo_steps, ratios)) == dense_steps, (lemo, dense)
+        against = f"dense LoRA, equal GPU time ({dense_steps} against {lemo_steps} steps), {data}"
+        (a, n_a), (b, n_b) = (
+            value[(lemo, "retrieval_teacher", "16384")],
+            value[(dense, "retrieval_teacher", "16384")],
+        )
+        se = (math.sqrt(a * (1 - a) / n_a), math.sqrt(b * (1 - b) / n_b))
+        out.append(Headline(against, "retrieval at 16K (lemo's own tasks)", a, b, "", "higher", csv_name, se))
+        a, b = value[(lemo, "ppl", "16384")][0], value[(dense, "ppl", "16384")][0]
+        out.append(Headline(against, "held-out perplexity at 16K", a, b, "", "lower", csv_name))
+    return out
+
+
+HEADLINE: list[tuple[str, Callable[[list[dict[str, str]]], list[Headline]]]] = [
+    ("e2e_llama3_8b_capability.csv", headline_speed),
+    ("e2e_llama3_8b_offload.csv", headline_offload),
+    ("e2e_llama3_8b_offload_longest.csv", headline_longest),
+    ("capability_smollm2.csv", headline_capability),
+]
+
+
+def headline_table() -> str:
+    lines = [
+        "| against | measure | lemo default | baseline | lemo / baseline | verdict | CSV |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    gpus = []
+    for csv_name, rows_of in HEADLINE:
+        rows = read(csv_name)
+        gpus += [r.get("gpu") or r.get("device") for r in rows]
+        lines += ["| " + " | ".join(h.cells()) + " |" for h in rows_of(rows)]
+    gpu = ", ".join(dict.fromkeys(g for g in gpus if g))
+    return "\n".join(lines) + (
+        f"\n\nMeasured on {gpu}; lemo's default is `SparsityConfig()`. The speed rows use the Llama-3-8B shape "
+        "with random weights, the quality rows SmolLM2-135M extended to 16K. Setup, commands and versions of each "
+        "CSV: [docs/results.md](docs/results.md).\n"
+    )
+
+
+NAMED: dict[str, Callable[[], str]] = {"headline": headline_table}
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# docs/results.md: one section per CSV, generated whole.
+
+
+@dataclass(frozen=True)
+class Section:
+    """A section of docs/results.md: a heading, the setup in words, the table of one CSV, then its figures.
+
+    `about` holds no measured number (those come from the table); `notes`, when given, reads the rows and
+    may quote numbers, since it computes them."""
+
+    group: str
+    title: str
+    csv: str
+    about: str
+    figures: tuple[str, ...] = ()
+    notes: Callable[[list[dict[str, str]]], str] | None = None
+
+
+E2E_ABOUT = (
+    "LoRA r=8 on q/k/v/o, bf16, batch 1, one GPU, median of the timed steps after a warm-up step. Weights are "
+    "random where the shape is a Llama (memory and time do not depend on their values). `exact` is the strongest "
+    "exact stack built from public parts here: HF gradient checkpointing, SDPA flash attention and a loss computed "
+    "in segments. `lora` is plain LoRA, `+gc` means on top of `exact`, `+sgc` checkpoints only the sparse layers, "
+    "`longlora` uses LongLoRA's shifted sparse attention. `lemo-shared` is shared selection with the loss on kept "
+    "positions, `lemo-random` adds label priority and random blocks (the default)."
+)
+
+
+def _sweep_notes(rows: list[dict[str, str]]) -> str:
+    ok = {(r["seq_len"], r["config"]): float(r["median_step_s"]) for r in rows if r.get("status") == "ok"}
+    lengths = sorted({int(t) for t, c in ok if c == "lemo-shared+gc" and (t, "exact") in ok})
+    ratios = ", ".join(
+        f"{ok[(str(t), 'lemo-shared+gc')] / ok[(str(t), 'exact')]:.2f}x at {t // 1024}K" for t in lengths
+    )
+    return f"lemo on the exact stack takes {ratios} of the exact stack's step time.\n"
+
+
+SECTIONS: list[Section] = [
+    Section(
+        "Speed and memory",
+        "Llama-3-8B shape: step time and memory from 4K to 64K",
+        "e2e_llama3_8b_sweep.csv",
+        E2E_ABOUT + " T doubles until a config runs out of memory on the 141 GB card.",
+        ("e2e_llama3_8b_sweep_memory.png", "e2e_llama3_8b_sweep_step_time.png"),
+        _sweep_notes,
+    ),
+    Section(
+        "Speed and memory",
+        "Llama-3-8B shape: the default with completion-only labels",
+        "e2e_llama3_8b_capability.csv",
+        E2E_ABOUT
+        + " Rows with a label share supervise only the end of each row, as prompt/completion data does; "
+        "these are the step-time ratios that equal GPU time is computed with.",
+    ),
+    Section(
+        "Speed and memory",
+        "Llama-3-8B shape: ablation",
+        "e2e_llama3_8b_v2.csv",
+        E2E_ABOUT
+        + " Each `abl-*` row switches one part off: the MLP on every token (`mlp-dense`), the loss on "
+        "every position (`loss-all`), an out-of-place residual add (`copy-residual`), PyTorch ops instead of the "
+        "Triton kernels (`reference`), the model's own loss instead of the segmented one (`hf-loss`).",
+    ),
+    Section(
+        "Speed and memory",
+        "Llama-3-8B shape: longest trainable context without offload",
+        "e2e_llama3_8b_longest.csv",
+        "Doubling, then bisection at 8K resolution, under an 80 GB cap enforced as a per-process memory fraction; "
+        "one training step per probe.",
+        ("e2e_llama3_8b_longest_T.png",),
+    ),
+    Section(
+        "Speed and memory",
+        "Llama-2-7B shape",
+        "e2e_llama2_7b_sweep.csv",
+        E2E_ABOUT,
+        ("e2e_llama2_7b_sweep_memory.png",),
+    ),
+    Section(
+        "Speed and memory",
+        "Llama-2-7B shape: longest trainable context",
+        "e2e_llama2_7b_longest.csv",
+        "As for the Llama-3-8B shape.",
+        ("e2e_llama2_7b_longest_T.png",),
+    ),
+    Section(
+        "Speed and memory",
+        "SmolLM2-135M (real weights)",
+        "e2e_smollm2.csv",
+        E2E_ABOUT
+        + " A small model leaves the GPU mostly idle, so these rows say little about speed at scale.",
+        ("e2e_smollm2_memory.png", "e2e_smollm2_step_time.png"),
+    ),
+    Section(
+        "Speed and memory",
+        "The paper's setting on the Llama-3-8B shape",
+        "e2e_llama3_8b.csv",
+        E2E_ABOUT
+        + " Here lemo is the paper's setting: the oracle scorer, keep ratio 0.4, a selection per layer; "
+        "`-tokens` means eliminated tokens skip the MLP too. Its quality is not held (see below).",
+    ),
+    Section(
+        "Speed and memory",
+        "The PyTorch reference path (no Triton kernels)",
+        "e2e_reference_path.csv",
+        E2E_ABOUT
+        + " lemo here is the plain PyTorch reference path with the paper's setting, measured before the "
+        "kernels existed.",
+    ),
+    Section(
+        "The longest context on one GPU",
+        "Offload and tiling, Llama-3-8B shape under an 80 GB cap",
+        "e2e_llama3_8b_offload.csv",
+        "`+offload` keeps each layer's checkpointed input in pinned host memory; `+tiled` runs the MLP in row tiles, "
+        "`+tiled-attn` the whole layer but the attention core. The `exact+offload*` rows are lemo's own code with "
+        "elimination off, so both sides share one offload and tiling path. A cold step (no warm-up) includes the "
+        "one-time tuning of the attention kernels. Discussion: [longest.md](longest.md).",
+        ("e2e_llama3_8b_offload_memory.png", "e2e_llama3_8b_offload_step_time.png"),
+    ),
+    Section(
+        "The longest context on one GPU",
+        "Longest trainable context with offload",
+        "e2e_llama3_8b_offload_longest.csv",
+        "A plan's prediction, then one step above it, over several device calls "
+        "(`e2e_llama3_8b_offload_longest_calls.csv`, merged by `benchmarks/combine_longest.py`). The fully tiled "
+        "stacks are missing: their steps at these lengths take longer than a device call allows.",
+        ("e2e_llama3_8b_offload_longest_T.png",),
+    ),
+    Section(
+        "The longest context on one GPU",
+        "Longest context with full tiling: predicted, not measured",
+        "longest_prediction.csv",
+        "`lemo plan` and the measured slopes, for the stacks whose search does not fit in a device call.",
+    ),
+    Section(
+        "Quality and capability",
+        "Retrieval after fine-tuning, at equal steps and equal GPU time (SmolLM2-135M, 16K)",
+        "capability_smollm2.csv",
+        "SmolLM2-135M-Instruct extended from 8K to 16K with YaRN, LoRA r=8 on q/k/v/o, 16K-token rows with facts "
+        "and their answered questions. `sup` rows train on the answers only (prompt/completion), `text` rows on "
+        "every position. GPU time counts each config's steps at its measured step-time ratio to `exact`, so "
+        "`dense@48` has about the GPU time of 60 lemo steps. The tasks are `lemo data`'s own, with eval names and a "
+        "novel never trained on. `prio-random` is the default, `preset` the previous one, `random` the default "
+        "without label priority. Details: [capability.md](capability.md).",
+        ("capability_smollm2_frontier.png",),
+    ),
+    Section(
+        "Quality and capability",
+        "Which blocks each selection keeps",
+        "selection_bias.csv",
+        "The share of (block, sparse layer) pairs kept, by region of the row and by position.",
+    ),
+    Section(
+        "Quality and capability",
+        "Held-out perplexity after fine-tuning (SmolLM2-135M, 16K)",
+        "quality_smollm2_shared.csv",
+        "Extended from 8K to 16K with YaRN, 50 steps at 16K on five Austen novels, dense perplexity on the sixth. "
+        "The run log with the earlier settings: [quality.md](quality.md).",
+    ),
+    Section(
+        "Quality and capability",
+        "Learned predictors and LongLoRA (held-out perplexity)",
+        "quality_smollm2_pred.csv",
+        "Same protocol; `pred=` rows choose the blocks with predictors calibrated on the GPU instead of the oracle.",
+    ),
+    Section(
+        "Learned predictors",
+        "Predictor recall against the oracle's choice",
+        "predictor_recall_gpu.csv",
+        "Held-out recall of the oracle's kept blocks, per predictor kind. Details: [predictors.md](predictors.md).",
+        ("predictor_recall_gpu.png",),
+    ),
+    Section(
+        "Learned predictors",
+        "Predictor cost on the Llama-2-7B shape",
+        "e2e_llama2_7b_predictors.csv",
+        E2E_ABOUT,
+    ),
+    Section(
+        "Quick start on a CPU",
+        "The README's quick start, timed",
+        "quickstart_cpu.csv",
+        "`make trial` builds a wheel, installs it in a fresh venv and runs the README's quick start as written, "
+        "failing when it takes longer than 5 minutes.",
+    ),
+]
+
+
+def results_page() -> str:
+    out = [
+        "# Results",
+        "",
+        "<!-- generated by benchmarks/report.py from benchmarks/results/*.csv; edit the script, not this page -->",
+        "",
+        "Every table is generated from a CSV in `benchmarks/results/`, written by the run it describes, with the GPU, "
+        "versions, commit and command under the table. `tests/test_docs.py` fails when a table is stale.",
+        "",
+        "## Headline",
+        "",
+        "<!-- table: headline -->",
+        headline_table().replace("](docs/results.md)", "](results.md)") + "<!-- end table -->",
+    ]
+    group = None
+    for sec in SECTIONS:
+        if not (ROOT / RESULTS / sec.csv).is_file():
+            continue
+        if sec.group != group:
+            group = sec.group
+            out += ["", f"## {group}"]
+        out += ["", f"### {sec.title}", "", sec.about, "", f"<!-- table: {RESULTS}/{sec.csv} -->"]
+        out.append(render(ROOT / RESULTS / sec.csv) + "<!-- end table -->")
+        out += [f"\n![{Path(f).stem.replace('_', ' ')}](../{RESULTS}/{f})" for f in sec.figures]
+        if sec.notes is not None:
+            out += ["", sec.notes(read(sec.csv)).rstrip("\n")]
+    return "\n".join(out) + "\n"
+
+
+def rewrite(text: str, *, relative_to: Path = ROOT) -> str:
+    def region(m: re.Match[str]) -> str:
+        name = m.group("csv")
+        if name in NAMED:
+            body = NAMED[name]()
+            if relative_to != ROOT:  # links in the headline are written from the repository root
+                body = body.replace("](docs/", "](")
+            return m.group(1) + body + m.group(4)
+        return m.group(1) + render(ROOT / name) + m.group(4)
+
+    return REGION.sub(region, text)
+
+
+def _all_files() -> list[Path]:
+    return [ROOT / "README.md", *sorted(p for p in (ROOT / "docs").glob("*.md") if p != RESULTS_PAGE)]
 
 
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("files", nargs="+", type=Path)
+    ap.add_argument("files", nargs="*", type=Path, help="default: README.md, docs/*.md and docs/results.md")
     ap.add_argument("--check", action="store_true", help="report stale regions instead of rewriting")
     args = ap.parse_args(argv)
     stale = []
-    for f in args.files:
-        text = f.read_text(encoding="utf-8")
-        new = rewrite(text)
+    files = [f.resolve() for f in args.files] or [*_all_files(), RESULTS_PAGE]
+    for f in files:
+        text = f.read_text(encoding="utf-8") if f.exists() else ""
+        new = results_page() if f == RESULTS_PAGE else rewrite(text, relative_to=f.parent)
         if new != text:
             stale.append(f)
             if not args.check:
@@ -401,8 +860,8 @@ def main(argv: list[str] | None = None) -> int:
     if args.check and stale:
         print(
             "stale generated tables in: "
-            + ", ".join(map(str, stale))
-            + "; run python benchmarks/report.py FILES"
+            + ", ".join(str(f.relative_to(ROOT)) if f.is_relative_to(ROOT) else str(f) for f in stale)
+            + "; run python benchmarks/report.py"
         )
         return 1
     return 0

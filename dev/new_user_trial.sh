@@ -1,10 +1,13 @@
 #!/usr/bin/env bash
-# The new-user trial of issue 12, scripted: a wheel of this working tree in a fresh venv outside the repo, then
-# the CLI from a temp dir as a new user would run it. Every check stops the trial with a message that says
-# what was expected. `make trial` runs it and writes dev/new_user_trial.log; it is not part of `make test`.
+# The new-user trial, scripted: a wheel of this working tree in a fresh venv outside the repo, the README's
+# asset step and quick start as written (timed: at most 5 minutes), then the CLI from a temp dir as a new user
+# would run it. Every check stops the trial with a message that says what was expected. `make trial` runs it and
+# writes dev/new_user_trial.log; it is not part of `make test`.
 #
-#   PYTHON=python3       the interpreter for the fresh venv (needs the CPU wheel of torch 2.13.0 reachable)
-#   LEMO_TRIAL_KEEP=1    keep the temp dir (venv, runs, each command's output) for a look afterwards
+#   PYTHON=python3          the interpreter for the fresh venv (needs the CPU wheel of torch 2.13.0 reachable)
+#   LEMO_TRIAL_KEEP=1       keep the temp dir (venv, runs, each command's output) for a look afterwards
+#   LEMO_TRIAL_RECORD=0     do not append the quick start's time to benchmarks/results/quickstart_cpu.csv
+#   LEMO_QUICKSTART_MAX_S   the quick start's time limit in seconds (default 300, the README's promise)
 set -euo pipefail
 
 REPO="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -121,7 +124,49 @@ expect_quiet
 grep -qi transformers "$LOGS/env.out" || fail "lemo env does not name the transformers version"
 show 30
 
-step "a first fine-tune on the user's own text (the embedded SmolLM2; converted on this first run)"
+step "the README's asset step, then its quick start as written, in a copy of the checkout (a fresh clone)"
+run assets "$VENV/bin/python" -m lemo.assets.install
+expect_rc 0 "python -m lemo.assets.install (the README's install step)"
+show 4
+# The block after the README's `<!-- quick start: cpu -->` marker, run line by line with the venv's lemo.
+QUICKSTART="$(awk '/<!-- quick start: cpu -->/ { on = 1 } on && /^```bash/ { inb = 1; next } inb && /^```/ { exit } inb' "$REPO/README.md")"
+[[ -n "$QUICKSTART" ]] || fail "README.md has no bash block after <!-- quick start: cpu -->"
+printf '%s\n' "$QUICKSTART" >"$LOGS/quickstart.sh"
+run quickstart env PATH="$VENV/bin:$PATH" bash -euo pipefail -c "cd '$WORK/src' && source '$LOGS/quickstart.sh'"
+expect_rc 0 "the README's quick start"
+expect_quiet
+show 4
+ADAPTER="$(find "$WORK/src/runs" -path '*/adapter/adapter_model.safetensors' | head -1)"
+[[ -n "$ADAPTER" ]] || fail "quickstart: no adapter under $WORK/src/runs"
+MAX_S="${LEMO_QUICKSTART_MAX_S:-300}"
+ppl() { grep -oE "held-out perplexity $1 @ [0-9]+ tokens: [0-9.]+" "$LOGS/quickstart.out" "$LOGS/quickstart.err" | tail -1 | awk '{print $NF}'; }
+QS_STATUS=$(awk -v s="$SECONDS_TAKEN" -v m="$MAX_S" 'BEGIN { print (s <= m) ? "ok" : "over " m " s" }')
+if [[ "${LEMO_TRIAL_RECORD:-1}" == 1 ]]; then
+    "$VENV/bin/python" - "$REPO/benchmarks/results/quickstart_cpu.csv" "$SECONDS_TAKEN" "$(ppl before)" "$(ppl after)" \
+        "$QS_STATUS" "$(git -C "$REPO" rev-parse --short HEAD)$(git -C "$REPO" diff --quiet HEAD -- src configs || echo +changes)" \
+        "$(tr '\n' ' ' <"$LOGS/quickstart.sh" | sed 's/ *$//')" <<'PY'
+import csv, datetime, os, platform, sys
+from pathlib import Path
+import torch
+path, seconds, before, after, status, commit, command = sys.argv[1:]
+cpu = next((l.split(":", 1)[1].strip() for l in Path("/proc/cpuinfo").read_text().splitlines()
+            if l.startswith("model name")), platform.processor() or platform.machine())
+row = {"timestamp": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"), "cpu": cpu,
+       "cores": len(os.sched_getaffinity(0)), "torch": torch.__version__, "seconds": seconds, "ppl_before": before,
+       "ppl_after": after, "status": status, "commit": commit, "command": command}
+new = not Path(path).exists()
+with open(path, "a", newline="") as fh:
+    writer = csv.DictWriter(fh, fieldnames=list(row))
+    if new:
+        writer.writeheader()
+    writer.writerow(row)
+PY
+    echo "   recorded in benchmarks/results/quickstart_cpu.csv (python benchmarks/report.py refreshes docs/results.md)"
+fi
+[[ "$QS_STATUS" == ok ]] || fail "quickstart: took ${SECONDS_TAKEN}s on $(nproc) cores, more than the README's ${MAX_S}s"
+echo "   quick start: ${SECONDS_TAKEN}s on $(nproc) CPU cores (limit ${MAX_S}s)"
+
+step "a first fine-tune on the user's own text (the embedded SmolLM2, from the cache)"
 FINETUNE=("$LEMO" finetune --data my.txt --seq-len 256 --steps 2 --save-every 1 --output-dir run)
 run finetune "${FINETUNE[@]}"
 expect_rc 0 "a tiny fine-tune"
