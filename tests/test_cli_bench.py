@@ -1,6 +1,7 @@
 """`lemo bench`: the end-to-end benchmark of the installed package (lemo.bench), and its checkout scripts."""
 
 import csv
+import dataclasses
 import subprocess
 import sys
 from pathlib import Path
@@ -12,6 +13,7 @@ import lemo
 from lemo.bench.model import build_model
 from lemo.bench.step import model_tflop
 from lemo.cli.__main__ import main
+from lemo.config import SparsityConfig
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -38,6 +40,20 @@ def test_help_is_the_benchmarks_own(capsys):
     out = capsys.readouterr().out
     assert "usage: lemo bench" in out
     assert "--shape" in out and "--lengths" in out and "--configs" in out and "--model" in out
+
+
+def test_defaults_are_the_products(monkeypatch):
+    """`lemo bench` measures what a user gets: SparsityConfig()'s keep ratio and backend, read from the dataclass."""
+    from lemo.bench import run
+
+    args = run.parse_args([])
+    assert (args.keep_ratio, args.backend) == (SparsityConfig().keep_ratio, SparsityConfig().backend)
+    assert args.backend == "auto"
+    # New library defaults move the benchmark's with them: nothing is repeated in its parser.
+    moved = dataclasses.replace(SparsityConfig(), keep_ratio=0.55, backend="triton")
+    monkeypatch.setattr(run, "SparsityConfig", lambda: moved)
+    args = run.parse_args([])
+    assert (args.keep_ratio, args.backend) == (0.55, "triton")
 
 
 def test_plot_help(capsys):
@@ -94,7 +110,10 @@ def test_benchmarks_the_users_own_model_dir(tiny_model_dir, tmp_path, monkeypatc
         ("exact", tiny_model_dir.name, "128", "ok"),
         ("lemo-random+gc", tiny_model_dir.name, "128", "ok"),
     ]
-    assert [r["keep_ratio"] for r in rows] == ["1.0", "0.4"]  # the default --keep-ratio for the sparse row
+    # The product's defaults (SparsityConfig()): its keep ratio for the sparse row, its backend for both.
+    keep = SparsityConfig().keep_ratio
+    assert [r["keep_ratio"] for r in rows] == ["1.0", str(keep)]
+    assert [r["backend"] for r in rows] == [SparsityConfig().backend] * 2 == ["auto", "auto"]
     assert all(float(r["median_step_s"]) > 0 and float(r["loss"]) > 0 for r in rows)
     # The directory's model, not the random shape that --shape's default names: its FLOPs are the dir's.
     model = build_model("llama2-7b", torch.device("cpu"), 128, model_dir=tiny_model_dir)

@@ -54,6 +54,17 @@ CONFIGS = {
     "lemo-pred+gc": ("all", True, True, "dense", {"scorer": "predictor"}),
     "lemo-pred-shared+gc": ("all", True, True, "tokens", {"scorer": "predictor", **SHARED}),
 }
+# Every exact and lemo config again on a Liger-patched model (Liger-Kernel's RoPE, RMSNorm, SwiGLU and fused
+# linear cross-entropy, as `apply_liger_kernel_to_llama` and `use_liger_kernel=True` give): "liger-" + its name.
+# The loss: "liger-exact*" keep Liger's fused loss (no segmented loss: Liger's is the exact stack users have);
+# "liger-lemo*" keep lemo's segmented loss, which replaces Liger's forward, because label priority needs the
+# labels before the decoder runs and the loss covers only the kept positions (lemo.integrations.liger).
+LIGER = {
+    "liger-" + name: (gc, segmented and sparse, sparse, mlp, {**extra, "liger": True})
+    for name, (gc, segmented, sparse, mlp, extra) in CONFIGS.items()
+    if sparse or name.startswith("exact")
+}
+CONFIGS.update(LIGER)
 # The predictor set of the current config, for its timings (step.run_one reads it); one process, one model.
 PREDICTORS: list[Any] = []
 
@@ -81,11 +92,13 @@ def configure(
     extra = dict(extra)
     backend = extra.pop("backend", backend)
     s2 = extra.pop("s2", False)
+    liger = extra.pop("liger", False)
     if extra.get("tile_tokens") == "tile":
         extra["tile_tokens"] = tile
     if sharded:
         extra["inplace_residual"] = False
-    remove(model)
+    remove(model)  # lemo first: its forward wraps Liger's
+    _set_liger(model, liger)
     disable_shifted_sparse_attention(model)
     if checkpointing:
         enable_gradient_checkpointing(model)
@@ -124,6 +137,20 @@ def configure(
             sparse_set = set(cfg.resolve_layers(model.config.num_hidden_layers))
             for i, layer in enumerate(_decoder_layers(model)):
                 layer.gradient_checkpointing = i in sparse_set
-    elif segmented:
-        cfg = SparsityConfig(sparse_layers="none", segmented_loss=True, backend=backend, **extra)
+    elif segmented or extra:
+        # Elimination off: lemo's segmented loss, offload and tiling alone (the loss stays the model's own, Liger's
+        # fused one, when `segmented` is off).
+        if not segmented:
+            extra["loss_tokens"] = "all"  # "kept" positions are lemo's segmented loss's to choose
+        cfg = SparsityConfig(sparse_layers="none", segmented_loss=segmented, backend=backend, **extra)
         apply(model, cfg)
+
+
+def _set_liger(model: Any, on: bool) -> None:
+    """Liger-patch `model` or undo it (lemo already removed); an error naming the extra when it is missing."""
+    from lemo.integrations.liger import apply_liger, is_liger_applied, remove_liger
+
+    if on and not is_liger_applied(model):
+        apply_liger(model)
+    elif not on:
+        remove_liger(model)

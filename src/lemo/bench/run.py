@@ -3,7 +3,10 @@
 Configurations (design.md section 5; `CONFIGS` below), all HF + PEFT LoRA r=8, alpha=16 on q/k/v/o, bf16, batch 1:
     lora          no gradient checkpointing, the model's own loss (SDPA attention)
     lora+gc       HF gradient checkpointing
-    exact         lora+gc plus the segmented loss: the strongest exact stack from public parts
+    exact         lora+gc plus lemo's segmented loss (HF + PEFT)
+    liger-exact   lora+gc on Liger-Kernel (fused RoPE, RMSNorm, SwiGLU, linear cross-entropy): the strongest
+                  exact stack from public parts, what `use_liger_kernel=True` gives (needs lemo[liger])
+    liger-*       every exact and lemo config again on the Liger-patched model (lemo keeps its own loss)
     longlora      lora with LongLoRA's shifted sparse attention (group T/4, half the heads shifted)
     lemo*         lemo on top of lora (no +gc) or of exact (+gc); +sgc checkpoints only the sparse layers
     abl-*         lemo-shared+gc with one part switched off (ablation)
@@ -11,8 +14,8 @@ Llama shapes use random-init weights: speed and memory do not depend on weight v
 fixed, so this measures the system, not the model. "smollm2" uses the real embedded model, and --model DIR
 your own (a local HF model directory; its name goes in the CSV's shape column). OOM is a result.
 
-    lemo bench --shape llama3-8b --lengths 8192 32768 --configs lora exact lemo-shared+gc \\
-        --keep-ratio 0.6 --backend auto --out benchmarks/results/e2e_llama3_8b.csv
+    lemo bench --shape llama3-8b --lengths 8192 32768 --configs exact liger-exact lemo-random+gc \\
+        liger-lemo-random+gc --out benchmarks/results/e2e_llama3_8b.csv
     lemo bench --mode longest --cap-gib 74.5 --shape llama3-8b --configs exact lemo-shared+gc
     lemo bench --model ~/models/my-llama --lengths 8192 --configs exact lemo-random+gc
 (also `python benchmarks/e2e/bench.py ...` in a source checkout). --mode longest searches the largest T under
@@ -36,11 +39,23 @@ from lemo.bench.configs import CONFIGS
 from lemo.bench.model import SHAPES, build_model, check_model_dir, shape_name
 from lemo.bench.sharded import join, shard_model, weights_gib_per_gpu
 from lemo.bench.step import MATMUL_RATE, longest_length, matmul_rate, probe
+from lemo.config import SparsityConfig
 
 # Environment variables that change what a row measures: recorded in its command column when set.
 MEASURED_ENV = ("PYTORCH_CUDA_ALLOC_CONF", "LEMO_HOST_GIB", "CUDA_VISIBLE_DEVICES")
 # Provenance carried by every row of every CSV this script writes.
-ENV_FIELDS = ["gpu", "torch", "cuda", "transformers", "peft", "triton", "commit", "timestamp", "command"]
+ENV_FIELDS = [
+    "gpu",
+    "torch",
+    "cuda",
+    "transformers",
+    "peft",
+    "triton",
+    "liger_kernel",
+    "commit",
+    "timestamp",
+    "command",
+]
 FIELDS = [
     "config",
     "shape",
@@ -87,6 +102,7 @@ def environment() -> dict:
         "transformers": ver("transformers"),
         "peft": ver("peft"),
         "triton": ver("triton"),
+        "liger_kernel": ver("liger-kernel"),
         "commit": os.environ.get("LEMO_COMMIT", "unknown"),
     }
 
@@ -165,8 +181,15 @@ def parse_args(argv: list[str] | None, prog: str | None = None) -> argparse.Name
     ap.add_argument(
         "--budget-s", type=float, default=0, help="start no new run after this many seconds (0: none)"
     )
-    ap.add_argument("--keep-ratio", type=float, default=0.4)
-    ap.add_argument("--backend", default="reference", choices=["auto", "reference", "triton"])
+    # The product's defaults (SparsityConfig()), read from the dataclass so the two never drift apart.
+    product = SparsityConfig()
+    ap.add_argument(
+        "--keep-ratio",
+        type=float,
+        default=product.keep_ratio,
+        help="kept fraction of the lemo configs (default: SparsityConfig's, %(default)s)",
+    )
+    ap.add_argument("--backend", default=product.backend, choices=["auto", "reference", "triton"])
     ap.add_argument("--tile-tokens", type=int, default=8192, help="MLP tile rows of the +tiled configs")
     ap.add_argument(
         "--probe-lengths",

@@ -30,6 +30,9 @@ class AttentionParts:
     k_norm: Module | None = None
     sliding_window: int | None = None
     dropout: float = 0.0
+    # A fused RoPE for q [N, H, D] and k [N, H_kv, D] at once (Liger's, when the model is patched with it:
+    # lemo.integrations.liger.fused_rope); None: lemo's reference apply_rope.
+    rope: Callable[..., tuple[torch.Tensor, torch.Tensor]] | None = None
 
     def project_qk(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Pre-RoPE q [N, H, D] and k [N, H_kv, D] of rows x [N, d] (what the oracle scores)."""
@@ -72,6 +75,8 @@ class AttentionParts:
         n = xk.shape[0]
         q, k = self.project_qk(xk)  # [N, H, D], [N, H_kv, D]
         v = self.v_proj(xk).view(n, self.num_kv_heads, self.head_dim)  # [N, H_kv, D]
+        if self.rope is not None:
+            return (*self.rope(q, k, cos_k, sin_k), v)
         return apply_rope(q, cos_k, sin_k), apply_rope(k, cos_k, sin_k), v
 
     def core(

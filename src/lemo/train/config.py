@@ -87,6 +87,9 @@ class FinetuneConfig:
     or --sparse-layers none), --data-mode chunk and a --seq-len that is a multiple of 8."""
     sparse: bool = True
     """Token elimination on (lemo) or off (plain LoRA)."""
+    liger: bool = False
+    """Patch the model with Liger-Kernel's fused RoPE, RMSNorm and SwiGLU (and its fused loss where lemo's
+    segmented loss is off) before lemo; lemo's own layers then run them too. Needs `pip install 'lemo[liger]'`."""
     sparsity: SparsityConfig = field(default_factory=SparsityConfig)
     predictors: str | None = None
     """Predictor directory from `lemo calibrate` (with --scorer predictor)."""

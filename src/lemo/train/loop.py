@@ -20,6 +20,7 @@ import torch
 
 from lemo.assets import austen_texts, smollm2_dir
 from lemo.eval.perplexity import PerplexityResult, perplexity
+from lemo.integrations.liger import apply_liger, require_liger
 from lemo.integrations.peft import add_lora, load_trainable_state, save_adapter, trainable_state
 from lemo.integrations.transformers import apply, enable_shifted_sparse_attention, mean_kept_fraction, stats
 from lemo.integrations.transformers.calibration import load_predictors
@@ -114,6 +115,8 @@ def finetune(cfg: FinetuneConfig, *, stop_after: int | None = None) -> FinetuneR
 def _finetune(cfg: FinetuneConfig, ctx: Dist, device_name: str, stop_after: int | None) -> FinetuneResult:
     device, dtype = resolve_device(device_name, cfg.dtype)
     check_config(cfg)  # before the output folder is touched: a bad argument leaves nothing behind
+    if cfg.liger:
+        require_liger()  # the missing extra is named before anything loads
     # Rank 0 alone touches the output folder, and holds its lock until the run ends however it ends; when it
     # fails there, every rank stops with its message instead of waiting for it until the timeout.
     claim = OutputClaim(Path(cfg.output_dir), resume=cfg.resume, overwrite=cfg.overwrite)
@@ -173,6 +176,8 @@ def _run(
     model.config.use_cache = False
     if cfg.attention == "s2":
         enable_shifted_sparse_attention(model)  # after LoRA, so it sees the final model; training only
+    if cfg.liger:
+        apply_liger(model)  # before lemo.apply: lemo's loss forward wraps Liger's, its layers call Liger's modules
     predictors = None
     if cfg.sparse and cfg.sparsity.scorer == "predictor":  # check_config made sure --predictors is set
         predictors = load_predictors(cfg.predictors, model=model)

@@ -58,6 +58,9 @@ def _plain_weight(module: nn.Module) -> torch.Tensor | None:
 
 def layer_parts(layer: nn.Module, spec: ArchSpec, index: int, config) -> LayerParts:
     """Read the parts of an HF decoder layer (done each forward, so later-injected adapters are seen)."""
+    # Imported here: liger.py imports patch.py, which imports this module.
+    from lemo.integrations.liger import fused_rope
+
     attn = getattr(layer, spec.attn)
     heads = config.num_attention_heads
     head_dim = getattr(attn, "head_dim", None) or config.hidden_size // heads
@@ -77,6 +80,7 @@ def layer_parts(layer: nn.Module, spec: ArchSpec, index: int, config) -> LayerPa
         k_norm=getattr(attn, spec.k_norm) if spec.k_norm else None,
         sliding_window=window,
         dropout=float(getattr(attn, "attention_dropout", 0.0) or 0.0),
+        rope=fused_rope(attn),  # the RoPE HF's attention calls, when it is Liger's
     )
     mlp = getattr(layer, spec.mlp)
     weights = [

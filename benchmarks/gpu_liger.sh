@@ -1,0 +1,54 @@
+#!/usr/bin/env bash
+# Issue 20: Liger-Kernel as the exact baseline, side by side with lemo, in ONE device call (under 10 minutes).
+#   LEMO_COMMIT=<commit> OUT=<dir> bash benchmarks/gpu_liger.sh          (device: carry [".whl"])
+# Llama-3-8B shape, random init, LoRA r8 on q/k/v/o, bf16, gradient checkpointing, `lemo bench`'s defaults
+# (backend auto, SparsityConfig()'s keep ratio). Rows (with their provenance: command, commit, GPU, versions,
+# liger_kernel included) append to $OUT/e2e_llama3_8b_liger.csv, the log to $OUT/liger.log:
+#   1. 16K and 32K, median of 3 steps after 1 warm-up: exact (HF + PEFT + lemo's segmented loss), liger-exact
+#      (Liger's RoPE/RMSNorm/SwiGLU/fused linear CE), lemo-random+gc (SparsityConfig() on exact) and
+#      liger-lemo-random+gc (the same on Liger; lemo's own loss, see lemo/bench/configs.py);
+#   2. 128K under the 80 GB cap (74.5 GiB), offload and full tiling, one step after a warm-up through two layers:
+#      liger-exact+offload+tiled-attn, liger-lemo+offload+tiled-attn.
+# No network there: Liger travels as its pure-Python wheel in .whl/ (git-ignored through .git/info/exclude):
+#   python3 -m pip download --no-deps --only-binary=:all: --python-version 3.12 --implementation cp \
+#       --platform manylinux_2_28_x86_64 --platform manylinux2014_x86_64 -d .whl liger-kernel==0.8.5
+# The command lines run on a CPU too, at a tiny shape, with Liger's kernels in Triton's interpreter (slow):
+#   BENCH="python tests/liger_cpu.py" SHAPE=tiny SHORT=128 LONG=256 TILE=64 STEPS=1 LEMO_COMMIT=x OUT=/tmp/o \
+#       bash benchmarks/gpu_liger.sh
+set -euo pipefail
+: "${LEMO_COMMIT:?set LEMO_COMMIT (the commit being measured)}"
+OUT=${OUT:?set OUT}
+mkdir -p "$OUT"
+python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/site \
+    .whl/liger_kernel-*.whl
+export LEMO_COMMIT PYTHONPATH=src:/tmp/site${PYTHONPATH:+:$PYTHONPATH} PYTHONUNBUFFERED=1 PYTHONWARNINGS=ignore
+BENCH=${BENCH:-python benchmarks/e2e/bench.py}
+SHAPE=${SHAPE:-llama3-8b}
+SHORT=${SHORT:-16384 32768}
+LONG=${LONG:-131072}
+TILE=${TILE:-8192}
+STEPS=${STEPS:-3}
+DEADLINE=${DEADLINE:-570}  # seconds: the call's 600 less a margin for copying $OUT back
+CSV=$OUT/e2e_llama3_8b_liger.csv
+log() { tee -a "$OUT/liger.log"; }
+# shellcheck disable=SC2086  # $BENCH, $SHORT and $LONG are word lists
+bench() { $BENCH --shape "$SHAPE" --tile-tokens "$TILE" --out "$CSV" "$@" 2>&1 | log; }
+python -c "import importlib.metadata as m, liger_kernel.transformers; print('liger-kernel', m.version('liger-kernel'))" \
+    2>&1 | log
+nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader 2>/dev/null | log || true
+# 1. The short pair: ~40 s to build the model, then ~4-5 min for 4 configs x 2 lengths x 4 steps (warm-up included).
+# shellcheck disable=SC2086
+bench --lengths $SHORT --steps "$STEPS" --warmup 1 --budget-s "${SHORT_BUDGET:-300}" \
+    --configs exact liger-exact lemo-random+gc liger-lemo-random+gc || echo "short run failed: $?" | log
+# 2. 128K: a step is ~60-80 s (plus the two-layer warm-up); the second config starts only if a whole step of it
+#    (about 110 s) and the model build (about 45 s) still fit before the deadline.
+left=$((DEADLINE - SECONDS - 45 - 110))
+echo "128K: ${SECONDS}s spent, second config starts within ${left}s of the model build" | log
+if [ "$left" -gt 0 ]; then
+    # shellcheck disable=SC2086
+    bench --lengths $LONG --cap-gib 74.5 --steps 1 --warmup 1 --warmup-layers few --budget-s "$left" \
+        --configs liger-exact+offload+tiled-attn liger-lemo+offload+tiled-attn || echo "128K run failed: $?" | log
+else
+    echo "no time left for 128K" | log
+fi
+echo "done in ${SECONDS}s" | log
