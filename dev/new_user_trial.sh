@@ -153,10 +153,13 @@ cpu = next((l.split(":", 1)[1].strip() for l in Path("/proc/cpuinfo").read_text(
             if l.startswith("model name")), platform.processor() or platform.machine())
 row = {"timestamp": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"), "cpu": cpu,
        "cores": len(os.sched_getaffinity(0)), "torch": torch.__version__, "seconds": seconds, "ppl_before": before,
-       "ppl_after": after, "status": status, "commit": commit, "command": command}
+       "ppl_after": after, "status": status, "load_1min": f"{os.getloadavg()[0]:.1f}", "commit": commit,
+       "command": command}
+# the machine's load at the end: on a shared machine other work slows the run, and the row says how much
 new = not Path(path).exists()
+fields = list(row) if new else next(csv.reader(open(path)))
 with open(path, "a", newline="") as fh:
-    writer = csv.DictWriter(fh, fieldnames=list(row))
+    writer = csv.DictWriter(fh, fieldnames=fields, extrasaction="ignore")
     if new:
         writer.writeheader()
     writer.writerow(row)

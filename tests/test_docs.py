@@ -171,13 +171,13 @@ def test_diagram_script_writes_the_readme_diagram(tmp_path):
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("index", [0, 1], ids=["from-python", "trl"])
+@pytest.mark.parametrize(
+    "index", [0, pytest.param(1, marks=pytest.mark.extra("trl", "datasets"))], ids=["from-python", "trl"]
+)
 def test_readme_python_snippets_run(index, tmp_path):
     """Every Python snippet of the README runs as written (the bundled SmolLM2 on CPU)."""
     snippets = _blocks(README.read_text(), "python")
     assert len(snippets) == 2
-    if index == 1:
-        pytest.importorskip("trl")
     script = tmp_path / "snippet.py"
     script.write_text(snippets[index])
     proc = subprocess.run(
