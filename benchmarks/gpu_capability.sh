@@ -3,6 +3,7 @@
 #   bash benchmarks/gpu_capability.sh stage     # first half of the SmolLM2 GGUF (carried: .stage/a) to /root/stage
 #   bash benchmarks/gpu_capability.sh quality   # second half (.stage/b) + Austen (.stage/austen); capability sweep
 #   bash benchmarks/gpu_capability.sh speed     # Llama-3-8B step time of the selections against exact
+#   bash benchmarks/gpu_capability.sh suite     # after `stage`: the capability suite (docs/suite.md), resumable
 # Needs LEMO_COMMIT and OUT. The 94 MiB GGUF is above what one call carries, hence the two halves.
 set -euo pipefail
 # gguf (to read the model) travels as a wheel in .whl: nothing can be installed from the network there.
@@ -14,16 +15,19 @@ mkdir -p "$OUT" "$S"
 export LEMO_SMOLLM2_GGUF=$S/smollm2.gguf LEMO_AUSTEN_DIR=$S/austen
 CONFIGS=${CONFIGS:-base dense dense@36 dense@42 dense@48 dense@54 preset prio-oracle prio-mix prio-random random \
 longlora text:dense text:dense@48 text:preset text:random}
-case "${1:?section}" in
-stage)
-    cp .stage/a/part00 "$S/"
-    ;;
-quality)
+assemble() {  # the GGUF from its halves (part00 staged by `stage`, part01 carried), and Austen, once per machine
     if [ ! -f "$LEMO_SMOLLM2_GGUF" ]; then
         cat "$S/part00" .stage/b/part01 > "$LEMO_SMOLLM2_GGUF"
         cp -r .stage/austen "$S/austen"
     fi
     echo "b179c9523d0e6a0f98a330c7562b682750a6f8c8c15e5bc70ea373728110db53  $LEMO_SMOLLM2_GGUF" | sha256sum -c
+}
+case "${1:?section}" in
+stage)
+    cp .stage/a/part00 "$S/"
+    ;;
+quality)
+    assemble
     if [ "${BIAS:-1}" = 1 ]; then
         python benchmarks/quality/capability.py --bias --bias-rows 8 --work /root/cap \
             --out "$OUT/selection_bias.csv" 2>"$OUT/bias.err"
@@ -38,6 +42,20 @@ speed)
         --budget-s 420 --out "$OUT/e2e_llama3_8b_capability.csv"
     python benchmarks/e2e/bench.py --shape llama3-8b --backend auto --keep-ratio 0.6 --lengths 32768 \
         --configs exact lemo-random+gc --budget-s 120 --out "$OUT/e2e_llama3_8b_capability.csv"
+    ;;
+suite)
+    # configs x forms x seeds, 8 trainings at a time; no job starts that would end after BUDGET_S. Finished jobs'
+    # part files come back in $OUT/suite_parts: carry them as .stage/suite_parts and run again to resume.
+    assemble
+    P=/root/suite_parts
+    mkdir -p "$P"
+    if [ -d .stage/suite_parts ]; then cp -n .stage/suite_parts/*.csv "$P/" 2>/dev/null || true; fi
+    SUITE_CONFIGS=${SUITE_CONFIGS:-dense dense@48 default backward-random backward-supervision oracle}
+    # shellcheck disable=SC2086
+    python benchmarks/quality/suite.py --configs $SUITE_CONFIGS --forms ${FORMS:-sup text} --seeds ${SEEDS:-0 1 2} \
+        --workers ${WORKERS:-8} --budget-s ${BUDGET_S:-540} ${SUITE_ARGS:-} --work /root/suite --parts "$P" \
+        --out "$OUT/suite_smollm2.csv" 2>"$OUT/suite.err"
+    mkdir -p "$OUT/suite_parts" && cp "$P"/*.csv "$OUT/suite_parts/" 2>/dev/null || true
     ;;
 *) echo "unknown section $1" >&2; exit 2 ;;
 esac

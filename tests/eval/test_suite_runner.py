@@ -121,3 +121,51 @@ def test_report_rebuilds_csv_summary_and_plot_from_parts(suite_mod, tmp_path):
     summary = list(csv.DictReader((tmp_path / "suite_summary.csv").open()))
     assert {r["verdict"] for r in summary if r["config"] == "default"} == {"lower"}
     assert (tmp_path / "suite.png").stat().st_size > 1000
+
+
+def test_oracle_training_hands_every_row_its_evidence(suite_mod, tiny_model_dir, tok, austen_dir, tmp_path):
+    """Through the real trainer (tokenization, packing, the step loop): each training forward finds its row."""
+    import json
+
+    import torch
+
+    from lemo.eval.evidence import EvidenceTable, record_evidence
+    from lemo.eval.suite import SuiteConfig
+    from lemo.eval.suite_rows import training_rows
+    from lemo.testing import tiny_finetune_config
+    from lemo.train.loop import finetune
+
+    small = SuiteConfig(
+        multikey_keys=2, multivalue_keys=1, multivalue_values=2, vartrack_chains=1, vartrack_hops=1,
+        kv_pairs=3, kv_asked=1, recall_quotes=1, count_keys=1,
+    )  # fmt: skip
+    text = (austen_dir / "emma.txt").read_text(encoding="utf-8")[:60_000]
+    records = training_rows([text], tok, 1024, 2, seed=5, cfg=small)
+    data = tmp_path / "sup.jsonl"
+    data.write_text("".join(json.dumps(r) + "\n" for r in records))
+    seen = []
+    original = EvidenceTable.mask_for
+
+    def spy(self, input_ids):
+        seen.append((input_ids[0].tolist(), original(self, input_ids)))
+        return seen[-1][1]
+
+    cfg = tiny_finetune_config(
+        tiny_model_dir, data, tmp_path / "run", seq_len=1024, steps=2, save_every=0, data_mode="pack",
+        sparsity={"block_size": 64, "keep_ratio": 0.5},
+    )  # fmt: skip
+    EvidenceTable.mask_for = spy
+    try:
+        with suite_mod.evidence_oracle(records, tok):
+            finetune(cfg)
+    finally:
+        EvidenceTable.mask_for = original
+    import lemo.train.loop as loop
+
+    assert loop.apply.__name__ == "apply"  # put back after the run
+    expected = {tuple(ids[:64]): mask for ids, mask in (record_evidence(r, tok) for r in records)}
+    assert len(seen) == 2
+    for ids, mask in seen:
+        assert mask is not None and mask.shape == (1, 1024)
+        want = expected[tuple(ids[:64])]
+        assert torch.equal(mask[0, : len(want)], want) and mask[0].sum() > 0
