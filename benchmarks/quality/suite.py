@@ -86,8 +86,14 @@ def part_path(parts: Path, job: str) -> Path:
 
 
 def jobs_of(args) -> list[str]:
-    """Every (config, form, seed), longest trainings first so the last wave of the pool is short."""
-    jobs = [job_name(c, f, s) for c in args.configs for f in args.forms for s in args.seeds]
+    """Every (config, form, seed), longest trainings first so the last wave of the pool is short. The
+    untrained `base` is evaluated once: it has neither form nor seed."""
+    jobs = [
+        job_name(c, f, s)
+        for c in args.configs
+        for f in (args.forms[:1] if c == "base" else args.forms)
+        for s in (args.seeds[:1] if c == "base" else args.seeds)
+    ]
     return sorted(jobs, key=lambda j: -parse_config(j.split(":")[0], args.steps)[1])
 
 

@@ -86,8 +86,12 @@ def test_configs_parse_with_steps_and_the_oracle_flag(suite_mod):
 
 
 def test_jobs_cover_configs_forms_and_seeds_longest_first(suite_mod, tmp_path):
-    args = SimpleNamespace(configs=["dense@30", "dense"], forms=["sup", "text"], seeds=[0, 1], steps=60)
+    args = SimpleNamespace(
+        configs=["base", "dense@30", "dense"], forms=["sup", "text"], seeds=[0, 1], steps=60
+    )
     jobs = suite_mod.jobs_of(args)
+    assert jobs.count("base:sup:0") == 1 and not any(j.startswith("base:") for j in jobs[:-1])
+    jobs.remove("base:sup:0")
     assert len(jobs) == 8 and jobs[:4] == ["dense:sup:0", "dense:sup:1", "dense:text:0", "dense:text:1"]
     paths = {suite_mod.part_path(tmp_path, j) for j in jobs}
     assert len(paths) == 8 and suite_mod.part_path(tmp_path, "dense@30:sup:0").name == "dense_at_30_sup_0.csv"
