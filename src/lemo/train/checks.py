@@ -114,8 +114,10 @@ def load_run_data(cfg: FinetuneConfig, model_dir: Path, world_size: int) -> RunD
     """Read and tokenize the data with the tokenizer alone, and check there are enough rows for one step."""
     from transformers import AutoTokenizer
 
+    train_records, held_docs, source = _documents(
+        cfg
+    )  # a missing or malformed file fails before the tokenizer
     tokenizer = AutoTokenizer.from_pretrained(model_dir, local_files_only=True)
-    train_records, held_docs, source = _documents(cfg)
     # Labels come with the tokens: every token for text, only completions and assistant turns otherwise.
     token_records = tokenize_records(train_records, tokenizer)
     pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else (tokenizer.eos_token_id or 0)

@@ -135,8 +135,8 @@ class RunLock:
             raise self._refusal(previous, "it is still running")
         if previous is not None:
             log.warning(
-                "taking over the lock on %s left by %s: that process is no longer running, so its run "
-                "stopped without finishing (--resume continues from its last checkpoint).",
+                "taking over the lock on %s left by %s: that process ended without releasing it, so its run "
+                "stopped unfinished (--resume continues from its last checkpoint).",
                 self.path.parent, previous.describe(),
             )  # fmt: skip
         os.ftruncate(fd, 0)
@@ -162,7 +162,7 @@ class RunLock:
         return (now.st_dev, now.st_ino) == (mine.st_dev, mine.st_ino)
 
     def _refusal(self, holder: Holder | None, why: str) -> RunLockedError:
-        who = holder.describe() if holder is not None else "another process (its record is unreadable)"
+        who = holder.describe() if holder is not None else "another process (its PID is not recorded yet)"
         return RunLockedError(
             f"--output-dir {self.path.parent} is in use by another lemo run: {who}; {why}. Wait for it to "
             "finish (or stop it), or choose another --output-dir. If that run is certainly over, delete "
