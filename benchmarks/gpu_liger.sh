@@ -7,6 +7,7 @@
 #   1. 16K and 32K, median of 3 steps after 1 warm-up: exact (HF + PEFT + lemo's segmented loss), liger-exact
 #      (Liger's RoPE/RMSNorm/SwiGLU/fused linear CE), lemo-random+gc (SparsityConfig() on exact) and
 #      liger-lemo-random+gc (the same on Liger; lemo's own loss, see lemo/bench/configs.py);
+#      SHORT_CONFIGS replaces that list (e.g. with backward elimination's lemo-bwd+gc and lemo-bwd-sup+gc);
 #   2. 128K under the 80 GB cap (74.5 GiB), offload and full tiling, one step after a warm-up through two layers:
 #      liger-exact+offload+tiled-attn, liger-lemo+offload+tiled-attn.
 # No network there: Liger travels as its pure-Python wheel in .whl/ (git-ignored through .git/info/exclude):
@@ -25,7 +26,7 @@ export LEMO_COMMIT PYTHONPATH=src:/tmp/site${PYTHONPATH:+:$PYTHONPATH} PYTHONUNB
 BENCH=${BENCH:-python benchmarks/e2e/bench.py}
 SHAPE=${SHAPE:-llama3-8b}
 SHORT=${SHORT:-16384 32768}
-LONG=${LONG:-131072}
+LONG=${LONG-131072}  # LONG= (empty) skips the 128K part
 TILE=${TILE:-8192}
 STEPS=${STEPS:-3}
 DEADLINE=${DEADLINE:-570}  # seconds: the call's 600 less a margin for copying $OUT back
@@ -39,12 +40,14 @@ nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader 2>
 # 1. The short pair: ~40 s to build the model, then ~4-5 min for 4 configs x 2 lengths x 4 steps (warm-up included).
 # shellcheck disable=SC2086
 bench --lengths $SHORT --steps "$STEPS" --warmup 1 --budget-s "${SHORT_BUDGET:-300}" \
-    --configs exact liger-exact lemo-random+gc liger-lemo-random+gc || echo "short run failed: $?" | log
+    --configs ${SHORT_CONFIGS:-exact liger-exact lemo-random+gc liger-lemo-random+gc} || echo "short run failed: $?" | log
 # 2. 128K: a step is ~60-80 s (plus the two-layer warm-up); the second config starts only if a whole step of it
 #    (about 110 s) and the model build (about 45 s) still fit before the deadline.
 left=$((DEADLINE - SECONDS - 45 - 110))
 echo "128K: ${SECONDS}s spent, second config starts within ${left}s of the model build" | log
-if [ "$left" -gt 0 ]; then
+if [ -z "$LONG" ]; then
+    echo "128K skipped (LONG is empty)" | log
+elif [ "$left" -gt 0 ]; then
     # shellcheck disable=SC2086
     bench --lengths $LONG --cap-gib 74.5 --steps 1 --warmup 1 --warmup-layers few --budget-s "$left" \
         --configs liger-exact+offload+tiled-attn liger-lemo+offload+tiled-attn || echo "128K run failed: $?" | log

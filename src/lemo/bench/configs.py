@@ -50,6 +50,21 @@ CONFIGS = {
     # +tiled-attn: the whole layer but the attention core in row tiles (tile_attention)
     "exact+offload+tiled-attn": ("all", True, False, None, {"offload": "cpu", **TILE_ALL}),
     "lemo+offload+tiled-attn": ("all", True, True, "tokens", {**DEFAULT, "offload": "cpu", **TILE_ALL}),
+    # backward elimination (exact forward, the kept rows' backward): random blocks, and the supervision scorer
+    "lemo-bwd+gc": (
+        "all",
+        True,
+        True,
+        "tokens",
+        {"elimination": "backward", "label_priority": True, "random_fraction": 1.0},
+    ),
+    "lemo-bwd-sup+gc": (
+        "all",
+        True,
+        True,
+        "tokens",
+        {"elimination": "backward", "label_priority": True, "scorer": "supervision", "random_fraction": 0.25},
+    ),
     # learned predictors instead of the oracle (untrained, artifact shape: time and memory do not depend on values)
     "lemo-pred+gc": ("all", True, True, "dense", {"scorer": "predictor"}),
     "lemo-pred-shared+gc": ("all", True, True, "tokens", {"scorer": "predictor", **SHARED}),
