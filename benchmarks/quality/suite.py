@@ -20,6 +20,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import csv
+import dataclasses
 import json
 import os
 import pickle
@@ -120,9 +121,22 @@ def _samples(args, length: int, family: str) -> list:
     return eval_samples(texts, _tokenizer(), [length], args.questions, 1, cfg, families=[family])
 
 
+def check_stamp(args) -> None:
+    """--work keeps the data for a resume: refuse to reuse data made with other settings."""
+    stamp = dict(suite=dataclasses.asdict(suite_config(args)), seq_len=args.seq_len, rows=args.rows)
+    stamp.update(questions=args.questions, eval_lengths=args.eval_lengths)
+    stamp = json.loads(json.dumps(stamp))  # tuples as lists, as read back
+    path = args.work / "data.json"
+    if path.exists() and json.loads(path.read_text()) != stamp:
+        raise SystemExit(f"{args.work} holds data made with other settings ({path}); pass another --work.")
+    args.work.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(stamp))
+
+
 def write_data(args) -> None:
     """Training rows per seed (both forms, the same rows) and the eval samples, once; kept for a resume."""
     smollm2_dir()  # convert the model once, before the processes below read it
+    check_stamp(args)
     todo = [s for s in args.seeds if not (args.work / f"data/s{s}/text.jsonl").exists()]
     evals = args.work / "eval.pkl"
     cells = [] if evals.exists() else [(n, f) for n in args.eval_lengths for f in suite_config(args).families]

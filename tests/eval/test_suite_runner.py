@@ -173,3 +173,12 @@ def test_oracle_training_hands_every_row_its_evidence(suite_mod, tiny_model_dir,
         assert mask is not None and mask.shape == (1, 1024)
         want = expected[tuple(ids[:64])]
         assert torch.equal(mask[0, : len(want)], want) and mask[0].sum() > 0
+
+
+def test_work_folder_refuses_data_made_with_other_settings(suite_mod, tmp_path):
+    args = SimpleNamespace(suite="", seq_len=1024, rows=2, questions=4, eval_lengths=[1024], work=tmp_path)
+    suite_mod.check_stamp(args)
+    suite_mod.check_stamp(args)  # the same settings: resume
+    args.suite = '{"multikey_keys": 3}'
+    with pytest.raises(SystemExit, match="other settings"):
+        suite_mod.check_stamp(args)
