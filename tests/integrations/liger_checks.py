@@ -192,3 +192,15 @@ def test_trl_use_liger_kernel_with_lemo_callback(tmp_path, tiny_model_dir, calls
     assert [h["lemo/kept_fraction"] for h in history if "lemo/kept_fraction" in h]
     after = {n: p.detach() for n, p in model.named_parameters() if p.requires_grad}
     assert any(not torch.equal(before[n], after[n]) for n in before)
+
+
+def test_finetune_liger_trains_through_liger_kernels(tiny_model_dir, text_file, tmp_path, calls):
+    """`lemo finetune --liger`: the model is Liger-patched before lemo, and elimination trains through it."""
+    from lemo.testing import tiny_finetune_config
+    from lemo.train.loop import finetune
+
+    cfg = tiny_finetune_config(tiny_model_dir, text_file, tmp_path / "run", steps=1, save_every=0, liger=True)
+    result = finetune(cfg)
+    assert len(result.losses) == 1 and torch.isfinite(torch.tensor(result.losses)).all()
+    assert calls["rms_norm"] and calls["swiglu"]
+    assert any(0 < rows < cfg.seq_len for rows in calls["rope"])  # the sparse layer's kept rows, Liger's RoPE
