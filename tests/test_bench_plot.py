@@ -123,16 +123,22 @@ def test_bar_notes_name_the_value_and_the_first_oom():
 
 
 def test_checkpointing_modes_from_config_names():
-    modes = {
-        c: plot.checkpointing(c) for c in ("lora", "lora+gc", "exact", "lemo-shared+sgc", "abl-mlp-dense+gc")
-    }
+    names = ("lora", "lora+gc", "exact", "lemo-shared+sgc", "abl-mlp-dense+gc", "liger-exact", "liger-lemo")
+    modes = {c: plot.checkpointing(c) for c in names}
     assert modes == {
         "lora": "none",
         "lora+gc": "all",
         "exact": "all",
         "lemo-shared+sgc": "sparse",
         "abl-mlp-dense+gc": "all",
+        "liger-exact": "all",  # exact's Liger twin: checkpointed like exact
+        "liger-lemo": "none",
     }
+    # Every config's name tells its checkpointing as the table does (the figures read names from CSVs).
+    from lemo.bench.configs import CONFIGS
+
+    for name, (gc, *_rest) in CONFIGS.items():
+        assert plot.checkpointing(name) == (gc or "none"), name
     rows = [{"config": c, "keep_ratio": "0.4"} for c in ("lemo-shared", "lemo-shared+gc", "lemo-shared+sgc")]
     assert len({plot.family(r) for r in rows}) == 1  # one colour; the line style tells them apart
 

@@ -32,7 +32,9 @@ def no_liger(monkeypatch):
 
 @pytest.mark.extra("liger_kernel", "trl", "datasets")
 def test_liger_kernels_under_lemo():
-    env = {**os.environ, "TRITON_INTERPRET": "1", "PYTHONPATH": str(REPO / "src")}
+    # The caller's PYTHONPATH stays behind src: `make test-oldest` puts the oldest transformers there.
+    path = os.pathsep.join(p for p in (str(REPO / "src"), os.environ.get("PYTHONPATH")) if p)
+    env = {**os.environ, "TRITON_INTERPRET": "1", "PYTHONPATH": path}
     done = subprocess.run(
         [
             sys.executable,

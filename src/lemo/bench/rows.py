@@ -16,7 +16,7 @@ LONGEST_COLUMNS = ("config", "shape", "cap_gib", "longest_ok_T", "first_oom_T", 
 # may name configs of another version): "+gc" all layers, "+sgc" the sparse layers only, and `exact` is lora+gc
 # with the segmented loss.
 GC_SUFFIXES = {"+gc": "all", "+sgc": "sparse"}
-GC_CONFIGS = ("exact",)
+GC_CONFIGS = ("exact", "liger-exact")  # gradient checkpointing without a "+gc" in the name
 Row = dict[str, str]
 
 
