@@ -54,9 +54,9 @@ def calls(monkeypatch):
     return seen
 
 
-def _pair(**liger):
+def _pair(arch="llama", **liger):
     """Two copies of one LoRA model (same weights); the first Liger-patched."""
-    a, b = (with_lora(tiny_model("llama", layers=2)).train() for _ in range(2))
+    a, b = (with_lora(tiny_model(arch, layers=2)).train() for _ in range(2))
     b.load_state_dict(a.state_dict())
     apply_liger(a, **liger)
     return a, b
@@ -204,3 +204,22 @@ def test_finetune_liger_trains_through_liger_kernels(tiny_model_dir, text_file, 
     assert len(result.losses) == 1 and torch.isfinite(torch.tensor(result.losses)).all()
     assert calls["rms_norm"] and calls["swiglu"]
     assert any(0 < rows < cfg.seq_len for rows in calls["rope"])  # the sparse layer's kept rows, Liger's RoPE
+
+
+@pytest.mark.parametrize("arch", ["mistral", "qwen2", "qwen3"])
+def test_lemo_on_liger_matches_lemo_alone_on_other_architectures(arch, calls):
+    """Liger's Mistral/Qwen2/Qwen3 patches (Qwen3's per-head q/k norms too) under lemo's sparse layer."""
+    cfg = lemo.SparsityConfig(**BLOCKS)
+    liger, plain = _pair(arch)
+    lemo.apply(liger, cfg)
+    lemo.apply(plain, cfg)
+    ids = torch.randint(0, 256, (1, T))
+    loss, grads = _loss_and_grads(liger, ids)
+    kept = lemo.stats(liger)[0]["kept_fraction"] * T
+    assert 0 < kept < T and kept in calls["swiglu"] and kept in calls["rope"]
+    ref_loss, ref_grads = _loss_and_grads(plain, ids)
+    torch.testing.assert_close(loss, ref_loss, rtol=1e-4, atol=1e-5)
+    for name in ref_grads:
+        torch.testing.assert_close(grads[name], ref_grads[name], rtol=1e-3, atol=1e-5, msg=name)
+    lemo.remove(liger)
+    remove_liger(liger)
