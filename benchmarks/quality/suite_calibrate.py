@@ -46,16 +46,18 @@ def main(argv: list[str] | None = None) -> int:
         for s in order:
             if time.perf_counter() - t0 > args.time_s:
                 break
-            hits[(s.task, s.length)].append(score_teacher(model, s, _device_of(model)).correct)
+            score = score_teacher(model, s, _device_of(model))
+            hits[(s.task, s.length)].append((score.correct, score.token_accuracy))
     extra = dict(config="base", form="-", seed=0, steps=0, sparsity="untrained", suite="{}", **env)
-    rows = [
-        {**extra, "metric": "exact_match", "family": f, "eval_len": n, "value": sum(h) / len(h), "n": len(h)}
-        for (f, n), h in sorted(hits.items())
-    ]
+    rows = []
+    for (f, n), h in sorted(hits.items()):
+        for metric, i in (("exact_match", 0), ("token_accuracy", 1)):
+            value = sum(x[i] for x in h) / len(h)
+            rows.append({**extra, "metric": metric, "family": f, "eval_len": n, "value": value, "n": len(h)})
     args.out.parent.mkdir(parents=True, exist_ok=True)
     write_csv(args.out, rows, FIELDS)
     for r in rows:
-        print(f"{r['family']:10s} {r['eval_len']:6d} {r['value']:.2f} (n={r['n']})")
+        print(f"{r['family']:10s} {r['eval_len']:6d} {r['metric']:15s} {r['value']:.2f} (n={r['n']})")
     print(f"{sum(map(len, hits.values()))} samples in {time.perf_counter() - t0:.0f} s")
     return 0
 
