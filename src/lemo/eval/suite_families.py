@@ -112,12 +112,19 @@ RECALL = (
     ('Which words immediately succeed the line "{s}"?', "The line is followed by:"),
 )
 COUNT = (
-    ("{k} visited the museum.", "How many times did {k} visit the museum?", "{k} visited it"),
-    ("{k} sent a letter to the editor.", "How many letters did {k} send to the editor?", "{k} sent"),
-    ("{k} rang the bell.", "How often did {k} ring the bell?", "{k} rang it"),
-    ("{k} planted a tree in the garden.", "Count the trees {k} planted in the garden.", "{k} planted"),
+    ("{k} visited the museum.", "How many times did {k} visit the museum?", "The number of visits by {k} is"),
+    (
+        "{k} sent a letter to the editor.",
+        "How many letters did {k} send to the editor?",
+        "The count for {k} is",
+    ),
+    ("{k} rang the bell.", "How often did {k} ring the bell?", "{k} rang it this many times:"),
+    (
+        "{k} planted a tree in the garden.",
+        "Count the trees {k} planted in the garden.",
+        "The tree total of {k} is",
+    ),
 )
-COUNT_UNIT = (" times", " letters", " times", " trees")
 
 
 def pick_phrasing(rng: random.Random, split: str) -> int:
@@ -204,12 +211,9 @@ def kv_block(
 def count(rng: random.Random, names: list[str], count_max: int, split: str) -> list[Fact]:
     facts = []
     for k in names:
-        p = pick_phrasing(rng, split)
-        s, q, lead = COUNT[p]
-        c = rng.randint(1, count_max)
-        question = Question(
-            "count", _q(q.format(k=k), lead.format(k=k)), f" {c}{COUNT_UNIT[p]}", list(range(c))
-        )
+        s, q, lead = COUNT[pick_phrasing(rng, split)]
+        c = rng.randint(1, count_max)  # the answer is the number alone: chance is 1 / count_max
+        question = Question("count", _q(q.format(k=k), lead.format(k=k)), f" {c}", list(range(c)))
         facts.append(Fact("count", [s.format(k=k)] * c, sorted(rng.random() for _ in range(c)), [question]))
     return facts
 
