@@ -378,21 +378,21 @@ def generic_table(rows: list[dict[str, str]]) -> str:
 def quickstart_table(rows: list[dict[str, str]]) -> str:
     """The README's quick start, timed by `make trial` in a fresh venv: wall time and perplexity before/after."""
     lines = [
-        "| when | machine | CPU cores | load at the end | torch | wall time | held-out perplexity before → after "
-        "| result |",
-        "|---|---|---|---|---|---|---|---|",
+        "| when | machine | CPU cores | load at the end | torch | wall time | CPU time | held-out perplexity "
+        "before → after | result |",
+        "|---|---|---|---|---|---|---|---|---|",
     ]
     for r in rows:
         secs = float(r["seconds"])
         ppl = f"{float(r['ppl_before']):.2f} → {float(r['ppl_after']):.2f}" if r.get("ppl_after") else "–"
         lines.append(
             f"| {r['timestamp'][:10]} | {r['cpu']} | {r['cores']} | {r.get('load_1min') or '–'} | {r['torch']} "
-            f"| {int(secs // 60)} min {secs % 60:.0f} s | {ppl} | {r['status']} |"
+            f"| {int(secs // 60)} min {secs % 60:.0f} s | {r.get('cpu_seconds') or '–'} s | {ppl} | {r['status']} |"
         )
     commits = ", ".join(dict.fromkeys(r.get("commit", "?") for r in rows))
     return "\n".join(lines) + (
         f"\n\nLoad: the machine's 1-minute load average when the run ended (other work on a shared machine "
-        f"slows it). Commit {commits}. Command (the README's quick start, run as written by "
+        f"slows it). CPU time: user and system seconds of the run, over all cores. Commit {commits}. Command (the README's quick start, run as written by "
         f"`dev/new_user_trial.sh`): "
         f"`{rows[-1]['command']}`\n"
     )
