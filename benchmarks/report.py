@@ -378,16 +378,18 @@ def generic_table(rows: list[dict[str, str]]) -> str:
 def quickstart_table(rows: list[dict[str, str]]) -> str:
     """The README's quick start, timed by `make trial` in a fresh venv: wall time and perplexity before/after."""
     lines = [
-        "| when | machine | CPU cores | load at the end | torch | wall time | CPU time | held-out perplexity "
-        "before → after | result |",
-        "|---|---|---|---|---|---|---|---|---|",
+        "| when | machine | CPU cores | load at the end | torch | tokens per row × steps | wall time | CPU time "
+        "| held-out perplexity before → after | result |",
+        "|---|---|---|---|---|---|---|---|---|---|",
     ]
     for r in rows:
         secs = float(r["seconds"])
+        shape = f"{r['seq_len']} × {r['steps']}" if r.get("steps") else "–"
         ppl = f"{float(r['ppl_before']):.2f} → {float(r['ppl_after']):.2f}" if r.get("ppl_after") else "–"
         lines.append(
             f"| {r['timestamp'][:10]} | {r['cpu']} | {r['cores']} | {r.get('load_1min') or '–'} | {r['torch']} "
-            f"| {int(secs // 60)} min {secs % 60:.0f} s | {r.get('cpu_seconds') or '–'} s | {ppl} | {r['status']} |"
+            f"| {shape} "
+            f"| {int(secs // 60)} min {secs % 60:.0f} s | {r['cpu_seconds'] + ' s' if r.get('cpu_seconds') else '–'} | {ppl} | {r['status']} |"
         )
     commits = ", ".join(dict.fromkeys(r.get("commit", "?") for r in rows))
     return "\n".join(lines) + (

@@ -147,17 +147,21 @@ QS_STATUS=$(awk -v s="$SECONDS_TAKEN" -v m="$MAX_S" 'BEGIN { print (s <= m) ? "o
 if [[ "${LEMO_TRIAL_RECORD:-1}" == 1 ]]; then
     "$VENV/bin/python" - "$REPO/benchmarks/results/quickstart_cpu.csv" "$SECONDS_TAKEN" "$(ppl before)" "$(ppl after)" \
         "$QS_STATUS" "$(cpu_seconds)" "$(git -C "$REPO" rev-parse --short HEAD)$(git -C "$REPO" diff --quiet HEAD -- src configs || echo +changes)" \
-        "$(tr '\n' ' ' <"$LOGS/quickstart.sh" | sed 's/ *$//')" <<'PY'
-import csv, datetime, os, platform, sys
+        "$(tr '\n' ' ' <"$LOGS/quickstart.sh" | sed 's/ *$//')" "$WORK/src" <<'PY'
+import csv, datetime, os, platform, shlex, sys
 from pathlib import Path
 import torch
-path, seconds, before, after, status, cpu_seconds, commit, command = sys.argv[1:]
+from lemo.train.config import load_yaml
+path, seconds, before, after, status, cpu_seconds, commit, command, checkout = sys.argv[1:]
+words = shlex.split(command)
+config = load_yaml(Path(checkout) / words[words.index("--config") + 1]) if "--config" in words else None
 cpu = next((l.split(":", 1)[1].strip() for l in Path("/proc/cpuinfo").read_text().splitlines()
             if l.startswith("model name")), platform.processor() or platform.machine())
 row = {"timestamp": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"), "cpu": cpu,
        "cores": len(os.sched_getaffinity(0)), "torch": torch.__version__, "seconds": seconds, "ppl_before": before,
        "ppl_after": after, "status": status, "load_1min": f"{os.getloadavg()[0]:.1f}",
-       "cpu_seconds": cpu_seconds, "commit": commit,
+       "cpu_seconds": cpu_seconds, "seq_len": getattr(config, "seq_len", ""), "steps": getattr(config, "steps", ""),
+       "commit": commit,
        "command": command}
 # the machine's load at the end: on a shared machine other work slows the run, and the row says how much
 old = list(csv.DictReader(open(path, newline=""))) if Path(path).exists() else []
