@@ -22,6 +22,7 @@ import contextlib
 import csv
 import dataclasses
 import json
+import multiprocessing
 import os
 import pickle
 import sys
@@ -141,7 +142,8 @@ def write_data(args) -> None:
     evals = args.work / "eval.pkl"
     cells = [] if evals.exists() else [(n, f) for n in args.eval_lengths for f in suite_config(args).families]
     t0 = time.perf_counter()
-    with ProcessPoolExecutor(max_workers=max(1, min(os.cpu_count() or 1, 16))) as pool:
+    fork = multiprocessing.get_context("fork")  # the children reuse this process's imports and arguments
+    with ProcessPoolExecutor(max(1, min(os.cpu_count() or 1, 16)), mp_context=fork) as pool:
         rows = {s: [pool.submit(_rows, args, s, i) for i in range(0, args.rows, ROWS_PER_TASK)] for s in todo}
         samples = [pool.submit(_samples, args, n, f) for n, f in cells]
         for s, futures in rows.items():
@@ -335,9 +337,8 @@ def main(argv: list[str] | None = None) -> int:
     args = ap.parse_args(argv)
     t0 = time.perf_counter()  # --budget-s counts from here: making the data is part of the device call
     args.parts = args.parts or args.out.with_name(args.out.stem + ".parts")
-    env = provenance(argv)
     if args.only:
-        run_job(args, args.only, env)
+        run_job(args, args.only, provenance(argv))
         return 0
     for spec in args.configs:
         parse_config(spec, args.steps)  # refuse a typo before any work
@@ -345,7 +346,8 @@ def main(argv: list[str] | None = None) -> int:
     args.parts.mkdir(parents=True, exist_ok=True)
     jobs = [j for j in jobs_of(args) if not part_path(args.parts, j).exists()]
     skipped = len(jobs_of(args)) - len(jobs)
-    write_data(args)
+    write_data(args)  # before anything touches CUDA: it forks the processes that make the data
+    env = provenance(argv)
     clock = Clock(args, t0)
     total = sum(clock.estimate(j) for j in jobs) / max(1, min(args.workers, len(jobs)))
     print(
