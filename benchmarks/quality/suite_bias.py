@@ -1,0 +1,120 @@
+"""How often each selector keeps the blocks that hold the evidence, on the capability suite's training rows.
+
+The suite's generator knows which prompt spans every answer needs (`record["evidence"]`), so a selector can be
+judged without training: per sparse layer, the share of evidence blocks it keeps against the share of the other
+unlabelled blocks (filler). Random selection keeps both at the keep ratio; a selector that finds what the loss
+depends on keeps evidence blocks more often. Forward passes only (training mode, no gradient), on the untrained
+model or on an adapter (`--adapter`, e.g. one the suite trained: the signal must hold under training too).
+
+    python benchmarks/quality/suite_bias.py --rows 4 --seq-len 16384 --out benchmarks/results/suite_bias.csv
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+from pathlib import Path
+
+import torch
+from common import provenance  # benchmarks/quality/common.py, beside this script
+
+import lemo
+from lemo.assets import austen_split, smollm2_dir
+from lemo.eval.evidence import record_evidence
+from lemo.eval.suite_rows import text_form, training_rows
+from lemo.integrations.peft import load_adapter
+from lemo.integrations.transformers.loading import load_model
+from lemo.ops import blocks_with_any
+
+# name: SparsityConfig fields. Keep 0.6 everywhere, the default's sparse layers ("auto").
+SELECTORS: dict[str, dict] = {
+    "random + labels": {"elimination": "backward", "random_fraction": 1.0},
+    "column sums (paper's oracle)": {"elimination": "backward", "scorer": "oracle", "random_fraction": 0.0},
+    "supervision": {"elimination": "backward", "scorer": "supervision", "random_fraction": 0.0},
+    "supervision + 0.25 random": {
+        "elimination": "backward",
+        "scorer": "supervision",
+        "random_fraction": 0.25,
+    },
+}
+FIELDS = ["selector", "form", "layer", "kept_evidence", "kept_filler", "evidence_blocks", "filler_blocks",
+          "rows", "seq_len", "keep_ratio", "adapter", "gpu", "torch", "transformers", "commit", "timestamp",
+          "command"]  # fmt: skip
+
+
+def block_masks(
+    record: dict, form: str, tokenizer, block: int
+) -> tuple[list[int], int, torch.Tensor, torch.Tensor]:
+    """(ids of the row in `form`, prompt tokens, [nb] evidence blocks, [nb] filler blocks: neither evidence nor
+    the question/answer tail)."""
+    ids, evidence = record_evidence(record if form == "sup" else text_form(record), tokenizer)
+    n_prompt = len(tokenizer.encode(record["prompt"], add_special_tokens=False, verbose=False))
+    tail = torch.zeros(len(ids), dtype=torch.bool)
+    tail[n_prompt:] = True
+    ev = blocks_with_any(evidence, block)  # [nb]
+    return ids, n_prompt, ev, ~(ev | blocks_with_any(tail, block))
+
+
+def measure(model, records: list[dict], tokenizer, device, keep: float) -> list[dict]:
+    """Per selector, form and layer: kept share of evidence and of filler blocks, pooled over the rows."""
+    out = []
+    for name, fields in SELECTORS.items():
+        lemo.apply(model, lemo.SparsityConfig(keep_ratio=keep, **fields))
+        for form in ("sup", "text"):
+            tally: dict[int, list[int]] = {}
+            for rec in records:
+                ids, n_prompt, ev, filler = block_masks(rec, form, tokenizer, 64)
+                x = torch.tensor(ids, device=device)[None]  # [1, T]
+                labels = x.clone()
+                if form == "sup":
+                    labels[:, :n_prompt] = -100  # prompt/completion: the answers alone carry labels
+                with torch.no_grad():
+                    model(input_ids=x, labels=labels)
+                for layer, s in lemo.stats(model).items():
+                    kept = torch.zeros(ev.numel(), dtype=torch.bool)
+                    kept[torch.tensor(s["blocks"][0], dtype=torch.long)] = True
+                    t = tally.setdefault(layer, [0, 0, 0, 0])
+                    t[0] += int((kept & ev).sum())
+                    t[1] += int(ev.sum())
+                    t[2] += int((kept & filler).sum())
+                    t[3] += int(filler.sum())
+            for layer, (ke, ne, kf, nf) in sorted(tally.items()):
+                out.append({"selector": name, "form": form, "layer": layer, "kept_evidence": ke / max(ne, 1),
+                            "kept_filler": kf / max(nf, 1), "evidence_blocks": ne, "filler_blocks": nf})  # fmt: skip
+        lemo.remove(model)
+    return out
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--rows", type=int, default=4)
+    ap.add_argument("--seq-len", type=int, default=16384)
+    ap.add_argument("--keep-ratio", type=float, default=0.6)
+    ap.add_argument("--adapter", type=Path, default=None)
+    ap.add_argument("--out", type=Path, default=Path("benchmarks/results/suite_bias.csv"))
+    args = ap.parse_args(argv)
+    env = provenance(argv)
+    device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    dtype = torch.bfloat16 if device.type == "cuda" else torch.float32
+    model, tok = load_model(smollm2_dir(), dtype=dtype, device=device, rope_scaling="yarn", rope_factor=2.0)
+    if args.adapter is not None:
+        model = load_adapter(model, args.adapter).to(device)
+    model.train()  # selection runs in training mode; no gradient is taken
+    train, _ = austen_split()
+    records = training_rows(train, tok, args.seq_len, args.rows, seed=99)
+    rows = measure(model, records, tok, device, args.keep_ratio)
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    with args.out.open("w", newline="") as fh:
+        w = csv.DictWriter(fh, fieldnames=FIELDS, extrasaction="ignore")
+        w.writeheader()
+        for r in rows:
+            w.writerow({**r, "rows": args.rows, "seq_len": args.seq_len, "keep_ratio": args.keep_ratio,
+                        "adapter": str(args.adapter or ""), **env})  # fmt: skip
+    for r in rows:
+        print(f"{r['selector']:30s} {r['form']:4s} L{r['layer']:<3d} evidence {r['kept_evidence']:.2f} "
+              f"filler {r['kept_filler']:.2f}")  # fmt: skip
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
