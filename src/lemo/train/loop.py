@@ -177,7 +177,9 @@ def _run(
     if cfg.attention == "s2":
         enable_shifted_sparse_attention(model)  # after LoRA, so it sees the final model; training only
     if cfg.liger:
-        apply_liger(model)  # before lemo.apply: lemo's loss forward wraps Liger's, its layers call Liger's modules
+        apply_liger(
+            model
+        )  # before lemo.apply: lemo's loss forward wraps Liger's, its layers call Liger's modules
     predictors = None
     if cfg.sparse and cfg.sparsity.scorer == "predictor":  # check_config made sure --predictors is set
         predictors = load_predictors(cfg.predictors, model=model)
