@@ -100,7 +100,14 @@ def jobs_of(args) -> list[str]:
 
 
 def suite_config(args) -> SuiteConfig:
-    return SuiteConfig(**json.loads(args.suite)) if args.suite else SuiteConfig()
+    """--suite's JSON: a "preset" (default v2) and knobs that override it."""
+    knobs = json.loads(args.suite) if args.suite else {}
+    return SuiteConfig.from_preset(knobs.pop("preset", "v2"), **knobs)
+
+
+def suite_json(cfg: SuiteConfig) -> str:
+    """Every knob, spelled out: a row read later says what ran, whatever the defaults have become."""
+    return json.dumps(dataclasses.asdict(cfg), sort_keys=True)
 
 
 ROWS_PER_TASK = 10  # training rows per data-making process (a 16K row takes about a second to fit)
@@ -253,7 +260,8 @@ def run_job(args, job: str, env: dict) -> None:
     name, steps, sparsity, evidence = parse_config(spec, args.steps)
     extra = dict(config=spec, form=form, seed=int(seed), steps=steps, seq_len=args.seq_len, **env)
     extra.update(
-        sparsity="untrained" if name == "base" else json.dumps(CONFIGS[name]), suite=args.suite or "{}"
+        sparsity="untrained" if name == "base" else json.dumps(CONFIGS[name]),
+        suite=suite_json(suite_config(args)),
     )
     adapter = None
     if name != "base":
@@ -321,7 +329,11 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--questions", type=int, default=32, help="eval questions per family and length")
     ap.add_argument("--ppl-lengths", type=int, nargs="+", default=[16384])
     ap.add_argument("--ppl-windows", type=int, default=4)
-    ap.add_argument("--suite", default="", help="SuiteConfig fields as JSON, e.g. '{\"multikey_keys\": 12}'")
+    ap.add_argument(
+        "--suite",
+        default="",
+        help='SuiteConfig knobs as JSON over a preset (default v2), e.g. \'{"preset": "v1", "multikey_keys": 12}\'',
+    )
     ap.add_argument("--workers", type=int, default=8)
     ap.add_argument(
         "--budget-s", type=float, default=0, help="launch no job that would end after this (0: no limit)"

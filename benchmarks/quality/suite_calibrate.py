@@ -10,6 +10,7 @@ short by `--time-s` still covers every cell: a check that no family is trivial o
 from __future__ import annotations
 
 import argparse
+import json
 import pickle
 import sys
 import time
@@ -48,7 +49,9 @@ def main(argv: list[str] | None = None) -> int:
                 break
             score = score_teacher(model, s, _device_of(model))
             hits[(s.task, s.length)].append((score.correct, score.token_accuracy))
-    extra = dict(config="base", form="-", seed=0, steps=0, sparsity="untrained", suite="{}", **env)
+    # The knobs the samples were made with: suite.py stamps them into the --work folder.
+    suite = json.dumps(json.loads((args.work / "data.json").read_text())["suite"], sort_keys=True)
+    extra = dict(config="base", form="-", seed=0, steps=0, sparsity="untrained", suite=suite, **env)
     rows = []
     for (f, n), h in sorted(hits.items()):
         for metric, i in (("exact_match", 0), ("token_accuracy", 1)):

@@ -21,6 +21,8 @@ FAMILIES = ("multikey", "multivalue", "vartrack", "kv", "recall", "count")
 TRAIN_PHRASINGS = (0, 1, 2)
 EVAL_PHRASING = 3
 N_PHRASINGS = 4
+ALPHABETS = {"hex": string.ascii_lowercase[:6] + string.digits, "digits": string.digits}
+NUMBER_WORDS = ("one", "two", "three", "four", "five", "six", "seven", "eight", "nine", "ten")
 
 
 @dataclass
@@ -138,16 +140,17 @@ class Codes:
     def __init__(self, rng: random.Random) -> None:
         self.rng, self.used = rng, set()
 
-    def number(self) -> str:
-        while (c := str(self.rng.randint(10000, 99999))) in self.used:
+    def number(self, digits: int = 5) -> str:
+        """A number of `digits` digits (no leading zero); one token per digit."""
+        while (c := str(self.rng.randint(10 ** (digits - 1), 10**digits - 1))) in self.used:
             pass
         self.used.add(c)
         return c
 
-    def token(self, length: int) -> str:
-        # Lowercase hex-like strings: several tokens each, so value_len scales how much must be copied.
-        alphabet = string.ascii_lowercase[:6] + string.digits
-        while (c := "".join(self.rng.choices(alphabet, k=length))) in self.used:
+    def token(self, length: int, alphabet: str = "hex") -> str:
+        # Hex-like strings (or digit strings): several tokens each, so value_len scales what must be copied.
+        chars = ALPHABETS[alphabet]
+        while (c := "".join(self.rng.choices(chars, k=length))) in self.used:
             pass
         self.used.add(c)
         return c
@@ -163,11 +166,13 @@ def multikey(rng: random.Random, names: list[str], codes: Codes, split: str) -> 
     return facts
 
 
-def multivalue(rng: random.Random, names: list[str], codes: Codes, n_values: int, split: str) -> list[Fact]:
+def multivalue(
+    rng: random.Random, names: list[str], codes: Codes, n_values: int, digits: int, split: str
+) -> list[Fact]:
     facts = []
     for k in names:
         s, q, lead = MULTIVALUE[pick_phrasing(rng, split)]
-        values = [codes.number() for _ in range(n_values)]
+        values = [codes.number(digits) for _ in range(n_values)]
         depths = sorted(rng.random() for _ in range(n_values))  # listed in order of appearance
         question = Question(
             "multivalue", _q(q.format(k=k), lead.format(k=k)), " " + ", ".join(values), list(range(n_values))
@@ -176,11 +181,13 @@ def multivalue(rng: random.Random, names: list[str], codes: Codes, n_values: int
     return facts
 
 
-def vartrack(rng: random.Random, chains: list[list[str]], codes: Codes, split: str) -> list[Fact]:
+def vartrack(
+    rng: random.Random, chains: list[list[str]], codes: Codes, split: str, digits: int = 5
+) -> list[Fact]:
     facts = []
     for names in chains:
         first, copy, q, lead = VARTRACK[pick_phrasing(rng, split)]
-        v = codes.number()
+        v = codes.number(digits)
         statements = [first.format(a=names[0], v=v)]
         statements += [copy.format(a=a, b=b) for a, b in itertools.pairwise(names)]
         # Each link lands after the one it copies from, so the chain reads forwards like a program.
@@ -194,11 +201,17 @@ def vartrack(rng: random.Random, chains: list[list[str]], codes: Codes, split: s
 
 
 def kv_block(
-    rng: random.Random, keys: list[str], codes: Codes, value_len: int, n_asked: int, split: str
+    rng: random.Random,
+    keys: list[str],
+    codes: Codes,
+    value_len: int,
+    n_asked: int,
+    split: str,
+    alphabet: str = "hex",
 ) -> Fact:
     """One structured block (a single statement) with `keys`; `n_asked` of them are asked about."""
     opening, pair, sep, closing, q, lead = KV[pick_phrasing(rng, split)]
-    values = [codes.token(value_len) for _ in keys]
+    values = [codes.token(value_len, alphabet) for _ in keys]
     body = sep.join(pair.format(k=k, v=v) for k, v in zip(keys, values, strict=True))
     block = opening.format() + body + closing.format()
     asked = rng.sample(range(len(keys)), min(n_asked, len(keys)))
@@ -208,12 +221,15 @@ def kv_block(
     return Fact("kv", [block], [rng.random()], questions)
 
 
-def count(rng: random.Random, names: list[str], count_max: int, split: str) -> list[Fact]:
+def count(
+    rng: random.Random, names: list[str], count_max: int, split: str, words: bool = False
+) -> list[Fact]:
     facts = []
     for k in names:
         s, q, lead = COUNT[pick_phrasing(rng, split)]
         c = rng.randint(1, count_max)  # the answer is the number alone: chance is 1 / count_max
-        question = Question("count", _q(q.format(k=k), lead.format(k=k)), f" {c}", list(range(c)))
+        answer = f" {NUMBER_WORDS[c - 1] if words else c}"  # a word is one token, and never a copied digit
+        question = Question("count", _q(q.format(k=k), lead.format(k=k)), answer, list(range(c)))
         facts.append(Fact("count", [s.format(k=k)] * c, sorted(rng.random() for _ in range(c)), [question]))
     return facts
 
