@@ -493,7 +493,7 @@ def headline_speed(rows: list[dict[str, str]]) -> list[Headline]:
     lemo = _ok(rows, config="lemo-random+gc", seq_len="32768", completion="0.02")
     exact = _ok(rows, config="exact", seq_len="32768", completion="0.02")
     csv_name = "e2e_llama3_8b_capability.csv"
-    against = "exact stack, 32K"
+    against = "HF exact stack, 32K"
     return [
         Headline(
             against,
@@ -516,6 +516,77 @@ def headline_speed(rows: list[dict[str, str]]) -> list[Headline]:
     ]
 
 
+def headline_liger(rows: list[dict[str, str]]) -> list[Headline]:
+    """e2e_llama3_8b_liger.csv: the strongest exact stack, Liger-Kernel's (what TRL's `use_liger_kernel=True`
+    gives), against lemo's default alone and on top of it, 32K, completion-only labels."""
+    at = {"seq_len": "32768", "completion": "0.02"}
+    liger = _ok(rows, config="liger-exact", **at)
+    csv_name = "e2e_llama3_8b_liger.csv"
+    out = []
+    for config, who in (("lemo-random+gc", "lemo alone"), ("liger-lemo-random+gc", "lemo on Liger")):
+        lemo = _ok(rows, config=config, **at)
+        against = f"Liger exact stack, 32K ({who})"
+        out.append(
+            Headline(
+                against,
+                "step time",
+                float(lemo["median_step_s"]),
+                float(liger["median_step_s"]),
+                "s",
+                "lower",
+                csv_name,
+            )
+        )
+        out.append(
+            Headline(
+                against,
+                "GPU peak",
+                float(lemo["peak_alloc_gib"]),
+                float(liger["peak_alloc_gib"]),
+                "GiB",
+                "lower",
+                csv_name,
+            )
+        )
+    return out
+
+
+def headline_suite(rows: list[dict[str, str]]) -> list[Headline]:
+    """suite_smollm2.csv: held-out capability suite at 16K, the default against dense LoRA at the same steps;
+    per seed the mean over the task families, then the mean and standard error over seeds."""
+    out = []
+    for metric, measure in (
+        ("exact_match", "held-out suite, exact match at 16K"),
+        ("token_accuracy", "held-out suite, answer-token accuracy at 16K"),
+    ):
+        stats = {}
+        steps = {}
+        for config in ("default", "dense"):
+            per_seed: dict[str, list[float]] = {}
+            for r in rows:
+                if (
+                    r["config"] == config
+                    and r["form"] == "sup"
+                    and r["metric"] == metric
+                    and r["eval_len"] == "16384"
+                ):
+                    per_seed.setdefault(r["seed"], []).append(float(r["value"]))
+                    steps[config] = r["steps"]
+            means = [sum(v) / len(v) for v in per_seed.values()]
+            m = sum(means) / len(means)
+            sd = (
+                math.sqrt(sum((x - m) ** 2 for x in means) / (len(means) - 1))
+                if len(means) > 1
+                else float("nan")
+            )
+            stats[config] = (m, sd / math.sqrt(len(means)), len(means))
+        assert steps["default"] == steps["dense"], steps
+        (a, se_a, n), (b, se_b, _) = stats["default"], stats["dense"]
+        against = f"dense LoRA, same steps ({steps['dense']}), prompt/completion rows, {n} seeds"
+        out.append(Headline(against, measure, a, b, "", "higher", "suite_smollm2.csv", (se_a, se_b)))
+    return out
+
+
 def headline_offload(rows: list[dict[str, str]]) -> list[Headline]:
     """e2e_llama3_8b_offload.csv: both with offload and full tiling at 256K, each after the same warm-up."""
     warm = [
@@ -528,7 +599,7 @@ def headline_offload(rows: list[dict[str, str]]) -> list[Headline]:
     assert timed(exact) == timed(lemo), "a step is compared only with one timed the same way"
     return [
         Headline(
-            "exact stack with offload and tiling, 256K",
+            "HF exact stack with offload and tiling, 256K",
             "step time",
             float(lemo["median_step_s"]),
             float(exact["median_step_s"]),
@@ -545,7 +616,7 @@ def headline_longest(rows: list[dict[str, str]]) -> list[Headline]:
     lemo, exact = last["lemo+offload"], last["exact+offload"]
     return [
         Headline(
-            "exact stack with offload, 80 GB cap",
+            "HF exact stack with offload, 80 GB cap",
             "longest trainable context",
             float(lemo["longest_ok_T"]),
             float(exact["longest_ok_T"]),
@@ -582,17 +653,21 @@ def headline_capability(rows: list[dict[str, str]]) -> list[Headline]:
             value[(dense, "retrieval_teacher", "16384")],
         )
         se = (math.sqrt(a * (1 - a) / n_a), math.sqrt(b * (1 - b) / n_b))
-        out.append(Headline(against, "retrieval at 16K (lemo's own tasks)", a, b, "", "higher", csv_name, se))
+        out.append(
+            Headline(against, "retrieval at 16K, lemo data's own tasks", a, b, "", "higher", csv_name, se)
+        )
         a, b = value[(lemo, "ppl", "16384")][0], value[(dense, "ppl", "16384")][0]
         out.append(Headline(against, "held-out perplexity at 16K", a, b, "", "lower", csv_name))
     return out
 
 
 HEADLINE: list[tuple[str, Callable[[list[dict[str, str]]], list[Headline]]]] = [
+    ("e2e_llama3_8b_liger.csv", headline_liger),
     ("e2e_llama3_8b_capability.csv", headline_speed),
     ("e2e_llama3_8b_offload.csv", headline_offload),
     ("e2e_llama3_8b_offload_longest.csv", headline_longest),
     ("capability_smollm2.csv", headline_capability),
+    ("suite_smollm2.csv", headline_suite),
 ]
 
 
@@ -655,8 +730,8 @@ GROUPS = {
     "Quality and capability": (
         "Quality is measured on SmolLM2-135M-Instruct with real weights, on a GPU, with each adapter evaluated "
         "dense (without elimination). The retrieval tasks below are `lemo data`'s own, where dense LoRA comes close "
-        "to saturating. On held-out tasks phrased unlike the training rows, a later GPU measurement put the default "
-        "below dense LoRA at equal GPU time; its CSV is not committed yet, so it has no section here."
+        "to saturating. On the held-out capability suite ([suite.md](suite.md)) the default is below dense LoRA "
+        "at the same steps (headline)."
     ),
 }
 
@@ -678,6 +753,15 @@ SECTIONS: list[Section] = [
         "T doubles until a config runs out of memory on the 141 GB card.",
         ("e2e_llama3_8b_sweep_memory.png", "e2e_llama3_8b_sweep_step_time.png"),
         _sweep_notes,
+    ),
+    Section(
+        "Speed and memory",
+        "Llama-3-8B shape: against Liger-Kernel's exact stack",
+        "e2e_llama3_8b_liger.csv",
+        "`liger-exact` is the exact stack with Liger-Kernel's fused RoPE, RMSNorm, SwiGLU and linear cross-entropy "
+        "(what TRL's `use_liger_kernel=True` gives); `liger-*` rows run lemo on top of it. `lemo-bwd` is backward "
+        "elimination, `-sup` its supervision-aware selector. Rows supervise the end of each row, as prompt/completion "
+        "data does.",
     ),
     Section(
         "Speed and memory",
@@ -823,9 +907,8 @@ def results_page() -> str:
         "<!-- generated by benchmarks/report.py from benchmarks/results/*.csv; edit the script, not this page -->",
         "",
         "Every table is generated from a CSV in `benchmarks/results/`, written by the run it describes, with the GPU, "
-        "versions, commit and command under the table. `tests/test_docs.py` fails when a table is stale. Not here "
-        "yet, because no committed CSV holds them: a comparison against Liger-Kernel's exact stack, and a capability "
-        "suite of held-out tasks.",
+        "versions, commit and command under the table. `tests/test_docs.py` fails when a table is stale. The "
+        "capability suite's tables are in [suite.md](suite.md).",
         "",
         "## Headline",
         "",
