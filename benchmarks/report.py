@@ -400,6 +400,73 @@ def quickstart_table(rows: list[dict[str, str]]) -> str:
     )
 
 
+def _mean_se(values: list[float]) -> tuple[float, float]:
+    m = sum(values) / len(values)
+    if len(values) < 2:
+        return m, float("nan")
+    return m, math.sqrt(sum((x - m) ** 2 for x in values) / (len(values) - 1) / len(values))
+
+
+SUITE_FAMILIES = ("multikey", "multivalue", "vartrack", "kv", "recall", "count")
+
+
+def suite_table(rows: list[dict[str, str]]) -> str:
+    """The capability suite at 16K: per config and form, each family's exact match (mean +- standard error over
+    seeds), the suite mean (per seed over families, then over seeds) in exact match and answer-token accuracy,
+    and held-out perplexity."""
+    at16 = [r for r in rows if r["eval_len"] == "16384"]
+    keys = sorted(
+        {(r["config"], r["form"], r["steps"]) for r in at16}, key=lambda k: (k[1], k[0] != "dense", k)
+    )
+    head = [
+        "config",
+        "form",
+        "steps",
+        "seeds",
+        *SUITE_FAMILIES,
+        "suite exact match",
+        "suite token accuracy",
+        "ppl",
+    ]
+    out = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    for config, form, steps in keys:
+        mine = [r for r in at16 if (r["config"], r["form"], r["steps"]) == (config, form, steps)]
+        seeds = sorted({r["seed"] for r in mine})
+
+        def cell(metric: str, family: str | None, mine=mine, seeds=seeds) -> str:
+            per_seed = []
+            for seed in seeds:
+                vals = [float(r["value"]) for r in mine if r["seed"] == seed and r["metric"] == metric
+                        and (family is None or r["family"] == family)]  # fmt: skip
+                if vals:
+                    per_seed.append(sum(vals) / len(vals))
+            if not per_seed:
+                return "–"
+            m, se = _mean_se(per_seed)
+            return f"{m:.2f}" if math.isnan(se) else f"{m:.2f} ± {se:.2f}"
+
+        fams = [cell("exact_match", f) for f in SUITE_FAMILIES]
+        row = [config, form, steps, str(len(seeds)), *fams, cell("exact_match", None),
+               cell("token_accuracy", None), cell("ppl", None)]  # fmt: skip
+        out.append("| " + " | ".join(row) + " |")
+    return "\n".join(out) + "\n"
+
+
+def suite_bias_table(rows: list[dict[str, str]]) -> str:
+    """Per selector and form: the share of evidence blocks and of filler blocks kept, averaged over the sparse
+    layers (with the range over layers)."""
+    keys = list(dict.fromkeys((r["selector"], r["form"]) for r in rows))
+    out = ["| selector | form | evidence kept | filler kept | evidence kept, layer range | layers | rows | length |",
+           "|---|---|---|---|---|---|---|---|"]  # fmt: skip
+    for selector, form in keys:
+        mine = [r for r in rows if (r["selector"], r["form"]) == (selector, form)]
+        ev = [float(r["kept_evidence"]) for r in mine]
+        fi = [float(r["kept_filler"]) for r in mine]
+        out.append(f"| {selector} | {form} | {sum(ev) / len(ev):.2f} | {sum(fi) / len(fi):.2f} | "
+                   f"{min(ev):.2f}-{max(ev):.2f} | {len(mine)} | {mine[0]['rows']} | {mine[0]['seq_len']} |")  # fmt: skip
+    return "\n".join(out) + "\n"
+
+
 def render(csv_path: Path) -> str:
     with csv_path.open(newline="") as fh:
         return table(list(csv.DictReader(fh)))
@@ -419,6 +486,10 @@ def table(rows: list[dict[str, str]]) -> str:
         return diagnostics_table(rows)
     if {"layer", "pool", "recall"} <= set(rows[0]):
         return recall_table(rows)
+    if {"config", "form", "seed", "family", "metric", "value"} <= set(rows[0]):
+        return suite_table(rows)
+    if {"selector", "kept_evidence", "kept_filler"} <= set(rows[0]):
+        return suite_bias_table(rows)
     if {"config", "metric", "eval_len", "depth", "value"} <= set(rows[0]):
         return capability_table(rows)
     if {"selection", "feature", "bin", "kept_share"} <= set(rows[0]):
@@ -876,6 +947,25 @@ SECTIONS: list[Section] = [
         "Learned predictors and LongLoRA (held-out perplexity)",
         "quality_smollm2_pred.csv",
         "Same protocol; `pred=` rows choose the blocks with predictors calibrated on the GPU instead of the oracle.",
+    ),
+    Section(
+        "Quality and capability",
+        "The held-out capability suite (SmolLM2-135M, 16K)",
+        "suite_smollm2.csv",
+        "Six task families mixed in every training row, evaluated in a phrasing never trained on, with other names "
+        "and a novel never trained on ([suite.md](suite.md)). LoRA r8 on q/k/v/o, YaRN x2 to 16K, one 16K row per "
+        "step, lr 5e-4. `default` is `SparsityConfig()`; `backward-random` is backward elimination with random "
+        "blocks ([design.md](design.md#13-backward-elimination-and-the-supervision-scorer)). Exact match per family, "
+        "mean and standard error over seeds; perplexity on held-out plain text.",
+        ("suite_smollm2.png",),
+    ),
+    Section(
+        "Quality and capability",
+        "Does a selector keep the evidence? (suite rows, no training)",
+        "suite_bias_cpu.csv",
+        "The suite's generator knows which spans each answer needs. Per selector, the share of those evidence "
+        "blocks kept against the share of other unlabelled (filler) blocks, over the sparse layers, on the "
+        "untrained model (forward passes, CPU). Random selection keeps both at about the same share.",
     ),
     Section(
         "Learned predictors",
