@@ -3,7 +3,8 @@
 #   bash benchmarks/gpu_capability.sh stage     # first half of the SmolLM2 GGUF (carried: .stage/a) to /root/stage
 #   bash benchmarks/gpu_capability.sh quality   # second half (.stage/b) + Austen (.stage/austen); capability sweep
 #   bash benchmarks/gpu_capability.sh speed     # Llama-3-8B step time of the selections against exact
-#   bash benchmarks/gpu_capability.sh suite     # after `stage`: the capability suite (docs/suite.md), resumable
+#   bash benchmarks/gpu_capability.sh suite     # after `stage`: the capability suite (docs/suite.md), resumable:
+#                                               # carry .stage/suite_parts.tar from the last call's $OUT
 # Needs LEMO_COMMIT and OUT. The 94 MiB GGUF is above what one call carries, hence the two halves.
 set -euo pipefail
 # gguf (to read the model) travels as a wheel in .whl: nothing can be installed from the network there.
@@ -44,18 +45,21 @@ speed)
         --configs exact lemo-random+gc --budget-s 120 --out "$OUT/e2e_llama3_8b_capability.csv"
     ;;
 suite)
-    # configs x forms x seeds, 8 trainings at a time; no job starts that would end after BUDGET_S. Finished jobs'
-    # part files come back in $OUT/suite_parts: carry them as .stage/suite_parts and run again to resume.
+    # configs x forms x seeds, 8 trainings at a time; no job starts that would end after BUDGET_S. A call returns
+    # at most 8 files, so the finished jobs' part files come back packed in $OUT/suite_parts.tar: carry it as
+    # .stage/suite_parts.tar (or unpacked, as .stage/suite_parts/) and run again to resume.
     assemble
     P=/root/suite_parts
-    mkdir -p "$P"
-    if [ -d .stage/suite_parts ]; then cp -n .stage/suite_parts/*.csv "$P/" 2>/dev/null || true; fi
+    python benchmarks/quality/suite_parts.py unpack "$P" .stage/suite_parts.tar .stage/suite_parts
     SUITE_CONFIGS=${SUITE_CONFIGS:-dense dense@48 default backward-random backward-supervision oracle}
+    rc=0
     # shellcheck disable=SC2086
     python benchmarks/quality/suite.py --configs $SUITE_CONFIGS --forms ${FORMS:-sup text} --seeds ${SEEDS:-0 1 2} \
         --workers ${WORKERS:-8} --budget-s ${BUDGET_S:-540} ${SUITE_ARGS:-} --work /root/suite --parts "$P" \
-        --out "$OUT/suite_smollm2.csv" 2>"$OUT/suite.err"
-    mkdir -p "$OUT/suite_parts" && cp "$P"/*.csv "$OUT/suite_parts/" 2>/dev/null || true
+        --out "$OUT/suite_smollm2.csv" 2>"$OUT/suite.err" || rc=$?
+    # Packed even when the runner failed: what finished before the failure still comes back.
+    python benchmarks/quality/suite_parts.py pack "$P" "$OUT/suite_parts.tar"
+    exit $rc
     ;;
 *) echo "unknown section $1" >&2; exit 2 ;;
 esac

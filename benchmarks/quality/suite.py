@@ -18,7 +18,6 @@ so the same command resumes after --budget-s stopped it (or after a device call 
 from __future__ import annotations
 
 import argparse
-import contextlib
 import csv
 import dataclasses
 import json
@@ -39,7 +38,8 @@ from common import (  # benchmarks/quality/common.py, beside this script
     setup_config,
     timed_finetune,
 )
-from suite_report import write_report  # beside this script too
+from suite_hooks import evidence_hooks, kept_rows  # beside this script too
+from suite_report import write_report
 
 from lemo.assets import austen_split, smollm2_dir
 from lemo.eval.capability import score_samples
@@ -171,35 +171,8 @@ def write_data(args) -> None:
     )
 
 
-@contextlib.contextmanager
-def evidence_oracle(records: list[dict], tokenizer):
-    """Inside: `finetune` hands each training row's evidence mask to lemo's selection.
-
-    `lemo.train.loop` calls `apply(model, sparsity, ...)` once the model is final (LoRA on); wrapping that
-    name here, in this worker process only, installs the hook there without a parameter in the library.
-    """
-    import lemo.train.loop as loop
-    from lemo.eval.evidence import EvidenceTable, install_evidence_hook
-    from lemo.sparsity.state import SparsityState
-
-    if "evidence_mask" not in SparsityState.__dataclass_fields__:
-        raise SystemExit("this lemo has no SparsityState.evidence_mask: the oracle config cannot run here.")
-    table = EvidenceTable(records, tokenizer)
-    original = loop.apply
-
-    def apply_with_evidence(model, *a, **kw):
-        out = original(model, *a, **kw)
-        install_evidence_hook(model, table)
-        return out
-
-    loop.apply = apply_with_evidence
-    try:
-        yield table
-    finally:
-        loop.apply = original
-
-
 def train(args, name: str, steps: int, sparsity: dict | None, evidence: bool, form: str, seed: int, job: str):
+    """(finetune result, training seconds, kept shares: {} for dense LoRA, which keeps everything)."""
     data = args.work / f"data/s{seed}/{form}.jsonl"
     # Packed rows hold one record each (records fill the row): a row starts with its record, which the
     # evidence lookup needs.
@@ -214,11 +187,12 @@ def train(args, name: str, steps: int, sparsity: dict | None, evidence: bool, fo
         output_dir=str(args.work / "runs" / part_path(Path(), job).stem),
         overwrite=True,
     )
-    if not evidence:
-        return timed_finetune(job, cfg)
+    if sparsity is None:
+        return (*timed_finetune(job, cfg), {})
     records = [json.loads(line) for line in data.open()]
-    with evidence_oracle(records, _tokenizer()):
-        return timed_finetune(job, cfg)
+    with evidence_hooks(records, _tokenizer(), oracle=evidence) as meter:
+        result, seconds = timed_finetune(job, cfg)
+    return result, seconds, meter.summary()
 
 
 def evaluate(args, adapter: Path | None) -> list[dict]:
@@ -265,10 +239,12 @@ def run_job(args, job: str, env: dict) -> None:
     )
     adapter = None
     if name != "base":
-        result, train_s = train(args, name, steps, sparsity, evidence, form, int(seed), job)
+        result, train_s, kept = train(args, name, steps, sparsity, evidence, form, int(seed), job)
         adapter = result.adapter_dir
         extra.update(train_s=round(train_s, 1), first_loss=result.losses[0], last_loss=result.losses[-1])
     rows = evaluate(args, adapter)
+    if name != "base":
+        rows += kept_rows(kept, args.seq_len)
     extra["job_s"] = round(time.perf_counter() - t0, 1)
     out = part_path(args.parts, job)
     tmp = out.with_suffix(".tmp")

@@ -25,6 +25,13 @@ def suite_mod():
         sys.path.remove(str(QUALITY))
 
 
+@pytest.fixture(scope="module")
+def suite_hooks(suite_mod):
+    import suite_hooks
+
+    return suite_hooks
+
+
 def test_mean_and_standard_error():
     mean, se = mean_se([0.5, 0.6, 0.7])
     assert mean == pytest.approx(0.6) and se == pytest.approx(0.1 / math.sqrt(3))
@@ -127,7 +134,7 @@ def test_report_rebuilds_csv_summary_and_plot_from_parts(suite_mod, tmp_path):
     assert (tmp_path / "suite.png").stat().st_size > 1000
 
 
-def test_oracle_training_hands_every_row_its_evidence(suite_mod, tiny_model_dir, tok, austen_dir, tmp_path):
+def test_oracle_training_hands_every_row_its_evidence(suite_hooks, tiny_model_dir, tok, austen_dir, tmp_path):
     """Through the real trainer (tokenization, packing, the step loop): each training forward finds its row."""
     import json
 
@@ -160,10 +167,12 @@ def test_oracle_training_hands_every_row_its_evidence(suite_mod, tiny_model_dir,
     )  # fmt: skip
     EvidenceTable.mask_for = spy
     try:
-        with suite_mod.evidence_oracle(records, tok):
+        with suite_hooks.evidence_hooks(records, tok, oracle=True) as meter:
             finetune(cfg)
     finally:
         EvidenceTable.mask_for = original
+    kept = meter.summary()
+    assert kept["forwards"] == 2 and kept["kept_evidence"] > kept["kept_filler"]  # the oracle keeps it first
     import lemo.train.loop as loop
 
     assert loop.apply.__name__ == "apply"  # put back after the run

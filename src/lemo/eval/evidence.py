@@ -18,6 +18,7 @@ import torch
 from torch import nn
 
 from lemo.integrations.transformers.patch import sparsity_state
+from lemo.ops import blocks_with_any
 from lemo.train.data.records import parse_record, tokenize_records
 
 log = logging.getLogger(__name__)
@@ -40,6 +41,12 @@ def record_evidence(record: dict[str, Any], tokenizer: Any) -> tuple[list[int], 
     The evidence sits in the prompt, whose tokens open the row in both forms; the completion (or the rest
     of the text) is left unmarked, since label priority already keeps the answers.
     """
+    ids, mask, _ = _record_tokens(record, tokenizer)
+    return ids, mask
+
+
+def _record_tokens(record: dict[str, Any], tokenizer: Any) -> tuple[list[int], torch.Tensor, int]:
+    """`record_evidence`'s (ids, mask) and how many leading ids are the prompt's."""
     ids = list(tokenize_records([parse_record(record, "suite")], tokenizer)[0].input_ids)
     head = record.get("prompt", record.get("text", ""))
     mask = evidence_token_mask(tokenizer, head, record.get("evidence", []))  # [n_head]
@@ -50,36 +57,48 @@ def record_evidence(record: dict[str, Any], tokenizer: Any) -> tuple[list[int], 
     same = next((i for i in range(n) if head_ids[i] != ids[i]), n)
     out = torch.zeros(len(ids), dtype=torch.bool)  # [len(ids)]
     out[:same] = mask[:same]
-    return ids, out
+    return ids, out, same
 
 
 class EvidenceTable:
     """Training rows' evidence masks, found by the row's leading tokens."""
 
     def __init__(self, records: Sequence[dict[str, Any]], tokenizer: Any) -> None:
-        self.rows: dict[tuple[int, ...], tuple[torch.Tensor, torch.Tensor]] = {}
+        self.rows: dict[tuple[int, ...], tuple[torch.Tensor, torch.Tensor, int]] = {}
         for rec in records:
-            ids, mask = record_evidence(rec, tokenizer)
-            self.rows[tuple(ids[:KEY_TOKENS])] = (torch.tensor(ids, dtype=torch.long), mask)
+            ids, mask, n_prompt = _record_tokens(rec, tokenizer)
+            self.rows[tuple(ids[:KEY_TOKENS])] = (torch.tensor(ids, dtype=torch.long), mask, n_prompt)
+
+    def lookup(self, input_ids: torch.Tensor) -> list[tuple[torch.Tensor, int] | None]:
+        """Per row of `input_ids` ([B, T], each row starting with one record: pack mode), its [T] bool
+        evidence mask (False beyond the record) and its prompt's token count; None for a row not known."""
+        ids = input_ids.detach().cpu()  # [B, T]
+        out: list[tuple[torch.Tensor, int] | None] = []
+        for b in range(ids.shape[0]):
+            hit = self.rows.get(tuple(ids[b, :KEY_TOKENS].tolist()))
+            n = 0 if hit is None else min(len(hit[0]), ids.shape[1])
+            # The whole record, not only its opening, must match.
+            if hit is None or not torch.equal(ids[b, :n], hit[0][:n]):
+                out.append(None)
+                continue
+            row = torch.zeros(ids.shape[1], dtype=torch.bool)  # [T]
+            row[:n] = hit[1][:n]
+            out.append((row, hit[2]))
+        return out
 
     def mask_for(self, input_ids: torch.Tensor) -> torch.Tensor | None:
         """[B, T] bool for a batch of rows, each starting with one record (pack mode); None if none is known.
 
         A known row's tail beyond its record (padding) is False; an unknown row is all False.
         """
-        ids = input_ids.detach().cpu()  # [B, T]
-        out = torch.zeros(ids.shape, dtype=torch.bool)  # [B, T]
-        found = False
-        for b in range(ids.shape[0]):
-            hit = self.rows.get(tuple(ids[b, :KEY_TOKENS].tolist()))
-            if hit is None:
-                continue
-            ref, mask = hit
-            n = min(len(ref), ids.shape[1])
-            if torch.equal(ids[b, :n], ref[:n]):  # the whole record, not only its opening, must match
-                out[b, :n] = mask[:n]
-                found = True
-        return out.to(input_ids.device) if found else None
+        rows = self.lookup(input_ids)
+        if all(r is None for r in rows):
+            return None
+        out = torch.zeros(input_ids.shape, dtype=torch.bool)  # [B, T]
+        for b, r in enumerate(rows):
+            if r is not None:
+                out[b] = r[0]
+        return out.to(input_ids.device)
 
 
 def install_evidence_hook(model: nn.Module, table: EvidenceTable) -> torch.utils.hooks.RemovableHandle:
@@ -92,3 +111,72 @@ def install_evidence_hook(model: nn.Module, table: EvidenceTable) -> torch.utils
         state.evidence_mask = None if input_ids is None else table.mask_for(input_ids)
 
     return model.register_forward_pre_hook(hook, with_kwargs=True)
+
+
+class KeptMeter:
+    """How much of the evidence each sparse layer kept while training: a selector that finds what the loss
+    depends on keeps evidence blocks more often than the other unlabelled blocks (random keeps both at the
+    keep ratio). Per training forward of a known row, the shares are averaged over the sparse layers that
+    selected in it; `summary` averages them over the forwards (one per step at batch 1).
+
+    "Filler" blocks hold no evidence and no token past the prompt (the questions and answers, which label
+    priority keeps in the sup form). The cost is a table lookup and a few small masks per step.
+    """
+
+    def __init__(self, table: EvidenceTable) -> None:
+        self.table = table
+        self.evidence: list[float] = []
+        self.filler: list[float] = []
+        self._rows: list[tuple[torch.Tensor, int] | None] = []
+        self._before: dict[int, object] = {}
+
+    def install(self, model: nn.Module) -> list[torch.utils.hooks.RemovableHandle]:
+        """Hooks on `model` (lemo applied, final: after LoRA) that record every training forward."""
+        state = sparsity_state(model)
+
+        def pre(module: nn.Module, args: tuple, kwargs: dict) -> None:
+            input_ids = kwargs.get("input_ids", args[0] if args else None)
+            known = module.training and input_ids is not None
+            self._rows = self.table.lookup(input_ids) if known else []
+            # A layer that does not select in this forward keeps its last selection: count fresh ones only.
+            self._before = dict(state.last)
+
+        def post(_module: nn.Module, _args: tuple, _output: Any) -> None:
+            fresh = {k: v for k, v in state.last.items() if self._before.get(k) is not v}
+            self._record(fresh, state.config.block_size)
+
+        return [
+            model.register_forward_pre_hook(pre, with_kwargs=True),
+            model.register_forward_hook(post),
+        ]
+
+    def _record(self, selections: dict[int, Any], block: int) -> None:
+        for b, row in enumerate(self._rows):
+            if row is None or not selections:
+                continue
+            mask, n_prompt = row
+            ev = blocks_with_any(mask, block)  # [nb]
+            tail = torch.zeros_like(mask)  # [T]
+            tail[n_prompt:] = True
+            filler = ~(ev | blocks_with_any(tail, block))  # [nb]
+            shares = []
+            for sel in selections.values():
+                if b >= len(sel.blocks):  # one segment per row is what pack mode gives; else skip the row
+                    break
+                kept = torch.zeros_like(ev)  # [nb]
+                kept[torch.tensor(sel.blocks[b], dtype=torch.long)] = True
+                shares.append((_share(kept, ev), _share(kept, filler)))
+            if len(shares) == len(selections):
+                self.evidence.append(sum(e for e, _ in shares) / len(shares))
+                self.filler.append(sum(f for _, f in shares) / len(shares))
+
+    def summary(self) -> dict[str, float]:
+        """{"kept_evidence", "kept_filler": means over the recorded forwards, "forwards"}; {} if none."""
+        if not self.evidence:
+            return {}
+        n = len(self.evidence)
+        return {"kept_evidence": sum(self.evidence) / n, "kept_filler": sum(self.filler) / n, "forwards": n}
+
+
+def _share(kept: torch.Tensor, of: torch.Tensor) -> float:
+    return float((kept & of).sum()) / max(1, int(of.sum()))
