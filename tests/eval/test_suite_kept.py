@@ -163,3 +163,15 @@ def test_the_gpu_script_packs_and_unpacks_the_parts():
     section = script[script.index("suite)") : script.index(";;", script.index("suite)"))]
     assert "suite_parts.py unpack" in section and ".stage/suite_parts.tar" in section
     assert 'suite_parts.py pack "$P" "$OUT/suite_parts.tar"' in section and "exit $rc" in section
+
+
+def test_v1_draws_what_commit_cd5902a_drew():
+    """The v1 preset must keep reproducing the measured setting: these are cd5902a's facts for one seed."""
+    import hashlib
+
+    facts = draw_facts(random.Random(0), SuiteConfig.v1(), "eval")
+    answers = [q.answer for f in facts for q in f.questions]
+    assert answers[7:10] == [" 93941", " 82420, 72522, 68024, 78334", " 62274, 97576, 91954, 10149"]
+    assert answers[-8:] == [" 31227", " 004adf", " a72bb4", " faed9f", " f7e2a5", " 4", " 1", " 2"]
+    fingerprint = repr([(f.statements, f.depths) for f in facts]).encode()
+    assert hashlib.sha256(fingerprint).hexdigest()[:16] == "d48056c46a993a64"
