@@ -88,7 +88,7 @@ def test_tiling_bounds_the_mlp_working_set():
     tiled = predict(PlanConfig(**LONG, sparsity=lemo.SparsityConfig(tile_tokens=8192)))
     mlp = plain.breakdown_gib["layer 31 MLP activations+grads"]
     # Tiled, the MLP's working set falls below that of the post-attention norm's backward, which then sets the
-    # layer's peak (larger than SDPA's backward: benchmarks/plan_peak_probe.py, and the H200's longest-T rows).
+    # layer's peak (larger than SDPA's backward: benchmarks/plan/plan_peak_probe.py, and the H200's longest-T rows).
     assert tiled.breakdown_gib["layer 31 post-attention norm backward"] < 0.7 * mlp
     assert "layer 31 MLP (tiled)" not in tiled.breakdown_gib
     assert "layer 31 attention backward (SDPA)" not in tiled.breakdown_gib
@@ -97,7 +97,7 @@ def test_tiling_bounds_the_mlp_working_set():
 
 
 def test_sdpa_backward_term_is_the_measured_one():
-    # benchmarks/attention_backward_probe.py on the H200: one HF layer of the Llama-3-8B shape.
+    # benchmarks/plan/attention_backward_probe.py on the H200: one HF layer of the Llama-3-8B shape.
     from lemo.plan.memory import sdpa_backward
     from lemo.plan.shapes import SHAPES
 

@@ -1,6 +1,6 @@
 """The benchmark's configurations (design.md section 5), and `configure()`, which puts a model in one of them.
 
-The table itself is plain data (no torch at import), so scripts such as benchmarks/plan_validation.py can read
+The table itself is plain data (no torch at import), so scripts such as benchmarks/plan/plan_validation.py can read
 `CONFIGS` cheaply; `configure()` imports lemo's integrations when it runs.
 """
 

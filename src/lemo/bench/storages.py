@@ -1,5 +1,5 @@
 """Peak bytes of the CPU storages that ops create, counted by a dispatch mode: allocator-exact on a CPU and
-independent of the planner it checks (tests/plan/test_cpu_peaks.py, benchmarks/plan_peak_probe.py)."""
+independent of the planner it checks (tests/plan/test_cpu_peaks.py, benchmarks/plan/plan_peak_probe.py)."""
 
 from __future__ import annotations
 

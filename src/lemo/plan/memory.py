@@ -145,7 +145,7 @@ def layer_working(shape: ModelShape, rows: LayerRows, cfg: PlanConfig, e: int) -
 def norm_backward(shape: ModelShape, e: int) -> float:
     """Bytes per row alive while HF's RMSNorm (eager, in fp32) backpropagates: its fp32 input, five fp32
     temporaries of its backward (pow, mean and the products), and the gradients of the MLP's input and of the
-    residual stream. Measured on a CPU with 8B proportions (benchmarks/plan_peak_probe.py): the five temporaries
+    residual stream. Measured on a CPU with 8B proportions (benchmarks/plan/plan_peak_probe.py): the five temporaries
     are alive at once at the peak, which with the MLP tiled no other phase covers."""
     return 4 * shape.hidden + 5 * 4 * shape.hidden + 2 * e * shape.hidden
 

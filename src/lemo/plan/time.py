@@ -9,7 +9,7 @@ Work of one step, summed over layers (rows: the rows each layer runs; sparse lay
   gradient both in the forward), three times for the reference segmented loss (its chunks are checkpoints);
 - memory traffic: the bytes of saved activations, once per pass (norms, RoPE, casts, adds are bound by it);
 - launches: one unit per layer per pass (what dominates a 135M model at short T).
-The rates are fitted by least squares on relative error over the benchmark rows (benchmarks/plan_validation.py
+The rates are fitted by least squares on relative error over the benchmark rows (benchmarks/plan/plan_validation.py
 --fit prints them); they describe an H200 with the Triton kernels and are only a rough guide elsewhere.
 """
 
@@ -40,7 +40,7 @@ class Rates:
     sparse_launch_s: float  # s per sparse layer pass
 
 
-# `python benchmarks/plan_validation.py --fit` on the 104 modelled H200 rows (7B/8B/SmolLM2, T 4K-114K):
+# `python benchmarks/plan/plan_validation.py --fit` on the 104 modelled H200 rows (7B/8B/SmolLM2, T 4K-114K):
 # 820 TFLOP/s linear, 470 (SDPA) and 323 (lemo varlen) TFLOP/s attention, 0.5 TB/s activation traffic,
 # 0.89 ms per dense and 1.43 ms per sparse layer pass.
 H200 = Rates(

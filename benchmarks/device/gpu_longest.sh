@@ -1,12 +1,12 @@
 #!/usr/bin/env bash
 # The GPU runs of issue 10 (longest context on one GPU), one section per device call (each within 10 minutes).
 # Llama-3-8B shape, random weights (memory and time do not depend on weight values), GPU capped at 80 GB.
-#   bash benchmarks/gpu_longest.sh overhead   # GPU tests, then 32K and 128K: offload and tiling overhead
-#   bash benchmarks/gpu_longest.sh pair T     # exact+offload+tiled and lemo+offload+tiled, one step at T
-#   bash benchmarks/gpu_longest.sh one CONFIG T...   # one config, one step at each T (shortest first)
-#   bash benchmarks/gpu_longest.sh warm CONFIG T     # one step at T after a warm-up through two layers only
+#   bash benchmarks/device/gpu_longest.sh overhead   # GPU tests, then 32K and 128K: offload and tiling overhead
+#   bash benchmarks/device/gpu_longest.sh pair T     # exact+offload+tiled and lemo+offload+tiled, one step at T
+#   bash benchmarks/device/gpu_longest.sh one CONFIG T...   # one config, one step at each T (shortest first)
+#   bash benchmarks/device/gpu_longest.sh warm CONFIG T     # one step at T after a warm-up through two layers only
 #                                                    # (kernels compiled and tuned at T's shapes; see --warmup-layers)
-#   bash benchmarks/gpu_longest.sh probe CONFIG T... # the longest-T search at the given T (a plan's prediction
+#   bash benchmarks/device/gpu_longest.sh probe CONFIG T... # the longest-T search at the given T (a plan's prediction
 #                                                    # and one step above), shortest first, stopping at the first
 #                                                    # failure; into e2e_llama3_8b_offload_longest.csv. Predictions:
 #                                                    # benchmarks/results/longest_prediction.csv.

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Issue 20: Liger-Kernel as the exact baseline, side by side with lemo, in ONE device call (under 10 minutes).
-#   LEMO_COMMIT=<commit> OUT=<dir> bash benchmarks/gpu_liger.sh          (device: carry [".whl"])
+#   LEMO_COMMIT=<commit> OUT=<dir> bash benchmarks/device/gpu_liger.sh          (device: carry [".whl"])
 # Llama-3-8B shape, random init, LoRA r8 on q/k/v/o, bf16, gradient checkpointing, `lemo bench`'s defaults
 # (backend auto, SparsityConfig()'s keep ratio). Rows (with their provenance: command, commit, GPU, versions,
 # liger_kernel included) append to $OUT/e2e_llama3_8b_liger.csv, the log to $OUT/liger.log:
@@ -15,7 +15,7 @@
 #       --platform manylinux_2_28_x86_64 --platform manylinux2014_x86_64 -d .whl liger-kernel==0.8.5
 # The command lines run on a CPU too, at a tiny shape, with Liger's kernels in Triton's interpreter (slow):
 #   BENCH="python tests/liger_cpu.py" SHAPE=tiny SHORT=128 LONG=256 TILE=64 STEPS=1 LEMO_COMMIT=x OUT=/tmp/o \
-#       bash benchmarks/gpu_liger.sh
+#       bash benchmarks/device/gpu_liger.sh
 set -euo pipefail
 : "${LEMO_COMMIT:?set LEMO_COMMIT (the commit being measured)}"
 OUT=${OUT:?set OUT}

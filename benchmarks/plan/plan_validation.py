@@ -1,7 +1,7 @@
 """`lemo plan` against the committed benchmark rows: predicted vs measured GPU peak and step time.
 
-    python benchmarks/plan_validation.py            # writes benchmarks/results/plan_validation.csv
-    python benchmarks/plan_validation.py --fit      # also refits the step-time rates and prints them
+    python benchmarks/plan/plan_validation.py            # writes benchmarks/results/plan_validation.csv
+    python benchmarks/plan/plan_validation.py --fit      # also refits the step-time rates and prints them
 
 Every row of the e2e step CSVs (benchmarks/e2e/bench.py) whose configuration the planner models is predicted
 from the row's own settings (shape, T, keep ratio, backend, completion) through lemo bench's CONFIGS, so the
@@ -19,7 +19,7 @@ from pathlib import Path
 
 import numpy as np
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT / "src"))
 
 from lemo.bench.configs import CONFIGS  # noqa: E402

@@ -1,11 +1,11 @@
 #!/usr/bin/env bash
 # The GPU sweeps of issues 3-5, one section per device call (each must finish within 10 minutes).
-#   bash benchmarks/gpu_sweep.sh llama     # GPU parity tests + Llama-3-8B steps at 8K/32K + ablation at 32K
-#   bash benchmarks/gpu_sweep.sh sweep     # Llama-3-8B, T = 4K..64K until OOM, with the model-FLOPs rate
-#   bash benchmarks/gpu_sweep.sh sweep-7b  # the same on the Llama-2-7B shape
-#   bash benchmarks/gpu_sweep.sh longest   # longest trainable T under an 80 GB cap (Llama-3-8B)
-#   bash benchmarks/gpu_sweep.sh smollm2-calib     # predictors calibrated on GPU, held-out recall
-#   bash benchmarks/gpu_sweep.sh smollm2-quality   # quality with predictors and longlora, SmolLM2 speed rows
+#   bash benchmarks/device/gpu_sweep.sh llama     # GPU parity tests + Llama-3-8B steps at 8K/32K + ablation at 32K
+#   bash benchmarks/device/gpu_sweep.sh sweep     # Llama-3-8B, T = 4K..64K until OOM, with the model-FLOPs rate
+#   bash benchmarks/device/gpu_sweep.sh sweep-7b  # the same on the Llama-2-7B shape
+#   bash benchmarks/device/gpu_sweep.sh longest   # longest trainable T under an 80 GB cap (Llama-3-8B)
+#   bash benchmarks/device/gpu_sweep.sh smollm2-calib     # predictors calibrated on GPU, held-out recall
+#   bash benchmarks/device/gpu_sweep.sh smollm2-quality   # quality with predictors and longlora, SmolLM2 speed rows
 # Needs LEMO_COMMIT (the commit being measured) and OUT (where CSVs go); smollm2 needs the model staged
 # (LEMO_SMOLLM2_GGUF, LEMO_AUSTEN_DIR). Results are appended to $OUT/*.csv, then committed to benchmarks/results.
 set -euo pipefail

@@ -2,7 +2,7 @@
 # Issue 11 on a 2-GPU machine (nvidia-h200-x2): one GPU against two under FSDP2, `exact` and lemo's default
 # (lemo-random+gc), at 16K and 32K, Llama-3-8B shape with random weights (speed and memory do not depend on
 # them). One call, about 5 minutes. Needs LEMO_COMMIT and OUT.
-#   bash benchmarks/gpu_distributed.sh
+#   bash benchmarks/device/gpu_distributed.sh
 # Rows go to $OUT/e2e_llama3_8b_fsdp.csv: world_size 1 and 2, tokens/s of the job, the largest rank's peak and
 # weights_gib_per_gpu (FSDP2's shard of the parameters).
 set -euo pipefail

@@ -1,8 +1,8 @@
 """Where the step peak of a small Llama falls on a CPU, what is alive there, and what `lemo plan` predicts.
 
-    python benchmarks/plan_peak_probe.py                       # exact + offload + MLP tiling, 8B proportions
-    python benchmarks/plan_peak_probe.py --mode tiled-attn --targets q_proj o_proj
-    python benchmarks/plan_peak_probe.py --mode untiled --out benchmarks/results/plan_peak_probe.csv  # a CSV row
+    python benchmarks/plan/plan_peak_probe.py                       # exact + offload + MLP tiling, 8B proportions
+    python benchmarks/plan/plan_peak_probe.py --mode tiled-attn --targets q_proj o_proj
+    python benchmarks/plan/plan_peak_probe.py --mode untiled --out benchmarks/results/plan_peak_probe.csv  # a CSV row
 
 The shape keeps Llama-3-8B's proportions at a CPU's size (hidden 512, intermediate 3.5x, 8 heads over 2 KV
 heads), where `tests/plan/test_cpu_peaks.py`'s tiny shape does not: there the MLP phase always dominates. The
@@ -22,7 +22,7 @@ from pathlib import Path
 
 import torch
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT / "src"))
 
 import lemo  # noqa: E402
@@ -120,7 +120,7 @@ def main(argv: list[str] | None = None) -> int:
                 f"{size / mib:.2f} MiB {maker}" for maker, size in by_maker.most_common(12)
             ),
             **{k: env[k] for k in ("torch", "transformers", "peft", "commit")},
-            "command": "python benchmarks/plan_peak_probe.py "
+            "command": "python benchmarks/plan/plan_peak_probe.py "
             + " ".join(sys.argv[1:] if argv is None else argv),
         }
         new = not args.out.exists()

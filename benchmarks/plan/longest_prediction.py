@@ -6,7 +6,7 @@ prediction is written down with its inputs instead of typed into the docs:
 - `slope`: the measured rows of e2e_llama3_8b_offload.csv extrapolated linearly: GPU allocated (and reserved)
   peak between the two longest measured T of a config, and pinned host memory per token.
 
-    python benchmarks/longest_prediction.py --host-gib 124 --out benchmarks/results/longest_prediction.csv
+    python benchmarks/plan/longest_prediction.py --host-gib 124 --out benchmarks/results/longest_prediction.csv
 
 `--host-gib` is the host memory the device machine reported available (`free -g` printed 124 GiB in the 256K call
 of 2026-12-01); the pool keeps 2 GiB of headroom (lemo.memory.host).
@@ -20,7 +20,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT / "src"))
 
 from lemo.config import SparsityConfig  # noqa: E402

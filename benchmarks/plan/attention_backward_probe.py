@@ -6,7 +6,7 @@ decoder layer (random bf16 weights, LoRA r=8 on q/k/v/o as in the benchmark but 
 no fp32 copies of LoRA inputs; SDPA as HF runs it), at two lengths,
 so the per-token slope is free of constants:
 
-    python benchmarks/attention_backward_probe.py --lengths 65536 131072
+    python benchmarks/plan/attention_backward_probe.py --lengths 65536 131072
 
 Prints, per sublayer, what forward leaves saved and the peak above the input during backward, in KiB per token.
 """
