@@ -16,10 +16,18 @@ def tiny_model(
     heads: int = 4,
     kv_heads: int = 2,
     vocab: int = 256,
+    intermediate: int | None = None,
+    head_dim: int | None = None,
+    max_positions: int = 8192,
     seed: int = 0,
     dtype: torch.dtype = torch.float32,
+    **config,
 ) -> nn.Module:
-    """A random-init causal LM of the given architecture, small enough for CPU tests."""
+    """A random-init causal LM of the given architecture, small enough for CPU tests.
+
+    `intermediate` defaults to ``2 * hidden`` and `head_dim` to ``hidden // heads``; further keyword arguments
+    (``rope_parameters``, ``tie_word_embeddings``, ``use_cache``, ...) go to the HF config as they are.
+    """
     from transformers import (
         LlamaConfig,
         LlamaForCausalLM,
@@ -34,22 +42,25 @@ def tiny_model(
     common = dict(
         vocab_size=vocab,
         hidden_size=hidden,
-        intermediate_size=2 * hidden,
+        intermediate_size=intermediate or 2 * hidden,
         num_hidden_layers=layers,
         num_attention_heads=heads,
         num_key_value_heads=kv_heads,
-        max_position_embeddings=8192,
+        max_position_embeddings=max_positions,
         attn_implementation="sdpa",
     )
+    if head_dim is not None:
+        common["head_dim"] = head_dim
+    common.update(config)
     torch.manual_seed(seed)
     if arch == "llama":
         model = LlamaForCausalLM(LlamaConfig(**common))
     elif arch == "mistral":
-        model = MistralForCausalLM(MistralConfig(**common, sliding_window=None))
+        model = MistralForCausalLM(MistralConfig(**{"sliding_window": None, **common}))
     elif arch == "qwen2":
         model = Qwen2ForCausalLM(Qwen2Config(**common))
     elif arch == "qwen3":
-        model = Qwen3ForCausalLM(Qwen3Config(**common, head_dim=hidden // heads))
+        model = Qwen3ForCausalLM(Qwen3Config(**{"head_dim": hidden // heads, **common}))
     else:
         raise ValueError(f"unknown test architecture {arch!r}; choose from {ARCHS}.")
     return model.to(dtype)

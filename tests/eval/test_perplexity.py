@@ -9,23 +9,15 @@ import pytest
 import torch
 import torch.nn.functional as F
 from torch import nn
-from transformers import LlamaConfig, LlamaForCausalLM
+from transformers import LlamaForCausalLM
 
 from lemo.eval.perplexity import perplexity, perplexity_at_lengths
+from lemo.testing import tiny_model
 
 
 @pytest.fixture(scope="module")
 def tiny_llama() -> LlamaForCausalLM:
-    torch.manual_seed(0)
-    cfg = LlamaConfig(
-        vocab_size=256,
-        hidden_size=64,
-        intermediate_size=128,
-        num_hidden_layers=2,
-        num_attention_heads=4,
-        num_key_value_heads=2,
-    )
-    return LlamaForCausalLM(cfg)
+    return tiny_model("llama", layers=2, hidden=64, heads=4, kv_heads=2, vocab=256)
 
 
 class TokenCostModel(nn.Module):

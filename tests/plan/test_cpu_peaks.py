@@ -17,6 +17,7 @@ import lemo
 from lemo.bench.storages import LiveStorages
 from lemo.plan import PlanConfig, predict, resolve_shape
 from lemo.plan.memory import lora_params
+from lemo.testing import tiny_model
 
 TOLERANCE = 0.10  # stated target: within 10% of the measured step peak
 SHAPE = dict(
@@ -42,11 +43,20 @@ def model_dir(tmp_path_factory):
 
 def _build(dtype: torch.dtype, shape: dict = SHAPE):
     from peft import LoraConfig, get_peft_model
-    from transformers import LlamaConfig, LlamaForCausalLM
 
-    torch.manual_seed(0)
-    cfg = {k: v for k, v in shape.items() if k != "model_type"}
-    model = LlamaForCausalLM(LlamaConfig(**cfg, attn_implementation="sdpa", use_cache=False)).to(dtype)
+    model = tiny_model(
+        "llama",
+        layers=shape["num_hidden_layers"],
+        hidden=shape["hidden_size"],
+        intermediate=shape["intermediate_size"],
+        heads=shape["num_attention_heads"],
+        kv_heads=shape["num_key_value_heads"],
+        vocab=shape["vocab_size"],
+        max_positions=shape["max_position_embeddings"],
+        tie_word_embeddings=shape["tie_word_embeddings"],
+        use_cache=False,
+        dtype=dtype,
+    )
     lora = LoraConfig(r=8, lora_alpha=16, target_modules=["q_proj", "k_proj", "v_proj", "o_proj"])
     return get_peft_model(model, lora).train()
 

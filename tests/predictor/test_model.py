@@ -37,21 +37,8 @@ def test_predictor_shapes_on_every_architecture_with_gqa(arch):
 
 
 def test_head_size_that_does_not_divide_the_hidden_size():
-    from transformers import Qwen3Config, Qwen3ForCausalLM
-
     # Qwen3 decouples head_dim from hidden/heads (e.g. Qwen3-0.6B: hidden 1024, 16 heads of 128).
-    cfg = Qwen3Config(
-        vocab_size=256,
-        hidden_size=64,
-        intermediate_size=128,
-        num_hidden_layers=4,
-        num_attention_heads=4,
-        num_key_value_heads=1,
-        head_dim=24,
-        max_position_embeddings=1024,
-    )
-    torch.manual_seed(0)
-    model = Qwen3ForCausalLM(cfg)
+    model = tiny_model("qwen3", layers=4, hidden=64, heads=4, kv_heads=1, head_dim=24, max_positions=1024)
     ident = model_identity(model)
     assert (ident.head_dim, ident.num_kv_heads) == (24, 1)
     pset = _pset(model)
