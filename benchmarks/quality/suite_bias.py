@@ -13,6 +13,8 @@ from __future__ import annotations
 
 import argparse
 import csv
+import json
+from dataclasses import asdict
 from pathlib import Path
 
 import torch
@@ -21,6 +23,7 @@ from common import provenance  # benchmarks/quality/common.py, beside this scrip
 import lemo
 from lemo.assets import austen_split, smollm2_dir
 from lemo.eval.evidence import record_evidence
+from lemo.eval.suite import SuiteConfig
 from lemo.eval.suite_rows import text_form, training_rows
 from lemo.integrations.peft import load_adapter
 from lemo.integrations.transformers.loading import load_model
@@ -38,7 +41,7 @@ SELECTORS: dict[str, dict] = {
     },
 }
 FIELDS = ["selector", "form", "layer", "kept_evidence", "kept_filler", "evidence_blocks", "filler_blocks",
-          "rows", "seq_len", "keep_ratio", "adapter", "gpu", "torch", "transformers", "commit", "timestamp",
+          "rows", "seq_len", "keep_ratio", "adapter", "suite", "gpu", "torch", "transformers", "commit", "timestamp",
           "command"]  # fmt: skip
 
 
@@ -91,6 +94,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--seq-len", type=int, default=16384)
     ap.add_argument("--keep-ratio", type=float, default=0.6)
     ap.add_argument("--adapter", type=Path, default=None)
+    ap.add_argument(
+        "--suite", default="", help='SuiteConfig knobs as JSON over a preset, e.g. \'{"preset": "v1"}\''
+    )
     ap.add_argument("--out", type=Path, default=Path("benchmarks/results/suite_bias.csv"))
     args = ap.parse_args(argv)
     env = provenance(argv)
@@ -101,7 +107,9 @@ def main(argv: list[str] | None = None) -> int:
         model = load_adapter(model, args.adapter).to(device)
     model.train()  # selection runs in training mode; no gradient is taken
     train, _ = austen_split()
-    records = training_rows(train, tok, args.seq_len, args.rows, seed=99)
+    knobs = json.loads(args.suite or "{}")
+    suite = SuiteConfig.from_preset(knobs.pop("preset", "v2"), **knobs)
+    records = training_rows(train, tok, args.seq_len, args.rows, seed=99, cfg=suite)
     rows = measure(model, records, tok, device, args.keep_ratio)
     args.out.parent.mkdir(parents=True, exist_ok=True)
     with args.out.open("w", newline="") as fh:
@@ -109,7 +117,8 @@ def main(argv: list[str] | None = None) -> int:
         w.writeheader()
         for r in rows:
             w.writerow({**r, "rows": args.rows, "seq_len": args.seq_len, "keep_ratio": args.keep_ratio,
-                        "adapter": str(args.adapter or ""), **env})  # fmt: skip
+                        "adapter": str(args.adapter or ""), "suite": json.dumps(asdict(suite), sort_keys=True),
+                        **env})  # fmt: skip
     for r in rows:
         print(f"{r['selector']:30s} {r['form']:4s} L{r['layer']:<3d} evidence {r['kept_evidence']:.2f} "
               f"filler {r['kept_filler']:.2f}")  # fmt: skip
