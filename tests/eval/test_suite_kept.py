@@ -175,3 +175,20 @@ def test_v1_draws_what_commit_cd5902a_drew():
     assert answers[-8:] == [" 31227", " 004adf", " a72bb4", " faed9f", " f7e2a5", " 4", " 1", " 2"]
     fingerprint = repr([(f.statements, f.depths) for f in facts]).encode()
     assert hashlib.sha256(fingerprint).hexdigest()[:16] == "d48056c46a993a64"
+
+
+def test_kept_shares_become_rows_that_the_summary_keeps(quality):
+    import suite_hooks
+
+    from lemo.eval.suite_summary import summarize
+
+    assert suite_hooks.kept_rows({}, 16384) == []  # dense LoRA keeps everything: no rows
+    kept = {"kept_evidence": 0.9, "kept_filler": 0.5, "forwards": 60}
+    rows = suite_hooks.kept_rows(kept, 16384)
+    assert [(r["metric"], r["value"], r["n"], r["eval_len"]) for r in rows] == [
+        ("kept_evidence", 0.9, 60, 16384),
+        ("kept_filler", 0.5, 60, 16384),
+    ]
+    raw = [{**r, "config": "oracle", "form": "sup", "seed": s} for s in (0, 1) for r in rows]
+    out = {r["metric"]: r for r in summarize(raw, list(fam.FAMILIES))}
+    assert out["kept_evidence"]["mean"] == pytest.approx(0.9) and out["kept_filler"]["verdict"] == "n/a"
