@@ -51,7 +51,7 @@ suite)
     assemble
     P=/root/suite_parts
     python benchmarks/quality/suite_parts.py unpack "$P" .stage/suite_parts.tar .stage/suite_parts
-    SUITE_CONFIGS=${SUITE_CONFIGS:-dense dense@48 default backward-random backward-supervision oracle}
+    SUITE_CONFIGS=${SUITE_CONFIGS:-dense dense@48 default supervision backward-supervision oracle}
     rc=0
     # shellcheck disable=SC2086
     python benchmarks/quality/suite.py --configs $SUITE_CONFIGS --forms ${FORMS:-sup text} --seeds ${SEEDS:-0 1 2} \

@@ -965,7 +965,8 @@ SECTIONS: list[Section] = [
         "suite_bias_cpu.csv",
         "The suite's generator knows which spans each answer needs. Per selector, the share of those evidence "
         "blocks kept against the share of other unlabelled (filler) blocks, over the sparse layers, on the "
-        "untrained model (forward passes, CPU). Random selection keeps both at about the same share.",
+        "untrained model (forward passes, CPU), each layer choosing after its own forward as backward elimination "
+        "does, on the suite's first (v1) rows. Random selection keeps both at about the same share.",
     ),
     Section(
         "Learned predictors",

@@ -58,6 +58,8 @@ CONFIGS: dict[str, dict | None] = {
     "default": {},
     "backward-random": {"elimination": "backward", "random_fraction": 1.0},
     "backward-supervision": {"elimination": "backward", "scorer": "supervision", "random_fraction": 0.25},
+    # the default (forward elimination, shared selection) with the supervision scorer choosing the free budget
+    "supervision": {"scorer": "supervision", "random_fraction": 0.25},
     "oracle": {"elimination": "backward", "random_fraction": 1.0, EVIDENCE: True},
 }
 FORMS = ("sup", "text")

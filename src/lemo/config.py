@@ -152,8 +152,9 @@ class SparsityConfig(DictConfig):
     scorer: Scorer = "oracle"
     """"oracle": exact tiled block scores (the paper's column sums); "predictor": learned predictors (see
     `lemo calibrate`); "supervision": the attention each block receives from the positions the loss asks about
-    (labels, or in plain text the positions that repeat a far bigram), read from the layer's own forward; needs
-    elimination="backward" (lemo.sparsity.supervision)."""
+    (labels, or in plain text the positions that repeat a far bigram): with elimination="backward" from the
+    layer's own forward (RoPE applied), with "forward" from pre-RoPE q and k of the first sparse layer's input
+    (lemo.sparsity.supervision)."""
     elimination: Elimination = "forward"
     """"forward" (the paper): eliminated tokens skip the sparse layers, saving forward and backward compute and
     memory, but the loss sees the approximated model. "backward": every token runs every layer exactly as dense
@@ -258,11 +259,6 @@ class SparsityConfig(DictConfig):
             self.sparse_layers = sorted(layers)
 
     def _check_elimination(self) -> None:
-        if self.scorer == "supervision" and self.elimination != "backward":
-            raise ValueError(
-                "scorer='supervision' reads the layer's own exact forward, which only backward elimination runs; "
-                "add elimination='backward' (--elimination backward) or pick scorer='oracle'."
-            )
         if self.elimination != "backward":
             return
         unsupported = {

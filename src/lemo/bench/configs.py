@@ -41,6 +41,14 @@ CONFIGS = {
     "lemo-random+gc": ("all", True, True, "tokens", DEFAULT),
     "lemo-mix+gc": ("all", True, True, "tokens", {**SHARED, "label_priority": True, "random_fraction": 0.5}),
     "lemo-prio+gc": ("all", True, True, "tokens", {**SHARED, "label_priority": True}),
+    # the default with the supervision scorer choosing 75% of the free budget (the blocks the labels attend to)
+    "lemo-sup+gc": (
+        "all",
+        True,
+        True,
+        "tokens",
+        {**DEFAULT, "scorer": "supervision", "random_fraction": 0.25},
+    ),
     # memory for the longest T (docs/longest.md): checkpointed inputs in pinned host memory, MLP in row tiles;
     # "exact+offload*" is the same code with elimination off, the Unsloth/ALST-style exact stack
     "exact+offload": ("all", True, False, None, {"offload": "cpu"}),

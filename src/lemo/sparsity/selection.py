@@ -20,6 +20,7 @@ from lemo.sparsity.parts import LayerParts
 from lemo.sparsity.scoring import BlockScorer
 from lemo.sparsity.segments import Segment
 from lemo.sparsity.state import Selection, SparsityState
+from lemo.sparsity.supervision import supervision_scores
 
 
 def select_rows(
@@ -32,6 +33,7 @@ def select_rows(
     threshold: float,
     label_mask: torch.Tensor | None = None,
     evidence_mask: torch.Tensor | None = None,
+    query_mask: torch.Tensor | None = None,
 ) -> Selection:
     """Score and select the kept rows of every segment.
 
@@ -40,6 +42,7 @@ def select_rows(
         label_mask: [B, T] bool, positions that predict a label; their blocks come first with
             `config.label_priority`.
         evidence_mask: [B, T] bool, positions known to matter (an evaluation oracle); their blocks come first.
+        query_mask: [B, T] bool, the positions whose attention `scorer="supervision"` reads.
     """
     _B, T, _ = x.shape
     b = config.block_size
@@ -58,7 +61,7 @@ def select_rows(
             if config.random_fraction >= 1.0:
                 scores = torch.zeros(nb, device=x.device)  # random blocks: the scores are never read
             else:
-                scores = scorer(parts, x[seg.row, seg.start : seg.end].detach(), b)  # [nb]
+                scores = _score(parts, x, seg, scorer, config, query_mask)  # [nb]
             kept = select_by_ratio(
                 scores,
                 keep_ratio,
@@ -68,7 +71,7 @@ def select_rows(
                 random_fraction=config.random_fraction,
             )
         else:
-            scores = scorer(parts, x[seg.row, seg.start : seg.end].detach(), b)  # [nb]
+            scores = _score(parts, x, seg, scorer, config, query_mask)  # [nb]
             kept = select_by_threshold(
                 scores, threshold, config.sink_blocks, config.local_blocks, priority=priority
             )
@@ -80,6 +83,25 @@ def select_rows(
     row_ids = torch.cat(rows) if rows else torch.zeros(0, dtype=torch.long, device=x.device)  # [N]
     total = sum(s.length for s in segments)
     return Selection(row_ids, cu, blocks, (row_ids.numel() / total) if total else 1.0)
+
+
+def _score(
+    parts: LayerParts,
+    x: torch.Tensor,
+    seg: Segment,
+    scorer: BlockScorer,
+    config: SparsityConfig,
+    query_mask: torch.Tensor | None,
+) -> torch.Tensor:
+    """[nb] scores of one segment: the configured scorer, or the attention the query positions pay each block."""
+    xs = x[seg.row, seg.start : seg.end].detach()  # [n, d]
+    if config.scorer != "supervision":
+        return scorer(parts, xs, config.block_size)
+    nb = -(-seg.length // config.block_size)
+    if query_mask is None:
+        return torch.zeros(nb, device=x.device)  # nothing supervised: the random share and positions decide
+    queries = query_mask[seg.row, seg.start : seg.end].nonzero().flatten()  # [nq]
+    return supervision_scores(parts, xs, queries, config.block_size)
 
 
 def choose_rows(
@@ -113,6 +135,7 @@ def choose_rows(
                 state.threshold.get(parts.index, 0.0),
                 state.label_mask if _fits(state.label_mask, B, T) else None,
                 state.evidence_mask if _fits(state.evidence_mask, B, T) else None,
+                state.query_mask if _fits(state.query_mask, B, T) else None,
             )
     state.store_selection(parts.index, key, sel)
     return sel

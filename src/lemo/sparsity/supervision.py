@@ -16,6 +16,8 @@ from __future__ import annotations
 
 import torch
 
+from lemo.sparsity.parts import LayerParts
+
 MAX_QUERIES = 512  # query positions scored per segment; more add cost and little signal
 QUERY_CHUNK = 64  # query rows per softmax, bounding the [H, chunk, n] fp32 probabilities
 
@@ -84,3 +86,23 @@ def attention_received(
         p = torch.nn.functional.pad(p, (0, nb * block_size - n))  # [H, c, nb*b]
         scores += p.view(p.shape[0], p.shape[1], nb, block_size).amax(dim=-1).sum(dim=(0, 1))  # [nb]
     return scores
+
+
+@torch.no_grad()
+def supervision_scores(
+    parts: LayerParts, x: torch.Tensor, queries: torch.Tensor, block_size: int
+) -> torch.Tensor:
+    """[nb] block scores of one segment for forward elimination, from its normed rows x [n, d] and the query
+    rows [nq] (sorted): pre-RoPE q and k, as the oracle scorer reads them, so scoring needs no position tables.
+
+    Only the queries' q and every row's k are projected (the layer's forward has not run yet in forward mode).
+    """
+    attn = parts.attn
+    queries = spread(queries, MAX_QUERIES)
+    q = attn.q_proj(x[queries]).view(queries.numel(), attn.num_heads, attn.head_dim)  # [nq, H, D]
+    k = attn.k_proj(x).view(x.shape[0], attn.num_kv_heads, attn.head_dim)  # [n, H_kv, D]
+    if attn.q_norm is not None:
+        q = attn.q_norm(q)
+    if attn.k_norm is not None:
+        k = attn.k_norm(k)
+    return attention_received(q, k, queries, attn.scaling, block_size)

@@ -1,0 +1,81 @@
+"""The supervision scorer: query positions, and forward elimination keeping the blocks labelled positions attend
+to, checked against a token-by-token float64 reference."""
+
+import torch
+
+import lemo
+from lemo.sparsity.supervision import attention_received, query_mask, repeat_positions
+from lemo.testing import tiny_model, with_lora
+
+T, B = 256, 16
+
+
+def test_repeat_positions_mark_far_rare_bigrams_only():
+    ids = torch.randint(100, 200, (1, 600), generator=torch.Generator().manual_seed(0))
+    ids[0, 10:12] = torch.tensor([7, 8])  # a rare bigram ...
+    ids[0, 400:402] = torch.tensor([7, 8])  # ... repeated far back: position 400 predicts its second token
+    ids[0, 450:452] = torch.tensor([7, 8])
+    near = repeat_positions(ids, min_gap=256)
+    assert near[0, 400] and near[0, 450] and not near[0, 10]
+    ids[0, 20:22] = torch.tensor([7, 8])
+    ids[0, 30:32] = torch.tensor([7, 8])  # now 5 occurrences: too frequent to be a retrieval
+    assert not repeat_positions(ids, min_gap=256, max_repeats=4)[0, 400]
+
+
+def test_query_mask_is_the_labels_when_they_are_a_minority():
+    labels = torch.full((1, 100), -100)
+    labels[0, 90:] = 1
+    assert query_mask(labels, torch.zeros(1, 100, dtype=torch.long)).sum() == 10
+
+
+def _reference_scores(q, k, queries, scale, nb):
+    """float64, one query and one head at a time: block score = sum over heads and queries of the max
+    attention probability among the block's keys."""
+    H, group = q.shape[1], q.shape[1] // k.shape[1]
+    scores = torch.zeros(nb, dtype=torch.float64)
+    for i, pos in enumerate(queries.tolist()):
+        for h in range(H):
+            logits = (k[: pos + 1, h // group].double() @ q[i, h].double()) * scale  # [pos+1]
+            p = torch.softmax(logits, 0)
+            for blk in range(nb):
+                seg = p[blk * B : (blk + 1) * B]
+                if seg.numel():
+                    scores[blk] += seg.max()
+    return scores
+
+
+def test_attention_received_matches_the_reference():
+    torch.manual_seed(0)
+    q, k = torch.randn(5, 4, 8), torch.randn(T, 2, 8)
+    queries = torch.tensor([17, 80, 130, 200, 255])
+    got = attention_received(q, k, queries, 0.35, B)
+    torch.testing.assert_close(
+        got.double(), _reference_scores(q, k, queries, 0.35, T // B), rtol=1e-5, atol=1e-6
+    )
+
+
+def test_forward_elimination_keeps_the_blocks_the_labels_attend_to():
+    model = with_lora(tiny_model("llama", layers=4)).train()
+    ids = torch.randint(0, 256, (1, T), generator=torch.Generator().manual_seed(3))
+    labels = torch.full_like(ids, -100)
+    labels[0, -24:] = ids[0, -24:]
+    first = model.base_model.model.model.layers[1]  # the first sparse layer ("auto" on 4 layers)
+    seen = {}
+    first.register_forward_pre_hook(lambda m, a, kw: seen.update(h=(a or (kw["hidden_states"],))[0].clone()),
+                                    with_kwargs=True)  # fmt: skip
+    cfg = lemo.SparsityConfig(block_size=B, keep_ratio=0.5, scorer="supervision", random_fraction=0.0)
+    lemo.apply(model, cfg)
+    model(input_ids=ids, labels=labels).loss.backward()
+    kept = set(lemo.stats(model)[1]["blocks"][0])
+    # Reference: pre-RoPE q at the labelled positions and k of every row, from the layer's normed input.
+    attn = first.self_attn
+    x = first.input_layernorm(seen["h"][0]).detach()  # [T, d]
+    queries = (labels[0, 1:] != -100).nonzero().flatten()  # position t predicts label t+1
+    q = attn.q_proj(x[queries]).view(len(queries), 4, 16)
+    k = attn.k_proj(x).view(T, 2, 16)
+    scores = _reference_scores(q.detach(), k.detach(), queries, attn.scaling, T // B)
+    nb = T // B
+    forced = {0, nb - 2, nb - 1}  # the sink, the local block and the blocks holding labelled positions
+    rest = sorted(set(range(nb)) - forced, key=lambda b: (-float(scores[b]), b))
+    expect = forced | set(rest[: nb // 2 - len(forced)])
+    assert kept == expect, (sorted(kept), sorted(expect))
