@@ -63,3 +63,52 @@ def test_imports_point_one_way():
             if parts[0] in THIRD_PARTY_BANNED_BELOW_INTEGRATIONS and mine < ORDER["integrations"]:
                 bad.append(f"{path.relative_to(SRC)} imports {mod} below the integrations layer")
     assert not bad, "\n".join(bad)
+
+
+def _package_imports() -> dict[str, set[str]]:
+    """Top-level package (or module) of lemo -> the other top-level ones it imports, lazy imports included."""
+    graph: dict[str, set[str]] = {}
+    for path in SRC.rglob("*.py"):
+        mine = _layer(path)
+        for mod in _imports(path):
+            parts = mod.split(".")
+            if parts[0] == "lemo":
+                theirs = parts[1] if len(parts) > 1 else "__init__"
+                if theirs != mine:
+                    graph.setdefault(mine, set()).add(theirs)
+    return graph
+
+
+def _find_circle(graph: dict[str, set[str]]) -> list[str] | None:
+    """One import circle (its packages, the first repeated at the end), or None."""
+    done: set[str] = set()
+
+    def visit(node: str, path: list[str]) -> list[str] | None:
+        if node in path:
+            return path[path.index(node) :] + [node]
+        if node in done:
+            return None
+        for nxt in sorted(graph.get(node, ())):
+            circle = visit(nxt, [*path, node])
+            if circle:
+                return circle
+        done.add(node)
+        return None
+
+    for start in sorted(graph):
+        circle = visit(start, [])
+        if circle:
+            return circle
+    return None
+
+
+def test_find_circle_sees_a_circle():
+    assert _find_circle({"a": {"b"}, "b": {"c"}, "c": {"a"}}) == ["a", "b", "c", "a"]
+    assert _find_circle({"a": {"b"}, "b": {"c"}}) is None
+
+
+def test_no_import_circle_between_packages():
+    # Layers of equal rank (train, eval) may import each other as far as the test above goes; this one does not
+    # let two packages depend on each other, directly or through others.
+    circle = _find_circle(_package_imports())
+    assert circle is None, "import circle between lemo's packages: " + " -> ".join(circle or [])

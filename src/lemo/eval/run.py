@@ -19,7 +19,7 @@ from lemo.eval.tasks import training_records
 from lemo.integrations.peft import load_adapter
 from lemo.integrations.transformers.loading import load_model
 from lemo.train.data import load_documents, tokenize_documents
-from lemo.train.loop import resolve_device
+from lemo.utils.device import resolve_device
 
 log = logging.getLogger(__name__)
 

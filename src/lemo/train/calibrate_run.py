@@ -14,7 +14,7 @@ from lemo.integrations.transformers.calibration import calibrate, choose_keep_ra
 from lemo.integrations.transformers.loading import load_model
 from lemo.predictor import PredictorTrainingConfig
 from lemo.train.data import load_documents
-from lemo.train.loop import resolve_device
+from lemo.utils.device import resolve_device
 
 log = logging.getLogger(__name__)
 

@@ -189,7 +189,7 @@ def shard(model: nn.Module, ctx: Dist, device: str) -> nn.Module:
 
     # FSDP2 warns when a layer returns a view, since an in-place op on it would skip the pre-backward hook. Every
     # consumer of a decoder layer's output in the supported models (the next layer's norm and residual add, the
-    # final norm) is out of place, and lemo's in-place residual is off under FSDP2 (loop.py); the tests compare
+    # final norm) is out of place, and lemo's in-place residual is off under FSDP2 (strategy.py); the tests compare
     # every gradient with one process.
     warnings.filterwarnings("ignore", message=r"FSDP2-wrapped module .* returned a view tensor")
     mesh = init_device_mesh(torch.device(device).type, (ctx.world_size,))

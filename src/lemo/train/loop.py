@@ -2,7 +2,8 @@
 
 Order of work: resolve the model and data, wrap with LoRA, apply lemo, optionally resume, evaluate held-out
 perplexity, train with checkpoints every N steps, save the adapter and the run config, evaluate again.
-Under torchrun the same loop runs on every rank, with the model sharded by FSDP2 after `apply` (distributed.py).
+Under torchrun the same loop runs on every rank, with the model sharded by FSDP2 after `apply`: what differs
+between one process and an FSDP2 job is behind the strategy object of strategy.py (distributed.py below it).
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ import logging
 import math
 import shlex
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -19,27 +21,28 @@ from typing import Any
 import torch
 
 from lemo.assets import austen_texts, smollm2_dir
-from lemo.eval.perplexity import PerplexityResult, perplexity
 from lemo.integrations.liger import apply_liger, require_liger
-from lemo.integrations.peft import add_lora, load_trainable_state, save_adapter, trainable_state
-from lemo.integrations.transformers import apply, enable_shifted_sparse_attention, mean_kept_fraction, stats
+from lemo.integrations.peft import add_lora
+from lemo.integrations.transformers import apply, enable_shifted_sparse_attention, stats
 from lemo.integrations.transformers.calibration import load_predictors
 from lemo.integrations.transformers.loading import check_model_dir, enable_gradient_checkpointing, load_model
 from lemo.train import distributed
-from lemo.train.checkpoint import capture_rng_state, load_checkpoint, restore_rng_state, save_checkpoint
-from lemo.train.checks import check_config, check_model, load_run_data
+from lemo.train.checks import RunData, check_config, check_model, load_run_data
 from lemo.train.config import FinetuneConfig
 from lemo.train.data import DataOrder, Example, collate
 from lemo.train.distributed import Dist
-from lemo.train.distributed_checkpoint import check_world_size, load_sharded, read_meta, save_sharded
 from lemo.train.interrupt import TrainingInterrupted, stop_on_sigint
 from lemo.train.launch import launch, wants_launch
+from lemo.train.measures import evaluate_heldout, kept_fractions
 from lemo.train.next_steps import kept_line, next_steps
-from lemo.train.preflight import explain_out_of_memory, preflight
+from lemo.train.preflight import explain_out_of_memory, first_step_note, preflight
 from lemo.train.progress import MetricsWriter, Progress
-from lemo.train.reporting import Reporters
+from lemo.train.reporting import Reporters, Silent
 from lemo.train.run_safety import OutputClaim, check_resume_compatible
 from lemo.train.schedule import build_scheduler
+from lemo.train.strategy import Strategy, strategy_for
+from lemo.utils.device import resolve_device
+from lemo.utils.perplexity import PerplexityResult
 
 log = logging.getLogger(__name__)
 
@@ -52,50 +55,6 @@ class FinetuneResult:
     ppl_before: list[PerplexityResult] = field(default_factory=list)
     ppl_after: list[PerplexityResult] = field(default_factory=list)
     start_step: int = 0
-
-
-def resolve_device(device: str, dtype: str) -> tuple[torch.device, torch.dtype]:
-    dev = torch.device(
-        "cuda" if device == "auto" and torch.cuda.is_available() else ("cpu" if device == "auto" else device)
-    )
-    if dev.type == "cuda" and not torch.cuda.is_available():
-        raise RuntimeError(f"--device {device} asks for CUDA, but no GPU is visible; use --device cpu.")
-    if dtype == "auto":
-        dtype = "bf16" if dev.type == "cuda" else "fp32"
-    return dev, torch.bfloat16 if dtype == "bf16" else torch.float32
-
-
-def _evaluate(
-    model, held_ids: torch.Tensor | None, cfg: FinetuneConfig, label: str, say
-) -> list[PerplexityResult]:
-    if held_ids is None or not cfg.eval_lengths:
-        return []
-    results = []
-    for n in cfg.eval_lengths:
-        r = perplexity(model, held_ids, context=n, stride=n, max_windows=cfg.eval_windows)
-        say(f"held-out perplexity {label} @ {n} tokens: {r.ppl:.3f} ({r.tokens} tokens scored)")
-        results.append(r)
-    return results
-
-
-def first_step_note(cfg: FinetuneConfig, device: torch.device) -> str | None:
-    """What to expect of the first step at long T on a GPU: lemo's Triton attention tunes itself once per length
-    class, and at long T each candidate it times is a long kernel run."""
-    sparse = cfg.sparse and cfg.sparsity.sparse_layers not in ("none", [])
-    if device.type != "cuda" or not sparse or cfg.sparsity.backend == "reference" or cfg.seq_len < 65536:
-        return None
-    return (
-        "note: the first step also compiles and tunes lemo's kernels for this length; at 256K tokens on an H200 "
-        "it took about 3 minutes longer than later steps (docs/longest.md). The ETA settles after it."
-    )
-
-
-class _Null:
-    """Metrics and reporters on ranks other than 0: they write nothing."""
-
-    def write(self, *_: Any) -> None: ...
-    def log(self, *_: Any) -> None: ...
-    def close(self) -> None: ...
 
 
 def finetune(cfg: FinetuneConfig, *, stop_after: int | None = None) -> FinetuneResult:
@@ -117,53 +76,118 @@ def _finetune(cfg: FinetuneConfig, ctx: Dist, device_name: str, stop_after: int 
     check_config(cfg)  # before the output folder is touched: a bad argument leaves nothing behind
     if cfg.liger:
         require_liger()  # the missing extra is named before anything loads
+    strategy = strategy_for(ctx, device)
     # Rank 0 alone touches the output folder, and holds its lock until the run ends however it ends; when it
     # fails there, every rank stops with its message instead of waiting for it until the timeout.
     claim = OutputClaim(Path(cfg.output_dir), resume=cfg.resume, overwrite=cfg.overwrite)
-    distributed.run_on_main(ctx, str(device), claim.acquire)
+    strategy.run_on_main(claim.acquire)
     try:
-        return _run(cfg, ctx, device, dtype, stop_after)
+        return _run(cfg, strategy, dtype, stop_after)
     finally:
         claim.release()  # also removes the folder when the run failed before writing anything in it
 
 
+@dataclass
+class _Setup:
+    """What a run resolved and checked before any weight loads."""
+
+    model_dir: str
+    used: FinetuneConfig  # what this run really uses (config.yaml and the checkpoints record it)
+    plan: Any  # the memory plan (--plan), or None
+    ckpt: dict[str, Any] | None  # the checkpoint to resume from
+    data: RunData
+    order: DataOrder
+
+
+@dataclass
+class _Run:
+    """A run in training: its settings, model, optimizer and what it has produced so far."""
+
+    cfg: FinetuneConfig
+    strategy: Strategy
+    setup: _Setup
+    model: Any
+    params: list[torch.nn.Parameter]
+    optimizer: torch.optim.Optimizer
+    scheduler: Any
+    predictors: Any
+    result: FinetuneResult
+    say: Callable[..., Any]
+
+
 def _run(
-    cfg: FinetuneConfig, ctx: Dist, device: torch.device, dtype: torch.dtype, stop_after: int | None
+    cfg: FinetuneConfig, strategy: Strategy, dtype: torch.dtype, stop_after: int | None
 ) -> FinetuneResult:
+    setup = _prepare(cfg, strategy, dtype)
+    model, predictors = _build_model(cfg, setup.model_dir, strategy, dtype)
+    params = [p for p in model.parameters() if p.requires_grad]
+    optimizer = torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
+    scheduler = build_scheduler(optimizer, cfg.lr_schedule, cfg.warmup_steps, cfg.steps)
+    start = strategy.restore(setup.ckpt, model, optimizer, scheduler, cfg.seed)
     out = Path(cfg.output_dir)
+    result = FinetuneResult(out, out / "adapter", start_step=start)
+    say = (print if cfg.progress else log.info) if strategy.is_main else (lambda *_: None)
+    run = _Run(cfg, strategy, setup, model, params, optimizer, scheduler, predictors, result, say)
+    _announce(run, dtype, start)
+    if start == 0:
+        result.ppl_before = evaluate_heldout(model, setup.data.held_ids, cfg, "before", say)
+    if strategy.is_main:
+        setup.used.save_yaml(out / "config.yaml")
+    kept = _train(run, start, stop_after)
+    if kept is None:  # stopped early by stop_after
+        return result
+    return _finish(run, kept)
+
+
+def _prepare(cfg: FinetuneConfig, strategy: Strategy, dtype: torch.dtype) -> _Setup:
+    """Fill the caches, check the model, plan the memory, find the checkpoint and read the data."""
     # Rank 0 fills the caches first (model conversion, Austen download).
     if not cfg.model:
-        distributed.run_on_main(ctx, str(device), smollm2_dir)
+        strategy.run_on_main(smollm2_dir)
     if not cfg.data:
-        distributed.run_on_main(ctx, str(device), austen_texts)
+        strategy.run_on_main(austen_texts)
     model_dir = cfg.model or smollm2_dir()
     check_model_dir(model_dir, alternative="leave --model out to use the embedded SmolLM2-135M-Instruct")
     check_model(cfg, Path(model_dir))
-    # What this run really uses (config.yaml and the checkpoints record it; resume compares against it).
     used = dataclasses.replace(
-        cfg, model=str(model_dir), dtype="bf16" if dtype == torch.bfloat16 else "fp32", device=str(device)
+        cfg,
+        model=str(model_dir),
+        dtype="bf16" if dtype == torch.bfloat16 else "fp32",
+        device=str(strategy.device),
     )
-    plan = preflight(used, device) if cfg.plan else None  # before any weight loads: refuse what cannot fit
-    ckpt_dir = out / "checkpoints"
-    ckpt = None
-    if cfg.resume:
-        # Sharded (torchrun) checkpoints are read after the model is sharded; here only their meta.json.
-        ckpt = read_meta(ckpt_dir) if ctx.enabled else load_checkpoint(ckpt_dir)
-    if cfg.resume and ckpt is None:
+    # Before any weight loads: refuse what cannot fit.
+    plan = preflight(used, strategy.device) if cfg.plan else None
+    ckpt = _resume_point(cfg, strategy, used)
+    data = load_run_data(cfg, Path(model_dir), strategy.world_size)  # the last check before the weights load
+    return _Setup(model_dir, used, plan, ckpt, data, DataOrder(len(data.examples), seed=cfg.seed))
+
+
+def _resume_point(cfg: FinetuneConfig, strategy: Strategy, used: FinetuneConfig) -> dict[str, Any] | None:
+    """With --resume, the checkpoint to continue from, checked against this run (None without one)."""
+    if not cfg.resume:
+        return None
+    ckpt_dir = Path(cfg.output_dir) / "checkpoints"
+    ckpt = strategy.read_checkpoint(ckpt_dir)
+    if ckpt is None:
         log.warning("--resume: no checkpoint in %s; starting from step 0.", ckpt_dir)
-    if ckpt is not None:
-        if ctx.enabled:
-            check_world_size(ckpt, ctx)
-        check_resume_compatible(ckpt["config"], used.to_dict(), FinetuneConfig().to_dict())
-    data = load_run_data(cfg, Path(model_dir), ctx.world_size)  # the last check before the weights load
-    examples, held_ids = data.examples, data.held_ids
-    order = DataOrder(len(examples), seed=cfg.seed)
-    rows = cfg.batch_size * cfg.grad_accum  # this rank's rows per step
+        return None
+    strategy.check_checkpoint(ckpt)
+    check_resume_compatible(ckpt["config"], used.to_dict(), FinetuneConfig().to_dict())
+    return ckpt
+
+
+def _build_model(cfg: FinetuneConfig, model_dir: str, strategy: Strategy, dtype: torch.dtype):
+    """The model to train: loaded, with LoRA, the training options, lemo applied, and wrapped for the job;
+    returns it and the predictors (None unless --scorer predictor)."""
     # Seeded here, after smollm2_dir(): a first-run model conversion draws random numbers (and again before
     # LoRA init below), so a run's result does not depend on whether the conversion ran.
     torch.manual_seed(cfg.seed)
     model, _ = load_model(
-        model_dir, dtype=dtype, device=device, rope_scaling=cfg.rope_scaling, rope_factor=cfg.rope_factor
+        model_dir,
+        dtype=dtype,
+        device=strategy.device,
+        rope_scaling=cfg.rope_scaling,
+        rope_factor=cfg.rope_factor,
     )
 
     torch.manual_seed(cfg.seed)
@@ -177,122 +201,66 @@ def _run(
     if cfg.attention == "s2":
         enable_shifted_sparse_attention(model)  # after LoRA, so it sees the final model; training only
     if cfg.liger:
-        apply_liger(
-            model
-        )  # before lemo.apply: lemo's loss forward wraps Liger's, its layers call Liger's modules
+        # Before lemo.apply: lemo's loss forward wraps Liger's, its layers call Liger's modules.
+        apply_liger(model)
     predictors = None
     if cfg.sparse and cfg.sparsity.scorer == "predictor":  # check_config made sure --predictors is set
         predictors = load_predictors(cfg.predictors, model=model)
     if cfg.sparse:
-        sparsity = cfg.sparsity
-        if ctx.enabled and sparsity.inplace_residual:
-            # FSDP2 hands each layer its input through an autograd Function, and autograd forbids updating
-            # such a tensor in place; the out-of-place residual add computes the same numbers.
-            sparsity = dataclasses.replace(sparsity, inplace_residual=False)
-        apply(model, sparsity, predictors=predictors)
-    if ctx.enabled:
-        # After LoRA and apply, which only set attributes and hooks that the FSDP class swap keeps.
-        distributed.shard(model, ctx, str(device))
+        apply(model, strategy.sparsity(cfg.sparsity), predictors=predictors)
+    return strategy.wrap(model), predictors
 
-    params = [p for p in model.parameters() if p.requires_grad]
-    optimizer = torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
-    scheduler = build_scheduler(optimizer, cfg.lr_schedule, cfg.warmup_steps, cfg.steps)
 
-    start = 0
-    if ctx.enabled:
-        # Each rank its own random stream (random blocks, dropout) so ranks do not draw alike; a resume
-        # restores each rank's stream from its checkpoint.
-        torch.manual_seed(cfg.seed + ctx.rank)
-    if ckpt is not None and ctx.enabled:
-        start = load_sharded(ckpt, model, optimizer, scheduler, ctx, str(device))
-    elif ckpt is not None:
-        load_trainable_state(model, ckpt["trainable"])
-        optimizer.load_state_dict(ckpt["optimizer"])
-        scheduler.load_state_dict(ckpt["scheduler"])
-        restore_rng_state(ckpt["rng"])
-        start = ckpt["step"]
-    result = FinetuneResult(out, out / "adapter", start_step=start)
-    say = (print if cfg.progress else log.info) if ctx.is_main else (lambda *_: None)
-    n_train = sum(p.numel() for p in params)  # global counts: a DTensor's numel is its full size
-    where = f"{ctx.world_size} ranks ({ctx.backend}, FSDP2)" if ctx.enabled else str(device)
-    say(
-        f"lemo finetune: {Path(model_dir).name} on {where} ({str(dtype).removeprefix('torch.')}), {len(examples)} rows "
-        f"of {cfg.seq_len} tokens from {data.source}, {n_train / 1e6:.2f}M trainable, "
-        f"token elimination {'on' if cfg.sparse else 'off'}"
+def _announce(run: _Run, dtype: torch.dtype, start: int) -> None:
+    """The run's first line (and a note on the first step at long T)."""
+    cfg, setup = run.cfg, run.setup
+    n_train = sum(p.numel() for p in run.params)  # global counts: a DTensor's numel is its full size
+    run.say(
+        f"lemo finetune: {Path(setup.model_dir).name} on {run.strategy.where()} "
+        f"({str(dtype).removeprefix('torch.')}), "
+        f"{len(setup.data.examples)} rows of {cfg.seq_len} tokens from {setup.data.source}, "
+        f"{n_train / 1e6:.2f}M trainable, token elimination {'on' if cfg.sparse else 'off'}"
         + (", shifted sparse attention (S²)" if cfg.attention == "s2" else "")
         + (f", resuming at step {start}" if start else "")
     )
-    note = first_step_note(cfg, device)
+    note = first_step_note(cfg, run.strategy.device)
     if note:
-        say(note)
-    if start == 0:
-        result.ppl_before = _evaluate(model, held_ids, cfg, "before", say)
-    if ctx.is_main:
-        used.save_yaml(out / "config.yaml")
+        run.say(note)
 
-    def save(step: int) -> None:
-        if ctx.enabled:
-            save_sharded(ckpt_dir, step, model, optimizer, scheduler, used.to_dict(), ctx)
-            return
-        state = {
-            "trainable": trainable_state(model),
-            "optimizer": optimizer.state_dict(),
-            "scheduler": scheduler.state_dict(),
-            "rng": capture_rng_state(),
-            "config": used.to_dict(),
-            "data_seed": cfg.seed,
-        }
-        save_checkpoint(ckpt_dir, step, state)
 
-    model.train()
+def _train(run: _Run, start: int, stop_after: int | None) -> tuple[float, float | None] | None:
+    """Optimizer steps from `start` to --steps, with checkpoints; returns the last step's kept fractions, or None
+    when `stop_after` ended the run early. Raises TrainingInterrupted after a Ctrl-C (once its checkpoint is saved)."""
+    cfg, strategy, result = run.cfg, run.strategy, run.result
+    out = result.output_dir
+    run.model.train()
     # One draw of batch_size x grad_accum x ranks rows per optimizer step, so steps (and resume) count
     # optimizer steps; each rank trains on its own contiguous slice of the draw.
-    batches = order.batches(start, rows * ctx.world_size)
-    main = ctx.is_main
-    metrics = MetricsWriter(out / "metrics.jsonl", resume_step=start) if main else _Null()
-    reporters = Reporters(cfg.report_to, out, used.to_dict()) if main else _Null()
+    batches = run.setup.order.batches(start, cfg.batch_size * cfg.grad_accum * strategy.world_size)
+    main = strategy.is_main
+    metrics = MetricsWriter(out / "metrics.jsonl", resume_step=start) if main else Silent()
+    reporters = Reporters(cfg.report_to, out, run.setup.used.to_dict()) if main else Silent()
+    kept: tuple[float, float | None] = (1.0, None)
     with (
         stop_on_sigint() as stop,
-        explain_out_of_memory(plan, device),
-        Progress(cfg.steps, initial=start, device=device, disable=not (cfg.progress and main)) as bar,
+        explain_out_of_memory(run.setup.plan, strategy.device),
+        Progress(
+            cfg.steps, initial=start, device=strategy.device, disable=not (cfg.progress and main)
+        ) as bar,
     ):
         for step in range(start, cfg.steps):
-            drawn = next(batches)
-            idx = DataOrder.shard(drawn, ctx.rank, ctx.world_size)
-            micro = [
-                collate([examples[i] for i in idx[j : j + cfg.batch_size]])
-                for j in range(0, rows, cfg.batch_size)
-            ]
-            if ctx.enabled:
-                loss = _accumulate_dist(model, micro, device, _label_count([examples[i] for i in drawn]), ctx)
-            else:
-                loss = _accumulate(model, micro, device)
-            if cfg.max_grad_norm > 0:
-                torch.nn.utils.clip_grad_norm_(params, cfg.max_grad_norm)
-            optimizer.step()
-            scheduler.step()
-            optimizer.zero_grad(set_to_none=True)
-            kept, kept_sparse = _kept(model, cfg, ctx, device)
-            tokens = sum(int(b["attention_mask"].sum()) for b in micro)
-            if ctx.enabled:  # the whole job's tokens
-                tokens = int(distributed.all_sum(tokens, ctx, str(device)))
-            record = bar.update(loss=loss, tokens=tokens, kept=kept, kept_sparse=kept_sparse)
-            record["lr"] = scheduler.get_last_lr()[0]
-            if predictors is not None:
-                # The predictors' own cost, so users can check it stays a small share of the step.
-                timing = predictors.timings()
-                record["predictor_ms"] = timing["seconds"] * 1000
-                record["predictor_param_mb"] = timing["param_bytes"] / 2**20
-                predictors.reset_timings()
+            loss, kept, record = _step(run, next(batches), bar)
             metrics.write(record)
             reporters.log(record, step + 1)
             result.losses.append(loss)
             done = step + 1
             saved = (cfg.save_every and done % cfg.save_every == 0) or done == cfg.steps
-            if ctx.enabled:  # a Ctrl-C seen by one rank stops all of them at the same step
-                stop.requested = distributed.any_rank(stop.requested, ctx, str(device))
+            strategy.share_stop(stop)
             if saved or stop.requested:
-                save(done)
+                config = run.setup.used.to_dict()
+                strategy.save(
+                    out / "checkpoints", done, run.model, run.optimizer, run.scheduler, config, cfg.seed
+                )
             if stop.requested:
                 metrics.close()
                 reporters.close()
@@ -301,36 +269,63 @@ def _run(
             if stop_after is not None and done >= stop_after and done < cfg.steps:
                 metrics.close()
                 reporters.close()
-                return result
+                return None
     metrics.close()
     reporters.close()
-    if ctx.enabled:
-        distributed.save_adapter(model, result.adapter_dir, ctx)
-    else:
-        save_adapter(model, result.adapter_dir)
-    result.ppl_after = _evaluate(model, held_ids, cfg, "after", say)
-    say(f"adapter saved to {result.adapter_dir}")
+    return kept
+
+
+def _step(
+    run: _Run, drawn: list[int], bar: Progress
+) -> tuple[float, tuple[float, float | None], dict[str, Any]]:
+    """One optimizer step on the rows `drawn` for it; returns its loss, kept fractions and metrics record."""
+    cfg, strategy, examples = run.cfg, run.strategy, run.setup.data.examples
+    rows = cfg.batch_size * cfg.grad_accum  # this rank's rows per step
+    idx = DataOrder.shard(drawn, strategy.rank, strategy.world_size)
+    micro = [
+        collate([examples[i] for i in idx[j : j + cfg.batch_size]]) for j in range(0, rows, cfg.batch_size)
+    ]
+    loss = _step_loss(run, micro, drawn)
+    if cfg.max_grad_norm > 0:
+        torch.nn.utils.clip_grad_norm_(run.params, cfg.max_grad_norm)
+    run.optimizer.step()
+    run.scheduler.step()
+    run.optimizer.zero_grad(set_to_none=True)
+    kept, kept_sparse = kept_fractions(run.model, cfg, strategy)
+    tokens = int(strategy.total(sum(int(b["attention_mask"].sum()) for b in micro)))  # the whole job's tokens
+    record = bar.update(loss=loss, tokens=tokens, kept=kept, kept_sparse=kept_sparse)
+    record["lr"] = run.scheduler.get_last_lr()[0]
+    if run.predictors is not None:
+        # The predictors' own cost, so users can check it stays a small share of the step.
+        timing = run.predictors.timings()
+        record["predictor_ms"] = timing["seconds"] * 1000
+        record["predictor_param_mb"] = timing["param_bytes"] / 2**20
+        run.predictors.reset_timings()
+    return loss, (kept, kept_sparse), record
+
+
+def _step_loss(run: _Run, micro: list[dict[str, torch.Tensor]], drawn: list[int]) -> float:
+    """Forward and backward over this rank's micro-batches; the job's step loss."""
+    strategy = run.strategy
+    if strategy.sharded:  # weights come from the labels of the whole draw, over all ranks
+        total = _label_count([run.setup.data.examples[i] for i in drawn])
+        return _accumulate_dist(run.model, micro, strategy.device, total, strategy.ctx)
+    return _accumulate(run.model, micro, strategy.device)
+
+
+def _finish(run: _Run, kept: tuple[float, float | None]) -> FinetuneResult:
+    """Save the adapter, evaluate again and say what to do next."""
+    cfg, model, result = run.cfg, run.model, run.result
+    run.strategy.save_adapter(model, result.adapter_dir)
+    result.ppl_after = evaluate_heldout(model, run.setup.data.held_ids, cfg, "after", run.say)
+    run.say(f"adapter saved to {result.adapter_dir}")
     kept_note = None
     if cfg.sparse and result.losses:  # what the bar's kept=... meant, from the last step
         n_layers = model.config.num_hidden_layers
-        kept_note = kept_line(kept, kept_sparse, n_layers, len(stats(model)), cfg.sparsity.keep_ratio)
-    for line in next_steps(cfg, out, result.adapter_dir, kept_note):
-        say(line)
+        kept_note = kept_line(*kept, n_layers, len(stats(model)), cfg.sparsity.keep_ratio)
+    for line in next_steps(cfg, result.output_dir, result.adapter_dir, kept_note):
+        run.say(line)
     return result
-
-
-def _kept(model, cfg: FinetuneConfig, ctx: Dist, device: torch.device) -> tuple[float, float | None]:
-    """The last step's kept fraction over all layers (dense ones count as 1), and over the sparse layers alone
-    (None without any); under torchrun, the ranks' means."""
-    if not cfg.sparse:
-        return 1.0, None
-    per_layer = [s["kept_fraction"] for s in stats(model).values()]
-    kept, sparse = mean_kept_fraction(model), (sum(per_layer) / len(per_layer) if per_layer else None)
-    if ctx.enabled:
-        kept = distributed.all_sum(kept, ctx, str(device)) / ctx.world_size
-        if sparse is not None:  # every rank has the same sparse layers, so all of them take this branch
-            sparse = distributed.all_sum(sparse, ctx, str(device)) / ctx.world_size
-    return kept, sparse
 
 
 def _accumulate(model, micro: list[dict[str, torch.Tensor]], device: torch.device) -> float:

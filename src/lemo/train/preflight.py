@@ -60,3 +60,15 @@ def explain_out_of_memory(plan: Plan | None, device: torch.device) -> Iterator[N
                 "--seq-len."
             )
         raise RuntimeError(message) from None
+
+
+def first_step_note(cfg: Any, device: torch.device) -> str | None:
+    """What to expect of the first step at long T on a GPU: lemo's Triton attention tunes itself once per length
+    class, and at long T each candidate it times is a long kernel run."""
+    sparse = cfg.sparse and cfg.sparsity.sparse_layers not in ("none", [])
+    if device.type != "cuda" or not sparse or cfg.sparsity.backend == "reference" or cfg.seq_len < 65536:
+        return None
+    return (
+        "note: the first step also compiles and tunes lemo's kernels for this length; at 256K tokens on an H200 "
+        "it took about 3 minutes longer than later steps (docs/longest.md). The ETA settles after it."
+    )

@@ -58,3 +58,11 @@ class Reporters:
             self._tb.close()
         if self._wandb is not None:
             self._wandb.finish()
+
+
+class Silent:
+    """Metrics and reporters on ranks other than 0: they write nothing."""
+
+    def write(self, *_: Any) -> None: ...
+    def log(self, *_: Any) -> None: ...
+    def close(self) -> None: ...
