@@ -27,6 +27,7 @@ from __future__ import annotations
 import math
 import time
 from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -39,7 +40,7 @@ from lemo.predictor.config import PredictorConfig, PredictorTrainingConfig
 from lemo.predictor.model import PredictorSet
 from lemo.predictor.recall import block_recall, mass_recall
 from lemo.predictor.report import CalibrationReport, write_plots
-from lemo.predictor.samples import CalibrationModel, Sample, collect_sample
+from lemo.predictor.samples import CalibrationModel, Sample, SampleCache, collect_sample
 
 
 def map_loss(pred: torch.Tensor, target: torch.Tensor, beta: float, score_weight: float) -> torch.Tensor:
@@ -177,6 +178,58 @@ def calibrate(
         )
     t_start = time.perf_counter()
     torch.manual_seed(cfg.seed)
+    pset, layers, keep = _new_set(model, sparsity, cfg)
+    params_initial = pset.num_parameters()
+    chunks = list(chunks)[: cfg.max_chunks] if cfg.max_chunks else list(chunks)
+    cache = SampleCache(model, chunks, layers, sparsity.block_size, cfg)
+    _collect_up_front(cache, min(len(chunks), cfg.steps), cfg.progress)
+    training = _train(pset, model, cache, layers, cfg)
+
+    t_eval = time.perf_counter()
+    holdout = list(holdout)
+    recall_on, per_layer, eval_samples = _recall(pset, model, cache, holdout, keep, sparsity, cfg)
+    eval_s = time.perf_counter() - t_eval
+    pset.eval()
+
+    tail = max(1, cfg.steps // 10)
+    report = CalibrationReport(
+        model=pset.identity.to_dict(),
+        layers=layers,
+        seq_len=cfg.seq_len,
+        steps=cfg.steps,
+        train_chunks=len(chunks),
+        eval_chunks=len(holdout) if holdout else len(eval_samples or []),
+        recall_on=recall_on,
+        keep_ratio=keep,
+        recall={i: v["recall"] for i, v in per_layer.items()},
+        mass_recall={i: v["mass_recall"] for i, v in per_layer.items()},
+        mean_recall=sum(v["recall"] for v in per_layer.values()) / len(per_layer),
+        loss_curve=training.loss_curve,
+        final_loss={i: sum(v[-tail:]) / len(v[-tail:]) for i, v in training.layer_losses.items()},
+        params_initial=params_initial,
+        params_final=pset.num_parameters(),
+        param_bytes=pset.nbytes(),
+        widths={i: {k: list(v) for k, v in w.items()} for i, w in pset.widths().items()},
+        prune_events=training.prune_events,
+        time_s={
+            "collect": cache.collect_s,
+            "train": training.train_s,
+            "eval": eval_s,
+            "total": time.perf_counter() - t_start,
+        },
+        config=cfg.to_dict(),
+    )
+    pset.report = report
+    if output_dir is not None:
+        _write_outputs(pset, Path(output_dir), cache, holdout, eval_samples, layers, cfg)
+    return pset
+
+
+def _new_set(
+    model: CalibrationModel, sparsity: SparsityConfig, cfg: PredictorTrainingConfig
+) -> tuple[PredictorSet, list[int], dict[int, float]]:
+    """Untrained predictors for the sparse layers of `model`, on its device; the layers, and the keep ratio of
+    each."""
     identity = model.identity()
     layers = sparsity.resolve_layers(model.num_layers)
     if not layers:
@@ -184,11 +237,10 @@ def calibrate(
             "sparse_layers resolves to no layer, so there is nothing to calibrate; use 'auto' or a list."
         )
     keep = sparsity.per_layer("keep_ratio", layers, model.num_layers)
-    b = sparsity.block_size
     pcfg = PredictorConfig(
         d_model=identity.hidden_size,
         slice_dim=cfg.slice_dim or identity.head_dim,
-        block_size=b,
+        block_size=sparsity.block_size,
         hidden=cfg.hidden,
         mid=cfg.mid,
         pool=cfg.pool,
@@ -200,86 +252,69 @@ def calibrate(
         "sink_blocks": sparsity.sink_blocks,
         "local_blocks": sparsity.local_blocks,
     }
-    pset = PredictorSet(pcfg, layers, identity, meta=meta).to(model.device)
-    params_initial = pset.num_parameters()
-    chunks = list(chunks)[: cfg.max_chunks] if cfg.max_chunks else list(chunks)
+    return PredictorSet(pcfg, layers, identity, meta=meta).to(model.device), layers, keep
 
-    # ---- cache of samples: collected lazily, kept while they fit in cache_gb
-    store = {"device": torch.device("cpu"), "dtype": getattr(torch, cfg.cache_dtype)}
-    cache: dict[int, Sample] = {}
-    cache_bytes = 0
-    collect_s = 0.0
 
-    def sample_of(j: int) -> Sample:
-        nonlocal cache_bytes, collect_s
-        if j in cache:
-            return cache[j]
-        t0 = time.perf_counter()
-        s = collect_sample(model, chunks[j], layers, b, store, cfg.cache_dir)
-        collect_s += time.perf_counter() - t0
-        nbytes = sum(t.numel() * t.element_size() for t in [*s.x.values(), *s.target.values()])
-        if cache_bytes + nbytes <= cfg.cache_gb * 1024**3:
-            cache[j] = s
-            cache_bytes += nbytes
-        return s
-
-    # Collect up front while samples fit the cache: the training bar then shows training speed only.
-    n_pre = min(len(chunks), cfg.steps)
-    bar = _progress(n_pre, "collect", cfg.progress)
-    for j in range(n_pre):
-        sample_of(j)
+def _collect_up_front(cache: SampleCache, n: int, progress: bool) -> None:
+    """Collect up front while samples fit the cache: the training bar then shows training speed only."""
+    bar = _progress(n, "collect", progress)
+    for j in range(n):
+        cache.sample(j)
         if bar is not None:
             bar.update(1)
-        if j not in cache:
+        if j not in cache.cache:
             break  # the cache is full; later chunks are collected when they come round
     if bar is not None:
         bar.close()
 
+
+@dataclass
+class _Training:
+    """What the training steps recorded."""
+
+    loss_curve: list[float]
+    layer_losses: dict[int, list[float]]
+    prune_events: list[dict[str, Any]]
+    train_s: float = 0.0  # seconds training, without the time spent collecting samples
+
+
+def _train(
+    pset: PredictorSet,
+    model: CalibrationModel,
+    cache: SampleCache,
+    layers: list[int],
+    cfg: PredictorTrainingConfig,
+) -> _Training:
+    """`cfg.steps` steps over the chunks in random order, pruning dead hidden units every `prune_every` steps."""
     opt = _make_optimizer(pset, cfg)
     gen = torch.Generator().manual_seed(cfg.seed)
     order: list[int] = []
-    loss_curve: list[float] = []
-    layer_losses: dict[int, list[float]] = {i: [] for i in layers}
-    prune_events: list[dict[str, Any]] = []
+    run = _Training(loss_curve=[], layer_losses={i: [] for i in layers}, prune_events=[])
     threshold = cfg.prune_threshold
     prune_stop = int(cfg.prune_until * cfg.steps)
     pset.train()
     pset.track_deaths(cfg.prune_every > 0)
     bar = _progress(cfg.steps, "calibrate", cfg.progress)
     t_train = time.perf_counter()
-    collect_before = collect_s
+    collect_before = cache.collect_s
     ema = None
     for step in range(cfg.steps):
         if not order:
-            order = torch.randperm(len(chunks), generator=gen).tolist()
-        sample = sample_of(order.pop())
+            order = torch.randperm(len(cache.chunks), generator=gen).tolist()
+        sample = cache.sample(order.pop())
         for g in opt.param_groups:
             g["lr"] = cfg.lr * _lr_factor(step, cfg)
-        step_loss = 0.0
-        for i in layers:
-            x = sample.x[i].to(model.device)  # [T, d]
-            pred = pset[i](x)  # [nb, nb]
-            loss = map_loss(pred, sample.target[i].to(pred.device), cfg.huber_beta, cfg.score_weight)
-            (loss / len(layers)).backward()  # one layer's graph at a time
-            value = loss.item()
-            layer_losses[i].append(value)
-            step_loss += value / len(layers)
+        step_loss = _step(pset, model, sample, layers, run.layer_losses, cfg)
         if cfg.max_grad_norm > 0:
             torch.nn.utils.clip_grad_norm_(pset.parameters(), cfg.max_grad_norm)
         opt.step()
         opt.zero_grad(set_to_none=True)
-        loss_curve.append(step_loss)
+        run.loss_curve.append(step_loss)
         ema = step_loss if ema is None else 0.9 * ema + 0.1 * step_loss
         if cfg.prune_every > 0 and (step + 1) % cfg.prune_every == 0 and step + 1 <= prune_stop:
             opt, removed = _prune_and_rebuild(pset, opt, threshold, cfg)
-            prune_events.append(
-                {
-                    "step": step + 1,
-                    "threshold": round(threshold, 4),
-                    "removed": removed,
-                    "params": pset.num_parameters(),
-                }
-            )
+            event = {"step": step + 1, "threshold": round(threshold, 4), "removed": removed}
+            run.prune_events.append({**event, "params": pset.num_parameters()})
             threshold = max(threshold - cfg.prune_decay, 0.05)
         if bar is not None:
             elapsed = time.perf_counter() - t_train
@@ -288,68 +323,70 @@ def calibrate(
     if bar is not None:
         bar.close()
     pset.track_deaths(False)
-    train_s = time.perf_counter() - t_train - (collect_s - collect_before)
+    run.train_s = time.perf_counter() - t_train - (cache.collect_s - collect_before)
+    return run
 
-    # ---- recall
-    t_eval = time.perf_counter()
-    holdout = list(holdout)
+
+def _step(
+    pset: PredictorSet,
+    model: CalibrationModel,
+    sample: Sample,
+    layers: list[int],
+    layer_losses: dict[int, list[float]],
+    cfg: PredictorTrainingConfig,
+) -> float:
+    """Forward and backward of every layer's predictor on one sample; returns the mean loss over layers."""
+    step_loss = 0.0
+    for i in layers:
+        x = sample.x[i].to(model.device)  # [T, d]
+        pred = pset[i](x)  # [nb, nb]
+        loss = map_loss(pred, sample.target[i].to(pred.device), cfg.huber_beta, cfg.score_weight)
+        (loss / len(layers)).backward()  # one layer's graph at a time
+        value = loss.item()
+        layer_losses[i].append(value)
+        step_loss += value / len(layers)
+    return step_loss
+
+
+def _recall(
+    pset: PredictorSet,
+    model: CalibrationModel,
+    cache: SampleCache,
+    holdout: list[torch.Tensor],
+    keep: dict[int, float],
+    sparsity: SparsityConfig,
+    cfg: PredictorTrainingConfig,
+) -> tuple[str, dict[int, dict[str, float]], list[Sample] | None]:
+    """Per-layer recall on the held-out chunks, else on the first training chunks; returns which ones ("held-out"
+    or "training"), the recall and the training samples it used (None on held-out chunks)."""
     if holdout:
-        recall_on = "held-out"
         per_layer = evaluate_recall(
             pset, model, holdout, keep, sparsity.sink_blocks, sparsity.local_blocks, cache_dir=cfg.cache_dir
         )
-        eval_samples = None
-    else:
-        recall_on = "training"
-        eval_samples = [sample_of(j) for j in range(min(len(chunks), 4))]
-        per_layer = evaluate_recall(
-            pset, model, [], keep, sparsity.sink_blocks, sparsity.local_blocks, samples=eval_samples
-        )
-    eval_s = time.perf_counter() - t_eval
-    pset.eval()
-
-    tail = max(1, cfg.steps // 10)
-    report = CalibrationReport(
-        model=identity.to_dict(),
-        layers=layers,
-        seq_len=cfg.seq_len,
-        steps=cfg.steps,
-        train_chunks=len(chunks),
-        eval_chunks=len(holdout) if holdout else len(eval_samples or []),
-        recall_on=recall_on,
-        keep_ratio=keep,
-        recall={i: v["recall"] for i, v in per_layer.items()},
-        mass_recall={i: v["mass_recall"] for i, v in per_layer.items()},
-        mean_recall=sum(v["recall"] for v in per_layer.values()) / len(per_layer),
-        loss_curve=loss_curve,
-        final_loss={i: sum(v[-tail:]) / len(v[-tail:]) for i, v in layer_losses.items()},
-        params_initial=params_initial,
-        params_final=pset.num_parameters(),
-        param_bytes=pset.nbytes(),
-        widths={i: {k: list(v) for k, v in w.items()} for i, w in pset.widths().items()},
-        prune_events=prune_events,
-        time_s={
-            "collect": collect_s,
-            "train": train_s,
-            "eval": eval_s,
-            "total": time.perf_counter() - t_start,
-        },
-        config=cfg.to_dict(),
+        return "held-out", per_layer, None
+    eval_samples = [cache.sample(j) for j in range(min(len(cache.chunks), 4))]
+    per_layer = evaluate_recall(
+        pset, model, [], keep, sparsity.sink_blocks, sparsity.local_blocks, samples=eval_samples
     )
-    pset.report = report
-    if output_dir is not None:
-        out = Path(output_dir)
-        pset.save(out)
-        plot_sample = (
-            collect_sample(model, holdout[0], layers, b, store, cfg.cache_dir)
-            if holdout
-            else (eval_samples or [sample_of(0)])[0]
-        )
-        report.plots = write_plots(
-            pset, plot_sample, _choose_plot_layers(layers, cfg.plot_layers), report, out
-        )
-        report.save(out / "calibration.json")
-    return pset
+    return "training", per_layer, eval_samples
+
+
+def _write_outputs(
+    pset: PredictorSet,
+    out: Path,
+    cache: SampleCache,
+    holdout: list[torch.Tensor],
+    eval_samples: list[Sample] | None,
+    layers: list[int],
+    cfg: PredictorTrainingConfig,
+) -> None:
+    """The predictors, their report as calibration.json and its plots (on the first held-out chunk, else on the
+    first training one), in `out`."""
+    report = pset.report
+    pset.save(out)
+    plot_sample = cache.collect(holdout[0]) if holdout else (eval_samples or [cache.sample(0)])[0]
+    report.plots = write_plots(pset, plot_sample, _choose_plot_layers(layers, cfg.plot_layers), report, out)
+    report.save(out / "calibration.json")
 
 
 def _progress(total: int, desc: str, enabled: bool) -> Any:

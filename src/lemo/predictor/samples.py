@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -14,6 +15,7 @@ from typing import Any, Protocol
 
 import torch
 
+from lemo.predictor.config import PredictorTrainingConfig
 from lemo.predictor.identity import ModelIdentity
 from lemo.sparsity.budget import DenseModel
 from lemo.sparsity.scoring import oracle_map
@@ -91,3 +93,42 @@ def _collect(
         targets = {i: oracle_map(model.layer_parts(i), xs[i], block_size).to(store["device"]) for i in layers}
         x_store = {i: xs[i].to(store["device"], store["dtype"]) for i in layers}
     return Sample(x_store, targets)
+
+
+class SampleCache:
+    """The samples of the training chunks: collected lazily, kept (on CPU) while they fit in cache_gb."""
+
+    def __init__(
+        self,
+        model: CalibrationModel,
+        chunks: list[torch.Tensor],
+        layers: list[int],
+        block_size: int,
+        cfg: PredictorTrainingConfig,
+    ):
+        self.model = model
+        self.chunks = chunks  # the training chunks, token ids [T] each
+        self.layers = layers
+        self.block_size = block_size
+        self.cfg = cfg
+        self.store = {"device": torch.device("cpu"), "dtype": getattr(torch, cfg.cache_dtype)}
+        self.cache: dict[int, Sample] = {}
+        self.nbytes = 0
+        self.collect_s = 0.0  # seconds spent collecting (in `sample`)
+
+    def collect(self, chunk: torch.Tensor) -> Sample:
+        """The sample of any chunk, collected now (not cached in memory, not timed)."""
+        return collect_sample(self.model, chunk, self.layers, self.block_size, self.store, self.cfg.cache_dir)
+
+    def sample(self, j: int) -> Sample:
+        """The sample of chunk `j`."""
+        if j in self.cache:
+            return self.cache[j]
+        t0 = time.perf_counter()
+        s = self.collect(self.chunks[j])
+        self.collect_s += time.perf_counter() - t0
+        nbytes = sum(t.numel() * t.element_size() for t in [*s.x.values(), *s.target.values()])
+        if self.nbytes + nbytes <= self.cfg.cache_gb * 1024**3:
+            self.cache[j] = s
+            self.nbytes += nbytes
+        return s
