@@ -102,6 +102,19 @@ def _tiled_update(
     return o, y
 
 
+def _mlp_over_all_rows(parts: LayerParts, cfg: SparsityConfig, h: torch.Tensor) -> torch.Tensor:
+    """h [B*T, d] plus the MLP of every row: dense, or with a channel-sparse backward (mlp="dense"/"channels")."""
+    if cfg.mlp != "channels":
+        return h + parts.mlp(parts.post_norm(h))  # [B*T, d]
+    if parts.mlp_weights is None:
+        raise ValueError(
+            "mlp='channels' needs a plain SwiGLU MLP without adapters; drop LoRA from gate/up/down_proj "
+            "or use mlp='dense'."
+        )
+    gate, up, down = parts.mlp_weights
+    return h + channel_sparse_mlp(parts.post_norm(h), gate, up, down, cfg.mlp_keep)
+
+
 def sparse_layer_forward(
     parts: LayerParts,
     hidden: torch.Tensor,
@@ -164,17 +177,7 @@ def sparse_layer_forward(
             outs = update(h2[rows], cos, sin, positions)  # h2[rows]: [N, d] gathered kept rows
         for u in outs:  # o, then y: the same two rounding steps as the dense layer's two residual adds
             h2 = add(h2, rows, u)
-        if cfg.mlp == "channels":
-            if parts.mlp_weights is None:
-                raise ValueError(
-                    "mlp='channels' needs a plain SwiGLU MLP without adapters; drop LoRA from gate/up/down_proj "
-                    "or use mlp='dense'."
-                )
-            gate, up, down = parts.mlp_weights
-            h2 = h2 + channel_sparse_mlp(parts.post_norm(h2), gate, up, down, cfg.mlp_keep)
-        elif not tokens_mlp:
-            h2 = h2 + parts.mlp(parts.post_norm(h2))  # [B*T, d]
-        return h2
+        return _mlp_over_all_rows(parts, cfg, h2) if cfg.mlp == "channels" or not tokens_mlp else h2
 
     if checkpoint and not tokens_mlp:
         # The MLP reads every row, so the layer input has to be stored: checkpoint the whole layer, as HF would.

@@ -121,6 +121,47 @@ def _fused_head_forward(
     return out
 
 
+def _kept_labels(state: SparsityState, shift_labels: torch.Tensor) -> torch.Tensor:
+    """shift_labels [B, T] with the positions the last sparse layer eliminated set to -100: only kept positions'
+    hidden states went through every layer."""
+    last = state.last[max(state.last)]
+    kept = torch.zeros(shift_labels.numel(), dtype=torch.bool, device=last.rows.device)  # [B*T]
+    kept[last.rows] = True
+    return shift_labels.masked_fill(~kept.view_as(shift_labels).to(shift_labels.device), -100)
+
+
+def _segmented_loss(
+    hidden: torch.Tensor,
+    shift_labels: torch.Tensor,
+    lm_head: nn.Linear,
+    config: SparsityConfig,
+    num_items: Any,
+) -> torch.Tensor:
+    """The LM head and cross-entropy over the labelled positions of hidden [B, T, d], segment by segment."""
+    flat_h = hidden.reshape(-1, hidden.shape[-1])  # [B*T, d]
+    flat_y = shift_labels.reshape(-1).to(hidden.device)  # [B*T]
+    scored = flat_y != -100
+    if not bool(scored.all()):
+        # Rows without a label (padding, prompts, eliminated positions with loss_tokens="kept") never reach
+        # the LM head: with a 128K vocabulary that head is a large share of the step.
+        rows = scored.nonzero().squeeze(1)  # [N]
+        flat_h, flat_y = flat_h[rows], flat_y[rows]
+    if flat_y.numel() == 0:
+        # Nothing left to score (loss_tokens="kept" eliminated every labelled position, or no labels at all):
+        # a zero that is still part of the graph, so backward() and gradient accumulation keep working.
+        log.warning("lemo: no labelled position in this batch was kept; its loss is 0 (see label_priority).")
+        return hidden.sum() * 0.0
+    return segmented_cross_entropy(
+        flat_h,
+        lm_head.weight,
+        flat_y,
+        chunk=config.loss_chunk,
+        num_items=num_items,
+        bias=lm_head.bias,
+        backend=config.backend,
+    )
+
+
 def make_loss_forward(
     base: nn.Module, decoder: nn.Module, config: SparsityConfig, state: SparsityState | None = None
 ):
@@ -164,29 +205,7 @@ def make_loss_forward(
             shift_labels = F.pad(labels, (0, 1), value=-100)[:, 1:]  # [B, T]
         if state is not None:
             record_label_mask(state, shift_labels, base.training, input_ids)
-        if fused:
-            if not fused_ok:
-                raise ValueError(
-                    "fused_lm_head=True but this model has no fused LM head: it comes from TRL's SFTTrainer "
-                    "(trl.trainer.utils.add_fused_lm_head); drop the flag or build the trainer first."
-                )
-            return _fused_head_forward(
-                own_forward,
-                state,
-                config,
-                base.training,
-                labels,
-                given_shift,
-                num_items,
-                input_ids=input_ids,
-                attention_mask=attention_mask,
-                position_ids=position_ids,
-                inputs_embeds=inputs_embeds,
-                use_cache=use_cache,
-                **cache_kwargs(past_key_values),
-                **kwargs,
-            )
-        out = decoder(
+        inputs = dict(
             input_ids=input_ids,
             attention_mask=attention_mask,
             position_ids=position_ids,
@@ -195,38 +214,20 @@ def make_loss_forward(
             **cache_kwargs(past_key_values),
             **kwargs,
         )
+        if fused:
+            if not fused_ok:
+                raise ValueError(
+                    "fused_lm_head=True but this model has no fused LM head: it comes from TRL's SFTTrainer "
+                    "(trl.trainer.utils.add_fused_lm_head); drop the flag or build the trainer first."
+                )
+            return _fused_head_forward(
+                own_forward, state, config, base.training, labels, given_shift, num_items, **inputs
+            )
+        out = decoder(**inputs)
         hidden = out.last_hidden_state  # [B, T, d]
         if _drops_eliminated(config) and state is not None and state.last and base.training:
-            # Score only positions the last sparse layer kept: their hidden states went through every layer.
-            last = state.last[max(state.last)]
-            kept = torch.zeros(shift_labels.numel(), dtype=torch.bool, device=hidden.device)  # [B*T]
-            kept[last.rows] = True
-            shift_labels = shift_labels.masked_fill(~kept.view_as(shift_labels).to(shift_labels.device), -100)
-        flat_h = hidden.reshape(-1, hidden.shape[-1])  # [B*T, d]
-        flat_y = shift_labels.reshape(-1).to(hidden.device)  # [B*T]
-        scored = flat_y != -100
-        if not bool(scored.all()):
-            # Rows without a label (padding, prompts, eliminated positions with loss_tokens="kept") never reach
-            # the LM head: with a 128K vocabulary that head is a large share of the step.
-            rows = scored.nonzero().squeeze(1)  # [N]
-            flat_h, flat_y = flat_h[rows], flat_y[rows]
-        if flat_y.numel() == 0:
-            # Nothing left to score (loss_tokens="kept" eliminated every labelled position, or no labels at all):
-            # a zero that is still part of the graph, so backward() and gradient accumulation keep working.
-            log.warning(
-                "lemo: no labelled position in this batch was kept; its loss is 0 (see label_priority)."
-            )
-            loss = hidden.sum() * 0.0
-        else:
-            loss = segmented_cross_entropy(
-                flat_h,
-                lm_head.weight,
-                flat_y,
-                chunk=config.loss_chunk,
-                num_items=num_items,
-                bias=lm_head.bias,
-                backend=config.backend,
-            )
+            shift_labels = _kept_labels(state, shift_labels)
+        loss = _segmented_loss(hidden, shift_labels, lm_head, config, num_items)
         return CausalLMOutputWithPast(
             loss=loss,
             logits=None,
