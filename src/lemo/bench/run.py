@@ -219,6 +219,86 @@ def parse_args(argv: list[str] | None, prog: str | None = None) -> argparse.Name
     return ap.parse_args(argv)
 
 
+def _command(argv: list[str] | None, prog: str | None) -> str:
+    """The command line as the user typed it, for the CSV's `command` column."""
+    words = argv if argv is not None else sys.argv[1:]
+    command = " ".join([prog, *words]) if prog else "python " + " ".join([sys.argv[0], *words])
+    # Settings read from the environment change what a row measures; they go in front, as a shell would take them.
+    settings = [f"{k}={os.environ[k]}" for k in MEASURED_ENV if os.environ.get(k)]
+    return " ".join([*settings, command])
+
+
+def _cap_memory(args: argparse.Namespace, device: torch.device) -> None:
+    """Resolve --cap-gib (--mode longest's default) and hold the GPU to it."""
+    if args.cap_gib is None and args.mode == "longest":
+        args.cap_gib = 80.0 * 1e9 / 2**30
+    if device.type == "cuda" and args.cap_gib is not None:
+        total = torch.cuda.get_device_properties(device).total_memory
+        # The cap holds on a larger card too: the caching allocator refuses to grow past this fraction.
+        torch.cuda.set_per_process_memory_fraction(
+            min(1.0, args.cap_gib * 2**30 / total), torch.cuda.current_device()
+        )
+
+
+def _step_row(row: dict, model, name: str, T: int, args: argparse.Namespace, device: torch.device) -> None:
+    """Fill `row` with one (config, T) measurement of --mode steps."""
+    mlp = CONFIGS[name][3] or "dense"
+    row.update(
+        seq_len=T,
+        backend=CONFIGS[name][4].get("backend", args.backend),
+        mlp=mlp + ("/shared/kept" if CONFIGS[name][4].get("loss_tokens") == "kept" else ""),
+    )
+    row.update(probe(model, name, T, args, device), completion=args.completion)
+    if CONFIGS[name][4].get("tile_tokens"):
+        row["tile_tokens"] = args.tile_tokens
+
+
+def _run_all(model, args: argparse.Namespace, device: torch.device, world, shape: str, common: dict) -> int:
+    """Every (T, config) of the command line, one row each appended to --out; the exit code.
+
+    `common` holds the columns every row shares (cap, world size, weights, environment, timestamp, command).
+    """
+    start = time.perf_counter()
+    lengths = sorted(args.lengths) if args.mode == "steps" else [0]
+    out_of_memory: set[str] = set()  # "until out of memory": a config that OOMed is not tried at longer T
+    for T in lengths:
+        for name in args.configs:
+            if name in out_of_memory:
+                continue
+            if args.budget_s and time.perf_counter() - start > args.budget_s:
+                print(f"time budget of {args.budget_s:.0f} s spent; skipping the rest", flush=True)
+                return 0
+            sparse = CONFIGS[name][2]
+            row = {"config": name, "shape": shape, "keep_ratio": args.keep_ratio if sparse else 1.0}
+            row.update(common)
+            if args.mode == "longest":
+                row.update(longest_length(model, name, args, device), cap_gib=args.cap_gib)
+                _append(args.out, LONGEST_FIELDS, row)
+                _show(row, ("config", "longest_ok_T", "first_oom_T", "peak_alloc_gib", "median_step_s"))
+                continue
+            _step_row(row, model, name, T, args, device)
+            if row["status"] != "ok":
+                out_of_memory.add(name)
+            if not world.is_main:
+                continue  # rank 0 writes the job's row
+            _append(args.out, FIELDS, row)
+            _show(
+                row,
+                (
+                    "predictor_ms_per_step",
+                    "config",
+                    "seq_len",
+                    "status",
+                    "peak_alloc_gib",
+                    "peak_reserved_gib",
+                    "median_step_s",
+                    "tokens_per_s",
+                    "fraction_of_matmul",
+                ),
+            )
+    return 0
+
+
 def main(argv: list[str] | None = None, prog: str | None = None) -> int:
     """Run the benchmark of the command line `argv`, appending its rows to --out; the exit code.
 
@@ -243,19 +323,8 @@ def main(argv: list[str] | None = None, prog: str | None = None) -> int:
     args.world = world if world.enabled else None
     env = environment()
     stamp = datetime.now(timezone.utc).isoformat(timespec="seconds")
-    words = argv if argv is not None else sys.argv[1:]
-    command = " ".join([prog, *words]) if prog else "python " + " ".join([sys.argv[0], *words])
-    # Settings read from the environment change what a row measures; they go in front, as a shell would take them.
-    settings = [f"{k}={os.environ[k]}" for k in MEASURED_ENV if os.environ.get(k)]
-    command = " ".join([*settings, command])
-    if args.cap_gib is None and args.mode == "longest":
-        args.cap_gib = 80.0 * 1e9 / 2**30
-    if device.type == "cuda" and args.cap_gib is not None:
-        total = torch.cuda.get_device_properties(device).total_memory
-        # The cap holds on a larger card too: the caching allocator refuses to grow past this fraction.
-        torch.cuda.set_per_process_memory_fraction(
-            min(1.0, args.cap_gib * 2**30 / total), torch.cuda.current_device()
-        )
+    command = _command(argv, prog)
+    _cap_memory(args, device)
     rate = matmul_rate(device)
     if rate:
         MATMUL_RATE.append(rate)
@@ -266,54 +335,9 @@ def main(argv: list[str] | None = None, prog: str | None = None) -> int:
     if world.enabled:
         model = shard_model(model, world, device)
     weights = weights_gib_per_gpu(model)
-    start = time.perf_counter()
-    lengths = sorted(args.lengths) if args.mode == "steps" else [0]
-    out_of_memory: set[str] = set()  # "until out of memory": a config that OOMed is not tried at longer T
-    for T in lengths:
-        for name in args.configs:
-            if name in out_of_memory:
-                continue
-            if args.budget_s and time.perf_counter() - start > args.budget_s:
-                print(f"time budget of {args.budget_s:.0f} s spent; skipping the rest", flush=True)
-                return 0
-            sparse = CONFIGS[name][2]
-            row = {"config": name, "shape": shape, "keep_ratio": args.keep_ratio if sparse else 1.0}
-            row.update(cap_gib=args.cap_gib, world_size=world.world_size, weights_gib_per_gpu=weights)
-            row.update(env, timestamp=stamp, command=command)
-            if args.mode == "longest":
-                row.update(longest_length(model, name, args, device), cap_gib=args.cap_gib)
-                _append(args.out, LONGEST_FIELDS, row)
-                _show(row, ("config", "longest_ok_T", "first_oom_T", "peak_alloc_gib", "median_step_s"))
-                continue
-            mlp = CONFIGS[name][3] or "dense"
-            row.update(
-                seq_len=T,
-                backend=CONFIGS[name][4].get("backend", args.backend),
-                mlp=mlp + ("/shared/kept" if CONFIGS[name][4].get("loss_tokens") == "kept" else ""),
-            )
-            row.update(probe(model, name, T, args, device), completion=args.completion)
-            if CONFIGS[name][4].get("tile_tokens"):
-                row["tile_tokens"] = args.tile_tokens
-            if row["status"] != "ok":
-                out_of_memory.add(name)
-            if not world.is_main:
-                continue  # rank 0 writes the job's row
-            _append(args.out, FIELDS, row)
-            _show(
-                row,
-                (
-                    "predictor_ms_per_step",
-                    "config",
-                    "seq_len",
-                    "status",
-                    "peak_alloc_gib",
-                    "peak_reserved_gib",
-                    "median_step_s",
-                    "tokens_per_s",
-                    "fraction_of_matmul",
-                ),
-            )
-    return 0
+    common = dict(cap_gib=args.cap_gib, world_size=world.world_size, weights_gib_per_gpu=weights)
+    common.update(env, timestamp=stamp, command=command)
+    return _run_all(model, args, device, world, shape, common)
 
 
 if __name__ == "__main__":

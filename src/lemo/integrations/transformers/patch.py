@@ -110,7 +110,7 @@ def _layer_forward(
             return backward_layer_forward(
                 parts, hidden_states, position_embeddings, position_ids, state, scorer, params
             )
-        # HF's own checkpoint (suspended for this forward by the decoder hook, see `apply`) would store the
+        # HF's own checkpoint (suspended for this forward by the decoder hook, see `_install_hooks`) would store the
         # whole layer input; the sparse forward checkpoints itself and stores only the kept rows.
         checkpoint = layer.training and (
             state.offloader is not None
@@ -170,6 +170,83 @@ def _tiled_mlp_forward(mlp: nn.Module, tile: int):
     return forward
 
 
+def _patch_layers(
+    layers: Any, sparse: list[int], spec: ArchSpec, model_config: Any, config: SparsityConfig, state, scorer
+) -> tuple[list[nn.Module], list[Any], list[tuple[nn.Module, Any]]]:
+    """Install lemo's instance forwards: (patched layers, their previous forwards, (tiled mlp, previous forward))."""
+    n = len(layers)
+    patched, previous = [], []
+    for i in sparse:
+        layer = layers[i]
+        previous.append(layer.__dict__.get("forward"))
+        layer.forward = _layer_forward(layer, spec, i, model_config, state, scorer)
+        patched.append(layer)
+    if state.offloader is not None or config.tile_attention:
+        for i in sorted(set(range(n)) - set(sparse)):
+            layer = layers[i]
+            previous.append(layer.__dict__.get("forward"))
+            if config.tile_attention:  # lemo's layer forward with every row kept tiles the attention sublayer
+                layer.forward = _layer_forward(layer, spec, i, model_config, state, scorer, dense=True)
+            else:
+                layer.forward = _offloaded_dense_forward(layer, state)
+            patched.append(layer)
+    tiled = []
+    if config.tile_tokens > 0:
+        for layer in layers:
+            mlp = getattr(layer, spec.mlp)
+            tiled.append((mlp, mlp.__dict__.get("forward")))
+            mlp.forward = _tiled_mlp_forward(mlp, config.tile_tokens)
+    return patched, previous, tiled
+
+
+def _install_hooks(
+    decoder: nn.Module, base: nn.Module, state: SparsityState, patched: list[nn.Module]
+) -> tuple[Any, Any]:
+    """The decoder's pre-hook (starts a step) and post-hook (ends it): their handles."""
+
+    def begin_step(_module: nn.Module, args: tuple, kwargs: dict) -> None:
+        mask = kwargs.get("attention_mask", args[1] if len(args) > 1 else None)
+        state.begin_forward(mask)
+        # Layer outputs recorded for output_hidden_states must not be updated in place by the next layer.
+        state.keep_layer_inputs = bool(
+            kwargs.get("output_hidden_states", getattr(base.config, "output_hidden_states", False))
+        )
+        for layer in patched:
+            # Older transformers checkpoint in the layer's __call__, around our forward: switch that off for this
+            # forward (the flag is read at call time) and let the sparse forward checkpoint only the kept rows.
+            if getattr(layer, "gradient_checkpointing", False):
+                layer.gradient_checkpointing = False
+                layer.__dict__[_GC_SUSPENDED] = True
+
+    def end_step(_module: nn.Module, args: tuple, kwargs: dict, output: Any) -> None:
+        # One forward's labels and evidence; a recompute reuses the cached selection.
+        state.label_mask = state.query_mask = state.evidence_mask = None
+        for layer in patched:
+            if layer.__dict__.pop(_GC_SUSPENDED, False):
+                layer.gradient_checkpointing = True
+
+    hook = decoder.register_forward_pre_hook(begin_step, with_kwargs=True)
+    # always_call: the flags come back even when the forward raises (out of memory in a length search).
+    end_hook = decoder.register_forward_hook(end_step, with_kwargs=True, always_call=True)
+    return hook, end_hook
+
+
+def _log_applied(
+    config: SparsityConfig, state: SparsityState, sparse: list[int], n: int, tiled: list
+) -> None:
+    log.info("lemo: token elimination on %d of %d layers (%s)", len(sparse), n, config.selection)
+    if state.offloader is not None or tiled:
+        log.info(
+            "lemo: checkpointed layer inputs in %s memory; MLP %s",
+            "host" if state.offloader is not None else "GPU",
+            (
+                f"and {'the whole layer' if config.tile_attention else 'MLP'} in tiles of {config.tile_tokens} rows"
+            )
+            if tiled
+            else "untiled",
+        )
+
+
 def apply(model: nn.Module, config: SparsityConfig | None = None, predictors: Any = None) -> nn.Module:
     """Turn on token elimination in `model` (an HF causal LM, plain or PEFT-wrapped), in place.
 
@@ -197,52 +274,8 @@ def apply(model: nn.Module, config: SparsityConfig | None = None, predictors: An
     state.offloader = HostOffloader() if config.offload == "cpu" else None
     for i in sparse[:1]:  # every layer of a model is the same class: checking one checks the rest
         check_layer(layers[i], spec, base.config)
-    patched, previous = [], []
-    for i in sparse:
-        layer = layers[i]
-        previous.append(layer.__dict__.get("forward"))
-        layer.forward = _layer_forward(layer, spec, i, base.config, state, scorer)
-        patched.append(layer)
-    if state.offloader is not None or config.tile_attention:
-        for i in sorted(set(range(n)) - set(sparse)):
-            layer = layers[i]
-            previous.append(layer.__dict__.get("forward"))
-            if config.tile_attention:  # lemo's layer forward with every row kept tiles the attention sublayer
-                layer.forward = _layer_forward(layer, spec, i, base.config, state, scorer, dense=True)
-            else:
-                layer.forward = _offloaded_dense_forward(layer, state)
-            patched.append(layer)
-    tiled = []
-    if config.tile_tokens > 0:
-        for layer in layers:
-            mlp = getattr(layer, spec.mlp)
-            tiled.append((mlp, mlp.__dict__.get("forward")))
-            mlp.forward = _tiled_mlp_forward(mlp, config.tile_tokens)
-
-    def begin_step(_module: nn.Module, args: tuple, kwargs: dict) -> None:
-        mask = kwargs.get("attention_mask", args[1] if len(args) > 1 else None)
-        state.begin_forward(mask)
-        # Layer outputs recorded for output_hidden_states must not be updated in place by the next layer.
-        state.keep_layer_inputs = bool(
-            kwargs.get("output_hidden_states", getattr(base.config, "output_hidden_states", False))
-        )
-        for layer in patched:
-            # Older transformers checkpoint in the layer's __call__, around our forward: switch that off for this
-            # forward (the flag is read at call time) and let the sparse forward checkpoint only the kept rows.
-            if getattr(layer, "gradient_checkpointing", False):
-                layer.gradient_checkpointing = False
-                layer.__dict__[_GC_SUSPENDED] = True
-
-    def end_step(_module: nn.Module, args: tuple, kwargs: dict, output: Any) -> None:
-        # One forward's labels and evidence; a recompute reuses the cached selection.
-        state.label_mask = state.query_mask = state.evidence_mask = None
-        for layer in patched:
-            if layer.__dict__.pop(_GC_SUSPENDED, False):
-                layer.gradient_checkpointing = True
-
-    hook = decoder.register_forward_pre_hook(begin_step, with_kwargs=True)
-    # always_call: the flags come back even when the forward raises (out of memory in a length search).
-    end_hook = decoder.register_forward_hook(end_step, with_kwargs=True, always_call=True)
+    patched, previous, tiled = _patch_layers(layers, sparse, spec, base.config, config, state, scorer)
+    hook, end_hook = _install_hooks(decoder, base, state, patched)
     previous_model_forward = base.__dict__.get("forward")
     if config.loss_tokens == "kept" and not config.segmented_loss:
         raise ValueError("loss_tokens='kept' works through the segmented loss; set segmented_loss=True.")
@@ -262,17 +295,7 @@ def apply(model: nn.Module, config: SparsityConfig | None = None, predictors: An
         spec,
         tiled=tiled,
     )
-    log.info("lemo: token elimination on %d of %d layers (%s)", len(sparse), n, config.selection)
-    if state.offloader is not None or tiled:
-        log.info(
-            "lemo: checkpointed layer inputs in %s memory; MLP %s",
-            "host" if state.offloader is not None else "GPU",
-            (
-                f"and {'the whole layer' if config.tile_attention else 'MLP'} in tiles of {config.tile_tokens} rows"
-            )
-            if tiled
-            else "untiled",
-        )
+    _log_applied(config, state, sparse, n, tiled)
     return model
 
 
