@@ -160,8 +160,8 @@ def test_quick_start_is_the_config_the_trial_runs():
     assert "<!-- quick start: cpu -->" in (REPO / "dev" / "new_user_trial.sh").read_text()
 
 
+@pytest.mark.extra("matplotlib")
 def test_diagram_script_writes_the_readme_diagram(tmp_path):
-    pytest.importorskip("matplotlib")
     assert "(docs/how_it_works.png)" in README.read_text()
     out = tmp_path / "d.png"
     subprocess.run(

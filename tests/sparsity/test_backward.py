@@ -6,6 +6,7 @@ import torch
 import lemo
 from lemo.integrations.transformers.patch import sparsity_state
 from lemo.ops import query_rows_attention, varlen_causal_attention
+from lemo.sparsity.supervision import attention_received
 from lemo.testing import ARCHS, assert_close, loss_and_grads, tiny_model, with_lora
 
 T, B = 256, 16
@@ -131,6 +132,38 @@ def test_evidence_blocks_are_kept():
     loss_and_grads(model, ids)
     assert all(6 in s["blocks"][0] for s in lemo.stats(model).values())
     assert sparsity_state(model).evidence_mask is None  # one forward's evidence is not left behind
+
+
+def test_supervision_scorer_keeps_the_blocks_the_labels_attend_to_in_the_layers_own_forward():
+    """Backward mode scores from the layer's own q and k (RoPE applied), checked with HF's rotary code."""
+    from transformers.models.llama.modeling_llama import apply_rotary_pos_emb
+
+    model = _model(layers=2)
+    ids = _ids(7)
+    labels = torch.full_like(ids, -100)
+    labels[:, -20:] = ids[:, -20:]
+    layer = model.base_model.model.model.layers[0]
+    seen = {}
+    layer.register_forward_pre_hook(
+        lambda m, a, kw: seen.update(h=(a or (kw["hidden_states"],))[0].clone()), with_kwargs=True
+    )
+    lemo.apply(model, _backward(0.5, scorer="supervision", random_fraction=0.0))
+    model(input_ids=ids, labels=labels)
+    kept = set(lemo.stats(model)[0]["blocks"][0])
+    attn = layer.self_attn
+    with torch.no_grad():
+        x = layer.input_layernorm(seen["h"])  # [1, T, d]
+        q = attn.q_proj(x).view(1, T, 4, 16).transpose(1, 2)  # [1, H, T, D]
+        k = attn.k_proj(x).view(1, T, 2, 16).transpose(1, 2)  # [1, H_kv, T, D]
+        cos, sin = model.base_model.model.model.rotary_emb(x, torch.arange(T)[None])
+        q, k = apply_rotary_pos_emb(q, k, cos, sin)
+    queries = (labels[0, 1:] != -100).nonzero().flatten()  # position t predicts label t+1
+    q_rows = q[0].transpose(0, 1)[queries]  # [nq, H, D]
+    scores = attention_received(q_rows, k[0].transpose(0, 1), queries, attn.scaling, B)
+    nb = T // B
+    forced = {0, nb - 2, nb - 1}  # sink, local, and the blocks holding labelled positions
+    rest = sorted(set(range(nb)) - forced, key=lambda b: (-float(scores[b]), b))
+    assert kept == forced | set(rest[: nb // 2 - len(forced)])
 
 
 def test_supervision_scorer_trains_and_keeps_the_answer_blocks():
