@@ -18,7 +18,7 @@ from typing import Any, Literal, TypeVar
 
 SelectionMode = Literal["ratio", "threshold"]
 MlpMode = Literal["dense", "tokens", "channels"]
-Scorer = Literal["oracle", "predictor", "supervision"]
+Scorer = Literal["oracle", "predictor", "supervision", "gradient"]
 Elimination = Literal["forward", "backward"]
 Backend = Literal["auto", "reference", "triton"]
 Offload = Literal["none", "cpu"]
@@ -26,7 +26,7 @@ _C = TypeVar("_C", bound="DictConfig")
 
 _SELECTIONS = ("ratio", "threshold")
 _MLP_MODES = ("dense", "tokens", "channels")
-_SCORERS = ("oracle", "predictor", "supervision")
+_SCORERS = ("oracle", "predictor", "supervision", "gradient")
 _ELIMINATIONS = ("forward", "backward")
 _BACKENDS = ("auto", "reference", "triton")
 
@@ -154,7 +154,9 @@ class SparsityConfig(DictConfig):
     `lemo calibrate`); "supervision": the attention each block receives from the positions the loss asks about
     (labels, or in plain text the positions that repeat a far bigram): with elimination="backward" from the
     layer's own forward (RoPE applied), with "forward" from pre-RoPE q and k of the first sparse layer's input
-    (lemo.sparsity.supervision)."""
+    (lemo.sparsity.supervision); "gradient" (elimination="backward" only): chosen in the backward pass, by the
+    norm of the loss's gradient at each block's rows of the layer's output, so the rows the loss depends on most
+    are the ones whose update is trained (lemo.sparsity.backward)."""
     elimination: Elimination = "forward"
     """"forward" (the paper): eliminated tokens skip the sparse layers, saving forward and backward compute and
     memory, but the loss sees the approximated model. "backward": every token runs every layer exactly as dense
@@ -222,7 +224,7 @@ class SparsityConfig(DictConfig):
                 setattr(self, name, list(value))
         _check_fraction("mlp_keep", self.mlp_keep)
         _check_fraction("random_fraction", self.random_fraction, allow_zero=True)
-        if self.scorer in ("predictor", "supervision") and self.random_fraction >= 1.0:
+        if self.scorer in ("predictor", "supervision", "gradient") and self.random_fraction >= 1.0:
             raise ValueError(
                 f"scorer={self.scorer!r} has no effect with random_fraction=1.0 (random blocks, no scoring: the "
                 "default); pass random_fraction=0.0 (--random-fraction 0) to keep the scorer's top blocks, or a "
@@ -260,6 +262,11 @@ class SparsityConfig(DictConfig):
 
     def _check_elimination(self) -> None:
         if self.elimination != "backward":
+            if self.scorer == "gradient":
+                raise ValueError(
+                    "scorer='gradient' chooses rows in the backward pass, which only elimination='backward' has; "
+                    "pass elimination='backward' (--elimination backward) or another scorer."
+                )
             return
         unsupported = {
             "offload": self.offload != "none",
