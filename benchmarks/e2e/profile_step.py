@@ -1,0 +1,86 @@
+"""Profile one warm training step per (config, T) and write where its time went (lemo.bench.profile).
+
+    python benchmarks/e2e/profile_step.py --shape llama3-8b --lengths 32768 \\
+        --configs liger-exact liger-lemo-random+gc --completion 0.02 \\
+        --out benchmarks/results/profile_llama3_8b.csv --traces /tmp/traces
+
+Each (config, T) gets a warm-up step (kernel compiles and autotuning are not the step's), then one profiled
+step; the CSV gets a "step" row (step and busy time, idle time and gaps, kernel launches, host syncs) and one
+row per op family. The Chrome traces go to --traces (open them in https://ui.perfetto.dev).
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+import torch
+
+from lemo.bench.configs import CONFIGS, configure
+from lemo.bench.model import SHAPES, build_model
+from lemo.bench.profile import profile_step, rows
+from lemo.bench.run import _append, environment
+from lemo.bench.step import run_one, train_labels
+from lemo.config import SparsityConfig
+
+FIELDS = [
+    "config", "shape", "seq_len", "family", "ms", "share", "count", "step_ms", "busy_ms", "idle_ms",
+    "idle_share", "gaps", "gap_ms", "launches", "host_syncs", "keep_ratio", "completion",
+    "gpu", "torch", "cuda", "transformers", "peft", "triton", "liger_kernel", "commit", "command",
+]  # fmt: skip
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--shape", choices=sorted(SHAPES), default="llama3-8b")
+    ap.add_argument("--lengths", type=int, nargs="+", default=[32768])
+    ap.add_argument("--configs", nargs="+", choices=list(CONFIGS), default=["liger-exact"])
+    ap.add_argument("--keep-ratio", type=float, default=SparsityConfig().keep_ratio)
+    ap.add_argument("--backend", default="auto", choices=["auto", "reference", "triton"])
+    ap.add_argument("--tile-tokens", type=int, default=8192)
+    ap.add_argument("--completion", type=float, default=0.0, help="labelled share at the row's end (0: all)")
+    ap.add_argument("--out", type=Path, required=True, help="CSV to append to")
+    ap.add_argument("--traces", type=Path, default=Path("traces"), help="folder for the Chrome traces")
+    return ap.parse_args(argv)
+
+
+def _step(model, ids: torch.Tensor, labels: torch.Tensor, opt: torch.optim.Optimizer):
+    def step() -> None:
+        model(input_ids=ids, labels=labels).loss.backward()
+        opt.step()
+        opt.zero_grad(set_to_none=True)
+
+    return step
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    model = build_model(args.shape, device, max(args.lengths))
+    env = {**environment(), "command": " ".join(sys.argv)}
+    for name in args.configs:
+        configure(model, name, args.keep_ratio, args.backend, args.tile_tokens)
+        for T in args.lengths:
+            run_one(
+                model, T, steps=1, warmup=1, device=device, completion=args.completion
+            )  # warm: tune first
+            ids = torch.randint(0, model.config.vocab_size, (1, T), device=device)  # [1, T]
+            labels = train_labels(ids, args.completion)  # [1, T]
+            opt = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=1e-4)
+            trace = args.traces / f"{args.shape}_{name}_{T}.json"
+            summary = profile_step(_step(model, ids, labels, opt), trace, cuda=device.type == "cuda")
+            keys = dict(config=name, shape=args.shape, seq_len=T, keep_ratio=args.keep_ratio)
+            for row in rows(summary, **keys, completion=args.completion):
+                _append(args.out, FIELDS, {**row, **env})
+            print(
+                f"{name} T={T}: step {summary['step_ms']:.0f} ms, idle {summary['idle_share']:.1%} "
+                f"in {summary['gaps']} gaps, {summary['launches']} launches, {summary['host_syncs']} host syncs",
+                flush=True,
+            )
+            model.zero_grad(set_to_none=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,159 @@
+"""Where a training step's time goes: one step under `torch.profiler`, summarized from its Chrome trace.
+
+The summary answers the questions of issue 20 item 3 in one table per (config, T):
+- time per op family on the device (matmuls, attention, norms, elementwise, copies, lemo's own kernels, ...);
+- how long the device sat idle inside the step, and in how many gaps longer than `GAP_US`;
+- host syncs (the host waiting for the device: stream/device/event synchronizes and blocking copies, and the
+  ATen ops that read a device value on the host), which serialize the CPU's launch queue behind the GPU.
+
+Parsing the exported trace rather than `prof.events()` keeps the summary a pure function of plain dicts, so it
+is tested on CPU with hand-made events, and the trace can be kept and opened in Perfetto for a second look.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections import Counter, defaultdict
+from collections.abc import Iterable
+from pathlib import Path
+from typing import Any
+
+GAP_US = 50.0  # idle stretches shorter than this are launch latency between back-to-back kernels
+DEVICE_CATS = ("kernel", "gpu_memcpy", "gpu_memset")
+SYNC_RUNTIME = re.compile(r"cuda(Stream|Device|Event)Synchronize|cudaMemcpy(?!Async)|cudaStreamWaitEvent")
+SYNC_OPS = re.compile(r"aten::(_local_scalar_dense|item|nonzero|is_nonzero|equal)$")
+# First match wins, so the specific families come before the broad ones. Names are CUDA kernel names (cuBLAS,
+# flash/cutlass, Triton's mangled jit names, ATen's templated elementwise kernels) or, on CPU, ATen op names.
+FAMILIES: tuple[tuple[str, re.Pattern[str]], ...] = tuple(
+    (name, re.compile(pattern, re.IGNORECASE))
+    for name, pattern in (
+        ("copy", r"memcpy|memset|copy_|CatArrayBatched|aten::(copy_|to|_to_copy|cat|index_copy)"),
+        ("lemo-attention", r"_attn_(fwd|bwd)|query_rows"),
+        ("lemo-scoring", r"block_score|_score|select_by|topk|sort"),
+        ("lemo-loss", r"segmented|_ce_|cross_entropy|log_softmax|nll"),
+        ("lemo-rows", r"_add_rows|index_add|index_select|gather|scatter|indexing_backward|aten::index"),
+        ("liger", r"liger|_rms_norm_|_swiglu_|_rope_|_fused_linear"),
+        ("attention", r"flash|fmha|attention|sdpa|_efficient_attention"),
+        ("matmul", r"gemm|cublas|cutlass|sm90_xmma|nvjet|aten::(mm|bmm|addmm|matmul|linear)"),
+        ("norm", r"norm|rsqrt"),
+        ("reduce", r"reduce|sum|mean|max|amax"),
+        ("elementwise", r"elementwise|vectorized|unrolled|aten::(mul|add|silu|neg|exp|div|sub|pow|where)"),
+    )
+)
+
+
+def family(name: str) -> str:
+    """The op family of a kernel or op name ("other" when no pattern matches)."""
+    return next((fam for fam, pattern in FAMILIES if pattern.search(name)), "other")
+
+
+def _union_us(intervals: list[tuple[float, float]]) -> tuple[float, list[float]]:
+    """(covered length, the gaps between covered stretches) of [start, end) intervals, in their units."""
+    covered, gaps, end = 0.0, [], None
+    for s, e in sorted(intervals):
+        if end is None or s > end:
+            if end is not None:
+                gaps.append(s - end)
+            covered += e - s
+            end = e
+        elif e > end:
+            covered += e - end
+            end = e
+    return covered, gaps
+
+
+def summarize(events: Iterable[dict[str, Any]], device: bool = True) -> dict[str, Any]:
+    """Summary of one profiled step from Chrome-trace events ({"name", "cat", "ts", "dur"}, microseconds).
+
+    Args:
+        device: summarize device events (a GPU trace); False summarizes CPU ops by their self time (a CPU trace).
+    Returns:
+        {"step_ms", "busy_ms", "idle_ms", "idle_share", "gaps", "gap_ms", "launches", "host_syncs",
+         "families": {family: {"ms", "share", "count"}}} where shares are of the busy time.
+    """
+    events = [e for e in events if e.get("ph", "X") == "X" and "dur" in e]
+    if device:
+        spans = timed = [e for e in events if e.get("cat") in DEVICE_CATS]
+    else:
+        spans, timed = _self_times([e for e in events if e.get("cat") == "cpu_op"])
+    busy, gaps = _union_us([(e["ts"], e["ts"] + e["dur"]) for e in spans])
+    span = (max(e["ts"] + e["dur"] for e in spans) - min(e["ts"] for e in spans)) if spans else 0.0
+    long_gaps = [g for g in gaps if g >= GAP_US]
+    fam_us: dict[str, float] = defaultdict(float)
+    fam_n: Counter[str] = Counter()
+    for e in timed:
+        f = family(e["name"]) if e.get("cat") == "kernel" or not device else "copy"
+        fam_us[f] += e["dur"]
+        fam_n[f] += 1
+    syncs = sum(
+        1
+        for e in events
+        if (e.get("cat") == "cuda_runtime" and SYNC_RUNTIME.search(e["name"]))
+        or (e.get("cat") == "cpu_op" and SYNC_OPS.search(e["name"]))
+    )
+    total = sum(fam_us.values()) or 1.0
+    return {
+        "step_ms": span / 1e3,
+        "busy_ms": busy / 1e3,
+        "idle_ms": (span - busy) / 1e3,
+        "idle_share": (span - busy) / span if span else 0.0,
+        "gaps": len(long_gaps),
+        "gap_ms": sum(long_gaps) / 1e3,
+        "launches": sum(1 for e in timed if e.get("cat") == "kernel") if device else len(timed),
+        "host_syncs": syncs,
+        "families": {
+            f: {"ms": us / 1e3, "share": us / total, "count": fam_n[f]}
+            for f, us in sorted(fam_us.items(), key=lambda kv: -kv[1])
+        },
+    }
+
+
+def _self_times(ops: list[dict[str, Any]]) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    """(top-level CPU ops, every op with "dur" = its self time): a parent such as an autograd node or
+    aten::linear keeps only the time its children do not account for, so no work is counted twice."""
+    top, out, stack = [], [], []
+    for e in sorted(ops, key=lambda e: (e.get("tid", 0), e["ts"], -e["dur"])):
+        while stack and (
+            stack[-1][0].get("tid", 0) != e.get("tid", 0)
+            or stack[-1][0]["ts"] + stack[-1][0]["dur"] <= e["ts"]
+        ):
+            stack.pop()
+        if stack:
+            stack[-1][1]["dur"] -= e["dur"]
+        else:
+            top.append(e)
+        own = {**e}
+        out.append(own)
+        stack.append((e, own))
+    return top, out
+
+
+def load_trace(path: str | Path) -> list[dict[str, Any]]:
+    """The events of a trace written by `prof.export_chrome_trace`."""
+    data = json.loads(Path(path).read_text(encoding="utf-8"))
+    return data["traceEvents"] if isinstance(data, dict) else data
+
+
+def rows(summary: dict[str, Any], **keys: Any) -> list[dict[str, Any]]:
+    """CSV rows of a summary: one "step" row with the totals, then one per op family; `keys` go in every row."""
+    head = {k: v for k, v in summary.items() if k != "families"}
+    out = [{**keys, "family": "step", **head}]
+    for fam, v in summary["families"].items():
+        out.append({**keys, "family": fam, "ms": v["ms"], "share": v["share"], "count": v["count"]})
+    return out
+
+
+def profile_step(step: Any, trace_path: str | Path, cuda: bool) -> dict[str, Any]:
+    """Run `step()` once under the profiler, write its trace to `trace_path` and return its summary."""
+    import torch
+    from torch.profiler import ProfilerActivity, profile
+
+    activities = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if cuda else [])
+    with profile(activities=activities) as prof:
+        step()
+        if cuda:
+            torch.cuda.synchronize()
+    Path(trace_path).parent.mkdir(parents=True, exist_ok=True)
+    prof.export_chrome_trace(str(trace_path))
+    return summarize(load_trace(trace_path), device=cuda)

@@ -1,0 +1,82 @@
+"""The step profiler's summary (lemo.bench.profile): a pure function of trace events, checked on hand-made events,
+and one real profiled step of the tiny shape on CPU through the benchmark script."""
+
+from __future__ import annotations
+
+import csv
+import importlib.util
+from pathlib import Path
+
+import pytest
+
+from lemo.bench.profile import family, summarize
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def _k(name, ts, dur, cat="kernel"):
+    return {"ph": "X", "name": name, "cat": cat, "ts": ts, "dur": dur}
+
+
+def test_families_name_the_kernels_users_see():
+    assert family("sm90_xmma_gemm_bf16bf16_bf16f32") == "matmul"
+    assert family("flash_fwd_kernel") == "attention"
+    assert family("_attn_fwd_kernel") == "lemo-attention"
+    assert family("_add_rows_kernel") == "lemo-rows"
+    assert family("_rms_norm_forward_kernel") == "liger"
+    assert family("Memcpy DtoH (Device -> Pinned)") == "copy"
+    assert family("void at::native::vectorized_elementwise_kernel<4, ...>") == "elementwise"
+    assert family("some_new_kernel") == "other"
+
+
+def test_busy_idle_gaps_and_shares_of_a_device_trace():
+    events = [
+        _k("ampere_gemm", 0, 100),
+        _k("flash_fwd_kernel", 50, 100),  # overlaps the gemm (another stream): busy counts the union once
+        _k("vectorized_elementwise_kernel", 160, 10),  # a 10 us gap: launch latency, not an idle gap
+        _k("Memcpy HtoD", 300, 100, cat="gpu_memcpy"),  # a 130 us gap before it
+        {"ph": "X", "name": "cudaStreamSynchronize", "cat": "cuda_runtime", "ts": 10, "dur": 5},
+        {"ph": "X", "name": "cudaMemcpyAsync", "cat": "cuda_runtime", "ts": 12, "dur": 5},  # async: no sync
+        {"ph": "X", "name": "aten::item", "cat": "cpu_op", "ts": 20, "dur": 5},
+        {"ph": "i", "name": "marker", "cat": "kernel", "ts": 0},  # instant events carry no time
+    ]
+    s = summarize(events)
+    assert s["step_ms"] == pytest.approx(0.4)
+    assert s["busy_ms"] == pytest.approx(0.26)  # [0, 150) + [160, 170) + [300, 400)
+    assert s["idle_ms"] == pytest.approx(0.14)
+    assert s["gaps"] == 1 and s["gap_ms"] == pytest.approx(0.13)
+    assert s["launches"] == 3 and s["host_syncs"] == 2
+    fams = s["families"]
+    assert fams["matmul"]["ms"] == pytest.approx(0.1) and fams["copy"]["count"] == 1
+    assert sum(v["share"] for v in fams.values()) == pytest.approx(1.0)
+
+
+def test_cpu_trace_counts_each_ops_self_time_once():
+    events = [
+        {"ph": "X", "name": "autograd::engine::evaluate_function: X", "cat": "cpu_op", "ts": 0, "dur": 100},
+        {"ph": "X", "name": "aten::linear", "cat": "cpu_op", "ts": 0, "dur": 90},  # a parent: its self time
+        {"ph": "X", "name": "aten::addmm", "cat": "cpu_op", "ts": 10, "dur": 80},
+        {"ph": "X", "name": "aten::mul", "cat": "cpu_op", "ts": 100, "dur": 20},
+        {"ph": "X", "name": "aten::mul", "cat": "cpu_op", "ts": 5, "dur": 1, "tid": 2},  # another thread
+    ]
+    s = summarize(events, device=False)
+    assert s["launches"] == 5 and s["busy_ms"] == pytest.approx(0.12)
+    assert s["families"]["matmul"]["ms"] == pytest.approx(0.09)  # addmm's 80 us and linear's own 10
+    assert s["families"]["other"]["ms"] == pytest.approx(0.01)  # the autograd node's own 10 us
+    assert s["families"]["elementwise"]["ms"] == pytest.approx(0.021)
+
+
+def test_profile_script_writes_step_and_family_rows(tmp_path):
+    spec = importlib.util.spec_from_file_location("profile_step", ROOT / "benchmarks/e2e/profile_step.py")
+    script = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(script)
+    out = tmp_path / "profile.csv"
+    argv = ["--shape", "tiny", "--lengths", "256", "--configs", "exact", "lemo-random+gc"]
+    assert script.main([*argv, "--out", str(out), "--traces", str(tmp_path / "traces")]) == 0
+    with out.open(newline="") as fh:
+        got = list(csv.DictReader(fh))
+    steps = [r for r in got if r["family"] == "step"]
+    assert [r["config"] for r in steps] == ["exact", "lemo-random+gc"]
+    assert all(float(r["step_ms"]) > 0 and int(r["launches"]) > 0 for r in steps)
+    assert any(r["family"] == "matmul" and float(r["ms"]) > 0 for r in got)
+    assert len(list((tmp_path / "traces").glob("tiny_*_256.json"))) == 2
