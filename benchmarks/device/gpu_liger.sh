@@ -8,6 +8,8 @@
 #      (Liger's RoPE/RMSNorm/SwiGLU/fused linear CE), lemo-random+gc (SparsityConfig() on exact) and
 #      liger-lemo-random+gc (the same on Liger; lemo's own loss, see lemo/bench/configs.py);
 #      SHORT_CONFIGS replaces that list (e.g. with backward elimination's lemo-bwd+gc and lemo-bwd-sup+gc);
+#   1b. with PROFILE set (e.g. PROFILE=32768): one warm step per PROFILE_CONFIGS under torch.profiler, summarized
+#      into $OUT/profile_llama3_8b.csv (benchmarks/e2e/profile_step.py: op families, idle gaps, host syncs);
 #   2. 128K under the 80 GB cap (74.5 GiB), offload and full tiling, one step after a warm-up through two layers:
 #      liger-exact+offload+tiled-attn, liger-lemo+offload+tiled-attn.
 # No network there: Liger travels as its pure-Python wheel in .whl/ (git-ignored through .git/info/exclude):
@@ -41,6 +43,14 @@ nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader 2>
 # shellcheck disable=SC2086
 bench --lengths $SHORT --steps "$STEPS" --warmup 1 --budget-s "${SHORT_BUDGET:-300}" \
     --configs ${SHORT_CONFIGS:-exact liger-exact lemo-random+gc liger-lemo-random+gc} || echo "short run failed: $?" | log
+# 1b. The profile (issue 20 item 3): a model build, then per config a warm-up step and one profiled step.
+if [ -n "${PROFILE:-}" ]; then
+    # shellcheck disable=SC2086
+    timeout "$((DEADLINE - SECONDS - 200))" python benchmarks/e2e/profile_step.py --shape "$SHAPE" \
+        --lengths $PROFILE --completion "${COMPLETION:-0.02}" --out "$OUT/profile_llama3_8b.csv" \
+        --traces /tmp/traces --configs ${PROFILE_CONFIGS:-liger-exact liger-lemo-random+gc liger-lemo-bwd+gc} \
+        2>&1 | log || echo "profile failed or timed out: $?" | log
+fi
 # 2. 128K: a step is ~60-80 s (plus the two-layer warm-up); the second config starts only if a whole step of it
 #    (about 110 s) and the model build (about 45 s) still fit before the deadline.
 left=$((DEADLINE - SECONDS - 45 - 110))
