@@ -844,7 +844,7 @@ SECTIONS: list[Section] = [
     Section(
         "Speed and memory",
         "Llama-3-8B shape: ablation",
-        "e2e_llama3_8b_v2.csv",
+        "e2e_llama3_8b_ablation.csv",
         "Each `abl-*` row switches one part off: the MLP on every token (`mlp-dense`), the loss on "
         "every position (`loss-all`), an out-of-place residual add (`copy-residual`), PyTorch ops instead of the "
         "Triton kernels (`reference`), the model's own loss instead of the segmented one (`hf-loss`).",
@@ -907,7 +907,7 @@ SECTIONS: list[Section] = [
         "Longest trainable context with offload",
         "e2e_llama3_8b_offload_longest.csv",
         "A plan's prediction, then one step above it, over several device calls "
-        "(`e2e_llama3_8b_offload_longest_calls.csv`, merged by `benchmarks/combine_longest.py`). The fully tiled "
+        "(`e2e_llama3_8b_offload_longest_calls.csv`, merged by `benchmarks/e2e/combine_longest.py`). The fully tiled "
         "stacks are missing: their steps at these lengths take longer than a device call allows.",
         ("e2e_llama3_8b_offload_longest_T.png",),
     ),

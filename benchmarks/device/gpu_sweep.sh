@@ -16,10 +16,10 @@ case "${1:?section}" in
 llama)
     python -m pytest -q -m gpu tests/ops/test_ops_gpu.py 2>&1 | tail -3
     python benchmarks/e2e/bench.py --shape llama3-8b --backend auto --keep-ratio 0.6 --lengths 8192 \
-        --configs lora longlora lemo-shared lemo-shared+sgc lemo-shared+gc exact --out "$OUT/e2e_llama3_8b_v2.csv"
+        --configs lora longlora lemo-shared lemo-shared+sgc lemo-shared+gc exact --out "$OUT/e2e_llama3_8b_ablation.csv"
     python benchmarks/e2e/bench.py --shape llama3-8b --backend auto --keep-ratio 0.6 --lengths 32768 \
         --configs exact lemo-shared+gc lemo-shared+sgc abl-mlp-dense+gc abl-loss-all+gc abl-copy-residual+gc \
-        abl-reference+gc abl-hf-loss+gc --budget-s 330 --out "$OUT/e2e_llama3_8b_v2.csv"
+        abl-reference+gc abl-hf-loss+gc --budget-s 330 --out "$OUT/e2e_llama3_8b_ablation.csv"
     ;;
 sweep)
     python benchmarks/e2e/bench.py --shape llama3-8b --backend auto --keep-ratio 0.6 \
@@ -47,7 +47,7 @@ longest-more)
         --out "$OUT/e2e_llama2_7b_longest.csv"
     ;;
 smollm2-calib)
-    python benchmarks/predictor_recall.py --pool concat max --steps 400 1000 --seq-len 8192 --train-chunks 100 \
+    python benchmarks/quality/predictor_recall.py --pool concat max --steps 400 1000 --seq-len 8192 --train-chunks 100 \
         --eval-chunks 8 4 --threads 8 --cache-dir /root/calib --save /root/preds --out "$OUT/predictor_recall_gpu.csv"
     cp -r /root/preds "$OUT/preds"
     ;;

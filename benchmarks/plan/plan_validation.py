@@ -34,7 +34,7 @@ RESULTS = ROOT / "benchmarks" / "results"
 STEP_FILES = [
     "e2e_llama3_8b.csv",
     "e2e_llama3_8b_shared.csv",
-    "e2e_llama3_8b_v2.csv",
+    "e2e_llama3_8b_ablation.csv",
     "e2e_llama3_8b_sweep.csv",
     "e2e_llama3_8b_capability.csv",
     "e2e_llama2_7b_sweep.csv",

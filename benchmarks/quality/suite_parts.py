@@ -1,7 +1,7 @@
 """The suite's part files (one CSV per finished job) packed into one tar file and back, for the device calls.
 
 A device call returns at most 8 files from $OUT, and the suite writes one part file per job (36 for the full
-comparison), so `benchmarks/gpu_capability.sh suite` packs them into $OUT/suite_parts.tar. The next call carries
+comparison), so `benchmarks/device/gpu_capability.sh suite` packs them into $OUT/suite_parts.tar. The next call carries
 that file as .stage/suite_parts.tar (or the parts unpacked in .stage/suite_parts/) and unpacks it before the
 runner resumes, which skips every job whose part file is there.
 

@@ -1,7 +1,7 @@
 """One longest-T row per configuration from the rows of several device calls (`lemo bench --mode longest
 --probe-lengths ...` run once per call, each call at most 10 minutes).
 
-    python benchmarks/combine_longest.py benchmarks/results/e2e_llama3_8b_offload_longest_calls.csv \
+    python benchmarks/e2e/combine_longest.py benchmarks/results/e2e_llama3_8b_offload_longest_calls.csv \
         --out benchmarks/results/e2e_llama3_8b_offload_longest.csv
 
 The calls file keeps every row as measured; the combined file is what the README table and figure read.
@@ -14,7 +14,7 @@ import csv
 import sys
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT / "src"))
 
 from lemo.bench.rows import combine_longest, read_csv  # noqa: E402
@@ -30,7 +30,7 @@ def main(argv: list[str] | None = None) -> int:
         raise SystemExit(f"{args.calls} is a step CSV; give the longest-T CSV of lemo bench --mode longest")
     with args.calls.open(newline="") as fh:
         fields = list(csv.DictReader(fh).fieldnames or [])
-    command = "python benchmarks/combine_longest.py " + " ".join(sys.argv[1:] if argv is None else argv)
+    command = "python benchmarks/e2e/combine_longest.py " + " ".join(sys.argv[1:] if argv is None else argv)
     with args.out.open("w", newline="") as fh:
         writer = csv.DictWriter(fh, fieldnames=fields, extrasaction="ignore")
         writer.writeheader()

@@ -2,8 +2,8 @@
 sixth (Persuasion, never seen in calibration) at 4K and 8K tokens, at the default keep ratio over the default
 sparse layers.
 
-    PYTHONPATH=src python benchmarks/predictor_recall.py                        # both predictor kinds
-    PYTHONPATH=src python benchmarks/predictor_recall.py --pool concat --steps 400
+    PYTHONPATH=src python benchmarks/quality/predictor_recall.py                        # both predictor kinds
+    PYTHONPATH=src python benchmarks/quality/predictor_recall.py --pool concat --steps 400
 
 Recall is defined in lemo.predictor.recall (forced sink/local blocks not counted). Rows are appended to
 benchmarks/results/predictor_recall.csv, one per (predictor kind, layer, length) plus a "mean" row; the figure
@@ -31,7 +31,7 @@ from pathlib import Path
 
 import torch
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 RESULTS = ROOT / "benchmarks" / "results"
 AUSTEN = Path(os.environ.get("LEMO_AUSTEN_DIR", ROOT.parent / "shared" / "data" / "austen"))
 TRAIN_NOVELS = ("emma", "mansfieldpark", "northangerabbey", "prideprejudice", "sensesensibility")
@@ -132,7 +132,7 @@ def main(argv: list[str] | None = None) -> int:
     if len(args.steps) != len(args.pool) or len(args.eval_chunks) != len(args.eval_lengths):
         ap.error("give one --steps per --pool and one --eval-chunks per --eval-lengths")
     torch.set_num_threads(args.threads)
-    command = "PYTHONPATH=src python benchmarks/predictor_recall.py " + shlex.join(
+    command = "PYTHONPATH=src python benchmarks/quality/predictor_recall.py " + shlex.join(
         sys.argv[1:] if argv is None else argv
     )
 
@@ -141,9 +141,10 @@ def main(argv: list[str] | None = None) -> int:
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     from lemo.assets import smollm2_dir
+    from lemo.config import PredictorTrainingConfig as CalibrationConfig
     from lemo.config import SparsityConfig
     from lemo.integrations.transformers.calibration import HFCalibrationModel, calibrate
-    from lemo.predictor import CalibrationConfig, evaluate_recall
+    from lemo.predictor import evaluate_recall
     from lemo.predictor.plot import plot_block_maps
     from lemo.predictor.samples import collect_sample
     from lemo.utils.env import lemo_cache_dir

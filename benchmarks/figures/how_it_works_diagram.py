@@ -1,6 +1,6 @@
 """Draw docs/how_it_works.png, the README's one diagram of token elimination.
 
-    python benchmarks/how_it_works_diagram.py            # writes docs/how_it_works.png
+    python benchmarks/figures/how_it_works_diagram.py            # writes docs/how_it_works.png
 
 A schematic, not a measurement: one training row of 16 blocks through a model of 8 layers. The lower half is
 dense. In the upper half every layer works on the same kept blocks (the first block, the last block, every block
@@ -14,7 +14,7 @@ import argparse
 import random
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 OUT = ROOT / "docs" / "how_it_works.png"
 
 BLOCKS = 16  # blocks of 64 tokens in the drawn row

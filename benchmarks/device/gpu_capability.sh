@@ -1,10 +1,10 @@
 #!/usr/bin/env bash
 # The GPU runs of issue 9 (capability), one section per device call (each must finish within 10 minutes).
-#   bash benchmarks/gpu_capability.sh stage     # first half of the SmolLM2 GGUF (carried: .stage/a) to /root/stage
-#   bash benchmarks/gpu_capability.sh quality   # second half (.stage/b) + Austen (.stage/austen); capability sweep
-#   bash benchmarks/gpu_capability.sh speed     # Llama-3-8B step time of the selections against exact
-#   bash benchmarks/gpu_capability.sh suite     # after `stage`: the capability suite (docs/suite.md), resumable:
-#                                               # carry .stage/suite_parts.tar from the last call's $OUT
+#   bash benchmarks/device/gpu_capability.sh stage     # first half of the SmolLM2 GGUF (.stage/a) to /root/stage
+#   bash benchmarks/device/gpu_capability.sh quality   # second half (.stage/b), Austen (.stage/austen): capability
+#   bash benchmarks/device/gpu_capability.sh speed     # Llama-3-8B step time of the selections against exact
+#   bash benchmarks/device/gpu_capability.sh suite     # after `stage`: the capability suite (docs/suite.md), resumable:
+#                                                      # carry .stage/suite_parts.tar from the last call's $OUT
 # Needs LEMO_COMMIT and OUT. The 94 MiB GGUF is above what one call carries, hence the two halves.
 set -euo pipefail
 # gguf (to read the model) travels as a wheel in .whl: nothing can be installed from the network there.
