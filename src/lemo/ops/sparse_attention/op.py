@@ -2,26 +2,20 @@
 
 from __future__ import annotations
 
+import importlib
+
 import torch
 
 from lemo.ops._dispatch import resolve_backend
 from lemo.ops.sparse_attention import reference
 
 
-def _triton_impl():
+def _kernels(name: str):
+    """The Triton module `name` of this op (triton, triton_rows, triton_query), or None without Triton."""
     try:
-        from lemo.ops.sparse_attention import triton as impl
+        return importlib.import_module(f"lemo.ops.sparse_attention.{name}")
     except ImportError:
         return None
-    return impl
-
-
-def _triton_rows():
-    try:
-        from lemo.ops.sparse_attention import triton_rows as impl
-    except ImportError:
-        return None
-    return impl
 
 
 def varlen_causal_attention(
@@ -36,7 +30,7 @@ def varlen_causal_attention(
     backend: str | None = None,
 ) -> torch.Tensor:
     """See `reference.varlen_causal_attention`; shapes q [N, H, D], k/v [N, H_kv, D] -> [N, H, D]."""
-    impl = _triton_impl()
+    impl = _kernels("triton")
     usable = impl is not None and sliding_window is None and dropout_p == 0.0
     if resolve_backend(backend, q.device, has_triton_impl=usable) == "triton":
         return impl.varlen_causal_attention(q, k, v, cu_seqlens, scale)
@@ -47,7 +41,7 @@ def add_rows(
     residual: torch.Tensor, rows: torch.Tensor, update: torch.Tensor, backend: str | None = None
 ) -> torch.Tensor:
     """See `reference.add_rows`: residual [M, d] with update [N, d] added at distinct rows [N]; a new tensor."""
-    impl = _triton_rows()
+    impl = _kernels("triton_rows")
     if resolve_backend(backend, residual.device, has_triton_impl=impl is not None) == "triton":
         return impl.add_rows(residual, rows, update)
     return reference.add_rows(residual, rows, update)
@@ -61,7 +55,7 @@ def add_rows_(
     Safe only on a buffer no other autograd node saved (the version counter raises otherwise): the sparse layer
     norms the gathered kept rows, not the full input, so its input is free to be updated (see docs/kernels.md).
     """
-    impl = _triton_rows()
+    impl = _kernels("triton_rows")
     if resolve_backend(backend, residual.device, has_triton_impl=impl is not None) == "triton":
         return impl.add_rows_(residual, rows, update)
     return residual.index_add_(0, rows, update.to(residual.dtype))
@@ -79,9 +73,7 @@ def query_rows_attention(
     backend: str | None = None,
 ) -> torch.Tensor:
     """See `reference.query_rows_attention`: q [Nq, H, D] of chosen rows against k/v [Nkv, H_kv, D] of all rows."""
-    impl = _triton_impl()
-    # No Triton kernel yet: every backend runs the reference (SDPA with a [nq, n] mask per segment).
-    usable = impl is not None and sliding_window is None and hasattr(impl, "query_rows_attention")
-    if usable and resolve_backend(backend, q.device) == "triton":
+    impl = _kernels("triton_query") if sliding_window is None else None  # sliding windows keep the reference
+    if resolve_backend(backend, q.device, has_triton_impl=impl is not None) == "triton":
         return impl.query_rows_attention(q, k, v, q_index, cu_q, cu_kv, scale)
     return reference.query_rows_attention(q, k, v, q_index, cu_q, cu_kv, scale, sliding_window)
