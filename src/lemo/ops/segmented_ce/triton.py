@@ -11,8 +11,9 @@ Per chunk of `chunk` rows:
 
 The chunk's logits buffer is then reused by the next chunk, so the extra memory is one [chunk, V] buffer plus
 the [N, d] hidden gradient, instead of the reference's checkpointed fp32 [chunk, V] (and HF's full [N, V] in
-fp32 several times over). Gradients are of the summed loss; the backward scales them by grad_out / denominator,
-so no host synchronisation is needed for the denominator. Ignored rows (`ignore_index`) add 0 and get 0 gradient.
+fp32 several times over). Gradients are of the summed loss; the backward scales them by grad_out, the gradient
+of the sum, which the division by the denominator (an autograd op on the device, contract.py) hands it, so no
+host synchronisation is needed for the denominator. Ignored rows (`ignore_index`) add 0 and get 0 gradient.
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ import triton.language as tl
 from lemo.ops._triton_reduce import interpreting as _interpreting
 from lemo.ops._triton_reduce import rmax as _rmax
 from lemo.ops._triton_reduce import rsum as _rsum
+from lemo.ops.segmented_ce.contract import mean_loss
 
 
 @triton.jit
@@ -77,7 +79,7 @@ def _rows_loss_(
 
 class _FusedLinearCE(torch.autograd.Function):
     @staticmethod
-    def forward(ctx, hidden, weight, bias, labels, chunk, ignore_index, denom):
+    def forward(ctx, hidden, weight, bias, labels, chunk, ignore_index):
         N = hidden.shape[0]
         V = weight.shape[0]
         need_h = ctx.needs_input_grad[0]
@@ -111,59 +113,36 @@ class _FusedLinearCE(torch.autograd.Function):
                 grad_w.addmm_(logits.t(), h)  # [V, d]
             if need_b:
                 grad_b += logits.sum(0, dtype=torch.float32)
-        ctx.save_for_backward(grad_h, grad_w, grad_b, denom)
+        ctx.save_for_backward(grad_h, grad_w, grad_b)
         ctx.bias_dtype = None if bias is None else bias.dtype
-        return total / denom
+        return total
 
     @staticmethod
     def backward(ctx, grad_out):
-        grad_h, grad_w, grad_b, denom = ctx.saved_tensors
-        factor = grad_out.float() / denom  # d loss / d total
+        grad_h, grad_w, grad_b = ctx.saved_tensors
+        factor = grad_out.float()  # d loss / d total: 1 / denominator times the caller's gradient
         gh = None if grad_h is None else grad_h * factor.to(grad_h.dtype)
         gw = None if grad_w is None else grad_w * factor.to(grad_w.dtype)
         gb = None if grad_b is None else (grad_b * factor).to(ctx.bias_dtype)
-        return gh, gw, gb, None, None, None, None
+        return gh, gw, gb, None, None, None
 
 
-def segmented_cross_entropy(
-    hidden: torch.Tensor,
-    weight: torch.Tensor,
-    labels: torch.Tensor,
-    chunk: int = 2048,
-    ignore_index: int = -100,
-    num_items: int | torch.Tensor | None = None,
-    bias: torch.Tensor | None = None,
-) -> torch.Tensor:
-    """Mean cross-entropy of `hidden @ weight.T (+ bias)` against shifted `labels`; contract of the reference.
-
-    Args:
-        hidden: [N, d]; weight: [V, d]; bias: optional [V]; labels: [N] with `ignore_index` where unscored.
-        chunk: rows per segment (bounds the extra memory to one [chunk, V] buffer in the model dtype).
-        num_items: the divisor (HF's num_items_in_batch); default: the number of scored rows.
-
-    Returns:
-        scalar fp32 loss; differentiable with respect to hidden, weight and bias.
-    """
-    if hidden.dim() != 2 or labels.shape != hidden.shape[:1] or weight.shape[1] != hidden.shape[1]:
-        raise ValueError(f"expected hidden [N, d], weight [V, d], labels [N]; got {tuple(hidden.shape)}, "
-                         f"{tuple(weight.shape)}, {tuple(labels.shape)}.")  # fmt: skip
-    if chunk < 1:
-        raise ValueError(f"chunk={chunk} must be a positive number of rows.")
+def _summed_loss(hidden, weight, bias, labels, chunk: int, ignore_index: int) -> torch.Tensor:
+    """The summed loss over the scored rows through the fused kernel; `contract.SummedLoss`."""
     hidden = hidden.contiguous()
     labels = labels.contiguous()
-    if num_items is None:
-        denom = (labels != ignore_index).sum().to(device=hidden.device, dtype=torch.float32)
-    else:
-        denom = torch.as_tensor(num_items, device=hidden.device).to(torch.float32)
     if not torch.is_grad_enabled():
-        return _FusedLinearCE.forward(_NoGradCtx(), hidden, weight, bias, labels, chunk, ignore_index, denom)
-    return _FusedLinearCE.apply(hidden, weight, bias, labels, chunk, ignore_index, denom)
+        return _FusedLinearCE.forward(_NoGradCtx(), hidden, weight, bias, labels, chunk, ignore_index)
+    return _FusedLinearCE.apply(hidden, weight, bias, labels, chunk, ignore_index)
+
+
+segmented_cross_entropy = mean_loss(_summed_loss)
 
 
 class _NoGradCtx:
     """Stands in for autograd's ctx when no gradient is wanted: nothing is computed for the backward."""
 
-    needs_input_grad = (False,) * 7
+    needs_input_grad = (False,) * 6
 
     def save_for_backward(self, *tensors: torch.Tensor | None) -> None:
         pass
