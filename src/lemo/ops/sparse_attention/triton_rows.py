@@ -45,18 +45,19 @@ def _add_rows_launch(
     )  # fmt: skip
 
 
-class _AddRowsInplace(torch.autograd.Function):
-    """residual[rows] += update in place. Backward: d residual = grad, d update = grad[rows]; saves only rows."""
+def _add_and_save(
+    ctx, out: torch.Tensor, residual: torch.Tensor, rows: torch.Tensor, update: torch.Tensor
+) -> None:
+    """out[rows] = residual[rows] + update, and what `_RowsAdd.backward` needs: the row ids, the update's dtype."""
+    _add_rows_launch(
+        out, residual, rows, update.to(residual.dtype) if update.dtype != residual.dtype else update
+    )
+    ctx.save_for_backward(rows)
+    ctx.update_dtype = update.dtype
 
-    @staticmethod
-    def forward(ctx, residual, rows, update):
-        _add_rows_launch(
-            residual, residual, rows, update.to(residual.dtype) if update.dtype != residual.dtype else update
-        )
-        ctx.mark_dirty(residual)
-        ctx.save_for_backward(rows)
-        ctx.update_dtype = update.dtype
-        return residual
+
+class _RowsAdd(torch.autograd.Function):
+    """The backward both adds share: d residual = grad, d update = grad[rows]; it needs only the row ids."""
 
     @staticmethod
     def backward(ctx, grad):
@@ -64,23 +65,24 @@ class _AddRowsInplace(torch.autograd.Function):
         return grad, None, grad.index_select(0, rows).to(ctx.update_dtype)
 
 
-class _AddRows(torch.autograd.Function):
+class _AddRowsInplace(_RowsAdd):
+    """residual[rows] += update in place; autograd saves only rows."""
+
+    @staticmethod
+    def forward(ctx, residual, rows, update):
+        _add_and_save(ctx, residual, residual, rows, update)
+        ctx.mark_dirty(residual)
+        return residual
+
+
+class _AddRows(_RowsAdd):
     """Out-of-place residual.index_add(0, rows, update): one copy plus the fused add at the kept rows."""
 
     @staticmethod
     def forward(ctx, residual, rows, update):
         out = residual.clone()  # [M, d] rows outside K are the residual unchanged
-        _add_rows_launch(
-            out, residual, rows, update.to(residual.dtype) if update.dtype != residual.dtype else update
-        )
-        ctx.save_for_backward(rows)
-        ctx.update_dtype = update.dtype
+        _add_and_save(ctx, out, residual, rows, update)
         return out
-
-    @staticmethod
-    def backward(ctx, grad):
-        (rows,) = ctx.saved_tensors
-        return grad, None, grad.index_select(0, rows).to(ctx.update_dtype)
 
 
 def _check_rows(residual: torch.Tensor, rows: torch.Tensor, update: torch.Tensor) -> None:
