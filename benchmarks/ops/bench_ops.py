@@ -1,6 +1,7 @@
 """Microbenchmarks of the Triton ops on one GPU (issue 4): CSV rows under --out, one file per op.
 
     PYTHONPATH=src python benchmarks/ops/bench_ops.py --out benchmarks/results --commit $(git rev-parse --short HEAD)
+    (add --only query_rows,block_scores to run some sections only)
 
 Shapes are Llama-3-8B's attention (H=32, H_kv=8, D=128, d=4096, V=128256), bf16, batch 1, random inputs.
 Kept tokens: the first round(r * nb) blocks' worth of rows (timing depends only on how many rows are kept).
@@ -12,6 +13,9 @@ Times are medians over repeated runs timed with CUDA events after warm-up (which
   as a fraction of the measured dense bf16 matmul rate.
 - ops_token_movement.csv    the token movement alone (no attention), naive vs the fused row add.
 - ops_block_scores.csv      fused block scoring against an SDPA flash forward on the same q/k.
+- ops_query_rows.csv        backward elimination's kept queries against all keys (`query_rows_attention`),
+  forward+backward and forward: the reference (one SDPA call per run of kept rows) against the Triton kernel, at
+  16K and 32K with 0.6 of the 64-token blocks kept at random (first and last always).
 - ops_segmented_ce.csv      peak memory and time of LM head + loss, forward+backward: HF's loss on full logits,
   the checkpointed reference, and the fused Triton op.
 """
@@ -36,7 +40,9 @@ from lemo.ops.block_scores import reference as bs_ref
 from lemo.ops.block_scores import triton as bs_tri
 from lemo.ops.segmented_ce import reference as ce_ref
 from lemo.ops.segmented_ce import triton as ce_tri
+from lemo.ops.sparse_attention import reference as sa_ref
 from lemo.ops.sparse_attention import triton as sa_tri
+from lemo.ops.sparse_attention import triton_query as sa_query
 from lemo.ops.sparse_attention import triton_rows as sa_rows
 
 H, HKV, D, DM, VOCAB, BLOCK = 32, 8, 128, 4096, 128256, 64
@@ -178,6 +184,41 @@ def attention_rows(w: Writer, T: int, ratios, peak: float, gqa_native: bool, bud
         )  # fmt: skip
 
 
+def _query_rows_step(fn, q, k, v, do, q_index, cu_q, cu_kv):
+    return torch.autograd.grad(fn(q, k, v, q_index, cu_q, cu_kv, D**-0.5), (q, k, v), do)
+
+
+def query_rows_rows(w: Writer, T: int, keep: float = 0.6):
+    """Kept queries against all T keys (backward elimination's recompute): reference vs the Triton kernel."""
+    g = torch.Generator(device=DEV).manual_seed(T)
+    nb = math.ceil(T / BLOCK)
+    # The first and last block are always kept (sink and local); the others at random.
+    middle = torch.randperm(nb - 2, device=DEV, generator=g)[: round(keep * nb) - 2] + 1
+    blocks = torch.cat([middle.new_tensor([0, nb - 1]), middle]).sort().values  # [nk]
+    q_index = (blocks[:, None] * BLOCK + torch.arange(BLOCK, device=DEV)).flatten()  # [Nq] sorted positions
+    q_index = q_index[q_index < T]
+    Nq = q_index.numel()
+    cu_q, cu_kv = [0, Nq], [0, T]
+    q, do = (torch.randn(Nq, H, D, device=DEV, dtype=DT, generator=g) for _ in range(2))  # [Nq, H, D]
+    k, v = (torch.randn(T, HKV, D, device=DEV, dtype=DT, generator=g) for _ in range(2))  # [T, H_kv, D]
+    q, k, v = (x.requires_grad_() for x in (q, k, v))
+    args = (q, k, v, do, q_index, cu_q, cu_kv)
+    fwd_args = (q.detach(), k.detach(), v.detach(), q_index, cu_q, cu_kv, D**-0.5)
+    t_ref = bench(partial(_query_rows_step, sa_ref.query_rows_attention, *args))
+    t_tri = bench(partial(_query_rows_step, sa_query.query_rows_attention, *args))
+    t_ref_fwd = bench(partial(sa_ref.query_rows_attention, *fwd_args))
+    t_tri_fwd = bench(partial(sa_query.query_rows_attention, *fwd_args))
+    runs = int((q_index[1:] != q_index[:-1] + 1).sum()) + 1
+    # FLOPs of the visible (causal) scores: each query sees pos + 1 keys; forward 4 D per score and head,
+    # backward 2.5 times that.
+    flops = 3.5 * 4.0 * D * H * float((q_index + 1).sum())
+    w.row(
+        "query_rows", T=T, keep_ratio=keep, kept_rows=Nq, runs=runs, H=H, H_kv=HKV, D=D,
+        reference_fwd_bwd_ms=t_ref, triton_fwd_bwd_ms=t_tri, reference_fwd_ms=t_ref_fwd, triton_fwd_ms=t_tri_fwd,
+        speedup_fwd_bwd=t_ref / t_tri, speedup_fwd=t_ref_fwd / t_tri_fwd, triton_tflops=flops / t_tri / 1e9,
+    )  # fmt: skip
+
+
 def movement_rows(w: Writer, T: int, r: float):
     """Token movement only: what the attention path does around the kernel, without the attention."""
     N = min(T, max(2, round(r * math.ceil(T / BLOCK))) * BLOCK)
@@ -297,6 +338,7 @@ def main():
     ap.add_argument("--commit", default=os.environ.get("LEMO_COMMIT", "unknown"))
     ap.add_argument("--budget-s", type=float, default=300.0, help="stop starting new measurements after this")
     ap.add_argument("--lengths", default="16384,32768,65536")
+    ap.add_argument("--only", default="", help="comma-separated sections to run (default: all)")
     args = ap.parse_args()
     args.out.mkdir(parents=True, exist_ok=True)
     t_end = time.time() + args.budget_s
@@ -314,11 +356,15 @@ def main():
             "sparse_attention",
             lambda: [attention_rows(w, T, (1.0, 0.7, 0.4, 0.2), peak, SDPA_GQA, t_end) for T in lengths],
         ),
+        ("query_rows", lambda: [query_rows_rows(w, T) for T in (16384, 32768)]),
         ("block_scores", lambda: [block_score_rows(w, T, with_reference=T <= 16384) for T in lengths]),
         ("segmented_ce", lambda: [ce_rows(w, N) for N in (16384, 32768)]),
         ("token_movement", lambda: [movement_rows(w, T, r) for T in lengths for r in (0.4,)]),
     ]
+    only = {x for x in args.only.split(",") if x}
     for name, run in sections:
+        if only and name not in only:
+            continue
         if time.time() > t_end:
             print(f"time budget reached: skipping {name}", flush=True)
             continue
@@ -327,8 +373,9 @@ def main():
         except Exception as e:  # keep the other sections' numbers
             print(f"{name} FAILED: {type(e).__name__}: {e}", flush=True)
         torch.cuda.empty_cache()
-    for kname, tuner in sa_tri._TUNED.items():
-        print("autotuned", kname, {str(k): str(c) for k, c in tuner.cache.items()}, flush=True)
+    for prefix, tuned in (("", sa_tri._TUNED), ("query_", sa_query._TUNED)):
+        for kname, tuner in tuned.items():
+            print("autotuned", prefix + kname, {str(k): str(c) for k, c in tuner.cache.items()}, flush=True)
 
 
 if __name__ == "__main__":
