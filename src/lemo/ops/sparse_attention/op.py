@@ -18,17 +18,13 @@ def _kernels(name: str):
         return None
 
 
+# The attention dispatchers take the reference's arguments plus `backend`; written compactly (fmt: skip), since
+# they only forward them.
 def varlen_causal_attention(
-    q: torch.Tensor,
-    k: torch.Tensor,
-    v: torch.Tensor,
-    cu_seqlens: list[int],
-    scale: float,
-    positions: torch.Tensor | None = None,
-    sliding_window: int | None = None,
-    dropout_p: float = 0.0,
+    q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, cu_seqlens: list[int], scale: float,
+    positions: torch.Tensor | None = None, sliding_window: int | None = None, dropout_p: float = 0.0,
     backend: str | None = None,
-) -> torch.Tensor:
+) -> torch.Tensor:  # fmt: skip
     """See `reference.varlen_causal_attention`; shapes q [N, H, D], k/v [N, H_kv, D] -> [N, H, D]."""
     impl = _kernels("triton")
     usable = impl is not None and sliding_window is None and dropout_p == 0.0
@@ -62,16 +58,9 @@ def add_rows_(
 
 
 def query_rows_attention(
-    q: torch.Tensor,
-    k: torch.Tensor,
-    v: torch.Tensor,
-    q_index: torch.Tensor,
-    cu_q: list[int],
-    cu_kv: list[int],
-    scale: float,
-    sliding_window: int | None = None,
-    backend: str | None = None,
-) -> torch.Tensor:
+    q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, q_index: torch.Tensor, cu_q: list[int], cu_kv: list[int],
+    scale: float, sliding_window: int | None = None, backend: str | None = None,
+) -> torch.Tensor:  # fmt: skip
     """See `reference.query_rows_attention`: q [Nq, H, D] of chosen rows against k/v [Nkv, H_kv, D] of all rows."""
     impl = _kernels("triton_query") if sliding_window is None else None  # sliding windows keep the reference
     if resolve_backend(backend, q.device, has_triton_impl=impl is not None) == "triton":
