@@ -186,17 +186,16 @@ def make_loss_forward(
         logits_to_keep: int | torch.Tensor = 0,
         **kwargs: Any,
     ) -> CausalLMOutputWithPast:
+        inputs = dict(
+            input_ids=input_ids,
+            attention_mask=attention_mask,
+            position_ids=position_ids,
+            inputs_embeds=inputs_embeds,
+            use_cache=use_cache,
+            **cache_kwargs(past_key_values),
+        )
         if labels is None:
-            return own_forward(
-                input_ids=input_ids,
-                attention_mask=attention_mask,
-                position_ids=position_ids,
-                inputs_embeds=inputs_embeds,
-                use_cache=use_cache,
-                logits_to_keep=logits_to_keep,
-                **cache_kwargs(past_key_values),
-                **kwargs,
-            )
+            return own_forward(**inputs, logits_to_keep=logits_to_keep, **kwargs)
         given_shift = shift_labels = kwargs.pop("shift_labels", None)
         num_items = kwargs.pop("num_items_in_batch", None)
         fused = kwargs.pop("fused_lm_head", False)
@@ -205,15 +204,7 @@ def make_loss_forward(
             shift_labels = F.pad(labels, (0, 1), value=-100)[:, 1:]  # [B, T]
         if state is not None:
             record_label_mask(state, shift_labels, base.training, input_ids)
-        inputs = dict(
-            input_ids=input_ids,
-            attention_mask=attention_mask,
-            position_ids=position_ids,
-            inputs_embeds=inputs_embeds,
-            use_cache=use_cache,
-            **cache_kwargs(past_key_values),
-            **kwargs,
-        )
+        inputs = dict(**inputs, **kwargs)  # the caller's other keys, once lemo's own are popped
         if fused:
             if not fused_ok:
                 raise ValueError(
