@@ -49,16 +49,7 @@ def block_recall(
         oracle: [nb] oracle informativeness (`lemo.ops.block_scores`).
         include_forced: count the always-kept sink/local blocks too (inflates recall; for comparison only).
     """
-    if predicted.shape != oracle.shape:
-        raise ValueError(
-            f"predicted {tuple(predicted.shape)} and oracle {tuple(oracle.shape)} scores differ in shape."
-        )
-    nb = oracle.shape[0]
-    kp = kept_mask(predicted, keep_ratio, sink_blocks, local_blocks)  # [nb]
-    ko = kept_mask(oracle, keep_ratio, sink_blocks, local_blocks)  # [nb]
-    if not include_forced:
-        free = ~forced_blocks(nb, sink_blocks, local_blocks)  # [nb]
-        kp, ko = kp & free, ko & free
+    kp, ko = _kept_pair(predicted, oracle, keep_ratio, sink_blocks, local_blocks, include_forced)
     total = int(ko.sum())
     return 1.0 if total == 0 else int((kp & ko).sum()) / total
 
@@ -71,10 +62,29 @@ def mass_recall(
     local_blocks: int = 1,
 ) -> float:
     """Oracle informativeness of the predictor's choice relative to the oracle's own (unforced blocks)."""
-    nb = oracle.shape[0]
-    free = ~forced_blocks(nb, sink_blocks, local_blocks)  # [nb]
-    kp = kept_mask(predicted, keep_ratio, sink_blocks, local_blocks) & free  # [nb]
-    ko = kept_mask(oracle, keep_ratio, sink_blocks, local_blocks) & free  # [nb]
+    kp, ko = _kept_pair(predicted, oracle, keep_ratio, sink_blocks, local_blocks, include_forced=False)
     o = oracle.float().cpu()  # [nb]
     best = float(o[ko].sum())
     return 1.0 if best <= 0.0 else float(o[kp].sum()) / best
+
+
+def _kept_pair(
+    predicted: torch.Tensor,
+    oracle: torch.Tensor,
+    keep_ratio: float,
+    sink: int,
+    local: int,
+    include_forced: bool,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Bool [nb] masks of the blocks kept from the predicted and from the oracle scores, by the same rule; the
+    forced sink/local blocks are dropped from both unless `include_forced` (both always keep them)."""
+    if predicted.shape != oracle.shape:
+        raise ValueError(
+            f"predicted {tuple(predicted.shape)} and oracle {tuple(oracle.shape)} scores differ in shape."
+        )
+    kp = kept_mask(predicted, keep_ratio, sink, local)  # [nb]
+    ko = kept_mask(oracle, keep_ratio, sink, local)  # [nb]
+    if not include_forced:
+        free = ~forced_blocks(oracle.shape[0], sink, local)  # [nb]
+        kp, ko = kp & free, ko & free
+    return kp, ko
