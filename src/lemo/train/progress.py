@@ -11,6 +11,7 @@ import json
 import math
 import sys
 import time
+from contextlib import AbstractContextManager
 from pathlib import Path
 from types import TracebackType
 from typing import Any
@@ -41,7 +42,19 @@ def _si(x: float) -> str:
     return f"{x:.0f}"
 
 
-class Progress:
+class _ClosedOnExit(AbstractContextManager):
+    """`with ... as x:` closes x when the block ends, as a file does (`__enter__` returns x itself)."""
+
+    def close(self) -> None:
+        raise NotImplementedError
+
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        self.close()
+
+
+class Progress(_ClosedOnExit):
     """A tqdm bar over optimizer steps; its postfix reads
     `loss=… tok/s=… mem=…GB kept=… of layer-tokens (sparse layers …)`.
 
@@ -147,16 +160,8 @@ class Progress:
     def close(self) -> None:
         self._bar.close()
 
-    def __enter__(self) -> Progress:
-        return self
 
-    def __exit__(
-        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
-    ) -> None:
-        self.close()
-
-
-class MetricsWriter:
+class MetricsWriter(_ClosedOnExit):
     """Append one JSON object per line to a metrics.jsonl file, flushed line by line.
 
     The file is opened in append mode, so a resumed run continues it. With `resume_step`, records of steps
@@ -180,14 +185,6 @@ class MetricsWriter:
 
     def close(self) -> None:
         self._fh.close()
-
-    def __enter__(self) -> MetricsWriter:
-        return self
-
-    def __exit__(
-        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
-    ) -> None:
-        self.close()
 
     def _ends_with_newline(self) -> bool:
         with open(self.path, "rb") as fh:
