@@ -10,6 +10,7 @@ KERNEL_MODULES = (
     "lemo.ops._triton_reduce",  # first: the kernel modules import its jit functions
     "lemo.ops.sparse_attention.triton",
     "lemo.ops.sparse_attention.triton_rows",
+    "lemo.ops.sparse_attention.triton_query",  # after triton.py: it imports its jit helpers
     "lemo.ops.block_scores.triton",
     "lemo.ops.segmented_ce.triton",
 )

@@ -5,8 +5,6 @@ Tiny shapes: the interpreter's query tiles are 16 rows (configs.QUERY_INTERP), s
 longer than a tile make tiles that hold several non-adjacent runs, and segments cross several key tiles.
 """
 
-import importlib
-
 import pytest
 import torch
 
@@ -17,9 +15,7 @@ TOL = {torch.float32: 1e-5, torch.bfloat16: 2e-2}
 
 @pytest.fixture(scope="module", autouse=True)
 def _interpreted_kernels(interpreter):
-    # The shared fixture reloads triton.py under the interpreter; this module imports its helpers, so reload it
-    # after that (it is not in conftest's list).
-    importlib.reload(importlib.import_module("lemo.ops.sparse_attention.triton_query"))
+    """Every test here runs the kernels in Triton's interpreter (conftest reloads triton_query.py too)."""
 
 
 def rel_err(actual, expected):
