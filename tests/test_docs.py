@@ -146,7 +146,7 @@ def test_doc_titles_carry_no_history():
 def test_quick_start_is_the_config_the_trial_runs():
     """The README's CPU quick start is one `lemo finetune` of configs/quickstart.yaml, whose keys all load; the
     trial (`make trial`) takes the block from the README, so what it times is what the README says."""
-    from lemo.train.config import FinetuneConfig, load_yaml
+    from lemo.config import FinetuneConfig, load_yaml
 
     text = README.read_text()
     block = _blocks(text.split("<!-- quick start: cpu -->", 1)[1], "bash")[0]
@@ -154,7 +154,7 @@ def test_quick_start_is_the_config_the_trial_runs():
     assert len(lines) == 1
     argv = shlex.split(lines[0])
     assert argv[:2] == ["lemo", "finetune"]
-    config = load_yaml(REPO / argv[argv.index("--config") + 1])
+    config = load_yaml(REPO / argv[argv.index("--config") + 1], FinetuneConfig)
     assert isinstance(config, FinetuneConfig)
     assert config.seq_len <= 2048 and config.steps <= 10  # sized for 5 minutes on 2 CPU cores
     assert "<!-- quick start: cpu -->" in (REPO / "dev" / "new_user_trial.sh").read_text()

@@ -1,29 +1,29 @@
-"""Dependencies point one way (docs/design.md section 2): ops/memory -> predictor/sparsity -> integrations ->
-train/eval/plan -> api/bench -> cli."""
+"""Dependencies point one way (docs/design.md section 2): config -> ops/memory/utils -> predictor/sparsity ->
+integrations -> train/eval/plan -> api/bench -> cli."""
 
 import ast
 from pathlib import Path
 
 SRC = Path(__file__).resolve().parents[1] / "src" / "lemo"
 ORDER = {
-    "ops": 0,
-    "memory": 0,
-    "config": 0,
-    "_version": 0,
-    "utils": 0,
-    "testing": 5,
-    "predictor": 1,
-    "sparsity": 1,
-    "integrations": 2,
-    "assets": 3,
-    "train": 3,
-    "eval": 3,
-    "plan": 3,
-    "api": 4,
-    "bench": 4,
-    "cli": 5,
-    "__init__": 5,
-    "__main__": 5,
+    "config": 0,  # every config class: imports nothing else of lemo, so any layer may import it
+    "ops": 1,
+    "memory": 1,
+    "_version": 1,
+    "utils": 1,
+    "predictor": 2,
+    "sparsity": 2,
+    "integrations": 3,
+    "assets": 4,
+    "train": 4,
+    "eval": 4,
+    "plan": 4,
+    "api": 5,
+    "bench": 5,
+    "testing": 6,
+    "cli": 6,
+    "__init__": 6,
+    "__main__": 6,
 }
 THIRD_PARTY_BANNED_BELOW_INTEGRATIONS = ("transformers", "peft", "accelerate")
 
@@ -57,11 +57,22 @@ def test_imports_point_one_way():
             parts = mod.split(".")
             if parts[0] == "lemo":
                 # A bare `import lemo` / `from lemo import x` runs the top-level package, which imports everything.
-                theirs = ORDER.get(parts[1], 5) if len(parts) > 1 else ORDER["__init__"]
+                theirs = ORDER.get(parts[1], ORDER["__init__"]) if len(parts) > 1 else ORDER["__init__"]
                 if theirs > mine:
                     bad.append(f"{path.relative_to(SRC)} imports {mod}")
             if parts[0] in THIRD_PARTY_BANNED_BELOW_INTEGRATIONS and mine < ORDER["integrations"]:
                 bad.append(f"{path.relative_to(SRC)} imports {mod} below the integrations layer")
+    assert not bad, "\n".join(bad)
+
+
+def test_config_imports_only_itself_and_no_torch():
+    # `import lemo` imports lemo.config, and the CLI must catch a Ctrl-C while torch imports: no torch here.
+    bad = [
+        f"{path.relative_to(SRC)} imports {mod}"
+        for path in (SRC / "config").rglob("*.py")
+        for mod in _imports(path)
+        if (mod.startswith("lemo") and not mod.startswith("lemo.config")) or mod.split(".")[0] == "torch"
+    ]
     assert not bad, "\n".join(bad)
 
 

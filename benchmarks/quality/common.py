@@ -15,7 +15,7 @@ from typing import Any
 
 import torch
 
-from lemo.train.config import FinetuneConfig
+from lemo.config import FinetuneConfig
 from lemo.train.loop import FinetuneResult, finetune
 
 

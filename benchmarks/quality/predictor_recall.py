@@ -141,9 +141,10 @@ def main(argv: list[str] | None = None) -> int:
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     from lemo.assets import smollm2_dir
+    from lemo.config import PredictorTrainingConfig as CalibrationConfig
     from lemo.config import SparsityConfig
     from lemo.integrations.transformers.calibration import HFCalibrationModel, calibrate
-    from lemo.predictor import CalibrationConfig, evaluate_recall
+    from lemo.predictor import evaluate_recall
     from lemo.predictor.plot import plot_block_maps
     from lemo.predictor.samples import collect_sample
     from lemo.utils.env import lemo_cache_dir

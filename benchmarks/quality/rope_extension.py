@@ -20,11 +20,10 @@ import torch
 from common import provenance, timed_finetune  # benchmarks/quality/common.py, beside this script
 
 from lemo.assets import HELD_OUT_NOVEL, austen_texts, smollm2_dir
-from lemo.config import PAPER_FIELDS
+from lemo.config import PAPER_FIELDS, FinetuneConfig
 from lemo.eval.perplexity import perplexity
 from lemo.integrations.peft import load_adapter
 from lemo.integrations.transformers.loading import load_model
-from lemo.train.config import FinetuneConfig
 from lemo.train.data import tokenize_documents
 
 # name: (token elimination, MLP mode, keep ratio); "longlora" is lora with LongLoRA's shifted sparse attention

@@ -42,9 +42,9 @@ from suite_hooks import evidence_hooks, kept_rows  # beside this script too
 from suite_report import write_report
 
 from lemo.assets import austen_split, smollm2_dir
+from lemo.config import SuiteConfig
 from lemo.eval.capability import score_samples
 from lemo.eval.perplexity import perplexity
-from lemo.eval.suite import SuiteConfig
 from lemo.eval.suite_rows import eval_samples, text_form, training_rows
 
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")  # the data is made in forked processes
@@ -58,6 +58,8 @@ CONFIGS: dict[str, dict | None] = {
     "default": {},
     "backward-random": {"elimination": "backward", "random_fraction": 1.0},
     "backward-supervision": {"elimination": "backward", "scorer": "supervision", "random_fraction": 0.25},
+    # each layer's rows chosen in its backward pass by the loss gradient at its output (lemo.sparsity.backward)
+    "backward-gradient": {"elimination": "backward", "scorer": "gradient", "random_fraction": 0.25},
     # the default (forward elimination, shared selection) with the supervision scorer choosing the free budget
     "supervision": {"scorer": "supervision", "random_fraction": 0.25},
     "oracle": {"elimination": "backward", "random_fraction": 1.0, EVIDENCE: True},

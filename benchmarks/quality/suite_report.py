@@ -15,7 +15,7 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-from lemo.eval.suite_families import FAMILIES
+from lemo.config.suite import FAMILIES
 from lemo.eval.suite_summary import SUITE, SUMMARY_FIELDS, summarize
 
 

@@ -5,15 +5,14 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+from lemo.config import CalibrateConfig, DataConfig, EvalConfig, FinetuneConfig, PlanConfig
 from lemo.eval.capability_result import CapabilityResult
-from lemo.eval.config import DataConfig, EvalConfig
 from lemo.eval.perplexity import PerplexityResult
 from lemo.eval.run import evaluate as _evaluate
 from lemo.eval.run import make_task_data as _make_task_data
-from lemo.plan import Plan, PlanConfig
+from lemo.plan import Plan
 from lemo.plan import predict as _predict
-from lemo.train.calibrate_run import CalibrateConfig, run_calibrate
-from lemo.train.config import FinetuneConfig
+from lemo.train.calibrate_run import run_calibrate
 from lemo.train.loop import FinetuneResult
 from lemo.train.loop import finetune as _finetune
 from lemo.utils.env import env_report, format_env_report

@@ -108,7 +108,7 @@ def tiny_finetune_config(model_dir, data, out, **overrides):
 
     `model_dir=None` means the embedded SmolLM2. Overrides replace any field.
     """
-    from lemo.train.config import FinetuneConfig
+    from lemo.config import FinetuneConfig
 
     base = dict(
         model=str(model_dir) if model_dir else None,

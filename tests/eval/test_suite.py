@@ -6,10 +6,11 @@ import re
 
 import pytest
 
+from lemo.config import SuiteConfig
+from lemo.config.suite import FAMILIES
 from lemo.eval import suite_families as fam
 from lemo.eval.filler import Filler
 from lemo.eval.names import in_eval_split, name_pool
-from lemo.eval.suite import SuiteConfig
 from lemo.eval.suite_rows import FIT_SLACK, eval_sample, eval_samples, text_form, training_rows
 from lemo.train.data.records import parse_record, tokenize_records
 
@@ -49,7 +50,7 @@ def rows(train_text, tok):
 
 
 def test_every_family_has_three_train_phrasings_and_a_held_out_one():
-    assert set(TABLES) == set(fam.FAMILIES) and len(fam.FAMILIES) >= 6
+    assert set(TABLES) == set(FAMILIES) and len(FAMILIES) >= 6
     assert fam.EVAL_PHRASING not in fam.TRAIN_PHRASINGS and len(fam.TRAIN_PHRASINGS) >= 3
     for family, table in TABLES.items():
         assert len(table) == fam.N_PHRASINGS, family
@@ -65,7 +66,7 @@ def test_every_family_has_three_train_phrasings_and_a_held_out_one():
 
 def test_training_rows_mix_every_family_in_training_phrasings_only(rows):
     for r in rows:
-        assert r["families"] == sorted(fam.FAMILIES)
+        assert r["families"] == sorted(FAMILIES)
         text = r["prompt"] + r["completion"]
         for family, mark in HELD_OUT_MARK.items():
             assert mark not in text, (family, mark)
@@ -92,7 +93,7 @@ def filler_texts(filler: Filler, tok) -> str:
 @pytest.mark.parametrize("length", [2048, 4096])
 def test_eval_samples_have_the_exact_length_and_the_held_out_phrasing(length, filler, tok):
     cfg = SuiteConfig()
-    for i, family in enumerate(fam.FAMILIES):
+    for i, family in enumerate(FAMILIES):
         s = eval_sample(family, filler, tok, length, f"t/{family}/{i}", cfg)
         assert s.length == len(s.prompt_ids) + len(s.answer_ids) == length, family
         assert s.answer_ids == tok.encode(s.answer, add_special_tokens=False)

@@ -14,8 +14,10 @@ from types import SimpleNamespace
 import pytest
 import torch
 
+from lemo.config import SuiteConfig
+from lemo.config.suite import FAMILIES, V1
 from lemo.eval import suite_families as fam
-from lemo.eval.suite import V1, SuiteConfig, draw_facts
+from lemo.eval.suite import draw_facts
 
 QUALITY = Path(__file__).resolve().parents[2] / "benchmarks" / "quality"
 SMALL = dict(
@@ -190,5 +192,5 @@ def test_kept_shares_become_rows_that_the_summary_keeps(quality):
         ("kept_filler", 0.5, 60, 16384),
     ]
     raw = [{**r, "config": "oracle", "form": "sup", "seed": s} for s in (0, 1) for r in rows]
-    out = {r["metric"]: r for r in summarize(raw, list(fam.FAMILIES))}
+    out = {r["metric"]: r for r in summarize(raw, list(FAMILIES))}
     assert out["kept_evidence"]["mean"] == pytest.approx(0.9) and out["kept_filler"]["verdict"] == "n/a"

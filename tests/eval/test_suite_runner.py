@@ -140,8 +140,8 @@ def test_oracle_training_hands_every_row_its_evidence(suite_hooks, tiny_model_di
 
     import torch
 
+    from lemo.config import SuiteConfig
     from lemo.eval.evidence import EvidenceTable, record_evidence
-    from lemo.eval.suite import SuiteConfig
     from lemo.eval.suite_rows import training_rows
     from lemo.testing import tiny_finetune_config
     from lemo.train.loop import finetune

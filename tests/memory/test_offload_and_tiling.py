@@ -259,7 +259,7 @@ def test_declared_host_memory_overrides_meminfo_and_counts_the_pool(monkeypatch)
 
 
 def test_bad_settings_name_the_fix():
-    from lemo.train.config import FinetuneConfig
+    from lemo.config import FinetuneConfig
 
     with pytest.raises(ValueError, match="--sparse-layers none"):
         FinetuneConfig(sparse=False, sparsity={"offload": "cpu"})

@@ -140,7 +140,7 @@ def test_no_checkpointing_is_advised_first():
 
 
 def test_from_finetune_plans_what_finetune_runs():
-    from lemo.train.config import FinetuneConfig
+    from lemo.config import FinetuneConfig
 
     ft = FinetuneConfig(seq_len=16384, gradient_checkpointing=True, device="cuda", dtype="auto")
     cfg = PlanConfig.from_finetune(ft, shape="smollm2")
@@ -236,7 +236,7 @@ def test_ranks_of_one_node_share_its_host_memory():
 
 
 def test_finetune_plans_for_the_torchrun_job_it_is_in(monkeypatch):
-    from lemo.train.config import FinetuneConfig
+    from lemo.config import FinetuneConfig
     from lemo.train.preflight import plan_config
 
     cfg = FinetuneConfig(seq_len=4096)

@@ -95,7 +95,7 @@ def test_budgeted_search_on_a_tiny_model_stays_within_budget_and_writes_a_finetu
     assert data["sparsity"]["block_size"] == 16  # the ratios were measured with 16-token blocks
     assert data["sparsity"]["keep_ratio"] == res.keep_ratio
     try:
-        from lemo.train.config import FinetuneConfig, load_yaml
+        from lemo.config import FinetuneConfig, load_yaml
     except ImportError:
         return
     ft = load_yaml(path, FinetuneConfig)

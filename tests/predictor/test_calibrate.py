@@ -7,8 +7,9 @@ import pytest
 import torch
 
 import lemo
+from lemo.config import PredictorConfig, PredictorTrainingConfig
 from lemo.integrations.transformers.calibration import calibrate, load_predictors, token_chunks
-from lemo.predictor import PredictorConfig, PredictorSet, PredictorTrainingConfig
+from lemo.predictor import PredictorSet
 from lemo.predictor.calibrate import _make_optimizer, _prune_and_rebuild
 from lemo.testing import tiny_model
 
@@ -130,9 +131,3 @@ def test_bad_settings_name_the_flag():
             sparsity=SPARSITY,
             config=PredictorTrainingConfig(seq_len=128),
         )
-
-
-def test_the_earlier_config_name_is_the_same_class():
-    from lemo.predictor import CalibrationConfig
-
-    assert CalibrationConfig is PredictorTrainingConfig

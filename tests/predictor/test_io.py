@@ -6,8 +6,9 @@ import pytest
 import torch
 
 import lemo
+from lemo.config import PredictorConfig
 from lemo.integrations.transformers.calibration import load_predictors, model_identity
-from lemo.predictor import PredictorConfig, PredictorSet
+from lemo.predictor import PredictorSet
 from lemo.predictor import load_predictors as load_by_identity
 from lemo.testing import tiny_model
 

@@ -4,8 +4,9 @@ import pytest
 import torch
 
 import lemo
+from lemo.config import PredictorConfig
 from lemo.integrations.transformers.calibration import HFCalibrationModel, model_identity
-from lemo.predictor import BlockPredictor, PredictorConfig, PredictorSet
+from lemo.predictor import BlockPredictor, PredictorSet
 from lemo.testing import ARCHS, tiny_model
 
 T = 200  # not a multiple of the block size: the last block is partial

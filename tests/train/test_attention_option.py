@@ -6,8 +6,8 @@ from unittest import mock
 import pytest
 
 from lemo.cli.__main__ import main
+from lemo.config import FinetuneConfig
 from lemo.integrations.transformers import shifted_sparse
-from lemo.train.config import FinetuneConfig
 from lemo.train.loop import finetune
 
 

@@ -7,8 +7,8 @@ import pytest
 
 import lemo.train.loop as loop
 from lemo.cli.__main__ import main
+from lemo.config import FinetuneConfig
 from lemo.train.checks import check_config
-from lemo.train.config import FinetuneConfig
 
 
 @pytest.fixture

@@ -339,7 +339,7 @@ def test_nproc_starts_torchrun_itself_and_trains_like_it(uninterrupted, tiny_mod
 
 
 def test_nproc_that_disagrees_with_torchrun_names_the_fix(monkeypatch):
-    from lemo.train.config import FinetuneConfig
+    from lemo.config import FinetuneConfig
     from lemo.train.launch import wants_launch
 
     assert not wants_launch(FinetuneConfig())

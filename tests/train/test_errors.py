@@ -11,8 +11,8 @@ import pytest
 import lemo.train.checkpoint as checkpoint
 import lemo.train.loop as loop
 from lemo.cli.__main__ import main
+from lemo.config import FinetuneConfig
 from lemo.train.checkpoint import CheckpointError, save_checkpoint
-from lemo.train.config import FinetuneConfig
 from lemo.train.run_safety import warn_on_useless_lengths
 
 
@@ -48,10 +48,10 @@ def test_bad_yaml_is_reported_before_the_model_loads(tmp_path, no_model_load, ca
 
 
 def test_yaml_float_without_a_dot_is_read_as_a_number(tmp_path):
-    from lemo.train.config import load_yaml
+    from lemo.config import load_yaml
 
     (tmp_path / "c.yaml").write_text("lr: 1e-4\n")  # PyYAML alone reads this as the string "1e-4"
-    assert load_yaml(tmp_path / "c.yaml").lr == 1e-4
+    assert load_yaml(tmp_path / "c.yaml", FinetuneConfig).lr == 1e-4
 
 
 def test_output_dir_that_is_a_file(tmp_path, no_model_load, capsys):
@@ -93,7 +93,7 @@ def test_full_disk_during_a_checkpoint_save(tmp_path, monkeypatch):
 
 def test_lora_targets_comma_separated():
     from lemo.cli.args import build_parser, config_from_args
-    from lemo.train.config import load_yaml
+    from lemo.config import load_yaml
 
     parser = build_parser(argparse.ArgumentParser(), FinetuneConfig)
     cfg = config_from_args(FinetuneConfig, parser.parse_args(["--lora-targets", "q_proj,v_proj"]), load_yaml)

@@ -12,10 +12,10 @@ import torch
 from safetensors.torch import load_file
 
 from lemo.cli.__main__ import main
+from lemo.config import FinetuneConfig
 from lemo.eval.perplexity import perplexity
 from lemo.integrations.transformers.loading import load_model
 from lemo.testing import tiny_finetune_config
-from lemo.train.config import FinetuneConfig
 from lemo.train.loop import finetune
 
 REPO = Path(__file__).resolve().parents[2]
@@ -155,7 +155,7 @@ def test_yaml_config_and_flags_merge(tmp_path):
     import argparse
 
     from lemo.cli.args import build_parser, config_from_args
-    from lemo.train.config import load_yaml
+    from lemo.config import load_yaml
 
     (tmp_path / "c.yaml").write_text(
         "seq_len: 2048\nlora: {rank: 4}\nsparsity: {keep_ratio: 0.3, mlp: tokens}\n"
@@ -170,9 +170,9 @@ def test_yaml_config_and_flags_merge(tmp_path):
 
 
 def test_every_config_preset_loads():
-    from lemo.train.config import load_yaml
+    from lemo.config import load_yaml
 
     presets = sorted((REPO / "configs").glob("*.yaml"))
     assert presets
     for p in presets:
-        load_yaml(p)
+        load_yaml(p, FinetuneConfig)

@@ -4,7 +4,7 @@ import json
 import shlex
 
 from lemo.cli.__main__ import main
-from lemo.train.config import FinetuneConfig
+from lemo.config import FinetuneConfig
 from lemo.train.next_steps import eval_command, kept_line
 from lemo.train.progress import Progress
 

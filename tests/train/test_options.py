@@ -8,10 +8,10 @@ from safetensors.torch import load_file
 
 import lemo
 from lemo.cli.__main__ import main
+from lemo.config import FinetuneConfig
 from lemo.integrations.peft import add_lora, load_adapter
 from lemo.integrations.transformers.loading import load_model, rope_scaled_config
 from lemo.testing import assert_close, tiny_model
-from lemo.train.config import FinetuneConfig
 from lemo.train.loop import finetune
 
 

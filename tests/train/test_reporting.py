@@ -6,8 +6,8 @@ import types
 
 import pytest
 
+from lemo.config import FinetuneConfig
 from lemo.testing import tiny_finetune_config
-from lemo.train.config import FinetuneConfig
 from lemo.train.loop import finetune
 
 

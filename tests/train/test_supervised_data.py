@@ -308,8 +308,8 @@ def test_finetune_on_prompt_completion_trains_completions_only(
 ):
     from transformers import AutoTokenizer
 
+    from lemo.config import FinetuneConfig
     from lemo.integrations.transformers.loading import load_model
-    from lemo.train.config import FinetuneConfig
     from lemo.train.loop import finetune
 
     data = _qa_file(tmp_path, austen_dir)

@@ -57,7 +57,7 @@ def test_lr_schedule_survives_a_resume(tiny_model_dir, text_file, tmp_path, sche
 def test_long_gpu_runs_are_told_the_first_step_tunes_kernels():
     import torch
 
-    from lemo.train.config import FinetuneConfig
+    from lemo.config import FinetuneConfig
     from lemo.train.loop import first_step_note
 
     gpu, cpu = torch.device("cuda"), torch.device("cpu")

@@ -9,10 +9,7 @@ import sys
 from lemo import api
 from lemo.cli import bench
 from lemo.cli.args import build_parser, config_from_args
-from lemo.eval.config import DataConfig, EvalConfig
-from lemo.plan import PlanConfig
-from lemo.train.calibrate_run import CalibrateConfig
-from lemo.train.config import FinetuneConfig, load_yaml
+from lemo.config import CalibrateConfig, DataConfig, EvalConfig, FinetuneConfig, PlanConfig, load_yaml
 from lemo.train.interrupt import TrainingInterrupted
 
 COMMANDS = {

@@ -141,6 +141,6 @@ def config_from_args(cls: type, ns: argparse.Namespace, load_yaml) -> Any:
         for p in parents:
             node = node.setdefault(p, {})
         node[leaf] = value
-    from lemo.train.config import from_dict
+    from lemo.config import from_dict
 
     return from_dict(cls, base)

@@ -1,10 +1,11 @@
 """Evaluation: sliding-window perplexity, and capability on synthetic long-context tasks."""
 
+from lemo.config.eval import TASKS
 from lemo.eval.capability import evaluate_capability, score_greedy, score_samples, score_teacher
 from lemo.eval.capability_result import CapabilityResult, CapabilityRow, SampleOutcome
 from lemo.eval.filler import Filler
 from lemo.eval.perplexity import PerplexityResult, perplexity, perplexity_at_lengths
-from lemo.eval.tasks import TASKS, TaskSample, make_sample, make_samples, training_records
+from lemo.eval.tasks import TaskSample, make_sample, make_samples, training_records
 
 __all__ = [
     "TASKS",

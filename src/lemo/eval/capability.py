@@ -18,7 +18,8 @@ import torch
 from torch import nn
 from tqdm.auto import tqdm
 
-from lemo.eval.capability_result import MODES, CapabilityResult, CapabilityRow, SampleOutcome
+from lemo.config.eval import MODES
+from lemo.eval.capability_result import CapabilityResult, CapabilityRow, SampleOutcome
 from lemo.eval.filler import Filler
 from lemo.eval.perplexity import _device_of
 from lemo.eval.tasks import TaskSample, check_task, make_samples

@@ -9,8 +9,6 @@ from pathlib import Path
 
 from lemo.utils.plotting import pyplot
 
-MODES = ("teacher", "greedy")
-
 
 @dataclass
 class CapabilityRow:

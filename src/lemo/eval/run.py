@@ -11,9 +11,9 @@ from typing import Any
 import torch
 
 from lemo.assets import austen_split, smollm2_dir
+from lemo.config import DataConfig, EvalConfig
 from lemo.eval.capability import evaluate_capability
 from lemo.eval.capability_result import CapabilityResult
-from lemo.eval.config import DataConfig, EvalConfig
 from lemo.eval.perplexity import PerplexityResult, perplexity
 from lemo.eval.tasks import training_records
 from lemo.integrations.peft import load_adapter

@@ -1,6 +1,6 @@
 """The capability suite's contexts: every family's facts spliced into filler, in token space, with their spans.
 
-`SuiteConfig` holds the difficulty knobs. `draw_facts` draws one context's facts (every family, names from one
+`SuiteConfig` (`lemo.config.suite`) holds the difficulty knobs. `draw_facts` draws one context's facts (every family, names from one
 split's pool, `lemo.eval.names`); `layout` splices them into a filler window at sentence starts and picks the
 ``recall`` sites (a filler sentence to quote, and the words after it that answer). The result knows the token
 span of every piece of evidence, which is what lets training rows carry evidence positions (for the evidence
@@ -9,109 +9,19 @@ oracle) and eval samples report where their facts sit. Rows and samples are buil
 
 from __future__ import annotations
 
-import dataclasses
 import random
 from dataclasses import dataclass, field
 from typing import Any
 
+from lemo.config.suite import FAMILIES, SuiteConfig
 from lemo.eval import suite_families as fam
 from lemo.eval.filler import Filler, encode, snap
 from lemo.eval.names import Split, sample_names, sample_variables
 
-# The knobs of suite v1, which ran once on the H200 at commit cd5902a (benchmarks/results/suite_smollm2.csv,
-# whose `suite` column reads "{}": these values). Dense LoRA at 60 steps scored 0.80 exact match at 16K on
-# multikey and 0.00-0.03 on the other five families, so v2 (the defaults) shortens what must be copied.
-V1 = dict(
-    multikey_keys=8, multivalue_keys=2, multivalue_values=4, multivalue_digits=5, vartrack_chains=2,
-    vartrack_hops=3, vartrack_digits=5, kv_blocks=1, kv_pairs=12, kv_asked=4, kv_value_len=6, kv_alphabet="hex",
-    recall_quotes=4, recall_words=5, count_keys=3, count_max=4, count_words=False,
-)  # fmt: skip
-PRESETS: dict[str, dict[str, Any]] = {"v1": V1, "v2": {}}
-
-
-@dataclass
-class SuiteConfig:
-    """Difficulty knobs: what one context holds. The same context serves training (every fact asked) and
-    eval (one question of one family), so a knob moves both. The defaults are preset v2 (docs/suite.md)."""
-
-    families: tuple[str, ...] = fam.FAMILIES
-    preset: str = "v2"
-    """The preset the knobs started from (a label: the knobs below are what runs)."""
-    multikey_keys: int = 8
-    """Facts "KEY -> number"; eval asks one, the others are distractors."""
-    multivalue_keys: int = 2
-    multivalue_values: int = 2
-    """Values per multivalue key; the answer lists them all in order of appearance."""
-    multivalue_digits: int = 3
-    vartrack_chains: int = 2
-    vartrack_hops: int = 1
-    """Copies after the first assignment in each chain."""
-    vartrack_digits: int = 3
-    kv_blocks: int = 1
-    kv_pairs: int = 6
-    """Pairs per structured block."""
-    kv_asked: int = 4
-    """Pairs of each block asked about in a training row."""
-    kv_value_len: int = 3
-    """Characters of each structured value (several tokens: the model must copy all of them)."""
-    kv_alphabet: str = "digits"
-    """"digits" or "hex". The tokenizer splits digits one by one, so a digit value tokenizes the same inside
-    quotes and after the answer's space; a hex value does not (v1's kv scored 0.47 token accuracy)."""
-    recall_quotes: int = 4
-    recall_words: int = 2
-    """Words of the following text that make the answer."""
-    recall_quote_words: tuple[int, int] = (8, 30)
-    """Length range, in words, of a quotable sentence."""
-    count_keys: int = 3
-    count_max: int = 3
-    """Each counted key is mentioned 1..count_max times; chance is 1 / count_max."""
-    count_words: bool = True
-    """Answer " two" rather than " 2": after training on digit answers copied from the context, v1's digit
-    count scored 0.00 at 16K, below its chance of 0.25 (a copied digit, not a count)."""
-
-    @classmethod
-    def from_preset(cls, preset: str = "v2", **knobs: Any) -> SuiteConfig:
-        """Preset `preset`'s knobs, overridden by `knobs`."""
-        if preset not in PRESETS:
-            raise ValueError(f"suite preset {preset!r}: use one of {', '.join(PRESETS)}.")
-        return cls(**{**PRESETS[preset], **knobs, "preset": preset})
-
-    @classmethod
-    def v1(cls) -> SuiteConfig:
-        return cls.from_preset("v1")
-
-    def __post_init__(self) -> None:
-        unknown = sorted(set(self.families) - set(fam.FAMILIES))
-        if unknown or not self.families:
-            raise ValueError(f"families {unknown or '()'}: use some of {', '.join(fam.FAMILIES)}.")
-        counts = {k: v for k, v in dataclasses.asdict(self).items() if isinstance(v, int)}
-        if any(v < 0 for v in counts.values()) or self.recall_words < 1 or self.count_max < 1:
-            raise ValueError(f"suite knobs must be >= 0 (recall_words, count_max >= 1): {counts}")
-        if min(self.multivalue_digits, self.vartrack_digits, self.kv_value_len) < 1:
-            raise ValueError("multivalue_digits, vartrack_digits and kv_value_len must be >= 1.")
-        if self.kv_alphabet not in fam.ALPHABETS:
-            raise ValueError(f"kv_alphabet {self.kv_alphabet!r}: use one of {', '.join(fam.ALPHABETS)}.")
-        if self.count_words and self.count_max > len(fam.NUMBER_WORDS):
-            raise ValueError(f"count_words spells counts up to {len(fam.NUMBER_WORDS)}: lower count_max.")
-        self.recall_quote_words = tuple(self.recall_quote_words)  # a list after a JSON round trip
-
-    def n_facts(self, family: str) -> int:
-        """Keys (or chains, blocks, quotes) of `family` in one context; 0 when the family is off."""
-        if family not in self.families:
-            return 0
-        return {
-            "multikey": self.multikey_keys,
-            "multivalue": self.multivalue_keys,
-            "vartrack": self.vartrack_chains,
-            "kv": self.kv_blocks,
-            "recall": self.recall_quotes,
-            "count": self.count_keys,
-        }[family]
-
 
 def draw_facts(rng: random.Random, cfg: SuiteConfig, split: Split) -> list[fam.Fact]:
     """One context's facts of every family but ``recall`` (which quotes the filler), names all distinct."""
-    n = {f: cfg.n_facts(f) for f in fam.FAMILIES}
+    n = {f: cfg.n_facts(f) for f in FAMILIES}
     n_names = n["multikey"] + n["multivalue"] + n["count"] + n["kv"] * cfg.kv_pairs
     names = iter(sample_names(rng, n_names, split))
     take = lambda k: [next(names) for _ in range(k)]

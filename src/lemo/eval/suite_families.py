@@ -14,15 +14,13 @@ from __future__ import annotations
 
 import itertools
 import random
-import string
 from dataclasses import dataclass
 
-FAMILIES = ("multikey", "multivalue", "vartrack", "kv", "recall", "count")
+from lemo.config.suite import ALPHABETS, NUMBER_WORDS
+
 TRAIN_PHRASINGS = (0, 1, 2)
 EVAL_PHRASING = 3
 N_PHRASINGS = 4
-ALPHABETS = {"hex": string.ascii_lowercase[:6] + string.digits, "digits": string.digits}
-NUMBER_WORDS = ("one", "two", "three", "four", "five", "six", "seven", "eight", "nine", "ten")
 
 
 @dataclass

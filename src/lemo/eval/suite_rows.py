@@ -16,10 +16,11 @@ import random
 from collections.abc import Sequence
 from typing import Any
 
+from lemo.config import SuiteConfig
 from lemo.eval import suite_families as fam
 from lemo.eval.filler import Filler, encode, special_prefix
 from lemo.eval.names import Split
-from lemo.eval.suite import Layout, SuiteConfig, draw_facts, layout, statement_groups
+from lemo.eval.suite import Layout, draw_facts, layout, statement_groups
 from lemo.eval.tasks import TaskSample
 
 RECALL_RESERVE = 64  # tokens a recall question may take beyond its template, before its quote is known

@@ -27,10 +27,9 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from lemo.config.eval import TASKS
 from lemo.eval.filler import Filler, encode, snap, special_prefix
 from lemo.eval.names import Split, sample_names, sample_variables
-
-TASKS = ("single", "multikey", "multivalue", "vartrack", "passkey")
 
 
 @dataclass

@@ -7,7 +7,7 @@
 The formulas and their validation against the committed benchmarks are in docs/plan.md.
 """
 
-from lemo.plan.config import PlanConfig, PlanLora
+from lemo.config import PlanConfig
 from lemo.plan.core import Plan, check_fits, explain_oom, longest_seq_len, predict
 from lemo.plan.shapes import SHAPES, ModelShape, resolve_shape
 
@@ -16,7 +16,6 @@ __all__ = [
     "ModelShape",
     "Plan",
     "PlanConfig",
-    "PlanLora",
     "check_fits",
     "explain_oom",
     "longest_seq_len",

@@ -6,12 +6,14 @@ import dataclasses
 from dataclasses import dataclass, field
 from typing import Any
 
+from lemo.config import PlanConfig
 from lemo.memory.host import HOST_ENV, available_host_bytes, declared_host_bytes
-from lemo.plan.config import DEFAULT_GPU_GIB, GIB, PlanConfig
 from lemo.plan.memory import MemoryEstimate, estimate
 from lemo.plan.shapes import ModelShape, resolve_shape
 from lemo.plan.time import H200, Rates, step_seconds, work
 
+GIB = 2**30
+DEFAULT_GPU_GIB = 80e9 / GIB  # an "80 GB" card, the cap of every committed longest-T measurement
 FIXED = ("weights", "LoRA + AdamW")  # allocated once, before the first step
 HOST_COPY_BYTES_S = 40e9  # pinned host <-> GPU copies per direction (PCIe Gen5 x16 reaches ~50 GB/s)
 FORWARD_SHARE = 0.3  # share of a checkpointed step spent in the forward, against which the copy-out overlaps

@@ -6,7 +6,7 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
-    from lemo.plan.config import PlanConfig
+    from lemo.config import PlanConfig
     from lemo.plan.core import Plan
 
 TILE = 8192  # the tile suggested when the MLP working set sets the peak

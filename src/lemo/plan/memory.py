@@ -13,7 +13,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass, field
 
-from lemo.plan.config import PlanConfig
+from lemo.config import PlanConfig
 from lemo.plan.shapes import ModelShape
 
 LORA_BYTES = 4  # PEFT keeps adapters in fp32 (autocast_adapter_dtype) whatever the base dtype

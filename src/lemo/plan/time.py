@@ -19,7 +19,7 @@ import dataclasses
 import math
 from dataclasses import dataclass
 
-from lemo.plan.config import PlanConfig
+from lemo.config import PlanConfig
 from lemo.plan.memory import MemoryEstimate, _layer_saved, backend, tile_attention
 from lemo.plan.shapes import ModelShape
 

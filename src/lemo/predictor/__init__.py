@@ -6,7 +6,6 @@ scorer, not only predictors); their names are re-exported here for code written 
 """
 
 from lemo.predictor.calibrate import calibrate, evaluate_recall, map_loss
-from lemo.predictor.config import CalibrationConfig, PredictorConfig, PredictorTrainingConfig
 from lemo.predictor.identity import ModelIdentity, weight_fingerprint
 from lemo.predictor.model import (
     BlockPredictor,
@@ -32,15 +31,12 @@ __all__ = [
     "DEFAULT_GRID",
     "BlockPredictor",
     "BudgetResult",
-    "CalibrationConfig",
     "CalibrationModel",
     "CalibrationReport",
     "DamageTable",
     "ModelIdentity",
-    "PredictorConfig",
     "PredictorScorer",
     "PredictorSet",
-    "PredictorTrainingConfig",
     "allocate",
     "block_recall",
     "calibrate",

@@ -34,9 +34,8 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 
-from lemo.config import SparsityConfig
+from lemo.config import PredictorConfig, PredictorTrainingConfig, SparsityConfig
 from lemo.ops import informativeness
-from lemo.predictor.config import PredictorConfig, PredictorTrainingConfig
 from lemo.predictor.model import PredictorSet
 from lemo.predictor.recall import block_recall, mass_recall
 from lemo.predictor.report import CalibrationReport, write_plots

@@ -38,7 +38,7 @@ import torch
 from torch import nn
 
 from lemo._version import __version__
-from lemo.predictor.config import PredictorConfig
+from lemo.config import PredictorConfig
 from lemo.predictor.identity import ModelIdentity, validate_identity
 from lemo.predictor.module import BlockPredictor, Tower
 from lemo.predictor.timing import PredictorScorer

@@ -9,8 +9,8 @@ import math
 import torch
 from torch import nn
 
+from lemo.config import PredictorConfig
 from lemo.ops import informativeness
-from lemo.predictor.config import PredictorConfig
 
 
 def _slice_linear(lin: nn.Linear, rows: torch.Tensor | None, cols: torch.Tensor | None) -> nn.Linear:

@@ -15,7 +15,7 @@ from typing import Any, Protocol
 
 import torch
 
-from lemo.predictor.config import PredictorTrainingConfig
+from lemo.config import PredictorTrainingConfig
 from lemo.predictor.identity import ModelIdentity
 from lemo.sparsity.budget import DenseModel
 from lemo.sparsity.scoring import oracle_map

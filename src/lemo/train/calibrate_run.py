@@ -5,43 +5,17 @@ from __future__ import annotations
 import importlib.util
 import json
 import logging
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict
 from pathlib import Path
 
 from lemo.assets import austen_split, smollm2_dir
-from lemo.config import SparsityConfig
+from lemo.config import CalibrateConfig
 from lemo.integrations.transformers.calibration import calibrate, choose_keep_ratios
 from lemo.integrations.transformers.loading import load_model
-from lemo.predictor import PredictorTrainingConfig
 from lemo.train.data import load_documents
 from lemo.utils.device import resolve_device
 
 log = logging.getLogger(__name__)
-
-
-@dataclass
-class CalibrateConfig:
-    """One `lemo calibrate` run (the command's config, as `FinetuneConfig` is `lemo finetune`'s): which model and
-    texts, where the predictors go, an optional keep-ratio budget, and two nested sections: `sparsity` (the
-    sparse layers and blocks the predictors serve) and `calibration` (how they are trained,
-    `PredictorTrainingConfig`). The flags and YAML keys are those field names, unchanged by the class names."""
-
-    model: str | None = None
-    """HF model directory; default: the embedded SmolLM2-135M-Instruct."""
-    data: list[str] = field(default_factory=list)
-    """Texts to calibrate on (.txt/.jsonl files or folders); default: five Austen novels."""
-    holdout: list[str] = field(default_factory=list)
-    """Held-out texts for recall and the budget search; default: Persuasion."""
-    output: str = "runs/predictors"
-    """Folder for predictors.safetensors, predictors.json, calibration.json and the PNG plots."""
-    budget: float | None = None
-    """Target mean kept-token fraction over the sparse layers: choose per-layer keep ratios within it."""
-    write_config: str | None = None
-    """With --budget: write the chosen `sparsity:` section into this YAML (read by `lemo finetune --config`)."""
-    dtype: str = "auto"
-    device: str = "auto"
-    sparsity: SparsityConfig = field(default_factory=SparsityConfig)
-    calibration: PredictorTrainingConfig = field(default_factory=PredictorTrainingConfig)
 
 
 def run_calibrate(cfg: CalibrateConfig):

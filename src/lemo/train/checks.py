@@ -15,9 +15,9 @@ from typing import Any
 import torch
 
 from lemo.assets import austen_texts
+from lemo.config import FinetuneConfig
 from lemo.integrations.transformers.archs import spec_for
 from lemo.integrations.transformers.loading import rope_scaled_config
-from lemo.train.config import FinetuneConfig
 from lemo.train.data import (
     Example,
     Record,
@@ -42,8 +42,6 @@ def check_config(cfg: FinetuneConfig) -> None:
     """Refusals and warnings that the config alone decides."""
     check_seq_len(cfg)
     warn_on_short_warmup(cfg)
-    if cfg.lora.rank < 1:
-        raise ValueError(f"--lora-rank {cfg.lora.rank} must be at least 1.")
     if cfg.sparse and cfg.sparsity.scorer == "predictor" and not cfg.predictors:
         raise ValueError("--scorer predictor needs --predictors DIR (made by `lemo calibrate`).")
 

@@ -21,6 +21,7 @@ from typing import Any
 import torch
 
 from lemo.assets import austen_texts, smollm2_dir
+from lemo.config import FinetuneConfig
 from lemo.integrations.liger import apply_liger, require_liger
 from lemo.integrations.peft import add_lora
 from lemo.integrations.transformers import apply, enable_shifted_sparse_attention, stats
@@ -28,7 +29,6 @@ from lemo.integrations.transformers.calibration import load_predictors
 from lemo.integrations.transformers.loading import check_model_dir, enable_gradient_checkpointing, load_model
 from lemo.train import distributed
 from lemo.train.checks import RunData, check_config, check_model, load_run_data
-from lemo.train.config import FinetuneConfig
 from lemo.train.data import DataOrder, Example, collate
 from lemo.train.distributed import Dist
 from lemo.train.interrupt import TrainingInterrupted, stop_on_sigint

@@ -8,8 +8,8 @@ from typing import Any
 
 import torch
 
+from lemo.config import FinetuneConfig
 from lemo.integrations.transformers import mean_kept_fraction, stats
-from lemo.train.config import FinetuneConfig
 from lemo.train.strategy import Strategy
 from lemo.utils.perplexity import PerplexityResult, perplexity
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 import shlex
 from pathlib import Path
 
-from lemo.train.config import FinetuneConfig
+from lemo.config import FinetuneConfig
 
 
 def kept_line(

@@ -15,7 +15,8 @@ from typing import Any
 
 import torch
 
-from lemo.plan import Plan, PlanConfig, check_fits, explain_oom, predict
+from lemo.config import PlanConfig
+from lemo.plan import Plan, check_fits, explain_oom, predict
 from lemo.train.distributed import launched_world_size
 
 log = logging.getLogger(__name__)

@@ -6,25 +6,11 @@ error naming the install command rather than a traceback half way into a run.
 
 from __future__ import annotations
 
-import importlib.util
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-REPORTERS = {"tensorboard": "tensorboard", "wandb": "wandb"}  # --report-to name: the package it needs
-
-
-def check_report_to(names: Sequence[str]) -> None:
-    """Refuse unknown names and names whose package is not installed."""
-    for name in names:
-        if name not in REPORTERS:
-            raise ValueError(
-                f"--report-to {name!r} is unknown; use {' or '.join(REPORTERS)} (or leave it out)."
-            )
-        if importlib.util.find_spec(REPORTERS[name]) is None:
-            raise ValueError(
-                f"--report-to {name} needs the {REPORTERS[name]} package: pip install {REPORTERS[name]}."
-            )
+from lemo.config.finetune import check_report_to
 
 
 class Reporters:

@@ -17,11 +17,10 @@ from typing import Any
 import torch
 from torch import nn
 
-from lemo.config import SparsityConfig
+from lemo.config import PredictorTrainingConfig, SparsityConfig
 from lemo.integrations.transformers.archs import layer_parts, spec_for
 from lemo.integrations.transformers.patch import causal_lm
 from lemo.predictor.calibrate import calibrate as _calibrate
-from lemo.predictor.config import PredictorTrainingConfig
 from lemo.predictor.identity import ModelIdentity, weight_fingerprint
 from lemo.predictor.model import PredictorSet
 from lemo.predictor.model import load_predictors as _load_predictors

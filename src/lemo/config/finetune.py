@@ -1,45 +1,39 @@
-"""FinetuneConfig: everything `lemo finetune` takes. YAML files mirror it (nested `lora:` and `sparsity:`)."""
+"""`FinetuneConfig`: everything `lemo finetune` takes. YAML files mirror it (nested `lora:` and `sparsity:`)."""
 
 from __future__ import annotations
 
-import typing
-from dataclasses import asdict, dataclass, field, fields, is_dataclass
-from pathlib import Path
-from typing import Any, Literal
+import importlib.util
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Literal
 
-import yaml
+from lemo.config.checks import check_positive
+from lemo.config.load import DictConfig
+from lemo.config.lora import LoraSettings
+from lemo.config.sparsity import SparsityConfig
 
-from lemo.config import SparsityConfig
-from lemo.train.reporting import check_report_to
-from lemo.train.typecheck import coerce
+REPORTERS = {"tensorboard": "tensorboard", "wandb": "wandb"}  # --report-to name: the package it needs
 
 
-@dataclass
-class LoraSettings:
-    rank: int = 8
-    """LoRA rank r."""
-    alpha: float = 16.0
-    """LoRA scaling numerator (scale = alpha / r)."""
-    dropout: float = 0.0
-    """Dropout on the LoRA input."""
-    targets: list[str] = field(default_factory=lambda: ["q_proj", "k_proj", "v_proj", "o_proj"])
-    """Module names that get adapters."""
-    train_norms: bool = False
-    """Also train every norm (LongLoRA's LoRA+)."""
-    train_embeddings: bool = False
-    """Also train the input embeddings (LongLoRA's LoRA+; tied LM heads train with them)."""
-
-    def __post_init__(self) -> None:
-        # `--lora-targets q_proj,v_proj` arrives as one word; split it like the space-separated form.
-        if isinstance(self.targets, str):
-            self.targets = [self.targets]
-        self.targets = [t.strip() for item in self.targets for t in str(item).split(",") if t.strip()]
-        if not self.targets:
-            raise ValueError("--lora-targets is empty; name modules such as q_proj v_proj.")
+def check_report_to(names: Sequence[str]) -> None:
+    """Refuse unknown `--report-to` names and names whose package is not installed (checked when the config is
+    built, before any model loads, so a missing package is an error naming the install command)."""
+    for name in names:
+        if name not in REPORTERS:
+            raise ValueError(
+                f"--report-to {name!r} is unknown; use {' or '.join(REPORTERS)} (or leave it out)."
+            )
+        if importlib.util.find_spec(REPORTERS[name]) is None:
+            raise ValueError(
+                f"--report-to {name} needs the {REPORTERS[name]} package: pip install {REPORTERS[name]}."
+            )
 
 
 @dataclass
-class FinetuneConfig:
+class FinetuneConfig(DictConfig):
+    """Everything `lemo finetune` takes (`lemo.api.finetune(FinetuneConfig(...))`); `lemo finetune --help` has
+    them as flags."""
+
     model: str | None = None
     """HF model directory; default: the embedded SmolLM2-135M-Instruct."""
     data: list[str] = field(default_factory=list)
@@ -122,17 +116,13 @@ class FinetuneConfig:
     ranks before the run stops with an error that explains the usual causes."""
 
     def __post_init__(self) -> None:
-        if isinstance(self.lora, dict):
-            self.lora = LoraSettings(**self.lora)
-        if isinstance(self.sparsity, dict):
-            self.sparsity = SparsityConfig.from_dict(self.sparsity)
+        self._build_sections()
         check_report_to(self.report_to)
         if self.steps < 1:
             raise ValueError(f"--steps {self.steps} must be at least 1.")
         if not self.lr > 0:
             raise ValueError(f"--lr {self.lr} must be positive; try --lr 2e-4.")
-        if not isinstance(self.nproc, int) or self.nproc < 1:
-            raise ValueError(f"--nproc {self.nproc!r} must be a positive number of processes such as 2.")
+        check_positive("--nproc", self.nproc, "a positive number of processes such as 2")
         if self.dist_timeout < 1:
             raise ValueError(f"--dist-timeout {self.dist_timeout} must be at least 1 second; try 1800.")
         if self.grad_accum < 1:
@@ -177,63 +167,3 @@ class FinetuneConfig:
                 f"--attention s2 cuts each row into 4 groups shifted by half a group, so --seq-len {self.seq_len} "
                 "must be a multiple of 8; use a seq_len that is."
             )
-
-    def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
-
-    def save_yaml(self, path: str | Path) -> None:
-        Path(path).write_text(yaml.safe_dump(self.to_dict(), sort_keys=False), encoding="utf-8")
-
-
-def from_dict(cls: type, data: dict[str, Any], _prefix: str = "") -> Any:
-    """Build a (nested) config dataclass from a dict, refusing unknown keys with the list of known ones and
-    values of the wrong type (checked here so the dataclass's own checks never meet e.g. a string step count)."""
-    known = {f.name: f for f in fields(cls)}
-    unknown = sorted(set(data) - set(known))
-    if unknown:
-        raise ValueError(f"unknown {cls.__name__} keys {unknown}; known keys: {sorted(known)}.")
-    try:
-        hints = typing.get_type_hints(cls)
-    except (NameError, TypeError):  # an unresolvable annotation: leave the checks to the dataclass
-        hints = {}
-    kwargs = {}
-    for name, value in data.items():
-        default = known[name].default_factory() if callable(known[name].default_factory) else None
-        if is_dataclass(default):
-            if not isinstance(value, dict | type(default)):
-                raise ValueError(
-                    f"{_prefix}{name}: {value!r} must be a mapping of {type(default).__name__} keys."
-                )
-            if isinstance(value, dict):
-                value = from_dict(type(default), value, f"{_prefix}{name}.")
-        else:
-            try:
-                value = coerce(value, hints.get(name, Any))
-            except TypeError as err:
-                example = default if default is not None else known[name].default
-                raise ValueError(f"{_prefix}{name}: {err} (e.g. {name}: {example!r}).") from None
-        kwargs[name] = value
-    return cls(**kwargs)
-
-
-def load_yaml(path: str | Path, cls: type = FinetuneConfig) -> Any:
-    p = Path(path)
-    if not p.is_file():
-        raise FileNotFoundError(
-            f"config file {p} does not exist; pass --config with a YAML file (see configs/)."
-        )
-    try:
-        data = yaml.safe_load(p.read_text(encoding="utf-8")) or {}
-    except yaml.YAMLError as err:
-        where = getattr(err, "problem_mark", None)
-        at = f" at line {where.line + 1}, column {where.column + 1}" if where else ""
-        problem = getattr(err, "problem", None) or str(err).splitlines()[0]
-        raise ValueError(
-            f"{p} is not valid YAML{at}: {problem}; fix that line (see configs/ for examples)."
-        ) from None
-    if not isinstance(data, dict):
-        raise ValueError(f"{p} must hold a YAML mapping of {cls.__name__} fields.")
-    try:
-        return from_dict(cls, data)
-    except ValueError as err:
-        raise ValueError(f"{p}: {err}") from None

@@ -1,12 +1,14 @@
 """The predictors' two configs: `PredictorConfig`, the shape of one block-score predictor (see
-`lemo.predictor.model` for the design), and `PredictorTrainingConfig`, how calibration trains a set of them."""
+`lemo.predictor.model` for the design), and `PredictorTrainingConfig`, how calibration trains a set of them (the
+`calibration` section of `CalibrateConfig`)."""
 
 from __future__ import annotations
 
 import math
 from dataclasses import dataclass
 
-from lemo.config import DictConfig
+from lemo.config.checks import check_positive
+from lemo.config.load import DictConfig
 
 
 @dataclass
@@ -34,15 +36,10 @@ class PredictorConfig(DictConfig):
         if self.pool not in ("concat", "max"):
             raise ValueError(f"PredictorConfig.pool={self.pool!r} is unknown; use 'concat' or 'max'.")
         for name in ("d_model", "slice_dim", "block_size", "hidden"):
-            v = getattr(self, name)
-            if not isinstance(v, int) or v < 1:
-                raise ValueError(f"PredictorConfig.{name}={v!r} must be a positive integer.")
+            check_positive(f"PredictorConfig.{name}", getattr(self, name), "a positive integer")
         for name in ("mid", "out_dim"):
-            v = getattr(self, name)
-            if v is not None and (not isinstance(v, int) or v < 1):
-                raise ValueError(
-                    f"PredictorConfig.{name}={v!r} must be a positive integer or None (automatic)."
-                )
+            what = "a positive integer or None (automatic)"
+            check_positive(f"PredictorConfig.{name}", getattr(self, name), what, optional=True)
 
     @property
     def n_slices(self) -> int:
@@ -74,9 +71,9 @@ class PredictorConfig(DictConfig):
 class PredictorTrainingConfig(DictConfig):
     """How predictors are trained: chunks, steps, optimiser, loss, widths, pruning, sample cache.
 
-    The `calibration` section of `lemo calibrate` (`lemo.train.calibrate_run.CalibrateConfig`, which adds the
-    model, data and output of a run); its flags mirror these fields. Named for what it configures, so that it
-    does not read like the command's config; `CalibrationConfig` is the same class under its earlier name.
+    The `calibration` section of `lemo calibrate` (`CalibrateConfig`, which adds the model, data and output of a
+    run); its flags mirror these fields. Named for what it configures, so that it does not read like the
+    command's config.
     """
 
     seq_len: int = 4096
@@ -146,7 +143,3 @@ class PredictorTrainingConfig(DictConfig):
             )
         if isinstance(self.betas, list):
             self.betas = (float(self.betas[0]), float(self.betas[1]))
-
-
-CalibrationConfig = PredictorTrainingConfig
-"""The earlier name of `PredictorTrainingConfig`, kept so that code using it keeps working."""

@@ -1,20 +1,15 @@
-"""Configuration dataclasses shared by every layer of lemo.
-
-`SparsityConfig` is the public contract of docs/design.md section 3. Validation happens in `__post_init__` and every
-message names the fix in the spelling a user types (Python keyword or CLI flag), because a bad value found
-half an hour into a run is the most expensive kind of error.
+"""`SparsityConfig`, the public contract of docs/design.md section 3: how each sparse layer chooses and uses its
+token blocks. Validation happens in `__post_init__` and every message names the fix in the spelling a user types
+(Python keyword or CLI flag).
 """
 
 from __future__ import annotations
 
-import ast
-import functools
-import inspect
-import itertools
-import math
-import sys
-from dataclasses import asdict, dataclass, fields
-from typing import Any, Literal, TypeVar
+from dataclasses import dataclass
+from typing import Any, Literal
+
+from lemo.config.checks import check_choice, check_fraction
+from lemo.config.load import DictConfig
 
 SelectionMode = Literal["ratio", "threshold"]
 MlpMode = Literal["dense", "tokens", "channels"]
@@ -22,94 +17,12 @@ Scorer = Literal["oracle", "predictor", "supervision", "gradient"]
 Elimination = Literal["forward", "backward"]
 Backend = Literal["auto", "reference", "triton"]
 Offload = Literal["none", "cpu"]
-_C = TypeVar("_C", bound="DictConfig")
 
 _SELECTIONS = ("ratio", "threshold")
 _MLP_MODES = ("dense", "tokens", "channels")
 _SCORERS = ("oracle", "predictor", "supervision", "gradient")
 _ELIMINATIONS = ("forward", "backward")
 _BACKENDS = ("auto", "reference", "triton")
-
-
-def _check_choice(name: str, value: str, choices: tuple[str, ...]) -> None:
-    if value not in choices:
-        raise ValueError(f"{name}={value!r} is not supported; use one of {', '.join(map(repr, choices))}.")
-
-
-def _check_fraction(name: str, value: float, *, allow_zero: bool = False) -> None:
-    low_ok = value >= 0.0 if allow_zero else value > 0.0
-    if not (isinstance(value, (int, float)) and math.isfinite(value) and low_ok and value <= 1.0):
-        interval = "[0, 1]" if allow_zero else "(0, 1]"
-        raise ValueError(
-            f"{name}={value!r} is outside {interval}; pass a fraction such as 0.4 (1.0 keeps everything)."
-        )
-
-
-@functools.cache
-def _module_tree(path: str) -> ast.Module | None:
-    # No source shipped (a zipped or compiled install) means no field docs, not an import error.
-    try:
-        with open(path, encoding="utf-8") as f:
-            return ast.parse(f.read())
-    except (OSError, SyntaxError, ValueError):
-        return None
-
-
-def _own_field_docs(cls: type) -> dict[str, tuple[str, str]]:
-    """{field: (annotation and default, docstring)} of the fields written in `cls`'s own body."""
-    tree = _module_tree(getattr(sys.modules.get(cls.__module__), "__file__", None) or "")
-    nodes = ast.walk(tree) if tree else ()
-    body = next((n.body for n in nodes if isinstance(n, ast.ClassDef) and n.name == cls.__name__), [])
-    out = {}
-    for a, b in itertools.pairwise(body):
-        if not (isinstance(a, ast.AnnAssign) and isinstance(a.target, ast.Name)):
-            continue
-        if isinstance(b, ast.Expr) and isinstance(b.value, ast.Constant) and isinstance(b.value.value, str):
-            default = "" if a.value is None or isinstance(a.value, ast.Call) else f" = {ast.unparse(a.value)}"
-            out[a.target.id] = (ast.unparse(a.annotation) + default, inspect.cleandoc(b.value.value))
-    return out
-
-
-def field_docs(cls: type) -> dict[str, tuple[str, str]]:
-    """The attribute docstrings of a config class (a string literal right under a field), its bases' first:
-    {field: (annotation and default, docstring)}. Python keeps them nowhere, so they are read from the source."""
-    out: dict[str, tuple[str, str]] = {}
-    for klass in reversed(cls.__mro__[:-1]):
-        out.update(_own_field_docs(klass))
-    return out
-
-
-def document_fields(cls: type) -> type:
-    """Append a "Fields:" section made of the attribute docstrings to `cls.__doc__`, so `help(cls)` explains
-    every field (`DictConfig` subclasses get it automatically; decorate other config dataclasses)."""
-    docs = field_docs(cls)
-    if docs:
-        lines = [inspect.cleandoc(cls.__dict__.get("__doc__") or cls.__name__), "", "Fields:"]
-        for name, (kind, text) in docs.items():
-            lines += [f"    {name}: {kind}", *(f"        {line}".rstrip() for line in text.splitlines())]
-        cls.__doc__ = "\n".join(lines)
-    return cls
-
-
-class DictConfig:
-    """`to_dict` / `from_dict` for the config dataclasses that are saved as JSON or YAML: unknown keys are refused
-    with the list of known ones (a misspelt key in a saved file must not be dropped silently). Subclasses get
-    their field docs in `help()` (`document_fields`)."""
-
-    def __init_subclass__(cls, **kwargs: Any) -> None:
-        super().__init_subclass__(**kwargs)
-        document_fields(cls)
-
-    def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
-
-    @classmethod
-    def from_dict(cls: type[_C], data: dict[str, Any]) -> _C:
-        known = {f.name for f in fields(cls)}
-        unknown = sorted(set(data) - known)
-        if unknown:
-            raise ValueError(f"unknown {cls.__name__} keys {unknown}; known keys: {sorted(known)}.")
-        return cls(**data)
 
 
 PAPER_FIELDS: dict[str, Any] = {
@@ -207,23 +120,23 @@ class SparsityConfig(DictConfig):
     def __post_init__(self) -> None:
         if not isinstance(self.block_size, int) or self.block_size < 1:
             raise ValueError(f"block_size={self.block_size!r} must be a positive integer such as 64.")
-        _check_choice("selection", self.selection, _SELECTIONS)
-        _check_choice("mlp", self.mlp, _MLP_MODES)
-        _check_choice("scorer", self.scorer, _SCORERS)
-        _check_choice("elimination", self.elimination, _ELIMINATIONS)
-        _check_choice("backend", self.backend, _BACKENDS)
-        _check_choice("loss_tokens", self.loss_tokens, ("all", "kept"))
+        check_choice("selection", self.selection, _SELECTIONS)
+        check_choice("mlp", self.mlp, _MLP_MODES)
+        check_choice("scorer", self.scorer, _SCORERS)
+        check_choice("elimination", self.elimination, _ELIMINATIONS)
+        check_choice("backend", self.backend, _BACKENDS)
+        check_choice("loss_tokens", self.loss_tokens, ("all", "kept"))
         for name in ("keep_ratio", "threshold"):
             value = getattr(self, name)
             values = value if isinstance(value, (list, tuple)) else [value]
             if isinstance(value, (list, tuple)) and not value:
                 raise ValueError(f"{name}=[] is empty; pass one number or one per sparse layer.")
             for v in values:
-                _check_fraction(name, v, allow_zero=(name == "threshold"))
+                check_fraction(name, v, allow_zero=(name == "threshold"))
             if isinstance(value, tuple):
                 setattr(self, name, list(value))
-        _check_fraction("mlp_keep", self.mlp_keep)
-        _check_fraction("random_fraction", self.random_fraction, allow_zero=True)
+        check_fraction("mlp_keep", self.mlp_keep)
+        check_fraction("random_fraction", self.random_fraction, allow_zero=True)
         if self.scorer in ("predictor", "supervision", "gradient") and self.random_fraction >= 1.0:
             raise ValueError(
                 f"scorer={self.scorer!r} has no effect with random_fraction=1.0 (random blocks, no scoring: the "
@@ -234,7 +147,7 @@ class SparsityConfig(DictConfig):
             v = getattr(self, name)
             if not isinstance(v, int) or v < 0:
                 raise ValueError(f"{name}={v!r} must be a non-negative integer.")
-        _check_choice("offload", self.offload, ("none", "cpu"))
+        check_choice("offload", self.offload, ("none", "cpu"))
         self._check_elimination()
         if not isinstance(self.tile_tokens, int) or self.tile_tokens < 0:
             raise ValueError(

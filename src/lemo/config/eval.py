@@ -1,15 +1,22 @@
-"""EvalConfig: what `lemo eval` takes; DataConfig: what `lemo data` takes."""
+"""`EvalConfig`: what `lemo eval` takes; `DataConfig`: what `lemo data` takes."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from lemo.eval.capability_result import MODES
-from lemo.eval.tasks import TASKS
+from lemo.config.checks import check_positive, flag
+from lemo.config.load import DictConfig
+
+TASKS = ("single", "multikey", "multivalue", "vartrack", "passkey")
+"""The synthetic long-context tasks (`lemo.eval.tasks`)."""
+MODES = ("teacher", "greedy")
+"""Capability scoring modes: teacher-forced exact match and greedy-decoding exact match."""
 
 
 @dataclass
-class EvalConfig:
+class EvalConfig(DictConfig):
+    """Everything `lemo eval` takes (`lemo.api.evaluate`); `lemo eval --help` has them as flags."""
+
     model: str | None = None
     """HF model directory; default: the embedded SmolLM2-135M-Instruct."""
     adapter: str | None = None
@@ -63,14 +70,15 @@ class EvalConfig:
         if not self.modes or any(m not in MODES for m in self.modes):
             raise ValueError(f"--modes {' '.join(self.modes)}: use one or both of {', '.join(MODES)}.")
         for name in ("samples", "n_keys", "n_values", "n_chains"):
-            if getattr(self, name) < 1:
-                raise ValueError(f"--{name.replace('_', '-')} {getattr(self, name)} must be >= 1.")
+            check_positive(flag(name), getattr(self, name), ">= 1")
         if self.n_hops < 0:
             raise ValueError(f"--n-hops {self.n_hops} must be >= 0.")
 
 
 @dataclass
-class DataConfig:
+class DataConfig(DictConfig):
+    """Everything `lemo data` takes (`lemo.api.make_task_data`); `lemo data --help` has them as flags."""
+
     out: str | None = None
     """JSONL file to write ({"prompt", "completion"} per line); required."""
     task: str = "multikey"
@@ -96,5 +104,4 @@ class DataConfig:
         if self.task not in TASKS:
             raise ValueError(f"--task {self.task!r} is unknown; use one of {', '.join(TASKS)}.")
         for name in ("seq_len", "rows", "keys", "n_values"):
-            if getattr(self, name) < 1:
-                raise ValueError(f"--{name.replace('_', '-')} {getattr(self, name)} must be >= 1.")
+            check_positive(flag(name), getattr(self, name), ">= 1")

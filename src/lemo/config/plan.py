@@ -1,36 +1,23 @@
-"""PlanConfig: everything `lemo plan` takes. Its fields mirror `lemo finetune`'s, so a finetune config plans as is."""
+"""`PlanConfig`: everything `lemo plan` takes. Its fields are `lemo finetune`'s where they mean the same (the
+`lora` and `sparsity` sections are `FinetuneConfig`'s own classes), so a finetune config plans as is."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
-from lemo.config import SparsityConfig, document_fields
+from lemo.config.checks import check_positive, flag
+from lemo.config.finetune import FinetuneConfig
+from lemo.config.load import DictConfig
+from lemo.config.lora import LoraSettings
+from lemo.config.sparsity import SparsityConfig
 
-GIB = 2**30
-DEFAULT_GPU_GIB = 80e9 / GIB  # an "80 GB" card, the cap of every committed longest-T measurement
+_SAME_IN_FINETUNE = ("seq_len", "batch_size", "lora", "sparse", "sparsity", "gradient_checkpointing")
+"""The fields a plan takes from a `FinetuneConfig` as they are (model, dtype and device are translated)."""
 
 
-@document_fields
 @dataclass
-class PlanLora:
-    rank: int = 8
-    """LoRA rank r."""
-    targets: list[str] = field(default_factory=lambda: ["q_proj", "k_proj", "v_proj", "o_proj"])
-    """Module names that get adapters."""
-
-    def __post_init__(self) -> None:
-        if isinstance(self.targets, str):
-            self.targets = [self.targets]
-        # `--lora-targets q_proj,v_proj` arrives as one word; split it like the space-separated form.
-        self.targets = [t.strip() for item in self.targets for t in str(item).split(",") if t.strip()]
-        if not isinstance(self.rank, int) or self.rank < 1:
-            raise ValueError(f"--lora-rank {self.rank!r} must be a positive integer such as 8.")
-
-
-@document_fields
-@dataclass
-class PlanConfig:
+class PlanConfig(DictConfig):
     """Everything `lemo plan` takes (`lemo.plan.predict(PlanConfig(...))`); `lemo plan --help` has them as flags."""
 
     model: str | None = None
@@ -41,7 +28,7 @@ class PlanConfig:
     """Tokens per training row (T)."""
     batch_size: int = 1
     """Rows per micro-batch."""
-    lora: PlanLora = field(default_factory=PlanLora)
+    lora: LoraSettings = field(default_factory=LoraSettings)
     sparse: bool = True
     """Token elimination on (lemo; --sparse-layers none keeps it exact with the segmented loss) or off (plain
     LoRA with the model's own loss)."""
@@ -71,32 +58,27 @@ class PlanConfig:
     (fitted to the committed longest-T searches under an 80 GB cap; see docs/plan.md)."""
 
     def __post_init__(self) -> None:
-        if isinstance(self.lora, dict):
-            self.lora = PlanLora(**self.lora)
-        if isinstance(self.sparsity, dict):
-            self.sparsity = SparsityConfig.from_dict(self.sparsity)
-        if not isinstance(self.seq_len, int) or self.seq_len < 1:
-            raise ValueError(f"--seq-len {self.seq_len!r} must be a positive number of tokens such as 32768.")
-        if not isinstance(self.batch_size, int) or self.batch_size < 1:
-            raise ValueError(f"--batch-size {self.batch_size!r} must be at least 1.")
+        self._build_sections()
+        check_positive("--seq-len", self.seq_len, "a positive number of tokens such as 32768")
+        check_positive("--batch-size", self.batch_size, "at least 1")
         if self.dtype not in ("bf16", "fp32"):
             raise ValueError(f"--dtype {self.dtype!r} is unknown; use bf16 or fp32.")
         if self.device not in ("cuda", "cpu"):
             raise ValueError(f"--device {self.device!r} is unknown; use cuda or cpu.")
         for name in ("gpu_gib", "host_gib"):
-            v = getattr(self, name)
-            if v is not None and not v > 0:
-                raise ValueError(
-                    f"--{name.replace('_', '-')} {v!r} must be a positive number of GiB such as 80."
-                )
+            check_positive(
+                flag(name),
+                getattr(self, name),
+                "a positive number of GiB such as 80",
+                integer=False,
+                optional=True,
+            )
         if not 0 < self.labelled_fraction <= 1:
             raise ValueError(f"--labelled-fraction {self.labelled_fraction!r} must be in (0, 1], e.g. 0.05.")
-        for name in ("world_size", "ranks_per_node"):
-            v = getattr(self, name)
-            if v is not None and (not isinstance(v, int) or v < 1):
-                raise ValueError(
-                    f"--{name.replace('_', '-')} {v!r} must be a positive number of ranks such as 2."
-                )
+        check_positive("--world-size", self.world_size, "a positive number of ranks such as 2")
+        check_positive(
+            "--ranks-per-node", self.ranks_per_node, "a positive number of ranks such as 2", optional=True
+        )
         if self.ranks_per_node is not None and self.ranks_per_node > self.world_size:
             raise ValueError(
                 f"--ranks-per-node {self.ranks_per_node} exceeds --world-size {self.world_size}; a node cannot "
@@ -111,23 +93,18 @@ class PlanConfig:
         return self.gradient_checkpointing or (self.sparse and self.sparsity.offload == "cpu")
 
     @classmethod
-    def from_finetune(cls, finetune: Any, shape: str | None = None, **overrides: Any) -> PlanConfig:
-        """The plan of a `FinetuneConfig` (duck-typed: plan sits below train and must not import it)."""
-        device = str(finetune.device)
-        on_cpu = device == "cpu"
-        dtype = finetune.dtype
+    def from_finetune(
+        cls, finetune: FinetuneConfig, shape: str | None = None, **overrides: Any
+    ) -> PlanConfig:
+        """The plan of a `FinetuneConfig` run; `overrides` set plan-only fields such as `world_size`."""
+        on_cpu = str(finetune.device) == "cpu"
         if shape is None and finetune.model is None:
             shape = "smollm2"  # finetune's default model: the embedded SmolLM2-135M
-        values = dict(
+        values = {name: getattr(finetune, name) for name in _SAME_IN_FINETUNE}
+        values.update(
             model=None if shape else finetune.model,
             shape=shape,
-            seq_len=finetune.seq_len,
-            batch_size=finetune.batch_size,
-            lora=PlanLora(rank=finetune.lora.rank, targets=list(finetune.lora.targets)),
-            sparse=finetune.sparse,
-            sparsity=finetune.sparsity,
-            gradient_checkpointing=finetune.gradient_checkpointing,
-            dtype="fp32" if dtype == "fp32" or (dtype == "auto" and on_cpu) else "bf16",
+            dtype="fp32" if finetune.dtype == "fp32" or (finetune.dtype == "auto" and on_cpu) else "bf16",
             device="cpu" if on_cpu else "cuda",
         )
         values.update(overrides)
