@@ -31,6 +31,16 @@ def test_per_layer_values_by_sparse_layer_or_by_layer():
         SparsityConfig(keep_ratio=[0.3, 0.6, 0.7]).per_layer("keep_ratio", layers, 4)
 
 
+def test_the_sparsity_state_resolves_per_layer_values_once():
+    from lemo.sparsity.state import SparsityState
+
+    cfg = SparsityConfig(sparse_layers=[1, 2], keep_ratio=[0.3, 0.6], threshold=[0.0, 0.1, 0.2, 0.3])
+    state = SparsityState.from_config(cfg, 4)
+    assert (state.layers, state.keep_ratio, state.threshold) == ([1, 2], {1: 0.3, 2: 0.6}, {1: 0.1, 2: 0.2})
+    with pytest.raises(ValueError, match="threshold has 3 values"):
+        SparsityState.from_config(SparsityConfig(threshold=[0.1, 0.2, 0.3]), 8)  # auto: layers 3..6
+
+
 @pytest.mark.parametrize(
     ("kwargs", "message"),
     [

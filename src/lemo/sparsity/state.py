@@ -40,6 +40,15 @@ class SparsityState:
     _selections: dict[int, tuple[tuple, Selection]] = field(default_factory=dict)
     last: dict[int, Selection] = field(default_factory=dict)
 
+    @classmethod
+    def from_config(cls, config: SparsityConfig, num_layers: int) -> SparsityState:
+        """The state of a model with `num_layers` decoder layers. Its sparse layers and each one's keep ratio and
+        threshold are resolved here, once (a list holds one value per sparse layer or one per layer), and
+        refused with a ValueError when they do not fit the model."""
+        layers = config.resolve_layers(num_layers)
+        per_layer = {name: config.per_layer(name, layers, num_layers) for name in ("keep_ratio", "threshold")}
+        return cls(config, layers, per_layer["keep_ratio"], per_layer["threshold"])
+
     def begin_forward(self, attention_mask: torch.Tensor | None) -> None:
         """Called at each top-level forward: forget the previous forward's segments and selections."""
         self.attention_mask = (

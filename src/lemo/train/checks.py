@@ -18,6 +18,7 @@ from lemo.assets import austen_texts
 from lemo.config import FinetuneConfig
 from lemo.integrations.transformers.archs import spec_for
 from lemo.integrations.transformers.loading import rope_scaled_config
+from lemo.sparsity.state import SparsityState
 from lemo.train.data import (
     Example,
     Record,
@@ -80,10 +81,7 @@ def check_model(cfg: FinetuneConfig, model_dir: Path) -> None:
     config = rope_scaled_config(model_dir, cfg.rope_scaling, cfg.rope_factor)
     if cfg.sparse:
         spec_for(config.model_type)  # an unsupported architecture is said so before LoRA targets are checked
-        n = config.num_hidden_layers
-        layers = cfg.sparsity.resolve_layers(n)
-        cfg.sparsity.per_layer("keep_ratio", layers, n)
-        cfg.sparsity.per_layer("threshold", layers, n)
+        SparsityState.from_config(cfg.sparsity, config.num_hidden_layers)  # refuses values that do not fit
     missing = [t for t in cfg.lora.targets if t not in _module_names(config)]
     if missing:
         raise ValueError(

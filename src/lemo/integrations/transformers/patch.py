@@ -267,10 +267,8 @@ def apply(model: nn.Module, config: SparsityConfig | None = None, predictors: An
     decoder = getattr(base, spec.decoder)
     layers = getattr(decoder, spec.layers)
     n = len(layers)
-    sparse = config.resolve_layers(n)
-    state = SparsityState(
-        config, sparse, config.per_layer("keep_ratio", sparse, n), config.per_layer("threshold", sparse, n)
-    )
+    state = SparsityState.from_config(config, n)
+    sparse = state.layers
     state.offloader = HostOffloader() if config.offload == "cpu" else None
     for i in sparse[:1]:  # every layer of a model is the same class: checking one checks the rest
         check_layer(layers[i], spec, base.config)
