@@ -1,9 +1,11 @@
 """Which rows a sparse layer keeps (docs/design.md section 1, step 3), and when a choice is reused instead of
 made (section 1.2).
 
-`select_rows` scores and selects per segment: the forced blocks (sink, local), then with `label_priority` the
-blocks holding labelled positions, then the scorer's best or random blocks (`random_fraction`). `choose_rows`
-is the per-layer entry point, with its two reuse rules made explicit:
+`select_blocks` is the one selection rule of every mode (forward elimination here, backward elimination after the
+layer's forward or in its backward, lemo.sparsity.backward): per segment the forced blocks (sink, local), then
+the priority tiers (known evidence, then with `label_priority` the blocks holding labelled positions), then the
+scorer's best or random blocks (`random_fraction`). `select_rows` feeds it the forward-elimination scores.
+`choose_rows` is the forward-elimination entry point per layer, with its two reuse rules made explicit:
 - recompute: activation checkpointing runs a layer again in backward on the same input; the forward's choice
   is reused (keyed by the input's storage, shape and version), so the recomputed graph matches and nothing is
   scored or drawn twice;
@@ -12,15 +14,20 @@ is the per-layer entry point, with its two reuse rules made explicit:
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import torch
 
 from lemo.config import SparsityConfig
-from lemo.ops import blocks_to_tokens, blocks_with_any, select_by_ratio, select_by_threshold
+from lemo.ops import blocks_with_any, select_by_ratio, select_by_threshold
 from lemo.sparsity.parts import LayerParts
 from lemo.sparsity.scoring import BlockScorer
 from lemo.sparsity.segments import Segment
 from lemo.sparsity.state import Selection, SparsityState
 from lemo.sparsity.supervision import supervision_scores
+
+ScoreFn = Callable[[int, Segment], torch.Tensor]
+"""(segment index, segment) -> [nb] block scores; called only where the scores are read."""
 
 
 def select_rows(
@@ -35,7 +42,7 @@ def select_rows(
     evidence_mask: torch.Tensor | None = None,
     query_mask: torch.Tensor | None = None,
 ) -> Selection:
-    """Score and select the kept rows of every segment.
+    """Score and select the kept rows of every segment (forward elimination).
 
     Args:
         x: [B, T, d] normed hidden states.
@@ -44,45 +51,105 @@ def select_rows(
         evidence_mask: [B, T] bool, positions known to matter (an evaluation oracle); their blocks come first.
         query_mask: [B, T] bool, the positions whose attention `scorer="supervision"` reads.
     """
-    _B, T, _ = x.shape
+    tiers = priority_tiers(segments, config, evidence_mask, label_mask)
+
+    def score(_s: int, seg: Segment) -> torch.Tensor:
+        return _score(parts, x, seg, scorer, config, query_mask)  # [nb]
+
+    return select_blocks(segments, x.shape[1], config, keep_ratio, threshold, score, tiers, x.device)
+
+
+def priority_tiers(
+    segments: list[Segment],
+    config: SparsityConfig,
+    evidence_mask: torch.Tensor | None,
+    label_mask: torch.Tensor | None,
+) -> list[list[torch.Tensor]]:
+    """Per segment, its [nb] bool tiers kept before any scored block, in order: the blocks holding known
+    evidence, then (with `config.label_priority`) the blocks holding positions that predict a label.
+
+    Args:
+        evidence_mask, label_mask: [B, T] bool or None (a mask that does not fit the batch is passed as None).
+    """
+    masks = [m for m in (evidence_mask, label_mask if config.label_priority else None) if m is not None]
     b = config.block_size
-    rows, cu, blocks = [], [0], []
-    for seg in segments:
-        nb = -(-seg.length // b)
-        priority = None
-        if evidence_mask is not None:
-            priority = [blocks_with_any(evidence_mask[seg.row, seg.start : seg.end], b)]  # [nb]
-        if config.label_priority and label_mask is not None:
-            labelled = blocks_with_any(label_mask[seg.row, seg.start : seg.end], b)  # [nb]
-            priority = [*(priority or []), labelled]
+    return [[blocks_with_any(m[seg.row, seg.start : seg.end], b) for m in masks] for seg in segments]
+
+
+def select_blocks(
+    segments: list[Segment],
+    length: int,
+    config: SparsityConfig,
+    keep_ratio: float,
+    threshold: float,
+    score: ScoreFn,
+    tiers: list[list[torch.Tensor]],
+    device: torch.device,
+) -> Selection:
+    """The kept blocks of every segment, by the configured rule, as one Selection of a [B, `length`] batch.
+
+    Shared by every mode: forward elimination (scores from the layer input), backward elimination after the
+    layer's forward, and backward elimination in its backward pass (`scorer="gradient"`). `score` is called only
+    where the scores are read: not with everything kept, nor with random blocks only (`random_fraction=1`).
+    Random draws use torch's default generator, segment by segment in order.
+    """
+    kept = []
+    for s, seg in enumerate(segments):
+        nb = -(-seg.length // config.block_size)
         if config.selection == "ratio" and keep_ratio >= 1.0:
-            kept = torch.arange(nb, device=x.device)  # everything kept: no need to score
+            blocks = torch.arange(nb, device=device)  # everything kept: no need to score
         elif config.selection == "ratio":
-            if config.random_fraction >= 1.0:
-                scores = torch.zeros(nb, device=x.device)  # random blocks: the scores are never read
-            else:
-                scores = _score(parts, x, seg, scorer, config, query_mask)  # [nb]
-            kept = select_by_ratio(
+            # Random blocks never read the scores.
+            scores = (
+                torch.zeros(nb, device=device) if config.random_fraction >= 1.0 else score(s, seg)
+            )  # [nb]
+            blocks = select_by_ratio(
                 scores,
                 keep_ratio,
                 config.sink_blocks,
                 config.local_blocks,
-                priority=priority,
+                priority=tiers[s],
                 random_fraction=config.random_fraction,
             )
         else:
-            scores = _score(parts, x, seg, scorer, config, query_mask)  # [nb]
-            kept = select_by_threshold(
-                scores, threshold, config.sink_blocks, config.local_blocks, priority=priority
+            blocks = select_by_threshold(
+                score(s, seg), threshold, config.sink_blocks, config.local_blocks, priority=tiers[s]
             )
-        kept = kept.to(x.device)
-        tokens = blocks_to_tokens(kept, b, seg.length) + (seg.row * T + seg.start)  # [n_s]
-        rows.append(tokens)
-        cu.append(cu[-1] + tokens.numel())
-        blocks.append(kept.tolist())
-    row_ids = torch.cat(rows) if rows else torch.zeros(0, dtype=torch.long, device=x.device)  # [N]
-    total = sum(s.length for s in segments)
-    return Selection(row_ids, cu, blocks, (row_ids.numel() / total) if total else 1.0)
+        kept.append(blocks.to(device))  # [k_s] sorted block ids
+    return blocks_selection(kept, segments, length, config.block_size, device)
+
+
+def blocks_selection(
+    kept: list[torch.Tensor], segments: list[Segment], length: int, block_size: int, device: torch.device
+) -> Selection:
+    """The Selection of per-segment kept block ids (each [k_s], sorted), built for all segments at once.
+
+    One host copy of the block ids serves `Selection.blocks` (read by `lemo.stats` and the evidence meter) and the
+    row offsets; the rows are gathered on the device without a further sync.
+    """
+    if not segments:
+        return Selection(torch.zeros(0, dtype=torch.long, device=device), [0], [], 1.0)
+    b = block_size
+    counts = [k.numel() for k in kept]
+    ids = torch.cat(kept)  # [K] block ids, segment after segment
+    flat = ids.tolist()  # the one host sync
+    blocks, cu, at = [], [0], 0
+    for seg, c in zip(segments, counts):
+        blocks.append(flat[at : at + c])
+        at += c
+        past_end = (blocks[-1][-1] + 1) * b - seg.length if c else 0  # a kept partial last block's padding
+        cu.append(cu[-1] + c * b - max(past_end, 0))
+    seg_of = torch.tensor([s for s, c in enumerate(counts) for _ in range(c)], device=device)  # [K]
+    lengths = torch.tensor([seg.length for seg in segments], device=device)  # [S]
+    base = torch.tensor([seg.row * length + seg.start for seg in segments], device=device)  # [S]
+    offsets = ids[:, None] * b + torch.arange(b, device=device)  # [K, b] token offsets inside each segment
+    past = (offsets >= lengths[seg_of, None]).flatten()  # [K*b] padding of partial last blocks
+    # A stable sort moves the padding to the end and keeps the order of the rest: its size is known on the host,
+    # so no boolean-mask sync is needed.
+    order = torch.sort(past.to(torch.uint8), stable=True).indices[: cu[-1]]  # [N]
+    rows = (offsets + base[seg_of, None]).flatten()[order]  # [N] sorted within each segment
+    total = sum(seg.length for seg in segments)
+    return Selection(rows, cu, blocks, cu[-1] / total if total else 1.0)
 
 
 def _score(
@@ -133,16 +200,17 @@ def choose_rows(
                 cfg,
                 state.keep_ratio.get(parts.index, 1.0),
                 state.threshold.get(parts.index, 0.0),
-                state.label_mask if _fits(state.label_mask, B, T) else None,
-                state.evidence_mask if _fits(state.evidence_mask, B, T) else None,
-                state.query_mask if _fits(state.query_mask, B, T) else None,
+                fitting(state.label_mask, B, T),
+                fitting(state.evidence_mask, B, T),
+                fitting(state.query_mask, B, T),
             )
     state.store_selection(parts.index, key, sel)
     return sel
 
 
-def _fits(mask: torch.Tensor | None, B: int, T: int) -> bool:
-    return mask is not None and tuple(mask.shape) == (B, T)
+def fitting(mask: torch.Tensor | None, B: int, T: int) -> torch.Tensor | None:
+    """`mask` if it is a [B, T] mask of this batch, else None (a mask left from another batch is ignored)."""
+    return mask if mask is not None and tuple(mask.shape) == (B, T) else None
 
 
 def full_rows(
