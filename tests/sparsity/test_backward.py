@@ -2,6 +2,7 @@
 
 import pytest
 import torch
+from backward_reference import reference_grads  # beside this file
 
 import lemo
 from lemo.integrations.transformers.patch import sparsity_state
@@ -26,57 +27,48 @@ def _backward(keep: float, **kw) -> lemo.SparsityConfig:
     )
 
 
+# Rows chosen after the forward (random blocks), and in the backward by the output gradient (test_gradient_scorer.py).
+RANDOM = {"random_fraction": 1.0}
+GRADIENT = {"scorer": "gradient", "random_fraction": 0.0}
+MODES = pytest.mark.parametrize("mode", [RANDOM, GRADIENT], ids=["random", "gradient"])
+
+
+@MODES
 @pytest.mark.parametrize("arch", ARCHS)
-def test_keep_one_equals_dense_in_loss_and_every_lora_gradient(arch):
+def test_keep_one_equals_dense_in_loss_and_every_lora_gradient(arch, mode):
     ids = _ids()
     loss_d, grads_d = loss_and_grads(_model(arch), ids)
-    model = lemo.apply(_model(arch), _backward(1.0))
+    model = lemo.apply(_model(arch), _backward(1.0, **mode))
     loss, grads = loss_and_grads(model, ids)
     assert_close(loss, loss_d, name="loss")
     for name, g in grads_d.items():
         assert_close(grads[name], g, rtol=1e-4, atol=1e-6, name=name)
+    assert all(s["kept_fraction"] == 1.0 for s in lemo.stats(model).values())
 
 
+@MODES
 @pytest.mark.parametrize("keep", [0.25, 0.6])
-def test_loss_equals_dense_for_any_keep_and_gradients_differ(keep):
+def test_loss_equals_dense_for_any_keep_and_gradients_differ(keep, mode):
     ids = _ids(1)
     loss_d, grads_d = loss_and_grads(_model(), ids)
-    model = lemo.apply(_model(), _backward(keep))
+    model = lemo.apply(_model(), _backward(keep, **mode))
     loss, grads = loss_and_grads(model, ids)
     assert_close(loss, loss_d, name="loss")
-    assert lemo.stats(model)[0]["kept_fraction"] < 0.7
+    assert all(s["kept_fraction"] < 0.7 for s in lemo.stats(model).values())
     # Elimination is real: some LoRA gradient differs from dense's.
     assert max(float((grads[n] - g).abs().max()) for n, g in grads_d.items()) > 1e-4
 
 
-def _reference_grads(ids: torch.Tensor, kept_rows: dict[int, torch.Tensor]):
-    """Dense HF layers whose eliminated rows' updates are detached: out = h + u[K] + u[~K].detach().
-
-    The update of an eliminated row is a constant, so no gradient reaches its query, its MLP or (through its
-    query) anybody's K and V; kept rows' updates are differentiated through everything, K and V of all rows too.
-    """
-    model = _model()
-    for i, layer in enumerate(model.base_model.model.model.layers):
-        rows = kept_rows[i]
-
-        def hook(module, args, kwargs, out, rows=rows):
-            h = args[0] if args else kwargs["hidden_states"]
-            u = out - h  # [1, T, d]
-            keep = torch.zeros(u.shape[1], 1, dtype=torch.bool)
-            keep[rows] = True
-            return h + torch.where(keep, u, u.detach())
-
-        layer.register_forward_hook(hook, with_kwargs=True)
-    return loss_and_grads(model, ids)
-
-
-def test_gradients_equal_a_reference_that_drops_exactly_these_paths():
+@pytest.mark.parametrize("mode", [RANDOM, {**GRADIENT, "random_fraction": 0.25}], ids=["random", "gradient"])
+def test_gradients_equal_a_reference_that_drops_exactly_these_paths(mode):
+    """For the gradient scorer, the rows are recorded after the backward that chose them."""
     ids = _ids(2)
-    model = lemo.apply(_model(), _backward(0.5, random_fraction=1.0))
+    model = lemo.apply(_model(), _backward(0.5, **mode))
     loss, grads = loss_and_grads(model, ids)
     kept = {i: sparsity_state(model).last[i].rows for i in range(4)}
     assert all(0.4 < r.numel() / T < 0.7 for r in kept.values())
-    loss_r, grads_r = _reference_grads(ids, kept)
+    assert len({tuple(r.tolist()) for r in kept.values()}) > 1  # each layer chooses its own rows
+    loss_r, grads_r = reference_grads(_model(), ids, kept)
     assert_close(loss, loss_r, name="loss")
     for name, g in grads_r.items():
         assert_close(grads[name], g, rtol=1e-4, atol=1e-6, name=name)

@@ -4,34 +4,43 @@ dense model, and a sparse layer spends its *backward* on the kept rows only.
 For a sparse layer with input h and update u(h) (attention, then MLP):
 
     forward   out = h + u(h)                      all rows, no graph kept: the loss equals dense's
-    select    kept rows, chosen after the forward (it can read the layer's own attention, lemo.sparsity.supervision)
+    select    kept rows K: after the forward (it can read the layer's own attention, lemo.sparsity.supervision),
+              or with scorer="gradient" at the start of the layer's backward, from dL/d out
     backward  d out / d h = I + d u[K] / d h      u of eliminated rows is treated as a constant
 
 The kept rows' update is recomputed in backward from the stored layer input (as activation checkpointing does):
 their queries against the keys and values of *all* rows, so an eliminated row still receives gradient through
 the residual and through its K and V as kept queries see them. What is saved between forward and backward is
 the layer input alone, and the recompute and backward cost scale with the kept share.
+
+scorer="gradient": the rows whose output gradient is large are those whose update moves the loss most (for a
+retrieval answer, the gradient reaches the evidence rows from the labelled positions through the attention of the
+layers above). Each block scores the per-row L2 norms of grad_out over its rows (`GRADIENT_REDUCE`); the same
+rules as every mode then choose (`lemo.sparsity.selection.select_blocks`: sink/local, evidence and labelled
+blocks first, `random_fraction` of random blocks). Nothing beyond h is saved for it: the priority tiers are [nb]
+bools made at forward time (the label and evidence masks are gone by backward). The selection is stored in the
+backward pass, so `lemo.stats` and `SparsityState.last` show it after `loss.backward()`, not after the forward.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from itertools import pairwise
+from typing import Literal
 
 import torch
 
-from lemo.ops import (
-    apply_rope,
-    blocks_to_tokens,
-    blocks_with_any,
-    query_rows_attention,
-    select_by_ratio,
-    select_by_threshold,
-)
+from lemo.ops import apply_rope, query_rows_attention
 from lemo.sparsity.parts import LayerParts
 from lemo.sparsity.scoring import BlockScorer
-from lemo.sparsity.selection import full_rows
+from lemo.sparsity.segments import Segment
+from lemo.sparsity.selection import fitting, full_rows, priority_tiers, select_blocks
 from lemo.sparsity.state import Selection, SparsityState
 from lemo.sparsity.supervision import MAX_QUERIES, attention_received, spread
+
+# How a block's rows' gradient norms make its score for scorer="gradient": "sum" (the gradient mass the block's
+# updates carry) or "max" (its largest row: a fact is a few tokens of a 64-token block).
+GRADIENT_REDUCE: Literal["sum", "max"] = "sum"
 
 
 @dataclass
@@ -100,90 +109,142 @@ def _kept_update(
     return o + parts.mlp(parts.post_norm(mid))  # [Nk, d]
 
 
+@dataclass
+class _Kept:
+    """A layer's kept rows and where they sit among its segment rows, for the recompute."""
+
+    sel: Selection
+    kept: torch.Tensor  # [Nk] positions of the kept rows among the segment rows (full.rows)
+    index: torch.Tensor  # [Nk] each kept row's index inside its segment
+
+
+@dataclass
+class _Layer:
+    """One sparse layer's forward, as much of it as its backward needs: nothing of size [Na, d] but h itself,
+    which `_KeptBackward` saves."""
+
+    parts: LayerParts
+    state: SparsityState
+    full: Selection  # every segment row
+    segments: list[Segment]
+    tiers: list[list[torch.Tensor]]  # per segment, [nb] bool priority tiers
+    cos: torch.Tensor  # [Na, D]
+    sin: torch.Tensor  # [Na, D]
+    batch: int  # B
+    length: int  # T
+    params: tuple[torch.Tensor, ...]  # the layer's trainable parameters (the adapters)
+    rows: _Kept | None = None  # chosen after the forward; None: chosen in backward (scorer="gradient")
+
+    def locate(self, sel: Selection) -> _Kept:
+        """Where the rows of `sel` sit among the segment rows and inside their segments."""
+        n = self.full.rows.numel()
+        device = self.full.rows.device
+        where = torch.full((self.length * self.batch,), -1, dtype=torch.long, device=device)  # [B*T]
+        where[self.full.rows] = torch.arange(n, device=device)
+        kept = where[sel.rows]  # [Nk]
+        seg_start = torch.tensor(self.full.cu_seqlens[:-1], device=device)  # [S]
+        counts = [c1 - c0 for c0, c1 in pairwise(sel.cu_seqlens)]
+        seg_of = torch.repeat_interleave(
+            torch.arange(len(counts), device=device),
+            torch.tensor(counts, device=device),
+            output_size=kept.numel(),
+        )  # [Nk]
+        return _Kept(sel, kept, kept - seg_start[seg_of])
+
+    def choose(self, grad_out: torch.Tensor) -> _Kept:
+        """The kept rows by the output gradient grad_out [B*T, d] (scorer="gradient"), stored for `lemo.stats`."""
+        cfg, index = self.state.config, self.parts.index
+        with torch.no_grad():
+            norms = grad_out[self.full.rows].float().norm(dim=-1)  # [Na] per-row dL/d out
+            scores = gradient_block_scores(norms, self.full.cu_seqlens, cfg.block_size, GRADIENT_REDUCE)
+            sel = select_blocks(
+                self.segments,
+                self.length,
+                cfg,
+                self.state.keep_ratio.get(index, 1.0),
+                self.state.threshold.get(index, 0.0),
+                lambda s, _seg: scores[s],
+                self.tiers,
+                grad_out.device,
+            )
+        self.state.store_selection(index, ("backward", index), sel)
+        return self.locate(sel)
+
+    def update(self, h: torch.Tensor, rows: _Kept) -> torch.Tensor:
+        """u[K] [Nk, d] of the layer input h [B*T, d], with the graph backward needs."""
+        hr = h[self.full.rows]  # [Na, d]
+        return _kept_update(
+            self.parts, hr, self.cos, self.sin, self.full, rows.kept, rows.index, rows.sel.cu_seqlens
+        )
+
+
 class _KeptBackward(torch.autograd.Function):
     """Output = the dense output computed outside the graph; backward = identity + the kept rows' recomputed
     update. Parameters come in as inputs so their gradients flow the usual way (hooks, autograd.grad)."""
 
     @staticmethod
-    def forward(ctx, h, out, update_fn, rows, *params):
-        ctx.update_fn = update_fn
-        ctx.save_for_backward(h, rows)
-        ctx.n_params = len(params)
+    def forward(ctx, h, out, layer, *params):
+        ctx.layer = layer
+        ctx.save_for_backward(h)
         return out.clone()
 
     @staticmethod
     def backward(ctx, grad_out):
-        h, rows = ctx.saved_tensors
-        params = [p for p in ctx.update_fn.params]
+        (h,) = ctx.saved_tensors
+        layer: _Layer = ctx.layer
+        rows = layer.rows if layer.rows is not None else layer.choose(grad_out)
         with torch.enable_grad():
             hd = h.detach().requires_grad_(True)
-            u = ctx.update_fn(hd)  # [Nk, d]
+            u = layer.update(hd, rows)  # [Nk, d]
             grads = torch.autograd.grad(
-                u, [hd, *params], grad_out[rows], allow_unused=True
+                u, [hd, *layer.params], grad_out[rows.sel.rows], allow_unused=True
             )  # d u[K] / d (h, params)
         grad_h = grad_out if grads[0] is None else grad_out + grads[0]
-        return (grad_h, None, None, None, *grads[1:])
+        return (grad_h, None, None, *grads[1:])
 
 
-class _Update:
-    """The recompute closure of one layer's kept rows, with the parameters it differentiates."""
-
-    def __init__(self, fn, params: tuple[torch.Tensor, ...]) -> None:
-        self.fn = fn
-        self.params = params
-
-    def __call__(self, h: torch.Tensor) -> torch.Tensor:
-        return self.fn(h)
+def gradient_block_scores(
+    norms: torch.Tensor, cu_seqlens: list[int], block_size: int, reduce: Literal["sum", "max"] = "sum"
+) -> list[torch.Tensor]:
+    """Per segment, [nb] block scores from the per-row gradient norms [Na] of all segments (one reduction for
+    all of them: a row's block is its index inside its segment // block_size, after the earlier segments' blocks).
+    """
+    lengths = [c1 - c0 for c0, c1 in pairwise(cu_seqlens)]
+    nbs = [-(-n // block_size) for n in lengths]
+    device = norms.device
+    first_block = torch.tensor([sum(nbs[:s]) for s in range(len(nbs))], device=device)  # [S]
+    seg_start = torch.tensor(cu_seqlens[:-1], device=device)  # [S]
+    seg_of = torch.repeat_interleave(
+        torch.arange(len(lengths), device=device),
+        torch.tensor(lengths, device=device),
+        output_size=norms.numel(),
+    )  # [Na]
+    block = (torch.arange(norms.numel(), device=device) - seg_start[seg_of]) // block_size + first_block[
+        seg_of
+    ]
+    scores = torch.zeros(sum(nbs), dtype=norms.dtype, device=device)  # [total blocks]; norms are >= 0
+    scores.scatter_reduce_(0, block, norms, reduce="sum" if reduce == "sum" else "amax")
+    return list(scores.split(nbs))
 
 
 def _select(
     parts: LayerParts,
     fwd: _Forward,
-    full: Selection,
-    state: SparsityState,
+    layer: _Layer,
     scorer: BlockScorer,
-    segments: list,
-    T: int,
+    query_mask: torch.Tensor | None,
 ) -> Selection:
     """Kept rows of every segment, chosen from this layer's forward."""
-    cfg = state.config
-    b = cfg.block_size
+    state, cu = layer.state, layer.full.cu_seqlens
+
+    def score(s: int, seg: Segment) -> torch.Tensor:
+        return _scores(parts, fwd, state, scorer, seg, cu[s], cu[s + 1], query_mask)  # [nb]
+
     keep = state.keep_ratio.get(parts.index, 1.0)
-    rows, cu, blocks = [], [0], []
-    for s, seg in enumerate(segments):
-        a0, a1 = full.cu_seqlens[s], full.cu_seqlens[s + 1]
-        nb = -(-seg.length // b)
-        priority = _priority(state, seg, b)
-        scores = _scores(parts, fwd, state, scorer, seg, a0, a1, nb)
-        if cfg.selection == "ratio" and keep >= 1.0:
-            kept = torch.arange(nb, device=fwd.x.device)
-        elif cfg.selection == "ratio":
-            kept = select_by_ratio(
-                scores,
-                keep,
-                cfg.sink_blocks,
-                cfg.local_blocks,
-                priority=priority,
-                random_fraction=cfg.random_fraction,
-            )
-        else:
-            thr = state.threshold.get(parts.index, 0.0)
-            kept = select_by_threshold(scores, thr, cfg.sink_blocks, cfg.local_blocks, priority=priority)
-        kept = kept.to(fwd.x.device)
-        rows.append(blocks_to_tokens(kept, b, seg.length) + (seg.row * T + seg.start))  # [n_s]
-        cu.append(cu[-1] + rows[-1].numel())
-        blocks.append(kept.tolist())
-    row_ids = torch.cat(rows)  # [N]
-    return Selection(row_ids, cu, blocks, row_ids.numel() / max(full.rows.numel(), 1))
-
-
-def _priority(state: SparsityState, seg, b: int) -> list[torch.Tensor]:
-    """[nb] bool tiers kept first, in order: blocks holding known evidence, then labelled blocks."""
-    tiers = []
-    for mask in (state.evidence_mask, state.label_mask):
-        if mask is not None and mask.dim() == 2 and seg.row < mask.shape[0] and seg.end <= mask.shape[1]:
-            tiers.append(blocks_with_any(mask[seg.row, seg.start : seg.end], b))
-    return tiers
+    thr = state.threshold.get(parts.index, 0.0)
+    return select_blocks(
+        layer.segments, layer.length, state.config, keep, thr, score, layer.tiers, fwd.x.device
+    )
 
 
 def _scores(
@@ -191,21 +252,19 @@ def _scores(
     fwd: _Forward,
     state: SparsityState,
     scorer: BlockScorer,
-    seg,
+    seg: Segment,
     a0: int,
     a1: int,
-    nb: int,
+    query_mask: torch.Tensor | None,
 ) -> torch.Tensor:
-    """[nb] block scores of one segment for the configured scorer (zeros when random blocks never read them)."""
+    """[nb] block scores of one segment (rows a0:a1 of the forward) for the configured scorer."""
     cfg = state.config
-    if cfg.selection == "ratio" and cfg.random_fraction >= 1.0:
-        return torch.zeros(nb, device=fwd.x.device)
     if cfg.scorer != "supervision":
         return scorer(parts, fwd.x[a0:a1], cfg.block_size)
-    mask = state.query_mask
-    if mask is None or mask.dim() != 2 or seg.row >= mask.shape[0] or seg.end > mask.shape[1]:
+    if query_mask is None:
+        nb = -(-seg.length // cfg.block_size)
         return torch.zeros(nb, device=fwd.x.device)  # nothing supervised: the random share decides
-    index = spread(mask[seg.row, seg.start : seg.end].nonzero().flatten(), MAX_QUERIES)  # [nq]
+    index = spread(query_mask[seg.row, seg.start : seg.end].nonzero().flatten(), MAX_QUERIES)  # [nq]
     q = fwd.q[a0:a1][index]  # [nq, H, D]
     return attention_received(q, fwd.k[a0:a1], index, parts.attn.scaling, cfg.block_size)
 
@@ -236,27 +295,18 @@ def backward_layer_forward(
     cos = cos.expand(B, T, -1).reshape(B * T, -1)[full.rows]  # [Na, D]
     sin = sin.expand(B, T, -1).reshape(B * T, -1)[full.rows]  # [Na, D]
     flat = hidden.reshape(B * T, d)  # [B*T, d]
+    # The label and evidence masks are one forward's: the tiers are taken now, also for a backward-time choice.
+    tiers = priority_tiers(segments, cfg, fitting(state.evidence_mask, B, T), fitting(state.label_mask, B, T))
+    layer = _Layer(parts, state, full, segments, tiers, cos, sin, B, T, params)
     with torch.no_grad():
         out_rows, fwd = _dense_rows(parts, flat[full.rows], cos, sin, full, cfg.backend)
-        sel = _select(parts, fwd, full, state, scorer, segments, T)
         out = flat.index_copy(0, full.rows, out_rows)  # [B*T, d] rows outside every segment pass through
-    state.store_selection(parts.index, ("backward", parts.index), sel)
-    # Positions of the kept rows among the segment rows (full.rows is every segment row in order).
-    where = torch.full((B * T,), -1, dtype=torch.long, device=hidden.device)
-    where[full.rows] = torch.arange(full.rows.numel(), device=hidden.device)
-    kept = where[sel.rows]  # [Nk]
-    seg_start = torch.tensor(full.cu_seqlens[:-1], device=hidden.device)
-    seg_of = torch.repeat_interleave(
-        torch.arange(len(segments), device=hidden.device),
-        torch.tensor([c1 - c0 for c0, c1 in zip(sel.cu_seqlens, sel.cu_seqlens[1:])], device=hidden.device),
-    )  # [Nk]
-    kept_index = kept - seg_start[seg_of]  # [Nk] index inside the segment
-
-    def update(h: torch.Tensor) -> torch.Tensor:
-        hr = h[full.rows]  # [Na, d]
-        return _kept_update(parts, hr, cos, sin, full, kept, kept_index, sel.cu_seqlens)
-
+        if cfg.scorer != "gradient":
+            sel = _select(parts, fwd, layer, scorer, fitting(state.query_mask, B, T))
+    del fwd  # the selection's inputs; the backward keeps only h
+    if cfg.scorer != "gradient":
+        state.store_selection(parts.index, ("backward", parts.index), sel)
+        layer.rows = layer.locate(sel)
     if not (flat.requires_grad or any(p.requires_grad for p in params)):
         return out.view(B, T, d)
-    result = _KeptBackward.apply(flat, out, _Update(update, params), sel.rows, *params)
-    return result.view(B, T, d)
+    return _KeptBackward.apply(flat, out, layer, *params).view(B, T, d)
