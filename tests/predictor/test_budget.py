@@ -8,7 +8,6 @@ import torch
 import yaml
 
 import lemo
-import lemo.predictor
 from lemo.integrations.transformers.calibration import choose_keep_ratios
 from lemo.sparsity.budget import allocate, fraction_for_memory
 from lemo.testing import tiny_model
@@ -48,11 +47,6 @@ def test_impossible_budget_names_the_smallest_target():
         allocate(damage, cost, 0.05)
     with pytest.raises(ValueError, match=r"target=1\.5"):
         allocate(damage, cost, 1.5)
-
-
-def test_lemo_predictor_still_exports_the_budget_search():
-    # The search moved to lemo.sparsity.budget; code written against lemo.predictor keeps working.
-    assert lemo.predictor.allocate is allocate and lemo.predictor.fraction_for_memory is fraction_for_memory
 
 
 def test_memory_budget_to_kept_fraction():

@@ -1,14 +1,17 @@
 """Calibration on a tiny model: the loss goes down, pruning keeps training consistent, the report is complete."""
 
+import ast
 import importlib
 import json
+from pathlib import Path
 
 import pytest
 import torch
 
 import lemo
+from lemo import calibrate, load_predictors
 from lemo.config import PredictorConfig, PredictorTrainingConfig
-from lemo.integrations.transformers.calibration import calibrate, load_predictors, token_chunks
+from lemo.integrations.transformers.calibration import token_chunks
 from lemo.predictor import PredictorSet
 from lemo.predictor.calibrate import _make_optimizer, _prune_and_rebuild
 from lemo.testing import tiny_model
@@ -131,3 +134,17 @@ def test_bad_settings_name_the_flag():
             sparsity=SPARSITY,
             config=PredictorTrainingConfig(seq_len=128),
         )
+
+
+def test_calibration_has_one_entry_point():
+    # `lemo.calibrate` (and `lemo.load_predictors`) is the only function of its name; the loop underneath it is
+    # `lemo.predictor.train_predictors`, so a reader never has to ask which `calibrate` a call means.
+    root = Path(lemo.__file__).parent
+    defs = {"calibrate": [], "load_predictors": []}
+    for path in root.rglob("*.py"):
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+            if isinstance(node, ast.FunctionDef) and node.name in defs:
+                defs[node.name].append(str(path.relative_to(root)))
+    where = "integrations/transformers/calibration.py"
+    assert defs == {"calibrate": [where], "load_predictors": [where]}
+    assert lemo.calibrate.__module__ == "lemo.integrations.transformers.calibration"

@@ -8,8 +8,7 @@ import torch
 import lemo
 from lemo.config import PredictorConfig
 from lemo.integrations.transformers.calibration import load_predictors, model_identity
-from lemo.predictor import PredictorSet
-from lemo.predictor import load_predictors as load_by_identity
+from lemo.predictor import PredictorSet, load_predictor_set
 from lemo.testing import tiny_model
 
 B = 16
@@ -94,7 +93,7 @@ def test_lora_wrapped_model_matches_its_base(tmp_path):
 
 def test_missing_or_inconsistent_files_name_the_fix(tmp_path):
     with pytest.raises(FileNotFoundError, match="lemo calibrate --output"):
-        load_by_identity(tmp_path)
+        load_predictor_set(tmp_path)
     model = tiny_model("llama")
     pset = _pset(model)
     pset.save(tmp_path)
@@ -102,8 +101,8 @@ def test_missing_or_inconsistent_files_name_the_fix(tmp_path):
     doc["layers"]["1"]["q"] = [5, 5]
     (tmp_path / "predictors.json").write_text(json.dumps(doc))
     with pytest.raises(ValueError, match="come from different runs"):
-        load_by_identity(tmp_path)
+        load_predictor_set(tmp_path)
     doc["version"] = 99
     (tmp_path / "predictors.json").write_text(json.dumps(doc))
     with pytest.raises(ValueError, match="upgrade lemo"):
-        load_by_identity(tmp_path)
+        load_predictor_set(tmp_path)

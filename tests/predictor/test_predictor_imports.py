@@ -12,7 +12,7 @@ ALLOWED_LEMO = (
     "lemo.utils",
     "lemo.sparsity.parts",
     "lemo.sparsity.scoring",  # the one oracle and scorer protocol
-    "lemo.sparsity.budget",  # DenseModel, and the budget search's names re-exported for older code
+    "lemo.sparsity.budget",  # DenseModel, the protocol the budget search and calibration share
     "lemo.predictor",
 )
 FORBIDDEN = ("transformers", "peft", "accelerate", "lemo.integrations", "lemo.train", "lemo.api", "lemo.cli")
@@ -31,3 +31,13 @@ def test_predictor_imports_only_lower_layers():
                 assert not name.startswith(FORBIDDEN), f"{path.name} imports {name}"
                 if name.startswith("lemo"):
                     assert name.startswith(ALLOWED_LEMO), f"{path.name} imports {name}"
+
+
+def test_lemo_predictor_exports_only_its_own_names():
+    # No re-exports of names that live elsewhere (the budget search, the oracle, the configs): one home each.
+    foreign = [
+        name
+        for name in lemo.predictor.__all__
+        if not getattr(lemo.predictor, name).__module__.startswith("lemo.predictor.")
+    ]
+    assert not foreign

@@ -147,7 +147,7 @@ def evaluate_recall(
     }
 
 
-def calibrate(
+def train_predictors(
     model: CalibrationModel,
     chunks: Sequence[torch.Tensor],
     *,
@@ -159,8 +159,8 @@ def calibrate(
     """Train predictors for the sparse layers of `model` on token chunks; returns the set (report attached).
 
     Args:
-        model: a `CalibrationModel` (for HF models use `lemo.integrations.transformers.calibration.calibrate`,
-            which tokenises texts and builds one).
+        model: a `CalibrationModel`. For HF models call `lemo.calibrate`, the entry point of calibration: it
+            tokenises texts, builds the `CalibrationModel` and calls this.
         chunks: training token ids, each [T] (usually `config.seq_len` tokens).
         sparsity: sparse layers, block size, sink/local blocks and the keep ratios recall is measured at.
         holdout: token chunks never trained on, for the recall in the report.

@@ -48,7 +48,7 @@ FORMAT_VERSION = 1
 WEIGHTS_FILE = "predictors.safetensors"
 CONFIG_FILE = "predictors.json"
 REPORT_FILE = "calibration.json"
-__all__ = ["BlockPredictor", "PredictorConfig", "PredictorScorer", "PredictorSet", "load_predictors"]
+__all__ = ["BlockPredictor", "PredictorScorer", "PredictorSet", "load_predictor_set"]
 
 
 class PredictorSet(nn.Module):
@@ -71,7 +71,7 @@ class PredictorSet(nn.Module):
         self.identity = identity
         # Calibration settings worth keeping with the weights (seq_len, steps, keep ratios ...).
         self.meta: dict[str, Any] = dict(meta or {})
-        # The CalibrationReport of the run that produced this set, when it came from `calibrate`.
+        # The CalibrationReport of the run that produced this set, when it came from `train_predictors`.
         self.report: Any = None
         widths = widths or {}
         self.predictors = nn.ModuleDict(
@@ -175,7 +175,7 @@ class PredictorSet(nn.Module):
         return out
 
 
-def load_predictors(
+def load_predictor_set(
     directory: str | Path,
     model: ModelIdentity | None = None,
     *,

@@ -1,4 +1,5 @@
-"""`lemo calibrate`: train block-score predictors on a frozen model, optionally choose budgeted keep ratios."""
+"""`lemo calibrate`: load the model and texts a `CalibrateConfig` names, run `lemo.calibrate` (calibration's one
+entry point) on them, save the predictors, and optionally choose budgeted keep ratios."""
 
 from __future__ import annotations
 

@@ -1,7 +1,8 @@
 """Hugging Face side of predictor calibration: model identity, normed layer inputs, tokenised chunks.
 
 `lemo.predictor` never imports transformers; this module implements its `CalibrationModel` protocol for HF
-causal LMs (plain or PEFT-wrapped) and offers the user-facing entry points that take texts:
+causal LMs (plain or PEFT-wrapped) and holds the user-facing functions, which take texts. `calibrate` is
+calibration's one entry point (`lemo.calibrate`; `lemo calibrate` runs it on a loaded model too):
 
     preds = calibrate(model, texts, tokenizer)            # -> PredictorSet (preds.report: CalibrationReport)
     preds.save(dir); preds = load_predictors(dir, model)  # refuses predictors made for another model
@@ -20,10 +21,9 @@ from torch import nn
 from lemo.config import PredictorTrainingConfig, SparsityConfig
 from lemo.integrations.transformers.archs import layer_parts, spec_for
 from lemo.integrations.transformers.patch import causal_lm
-from lemo.predictor.calibrate import calibrate as _calibrate
+from lemo.predictor.calibrate import train_predictors
 from lemo.predictor.identity import ModelIdentity, weight_fingerprint
-from lemo.predictor.model import PredictorSet
-from lemo.predictor.model import load_predictors as _load_predictors
+from lemo.predictor.model import PredictorSet, load_predictor_set
 from lemo.sparsity.budget import DEFAULT_GRID, BudgetResult
 from lemo.sparsity.budget import choose_keep_ratios as _choose_keep_ratios
 from lemo.sparsity.parts import LayerParts
@@ -200,7 +200,8 @@ def calibrate(
     holdout: Texts | None = None,
     output_dir: str | Path | None = None,
 ) -> PredictorSet:
-    """Train block-score predictors for `model`'s sparse layers on `texts` (what `lemo.calibrate` does).
+    """Train block-score predictors for `model`'s sparse layers on `texts`: `lemo.calibrate`, the entry point of
+    calibration (it tokenises, freezes the model and runs `lemo.predictor.train_predictors`).
 
     Args:
         model: HF causal LM (plain or PEFT); frozen here, left in its original train/eval mode.
@@ -233,7 +234,7 @@ def calibrate(
     for p, _ in frozen:
         p.requires_grad_(False)  # the model is frozen: no gradient buffers for its weights
     try:
-        return _calibrate(
+        return train_predictors(
             HFCalibrationModel(model),
             chunks,
             sparsity=sparsity,
@@ -252,7 +253,7 @@ def load_predictors(
     """Load predictors saved by `lemo calibrate`; with `model`, refuse predictors made for another model."""
     identity = model_identity(model) if isinstance(model, nn.Module) else model
     device = next(causal_lm(model).parameters()).device if isinstance(model, nn.Module) else None
-    return _load_predictors(directory, identity, strict=strict, device=device)
+    return load_predictor_set(directory, identity, strict=strict, device=device)
 
 
 def choose_keep_ratios(
