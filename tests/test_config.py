@@ -8,6 +8,7 @@ import pytest
 
 import lemo
 from lemo import SparsityConfig
+from lemo.config import FinetuneConfig
 from lemo.plan import PlanConfig
 
 
@@ -73,6 +74,30 @@ def test_dict_round_trip_refuses_unknown_keys():
     assert SparsityConfig.from_dict(cfg.to_dict()) == cfg
     with pytest.raises(ValueError, match="unknown SparsityConfig keys"):
         SparsityConfig.from_dict({"keep": 0.3})
+
+
+def test_one_loader_coerces_builds_sections_and_names_the_field():
+    data = {
+        "lr": "1e-4",
+        "data": "book.txt",
+        "lora": {"targets": "q_proj,v_proj"},
+        "sparsity": {"keep_ratio": "0.5"},
+    }
+    cfg = lemo.config.from_dict(FinetuneConfig, data)  # "1e-4": how PyYAML reads a float without a dot
+    assert (cfg.lr, cfg.data, cfg.lora.targets, cfg.sparsity.keep_ratio) == (
+        1e-4,
+        ["book.txt"],
+        ["q_proj", "v_proj"],
+        0.5,
+    )
+    with pytest.raises(
+        ValueError, match=r"sparsity.block_size: 'big' is not an integer \(e.g. block_size: 64\)"
+    ):
+        lemo.config.from_dict(FinetuneConfig, {"sparsity": {"block_size": "big"}})
+    # Every config's from_dict is this one, and so is a section given as a dict in Python.
+    assert SparsityConfig.from_dict({"keep_ratio": "0.5"}).keep_ratio == 0.5
+    with pytest.raises(ValueError, match=r"unknown LoraSettings keys \['rnak'\]"):
+        FinetuneConfig(lora={"rnak": 4})
 
 
 def test_dir_and_help_list_the_lazy_api_without_importing_torch_for_dir():

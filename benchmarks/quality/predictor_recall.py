@@ -141,8 +141,7 @@ def main(argv: list[str] | None = None) -> int:
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     from lemo.assets import smollm2_dir
-    from lemo.config import PredictorTrainingConfig as CalibrationConfig
-    from lemo.config import SparsityConfig
+    from lemo.config import PredictorTrainingConfig, SparsityConfig
     from lemo.integrations.transformers.calibration import HFCalibrationModel, calibrate
     from lemo.predictor import evaluate_recall
     from lemo.predictor.plot import plot_block_maps
@@ -177,7 +176,7 @@ def main(argv: list[str] | None = None) -> int:
     rows: list[dict[str, object]] = []
     best = None
     for pool, steps in zip(args.pool, args.steps):
-        cfg = CalibrationConfig(
+        cfg = PredictorTrainingConfig(
             seq_len=args.seq_len, steps=steps, pool=pool, cache_dir=cache_dir, progress=True
         )
         t0 = time.perf_counter()

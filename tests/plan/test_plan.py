@@ -148,6 +148,17 @@ def test_from_finetune_plans_what_finetune_runs():
     assert cfg.sparsity == ft.sparsity and cfg.lora.targets == ft.lora.targets
 
 
+def test_plan_and_finetune_share_one_lora_section():
+    from lemo.config import FinetuneConfig, LoraSettings
+
+    ft = FinetuneConfig(lora={"rank": 16, "alpha": 32.0, "targets": "q_proj,v_proj"})
+    plan = PlanConfig.from_finetune(ft, shape="smollm2")
+    assert isinstance(plan.lora, LoraSettings) and plan.lora == ft.lora  # the same class, nothing dropped
+    assert PlanConfig(lora={"rank": 4}).lora == LoraSettings(rank=4)  # a YAML `lora:` mapping builds it too
+    with pytest.raises(ValueError, match="--lora-rank 0 must be at least 1"):
+        PlanConfig(lora={"rank": 0})
+
+
 def test_cli_prints_the_table(capsys):
     rc = main(
         [

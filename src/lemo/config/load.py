@@ -158,6 +158,11 @@ def _fit_float(value: Any) -> tuple[bool, Any]:
 
 def _fit_sequence(value: Any, origin: type, item: Any) -> tuple[bool, Any]:
     if not isinstance(value, list | tuple):
+        # One value where a list is expected (`data: book.txt`) is a list of one, as the flag's one word is;
+        # a tuple has a fixed length, so it gets no such reading.
+        if origin is list:
+            ok, out = _fit(value, item)
+            return ok, [out] if ok else value
         return False, value
     outs = []
     for v in value:

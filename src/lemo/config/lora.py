@@ -1,5 +1,5 @@
 """`LoraSettings`: the adapter, one section shared by `lemo finetune` (what it trains) and `lemo plan` (what it
-sizes), so a finetune config plans as is."""
+sizes), so the two commands read the same `lora:` section and the same `--lora-*` flags."""
 
 from __future__ import annotations
 

@@ -1,5 +1,6 @@
 """`PlanConfig`: everything `lemo plan` takes. Its fields are `lemo finetune`'s where they mean the same (the
-`lora` and `sparsity` sections are `FinetuneConfig`'s own classes), so a finetune config plans as is."""
+`lora` and `sparsity` sections are `FinetuneConfig`'s own classes); `PlanConfig.from_finetune` plans a
+`FinetuneConfig` run, which is what `lemo finetune` does before it loads weights."""
 
 from __future__ import annotations
 
