@@ -62,8 +62,9 @@ def causal_lm(model: nn.Module) -> nn.Module:
 
 
 def _scorer(config: SparsityConfig, predictors: Any) -> BlockScorer:
-    if config.scorer in ("oracle", "supervision"):
-        # "supervision" scores inside the backward-elimination forward; the oracle stays for threshold selection.
+    if config.scorer in ("oracle", "supervision", "gradient"):
+        # "supervision" and "gradient" score inside the sparse layers (backward elimination's forward or its
+        # backward pass); the oracle stays for threshold selection.
         return OracleScorer(config.backend)
     if predictors is None:
         raise ValueError(
