@@ -186,8 +186,7 @@ def test_query_rows_attention_equals_full_attention_at_those_rows():
 @pytest.mark.parametrize(
     ("kw", "fix"),
     [
-        ({"elimination": "backward", "offload": "cpu"}, "drop offload"),
-        ({"elimination": "backward", "tile_tokens": 1024}, "drop tile_tokens"),
+        ({"elimination": "backward", "mlp": "channels"}, "use mlp='tokens'"),
         ({"elimination": "backward", "scorer": "supervision"}, "random_fraction=0.0"),
         ({"elimination": "sideways"}, "'forward', 'backward'"),
     ],

@@ -75,7 +75,10 @@ class SparsityConfig(DictConfig):
     memory, but the loss sees the approximated model. "backward": every token runs every layer exactly as dense
     (the loss is dense's), and each sparse layer spends its backward on its kept rows only; eliminated rows still
     get gradient through the residual and through the keys and values kept queries read (lemo.sparsity.backward).
-    Selection is per layer, after the layer's forward; `mlp`, `loss_tokens` and `shared_selection` do not apply."""
+    Selection is per layer, after the layer's forward (with scorer="gradient", in its backward); `mlp`,
+    `loss_tokens` and `shared_selection` do not apply. It composes with `offload` (the stored layer input waits in
+    host memory) and `tile_tokens`/`tile_attention` (the row-wise parts of the forward and of the kept rows'
+    recompute run in row tiles)."""
     segmented_loss: bool = True
     """Compute LM head + cross-entropy in segments so the full T x V logits never exist at once."""
     loss_chunk: int = 2048
@@ -181,16 +184,12 @@ class SparsityConfig(DictConfig):
                     "pass elimination='backward' (--elimination backward) or another scorer."
                 )
             return
-        unsupported = {
-            "offload": self.offload != "none",
-            "tile_tokens": self.tile_tokens > 0,
-            "mlp": self.mlp == "channels",
-        }
-        bad = [name for name, on in unsupported.items() if on]
-        if bad:
+        if self.mlp == "channels":
+            # The channel-sparse MLP backward saves its own activations; backward elimination recomputes the
+            # kept rows' MLP instead, so there is nothing for it to thin.
             raise ValueError(
-                f"elimination='backward' does not combine with {', '.join(bad)} yet; drop "
-                f"{' and '.join(bad)} or use elimination='forward'."
+                "elimination='backward' does not combine with mlp='channels'; use mlp='tokens' (the default) or "
+                "elimination='forward'."
             )
 
     @classmethod

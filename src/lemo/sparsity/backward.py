@@ -30,6 +30,7 @@ from typing import Literal
 
 import torch
 
+from lemo.memory import tiled_rows_many
 from lemo.ops import apply_rope, query_rows_attention
 from lemo.sparsity.parts import LayerParts
 from lemo.sparsity.scoring import BlockScorer
@@ -53,22 +54,36 @@ class _Forward:
 
 
 def _dense_rows(
-    parts: LayerParts, h: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor, full: Selection, backend: str
+    parts: LayerParts,
+    h: torch.Tensor,
+    cos: torch.Tensor,
+    sin: torch.Tensor,
+    full: Selection,
+    backend: str,
+    tile: int = 0,
 ) -> tuple[torch.Tensor, _Forward]:
     """The layer's output rows for every segment row, as the dense layer computes them (called without grad).
 
     Args:
         h: [Na, d] the segment rows of the layer input; cos, sin: [Na, D] their RoPE tables.
+        tile: with `tile_attention`, the row-wise parts run `tile` rows at a time (no graph here, so this only
+            bounds their intermediates; the MLP is tiled by its own patched forward when tile_tokens is set).
     Returns:
         ([Na, d] output rows, what the selection reads).
     """
-    x = parts.input_norm(h)  # [Na, d]
-    q, k, v = parts.attn.qkv(x, cos, sin)  # [Na, H, D], [Na, H_kv, D] x2
+
+    def pre(hr: torch.Tensor, c: torch.Tensor, s: torch.Tensor) -> tuple[torch.Tensor, ...]:
+        xr = parts.input_norm(hr)  # [t, d]
+        return (xr, *parts.attn.qkv(xr, c, s))  # [t, d], [t, H, D], [t, H_kv, D] x2
+
+    def post(hr: torch.Tensor, ar: torch.Tensor) -> tuple[torch.Tensor]:
+        # The same two rounding steps as the dense residual adds.
+        mid = hr + parts.attn.o_proj(ar).to(hr.dtype)  # [t, d]
+        return (mid + parts.mlp(parts.post_norm(mid)).to(hr.dtype),)  # [t, d]
+
+    x, q, k, v = tiled_rows_many(pre, (h, cos, sin), tile)
     a = parts.attn.core(q, k, v, full.cu_seqlens, backend=backend)  # [Na, H*D]
-    mid = h + parts.attn.o_proj(a).to(
-        h.dtype
-    )  # [Na, d] the same two rounding steps as the dense residual adds
-    out = mid + parts.mlp(parts.post_norm(mid)).to(h.dtype)  # [Na, d]
+    (out,) = tiled_rows_many(post, (h, a), tile)  # [Na, d]
     return out, _Forward(x, q, k)
 
 
@@ -78,35 +93,54 @@ def _kept_update(
     cos: torch.Tensor,
     sin: torch.Tensor,
     full: Selection,
-    kept: torch.Tensor,
-    kept_index: torch.Tensor,
-    cu_kept: list[int],
+    kept: _Kept,
+    tile: int = 0,
 ) -> torch.Tensor:
     """The kept rows' update u[K] [Nk, d], with the graph backward needs (recomputed in backward).
 
     Args:
-        h: [Na, d] segment rows of the layer input; kept: [Nk] positions of the kept rows among them;
-        kept_index: [Nk] each kept row's index inside its segment; cu_kept: S+1 offsets of the kept rows.
+        h: [Na, d] segment rows of the layer input; `kept` says which of them are kept and where they sit.
+        tile: with `tile_attention`, norms, projections, RoPE and the MLP run over row tiles that keep only their
+            inputs for backward, so only k and v (every row) and q and the attention output (kept rows) exist at
+            full length.
     """
     attn = parts.attn
-    x = parts.input_norm(h)  # [Na, d] every row: its K and V stay differentiable
-    n = h.shape[0]
-    k = attn.k_proj(x).view(n, attn.num_kv_heads, attn.head_dim)  # [Na, H_kv, D]
-    if attn.k_norm is not None:
-        k = attn.k_norm(k)
-    k = apply_rope(k, cos, sin)
-    v = attn.v_proj(x).view(n, attn.num_kv_heads, attn.head_dim)  # [Na, H_kv, D]
-    xq = x[kept]  # [Nk, d]
-    q = attn.q_proj(xq).view(xq.shape[0], attn.num_heads, attn.head_dim)  # [Nk, H, D]
-    if attn.q_norm is not None:
-        q = attn.q_norm(q)
-    q = apply_rope(q, cos[kept], sin[kept])
+
+    def keys(hr: torch.Tensor, c: torch.Tensor, s: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        xr = parts.input_norm(hr)  # [t, d] every row: its K and V stay differentiable
+        k = attn.k_proj(xr).view(xr.shape[0], attn.num_kv_heads, attn.head_dim)  # [t, H_kv, D]
+        if attn.k_norm is not None:
+            k = attn.k_norm(k)
+        v = attn.v_proj(xr).view(xr.shape[0], attn.num_kv_heads, attn.head_dim)  # [t, H_kv, D]
+        return apply_rope(k, c, s), v
+
+    def queries(hr: torch.Tensor, c: torch.Tensor, s: torch.Tensor) -> tuple[torch.Tensor]:
+        xq = parts.input_norm(hr)  # [t, d]; row-wise, so the rows of the full norm
+        q = attn.q_proj(xq).view(xq.shape[0], attn.num_heads, attn.head_dim)  # [t, H, D]
+        if attn.q_norm is not None:
+            q = attn.q_norm(q)
+        return (apply_rope(q, c, s),)
+
+    def post(hk: torch.Tensor, ak: torch.Tensor) -> tuple[torch.Tensor]:
+        o = attn.o_proj(ak)  # [t, d]
+        mid = hk + o.to(hk.dtype)  # [t, d]
+        return (o + parts.mlp(parts.post_norm(mid)),)  # [t, d]
+
+    k, v = tiled_rows_many(keys, (h, cos, sin), tile)  # [Na, H_kv, D] each
+    hk = h[kept.kept]  # [Nk, d]
+    (q,) = tiled_rows_many(queries, (hk, cos[kept.kept], sin[kept.kept]), tile)  # [Nk, H, D]
     a = query_rows_attention(
-        q, k, v, kept_index, cu_kept, full.cu_seqlens, attn.scaling, sliding_window=attn.sliding_window
+        q,
+        k,
+        v,
+        kept.index,
+        kept.sel.cu_seqlens,
+        full.cu_seqlens,
+        attn.scaling,
+        sliding_window=attn.sliding_window,
     )  # [Nk, H, D]
-    o = attn.o_proj(a.reshape(q.shape[0], -1))  # [Nk, d]
-    mid = h[kept] + o.to(h.dtype)  # [Nk, d]
-    return o + parts.mlp(parts.post_norm(mid))  # [Nk, d]
+    (u,) = tiled_rows_many(post, (hk, a.reshape(q.shape[0], -1)), tile)
+    return u  # [Nk, d]
 
 
 @dataclass
@@ -173,9 +207,13 @@ class _Layer:
     def update(self, h: torch.Tensor, rows: _Kept) -> torch.Tensor:
         """u[K] [Nk, d] of the layer input h [B*T, d], with the graph backward needs."""
         hr = h[self.full.rows]  # [Na, d]
-        return _kept_update(
-            self.parts, hr, self.cos, self.sin, self.full, rows.kept, rows.index, rows.sel.cu_seqlens
-        )
+        return _kept_update(self.parts, hr, self.cos, self.sin, self.full, rows, self.tile)
+
+    @property
+    def tile(self) -> int:
+        """Rows per tile of the row-wise parts (`tile_attention`), 0: untiled."""
+        cfg = self.state.config
+        return cfg.tile_tokens if cfg.tile_attention else 0
 
 
 class _KeptBackward(torch.autograd.Function):
@@ -185,13 +223,17 @@ class _KeptBackward(torch.autograd.Function):
     @staticmethod
     def forward(ctx, h, out, layer, *params):
         ctx.layer = layer
-        ctx.save_for_backward(h)
+        offloader = layer.state.offloader
+        # offload="cpu": h waits in pinned host memory, prefetched back one layer ahead of this backward.
+        ctx.handle = offloader.store(h) if offloader is not None else None
+        if ctx.handle is None:
+            ctx.save_for_backward(h)
         return out.clone()
 
     @staticmethod
     def backward(ctx, grad_out):
-        (h,) = ctx.saved_tensors
         layer: _Layer = ctx.layer
+        h = ctx.saved_tensors[0] if ctx.handle is None else layer.state.offloader.load(ctx.handle)
         rows = layer.rows if layer.rows is not None else layer.choose(grad_out)
         with torch.enable_grad():
             hd = h.detach().requires_grad_(True)
@@ -299,7 +341,7 @@ def backward_layer_forward(
     tiers = priority_tiers(segments, cfg, fitting(state.evidence_mask, B, T), fitting(state.label_mask, B, T))
     layer = _Layer(parts, state, full, segments, tiers, cos, sin, B, T, params)
     with torch.no_grad():
-        out_rows, fwd = _dense_rows(parts, flat[full.rows], cos, sin, full, cfg.backend)
+        out_rows, fwd = _dense_rows(parts, flat[full.rows], cos, sin, full, cfg.backend, layer.tile)
         out = flat.index_copy(0, full.rows, out_rows)  # [B*T, d] rows outside every segment pass through
         if cfg.scorer != "gradient":
             sel = _select(parts, fwd, layer, scorer, fitting(state.query_mask, B, T))
