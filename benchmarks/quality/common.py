@@ -1,14 +1,16 @@
-"""What the quality benchmarks share: the provenance of every CSV row, one timed fine-tune, and the pool of
-worker processes that runs several small trainings side by side on one GPU."""
+"""What the quality benchmarks share: the provenance of every CSV row, one timed fine-tune (and the adapters it
+passes through on the way), and the pool of worker processes that runs several small trainings side by side on
+one GPU."""
 
 from __future__ import annotations
 
+import contextlib
 import importlib.metadata as md
 import os
 import subprocess
 import sys
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
@@ -65,6 +67,46 @@ def timed_finetune(name: str, cfg: FinetuneConfig) -> tuple[FinetuneResult, floa
     seconds = time.perf_counter() - t0
     print(f"{name}: loss {result.losses[0]:.3f} -> {result.losses[-1]:.3f} in {seconds:.0f} s", flush=True)
     return result, seconds
+
+
+def snapshot_dir(run_dir: Path, step: int) -> Path:
+    """Where `adapter_snapshots` puts the adapter after optimizer step `step` of the run in `run_dir`."""
+    return run_dir / f"adapter-step-{step}"
+
+
+@contextlib.contextmanager
+def adapter_snapshots(run_dir: Path, steps: Iterable[int]) -> Iterator[dict[int, float]]:
+    """Inside: `finetune` saves its PEFT adapter into `snapshot_dir(run_dir, N)` right after optimizer step N,
+    for each N in `steps`; the dict yielded maps each saved N to the `time.perf_counter()` at which step N ended
+    (before the save, so a later step pays for it).
+
+    `lemo.train.loop` calls `kept_fractions(model, cfg, strategy)` once per optimizer step, after the optimizer
+    and the scheduler stepped and before the next step draws anything: wrapping that name, in this process only,
+    is a per-step hook without a callback parameter in the library (as suite_hooks.py wraps `apply`). The weights
+    there are the ones a run of `--steps N` (same seed, warm-up and data) saves as its adapter; the suite's test
+    checks it bitwise. Counting calls gives the step: the suite never resumes a training.
+    """
+    import lemo.train.loop as loop
+
+    wanted, ended = set(steps), {}
+    original = loop.kept_fractions
+    calls = 0
+
+    def kept_and_snapshot(model, cfg, strategy):
+        nonlocal calls
+        calls += 1
+        if calls in wanted:
+            ended[calls] = time.perf_counter()
+            strategy.save_adapter(
+                model, snapshot_dir(run_dir, calls)
+            )  # every rank: FSDP gathers collectively
+        return original(model, cfg, strategy)
+
+    loop.kept_fractions = kept_and_snapshot
+    try:
+        yield ended
+    finally:
+        loop.kept_fractions = original
 
 
 def provenance(argv: list[str] | None) -> dict[str, str]:

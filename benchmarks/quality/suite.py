@@ -13,6 +13,9 @@ steps: the equal-GPU-time baseline; the warm-up stays that of --steps). NAME map
 Every job (config, form, seed) writes its own part file under --parts; a job whose part file exists is skipped,
 so the same command resumes after --budget-s stopped it (or after a device call ended). The CSV, the summary
 (`<out>_summary.csv`) and the plot (`<out>.png`) are rebuilt from every part file at the end.
+
+A dense@N job is not trained when dense of the same form and seed trains in the same call: that job saves its
+adapter after step N and writes dense@N's part file too (snapshots, docs/suite.md; --no-snapshots: train it).
 """
 
 from __future__ import annotations
@@ -27,15 +30,19 @@ import pickle
 import sys
 import time
 from collections import defaultdict
+from collections.abc import Mapping, Sequence
 from concurrent.futures import ProcessPoolExecutor
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
 from common import (  # benchmarks/quality/common.py, beside this script
+    adapter_snapshots,
     load_eval_model,
     provenance,
     run_workers,
     setup_config,
+    snapshot_dir,
     timed_finetune,
 )
 from suite_hooks import evidence_hooks, kept_rows  # beside this script too
@@ -46,6 +53,7 @@ from lemo.config import SuiteConfig
 from lemo.eval.capability import score_samples
 from lemo.eval.perplexity import perplexity
 from lemo.eval.suite_rows import eval_samples, text_form, training_rows
+from lemo.train.loop import FinetuneResult
 
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")  # the data is made in forked processes
 EVIDENCE = (
@@ -101,6 +109,43 @@ def jobs_of(args) -> list[str]:
         for s in (args.seeds[:1] if c == "base" else args.seeds)
     ]
     return sorted(jobs, key=lambda j: -parse_config(j.split(":")[0], args.steps)[1])
+
+
+def snapshot_plan(args, pending: Sequence[str]) -> dict[str, list[str]]:
+    """Full job -> the NAME@N configs it also evaluates, from its own adapter after step N (snapshots).
+
+    setup_config makes a run of N steps the full run stopped early (the warm-up of --steps, a constant rate
+    after it, the same seed and data order). Dense LoRA draws nothing that depends on the step count, so its
+    adapter after step N *is* NAME@N's. A NAME@N job is covered when N is below --steps and the full job of
+    the same form and seed is pending too; else (the full job done before, e.g. the call that ran it was cut
+    off between its part files, or --no-snapshots) it trains on its own. Sparse configs always do: their
+    kept-evidence rows average over the steps their run trained.
+    """
+    if args.no_snapshots:
+        return {}
+    todo, plan = set(pending), defaultdict(list)
+    for job in pending:
+        spec, form, seed = job.split(":")
+        name, steps, _, _ = parse_config(spec, args.steps)
+        full = job_name(name, form, int(seed))
+        if (
+            "@" in spec
+            and name != "base"
+            and CONFIGS[name] is None
+            and 0 < steps < args.steps
+            and full in todo
+        ):
+            plan[full].append(spec)
+    return {full: sorted(specs, key=lambda s: parse_config(s, args.steps)[1]) for full, specs in plan.items()}
+
+
+def covered_jobs(plan: Mapping[str, Sequence[str]]) -> list[str]:
+    """The NAME@N jobs that `plan` has their full jobs write."""
+    jobs = []
+    for full, specs in plan.items():
+        _, form, seed = full.split(":")
+        jobs += [job_name(spec, form, int(seed)) for spec in specs]
+    return jobs
 
 
 def suite_config(args) -> SuiteConfig:
@@ -175,8 +220,23 @@ def write_data(args) -> None:
     )
 
 
-def train(args, name: str, steps: int, sparsity: dict | None, evidence: bool, form: str, seed: int, job: str):
-    """(finetune result, training seconds, kept shares: {} for dense LoRA, which keeps everything)."""
+@dataclass
+class Trained:
+    """A job's training: the finetune result, its seconds, the kept shares ({} for dense LoRA, which keeps
+    everything) and, per snapshot step N, the `time.perf_counter()` at which step N ended."""
+
+    result: FinetuneResult
+    seconds: float
+    kept: dict[str, float]
+    snapshots: dict[int, float] = field(default_factory=dict)
+
+
+def train(
+    args, name: str, steps: int, sparsity: dict | None, evidence: bool, form: str, seed: int, job: str,
+    snapshots: Sequence[int] = (),
+) -> Trained:  # fmt: skip
+    """Train one job; with `snapshots` (dense LoRA only, see snapshot_plan), also save the adapter after each
+    of those steps (`snapshot_dir`)."""
     data = args.work / f"data/s{seed}/{form}.jsonl"
     # Packed rows hold one record each (records fill the row): a row starts with its record, which the
     # evidence lookup needs.
@@ -188,15 +248,22 @@ def train(args, name: str, steps: int, sparsity: dict | None, evidence: bool, fo
         args.lr,
         sparsity,
         seed=seed,
-        output_dir=str(args.work / "runs" / part_path(Path(), job).stem),
+        output_dir=str(run_dir(args, job)),
         overwrite=True,
     )
     if sparsity is None:
-        return (*timed_finetune(job, cfg), {})
+        with adapter_snapshots(run_dir(args, job), snapshots) as ended:
+            result, seconds = timed_finetune(job, cfg)
+        return Trained(result, seconds, {}, ended)
+    assert not snapshots, "snapshot_plan covers dense LoRA only"
     records = [json.loads(line) for line in data.open()]
     with evidence_hooks(records, _tokenizer(), oracle=evidence) as meter:
         result, seconds = timed_finetune(job, cfg)
-    return result, seconds, meter.summary()
+    return Trained(result, seconds, meter.summary())
+
+
+def run_dir(args, job: str) -> Path:
+    return args.work / "runs" / part_path(Path(), job).stem
 
 
 def evaluate(args, adapter: Path | None) -> list[dict]:
@@ -231,8 +298,9 @@ def evaluate(args, adapter: Path | None) -> list[dict]:
     return rows
 
 
-def run_job(args, job: str, env: dict) -> None:
-    """One (config, form, seed): train, evaluate, write its part file (atomically: a killed job leaves none)."""
+def run_job(args, job: str, env: dict, snapshots: Sequence[str] = ()) -> None:
+    """One (config, form, seed): train, evaluate, write its part file; then the part file of each NAME@N config
+    in `snapshots` (snapshot_plan), from this run's adapter after step N."""
     t0 = time.perf_counter()
     spec, form, seed = job.split(":")
     name, steps, sparsity, evidence = parse_config(spec, args.steps)
@@ -241,15 +309,34 @@ def run_job(args, job: str, env: dict) -> None:
         sparsity="untrained" if name == "base" else json.dumps(CONFIGS[name]),
         suite=suite_json(suite_config(args)),
     )
-    adapter = None
-    if name != "base":
-        result, train_s, kept = train(args, name, steps, sparsity, evidence, form, int(seed), job)
-        adapter = result.adapter_dir
-        extra.update(train_s=round(train_s, 1), first_loss=result.losses[0], last_loss=result.losses[-1])
-    rows = evaluate(args, adapter)
-    if name != "base":
-        rows += kept_rows(kept, args.seq_len)
-    extra["job_s"] = round(time.perf_counter() - t0, 1)
+    if name == "base":
+        rows = evaluate(args, None)
+        write_part(args, job, {**extra, "job_s": round(time.perf_counter() - t0, 1)}, rows)
+        return
+    at = {s: parse_config(s, args.steps)[1] for s in snapshots}
+    t_train = time.perf_counter()
+    trained = train(args, name, steps, sparsity, evidence, form, int(seed), job, sorted(set(at.values())))
+    losses = trained.result.losses
+    extra.update(train_s=round(trained.seconds, 1), first_loss=losses[0], last_loss=losses[-1])
+    rows = evaluate(args, trained.result.adapter_dir) + kept_rows(trained.kept, args.seq_len)
+    write_part(args, job, {**extra, "job_s": round(time.perf_counter() - t0, 1)}, rows)
+    for snap, n in at.items():
+        if n not in trained.snapshots:  # the dense part is written: a resume trains NAME@N on its own
+            raise RuntimeError(f"{job} saved no adapter after step {n}; run {snap} with --no-snapshots.")
+        t_eval = time.perf_counter()
+        rows = evaluate(args, snapshot_dir(run_dir(args, job), n))
+        ended = trained.snapshots[n]
+        # What a job of its own would have measured: its training to step N (the load and steps 1..N of this
+        # run), then its evaluation; the final save such a run makes (well under a second) is left out.
+        snap_s = ended - t0 + time.perf_counter() - t_eval
+        snap_extra = dict(config=snap, steps=n, train_s=round(ended - t_train, 1), last_loss=losses[n - 1])
+        write_part(
+            args, job_name(snap, form, int(seed)), {**extra, **snap_extra, "job_s": round(snap_s, 1)}, rows
+        )
+
+
+def write_part(args, job: str, extra: dict, rows: list[dict]) -> None:
+    """`rows` with the job's columns `extra`, as its part file (atomically: a killed job leaves none)."""
     out = part_path(args.parts, job)
     tmp = out.with_suffix(".tmp")
     with tmp.open("w", newline="") as fh:
@@ -271,30 +358,38 @@ def run_job(args, job: str, env: dict) -> None:
 class Clock:
     """Per-job time estimates for --budget-s: a prior until jobs finish, then what they measured.
 
-    The prior: `step_s` per training step alone, plus `eval_s` per job, slowed by sharing the GPU with
-    `workers` processes at a throughput gain of `overlap` (several small trainings fill the GPU better).
+    A job costs its training steps plus its evaluations (one, and one per snapshot it evaluates, `plan`), an
+    evaluation counting as `eval_s / step_s` steps. The prior: `step_s` per step alone, slowed by sharing the
+    GPU with `workers` processes at a throughput gain of `overlap` (several small trainings fill the GPU better);
+    once jobs finished, their measured seconds per such step.
     """
 
-    def __init__(self, args, t0: float | None = None) -> None:
+    def __init__(
+        self, args, t0: float | None = None, plan: Mapping[str, Sequence[str]] | None = None
+    ) -> None:
         self.args, self.t0, self.done = args, time.perf_counter() if t0 is None else t0, []
+        self.plan = plan or {}
+
+    def units(self, job: str) -> float:
+        """The job's work in steps alone: its training steps and its evaluations."""
+        steps = parse_config(job.split(":")[0], self.args.steps)[1]
+        evals = 1 + len(self.plan.get(job, ()))
+        return steps + evals * self.args.eval_s / max(self.args.step_s, 1e-9)
 
     def estimate(self, job: str) -> float:
-        steps = parse_config(job.split(":")[0], self.args.steps)[1]
-        share = max(1.0, self.args.workers / self.args.overlap)
         if not self.done:
-            return (steps * self.args.step_s + self.args.eval_s) * share
-        per_step = sum(s for s, _ in self.done) / max(1, sum(n for _, n in self.done))
-        return per_step * max(steps, 1)
+            share = max(1.0, self.args.workers / self.args.overlap)
+            return self.units(job) * self.args.step_s * share
+        return sum(s for s, _ in self.done) / sum(u for _, u in self.done) * self.units(job)
 
     def record(self, job: str, seconds: float) -> None:
-        steps = parse_config(job.split(":")[0], self.args.steps)[1]
-        self.done.append((seconds, max(steps, 1)))
+        self.done.append((seconds, self.units(job)))
 
     def elapsed(self) -> float:
         return time.perf_counter() - self.t0
 
 
-def main(argv: list[str] | None = None) -> int:
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--configs", nargs="+", default=["dense", "default"])
     ap.add_argument("--forms", nargs="+", choices=FORMS, default=list(FORMS))
@@ -322,31 +417,60 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--eval-s", type=float, default=30, help="prior: seconds of evaluation per job, alone")
     ap.add_argument("--overlap", type=float, default=3, help="prior: throughput gain of the worker processes")
     ap.add_argument("--reference", default="dense", help="the config every other is compared with")
+    ap.add_argument(
+        "--no-snapshots",
+        action="store_true",
+        help="train every dense@N on its own, not from the dense run's adapter after step N",
+    )
     ap.add_argument("--work", type=Path, default=Path("runs/suite"))
     ap.add_argument("--parts", type=Path, help="one CSV per finished job (default: <out stem>.parts/)")
     ap.add_argument("--out", type=Path, default=Path("benchmarks/results/suite_smollm2.csv"))
     ap.add_argument("--only", help=argparse.SUPPRESS)  # one job, in a worker process
+    ap.add_argument("--snapshots", nargs="+", default=[], help=argparse.SUPPRESS)  # the --only job's NAME@N
     args = ap.parse_args(argv)
-    t0 = time.perf_counter()  # --budget-s counts from here: making the data is part of the device call
     args.parts = args.parts or args.out.with_name(args.out.stem + ".parts")
+    return args
+
+
+def main(argv: list[str] | None = None) -> int:
+    t0 = time.perf_counter()  # --budget-s counts from here: making the data is part of the device call
+    args = parse_args(argv)
     if args.only:
-        run_job(args, args.only, provenance(argv))
+        run_job(args, args.only, provenance(argv), args.snapshots)
         return 0
     for spec in args.configs:
         parse_config(spec, args.steps)  # refuse a typo before any work
     suite_config(args)  # and a bad --suite
     args.parts.mkdir(parents=True, exist_ok=True)
-    jobs = [j for j in jobs_of(args) if not part_path(args.parts, j).exists()]
-    skipped = len(jobs_of(args)) - len(jobs)
+    pending = [j for j in jobs_of(args) if not part_path(args.parts, j).exists()]
+    plan = snapshot_plan(args, pending)
+    covered = set(covered_jobs(plan))
+    jobs = [j for j in pending if j not in covered]
     write_data(args)  # before anything touches CUDA: it forks the processes that make the data
     env = provenance(argv)
-    clock = Clock(args, t0)
+    clock = Clock(args, t0, plan)
     total = sum(clock.estimate(j) for j in jobs) / max(1, min(args.workers, len(jobs)))
     print(
-        f"suite: {len(jobs)} jobs to run ({skipped} done before), about {clock.estimate(jobs[0]) if jobs else 0:.0f} s "
-        f"each with {args.workers} workers (prior), about {total:.0f} s in all",
+        f"suite: {len(jobs)} jobs to run ({len(jobs_of(args)) - len(pending)} done before, {len(covered)} "
+        f"evaluated from another job's snapshot), about {clock.estimate(jobs[0]) if jobs else 0:.0f} s each "
+        f"with {args.workers} workers (prior), about {total:.0f} s in all",
         flush=True,
     )
+    left = launch(args, jobs, plan, clock, env, argv)
+    left += covered_jobs({j: plan[j] for j in left if j in plan})  # not launched: their snapshots neither
+    write_report(args.parts, args.out, FIELDS, args.reference, suite_config(args).families)
+    print(
+        f"suite: {len(pending) - len(left)} jobs run, {len(left)} left, in {clock.elapsed():.0f} s; {args.out}",
+        flush=True,
+    )
+    return 0
+
+
+def launch(
+    args, jobs: list[str], plan: Mapping[str, Sequence[str]], clock: Clock, env: dict, argv
+) -> list[str]:
+    """Run `jobs` in worker processes within --budget-s, the report rebuilt as each ends; returns the jobs
+    not launched."""
 
     def may_launch(job: str) -> bool:
         est = clock.estimate(job)
@@ -365,21 +489,12 @@ def main(argv: list[str] | None = None) -> int:
             clock.record(job, seconds)
         write_report(args.parts, args.out, FIELDS, args.reference, suite_config(args).families)
 
+    def command(job: str) -> list[str]:
+        snaps = ["--snapshots", *plan[job]] if plan.get(job) else []
+        return [*base, "--only", job, *snaps]
+
     base = [sys.executable, sys.argv[0], *(argv if argv is not None else sys.argv[1:])]
-    left = run_workers(
-        jobs,
-        lambda j: [*base, "--only", j],
-        args.workers,
-        {"LEMO_COMMIT": env["commit"]},
-        on_done,
-        may_launch,
-    )
-    write_report(args.parts, args.out, FIELDS, args.reference, suite_config(args).families)
-    print(
-        f"suite: {len(jobs) - len(left)} jobs run, {len(left)} left, in {clock.elapsed():.0f} s; {args.out}",
-        flush=True,
-    )
-    return 0
+    return run_workers(jobs, command, args.workers, {"LEMO_COMMIT": env["commit"]}, on_done, may_launch)
 
 
 if __name__ == "__main__":

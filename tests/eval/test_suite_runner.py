@@ -1,17 +1,25 @@
-"""The suite's summary (mean, standard error, suite mean, ties) and its runner's config parsing and resume."""
+"""The suite's summary (mean, standard error, suite mean, ties) and its runner's config parsing and resume; its
+snapshots: the dense job saves its adapter after step N and writes dense@N's part file, which is what a dense@N
+job of its own would have trained and written (docs/suite.md)."""
 
 from __future__ import annotations
 
+import csv
 import math
 import sys
 from pathlib import Path
 from types import SimpleNamespace
 
 import pytest
+import torch
 
 from lemo.eval.suite_summary import SUITE, mean_se, summarize, verdict
 
 QUALITY = Path(__file__).resolve().parents[2] / "benchmarks" / "quality"
+# Columns that depend on the weights (or say which run they are); the timings and provenance are the runs' own.
+SAME = (
+    "config", "form", "seed", "steps", "metric", "family", "eval_len", "value", "n", "first_loss", "last_loss",
+)  # fmt: skip
 
 
 @pytest.fixture(scope="module")
@@ -108,13 +116,12 @@ def test_clock_uses_the_prior_then_measured_time(suite_mod):
     args = SimpleNamespace(steps=60, workers=6, overlap=3, step_s=1.5, eval_s=30)
     clock = suite_mod.Clock(args)
     assert clock.estimate("dense:sup:0") == pytest.approx((60 * 1.5 + 30) * 2)
-    clock.record("dense:sup:0", 300.0)
-    assert clock.estimate("dense@30:sup:1") == pytest.approx(150.0)
+    clock.record("dense:sup:0", 300.0)  # 60 steps and an evaluation worth 30 / 1.5 = 20 steps
+    assert clock.estimate("dense@30:sup:1") == pytest.approx(300.0 / 80 * 50)
+    assert clock.estimate("base:sup:0") == pytest.approx(300.0 / 80 * 20)  # evaluated only, not free
 
 
 def test_report_rebuilds_csv_summary_and_plot_from_parts(suite_mod, tmp_path):
-    import csv
-
     from suite_report import write_report
 
     parts = tmp_path / "parts"
@@ -191,3 +198,148 @@ def test_work_folder_refuses_data_made_with_other_settings(suite_mod, tmp_path):
     args.suite = '{"multikey_keys": 3}'
     with pytest.raises(SystemExit, match="other settings"):
         suite_mod.check_stamp(args)
+
+
+def _args(suite_mod, tmp_path: Path, *extra: str):
+    paths = ["--work", str(tmp_path / "work"), "--out", str(tmp_path / "out.csv")]
+    return suite_mod.parse_args([*paths, *extra])
+
+
+def test_the_dense_job_covers_dense_at_n_of_its_form_and_seed(suite_mod, tmp_path):
+    configs = ["dense", "dense@48", "dense@52", "default", "default@48", "dense@60", "base"]
+    args = _args(suite_mod, tmp_path, "--configs", *configs, "--forms", "sup", "--seeds", "0", "1")
+    jobs = suite_mod.jobs_of(args)
+    plan = suite_mod.snapshot_plan(args, jobs)
+    # Sparse configs train on their own (their kept-evidence rows are their run's); dense@60 is not below --steps.
+    assert plan == {f"dense:sup:{s}": ["dense@48", "dense@52"] for s in (0, 1)}
+    assert sorted(suite_mod.covered_jobs(plan)) == [
+        "dense@48:sup:0", "dense@48:sup:1", "dense@52:sup:0", "dense@52:sup:1",
+    ]  # fmt: skip
+    # Resume after a call cut off between dense's part file and dense@48's: dense@48 trains on its own.
+    pending = [j for j in jobs if j not in ("dense:sup:1", "dense@52:sup:1")]
+    assert suite_mod.snapshot_plan(args, pending) == {"dense:sup:0": ["dense@48", "dense@52"]}
+    args.no_snapshots = True
+    assert suite_mod.snapshot_plan(args, jobs) == {}
+
+
+def test_main_launches_the_dense_job_with_its_snapshots_and_resumes(suite_mod, tmp_path, monkeypatch):
+    """main's orchestration with the workers and the data stubbed: what it launches, with which command."""
+    launched: list[list[str]] = []
+
+    def fake_workers(jobs, command, workers, env, on_done, may_launch):
+        launched.extend(command(j) for j in jobs)
+        return []
+
+    monkeypatch.setattr(suite_mod, "run_workers", fake_workers)
+    monkeypatch.setattr(suite_mod, "write_data", lambda args: None)
+    argv = ["--configs", "dense", "dense@48", "--forms", "sup", "--seeds", "0", "--work", str(tmp_path / "w")]
+    argv += ["--out", str(tmp_path / "out.csv")]
+    suite_mod.main(argv)
+    (cmd,) = launched  # one job, not two
+    worker = suite_mod.parse_args(cmd[2:])  # the worker process parses what it is given
+    assert worker.only == "dense:sup:0" and worker.snapshots == ["dense@48"]
+
+    parts = tmp_path / "out.parts"
+    (parts / "dense_sup_0.csv").write_text("config\n")  # dense done, dense@48 missing (the job was killed)
+    launched.clear()
+    suite_mod.main(argv)
+    (cmd,) = launched
+    assert suite_mod.parse_args(cmd[2:]).only == "dense@48:sup:0" and "--snapshots" not in cmd
+
+    (parts / "dense_sup_0.csv").unlink()
+    launched.clear()
+    suite_mod.main([*argv, "--no-snapshots"])
+    assert [suite_mod.parse_args(c[2:]).only for c in launched] == ["dense:sup:0", "dense@48:sup:0"]
+    assert not any("--snapshots" in c for c in launched)
+
+
+def test_clock_counts_the_snapshot_evaluations(suite_mod):
+    args = SimpleNamespace(steps=60, workers=6, overlap=3, step_s=1.5, eval_s=30)
+    clock = suite_mod.Clock(args, plan={"dense:sup:0": ["dense@48", "dense@52"]})
+    assert clock.estimate("dense:sup:0") == pytest.approx((60 * 1.5 + 3 * 30) * 2)
+    assert clock.estimate("dense:sup:1") == pytest.approx((60 * 1.5 + 30) * 2)
+    clock.record("dense:sup:0", 200.0)  # 60 steps and 3 evaluations of 20 steps each: 120 steps alone
+    assert clock.estimate("dense@30:sup:1") == pytest.approx(200.0 / 120 * 50)
+
+
+def _tiny_pipeline(suite_mod, monkeypatch, tiny_model_dir: Path) -> None:
+    """The suite's pipeline (data, training, evaluation, part files) on the tiny Llama with SmolLM2's tokenizer:
+    the trainings and evaluations run in seconds on a CPU, where SmolLM2's take minutes."""
+    from lemo.integrations.peft import load_adapter
+    from lemo.integrations.transformers.loading import load_model
+
+    setup = suite_mod.setup_config
+    tiny = str(tiny_model_dir)
+    monkeypatch.setattr(suite_mod, "setup_config", lambda *a, **kw: setup(*a, model=tiny, **kw))
+
+    def eval_model(adapter):
+        model, tok = load_model(tiny_model_dir, dtype=torch.float32, rope_scaling="yarn", rope_factor=2.0)
+        return (model if adapter is None else load_adapter(model, adapter)), tok
+
+    monkeypatch.setattr(suite_mod, "load_eval_model", eval_model)
+
+
+@pytest.fixture
+def one_thread():
+    """Tiny matrices gain nothing from a second thread, and on a loaded 2-core box two OpenMP threads spend most
+    of the run waiting for each other (a 3-step job: 14 s with 2 threads, 2 s with 1)."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+def _rows(path: Path) -> list[tuple]:
+    with path.open(newline="") as fh:
+        return [tuple(r[c] for c in SAME) for r in csv.DictReader(fh)]
+
+
+def test_snapshot_is_the_adapter_of_a_separate_n_step_run(
+    suite_mod, tiny_model_dir, tmp_path, monkeypatch, one_thread
+):
+    """One dense job of 20 steps writes dense@3's and dense@5's part files from its own run; a dense@3 job of its
+    own trains the same adapter bit for bit and writes the same rows. --steps 20 makes the warm-up 2 steps: a
+    3-step run with its own warm-up (1 step) would differ."""
+    from safetensors.torch import load_file
+
+    _tiny_pipeline(suite_mod, monkeypatch, tiny_model_dir)
+    knobs = '{"families": ["multikey"], "multikey_keys": 1}'
+    common = ["--configs", "dense", "dense@3", "dense@5", "--forms", "sup", "--seeds", "0", "--steps", "20"]
+    common += ["--seq-len", "128", "--rows", "4", "--eval-lengths", "128", "--questions", "2"]
+    common += ["--suite", knobs, "--ppl-lengths", "64", "--ppl-windows", "1", "--lr", "1e-2"]
+    args = _args(suite_mod, tmp_path, *common, "--parts", str(tmp_path / "parts"))
+    args.parts.mkdir()
+    suite_mod.write_data(args)
+    suite_mod.run_job(args, "dense:sup:0", {}, ["dense@3", "dense@5"])
+    alone = _args(suite_mod, tmp_path, *common, "--parts", str(tmp_path / "alone"))
+    alone.parts.mkdir()
+    suite_mod.run_job(alone, "dense@3:sup:0", {})  # the same work folder: the same data
+
+    assert sorted(p.name for p in (tmp_path / "parts").iterdir()) == [
+        "dense_at_3_sup_0.csv", "dense_at_5_sup_0.csv", "dense_sup_0.csv",
+    ]  # fmt: skip
+    runs = tmp_path / "work" / "runs"
+    weights = {
+        name: load_file(str(folder / "adapter_model.safetensors"))
+        for name, folder in [
+            ("snap3", runs / "dense_sup_0" / "adapter-step-3"),
+            ("snap5", runs / "dense_sup_0" / "adapter-step-5"),
+            ("full", runs / "dense_sup_0" / "adapter"),
+            ("alone3", runs / "dense_at_3_sup_0" / "adapter"),
+        ]
+    }
+    assert weights["snap3"].keys() == weights["alone3"].keys() and len(weights["snap3"]) > 0
+    assert all(torch.equal(weights["snap3"][k], weights["alone3"][k]) for k in weights["alone3"])
+    for other in ("snap5", "full"):  # the snapshots are the run on its way, not its end
+        assert not all(torch.equal(weights["snap3"][k], weights[other][k]) for k in weights["snap3"])
+
+    snap_rows = _rows(tmp_path / "parts" / "dense_at_3_sup_0.csv")
+    alone_rows = _rows(tmp_path / "alone" / "dense_at_3_sup_0.csv")
+    assert snap_rows == alone_rows and {r[SAME.index("metric")] for r in snap_rows} >= {"exact_match", "ppl"}
+    with (tmp_path / "parts" / "dense_at_5_sup_0.csv").open(newline="") as fh:
+        five = list(csv.DictReader(fh))
+    with (tmp_path / "parts" / "dense_sup_0.csv").open(newline="") as fh:
+        full = list(csv.DictReader(fh))
+    assert {r["steps"] for r in five} == {"5"} and {r["config"] for r in five} == {"dense@5"}
+    # The time to step 5 is part of the whole run's training time.
+    assert 0 < float(five[0]["train_s"]) <= float(full[0]["train_s"])
