@@ -15,11 +15,12 @@ the layer input alone, and the recompute and backward cost scale with the kept s
 
 scorer="gradient": the rows whose output gradient is large are those whose update moves the loss most (for a
 retrieval answer, the gradient reaches the evidence rows from the labelled positions through the attention of the
-layers above). Each block scores the per-row L2 norms of grad_out over its rows (`GRADIENT_REDUCE`); the same
-rules as every mode then choose (`lemo.sparsity.selection.select_blocks`: sink/local, evidence and labelled
-blocks first, `random_fraction` of random blocks). Nothing beyond h is saved for it: the priority tiers are [nb]
-bools made at forward time (the label and evidence masks are gone by backward). The selection is stored in the
-backward pass, so `lemo.stats` and `SparsityState.last` show it after `loss.backward()`, not after the forward.
+layers above). A block's score is the largest per-row L2 norm of grad_out among its rows (`GRADIENT_REDUCE`);
+the same rules as every mode then choose (`lemo.sparsity.selection.select_blocks`: sink/local, evidence and
+labelled blocks first, `random_fraction` of random blocks). Nothing beyond h is saved for it: the priority tiers
+are [nb] bools made at forward time (the label and evidence masks are gone by backward). The selection is stored
+in the backward pass, so `lemo.stats` and `SparsityState.last` show it after `loss.backward()`, not after the
+forward (a hook that reads selections when the forward ends sees none of this step's).
 """
 
 from __future__ import annotations
@@ -39,9 +40,11 @@ from lemo.sparsity.selection import fitting, full_rows, priority_tiers, select_b
 from lemo.sparsity.state import Selection, SparsityState
 from lemo.sparsity.supervision import MAX_QUERIES, attention_received, spread
 
-# How a block's rows' gradient norms make its score for scorer="gradient": "sum" (the gradient mass the block's
-# updates carry) or "max" (its largest row: a fact is a few tokens of a 64-token block).
-GRADIENT_REDUCE: Literal["sum", "max"] = "sum"
+# How a block's rows' gradient norms make its score for scorer="gradient": "max" (its largest row: a fact is a few
+# tokens of a 64-token block) or "sum" (the gradient mass the block's updates carry). Measured on the suite's rows
+# (benchmarks/results/suite_bias_gradient_cpu.csv): a tie on prompt/completion rows, and on plain text "sum" keeps
+# filler over evidence (every row's gradient carries its own next-token loss, which the sum adds up 64 times).
+GRADIENT_REDUCE: Literal["max", "sum"] = "max"
 
 
 @dataclass
@@ -246,7 +249,7 @@ class _KeptBackward(torch.autograd.Function):
 
 
 def gradient_block_scores(
-    norms: torch.Tensor, cu_seqlens: list[int], block_size: int, reduce: Literal["sum", "max"] = "sum"
+    norms: torch.Tensor, cu_seqlens: list[int], block_size: int, reduce: Literal["max", "sum"] = "max"
 ) -> list[torch.Tensor]:
     """Per segment, [nb] block scores from the per-row gradient norms [Na] of all segments (one reduction for
     all of them: a row's block is its index inside its segment // block_size, after the earlier segments' blocks).
