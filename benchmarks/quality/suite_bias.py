@@ -3,10 +3,15 @@
 The suite's generator knows which prompt spans every answer needs (`record["evidence"]`), so a selector can be
 judged without training: per sparse layer, the share of evidence blocks it keeps against the share of the other
 unlabelled blocks (filler). Random selection keeps both at the keep ratio; a selector that finds what the loss
-depends on keeps evidence blocks more often. Forward passes only (training mode, no gradient), on the untrained
-model or on an adapter (`--adapter`, e.g. one the suite trained: the signal must hold under training too).
+depends on keeps evidence blocks more often. Forward passes (training mode, no gradient), on the untrained
+model or on an adapter (`--adapter`, e.g. one the suite trained: the signal must hold under training too); the
+gradient scorer chooses in the backward pass, so its selectors run one backward per row (the weights frozen,
+the gradient taken to the input embeddings only: the selection reads dL/d layer output, which needs no weight
+gradient).
 
     python benchmarks/quality/suite_bias.py --rows 4 --seq-len 16384 --out benchmarks/results/suite_bias.csv
+    python benchmarks/quality/suite_bias.py --rows 2 --seq-len 4096 --suite '{"preset": "v1"}' \
+        --out benchmarks/results/suite_bias_gradient_cpu.csv        # the CPU table (suite_bias_cpu.csv's rows)
 """
 
 from __future__ import annotations
@@ -21,14 +26,17 @@ import torch
 from common import provenance  # benchmarks/quality/common.py, beside this script
 
 import lemo
+import lemo.sparsity.backward as backward_elimination
 from lemo.assets import austen_split, smollm2_dir
+from lemo.config import SuiteConfig
 from lemo.eval.evidence import record_evidence
-from lemo.eval.suite import SuiteConfig
 from lemo.eval.suite_rows import text_form, training_rows
 from lemo.integrations.peft import load_adapter
 from lemo.integrations.transformers.loading import load_model
 from lemo.ops import blocks_with_any
 
+# Not a SparsityConfig field: the gradient scorer's block reduction, set for the one selector that names it.
+REDUCE = "gradient_reduce"
 # name: SparsityConfig fields. Keep 0.6 everywhere, the default's sparse layers ("auto").
 SELECTORS: dict[str, dict] = {
     "random + labels": {"elimination": "backward", "random_fraction": 1.0},
@@ -38,6 +46,15 @@ SELECTORS: dict[str, dict] = {
         "elimination": "backward",
         "scorer": "supervision",
         "random_fraction": 0.25,
+    },
+    "gradient": {"elimination": "backward", "scorer": "gradient", "random_fraction": 0.0},
+    "gradient + 0.25 random": {"elimination": "backward", "scorer": "gradient", "random_fraction": 0.25},
+    # the other block reduction of the per-row gradient norms (lemo.sparsity.backward.GRADIENT_REDUCE)
+    "gradient, block sum": {
+        "elimination": "backward",
+        "scorer": "gradient",
+        "random_fraction": 0.0,
+        REDUCE: "sum",
     },
 }
 FIELDS = ["selector", "form", "layer", "kept_evidence", "kept_filler", "evidence_blocks", "filler_blocks",
@@ -58,11 +75,15 @@ def block_masks(
     return ids, n_prompt, ev, ~(ev | blocks_with_any(tail, block))
 
 
-def measure(model, records: list[dict], tokenizer, device, keep: float) -> list[dict]:
+def measure(model, records: list[dict], tokenizer, device, keep: float, names: list[str]) -> list[dict]:
     """Per selector, form and layer: kept share of evidence and of filler blocks, pooled over the rows."""
     out = []
-    for name, fields in SELECTORS.items():
+    library_reduce = backward_elimination.GRADIENT_REDUCE
+    for name in names:
+        fields = dict(SELECTORS[name])
+        reduce = fields.pop(REDUCE, library_reduce)
         lemo.apply(model, lemo.SparsityConfig(keep_ratio=keep, **fields))
+        backward_elimination.GRADIENT_REDUCE = reduce
         for form in ("sup", "text"):
             tally: dict[int, list[int]] = {}
             for rec in records:
@@ -71,8 +92,7 @@ def measure(model, records: list[dict], tokenizer, device, keep: float) -> list[
                 labels = x.clone()
                 if form == "sup":
                     labels[:, :n_prompt] = -100  # prompt/completion: the answers alone carry labels
-                with torch.no_grad():
-                    model(input_ids=x, labels=labels)
+                _select(model, x, labels, fields.get("scorer") == "gradient")
                 for layer, s in lemo.stats(model).items():
                     kept = torch.zeros(ev.numel(), dtype=torch.bool)
                     kept[torch.tensor(s["blocks"][0], dtype=torch.long)] = True
@@ -84,8 +104,19 @@ def measure(model, records: list[dict], tokenizer, device, keep: float) -> list[
             for layer, (ke, ne, kf, nf) in sorted(tally.items()):
                 out.append({"selector": name, "form": form, "layer": layer, "kept_evidence": ke / max(ne, 1),
                             "kept_filler": kf / max(nf, 1), "evidence_blocks": ne, "filler_blocks": nf})  # fmt: skip
+        backward_elimination.GRADIENT_REDUCE = library_reduce
         lemo.remove(model)
     return out
+
+
+def _select(model, x: torch.Tensor, labels: torch.Tensor, in_backward: bool) -> None:
+    """One training-mode pass over the row x [1, T], so every sparse layer selects: the forward alone, or with
+    `in_backward` (the gradient scorer) the forward and a backward to the input embeddings."""
+    if not in_backward:
+        with torch.no_grad():
+            model(input_ids=x, labels=labels)
+        return
+    model(input_ids=x, labels=labels).loss.backward()
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -98,6 +129,7 @@ def main(argv: list[str] | None = None) -> int:
         "--suite", default="", help='SuiteConfig knobs as JSON over a preset, e.g. \'{"preset": "v1"}\''
     )
     ap.add_argument("--out", type=Path, default=Path("benchmarks/results/suite_bias.csv"))
+    ap.add_argument("--selectors", nargs="+", choices=list(SELECTORS), default=list(SELECTORS))
     args = ap.parse_args(argv)
     env = provenance(argv)
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
@@ -105,12 +137,17 @@ def main(argv: list[str] | None = None) -> int:
     model, tok = load_model(smollm2_dir(), dtype=dtype, device=device, rope_scaling="yarn", rope_factor=2.0)
     if args.adapter is not None:
         model = load_adapter(model, args.adapter).to(device)
-    model.train()  # selection runs in training mode; no gradient is taken
+    model.train()  # selection runs in training mode
+    # No weight gradient is needed (the gradient scorer reads dL/d layer output): freeze the weights, and let the
+    # backward start from the input embeddings' output so it reaches every layer.
+    for p in model.parameters():
+        p.requires_grad_(False)
+    model.enable_input_require_grads()
     train, _ = austen_split()
     knobs = json.loads(args.suite or "{}")
     suite = SuiteConfig.from_preset(knobs.pop("preset", "v2"), **knobs)
     records = training_rows(train, tok, args.seq_len, args.rows, seed=99, cfg=suite)
-    rows = measure(model, records, tok, device, args.keep_ratio)
+    rows = measure(model, records, tok, device, args.keep_ratio, args.selectors)
     args.out.parent.mkdir(parents=True, exist_ok=True)
     with args.out.open("w", newline="") as fh:
         w = csv.DictWriter(fh, fieldnames=FIELDS, extrasaction="ignore")

@@ -58,7 +58,8 @@ CONFIGS = {
     # +tiled-attn: the whole layer but the attention core in row tiles (tile_attention)
     "exact+offload+tiled-attn": ("all", True, False, None, {"offload": "cpu", **TILE_ALL}),
     "lemo+offload+tiled-attn": ("all", True, True, "tokens", {**DEFAULT, "offload": "cpu", **TILE_ALL}),
-    # backward elimination (exact forward, the kept rows' backward): random blocks, and the supervision scorer
+    # backward elimination (exact forward, the kept rows' backward): random blocks, the supervision scorer, and
+    # the gradient scorer
     "lemo-bwd+gc": (
         "all",
         True,
@@ -72,6 +73,14 @@ CONFIGS = {
         True,
         "tokens",
         {"elimination": "backward", "label_priority": True, "scorer": "supervision", "random_fraction": 0.25},
+    ),
+    # rows chosen in each layer's backward by the loss gradient at its output (75% of the free budget, 25% random)
+    "lemo-bwd-grad+gc": (
+        "all",
+        True,
+        True,
+        "tokens",
+        {"elimination": "backward", "label_priority": True, "scorer": "gradient", "random_fraction": 0.25},
     ),
     # learned predictors instead of the oracle (untrained, artifact shape: time and memory do not depend on values)
     "lemo-pred+gc": ("all", True, True, "dense", {"scorer": "predictor"}),
@@ -146,7 +155,8 @@ def configure(
         )
         predictors = None
         if cfg.scorer == "predictor":
-            from lemo.predictor import PredictorConfig, PredictorSet
+            from lemo.config import PredictorConfig
+            from lemo.predictor import PredictorSet
 
             mc = model.config
             head = mc.hidden_size // mc.num_attention_heads
