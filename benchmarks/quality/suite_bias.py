@@ -37,25 +37,17 @@ from lemo.ops import blocks_with_any
 
 # Not a SparsityConfig field: the gradient scorer's block reduction, set for the one selector that names it.
 REDUCE = "gradient_reduce"
+BWD = {"elimination": "backward"}
 # name: SparsityConfig fields. Keep 0.6 everywhere, the default's sparse layers ("auto").
 SELECTORS: dict[str, dict] = {
-    "random + labels": {"elimination": "backward", "random_fraction": 1.0},
-    "column sums (paper's oracle)": {"elimination": "backward", "scorer": "oracle", "random_fraction": 0.0},
-    "supervision": {"elimination": "backward", "scorer": "supervision", "random_fraction": 0.0},
-    "supervision + 0.25 random": {
-        "elimination": "backward",
-        "scorer": "supervision",
-        "random_fraction": 0.25,
-    },
-    "gradient": {"elimination": "backward", "scorer": "gradient", "random_fraction": 0.0},
-    "gradient + 0.25 random": {"elimination": "backward", "scorer": "gradient", "random_fraction": 0.25},
+    "random + labels": {**BWD, "random_fraction": 1.0},
+    "column sums (paper's oracle)": {**BWD, "scorer": "oracle", "random_fraction": 0.0},
+    "supervision": {**BWD, "scorer": "supervision", "random_fraction": 0.0},
+    "supervision + 0.25 random": {**BWD, "scorer": "supervision", "random_fraction": 0.25},
+    "gradient": {**BWD, "scorer": "gradient", "random_fraction": 0.0},
+    "gradient + 0.25 random": {**BWD, "scorer": "gradient", "random_fraction": 0.25},
     # the other block reduction of the per-row gradient norms (lemo.sparsity.backward.GRADIENT_REDUCE)
-    "gradient, block sum": {
-        "elimination": "backward",
-        "scorer": "gradient",
-        "random_fraction": 0.0,
-        REDUCE: "sum",
-    },
+    "gradient, block sum": {**BWD, "scorer": "gradient", "random_fraction": 0.0, REDUCE: "sum"},
 }
 FIELDS = ["selector", "form", "layer", "kept_evidence", "kept_filler", "evidence_blocks", "filler_blocks",
           "rows", "seq_len", "keep_ratio", "adapter", "suite", "gpu", "torch", "transformers", "commit", "timestamp",
