@@ -51,7 +51,9 @@ suite)
     assemble
     P=/root/suite_parts
     python benchmarks/quality/suite_parts.py unpack "$P" .stage/suite_parts.tar .stage/suite_parts
-    SUITE_CONFIGS=${SUITE_CONFIGS:-dense dense@48 default supervision backward-supervision oracle}
+    # dense@N come from the dense jobs themselves (snapshots): equal-GPU-time baselines for step-time ratios 0.8 and
+    # 0.87 cost one evaluation each.
+    SUITE_CONFIGS=${SUITE_CONFIGS:-dense dense@48 dense@52 default backward-gradient backward-supervision oracle}
     rc=0
     # shellcheck disable=SC2086
     python benchmarks/quality/suite.py --configs $SUITE_CONFIGS --forms ${FORMS:-sup text} --seeds ${SEEDS:-0 1 2} \
