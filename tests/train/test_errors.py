@@ -1,6 +1,5 @@
 """Bad input and a hostile machine end in `lemo finetune: error: ...` naming the fix, never a traceback."""
 
-import argparse
 import logging
 import shutil
 import sys
@@ -89,15 +88,6 @@ def test_full_disk_during_a_checkpoint_save(tmp_path, monkeypatch):
         save_checkpoint(tmp_path, 3, {"trainable": {"w": torch.zeros(2)}})
     assert str(tmp_path) in str(err.value) and "--output-dir" in str(err.value)
     assert list(tmp_path.iterdir()) == []  # the half-written temp folder is gone
-
-
-def test_lora_targets_comma_separated():
-    from lemo.cli.args import build_parser, config_from_args
-    from lemo.config import load_yaml
-
-    parser = build_parser(argparse.ArgumentParser(), FinetuneConfig)
-    cfg = config_from_args(FinetuneConfig, parser.parse_args(["--lora-targets", "q_proj,v_proj"]), load_yaml)
-    assert cfg.lora.targets == ["q_proj", "v_proj"]
 
 
 def test_warnings_for_lengths_that_cannot_work(caplog):

@@ -151,24 +151,6 @@ def test_corrupt_checkpoint_is_reported_with_the_fix(tiny_model_dir, text_file, 
     assert "trainable.safetensors is corrupt" in err and "delete" in err
 
 
-def test_yaml_config_and_flags_merge(tmp_path):
-    import argparse
-
-    from lemo.cli.args import build_parser, config_from_args
-    from lemo.config import load_yaml
-
-    (tmp_path / "c.yaml").write_text(
-        "seq_len: 2048\nlora: {rank: 4}\nsparsity: {keep_ratio: 0.3, mlp: tokens}\n"
-    )
-    parser = build_parser(argparse.ArgumentParser(), FinetuneConfig)
-    ns = parser.parse_args(
-        ["--config", str(tmp_path / "c.yaml"), "--keep-ratio", "0.5,0.6", "--lora-alpha", "4"]
-    )
-    cfg = config_from_args(FinetuneConfig, ns, load_yaml)
-    assert (cfg.seq_len, cfg.lora.rank, cfg.lora.alpha) == (2048, 4, 4.0)
-    assert cfg.sparsity.keep_ratio == [0.5, 0.6] and cfg.sparsity.mlp == "tokens"
-
-
 def test_every_config_preset_loads():
     from lemo.config import load_yaml
 

@@ -8,9 +8,9 @@ import sys
 
 from lemo import api
 from lemo.cli import bench
-from lemo.cli.args import build_parser, config_from_args
-from lemo.config import CalibrateConfig, DataConfig, EvalConfig, FinetuneConfig, PlanConfig, load_yaml
+from lemo.config import CalibrateConfig, DataConfig, EvalConfig, FinetuneConfig, PlanConfig
 from lemo.train.interrupt import TrainingInterrupted
+from lemo.utils.argparser import build_parser, config_from_args
 
 COMMANDS = {
     "finetune": (FinetuneConfig, api.finetune, "LoRA fine-tuning on long texts with token elimination"),
@@ -65,7 +65,7 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     cls, fn, _ = COMMANDS[ns._command]
     try:
-        cfg = config_from_args(cls, ns, load_yaml)
+        cfg = config_from_args(cls, ns)
         result = fn(cfg)
     except (ValueError, OSError, RuntimeError, ArithmeticError) as err:  # ArithmeticError: a NaN loss
         print(f"lemo {ns._command}: error: {err}", file=sys.stderr)

@@ -13,6 +13,8 @@ expensive kind of error.
     calibrate.py  CalibrateConfig: `lemo calibrate`
     eval.py       EvalConfig: `lemo eval`; DataConfig: `lemo data`
     suite.py      SuiteConfig: the capability suite's difficulty knobs
+    flags.py      Flag: a field's command-line exceptions (`Annotated[T, Flag(...)]`), read by the CLI generator
+                  (lemo.utils.argparser), and the parse functions of per-layer values and layer sets
     load.py       DictConfig (the shared base), from_dict, load_yaml and type coercion
     checks.py     the validation helpers; docs.py: field docs for help()
 """
@@ -21,6 +23,7 @@ from lemo.config.calibrate import CalibrateConfig
 from lemo.config.docs import document_fields, field_docs
 from lemo.config.eval import DataConfig, EvalConfig
 from lemo.config.finetune import FinetuneConfig
+from lemo.config.flags import Flag
 from lemo.config.load import DictConfig, from_dict, load_yaml
 from lemo.config.lora import LoraSettings
 from lemo.config.plan import PlanConfig
@@ -50,6 +53,7 @@ __all__ = [
     "DictConfig",
     "EvalConfig",
     "FinetuneConfig",
+    "Flag",
     "LoraSettings",
     "PlanConfig",
     "PredictorConfig",

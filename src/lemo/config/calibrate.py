@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Annotated
 
+from lemo.config.flags import Flag
 from lemo.config.load import DictConfig
 from lemo.config.predictor import PredictorTrainingConfig
 from lemo.config.sparsity import SparsityConfig
@@ -29,9 +31,13 @@ class CalibrateConfig(DictConfig):
     write_config: str | None = None
     """With --budget: write the chosen `sparsity:` section into this YAML (read by `lemo finetune --config`)."""
     dtype: str = "auto"
+    """"auto" (bf16 on GPU, fp32 on CPU), "bf16" or "fp32": the model's weights and activations."""
     device: str = "auto"
-    sparsity: SparsityConfig = field(default_factory=SparsityConfig)
-    calibration: PredictorTrainingConfig = field(default_factory=PredictorTrainingConfig)
+    """"auto", "cpu", "cuda" or "cuda:N"."""
+    sparsity: Annotated[SparsityConfig, Flag(prefix="")] = field(default_factory=SparsityConfig)
+    calibration: Annotated[PredictorTrainingConfig, Flag(prefix="")] = field(
+        default_factory=PredictorTrainingConfig
+    )
 
     def __post_init__(self) -> None:
         self._build_sections()

@@ -34,8 +34,17 @@ def _own_field_docs(cls: type) -> dict[str, tuple[str, str]]:
             continue
         if isinstance(b, ast.Expr) and isinstance(b.value, ast.Constant) and isinstance(b.value.value, str):
             default = "" if a.value is None or isinstance(a.value, ast.Call) else f" = {ast.unparse(a.value)}"
-            out[a.target.id] = (ast.unparse(a.annotation) + default, inspect.cleandoc(b.value.value))
+            kind = ast.unparse(_type_of(a.annotation)) + default
+            out[a.target.id] = (kind, inspect.cleandoc(b.value.value))
     return out
+
+
+def _type_of(annotation: ast.expr) -> ast.expr:
+    """`T` of `Annotated[T, Flag(...)]` (command-line metadata, lemo.config.flags); other annotations as written."""
+    a = annotation
+    if isinstance(a, ast.Subscript) and isinstance(a.value, ast.Name) and a.value.id == "Annotated":
+        return a.slice.elts[0] if isinstance(a.slice, ast.Tuple) else a.slice
+    return a
 
 
 def field_docs(cls: type) -> dict[str, tuple[str, str]]:

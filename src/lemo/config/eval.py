@@ -32,8 +32,11 @@ class EvalConfig(DictConfig):
     rope_scaling: str | None = None
     """RoPE scaling the model was fine-tuned with ("linear", "yarn", "dynamic")."""
     rope_factor: float = 1.0
+    """RoPE scaling factor the model was fine-tuned with (with --rope-scaling)."""
     dtype: str = "auto"
+    """"auto" (bf16 on GPU, fp32 on CPU), "bf16" or "fp32"."""
     device: str = "auto"
+    """"auto", "cpu", "cuda" or "cuda:N"."""
     output: str | None = None
     """Write the results to this file: JSON (perplexity); with --task, .json or .csv by suffix, else both."""
     task: str | None = None

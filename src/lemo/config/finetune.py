@@ -5,9 +5,10 @@ from __future__ import annotations
 import importlib.util
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Literal
+from typing import Annotated, Literal
 
 from lemo.config.checks import check_positive
+from lemo.config.flags import Flag
 from lemo.config.load import DictConfig
 from lemo.config.lora import LoraSettings
 from lemo.config.sparsity import SparsityConfig
@@ -57,6 +58,7 @@ class FinetuneConfig(DictConfig):
     lr: float = 2e-4
     """Peak learning rate (AdamW)."""
     weight_decay: float = 0.0
+    """AdamW weight decay of the adapter."""
     warmup_steps: int = 5
     """Linear warm-up steps (from 0), then the --lr-schedule."""
     lr_schedule: Literal["constant", "linear", "cosine"] = "constant"
@@ -84,7 +86,7 @@ class FinetuneConfig(DictConfig):
     liger: bool = False
     """Patch the model with Liger-Kernel's fused RoPE, RMSNorm and SwiGLU (and its fused loss where lemo's
     segmented loss is off) before lemo; lemo's own layers then run them too. Needs `pip install 'lemo[liger]'`."""
-    sparsity: SparsityConfig = field(default_factory=SparsityConfig)
+    sparsity: Annotated[SparsityConfig, Flag(prefix="")] = field(default_factory=SparsityConfig)
     predictors: str | None = None
     """Predictor directory from `lemo calibrate` (with --scorer predictor)."""
     output_dir: str = "runs/lemo"
@@ -97,6 +99,7 @@ class FinetuneConfig(DictConfig):
     """Start afresh in an output_dir that holds a run: the old run is moved aside (renamed to
     `<output_dir>.old-<timestamp>`), never deleted. Ignored with --resume."""
     seed: int = 0
+    """Seed of the adapter's initialisation, the data order and the randomly kept blocks."""
     eval_lengths: list[int] = field(default_factory=list)
     """Context lengths for held-out perplexity before and after training (empty: none)."""
     eval_windows: int = 2

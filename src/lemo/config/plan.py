@@ -5,10 +5,11 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 from lemo.config.checks import check_positive, flag
 from lemo.config.finetune import FinetuneConfig
+from lemo.config.flags import Flag
 from lemo.config.load import DictConfig
 from lemo.config.lora import LoraSettings
 from lemo.config.sparsity import SparsityConfig
@@ -33,7 +34,7 @@ class PlanConfig(DictConfig):
     sparse: bool = True
     """Token elimination on (lemo; --sparse-layers none keeps it exact with the segmented loss) or off (plain
     LoRA with the model's own loss)."""
-    sparsity: SparsityConfig = field(default_factory=SparsityConfig)
+    sparsity: Annotated[SparsityConfig, Flag(prefix="")] = field(default_factory=SparsityConfig)
     labelled_fraction: float = 1.0
     """Share of positions that carry a label (plain text: 1; prompt/completion data: the completion's share).
     Only labelled positions reach the LM head."""

@@ -83,8 +83,11 @@ class PredictorTrainingConfig(DictConfig):
     lr: float = 1e-3
     """Peak AdamW learning rate (the artifact's 2e-5 is for unnormalised bf16 maps; ours are normalised)."""
     weight_decay: float = 0.0
+    """AdamW weight decay."""
     betas: tuple[float, float] = (0.9, 0.95)
+    """AdamW betas (two numbers: --betas 0.9 0.95)."""
     warmup_steps: int = 20
+    """Linear warm-up steps of the learning rate, then the --schedule."""
     schedule: str = "cosine"
     """"constant" (the artifact) or "cosine" (decays to 10% of lr; converges better in few steps)."""
     max_grad_norm: float = 1.0
@@ -121,6 +124,7 @@ class PredictorTrainingConfig(DictConfig):
     max_chunks: int | None = None
     """Use at most this many training chunks (None: all the texts give)."""
     seed: int = 0
+    """Seed of the predictors' initialisation and of the order of training chunks."""
     progress: bool = True
     """Show tqdm progress bars."""
     plot_layers: int = 3

@@ -6,9 +6,10 @@ token blocks. Validation happens in `__post_init__` and every message names the 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 from lemo.config.checks import check_choice, check_fraction
+from lemo.config.flags import Flag, layer_set, per_layer
 from lemo.config.load import DictConfig
 
 SelectionMode = Literal["ratio", "threshold"]
@@ -46,13 +47,13 @@ class SparsityConfig(DictConfig):
 
     block_size: int = 64
     """Tokens per block; scores and selection work on blocks of this many tokens."""
-    keep_ratio: float | list[float] = 0.6
+    keep_ratio: Annotated[float | list[float], Flag(parse=per_layer)] = 0.6
     """Fraction of blocks kept per sparse layer (`selection="ratio"`); one value or one per sparse layer."""
-    sparse_layers: str | list[int] = "auto"
+    sparse_layers: Annotated[str | list[int], Flag(parse=layer_set)] = "auto"
     """Layers that eliminate tokens: "auto" (L//2-1 .. L-2), "all", "none", or explicit layer indices."""
     selection: SelectionMode = "ratio"
     """"ratio": top blocks up to keep_ratio (predictable memory); "threshold": I_n >= threshold * max I."""
-    threshold: float | list[float] = 0.1
+    threshold: Annotated[float | list[float], Flag(parse=per_layer)] = 0.1
     """Relative threshold for `selection="threshold"`; one value or one per sparse layer."""
     sink_blocks: int = 1
     """Leading blocks always kept (attention sinks)."""
