@@ -10,7 +10,7 @@ from typing import Annotated, Literal
 import pytest
 
 from lemo.cli.__main__ import COMMANDS
-from lemo.config import FinetuneConfig, Flag, LoraSettings
+from lemo.config import BenchConfig, FinetuneConfig, Flag, LoraSettings
 from lemo.config.flags import layer_set, per_layer
 from lemo.utils.argparser import add_flags, build_parser, config_from_args
 
@@ -138,8 +138,10 @@ def test_lora_targets_comma_separated():
     assert cfg.lora.targets == ["q_proj", "v_proj"] and isinstance(cfg.lora, LoraSettings)
 
 
-@pytest.mark.parametrize("command", sorted(COMMANDS))
+@pytest.mark.parametrize("command", [*sorted(COMMANDS), "bench"])
 def test_every_flag_of_every_command_explains_itself(command):
-    parser = build_parser(argparse.ArgumentParser(), COMMANDS[command][0])
+    parser = build_parser(
+        argparse.ArgumentParser(), COMMANDS[command][0] if command in COMMANDS else BenchConfig
+    )
     bare = [a.option_strings for a in parser._actions if not (a.help or "").split("(default:")[0].strip()]
     assert not bare, f"lemo {command}: flags without a field docstring: {bare}"

@@ -13,7 +13,7 @@ import lemo
 from lemo.bench.model import build_model
 from lemo.bench.step import model_tflop
 from lemo.cli.__main__ import main
-from lemo.config import SparsityConfig
+from lemo.config import BenchConfig, SparsityConfig
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -42,18 +42,53 @@ def test_help_is_the_benchmarks_own(capsys):
     assert "--shape" in out and "--lengths" in out and "--configs" in out and "--model" in out
 
 
-def test_defaults_are_the_products(monkeypatch):
+def test_defaults_are_the_products(monkeypatch, capsys):
     """`lemo bench` measures what a user gets: SparsityConfig()'s keep ratio and backend, read from the dataclass."""
+    import lemo.config.bench
     from lemo.bench import run
 
     args = run.parse_args([])
     assert (args.keep_ratio, args.backend) == (SparsityConfig().keep_ratio, SparsityConfig().backend)
-    assert args.backend == "auto"
-    # New library defaults move the benchmark's with them: nothing is repeated in its parser.
+    assert args.backend == "auto" and args == BenchConfig()
+    # New library defaults move the benchmark's with them: nothing is repeated in its config or flags.
     moved = dataclasses.replace(SparsityConfig(), keep_ratio=0.55, backend="triton")
-    monkeypatch.setattr(run, "SparsityConfig", lambda: moved)
+    monkeypatch.setattr(lemo.config.bench, "SparsityConfig", lambda: moved)
     args = run.parse_args([])
     assert (args.keep_ratio, args.backend) == (0.55, "triton")
+    with pytest.raises(SystemExit):
+        main(["bench", "--help"])
+    assert "Kept fraction of the lemo configs; the default is SparsityConfig's. (default: 0.55)" in " ".join(
+        capsys.readouterr().out.split()
+    )
+
+
+def test_the_flags_are_bench_configs_fields(capsys):
+    """One generator for every command: each BenchConfig field is a flag with its docstring as help, the
+    shape and config names are lemo.bench's, and a bad value is a usage error or a one-line error naming the fix."""
+    from lemo.bench import run
+    from lemo.bench.configs import CONFIGS
+
+    argv = ["--model", "m", "--lengths", "128", "256", "--configs", "exact", "lemo", "--mode", "longest"]
+    argv += ["--cap-gib", "40", "--probe-lengths", "64", "--warmup-layers", "few", "--out", "x.csv"]
+    assert run.parse_args(argv) == BenchConfig(
+        model="m", lengths=[128, 256], configs=["exact", "lemo"], mode="longest", cap_gib=40.0,
+        probe_lengths=[64], warmup_layers="few", out="x.csv",
+    )  # fmt: skip
+    with pytest.raises(SystemExit):
+        main(["bench", "--help"])
+    text = " ".join(capsys.readouterr().out.split())
+    for f in dataclasses.fields(BenchConfig):
+        assert "--" + f.name.replace("_", "-") in text
+    assert "--model DIR Benchmark this local HF model directory" in text
+    assert "Choices: lora, lora+gc, exact," in text and "(default: ['lora', 'lemo'])" in text
+    assert run.parse_args(["--configs", *CONFIGS]).configs == list(CONFIGS)
+    with pytest.raises(SystemExit):
+        main(["bench", "--configs", "lemo-fast"])
+    assert "argument --configs: invalid choice: 'lemo-fast'" in capsys.readouterr().err
+    assert main(["bench", "--steps", "0"]) == 2
+    assert capsys.readouterr().err == "lemo bench: error: --steps 0 must be a positive integer.\n"
+    with pytest.raises(ValueError, match="--configs lemo-fast: unknown"):
+        run.benchmark(BenchConfig(configs=["lemo-fast"]))
 
 
 def test_plot_help(capsys):

@@ -14,6 +14,7 @@ import lemo.config
 from lemo.cli import entry
 from lemo.cli.__main__ import main
 from lemo.config import (
+    BenchConfig,
     CalibrateConfig,
     DataConfig,
     EvalConfig,
@@ -55,7 +56,7 @@ def test_every_public_name_imports():
 
 def test_every_config_class_is_in_lemo_config():
     expected = {
-        CalibrateConfig, DataConfig, EvalConfig, FinetuneConfig, LoraSettings, PlanConfig, PredictorConfig,
+        BenchConfig, CalibrateConfig, DataConfig, EvalConfig, FinetuneConfig, LoraSettings, PlanConfig, PredictorConfig,
         PredictorTrainingConfig, SparsityConfig, SuiteConfig,
     }  # fmt: skip
     assert set(lemo.config.CONFIGS) == expected and set(lemo.config.__all__) >= {c.__name__ for c in expected}

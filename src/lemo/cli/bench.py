@@ -3,8 +3,9 @@
     lemo bench [flags]          -> lemo.bench.run.main(flags)    (`lemo bench --help` lists them)
     lemo bench plot [flags]     -> lemo.bench.plot.main(flags)
 
-The flags are handed over unparsed (the benchmark's parser owns them, --help included); this module only
-dispatches and turns the benchmark's expected failures into one-line errors, as every lemo subcommand does.
+The flags are handed over unparsed: lemo.bench.run parses them (--help included) into a `BenchConfig` with the
+generator every command uses (lemo.utils.argparser). This module only dispatches and turns the benchmark's
+expected failures into one-line errors, as every lemo subcommand does.
 """
 
 from __future__ import annotations

@@ -13,12 +13,14 @@ expensive kind of error.
     calibrate.py  CalibrateConfig: `lemo calibrate`
     eval.py       EvalConfig: `lemo eval`; DataConfig: `lemo data`
     suite.py      SuiteConfig: the capability suite's difficulty knobs
+    bench.py      BenchConfig: `lemo bench`
     flags.py      Flag: a field's command-line exceptions (`Annotated[T, Flag(...)]`), read by the CLI generator
                   (lemo.utils.argparser), and the parse functions of per-layer values and layer sets
     load.py       DictConfig (the shared base), from_dict, load_yaml and type coercion
     checks.py     the validation helpers; docs.py: field docs for help()
 """
 
+from lemo.config.bench import BenchConfig
 from lemo.config.calibrate import CalibrateConfig
 from lemo.config.docs import document_fields, field_docs
 from lemo.config.eval import DataConfig, EvalConfig
@@ -42,12 +44,14 @@ CONFIGS = (
     EvalConfig,
     DataConfig,
     SuiteConfig,
+    BenchConfig,
 )
 """Every config class, for tests and tools that walk them all."""
 
 __all__ = [
     "CONFIGS",
     "PAPER_FIELDS",
+    "BenchConfig",
     "CalibrateConfig",
     "DataConfig",
     "DictConfig",
