@@ -194,3 +194,36 @@ def test_kept_shares_become_rows_that_the_summary_keeps(quality):
     raw = [{**r, "config": "oracle", "form": "sup", "seed": s} for s in (0, 1) for r in rows]
     out = {r["metric"]: r for r in summarize(raw, list(FAMILIES))}
     assert out["kept_evidence"]["mean"] == pytest.approx(0.9) and out["kept_filler"]["verdict"] == "n/a"
+
+
+def test_kept_meter_sees_selections_made_in_the_backward_pass(tiny_model_dir, tok, austen_dir):
+    """scorer="gradient" chooses after the forward hook has run: the meter settles them at the next forward."""
+    from transformers import AutoModelForCausalLM
+
+    import lemo
+    from lemo.eval.evidence import EvidenceTable, KeptMeter, record_evidence
+    from lemo.eval.suite_rows import training_rows
+    from lemo.ops import blocks_with_any
+
+    text = (austen_dir / "emma.txt").read_text(encoding="utf-8")[:60_000]
+    records = training_rows([text], tok, 1024, 1, seed=7, cfg=SuiteConfig(**SMALL))
+    model = AutoModelForCausalLM.from_pretrained(tiny_model_dir)
+    cfg = dict(block_size=64, keep_ratio=0.5, elimination="backward", scorer="gradient", random_fraction=0.0)
+    lemo.apply(model, lemo.SparsityConfig(**cfg))
+    meter = KeptMeter(EvidenceTable(records, tok))
+    meter.install(model)
+    ids, mask = record_evidence(records[0], tok)
+    x = torch.tensor(ids)[None]  # [1, T]
+    model.train()
+    model(input_ids=x, labels=x).loss.backward()
+    assert meter.evidence == []  # nothing chosen before the backward
+    ev = blocks_with_any(mask, 64)  # [nb]
+    want = []
+    for s in lemo.stats(model).values():  # the backward's choices, by hand
+        k = torch.zeros_like(ev)
+        k[s["blocks"][0]] = True
+        want.append(float((k & ev).sum() / ev.sum()))
+    with torch.no_grad():
+        model(input_ids=torch.roll(x, 1, dims=1))  # the next forward settles the last one's backward
+    assert meter.summary()["forwards"] == 1 and want
+    assert meter.evidence[-1] == pytest.approx(sum(want) / len(want))

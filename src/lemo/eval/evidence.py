@@ -129,12 +129,17 @@ class KeptMeter:
         self.filler: list[float] = []
         self._rows: list[tuple[torch.Tensor, int] | None] = []
         self._before: dict[int, object] = {}
+        # scorer="gradient" chooses in the backward pass, after the forward hook: the rows of the last forward and
+        # the selections as that hook left them, settled at the next forward or at `summary`.
+        self._pending: tuple[list, dict[int, object]] | None = None
+        self._state: Any = None
 
     def install(self, model: nn.Module) -> list[torch.utils.hooks.RemovableHandle]:
         """Hooks on `model` (lemo applied, final: after LoRA) that record every training forward."""
-        state = sparsity_state(model)
+        state = self._state = sparsity_state(model)
 
         def pre(module: nn.Module, args: tuple, kwargs: dict) -> None:
+            self._settle()
             input_ids = kwargs.get("input_ids", args[0] if args else None)
             known = module.training and input_ids is not None
             self._rows = self.table.lookup(input_ids) if known else []
@@ -142,13 +147,29 @@ class KeptMeter:
             self._before = dict(state.last)
 
         def post(_module: nn.Module, _args: tuple, _output: Any) -> None:
-            fresh = {k: v for k, v in state.last.items() if self._before.get(k) is not v}
+            fresh = self._fresh(self._before)
             self._record(fresh, state.config.block_size)
+            self._pending = (self._rows, dict(state.last))
 
         return [
             model.register_forward_pre_hook(pre, with_kwargs=True),
             model.register_forward_hook(post),
         ]
+
+    def _fresh(self, before: dict[int, object]) -> dict[int, Any]:
+        return {k: v for k, v in self._state.last.items() if before.get(k) is not v}
+
+    def _settle(self) -> None:
+        """Record the selections made in the backward pass of the last forward (scorer="gradient")."""
+        if self._pending is None:
+            return
+        rows, before = self._pending
+        self._pending = None
+        fresh = self._fresh(before)
+        if fresh:
+            current, self._rows = self._rows, rows
+            self._record(fresh, self._state.config.block_size)
+            self._rows = current
 
     def _record(self, selections: dict[int, Any], block: int) -> None:
         for b, row in enumerate(self._rows):
@@ -172,6 +193,7 @@ class KeptMeter:
 
     def summary(self) -> dict[str, float]:
         """{"kept_evidence", "kept_filler": means over the recorded forwards, "forwards"}; {} if none."""
+        self._settle()
         if not self.evidence:
             return {}
         n = len(self.evidence)
