@@ -61,12 +61,10 @@ def _evaluate_task(cfg: EvalConfig, model: Any, tokenizer: Any, docs: list[str])
         cfg.lengths,
         cfg.depths,
         cfg.samples,
-        seed=cfg.seed,
         n_keys=cfg.n_keys,
         modes=cfg.modes,
-        n_values=cfg.n_values,
-        n_hops=cfg.n_hops,
         n_chains=cfg.n_chains,
+        **_task_options(cfg),
     )
     print(result.format_table())
     if cfg.output:
@@ -78,6 +76,11 @@ def _evaluate_task(cfg: EvalConfig, model: Any, tokenizer: Any, docs: list[str])
             print(f"wrote {p}")
     _plot(cfg, result)
     return result
+
+
+def _task_options(cfg: EvalConfig | DataConfig) -> dict[str, int]:
+    """The task generator's options that `lemo eval --task` and `lemo data` share: the same names, the same rows."""
+    return {"seed": cfg.seed, "n_values": cfg.n_values, "n_hops": cfg.n_hops}
 
 
 def _plot(cfg: EvalConfig, result: CapabilityResult) -> None:
@@ -129,9 +132,7 @@ def make_task_data(cfg: DataConfig) -> Path:
         cfg.seq_len,
         cfg.rows,
         keys_per_row=cfg.keys,
-        seed=cfg.seed,
-        n_values=cfg.n_values,
-        n_hops=cfg.n_hops,
+        **_task_options(cfg),
     )
     out.parent.mkdir(parents=True, exist_ok=True)
     with out.open("w", encoding="utf-8") as fh:
