@@ -12,6 +12,7 @@ import json
 
 import pytest
 import torch
+from torch.utils._python_dispatch import _disable_current_modes
 
 import lemo
 from lemo.bench.storages import LiveStorages
@@ -85,6 +86,22 @@ def measured_step_peak(
     return mode.peak
 
 
+@pytest.fixture(autouse=True)
+def _causal_bias_outside_the_mode(monkeypatch):
+    """The reference kept-queries attention (backward elimination) builds a CausalBias, a tensor subclass without
+    storage of its own, which cannot be made while a dispatch mode runs: make it outside the counting mode."""
+    import lemo.ops.sparse_attention.reference as reference
+
+    make = reference.causal_lower_right
+
+    def outside(*args):
+        with _disable_current_modes():
+            return make(*args)
+
+    monkeypatch.setattr(reference, "causal_lower_right", outside)
+
+
+BACKWARD_ALL = {"elimination": "backward", "sparse_layers": "all"}
 CASES = {
     # name: (gradient checkpointing, lemo SparsityConfig or None for plain PEFT LoRA)
     "lora": (False, None),
@@ -97,6 +114,16 @@ CASES = {
     "lemo+gc tiled": (True, {"tile_tokens": 256}),
     "lemo+gc tiled attention": (True, {"tile_tokens": 256, "tile_attention": True}),
     "exact offload tiled": (True, {"sparse_layers": "none", "offload": "cpu", "tile_tokens": 256}),
+    # backward elimination: the last (dense) layer's backward sets the peak with the default layers; with every
+    # layer sparse, a sparse layer's recompute does (K/V of every row, the kept rows' q and MLP).
+    "backward": (True, {"elimination": "backward"}),
+    "backward all layers": (True, BACKWARD_ALL),
+    "backward all keep 0.3 no gc": (False, {**BACKWARD_ALL, "keep_ratio": 0.3}),
+    "backward all tiled": (True, {**BACKWARD_ALL, "tile_tokens": 256}),
+    "backward all tiled attention offload": (
+        True,
+        {**BACKWARD_ALL, "tile_tokens": 256, "tile_attention": True, "offload": "cpu"},
+    ),
 }
 
 

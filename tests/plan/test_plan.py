@@ -98,7 +98,7 @@ def test_tiling_bounds_the_mlp_working_set():
 
 def test_sdpa_backward_term_is_the_measured_one():
     # benchmarks/plan/attention_backward_probe.py on the H200: one HF layer of the Llama-3-8B shape.
-    from lemo.plan.memory import sdpa_backward
+    from lemo.plan.saved import sdpa_backward
     from lemo.plan.shapes import SHAPES
 
     rows = list(csv.DictReader((ROOT / "benchmarks" / "results" / "attention_backward_probe.csv").open()))

@@ -6,7 +6,7 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
-    from lemo.config import PlanConfig
+    from lemo.config import PlanConfig, SparsityConfig
     from lemo.plan.core import Plan
 
 TILE = 8192  # the tile suggested when the MLP working set sets the peak
@@ -28,22 +28,45 @@ def _settings(p: Plan) -> list[str]:
         return lines
     layers = s.resolve_layers(p.shape.layers)
     where = f"layers {layers[0]}-{layers[-1]}" if layers else "no layer"
+    if getattr(s, "elimination", "forward") == "backward":
+        # mlp, shared_selection and loss_tokens do not apply: every row runs every layer, the loss sees them all.
+        lines.append(
+            f"backward elimination on {where}: every row runs the forward, the backward recomputes "
+            f"{p.kept_fraction:.1%} of rows"
+        )
+        lines.append(f"kept rows: {_chooser(s)}; loss on every labelled position")
+    else:
+        lines.append(
+            f"elimination on {where} (kept {p.kept_fraction:.1%} of rows), mlp={s.mlp}, "
+            f"{'shared' if s.shared_selection else 'per-layer'} selection, loss on {s.loss_tokens} positions"
+        )
     lines.append(
-        f"elimination on {where} (kept {p.kept_fraction:.1%} of rows), mlp={s.mlp}, "
-        f"{'shared' if s.shared_selection else 'per-layer'} selection, loss on {s.loss_tokens} positions, "
-        + (f"segmented loss (chunk {s.loss_chunk})" if s.segmented_loss else "the model's own loss")
+        (f"segmented loss (chunk {s.loss_chunk})" if s.segmented_loss else "the model's own loss")
         + f", offload={s.offload}, tile_tokens={s.tile_tokens}"
         + (", tiled attention" if getattr(s, "tile_attention", False) else "")
     )
     return lines
 
 
+def _chooser(s: SparsityConfig) -> str:
+    """How backward elimination's kept rows are chosen: the scorer and its share of the free budget."""
+    if s.random_fraction >= 1.0:
+        how = "random blocks"
+    else:
+        how = f"scorer={s.scorer}" + (f" + {s.random_fraction:.0%} random" if s.random_fraction > 0 else "")
+    if s.scorer == "gradient" and s.random_fraction < 1.0:
+        how += ", chosen in each layer's backward"
+    return how + (", labelled blocks first" if s.label_priority else "")
+
+
 def format_plan(p: Plan) -> str:
     out = ["lemo plan  " + _settings(p)[0], *("           " + line for line in _settings(p)[1:])]
     out.append(f"GPU peak (allocated)     {p.gpu_peak_gib:8.2f} GiB   at {p.phase}")
-    for name, gib in sorted(p.breakdown_gib.items(), key=lambda kv: -kv[1]):
-        if gib >= 0.005:
-            out.append(f"  {name:<30}{gib:8.2f} GiB")
+    shown = [
+        (name, gib) for name, gib in sorted(p.breakdown_gib.items(), key=lambda kv: -kv[1]) if gib >= 0.005
+    ]
+    width = max([30, *(len(name) + 1 for name, _ in shown)])
+    out.extend(f"  {name:<{width}}{gib:8.2f} GiB" for name, gib in shown)
     need = f"GPU need (+{p.config.margin:.1%} headroom) {p.gpu_need_gib:6.2f} GiB"
     if p.on_cpu:
         out.append(f"{need} on no GPU: a CPU run keeps the whole step in host memory")

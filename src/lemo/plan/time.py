@@ -5,6 +5,12 @@ Work of one step, summed over layers (rows: the rows each layer runs; sparse lay
   no weight gradient) + the recompute under checkpointing;
 - attention FLOPs: 2 x n^2 x heads x head_dim per forward (QK^T and PV, halved by the causal mask), with the
   backward counted as 2.5 forwards (flash: dQ, dK, dV and the recomputed P) and one more under checkpointing;
+- backward elimination (lemo/plan/backward.py): a sparse layer runs a dense forward of every row without a
+  graph, then recompute and input-gradient backward of K/V over every row and of q, o and the MLP over the kept
+  rows; its attention FLOPs are a full causal forward plus the kept share of it (kept queries against every key;
+  random blocks sit anywhere, so a kept query sees T/2 keys on average) in the recompute and 2.5x that in the
+  backward, all at the sparse-attention rate (lemo's varlen kernel in the forward; the kept-queries kernel, which
+  shares its helpers and has no measured rate of its own, after it); three sparse launches;
 - LM head FLOPs: 2 x scored rows x vocab x hidden, twice (HF: forward + backward; Triton: logits and the hidden
   gradient both in the forward), three times for the reference segmented loss (its chunks are checkpoints);
 - memory traffic: the bytes of saved activations, once per pass (norms, RoPE, casts, adds are bound by it);
@@ -16,11 +22,12 @@ The rates are fitted by least squares on relative error over the benchmark rows 
 from __future__ import annotations
 
 import dataclasses
-import math
 from dataclasses import dataclass
 
 from lemo.config import PlanConfig
-from lemo.plan.memory import MemoryEstimate, _layer_saved, backend, tile_attention
+from lemo.plan.backward import recompute_saved
+from lemo.plan.memory import LayerRows, MemoryEstimate, _layer_saved, scored_rows
+from lemo.plan.saved import attn_saved, backend, mlp_saved, tile_attention
 from lemo.plan.shapes import ModelShape
 
 FLASH_BACKWARD = 2.5  # flash-attention backward in forward-equivalents
@@ -75,17 +82,44 @@ class Work:
         ]
 
 
+def _eliminating_backward(
+    shape: ModelShape, r: LayerRows, cfg: PlanConfig, e: int
+) -> tuple[float, float, float]:
+    """(linear FLOPs, attention FLOPs, activation bytes) of one backward-elimination layer: forward of every row,
+    then recompute and input-gradient backward, K/V over every row and the rest over the kept rows. Tiles are
+    recomputed in their backward (`tile_attention`: every row-wise part; `tile_tokens`: the kept rows' MLP); the
+    no-grad forward's are not."""
+    rows, kept, tile = r.stored_rows, r.attn_rows, cfg.sparsity.tile_tokens
+    kv = 2 * shape.hidden * shape.kv_dim  # k_proj and v_proj weights
+    query = shape.attention_params() - kv  # q_proj and o_proj
+    attn_tiles = 1 if tile_attention(cfg) and rows > tile else 0
+    mlp_tiles = max(attn_tiles, 1 if 0 < tile < kept else 0)
+    lin = 2 * rows * (shape.attention_params() + shape.mlp_params())
+    lin += 2 * (rows * kv + kept * query) * (2 + attn_tiles) + 2 * kept * shape.mlp_params() * (2 + mlp_tiles)
+    n = rows / cfg.batch_size  # attention is quadratic per sequence
+    causal = 2 * n * n * shape.heads * shape.head_dim * cfg.batch_size
+    att = causal * (1 + kept / rows * (1 + FLASH_BACKWARD))
+    # The forward touches what a dense layer saves; recompute and backward what the recompute saves.
+    traffic = (attn_saved(shape, cfg.lora, e) + mlp_saved(shape, cfg.lora, e)) * rows
+    return lin, att, traffic + 2 * recompute_saved(shape, rows, kept, cfg, e)
+
+
 def work(shape: ModelShape, cfg: PlanConfig, mem: MemoryEstimate) -> Work:
     e = 2 if cfg.dtype == "bf16" else 4
     passes = 3 if cfg.checkpointing else 2
     attn_passes = 1 + FLASH_BACKWARD + (1 if cfg.checkpointing else 0)
     B = cfg.batch_size
-    lin = att = sparse_att = traffic = 0.0
+    lin = att = sparse_att = traffic = launches = sparse_launches = 0.0
     hd = shape.heads * shape.head_dim
     tile = cfg.sparsity.tile_tokens if cfg.sparse else 0
     off = {"tile_tokens": 0, **({"tile_attention": False} if hasattr(cfg.sparsity, "tile_attention") else {})}
     untiled = dataclasses.replace(cfg, sparsity=dataclasses.replace(cfg.sparsity, **off))
     for r in mem.layers:
+        if r.backward:
+            w = _eliminating_backward(shape, r, cfg, e)
+            lin, sparse_att, traffic = lin + w[0], sparse_att + w[1], traffic + w[2]
+            sparse_launches += 3  # forward, recompute, backward, whether or not checkpointing is on
+            continue
         # A tiled MLP runs once more: its backward recomputes each tile.
         mlp_passes = passes + (1 if 0 < tile < r.mlp_rows else 0)
         attn_lin_passes = passes + (
@@ -100,25 +134,14 @@ def work(shape: ModelShape, cfg: PlanConfig, mem: MemoryEstimate) -> Work:
         else:
             att += flop
         traffic += _layer_saved(shape, r, untiled, e) * passes  # tiling bounds, not removes, the traffic
-    scored = B * cfg.seq_len
+        if r.sparse:
+            sparse_launches += passes
+        else:
+            launches += passes
     sp = cfg.sparsity
-    segmented = cfg.sparse and sp.segmented_loss
-    sparse_rows = [r for r in mem.layers if r.sparse]
-    if segmented and sp.loss_tokens == "kept" and sparse_rows:
-        scored = sparse_rows[-1].attn_rows
-    scored = min(scored, math.ceil(cfg.labelled_fraction * B * cfg.seq_len))
-    head_passes = 3 if segmented and backend(cfg) == "reference" else 2
-    head = 2 * scored * shape.vocab * shape.hidden * head_passes
-    n_sparse = sum(r.sparse for r in mem.layers)
-    return Work(
-        lin,
-        att,
-        sparse_att,
-        head,
-        traffic,
-        float((shape.layers - n_sparse) * passes),
-        float(n_sparse * passes),
-    )
+    head_passes = 3 if cfg.sparse and sp.segmented_loss and backend(cfg) == "reference" else 2
+    head = 2 * scored_rows(cfg, mem.layers) * shape.vocab * shape.hidden * head_passes
+    return Work(lin, att, sparse_att, head, traffic, launches, sparse_launches)
 
 
 def step_seconds(w: Work, rates: Rates = H200) -> float:

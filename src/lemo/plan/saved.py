@@ -1,0 +1,110 @@
+"""Bytes per row (token) that one decoder layer keeps for backward and forms in it, from what autograd saves in an
+HF Llama layer with PEFT LoRA (adapters in fp32). Every memory term of the plan is built from these counts
+(lemo/plan/memory.py for dense layers and forward elimination, lemo/plan/backward.py for backward elimination).
+
+The attention sublayer is counted in two parts because backward elimination runs them over different rows:
+the K/V part (keys and values, what every row contributes) and the query part (queries, the attention output,
+the output projection's adapter). A dense layer runs both over all rows, and its input norm once.
+"""
+
+from __future__ import annotations
+
+from lemo.config import PlanConfig
+from lemo.plan.shapes import ModelShape
+
+LORA_BYTES = 4  # PEFT keeps adapters in fp32 (autocast_adapter_dtype) whatever the base dtype
+ATTN = ("q_proj", "k_proj", "v_proj", "o_proj")
+KV = ("k_proj", "v_proj")
+QUERY = ("q_proj", "o_proj")
+MLP = ("gate_proj", "up_proj", "down_proj")
+
+
+def lora_in(shape: ModelShape, lora, group: tuple[str, ...], e: int) -> float:
+    """Per-row bytes that LoRA adds to a sublayer's saved tensors: the input cast to fp32 that lora_A keeps
+    (one copy per adapter in bf16, none extra in fp32 where the input is saved anyway), and lora_A's output."""
+    extra = 0.0
+    for t in lora.targets:
+        if t not in group:
+            continue
+        fan_in, _ = shape.in_out(t)
+        extra += (LORA_BYTES * fan_in if e != LORA_BYTES else 0) + LORA_BYTES * lora.rank
+    return extra
+
+
+def normed_input(shape: ModelShape, lora, group: tuple[str, ...], e: int) -> float:
+    """Per-row bytes of an RMSNorm feeding the projections of `group`: its fp32 input, and in fp32 the normed
+    input that the adapters of the group share (in bf16 each adapter keeps its own fp32 copy: `lora_in`)."""
+    shared = e * shape.hidden if e == LORA_BYTES and any(t in lora.targets for t in group) else 0
+    return 4 * shape.hidden + shared
+
+
+def kv_saved(shape: ModelShape, lora, e: int) -> float:
+    """Bytes per key row: post-RoPE k and v, and the k/v adapters' inputs."""
+    return e * 2 * shape.kv_dim + lora_in(shape, lora, KV, e)
+
+
+def query_saved(shape: ModelShape, lora, e: int) -> float:
+    """Bytes per query row: post-RoPE q, the attention output (flash/SDPA/lemo's kernels save O(T), no T x T
+    matrix) and its fp32 log-sum-exp, and the q/o adapters' inputs."""
+    return e * 2 * shape.q_dim + 4 * shape.heads + lora_in(shape, lora, QUERY, e)
+
+
+def attn_saved(shape: ModelShape, lora, e: int) -> float:
+    """Bytes per row saved by the attention sublayer of a layer that runs every part over the same rows."""
+    return normed_input(shape, lora, ATTN[:3], e) + kv_saved(shape, lora, e) + query_saved(shape, lora, e)
+
+
+def mlp_saved(shape: ModelShape, lora, e: int) -> float:
+    """Bytes per row saved by the MLP sublayer: fp32 norm input, gate (SiLU input), SiLU(gate), up."""
+    return normed_input(shape, lora, MLP[:2], e) + 3 * e * shape.intermediate + lora_in(shape, lora, MLP, e)
+
+
+def mlp_grads(shape: ModelShape, e: int) -> float:
+    """Bytes per row of the MLP gradients formed in backward (d down-input, d SiLU, d gate/up): 3 x [rows, I]."""
+    return 3 * e * shape.intermediate
+
+
+def mlp_working(shape: ModelShape, rows: int, cfg: PlanConfig, e: int) -> dict[str, float]:
+    """The MLP sublayer's saved activations and the gradients its backward forms, over `rows` rows."""
+    tile = cfg.sparsity.tile_tokens if cfg.sparse else 0
+    if tile and rows > tile:
+        # Tiled MLP (lemo.memory.tiled_rows around the MLP): the fp32 norm input, the MLP's input and, in
+        # backward, that input's gradient span the rows; one tile's activations and gradients exist at a time.
+        per_tile = (mlp_saved(shape, cfg.lora, e) - 4 * shape.hidden + mlp_grads(shape, e)) * tile
+        return {"MLP (tiled)": per_tile + (4 * shape.hidden + 2 * e * shape.hidden) * rows}
+    return {"MLP activations+grads": (mlp_saved(shape, cfg.lora, e) + mlp_grads(shape, e)) * rows}
+
+
+def rmsnorm_backward(shape: ModelShape) -> float:
+    """Bytes per row alive while HF's RMSNorm (eager, in fp32) backpropagates: its fp32 input and five fp32
+    temporaries of its backward (pow, mean and the products), all alive at once (benchmarks/plan/plan_peak_probe.py
+    lists them at the peak of a CPU step with 8B proportions)."""
+    return 4 * shape.hidden + 5 * 4 * shape.hidden
+
+
+def norm_backward(shape: ModelShape, e: int) -> float:
+    """Bytes per row of a dense layer's post-attention norm backward: `rmsnorm_backward` and the gradients of the
+    MLP's input and of the residual stream. With the MLP tiled no other phase of the layer covers it."""
+    return rmsnorm_backward(shape) + 2 * e * shape.hidden
+
+
+def sdpa_backward(shape: ModelShape, e: int) -> float:
+    """Bytes per row that SDPA's (FlashAttention's) backward forms: the output's gradient, dq/dk/dv, an fp32 dq
+    accumulator and, with grouped KV heads, dk/dv per query head before the group sum. For the Llama-3-8B shape
+    that is 52 KiB per token, as measured (benchmarks/results/attention_backward_probe.csv)."""
+    grouped = 2 * e * shape.q_dim if shape.kv_dim < shape.q_dim else 0
+    return e * shape.q_dim + e * (shape.q_dim + 2 * shape.kv_dim) + 4 * shape.q_dim + grouped
+
+
+def tile_attention(cfg: PlanConfig) -> bool:
+    """Whether the attention sublayer is tiled too (`SparsityConfig.tile_attention`, where this lemo has it)."""
+    return bool(cfg.sparse and cfg.sparsity.tile_tokens and getattr(cfg.sparsity, "tile_attention", False))
+
+
+def backend(cfg: PlanConfig) -> str:
+    """The kernels the step will run: "auto" means Triton on a GPU (the planner does not ask whether Triton
+    is installed here: a plan is often made on another machine than the run)."""
+    choice = cfg.sparsity.backend
+    if choice == "auto":
+        return "triton" if cfg.device == "cuda" else "reference"
+    return choice
