@@ -141,6 +141,7 @@ class SparsityConfig(DictConfig):
                 setattr(self, name, list(value))
         check_fraction("mlp_keep", self.mlp_keep)
         check_fraction("random_fraction", self.random_fraction, allow_zero=True)
+        self._check_elimination()  # first: a scorer that needs another elimination mode names that fix first
         if self.scorer in ("predictor", "supervision", "gradient") and self.random_fraction >= 1.0:
             raise ValueError(
                 f"scorer={self.scorer!r} has no effect with random_fraction=1.0 (random blocks, no scoring: the "
@@ -152,7 +153,6 @@ class SparsityConfig(DictConfig):
             if not isinstance(v, int) or v < 0:
                 raise ValueError(f"{name}={v!r} must be a non-negative integer.")
         check_choice("offload", self.offload, ("none", "cpu"))
-        self._check_elimination()
         if not isinstance(self.tile_tokens, int) or self.tile_tokens < 0:
             raise ValueError(
                 f"tile_tokens={self.tile_tokens!r} must be a non-negative number of rows such as 8192 (0: untiled)."
@@ -182,7 +182,8 @@ class SparsityConfig(DictConfig):
             if self.scorer == "gradient":
                 raise ValueError(
                     "scorer='gradient' chooses rows in the backward pass, which only elimination='backward' has; "
-                    "pass elimination='backward' (--elimination backward) or another scorer."
+                    "pass elimination='backward' (--elimination backward, with a --random-fraction below 1 such as "
+                    "0.25) or another scorer."
                 )
             return
         if self.mlp == "channels":
