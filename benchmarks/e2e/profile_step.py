@@ -20,7 +20,7 @@ import torch
 from lemo.bench.configs import CONFIGS, configure
 from lemo.bench.model import SHAPES, build_model
 from lemo.bench.profile import profile_step, rows
-from lemo.bench.run import _append, environment
+from lemo.bench.run import append_row, environment
 from lemo.bench.step import run_one, train_labels
 from lemo.config import SparsityConfig
 
@@ -72,7 +72,7 @@ def main(argv: list[str] | None = None) -> int:
             summary = profile_step(_step(model, ids, labels, opt), trace, cuda=device.type == "cuda")
             keys = dict(config=name, shape=args.shape, seq_len=T, keep_ratio=args.keep_ratio)
             for row in rows(summary, **keys, completion=args.completion):
-                _append(args.out, FIELDS, {**row, **env})
+                append_row(args.out, FIELDS, {**row, **env})
             print(
                 f"{name} T={T}: step {summary['step_ms']:.0f} ms, idle {summary['idle_share']:.1%} "
                 f"in {summary['gaps']} gaps, {summary['launches']} launches, {summary['host_syncs']} host syncs",

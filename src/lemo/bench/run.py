@@ -127,9 +127,10 @@ LONGEST_FIELDS = [
 ]
 
 
-def _append(path: Path, fields: list[str], row: dict) -> None:
-    # One row at a time: a run cut short by a time limit keeps everything measured so far. An existing file keeps
-    # its own columns (older CSVs lack the newest ones), so its rows stay aligned.
+def append_row(path: Path, fields: list[str], row: dict) -> None:
+    """Append `row` to the CSV at `path` (header `fields` when new), one row at a time: a run cut short by a time
+    limit keeps everything measured so far. An existing file keeps its own columns (older CSVs lack the newest
+    ones), so its rows stay aligned."""
     new = not path.exists()
     if not new:
         with path.open(newline="") as fh:
@@ -219,7 +220,7 @@ def _run_all(model, run: SimpleNamespace, device: torch.device, world, shape: st
             row.update(common)
             if run.mode == "longest":
                 row.update(longest_length(model, name, run, device), cap_gib=run.cap_gib)
-                _append(out, LONGEST_FIELDS, row)
+                append_row(out, LONGEST_FIELDS, row)
                 _show(row, ("config", "longest_ok_T", "first_oom_T", "peak_alloc_gib", "median_step_s"))
                 continue
             _step_row(row, model, name, T, run, device)
@@ -227,7 +228,7 @@ def _run_all(model, run: SimpleNamespace, device: torch.device, world, shape: st
                 out_of_memory.add(name)
             if not world.is_main:
                 continue  # rank 0 writes the job's row
-            _append(out, FIELDS, row)
+            append_row(out, FIELDS, row)
             _show(
                 row,
                 (
