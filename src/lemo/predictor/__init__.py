@@ -9,7 +9,7 @@ budgeted keep-ratio search and the oracle serve any scorer, so they live in `lem
 from lemo.predictor.calibrate import evaluate_recall, map_loss, train_predictors
 from lemo.predictor.identity import ModelIdentity, weight_fingerprint
 from lemo.predictor.model import BlockPredictor, PredictorScorer, PredictorSet, load_predictor_set
-from lemo.predictor.recall import block_recall, kept_mask, mass_recall
+from lemo.predictor.recall import block_recall, kept_mask, mass_recall, recall
 from lemo.predictor.report import CalibrationReport
 from lemo.predictor.samples import CalibrationModel
 
@@ -26,6 +26,7 @@ __all__ = [
     "load_predictor_set",
     "map_loss",
     "mass_recall",
+    "recall",
     "train_predictors",
     "weight_fingerprint",
 ]

@@ -18,6 +18,8 @@ as the best one, even if it swapped near-ties.
 
 from __future__ import annotations
 
+from functools import partial
+
 import torch
 
 from lemo.ops import select_by_ratio
@@ -33,39 +35,39 @@ def kept_mask(
     return mask
 
 
-def block_recall(
+def recall(
     predicted: torch.Tensor,
     oracle: torch.Tensor,
     keep_ratio: float,
     sink_blocks: int = 1,
     local_blocks: int = 1,
     *,
+    measure: str = "blocks",
     include_forced: bool = False,
 ) -> float:
-    """Share of the oracle's kept blocks that the predictor also keeps (module docstring for the definition).
+    """How much of the oracle's choice the predictor's choice recovers (module docstring for the definitions).
 
     Args:
         predicted: [nb] predicted informativeness.
         oracle: [nb] oracle informativeness (`lemo.ops.block_scores`).
+        measure: "blocks", the share of the oracle's kept blocks that the predictor also keeps; or "mass", the
+            oracle informativeness of the predictor's kept blocks relative to the oracle's own.
         include_forced: count the always-kept sink/local blocks too (inflates recall; for comparison only).
     """
+    if measure not in ("blocks", "mass"):
+        raise ValueError(f"measure must be 'blocks' or 'mass', got {measure!r}.")
     kp, ko = _kept_pair(predicted, oracle, keep_ratio, sink_blocks, local_blocks, include_forced)
-    total = int(ko.sum())
-    return 1.0 if total == 0 else int((kp & ko).sum()) / total
-
-
-def mass_recall(
-    predicted: torch.Tensor,
-    oracle: torch.Tensor,
-    keep_ratio: float,
-    sink_blocks: int = 1,
-    local_blocks: int = 1,
-) -> float:
-    """Oracle informativeness of the predictor's choice relative to the oracle's own (unforced blocks)."""
-    kp, ko = _kept_pair(predicted, oracle, keep_ratio, sink_blocks, local_blocks, include_forced=False)
+    if measure == "blocks":
+        total = int(ko.sum())
+        return 1.0 if total == 0 else int((kp & ko).sum()) / total
     o = oracle.float().cpu()  # [nb]
     best = float(o[ko].sum())
     return 1.0 if best <= 0.0 else float(o[kp].sum()) / best
+
+
+# The two measures under their own names (the calibration report's columns).
+block_recall = partial(recall, measure="blocks")
+mass_recall = partial(recall, measure="mass")
 
 
 def _kept_pair(
