@@ -101,7 +101,11 @@ def test_choices_from_above_the_config_layer_are_checked_and_listed(capsys):
 def test_per_layer_values_and_layer_sets():
     assert per_layer("0.4") == 0.4 and per_layer("0.5,0.4,") == [0.5, 0.4]
     assert layer_set("auto") == "auto" and layer_set("10,11") == [10, 11]
-    for parse, text in ((per_layer, "a"), (per_layer, ","), (layer_set, "1-3")):
+    assert layer_set("15-18") == [15, 16, 17, 18] and layer_set("1, 3-4") == [1, 3, 4]
+    for bad in ("3-", "5-3", "a-b", "-1"):
+        with pytest.raises(ValueError, match="ranges such as"):
+            layer_set(bad)
+    for parse, text in ((per_layer, "a"), (per_layer, ","), (layer_set, "1-x")):
         with pytest.raises(ValueError):
             parse(text)
 
@@ -110,7 +114,11 @@ def test_bad_values_are_usage_errors_that_name_the_fix(capsys):
     parser = build_parser(argparse.ArgumentParser(prog="lemo finetune"), FinetuneConfig)
     for flag, word, message in (
         ("--keep-ratio", "half", "'half' is not a number or a comma-separated list of numbers"),
-        ("--sparse-layers", "top", "'top': use auto, all, none or comma-separated layer indices"),
+        (
+            "--sparse-layers",
+            "top",
+            "'top': use auto, all, none, or layer indices and ranges such as 10,11,12 or 15-30",
+        ),
         ("--steps", "ten", "invalid int value: 'ten'"),
         ("--mlp", "wide", "invalid choice: 'wide'"),
     ):

@@ -55,10 +55,19 @@ def per_layer(text: str) -> float | list[float]:
 
 
 def layer_set(text: str) -> str | list[int]:
-    """ "auto", "all", "none", or comma-separated layer indices "10,11,12" -> [10, 11, 12]."""
+    """ "auto", "all", "none", or layer indices and inclusive ranges: "10,11,12" or "10-12" -> [10, 11, 12]."""
     if text in ("auto", "all", "none"):
         return text
+    layers: list[int] = []
     try:
-        return [int(p) for p in text.split(",") if p.strip()]
+        for part in (p.strip() for p in text.split(",") if p.strip()):
+            first, dash, last = part.partition("-")  # "15-30" is a range; "15" a single layer
+            lo, hi = int(first), int(last if dash else first)
+            if hi < lo:
+                raise ValueError(part)
+            layers += range(lo, hi + 1)
     except ValueError:
-        raise ValueError(f"{text!r}: use auto, all, none or comma-separated layer indices") from None
+        raise ValueError(
+            f"{text!r}: use auto, all, none, or layer indices and ranges such as 10,11,12 or 15-30"
+        ) from None
+    return layers

@@ -50,7 +50,8 @@ class SparsityConfig(DictConfig):
     keep_ratio: Annotated[float | list[float], Flag(parse=per_layer)] = 0.6
     """Fraction of blocks kept per sparse layer (`selection="ratio"`); one value or one per sparse layer."""
     sparse_layers: Annotated[str | list[int], Flag(parse=layer_set)] = "auto"
-    """Layers that eliminate tokens: "auto" (L//2-1 .. L-2), "all", "none", or explicit layer indices."""
+    """Layers that eliminate tokens: "auto" (L//2-1 .. L-2), "all", "none", or layer indices and inclusive
+    ranges ("15-30" or "1,3-5" on the command line)."""
     selection: SelectionMode = "ratio"
     """"ratio": top blocks up to keep_ratio (predictable memory); "threshold": I_n >= threshold * max I."""
     threshold: Annotated[float | list[float], Flag(parse=per_layer)] = 0.1
