@@ -117,7 +117,7 @@ def test_bad_values_are_usage_errors_that_name_the_fix(capsys):
         (
             "--sparse-layers",
             "top",
-            "'top': use auto, all, none, or layer indices and ranges such as 10,11,12 or 15-30",
+            "'top': use auto, upper, all, none, or layer indices and ranges such as 10,11,12 or 15-30",
         ),
         ("--steps", "ten", "invalid int value: 'ten'"),
         ("--mlp", "wide", "invalid choice: 'wide'"),

@@ -16,6 +16,8 @@ def test_auto_layers_follow_the_artifact():
     assert SparsityConfig().resolve_layers(32) == list(range(15, 31))
     assert SparsityConfig().resolve_layers(30) == list(range(14, 29))
     assert SparsityConfig(sparse_layers="all").resolve_layers(4) == [0, 1, 2, 3]
+    # "upper" is "auto" plus the last layer (the one the artifact keeps dense)
+    assert SparsityConfig(sparse_layers="upper").resolve_layers(32) == list(range(15, 32))
     assert SparsityConfig(sparse_layers="none").resolve_layers(4) == []
     assert SparsityConfig(sparse_layers=[3, 1]).resolve_layers(4) == [1, 3]
 
@@ -54,7 +56,7 @@ def test_the_sparsity_state_resolves_per_layer_values_once():
         ({"selection": "topk"}, "use one of 'ratio', 'threshold'"),
         ({"block_size": 0}, "block_size=0 must be a positive integer"),
         ({"sink_blocks": -1}, "sink_blocks=-1 must be a non-negative integer"),
-        ({"sparse_layers": "half"}, "use 'auto', 'all', 'none' or a list"),
+        ({"sparse_layers": "half"}, "use 'auto', 'upper', 'all', 'none' or a list"),
         ({"sparse_layers": [1, 1]}, "distinct non-negative"),
         ({"loss_chunk": 0}, "loss_chunk=0"),
     ],

@@ -209,3 +209,15 @@ def test_shared_selection_keeps_the_same_blocks_in_every_sparse_layer(arch, chec
     model(input_ids=ids, labels=ids)
     per_layer = [s["blocks"] for s in lemo.stats(model).values()]
     assert per_layer[0] == blocks[0]  # the first layer chooses the same way in both modes
+
+
+def test_upper_layers_include_the_last_layer_and_train_it():
+    # sparse_layers="upper": the artifact's set plus the last layer (a lower GPU peak; docs/design.md)
+    model = lora(tiny_model("llama")).train()
+    ids = torch.randint(0, 256, (1, T))
+    lemo.apply(model, lemo.SparsityConfig(keep_ratio=0.4, sparse_layers="upper", block_size=16))
+    loss, grads = loss_and_grads(model, ids)
+    assert sorted(lemo.stats(model)) == [1, 2, 3]  # 4 layers: L//2-1 .. L-1
+    assert torch.isfinite(loss)
+    last = [g for name, g in grads.items() if ".layers.3." in name]
+    assert last and all(torch.isfinite(g).all() and g.abs().sum() > 0 for g in last)

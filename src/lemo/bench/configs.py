@@ -41,6 +41,8 @@ CONFIGS = {
     "lemo-random+gc": ("all", True, True, "tokens", DEFAULT),
     "lemo-mix+gc": ("all", True, True, "tokens", {**SHARED, "label_priority": True, "random_fraction": 0.5}),
     "lemo-prio+gc": ("all", True, True, "tokens", {**SHARED, "label_priority": True}),
+    # the default with the last layer sparse too (sparse_layers="upper"): the peak moves to a lower dense layer
+    "lemo-upper+gc": ("all", True, True, "tokens", {**DEFAULT, "sparse_layers": "upper"}),
     # the default with the supervision scorer choosing 75% of the free budget (the blocks the labels attend to)
     "lemo-sup+gc": (
         "all",
@@ -146,12 +148,14 @@ def configure(
     if sparse:
         # Every config names its changes from the paper's setting, so new library defaults leave the rows' meaning.
         cfg = SparsityConfig.paper(
-            keep_ratio=keep_ratio,
-            sparse_layers="auto",
-            mlp=mlp,
-            backend=backend,
-            segmented_loss=segmented,
-            **extra,
+            **{
+                "keep_ratio": keep_ratio,
+                "sparse_layers": "auto",
+                "mlp": mlp,
+                "backend": backend,
+                "segmented_loss": segmented,
+                **extra,  # a config's own options win (e.g. sparse_layers="upper")
+            }
         )
         predictors = None
         if cfg.scorer == "predictor":

@@ -14,6 +14,9 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+# The named sparse-layer sets (SparsityConfig.sparse_layers resolves them per model).
+LAYER_SETS = ("auto", "upper", "all", "none")
+
 
 @dataclass(frozen=True)
 class Flag:
@@ -55,8 +58,9 @@ def per_layer(text: str) -> float | list[float]:
 
 
 def layer_set(text: str) -> str | list[int]:
-    """ "auto", "all", "none", or layer indices and inclusive ranges: "10,11,12" or "10-12" -> [10, 11, 12]."""
-    if text in ("auto", "all", "none"):
+    """A named layer set (`LAYER_SETS`), or layer indices and inclusive ranges: "10,11,12" or "10-12" ->
+    [10, 11, 12]."""
+    if text in LAYER_SETS:
         return text
     layers: list[int] = []
     try:
@@ -68,6 +72,6 @@ def layer_set(text: str) -> str | list[int]:
             layers += range(lo, hi + 1)
     except ValueError:
         raise ValueError(
-            f"{text!r}: use auto, all, none, or layer indices and ranges such as 10,11,12 or 15-30"
+            f"{text!r}: use auto, upper, all, none, or layer indices and ranges such as 10,11,12 or 15-30"
         ) from None
     return layers

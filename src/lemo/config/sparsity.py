@@ -9,7 +9,7 @@ from dataclasses import dataclass
 from typing import Annotated, Any, Literal
 
 from lemo.config.checks import check_choice, check_fraction
-from lemo.config.flags import Flag, layer_set, per_layer
+from lemo.config.flags import LAYER_SETS, Flag, layer_set, per_layer
 from lemo.config.load import DictConfig
 
 SelectionMode = Literal["ratio", "threshold"]
@@ -50,8 +50,10 @@ class SparsityConfig(DictConfig):
     keep_ratio: Annotated[float | list[float], Flag(parse=per_layer)] = 0.6
     """Fraction of blocks kept per sparse layer (`selection="ratio"`); one value or one per sparse layer."""
     sparse_layers: Annotated[str | list[int], Flag(parse=layer_set)] = "auto"
-    """Layers that eliminate tokens: "auto" (L//2-1 .. L-2), "all", "none", or layer indices and inclusive
-    ranges ("15-30" or "1,3-5" on the command line)."""
+    """Layers that eliminate tokens: "auto" (L//2-1 .. L-2, the artifact's), "upper" (L//2-1 .. L-1: the last
+    layer too, so the dense layer whose backward sets the GPU peak is one of the lower half, with fewer stored
+    inputs above it), "all", "none", or layer indices and inclusive ranges ("15-30" or "1,3-5" on the command
+    line)."""
     selection: SelectionMode = "ratio"
     """"ratio": top blocks up to keep_ratio (predictable memory); "threshold": I_n >= threshold * max I."""
     threshold: Annotated[float | list[float], Flag(parse=per_layer)] = 0.1
@@ -168,9 +170,10 @@ class SparsityConfig(DictConfig):
             )
         sl = self.sparse_layers
         if isinstance(sl, str):
-            if sl not in ("auto", "all", "none"):
+            if sl not in LAYER_SETS:
                 raise ValueError(
-                    f"sparse_layers={sl!r} is not understood; use 'auto', 'all', 'none' or a list of layer indices."
+                    f"sparse_layers={sl!r} is not understood; use 'auto', 'upper', 'all', 'none' or a list of layer "
+                    "indices."
                 )
         else:
             layers = list(sl)
@@ -210,6 +213,8 @@ class SparsityConfig(DictConfig):
         if sl == "auto":
             # The artifact's layout: the first half dense, the last layer dense (it feeds the LM head).
             return list(range(max(num_layers // 2 - 1, 0), max(num_layers - 1, 1)))
+        if sl == "upper":
+            return list(range(max(num_layers // 2 - 1, 0), num_layers))
         if sl == "all":
             return list(range(num_layers))
         if sl == "none":
