@@ -48,6 +48,11 @@ SELECTORS: dict[str, dict] = {
     "gradient + 0.25 random": {**BWD, "scorer": "gradient", "random_fraction": 0.25},
     # the other block reduction of the per-row gradient norms (lemo.sparsity.backward.GRADIENT_REDUCE)
     "gradient, block sum": {**BWD, "scorer": "gradient", "random_fraction": 0.0, REDUCE: "sum"},
+    # forward elimination (the fast mode: 0.80x Liger exact's step), one selection shared by the sparse layers,
+    # made at the first of them: the default, and the supervision scorer from that layer's pre-RoPE q and k
+    "forward: random + labels (default)": {},
+    "forward: supervision": {"scorer": "supervision", "random_fraction": 0.0},
+    "forward: supervision + 0.25 random": {"scorer": "supervision", "random_fraction": 0.25},
 }
 FIELDS = ["selector", "form", "layer", "kept_evidence", "kept_filler", "evidence_blocks", "filler_blocks",
           "rows", "seq_len", "keep_ratio", "adapter", "suite", "gpu", "torch", "transformers", "commit", "timestamp",
