@@ -61,18 +61,28 @@ def test_forward_elimination_keeps_the_blocks_the_labels_attend_to():
     labels[0, -24:] = ids[0, -24:]
     first = model.base_model.model.model.layers[1]  # the first sparse layer ("auto" on 4 layers)
     seen = {}
-    first.register_forward_pre_hook(lambda m, a, kw: seen.update(h=(a or (kw["hidden_states"],))[0].clone()),
-                                    with_kwargs=True)  # fmt: skip
+
+    def keep_inputs(_m, args, kw):
+        seen.update(h=(args or (kw["hidden_states"],))[0].clone(), rope=kw["position_embeddings"])
+
+    first.register_forward_pre_hook(keep_inputs, with_kwargs=True)
     cfg = lemo.SparsityConfig(block_size=B, keep_ratio=0.5, scorer="supervision", random_fraction=0.0)
     lemo.apply(model, cfg)
     model(input_ids=ids, labels=labels).loss.backward()
     kept = set(lemo.stats(model)[1]["blocks"][0])
-    # Reference: pre-RoPE q at the labelled positions and k of every row, from the layer's normed input.
+    # Reference: q at the labelled positions and k of every row, from the layer's normed input, rotated by the
+    # layer's own RoPE tables as its attention rotates them (halves rotated: the HF convention).
     attn = first.self_attn
     x = first.input_layernorm(seen["h"][0]).detach()  # [T, d]
     queries = (labels[0, 1:] != -100).nonzero().flatten()  # position t predicts label t+1
-    q = attn.q_proj(x[queries]).view(len(queries), 4, 16)
-    k = attn.k_proj(x).view(T, 2, 16)
+    cos, sin = (t[0] for t in seen["rope"])  # [T, D] each
+
+    def rotate(v, rows):  # v [n, H, D] at positions `rows`
+        half = torch.cat((-v[..., 8:], v[..., :8]), dim=-1)
+        return v * cos[rows, None, :] + half * sin[rows, None, :]
+
+    q = rotate(attn.q_proj(x[queries]).view(len(queries), 4, 16), queries)
+    k = rotate(attn.k_proj(x).view(T, 2, 16), torch.arange(T))
     scores = _reference_scores(q.detach(), k.detach(), queries, attn.scaling, T // B)
     nb = T // B
     forced = {0, nb - 2, nb - 1}  # the sink, the local block and the blocks holding labelled positions

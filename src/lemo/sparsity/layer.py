@@ -150,7 +150,7 @@ def sparse_layer_forward(
     sel = (
         full_rows(state, B, T, position_ids, hidden.device)
         if dense
-        else choose_rows(parts, hidden, position_ids, state, scorer)
+        else choose_rows(parts, hidden, position_ids, state, scorer, position_embeddings)
     )
     rows = sel.rows  # [N]
     cos, sin = position_embeddings

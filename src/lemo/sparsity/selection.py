@@ -41,6 +41,7 @@ def select_rows(
     label_mask: torch.Tensor | None = None,
     evidence_mask: torch.Tensor | None = None,
     query_mask: torch.Tensor | None = None,
+    rope: tuple[torch.Tensor, torch.Tensor] | None = None,
 ) -> Selection:
     """Score and select the kept rows of every segment (forward elimination).
 
@@ -50,11 +51,13 @@ def select_rows(
             `config.label_priority`.
         evidence_mask: [B, T] bool, positions known to matter (an evaluation oracle); their blocks come first.
         query_mask: [B, T] bool, the positions whose attention `scorer="supervision"` reads.
+        rope: (cos, sin), each [B, T, D], the layer's rotary tables: the supervision scorer rotates q and k with
+            them, as the layer's attention does.
     """
     tiers = priority_tiers(segments, config, evidence_mask, label_mask)
 
     def score(_s: int, seg: Segment) -> torch.Tensor:
-        return _score(parts, x, seg, scorer, config, query_mask)  # [nb]
+        return _score(parts, x, seg, scorer, config, query_mask, rope)  # [nb]
 
     return select_blocks(segments, x.shape[1], config, keep_ratio, threshold, score, tiers, x.device)
 
@@ -159,6 +162,7 @@ def _score(
     scorer: BlockScorer,
     config: SparsityConfig,
     query_mask: torch.Tensor | None,
+    rope: tuple[torch.Tensor, torch.Tensor] | None = None,
 ) -> torch.Tensor:
     """[nb] scores of one segment: the configured scorer, or the attention the query positions pay each block."""
     xs = x[seg.row, seg.start : seg.end].detach()  # [n, d]
@@ -168,7 +172,8 @@ def _score(
     if query_mask is None:
         return torch.zeros(nb, device=x.device)  # nothing supervised: the random share and positions decide
     queries = query_mask[seg.row, seg.start : seg.end].nonzero().flatten()  # [nq]
-    return supervision_scores(parts, xs, queries, config.block_size)
+    seg_rope = None if rope is None else tuple(t[seg.row, seg.start : seg.end] for t in rope)  # [n, D] each
+    return supervision_scores(parts, xs, queries, config.block_size, seg_rope)
 
 
 def choose_rows(
@@ -177,8 +182,13 @@ def choose_rows(
     position_ids: torch.Tensor | None,
     state: SparsityState,
     scorer: BlockScorer,
+    position_embeddings: tuple[torch.Tensor, torch.Tensor] | None = None,
 ) -> Selection:
-    """This layer's kept rows: cached for a recompute of the same input, shared, or scored now."""
+    """This layer's kept rows: cached for a recompute of the same input, shared, or scored now.
+
+    Args:
+        position_embeddings: the layer's (cos, sin), each [B or 1, T, D]; the supervision scorer rotates with them.
+    """
     B, T, _ = hidden.shape
     # A recompute (activation checkpointing around the whole layer) sees the same input: reuse the selection, so
     # the recomputed graph matches the first one exactly and scoring is not paid twice.
@@ -203,6 +213,9 @@ def choose_rows(
                 fitting(state.label_mask, B, T),
                 fitting(state.evidence_mask, B, T),
                 fitting(state.query_mask, B, T),
+                None
+                if position_embeddings is None
+                else tuple(t.expand(B, T, -1) for t in position_embeddings),
             )
     state.store_selection(parts.index, key, sel)
     return sel
