@@ -79,6 +79,7 @@ def measure(model, records: list[dict], tokenizer, device, keep: float, names: l
     for name in names:
         fields = dict(SELECTORS[name])
         reduce = fields.pop(REDUCE, library_reduce)
+        torch.manual_seed(0)  # random shares draw from torch's generator: the same draws on every run
         lemo.apply(model, lemo.SparsityConfig(keep_ratio=keep, **fields))
         backward_elimination.GRADIENT_REDUCE = reduce
         for form in ("sup", "text"):
