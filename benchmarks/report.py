@@ -1012,6 +1012,16 @@ SECTIONS: list[Section] = [
         "does, on the suite's first (v1) rows. Random selection keeps both at about the same share.",
     ),
     Section(
+        "Quality and capability",
+        "Does the fast mode's selector keep the evidence? (forward elimination, suite rows, no training)",
+        "suite_bias_forward_cpu.csv",
+        "The same measure for forward elimination, lemo's fast mode (0.80x Liger exact's step): one selection, made "
+        "at the first sparse layer and shared by the others, so every layer keeps the same blocks. The supervision "
+        "scorer reads the attention the labelled positions (plain text: the positions that repeat a far bigram) pay "
+        "each block, with q and k rotated by the layer's RoPE tables. Unrotated, it kept 0.63 / 0.35 "
+        "(prompt/completion) and 0.74 / 0.62 (plain text): `suite_bias_forward_prerope_cpu.csv`.",
+    ),
+    Section(
         "Learned predictors",
         "Predictor recall against the oracle's choice",
         "predictor_recall_gpu.csv",

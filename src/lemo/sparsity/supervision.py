@@ -104,7 +104,7 @@ def supervision_scores(
     With `rope` (cos, sin, each [n, D]: the segment's rows) q and k are rotated as the layer's attention rotates
     them, so the score is the attention the layer will pay. Without it they stay pre-RoPE, which ignores where a
     block is: on the suite's rows (untrained SmolLM2, layer 14, keep 0.6) the rotated score kept evidence /
-    filler blocks at 0.71 / 0.23 (prompt/completion) and 0.68 / 0.28 (plain text), the unrotated one at
+    filler blocks at 0.71 / 0.23 (prompt/completion) and 0.68 / 0.27 (plain text), the unrotated one at
     0.63 / 0.35 and 0.74 / 0.62 (docs/design.md section 1.3).
     """
     attn = parts.attn
