@@ -5,18 +5,26 @@
 #   bash benchmarks/device/gpu_capability.sh speed     # Llama-3-8B step time of the selections against exact
 #   bash benchmarks/device/gpu_capability.sh suite     # after `stage`: the capability suite (docs/suite.md), resumable:
 #                                                      # carry .stage/suite_parts.tar from the last call's $OUT
+#   bash benchmarks/device/gpu_capability.sh sizing    # after `stage`: dense LoRA on every variant of
+#                                                      # benchmarks/quality/suite_sizing.json, all at once
 # Needs LEMO_COMMIT and OUT. The 94 MiB GGUF is above what one call carries, hence the two halves.
+# LEMO_LOCAL=1 runs a section on a machine that already has the model and Austen (the lemo cache): no wheel, no
+# staging; with small SEQ_LEN, STEPS, EVAL_LENGTHS and QUESTIONS, `sizing` runs end to end on a CPU.
 set -euo pipefail
-# gguf (to read the model) travels as a wheel in .whl: nothing can be installed from the network there.
-python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --target /tmp/site .whl/*.whl
-export PYTHONPATH=src:/tmp/site${PYTHONPATH:+:$PYTHONPATH} PYTHONUNBUFFERED=1 PYTHONWARNINGS=ignore
 OUT=${OUT:?set OUT}
 S=/root/stage
-mkdir -p "$OUT" "$S"
-export LEMO_SMOLLM2_GGUF=$S/smollm2.gguf LEMO_AUSTEN_DIR=$S/austen
+if [ -z "${LEMO_LOCAL:-}" ]; then
+    # gguf (to read the model) travels as a wheel in .whl: nothing can be installed from the network there.
+    python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --target /tmp/site .whl/*.whl
+    mkdir -p "$S"
+    export LEMO_SMOLLM2_GGUF=$S/smollm2.gguf LEMO_AUSTEN_DIR=$S/austen
+fi
+export PYTHONPATH=src:/tmp/site${PYTHONPATH:+:$PYTHONPATH} PYTHONUNBUFFERED=1 PYTHONWARNINGS=ignore
+mkdir -p "$OUT"
 CONFIGS=${CONFIGS:-base dense dense@36 dense@42 dense@48 dense@54 preset prio-oracle prio-mix prio-random random \
 longlora text:dense text:dense@48 text:preset text:random}
 assemble() {  # the GGUF from its halves (part00 staged by `stage`, part01 carried), and Austen, once per machine
+    if [ -n "${LEMO_LOCAL:-}" ]; then return; fi
     if [ ! -f "$LEMO_SMOLLM2_GGUF" ]; then
         cat "$S/part00" .stage/b/part01 > "$LEMO_SMOLLM2_GGUF"
         cp -r .stage/austen "$S/austen"
@@ -62,6 +70,44 @@ suite)
         --out "$OUT/suite_smollm2.csv" 2>"$OUT/suite.err" || rc=$?
     # Packed even when the runner failed: what finished before the failure still comes back.
     python benchmarks/quality/suite_parts.py pack "$P" "$OUT/suite_parts.tar"
+    exit $rc
+    ;;
+sizing)
+    # One suite.py per variant of $SIZING (name -> knobs over v2, optional "seeds"), dense LoRA in form sup, every
+    # variant's jobs at once on the one GPU (12 jobs by default), each with its own data, parts and CSVs. A call
+    # returns at most 8 files: the CSVs, summaries, plots and logs come back packed in $OUT/sizing.tar, and the
+    # table of exact match and token accuracy per variant and family is printed (and kept in sizing_table.txt).
+    assemble
+    SIZING=${SIZING:-benchmarks/quality/suite_sizing.json}
+    SEQ_LEN=${SEQ_LEN:-16384} STEPS=${STEPS:-60} EVAL_LENGTHS=${EVAL_LENGTHS:-16384 4096}
+    W=${SIZING_WORK:-/root/sizing} R=$OUT/sizing
+    rm -rf "$R" && mkdir -p "$R" "$W"
+    python benchmarks/quality/suite.py sizing plan "$SIZING" > "$W/plan.tsv"  # refuses a bad variant up front
+    pids=() names=()
+    while IFS=$'\t' read -r name knobs seeds; do
+        n=$(wc -w <<< "$seeds")
+        # Every variant stops at the same deadline, so the packing below always runs within the call.
+        # shellcheck disable=SC2086
+        timeout -k 10 "${SIZING_TIMEOUT:-550}" python benchmarks/quality/suite.py --configs dense --forms sup \
+            --seeds $seeds --workers "$n" --suite "$knobs" --seq-len "$SEQ_LEN" --steps "$STEPS" \
+            --rows "${ROWS:-$STEPS}" --eval-lengths $EVAL_LENGTHS --questions "${QUESTIONS:-32}" \
+            --ppl-lengths ${PPL_LENGTHS:-$SEQ_LEN} --budget-s "${BUDGET_S:-530}" ${SIZING_ARGS:-} \
+            --work "$W/$name" --parts "$W/$name/parts" --out "$R/$name.csv" \
+            < /dev/null > "$R/$name.log" 2> "$R/$name.err" &
+        pids+=("$!") names+=("$name")
+    done < "$W/plan.tsv"
+    rc=0
+    for i in "${!pids[@]}"; do
+        code=0 && wait "${pids[$i]}" || code=$?
+        echo "${names[$i]}: exit $code, $(find "$W/${names[$i]}/parts" -name '*.csv' 2>/dev/null | wc -l) jobs done"
+        [ "$code" = 0 ] || rc=$code
+        # The report again from the parts: a runner stopped by the timeout may have missed the last job's.
+        python benchmarks/quality/suite_report.py "$W/${names[$i]}/parts" --out "$R/${names[$i]}.csv" || true
+    done
+    # shellcheck disable=SC2086
+    python benchmarks/quality/suite.py sizing table "$R" --plan "$SIZING" --lengths $EVAL_LENGTHS \
+        | tee "$OUT/sizing_table.txt"
+    tar -cf "$OUT/sizing.tar" -C "$OUT" sizing && rm -rf "$R"
     exit $rc
     ;;
 *) echo "unknown section $1" >&2; exit 2 ;;

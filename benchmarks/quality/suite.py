@@ -16,6 +16,12 @@ so the same command resumes after --budget-s stopped it (or after a device call 
 
 A dense@N job is not trained when dense of the same form and seed trains in the same call: that job saves its
 adapter after step N and writes dense@N's part file too (snapshots, docs/suite.md; --no-snapshots: train it).
+
+Sizing (`gpu_capability.sh sizing`) runs one such command per variant of a sizing file (suite_sizing.json: name ->
+knobs over preset v2, plus optional "seeds"), and uses two helpers of this script:
+
+    python benchmarks/quality/suite.py sizing plan benchmarks/quality/suite_sizing.json   # name, --suite, seeds
+    python benchmarks/quality/suite.py sizing table RESULTS --lengths 16384 4096   # the variants' summaries
 """
 
 from __future__ import annotations
@@ -24,9 +30,11 @@ import argparse
 import csv
 import dataclasses
 import json
+import math
 import multiprocessing
 import os
 import pickle
+import re
 import sys
 import time
 from collections import defaultdict
@@ -50,6 +58,7 @@ from suite_report import write_report
 
 from lemo.assets import austen_split, smollm2_dir
 from lemo.config import SuiteConfig
+from lemo.config.suite import FAMILIES
 from lemo.eval.capability import score_samples
 from lemo.eval.perplexity import perplexity
 from lemo.eval.suite_rows import eval_samples, text_form, training_rows
@@ -497,5 +506,91 @@ def launch(
     return run_workers(jobs, command, args.workers, {"LEMO_COMMIT": env["commit"]}, on_done, may_launch)
 
 
+SIZING_SEEDS = (0, 1)  # a variant's seeds when the sizing file gives none
+SIZING_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]*")  # a variant's name names its files
+
+
+def sizing_plan(path: Path) -> list[tuple[str, str, list[int]]]:
+    """The variants of a sizing file: (name, --suite JSON, seeds), in the file's order.
+
+    The file maps a name to SuiteConfig knobs over a preset (v2 unless "preset" says), plus an optional "seeds"
+    list; a key starting with "_" is a note. Every variant is checked here, so a typo fails before any work."""
+    plan = []
+    for name, entry in json.loads(path.read_text()).items():
+        if name.startswith("_"):
+            continue
+        if not SIZING_NAME.fullmatch(name) or not isinstance(entry, dict):
+            raise SystemExit(
+                f"{path}: variant {name!r} must be a plain name (letters, digits, _.-) -> {{knobs}}"
+            )
+        knobs = {k: v for k, v in entry.items() if k != "seeds"}
+        seeds = entry.get("seeds", list(SIZING_SEEDS))
+        if not seeds or not all(isinstance(x, int) and x >= 0 for x in seeds):
+            raise SystemExit(f"{path}: variant {name!r} has seeds {seeds!r}: give a list of integers >= 0.")
+        suite = json.dumps(knobs, sort_keys=True)
+        try:
+            suite_config(argparse.Namespace(suite=suite))
+        except (TypeError, ValueError) as e:  # an unknown knob, or a value SuiteConfig refuses
+            raise SystemExit(f"{path}: variant {name!r}: {e}") from e
+        plan.append((name, suite, seeds))
+    if not plan:
+        raise SystemExit(f"{path} lists no variant.")
+    return plan
+
+
+def _cell(row: Mapping[str, str] | None) -> str:
+    """ "0.80±.02" (the mean and its standard error over seeds); the error is left out for one seed."""
+    if row is None:
+        return "-"
+    mean, se = float(row["mean"]), float(row["se"] or "nan")
+    return f"{mean:.2f}" + ("" if math.isnan(se) else f"±{se:.2f}".replace("0.", "."))
+
+
+def sizing_table(
+    summaries: Mapping[str, Path], length: int, metric: str, config: str = "dense", form: str = "sup"
+) -> str:
+    """One line per variant (its summary CSV), one column per family and the suite mean: `metric` at
+    `length` of `config` in `form`. A variant without results (it failed, or ran out of time) shows "-"."""
+    columns = [*FAMILIES, "suite"]
+    lines = [f"{metric} @ {length}", f"{'variant':<14}{'seeds':>6}" + "".join(f"{c:>12}" for c in columns)]
+    for name, path in summaries.items():
+        rows = list(csv.DictReader(path.open())) if path.exists() else []
+        cells = {
+            r["family"]: r
+            for r in rows
+            if (r["config"], r["form"], r["metric"], r["eval_len"]) == (config, form, metric, str(length))
+        }
+        seeds = max((r["seeds"] for r in cells.values()), default="-")
+        lines.append(f"{name:<14}{seeds:>6}" + "".join(f"{_cell(cells.get(c)):>12}" for c in columns))
+    return "\n".join(lines)
+
+
+def sizing_main(argv: list[str]) -> int:
+    """`sizing plan FILE`: one tab-separated line per variant (name, --suite JSON, seeds), for the shell.
+    `sizing table RESULTS`: exact match and answer-token accuracy per variant, family and length, from the
+    `<name>_summary.csv` files in RESULTS, in the order of --plan (default: the names' order)."""
+    ap = argparse.ArgumentParser(prog="suite.py sizing")
+    sub = ap.add_subparsers(dest="command", required=True)
+    sub.add_parser("plan").add_argument("file", type=Path)
+    table = sub.add_parser("table")
+    table.add_argument("results", type=Path)
+    table.add_argument("--plan", type=Path, help="the sizing file: its variants, in its order")
+    table.add_argument("--lengths", type=int, nargs="+", default=[16384])
+    args = ap.parse_args(argv)
+    if args.command == "plan":
+        for name, suite, seeds in sizing_plan(args.file):
+            print(name, suite, " ".join(map(str, seeds)), sep="\t")
+        return 0
+    if args.plan:
+        names = [name for name, _, _ in sizing_plan(args.plan)]
+    else:
+        names = sorted(p.name.removesuffix("_summary.csv") for p in args.results.glob("*_summary.csv"))
+    summaries = {n: args.results / f"{n}_summary.csv" for n in names}
+    for length in args.lengths:
+        for metric in ("exact_match", "token_accuracy"):
+            print(sizing_table(summaries, length, metric), end="\n\n")
+    return 0
+
+
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(sizing_main(sys.argv[2:]) if sys.argv[1:2] == ["sizing"] else main())

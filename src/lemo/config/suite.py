@@ -13,6 +13,11 @@ from lemo.config.load import DictConfig
 FAMILIES = ("multikey", "multivalue", "vartrack", "kv", "recall", "count")
 ALPHABETS = {"hex": string.ascii_lowercase[:6] + string.digits, "digits": string.digits}
 NUMBER_WORDS = ("one", "two", "three", "four", "five", "six", "seven", "eight", "nine", "ten")
+# Each family's phrasings (lemo.eval.suite_families): 3 is held out (every eval sample, no training row). The
+# training phrasings are listed in the order `train_phrasings` takes them: 0-2 are v1's and v2's, 4-6 came later
+# and sit after the held-out one so that its index, and every row made before, stay as they were.
+TRAIN_PHRASINGS = (0, 1, 2, 4, 5, 6)
+EVAL_PHRASING = 3
 
 # The knobs of suite v1, which ran once on the H200 at commit cd5902a (benchmarks/results/suite_smollm2.csv,
 # whose `suite` column reads "{}": these values). Dense LoRA at 60 steps scored 0.80 exact match at 16K on
@@ -27,8 +32,10 @@ PRESETS: dict[str, dict[str, Any]] = {"v1": V1, "v2": {}}
 
 @dataclass
 class SuiteConfig(DictConfig):
-    """Difficulty knobs: what one context holds. The same context serves training (every fact asked) and
-    eval (one question of one family), so a knob moves both. The defaults are preset v2 (docs/suite.md)."""
+    """Difficulty knobs: what one context holds, and how its questions are worded. The same context serves
+    training (every fact asked) and eval (one question of one family), so a knob moves both, except
+    `train_phrasings` (training rows; eval too without `held_out_phrasing`) and `held_out_phrasing` (eval
+    samples only). The defaults are preset v2 (docs/suite.md)."""
 
     families: tuple[str, ...] = FAMILIES
     preset: str = "v2"
@@ -64,6 +71,18 @@ class SuiteConfig(DictConfig):
     count_words: bool = True
     """Answer " two" rather than " 2": after training on digit answers copied from the context, v1's digit
     count scored 0.00 at 16K, below its chance of 0.25 (a copied digit, not a count)."""
+    train_phrasings: int = 3
+    """Training phrasings each family draws from, 1..6: the first that many of phrasings 0, 1, 2, 4, 5, 6 (3 is
+    held out). v1 and v2 train on 3; v2 scored about 0 at 16K under the held-out phrasing on five families of
+    six, so more wordings may teach the skill rather than the wording. Held-out eval samples ignore it."""
+    shared_lead: bool = False
+    """Every question, in every phrasing, ends "\\nAnswer:" and the answer follows it directly. Otherwise each
+    phrasing has its own lead-in ("The tree total of K is"), which the model must also generalise to the
+    held-out one. The answers keep their leading space (" 123", " two"), so they tokenize the same."""
+    held_out_phrasing: bool = True
+    """False: eval samples draw their phrasing from the training ones, as training rows do (names and filler
+    stay held out). A diagnostic, not a suite: with it, a low score means the model did not learn the skill,
+    rather than that it did not carry it over to a new wording."""
 
     @classmethod
     def from_preset(cls, preset: str = "v2", **knobs: Any) -> SuiteConfig:
@@ -89,6 +108,11 @@ class SuiteConfig(DictConfig):
             raise ValueError(f"kv_alphabet {self.kv_alphabet!r}: use one of {', '.join(ALPHABETS)}.")
         if self.count_words and self.count_max > len(NUMBER_WORDS):
             raise ValueError(f"count_words spells counts up to {len(NUMBER_WORDS)}: lower count_max.")
+        if not 1 <= self.train_phrasings <= len(TRAIN_PHRASINGS):
+            raise ValueError(
+                f"train_phrasings {self.train_phrasings}: each family has 1..{len(TRAIN_PHRASINGS)} training "
+                "phrasings (phrasing 3 is held out)."
+            )
         self.recall_quote_words = tuple(self.recall_quote_words)  # a list after a JSON round trip
 
     def n_facts(self, family: str) -> int:

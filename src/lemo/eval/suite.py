@@ -25,17 +25,17 @@ def draw_facts(rng: random.Random, cfg: SuiteConfig, split: Split) -> list[fam.F
     n_names = n["multikey"] + n["multivalue"] + n["count"] + n["kv"] * cfg.kv_pairs
     names = iter(sample_names(rng, n_names, split))
     take = lambda k: [next(names) for _ in range(k)]
-    codes = fam.Codes(rng)
-    facts = fam.multikey(rng, take(n["multikey"]), codes, split)
+    codes, wording = fam.Codes(rng), fam.Wording.of(cfg)
+    facts = fam.multikey(rng, take(n["multikey"]), codes, split, wording)
     mv = (cfg.multivalue_values, cfg.multivalue_digits)
-    facts += fam.multivalue(rng, take(n["multivalue"]), codes, *mv, split)
+    facts += fam.multivalue(rng, take(n["multivalue"]), codes, *mv, split, wording)
     hops = cfg.vartrack_hops + 1
     variables = sample_variables(rng, n["vartrack"] * hops, split)
     chains = [variables[i * hops : (i + 1) * hops] for i in range(n["vartrack"])]
-    facts += fam.vartrack(rng, chains, codes, split, cfg.vartrack_digits)
-    kv = (cfg.kv_value_len, cfg.kv_asked, split, cfg.kv_alphabet)
+    facts += fam.vartrack(rng, chains, codes, split, cfg.vartrack_digits, wording)
+    kv = (cfg.kv_value_len, cfg.kv_asked, split, cfg.kv_alphabet, wording)
     facts += [fam.kv_block(rng, take(cfg.kv_pairs), codes, *kv) for _ in range(n["kv"])]
-    facts += fam.count(rng, take(n["count"]), cfg.count_max, split, cfg.count_words)
+    facts += fam.count(rng, take(n["count"]), cfg.count_max, split, cfg.count_words, wording)
     return facts
 
 

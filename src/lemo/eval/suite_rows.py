@@ -27,12 +27,14 @@ RECALL_RESERVE = 64  # tokens a recall question may take beyond its template, be
 FIT_SLACK = 8  # a training row ends at most this many tokens short of seq_len (when the search converges)
 
 
-def _questions(facts: list[fam.Fact], lay: Layout, split: Split, rng: random.Random) -> list[tuple]:
+def _questions(
+    facts: list[fam.Fact], lay: Layout, split: Split, rng: random.Random, cfg: SuiteConfig
+) -> list[tuple]:
     """(question, evidence groups) for every fact and recall site of the context."""
     groups = statement_groups(facts)
     out = [(q, [g[i] for i in q.evidence]) for f, g in zip(facts, groups, strict=True) for q in f.questions]
     for site in lay.recall:
-        q = fam.recall_question(site.quote, site.answer, fam.pick_phrasing(rng, split))
+        q = fam.recall_question(site.quote, site.answer, rng, split, fam.Wording.of(cfg))
         out.append((q, [site.quote_group, site.answer_group]))
     return out
 
@@ -77,7 +79,7 @@ def training_row(filler: Filler, tokenizer: Any, seq_len: int, seed: str, cfg: S
     n_filler, best, best_used, step = seq_len - fixed, None, 0, 1.0
     for _attempt in range(16):
         lay = layout(filler, tokenizer, start, n_filler, facts, n_recall, random.Random(layout_seed), cfg)
-        qs = _questions(facts, lay, "train", random.Random(f"{seed}/questions"))
+        qs = _questions(facts, lay, "train", random.Random(f"{seed}/questions"), cfg)
         order = list(range(len(qs)))
         random.Random(f"{seed}/order").shuffle(order)
         completion = "".join(qs[i][0].text + qs[i][0].answer + "." for i in order)
@@ -144,7 +146,7 @@ def eval_sample(
         )
         asked = [
             (q, gs)
-            for q, gs in _questions(facts, lay, "eval", random.Random(f"{seed}/q"))
+            for q, gs in _questions(facts, lay, "eval", random.Random(f"{seed}/q"), cfg)
             if q.family == family
         ]
         if not asked:  # no quotable sentence in this window (dialogue): another part of the novel

@@ -1,0 +1,110 @@
+"""The sizing call's pieces (`gpu_capability.sh sizing`): benchmarks/quality/suite_sizing.json parses into valid
+SuiteConfigs over v2 with 12 jobs in all, a bad variant is refused before any work, and the table printer."""
+
+from __future__ import annotations
+
+import csv
+import json
+import sys
+from argparse import Namespace
+from pathlib import Path
+
+import pytest
+
+from lemo.config import SuiteConfig
+from lemo.config.suite import FAMILIES
+from lemo.eval.suite_summary import SUMMARY_FIELDS
+
+QUALITY = Path(__file__).resolve().parents[2] / "benchmarks" / "quality"
+SIZING = QUALITY / "suite_sizing.json"
+
+
+@pytest.fixture(scope="module")
+def suite_mod():
+    sys.path.insert(0, str(QUALITY))
+    try:
+        import suite
+
+        yield suite
+    finally:
+        sys.path.remove(str(QUALITY))
+
+
+def test_the_committed_variants_are_valid_suite_configs_and_12_jobs(suite_mod):
+    plan = suite_mod.sizing_plan(SIZING)
+    names = [name for name, _, _ in plan]
+    assert len(set(names)) == len(names) >= 6 and names == sorted(names)  # the table lists them in order
+    assert sum(len(seeds) for _, _, seeds in plan) == 12  # one H200 call, all jobs at once
+    configs = {name: SuiteConfig.from_preset("v2", **json.loads(suite)) for name, suite, _ in plan}
+    assert configs["A_v2"] == SuiteConfig()  # the anchor is v2 itself
+    assert configs["D_both"].train_phrasings == 6 and configs["D_both"].shared_lead
+    # The runner reads the same JSON through --suite.
+    for name, suite, _ in plan:
+        assert suite_mod.suite_config(Namespace(suite=suite)) == configs[name]
+
+
+@pytest.mark.parametrize(
+    "variant, message",
+    [
+        ({"train_phrasings": 7}, "train_phrasings"),
+        ({"train_phrasings": 0}, "train_phrasings"),
+        ({"no_such_knob": 1}, "no_such_knob"),
+        ({"seeds": []}, "seeds"),
+        ({"seeds": [0, -1]}, "seeds"),
+        ({"preset": "v9"}, "v9"),
+    ],
+)
+def test_a_bad_variant_is_refused_with_its_name_and_knob(suite_mod, tmp_path, variant, message):
+    path = tmp_path / "sizing.json"
+    path.write_text(json.dumps({"_note": "ignored", "good": {}, "bad": variant}))
+    with pytest.raises(SystemExit, match=rf"(?s)'bad'.*{message}"):
+        suite_mod.sizing_plan(path)
+
+
+@pytest.mark.parametrize("content", [{"a b": {}}, {"x": [1]}, {"_only": "notes"}])
+def test_a_bad_name_entry_or_an_empty_file_is_refused(suite_mod, tmp_path, content):
+    path = tmp_path / "sizing.json"
+    path.write_text(json.dumps(content))
+    with pytest.raises(SystemExit):
+        suite_mod.sizing_plan(path)
+
+
+def test_plan_prints_one_tab_separated_line_per_variant(suite_mod, capsys):
+    assert suite_mod.sizing_main(["plan", str(SIZING)]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    plan = suite_mod.sizing_plan(SIZING)
+    assert [line.split("\t") for line in lines] == [[n, s, " ".join(map(str, seeds))] for n, s, seeds in plan]
+
+
+def _summary(path: Path, values: dict[str, tuple[float, float]], seeds: int = 2) -> None:
+    with path.open("w", newline="") as fh:
+        w = csv.DictWriter(fh, fieldnames=SUMMARY_FIELDS)
+        w.writeheader()
+        for family, (mean, se) in values.items():
+            for metric in ("exact_match", "token_accuracy"):
+                w.writerow(
+                    dict(config="dense", form="sup", metric=metric, family=family, eval_len=16384,
+                         mean=mean, se=se, seeds=seeds)
+                )  # fmt: skip
+
+
+def test_the_table_has_a_line_per_variant_and_a_column_per_family(suite_mod, tmp_path, capsys):
+    _summary(tmp_path / "A_v2_summary.csv", {f: (0.8, 0.02) for f in [*FAMILIES, "suite"]})
+    _summary(tmp_path / "B_x_summary.csv", {"multikey": (0.5, float("nan"))}, seeds=1)
+    table = suite_mod.sizing_table(
+        {
+            "A_v2": tmp_path / "A_v2_summary.csv",
+            "B_x": tmp_path / "B_x_summary.csv",
+            "C": tmp_path / "none.csv",
+        },
+        16384,
+        "exact_match",
+    )
+    lines = table.splitlines()
+    assert lines[0] == "exact_match @ 16384" and lines[1].split() == ["variant", "seeds", *FAMILIES, "suite"]
+    assert lines[2].split() == ["A_v2", "2", *["0.80±.02"] * 7]
+    assert lines[3].split() == ["B_x", "1", "0.50", *["-"] * 6]  # one seed: no error; missing: "-"
+    assert lines[4].split() == ["C", "-", *["-"] * 7]  # failed or out of time
+    assert suite_mod.sizing_main(["table", str(tmp_path), "--lengths", "16384"]) == 0
+    out = capsys.readouterr().out
+    assert "exact_match @ 16384" in out and "token_accuracy @ 16384" in out and "A_v2" in out
