@@ -14,12 +14,14 @@ itself, so `lemo.eval.suite` places it; this module only holds its phrasings.
 from __future__ import annotations
 
 import itertools
+import json
 import random
 from dataclasses import dataclass
+from importlib import resources
 
 from lemo.config.suite import ALPHABETS, EVAL_PHRASING, NUMBER_WORDS, TRAIN_PHRASINGS, SuiteConfig
 
-N_PHRASINGS = len(TRAIN_PHRASINGS) + 1  # every table below: the training phrasings and the held-out one
+N_PHRASINGS = len(TRAIN_PHRASINGS) + 1  # phrasings per family (suite_phrasings.json): training ones and the held-out one
 
 
 @dataclass(frozen=True)
@@ -64,130 +66,14 @@ def _q(question: str, lead: str) -> str:
     return f"\nQuestion: {question}\nAnswer:" + (f" {lead}" if lead else "")
 
 
-# (statement, question, answer lead-in) per phrasing; {k} = name, {v} = value.
-MULTIKEY = (
-    ("The secret code of {k} is {v}.", "What is the secret code of {k}?", "The secret code of {k} is"),
-    ("{k}'s locker number is {v}.", "Which locker number belongs to {k}?", "{k}'s locker number is"),
-    ("For the record, {k} holds ticket {v}.", "What ticket does {k} hold?", "{k} holds ticket"),
-    (
-        "Keep in mind that the badge of {k} reads {v}.",
-        "What does the badge of {k} read?",
-        "The badge of {k} reads",
-    ),
-    (
-        "The safe of {k} opens with the combination {v}.",
-        "Which combination opens the safe of {k}?",
-        "The combination for {k} is",
-    ),
-    (
-        "Note: {k} was issued membership card number {v}.",
-        "What membership card number was {k} issued?",
-        "{k}'s card number is",
-    ),
-    ("{v} is the PIN that {k} chose.", "Which PIN did {k} choose?", "{k} chose the PIN"),
+# The phrasings are data (suite_phrasings.json, which says what each field is): per family a tuple of phrasings,
+# each a tuple of format strings.
+_PHRASINGS = json.loads(
+    resources.files("lemo.eval").joinpath("suite_phrasings.json").read_text(encoding="utf-8")
 )
-MULTIVALUE = (
-    (
-        "One of the secret codes of {k} is {v}.",
-        "What are all the secret codes of {k}?",
-        "The codes of {k} are",
-    ),
-    (
-        "{k} also has a phone extension {v}.",
-        "List every phone extension of {k}.",
-        "The extensions of {k} are",
-    ),
-    ("Another room booked by {k} is room {v}.", "Which rooms has {k} booked?", "The rooms of {k} are"),
-    (
-        "A parcel for {k} carries the tracking number {v}.",
-        "Which tracking numbers do the parcels for {k} carry?",
-        "The tracking numbers for {k} are",
-    ),
-    ("{k} once wore the jersey number {v}.", "Which jersey numbers has {k} worn?", "The jerseys of {k} are"),
-    ("Invoice {v} was paid by {k}.", "Name all the invoices that {k} paid.", "{k} paid the invoices"),
-    (
-        "Among the flights {k} took was flight {v}.",
-        "On which flights did {k} travel?",
-        "The flights of {k} are",
-    ),
-)
-# (first assignment {a} = {v}, copy {b} <- {a}, question about {z}, lead-in)
-VARTRACK = (
-    ("VAR {a} = {v}.", "VAR {b} = VAR {a}.", "What is the value of VAR {z}?", "The value of VAR {z} is"),
-    ("Let {a} be {v}.", "Let {b} be equal to {a}.", "What number does {z} hold?", "{z} holds"),
-    ("{a} is set to {v}.", "{b} is set to the value of {a}.", "What is {z} set to?", "{z} is set to"),
-    ("Assign {v} to {a}.", "Copy {a} into {b}.", "What ends up stored in {z}?", "{z} stores"),
-    ("{a} := {v}.", "{b} := {a}.", "What does {z} evaluate to?", "{z} evaluates to"),
-    (
-        "The register {a} now contains {v}.",
-        "The register {b} now contains whatever {a} contains.",
-        "What does register {z} contain?",
-        "Register {z} contains",
-    ),
-    (
-        "Put the number {v} in box {a}.",
-        "Box {b} gets the same number as box {a}.",
-        "Which number is in box {z}?",
-        "Box {z} has",
-    ),
-)
-# A block of key-value pairs in one structured format: (opening, pair, separator, closing, question, lead-in)
-KV = (
-    (
-        "{{",
-        '"{k}": "{v}"',
-        ", ",
-        "}}",
-        'In the JSON record, what is the value of "{k}"?',
-        'The value of "{k}" is',
-    ),
-    ("settings = {{", "'{k}': '{v}'", ", ", "}}", "What does settings['{k}'] hold?", "settings['{k}'] holds"),
-    ("[keys]\n", "{k} = {v}", "\n", "\n[end]", "Which entry does the [keys] table give for {k}?", "It gives"),
-    (
-        "<entries>",
-        '<entry name="{k}" value="{v}"/>',
-        "",
-        "</entries>",
-        "What value has the entry {k}?",
-        "Value",
-    ),
-    # YAML, a CSV table and a list of Python calls: three more formats, none of them XML (held out).
-    ("---\n", "{k}: {v}", "\n", "\n...", "What does the YAML document map {k} to?", "It maps {k} to"),
-    (
-        "key,value\n",
-        "{k},{v}",
-        "\n",
-        "\n(end of table)",
-        "In the CSV table, which value is in the row of {k}?",
-        "The row of {k} holds",
-    ),
-    ("calls = [", 'put("{k}", {v})', ", ", "]", 'Which number was put under "{k}"?', 'Under "{k}" went'),
-)
-RECALL = (
-    ('What sentence follows "{s}"?', "The sentence that follows begins:"),
-    ('In the text, which words come right after "{s}"?', "Right after it comes:"),
-    ('Continue the passage from "{s}".', "It continues:"),
-    ('Which words immediately succeed the line "{s}"?', "The line is followed by:"),
-    ('Quote the words that the narrator writes after "{s}".', "The narrator goes on:"),
-    ('"{s}" What comes next?', "Next comes:"),
-    ('Find "{s}" in the story and give the next words.', "The next words are:"),
-)
-COUNT = (
-    ("{k} visited the museum.", "How many times did {k} visit the museum?", "The number of visits by {k} is"),
-    (
-        "{k} sent a letter to the editor.",
-        "How many letters did {k} send to the editor?",
-        "The count for {k} is",
-    ),
-    ("{k} rang the bell.", "How often did {k} ring the bell?", "{k} rang it this many times:"),
-    (
-        "{k} planted a tree in the garden.",
-        "Count the trees {k} planted in the garden.",
-        "The tree total of {k} is",
-    ),
-    ("{k} knocked on the door.", "How many knocks on the door came from {k}?", "The knocks from {k} number"),
-    ("{k} baked a loaf of bread.", "How many loaves did {k} bake?", "{k} baked this many loaves:"),
-    ("The dog barked at {k}.", "How many times did the dog bark at {k}?", "Times the dog barked at {k}:"),
+MULTIKEY, MULTIVALUE, VARTRACK, KV, RECALL, COUNT = (
+    tuple(tuple(p) for p in _PHRASINGS[family])
+    for family in ("multikey", "multivalue", "vartrack", "kv", "recall", "count")
 )
 
 
