@@ -79,6 +79,8 @@ CONFIGS: dict[str, dict | None] = {
     "backward-gradient": {"elimination": "backward", "scorer": "gradient", "random_fraction": 0.25},
     # the default (forward elimination, shared selection) with the supervision scorer choosing the free budget
     "supervision": {"scorer": "supervision", "random_fraction": 0.25},
+    # the default with the last layer sparse too (a lower GPU peak; docs/design.md section 1)
+    "upper": {"sparse_layers": "upper"},
     "oracle": {"elimination": "backward", "random_fraction": 1.0, EVIDENCE: True},
 }
 FORMS = ("sup", "text")
