@@ -21,7 +21,8 @@ from importlib import resources
 
 from lemo.config.suite import ALPHABETS, EVAL_PHRASING, NUMBER_WORDS, TRAIN_PHRASINGS, SuiteConfig
 
-N_PHRASINGS = len(TRAIN_PHRASINGS) + 1  # phrasings per family (suite_phrasings.json): training ones and the held-out one
+# phrasings per family (suite_phrasings.json): the training ones and the held-out one
+N_PHRASINGS = len(TRAIN_PHRASINGS) + 1
 
 
 @dataclass(frozen=True)
