@@ -1,6 +1,9 @@
-"""Shared fixtures of the capability tests: the real SmolLM2 tokenizer and Austen filler."""
+"""Shared fixtures of the capability tests: the real SmolLM2 tokenizer and Austen filler, and the suite runner."""
 
 from __future__ import annotations
+
+import sys
+from pathlib import Path
 
 import pytest
 
@@ -23,3 +26,35 @@ def held_text(austen_dir) -> str:
 @pytest.fixture(scope="session")
 def filler(held_text, tok) -> Filler:
     return Filler.from_texts(held_text, tok)
+
+
+QUALITY = Path(__file__).resolve().parents[2] / "benchmarks" / "quality"
+
+
+@pytest.fixture(scope="module")
+def suite_mod():
+    """benchmarks/quality/suite.py as a module (it imports its neighbours, so their folder goes on the path)."""
+    sys.path.insert(0, str(QUALITY))
+    try:
+        import suite
+
+        yield suite
+    finally:
+        sys.path.remove(str(QUALITY))
+
+
+# Text only the held-out phrasing uses (statement or question), per family (lemo/eval/suite_phrasings.json).
+HELD_OUT_MARK = {
+    "multikey": "the badge of",
+    "multivalue": "tracking number",
+    "vartrack": "Assign ",
+    "kv": "<entries>",
+    "recall": "immediately succeed",
+    "count": "planted a tree",
+}
+
+
+@pytest.fixture(scope="session")
+def held_out_mark() -> dict[str, str]:
+    """Per family, text that only its held-out phrasing uses: none of it may reach a training row."""
+    return HELD_OUT_MARK

@@ -15,23 +15,7 @@ from lemo.eval.suite_rows import FIT_SLACK, eval_sample, eval_samples, text_form
 from lemo.train.data.records import parse_record, tokenize_records
 
 SEQ = 4096
-TABLES = {
-    "multikey": fam.MULTIKEY,
-    "multivalue": fam.MULTIVALUE,
-    "vartrack": fam.VARTRACK,
-    "kv": fam.KV,
-    "recall": fam.RECALL,
-    "count": fam.COUNT,
-}
-# Text only the held-out phrasing uses (statement or question), per family.
-HELD_OUT_MARK = {
-    "multikey": "the badge of",
-    "multivalue": "tracking number",
-    "vartrack": "Assign ",
-    "kv": "<entries>",
-    "recall": "immediately succeed",
-    "count": "planted a tree",
-}
+TABLES = fam.PHRASINGS
 TRAIN_MARKS = {  # text each training phrasing of multikey uses
     0: "The secret code of",
     1: "locker number",
@@ -49,7 +33,7 @@ def rows(train_text, tok):
     return training_rows([train_text], tok, SEQ, 3, seed=0)
 
 
-def test_every_family_has_three_train_phrasings_and_a_held_out_one():
+def test_every_family_has_three_train_phrasings_and_a_held_out_one(held_out_mark):
     assert set(TABLES) == set(FAMILIES) and len(FAMILIES) >= 6
     assert fam.EVAL_PHRASING not in fam.TRAIN_PHRASINGS and len(fam.TRAIN_PHRASINGS) >= 3
     for family, table in TABLES.items():
@@ -58,17 +42,17 @@ def test_every_family_has_three_train_phrasings_and_a_held_out_one():
         for p in fam.TRAIN_PHRASINGS:
             # The held-out phrasing rewords both the statement and the question.
             assert table[p][0] != held[0] and table[p][-2] != held[-2], (family, p)
-        mark = HELD_OUT_MARK[family]
+        mark = held_out_mark[family]
         assert any(mark in part for part in held) and not any(
             mark in x for p in fam.TRAIN_PHRASINGS for x in table[p]
         )
 
 
-def test_training_rows_mix_every_family_in_training_phrasings_only(rows):
+def test_training_rows_mix_every_family_in_training_phrasings_only(rows, held_out_mark):
     for r in rows:
         assert r["families"] == sorted(FAMILIES)
         text = r["prompt"] + r["completion"]
-        for family, mark in HELD_OUT_MARK.items():
+        for family, mark in held_out_mark.items():
             assert mark not in text, (family, mark)
         assert r["completion"].count("\nQuestion: ") == r["completion"].count("\nAnswer: ") >= 6
     whole = "".join(r["prompt"] for r in rows)
@@ -91,14 +75,14 @@ def filler_texts(filler: Filler, tok) -> str:
 
 
 @pytest.mark.parametrize("length", [2048, 4096])
-def test_eval_samples_have_the_exact_length_and_the_held_out_phrasing(length, filler, tok):
+def test_eval_samples_have_the_exact_length_and_the_held_out_phrasing(length, filler, tok, held_out_mark):
     cfg = SuiteConfig()
     for i, family in enumerate(FAMILIES):
         s = eval_sample(family, filler, tok, length, f"t/{family}/{i}", cfg)
         assert s.length == len(s.prompt_ids) + len(s.answer_ids) == length, family
         assert s.answer_ids == tok.encode(s.answer, add_special_tokens=False)
         question = s.prompt.split("\nQuestion: ")[-1]
-        assert HELD_OUT_MARK[family] in question or HELD_OUT_MARK[family] in s.prompt, family
+        assert held_out_mark[family] in question or held_out_mark[family] in s.prompt, family
         for mark in TRAIN_MARKS.values():
             assert mark not in s.prompt
         if family in ("multikey", "vartrack"):

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import csv
 import math
-import sys
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -20,17 +19,6 @@ QUALITY = Path(__file__).resolve().parents[2] / "benchmarks" / "quality"
 SAME = (
     "config", "form", "seed", "steps", "metric", "family", "eval_len", "value", "n", "first_loss", "last_loss",
 )  # fmt: skip
-
-
-@pytest.fixture(scope="module")
-def suite_mod():
-    sys.path.insert(0, str(QUALITY))
-    try:
-        import suite
-
-        yield suite
-    finally:
-        sys.path.remove(str(QUALITY))
 
 
 @pytest.fixture(scope="module")

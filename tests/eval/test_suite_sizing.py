@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import csv
 import json
-import sys
 from argparse import Namespace
 from pathlib import Path
 
@@ -17,17 +16,6 @@ from lemo.eval.suite_summary import SUMMARY_FIELDS
 
 QUALITY = Path(__file__).resolve().parents[2] / "benchmarks" / "quality"
 SIZING = QUALITY / "suite_sizing.json"
-
-
-@pytest.fixture(scope="module")
-def suite_mod():
-    sys.path.insert(0, str(QUALITY))
-    try:
-        import suite
-
-        yield suite
-    finally:
-        sys.path.remove(str(QUALITY))
 
 
 def test_the_committed_variants_are_valid_suite_configs_and_12_jobs(suite_mod):

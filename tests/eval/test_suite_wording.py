@@ -20,24 +20,8 @@ from lemo.eval.names import in_eval_split, name_pool
 from lemo.eval.suite import draw_facts
 from lemo.eval.suite_rows import eval_sample, eval_samples, training_rows
 
-TABLES = {
-    "multikey": fam.MULTIKEY,
-    "multivalue": fam.MULTIVALUE,
-    "vartrack": fam.VARTRACK,
-    "kv": fam.KV,
-    "recall": fam.RECALL,
-    "count": fam.COUNT,
-}
+TABLES = fam.PHRASINGS
 NAMES = {id(t): f for f, t in TABLES.items()}
-# Text only the held-out phrasing uses, per family (as in test_suite.py).
-HELD_OUT_MARK = {
-    "multikey": "the badge of",
-    "multivalue": "tracking number",
-    "vartrack": "Assign ",
-    "kv": "<entries>",
-    "recall": "immediately succeed",
-    "count": "planted a tree",
-}
 # sha256 (first 16 hex digits) of the rows and eval samples below, computed with the code of commit 5690162,
 # before the wording knobs existed: v1 and v2 must make exactly what they made then.
 DIGESTS = {
@@ -95,10 +79,10 @@ def test_pick_phrasing_draws_training_phrasings_0_2_then_4_6_and_never_3():
     assert {fam.pick_phrasing(rng, "eval", 3, held_out=False) for _ in range(100)} == {0, 1, 2}
 
 
-def test_every_table_has_six_distinct_training_phrasings_and_the_held_out_one_at_3():
+def test_every_table_has_six_distinct_training_phrasings_and_the_held_out_one_at_3(held_out_mark):
     for family, table in TABLES.items():
         assert len(table) == fam.N_PHRASINGS == 7, family
-        held, mark = table[fam.EVAL_PHRASING], HELD_OUT_MARK[family]
+        held, mark = table[fam.EVAL_PHRASING], held_out_mark[family]
         assert any(mark in part for part in held), family
         statements = [table[p][0] for p in fam.TRAIN_PHRASINGS]
         questions = [table[p][-2] for p in fam.TRAIN_PHRASINGS]
@@ -108,7 +92,9 @@ def test_every_table_has_six_distinct_training_phrasings_and_the_held_out_one_at
             assert not any(mark in part for part in table[p]), (family, p)
 
 
-def test_six_phrasings_train_on_0_2_and_4_6_and_eval_stays_on_3(picks, train_text, held_text, tok):
+def test_six_phrasings_train_on_0_2_and_4_6_and_eval_stays_on_3(
+    picks, train_text, held_text, tok, held_out_mark
+):
     for seed in range(60):  # facts only: cheap, and every family draws many times
         draw_facts(random.Random(seed), SuiteConfig(**SIX), "train")
     rows = training_rows([train_text], tok, 4096, 3, seed=0, cfg=SuiteConfig(**SIX))  # recall too
@@ -119,15 +105,15 @@ def test_six_phrasings_train_on_0_2_and_4_6_and_eval_stays_on_3(picks, train_tex
         assert (got == want) if want else (got <= {0, 1, 2, 4, 5, 6} and got & {4, 5, 6}), (family, got)
         assert picks[(family, "eval")] == {3}, family
     for r in rows:
-        for family, mark in HELD_OUT_MARK.items():
+        for family, mark in held_out_mark.items():
             assert mark not in r["prompt"] + r["completion"], (family, mark)
 
 
-def test_without_held_out_phrasing_eval_uses_the_training_phrasings(picks, held_text, tok):
+def test_without_held_out_phrasing_eval_uses_the_training_phrasings(picks, held_text, tok, held_out_mark):
     samples = eval_samples(held_text, tok, [2048], 3, cfg=SuiteConfig(held_out_phrasing=False))
     assert all(picks[(f, "eval")] <= {0, 1, 2} for f in FAMILIES)
     assert set().union(*(picks[(f, "eval")] for f in FAMILIES)) == {0, 1, 2}
-    assert not any(HELD_OUT_MARK[s.task] in s.prompt for s in samples)
+    assert not any(held_out_mark[s.task] in s.prompt for s in samples)
 
 
 def _capitalised(text: str) -> set[str]:

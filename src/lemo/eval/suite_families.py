@@ -72,10 +72,11 @@ def _q(question: str, lead: str) -> str:
 _PHRASINGS = json.loads(
     resources.files("lemo.eval").joinpath("suite_phrasings.json").read_text(encoding="utf-8")
 )
-MULTIKEY, MULTIVALUE, VARTRACK, KV, RECALL, COUNT = (
-    tuple(tuple(p) for p in _PHRASINGS[family])
+PHRASINGS: dict[str, tuple[tuple[str, ...], ...]] = {
+    family: tuple(tuple(p) for p in _PHRASINGS[family])
     for family in ("multikey", "multivalue", "vartrack", "kv", "recall", "count")
-)
+}
+MULTIKEY, MULTIVALUE, VARTRACK, KV, RECALL, COUNT = PHRASINGS.values()
 
 
 def pick_phrasing(rng: random.Random, split: str, n_train: int = 3, held_out: bool = True) -> int:
