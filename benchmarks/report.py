@@ -1022,6 +1022,14 @@ SECTIONS: list[Section] = [
         "(prompt/completion) and 0.74 / 0.62 (plain text): `suite_bias_forward_prerope_cpu.csv`.",
     ),
     Section(
+        "Quality and capability",
+        "The fast mode's selector at 16K (suite v2 rows, no training)",
+        "suite_bias_forward_16k_cpu.csv",
+        "The same measure at 16K on the suite's current (v2) rows, 2 rows, keep 0.6. Evidence is a smaller share of "
+        "a 16K row, so once the evidence and the labelled blocks are kept the rest of the budget goes to filler: "
+        "compare each selector with random at the same length, not with the 4K table.",
+    ),
+    Section(
         "Learned predictors",
         "Predictor recall against the oracle's choice",
         "predictor_recall_gpu.csv",
