@@ -63,10 +63,12 @@ suite)
     # 0.87 cost one evaluation each.
     SUITE_CONFIGS=${SUITE_CONFIGS:-dense dense@48 dense@52 default backward-gradient backward-supervision oracle}
     rc=0
-    # shellcheck disable=SC2086
     # The runner is stopped at SUITE_TIMEOUT so that the packing below runs even if a job overruns the call.
-    timeout "${SUITE_TIMEOUT:-560}" python benchmarks/quality/suite.py --configs $SUITE_CONFIGS --forms ${FORMS:-sup text} --seeds ${SEEDS:-0 1 2} \
-        --workers ${WORKERS:-8} --budget-s ${BUDGET_S:-540} ${SUITE_ARGS:-} --work /root/suite --parts "$P" \
+    # SUITE_JSON: SuiteConfig knobs as one JSON word (e.g. '{"train_phrasings": 6}'); SUITE_ARGS: other flags.
+    # shellcheck disable=SC2086
+    timeout "${SUITE_TIMEOUT:-560}" python benchmarks/quality/suite.py --configs $SUITE_CONFIGS \
+        --forms ${FORMS:-sup text} --seeds ${SEEDS:-0 1 2} --workers ${WORKERS:-8} --budget-s ${BUDGET_S:-540} \
+        ${SUITE_JSON:+--suite "$SUITE_JSON"} ${SUITE_ARGS:-} --work /root/suite --parts "$P" \
         --out "$OUT/suite_smollm2.csv" 2>"$OUT/suite.err" || rc=$?
     # Packed even when the runner failed: what finished before the failure still comes back.
     python benchmarks/quality/suite_parts.py pack "$P" "$OUT/suite_parts.tar"
