@@ -1,0 +1,61 @@
+"""`lemo plan`'s prediction for the sparse-layer sets (docs/design.md section 1): where the GPU peak falls and how
+high, for the default "auto" (the last layer dense, as in the artifact) and "upper" (the last layer sparse too),
+on the Llama-3-8B shape with gradient checkpointing and 2% of the row labelled. A prediction, not a measurement:
+the bench configs `lemo-upper+gc` / `liger-lemo-upper+gc` measure it.
+
+    python benchmarks/plan/plan_layer_sets.py --out benchmarks/results/plan_layer_sets.csv
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import subprocess
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[2]
+sys.path.insert(0, str(ROOT / "src"))
+
+from lemo.config import SparsityConfig  # noqa: E402
+from lemo.plan import PlanConfig, predict  # noqa: E402
+
+FIELDS = ["sparse_layers", "seq_len", "gpu_peak_gib", "peak_at", "step_s", "shape", "commit", "command"]
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--lengths", type=int, nargs="+", default=[16384, 32768])
+    ap.add_argument("--out", type=Path, required=True)
+    args = ap.parse_args(argv)
+    commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True, cwd=ROOT)
+    command = "python " + " ".join([sys.argv[0], *(argv if argv is not None else sys.argv[1:])])
+    rows = []
+    for layers in ("none", "auto", "upper"):
+        for T in args.lengths:
+            plan = predict(
+                PlanConfig(
+                    shape="llama3-8b",
+                    seq_len=T,
+                    sparsity=SparsityConfig(sparse_layers=layers),
+                    gradient_checkpointing=True,
+                    labelled_fraction=0.02,
+                )
+            )
+            rows.append({"sparse_layers": layers, "seq_len": T, "gpu_peak_gib": round(plan.gpu_peak_gib, 2),
+                         "peak_at": plan.phase, "step_s": round(plan.step_s, 3), "shape": "llama3-8b",
+                         "commit": commit.stdout.strip(), "command": command})  # fmt: skip
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    with args.out.open("w", newline="") as fh:
+        writer = csv.DictWriter(fh, fieldnames=FIELDS)
+        writer.writeheader()
+        writer.writerows(rows)
+    for r in rows:
+        print(
+            f"{r['sparse_layers']:6} T={r['seq_len']:6} peak {r['gpu_peak_gib']:6.2f} GiB at {r['peak_at']}"
+        )
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
