@@ -9,7 +9,6 @@ the bench configs `lemo-upper+gc` / `liger-lemo-upper+gc` measure it.
 from __future__ import annotations
 
 import argparse
-import csv
 import subprocess
 import sys
 from pathlib import Path
@@ -17,6 +16,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT / "src"))
 
+from lemo.bench.run import append_row  # noqa: E402
 from lemo.config import SparsityConfig  # noqa: E402
 from lemo.plan import PlanConfig, predict  # noqa: E402
 
@@ -30,30 +30,22 @@ def main(argv: list[str] | None = None) -> int:
     args = ap.parse_args(argv)
     commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True, cwd=ROOT)
     command = "python " + " ".join([sys.argv[0], *(argv if argv is not None else sys.argv[1:])])
-    rows = []
+    args.out.unlink(missing_ok=True)  # a prediction: rewritten whole, not appended to
     for layers in ("none", "auto", "upper"):
         for T in args.lengths:
-            plan = predict(
-                PlanConfig(
-                    shape="llama3-8b",
-                    seq_len=T,
-                    sparsity=SparsityConfig(sparse_layers=layers),
-                    gradient_checkpointing=True,
-                    labelled_fraction=0.02,
-                )
+            cfg = PlanConfig(
+                shape="llama3-8b",
+                seq_len=T,
+                sparsity=SparsityConfig(sparse_layers=layers),
+                gradient_checkpointing=True,
+                labelled_fraction=0.02,
             )
-            rows.append({"sparse_layers": layers, "seq_len": T, "gpu_peak_gib": round(plan.gpu_peak_gib, 2),
-                         "peak_at": plan.phase, "step_s": round(plan.step_s, 3), "shape": "llama3-8b",
-                         "commit": commit.stdout.strip(), "command": command})  # fmt: skip
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    with args.out.open("w", newline="") as fh:
-        writer = csv.DictWriter(fh, fieldnames=FIELDS)
-        writer.writeheader()
-        writer.writerows(rows)
-    for r in rows:
-        print(
-            f"{r['sparse_layers']:6} T={r['seq_len']:6} peak {r['gpu_peak_gib']:6.2f} GiB at {r['peak_at']}"
-        )
+            plan = predict(cfg)
+            append_row(args.out, FIELDS, {"sparse_layers": layers, "seq_len": T, "shape": "llama3-8b",
+                                          "gpu_peak_gib": round(plan.gpu_peak_gib, 2), "peak_at": plan.phase,
+                                          "step_s": round(plan.step_s, 3), "commit": commit.stdout.strip(),
+                                          "command": command})  # fmt: skip
+            print(f"{layers:6} T={T:6} peak {plan.gpu_peak_gib:6.2f} GiB at {plan.phase}")
     return 0
 
 
