@@ -109,6 +109,9 @@ sizing)
     # shellcheck disable=SC2086
     python benchmarks/quality/suite.py sizing table "$R" --plan "$SIZING" --lengths $EVAL_LENGTHS \
         | tee "$OUT/sizing_table.txt"
+    # The knobs for the suite call that follows on this machine: SUITE_JSON=$(cat /root/sizing/chosen.json).
+    python benchmarks/quality/suite.py sizing choose "$R" --plan "$SIZING" > "$W/chosen.json" \
+        && cp "$W/chosen.json" "$R/" && echo "chosen: $(cat "$W/chosen.json")" || true
     tar -cf "$OUT/sizing.tar" -C "$OUT" sizing && rm -rf "$R"
     exit $rc
     ;;

@@ -18,10 +18,11 @@ A dense@N job is not trained when dense of the same form and seed trains in the 
 adapter after step N and writes dense@N's part file too (snapshots, docs/suite.md; --no-snapshots: train it).
 
 Sizing (`gpu_capability.sh sizing`) runs one such command per variant of a sizing file (suite_sizing.json: name ->
-knobs over preset v2, plus optional "seeds"), and uses two helpers of this script:
+knobs over preset v2, plus optional "seeds"), and uses three helpers of this script:
 
     python benchmarks/quality/suite.py sizing plan benchmarks/quality/suite_sizing.json   # name, --suite, seeds
     python benchmarks/quality/suite.py sizing table RESULTS --lengths 16384 4096   # the variants' summaries
+    python benchmarks/quality/suite.py sizing choose RESULTS --plan FILE   # knobs sizing every family (JSON)
 """
 
 from __future__ import annotations
@@ -82,6 +83,8 @@ CONFIGS: dict[str, dict | None] = {
     # the default with the last layer sparse too (a lower GPU peak; docs/design.md section 1)
     "upper": {"sparse_layers": "upper"},
     "oracle": {"elimination": "backward", "random_fraction": 1.0, EVIDENCE: True},
+    # the fast mode's upper bound: forward elimination (the default's) with the evidence blocks kept first
+    "oracle-forward": {"random_fraction": 1.0, EVIDENCE: True},
 }
 FORMS = ("sup", "text")
 FIELDS = [
@@ -567,6 +570,53 @@ def sizing_table(
     return "\n".join(lines)
 
 
+# One wording, families from hardest to easiest: the rungs `sizing choose` mixes.
+LADDER = ("D_both", "E_easy", "F_easiest")
+GLOBAL_KNOBS = ("families", "train_phrasings", "shared_lead", "held_out_phrasing")
+
+
+def _dense_exact(path: Path, length: int) -> dict[str, float]:
+    """family -> dense LoRA's mean exact match at `length` (form sup), from a variant's summary CSV."""
+    rows = list(csv.DictReader(path.open())) if path.exists() else []
+    cell = ("dense", "sup", "exact_match", str(length))
+    return {
+        r["family"]: float(r["mean"])
+        for r in rows
+        if (r["config"], r["form"], r["metric"], r["eval_len"]) == cell
+    }
+
+
+def _pick(scores: Sequence[tuple[str, float]], lo: float, hi: float) -> str:
+    """The hardest rung whose score is in [lo, hi]; else the hardest if every rung is above, else the best."""
+    inside = [name for name, v in scores if lo <= v <= hi]
+    if inside:
+        return inside[0]
+    if all(v > hi for _, v in scores):
+        return scores[0][0]
+    return min(scores, key=lambda nv: abs(nv[1] - (lo + hi) / 2))[0]
+
+
+def choose_knobs(
+    results: Path, plan: Path, length: int = 16384, lo: float = 0.4, hi: float = 0.9, ladder=LADDER
+) -> tuple[dict, dict[str, str]]:
+    """The suite knobs that size every family: per family, the hardest rung of `ladder` (variants sharing one
+    wording, hardest first) where dense LoRA's exact match at `length` lies in [lo, hi]. A family's knobs are
+    those named after it (kv_pairs -> kv); the wording comes from the first rung. Returns (knobs, family ->
+    rung). A rung without results (failed, out of time) is passed over."""
+    variants = {name: json.loads(suite) for name, suite, _ in sizing_plan(plan)}
+    missing = [r for r in ladder if r not in variants]
+    if missing:
+        raise SystemExit(f"{plan}: the ladder's variants {missing} are not in it.")
+    knobs = {k: v for k, v in variants[ladder[0]].items() if k in GLOBAL_KNOBS or k == "preset"}
+    scores = {r: _dense_exact(results / f"{r}_summary.csv", length) for r in ladder}
+    chosen = {}
+    for family in FAMILIES:
+        rungs = [(r, scores[r][family]) for r in ladder if family in scores[r]]
+        chosen[family] = _pick(rungs, lo, hi) if rungs else ladder[0]
+        knobs.update({k: v for k, v in variants[chosen[family]].items() if k.startswith(family + "_")})
+    return knobs, chosen
+
+
 def sizing_main(argv: list[str]) -> int:
     """`sizing plan FILE`: one tab-separated line per variant (name, --suite JSON, seeds), for the shell.
     `sizing table RESULTS`: exact match and answer-token accuracy per variant, family and length, from the
@@ -578,7 +628,16 @@ def sizing_main(argv: list[str]) -> int:
     table.add_argument("results", type=Path)
     table.add_argument("--plan", type=Path, help="the sizing file: its variants, in its order")
     table.add_argument("--lengths", type=int, nargs="+", default=[16384])
+    choose = sub.add_parser("choose", help="print the knobs (JSON) that size every family, from RESULTS")
+    choose.add_argument("results", type=Path)
+    choose.add_argument("--plan", type=Path, required=True)
+    choose.add_argument("--length", type=int, default=16384)
     args = ap.parse_args(argv)
+    if args.command == "choose":
+        knobs, chosen = choose_knobs(args.results, args.plan, args.length)
+        print("sizing: " + ", ".join(f"{f} from {r}" for f, r in chosen.items()), file=sys.stderr)
+        print(json.dumps(knobs, sort_keys=True))
+        return 0
     if args.command == "plan":
         for name, suite, seeds in sizing_plan(args.file):
             print(name, suite, " ".join(map(str, seeds)), sep="\t")

@@ -96,3 +96,30 @@ def test_the_table_has_a_line_per_variant_and_a_column_per_family(suite_mod, tmp
     assert suite_mod.sizing_main(["table", str(tmp_path), "--lengths", "16384"]) == 0
     out = capsys.readouterr().out
     assert "exact_match @ 16384" in out and "token_accuracy @ 16384" in out and "A_v2" in out
+
+
+def test_choose_takes_per_family_the_hardest_rung_dense_lands_in_range(suite_mod, tmp_path, capsys):
+    """D too hard for kv and count, E right for kv, only F for count; multikey saturates everywhere (D kept)."""
+    d = {"multikey": 0.95, "multivalue": 0.5, "vartrack": 0.1, "kv": 0.1, "recall": 0.6, "count": 0.0}
+    e = {"multikey": 0.97, "multivalue": 0.7, "vartrack": 0.2, "kv": 0.55, "recall": 0.8, "count": 0.2}
+    f = {"multikey": 0.97, "multivalue": 0.8, "vartrack": 0.3, "kv": 0.8, "recall": 0.9, "count": 0.45}
+    for name, values in (("D_both", d), ("E_easy", e), ("F_easiest", f)):
+        _summary(tmp_path / f"{name}_summary.csv", {k: (v, 0.01) for k, v in values.items()})
+    knobs, chosen = suite_mod.choose_knobs(tmp_path, SIZING)
+    assert chosen == {"multikey": "D_both", "multivalue": "D_both", "vartrack": "F_easiest", "kv": "E_easy",
+                      "recall": "D_both", "count": "F_easiest"}  # fmt: skip
+    # vartrack never lands: the rung closest to the range's middle (F's 0.3). Wording from D, sizes per family.
+    plan = {name: json.loads(suite) for name, suite, _ in suite_mod.sizing_plan(SIZING)}
+    assert knobs["train_phrasings"] == 6 and knobs["shared_lead"] is True
+    assert knobs["kv_pairs"] == plan["E_easy"]["kv_pairs"]
+    assert knobs["count_keys"] == plan["F_easiest"]["count_keys"] == 2
+    assert knobs["vartrack_hops"] == 0 and "multivalue_keys" not in knobs and "recall_words" not in knobs
+    SuiteConfig.from_preset(**knobs)  # a valid suite
+    assert suite_mod.sizing_main(["choose", str(tmp_path), "--plan", str(SIZING)]) == 0
+    assert json.loads(capsys.readouterr().out) == knobs
+
+
+def test_choose_passes_over_a_rung_without_results(suite_mod, tmp_path):
+    _summary(tmp_path / "E_easy_summary.csv", {f: (0.6, 0.01) for f in FAMILIES})
+    knobs, chosen = suite_mod.choose_knobs(tmp_path, SIZING)  # D and F failed
+    assert set(chosen.values()) == {"E_easy"} and knobs["kv_pairs"] == 3
