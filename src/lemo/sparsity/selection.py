@@ -95,47 +95,59 @@ def select_blocks(
     layer's forward, and backward elimination in its backward pass (`scorer="gradient"`). `score` is called only
     where the scores are read: not with everything kept, nor with random blocks only (`random_fraction=1`).
     Random draws use torch's default generator, segment by segment in order.
+
+    The per-segment rule branches on counts, so on the device it would wait for the GPU several times per
+    segment (a packed row holds dozens). Instead every segment's scores and tiers come to the host in one copy
+    each, the rule runs there (a few hundred blocks per segment), and the kept ids go back in one copy.
     """
+    nbs = [-(-seg.length // config.block_size) for seg in segments]
+    ratio = config.selection == "ratio"
+    if ratio and keep_ratio >= 1.0:
+        scores = [torch.zeros(nb) for nb in nbs]  # everything kept: no need to score
+    elif ratio and config.random_fraction >= 1.0:
+        scores = [torch.zeros(nb) for nb in nbs]  # random blocks never read the scores
+    else:
+        scores = _to_host([score(s, seg) for s, seg in enumerate(segments)])  # [nb] each
+    host_tiers = _to_host([t for seg_tiers in tiers for t in seg_tiers])
+    per = len(tiers[0]) if tiers else 0
     kept = []
-    for s, seg in enumerate(segments):
-        nb = -(-seg.length // config.block_size)
-        if config.selection == "ratio" and keep_ratio >= 1.0:
-            blocks = torch.arange(nb, device=device)  # everything kept: no need to score
-        elif config.selection == "ratio":
-            # Random blocks never read the scores.
-            scores = (
-                torch.zeros(nb, device=device) if config.random_fraction >= 1.0 else score(s, seg)
-            )  # [nb]
-            blocks = select_by_ratio(
-                scores,
-                keep_ratio,
-                config.sink_blocks,
-                config.local_blocks,
-                priority=tiers[s],
-                random_fraction=config.random_fraction,
-            )
+    for s, nb in enumerate(nbs):
+        prio = host_tiers[s * per : (s + 1) * per]  # [nb] bool each
+        if ratio and keep_ratio >= 1.0:
+            kept.append(torch.arange(nb))
+        elif ratio:
+            kept.append(select_by_ratio(scores[s], keep_ratio, config.sink_blocks, config.local_blocks,
+                                        priority=prio, random_fraction=config.random_fraction))  # fmt: skip
         else:
-            blocks = select_by_threshold(
-                score(s, seg), threshold, config.sink_blocks, config.local_blocks, priority=tiers[s]
-            )
-        kept.append(blocks.to(device))  # [k_s] sorted block ids
+            kept.append(select_by_threshold(scores[s], threshold, config.sink_blocks, config.local_blocks,
+                                            priority=prio))  # fmt: skip
     return blocks_selection(kept, segments, length, config.block_size, device)
+
+
+def _to_host(tensors: list[torch.Tensor]) -> list[torch.Tensor]:
+    """The tensors (1-D) on the host, in one device-to-host copy for all of them."""
+    if not tensors or all(t.device.type == "cpu" for t in tensors):
+        return [t.cpu() for t in tensors]
+    sizes = [t.numel() for t in tensors]
+    dtype = torch.float32 if any(t.is_floating_point() for t in tensors) else tensors[0].dtype
+    flat = torch.cat([t.to(dtype) for t in tensors]).cpu()  # the one copy (and wait)
+    return [part.to(t.dtype) for part, t in zip(flat.split(sizes), tensors)]
 
 
 def blocks_selection(
     kept: list[torch.Tensor], segments: list[Segment], length: int, block_size: int, device: torch.device
 ) -> Selection:
-    """The Selection of per-segment kept block ids (each [k_s], sorted), built for all segments at once.
-
-    One host copy of the block ids serves `Selection.blocks` (read by `lemo.stats` and the evidence meter) and the
-    row offsets; the rows are gathered on the device without a further sync.
+    """The Selection of per-segment kept block ids (each [k_s], sorted, on the host), built for all segments at
+    once: the ids serve `Selection.blocks` (read by `lemo.stats` and the evidence meter) and go to the device in
+    one copy, where the rows are gathered without a sync.
     """
     if not segments:
         return Selection(torch.zeros(0, dtype=torch.long, device=device), [0], [], 1.0)
     b = block_size
     counts = [k.numel() for k in kept]
-    ids = torch.cat(kept)  # [K] block ids, segment after segment
-    flat = ids.tolist()  # the one host sync
+    ids = torch.cat([k.cpu() for k in kept])  # [K] block ids, segment after segment
+    flat = ids.tolist()
+    ids = ids.to(device, non_blocking=True)
     blocks, cu, at = [], [0], 0
     for seg, c in zip(segments, counts):
         blocks.append(flat[at : at + c])
