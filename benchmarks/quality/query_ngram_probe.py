@@ -3,7 +3,7 @@
 On plain text every position is labelled, so `lemo.sparsity.supervision.query_mask` reads the attention of the
 positions whose next token repeats an n-gram seen far back (an induction proxy for LongPPL's key tokens): today
 a bigram seen at least 256 tokens earlier and at most 4 times in the row. This probe swaps that rule for longer
-n-grams, larger gaps and fewer repeats, and measures the forward supervision selector (keep 0.6, one selection
+n-grams, larger gaps, fewer repeats and more query positions per segment (512 today), and measures the forward supervision selector (keep 0.6, one selection
 shared by the sparse layers, as `SparsityConfig(scorer="supervision")`) on the suite's plain-text rows: the share
 of evidence and of filler blocks kept, averaged over the sparse layers (suite_bias.py's measure).
 
@@ -28,13 +28,15 @@ from lemo.config import SuiteConfig
 from lemo.eval.suite_rows import training_rows
 from lemo.integrations.transformers.loading import load_model
 
-# name: (n, min_gap, max_repeats); the first is the library's rule
+# name: (n, min_gap, max_repeats, query positions scored per segment); the first is the library's rule
 RULES = {
-    "bigram, gap 256, <= 4 (library)": (2, 256, 4),
-    "trigram, gap 256, <= 4": (3, 256, 4),
-    "4-gram, gap 256, <= 4": (4, 256, 4),
-    "bigram, gap 1024, <= 4": (2, 1024, 4),
-    "bigram, gap 256, <= 2": (2, 256, 2),
+    "bigram, gap 256, <= 4 (library)": (2, 256, 4, 512),
+    "trigram, gap 256, <= 4": (3, 256, 4, 512),
+    "4-gram, gap 256, <= 4": (4, 256, 4, 512),
+    "bigram, gap 1024, <= 4": (2, 1024, 4, 512),
+    "bigram, gap 256, <= 2": (2, 256, 2, 512),
+    "bigram, gap 256, <= 4, 2048 queries": (2, 256, 4, 2048),
+    "trigram, gap 256, <= 4, 2048 queries": (3, 256, 4, 2048),
 }
 FIELDS = ["rule", "seq_len", "kept_evidence", "kept_filler", "rows", "keep_ratio", "gpu", "torch",
           "transformers", "commit", "timestamp", "command"]  # fmt: skip
@@ -75,20 +77,21 @@ def main(argv: list[str] | None = None) -> int:
     model, tok = load_model(smollm2_dir(), dtype=dtype, device=device, rope_scaling="yarn", rope_factor=2.0)
     model.train()  # selection runs in training mode
     train, _ = austen_split()
-    library_rule = supervision.repeat_positions
+    library_rule, library_queries = supervision.repeat_positions, supervision.MAX_QUERIES
     out = []
     for seq_len in args.seq_len:
         records = training_rows(train, tok, seq_len, args.rows, seed=99, cfg=SuiteConfig.from_preset("v2"))
         for name in args.rules:
-            n, gap, repeats = RULES[name]
+            n, gap, repeats, queries = RULES[name]
             supervision.repeat_positions = functools.partial(
                 ngram_positions, n=n, min_gap=gap, max_repeats=repeats
             )
+            supervision.MAX_QUERIES = queries
             try:
                 rows = [r for r in measure(model, records, tok, device, args.keep_ratio, ["forward: supervision"])
                         if r["form"] == "text"]  # fmt: skip
             finally:
-                supervision.repeat_positions = library_rule
+                supervision.repeat_positions, supervision.MAX_QUERIES = library_rule, library_queries
             ev = sum(r["kept_evidence"] for r in rows) / len(rows)
             fi = sum(r["kept_filler"] for r in rows) / len(rows)
             out.append({"rule": name, "seq_len": seq_len, "kept_evidence": ev, "kept_filler": fi})
