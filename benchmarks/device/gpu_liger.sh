@@ -11,7 +11,9 @@
 #   1b. with PROFILE set (e.g. PROFILE=32768): one warm step per PROFILE_CONFIGS under torch.profiler, summarized
 #      into $OUT/profile_llama3_8b.csv (benchmarks/e2e/profile_step.py: op families, idle gaps, host syncs);
 #   2. 128K under the 80 GB cap (74.5 GiB), offload and full tiling, one step after a warm-up through two layers:
-#      liger-exact+offload+tiled-attn, liger-lemo+offload+tiled-attn.
+#      liger-exact+offload+tiled-attn, liger-lemo+offload+tiled-attn (LONG_CONFIGS replaces them). The longest
+#      row one call can time is about 384K (lemo's default: 418 s a step predicted, plan_long_steps.csv):
+#      SHORT= LONG=393216 LONG_CONFIGS=liger-lemo+offload+tiled-attn DEADLINE=590.
 # No network there: Liger travels as its pure-Python wheel in .whl/ (git-ignored through .git/info/exclude):
 #   python3 -m pip download --no-deps --only-binary=:all: --python-version 3.12 --implementation cp \
 #       --platform manylinux_2_28_x86_64 --platform manylinux2014_x86_64 -d .whl liger-kernel==0.8.5
@@ -27,7 +29,7 @@ python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upg
 export LEMO_COMMIT PYTHONPATH=src:/tmp/site${PYTHONPATH:+:$PYTHONPATH} PYTHONUNBUFFERED=1 PYTHONWARNINGS=ignore
 BENCH=${BENCH:-python benchmarks/e2e/bench.py}
 SHAPE=${SHAPE:-llama3-8b}
-SHORT=${SHORT:-16384 32768}
+SHORT=${SHORT-16384 32768}  # SHORT= (empty) skips the short part
 LONG=${LONG-131072}  # LONG= (empty) skips the 128K part
 TILE=${TILE:-8192}
 STEPS=${STEPS:-3}
@@ -40,9 +42,12 @@ python -c "import importlib.metadata as m, liger_kernel.transformers; print('lig
     2>&1 | log
 nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader 2>/dev/null | log || true
 # 1. The short pair: ~40 s to build the model, then ~4-5 min for 4 configs x 2 lengths x 4 steps (warm-up included).
-# shellcheck disable=SC2086
-bench --lengths $SHORT --steps "$STEPS" --warmup 1 --budget-s "${SHORT_BUDGET:-300}" \
-    --configs ${SHORT_CONFIGS:-exact liger-exact lemo-random+gc liger-lemo-random+gc} || echo "short run failed: $?" | log
+if [ -n "$SHORT" ]; then
+    # shellcheck disable=SC2086
+    bench --lengths $SHORT --steps "$STEPS" --warmup 1 --budget-s "${SHORT_BUDGET:-300}" \
+        --configs ${SHORT_CONFIGS:-exact liger-exact lemo-random+gc liger-lemo-random+gc} \
+        || echo "short run failed: $?" | log
+fi
 # 1b. The profile (issue 20 item 3): a model build, then per config a warm-up step and one profiled step.
 if [ -n "${PROFILE:-}" ]; then
     # shellcheck disable=SC2086
@@ -60,7 +65,8 @@ if [ -z "$LONG" ]; then
 elif [ "$left" -gt 0 ]; then
     # shellcheck disable=SC2086
     bench --lengths $LONG --cap-gib 74.5 --steps 1 --warmup 1 --warmup-layers few --budget-s "$left" \
-        --configs liger-exact+offload+tiled-attn liger-lemo+offload+tiled-attn || echo "128K run failed: $?" | log
+        --configs ${LONG_CONFIGS:-liger-exact+offload+tiled-attn liger-lemo+offload+tiled-attn} \
+        || echo "long run failed: $?" | log
 else
     echo "no time left for 128K" | log
 fi
