@@ -18,13 +18,15 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT / "src"))
 
+import torch  # noqa: E402
+
 from lemo.bench.run import append_row  # noqa: E402
 from lemo.config import SparsityConfig  # noqa: E402
 from lemo.plan import PlanConfig, predict  # noqa: E402
 
 CALL_S, SETUP_S = 600, 60  # a device call's limit; the model build and the warm-up before the timed step
 FIELDS = ["config", "seq_len", "gpu_peak_gib", "gpu_need_gib", "fits_gpu", "host_gib", "step_s", "fits_call",
-          "shape", "commit", "command"]  # fmt: skip
+          "shape", "gpu", "torch", "commit", "command"]  # fmt: skip
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -47,6 +49,7 @@ def main(argv: list[str] | None = None) -> int:
                                           "gpu_need_gib": round(plan.gpu_need_gib, 2), "fits_gpu": plan.fits_gpu,
                                           "host_gib": round(plan.host_need_gib, 2), "step_s": round(plan.step_s, 1),
                                           "fits_call": fits_call, "shape": "llama3-8b",
+                                          "gpu": "none (lemo plan: H200 rates)", "torch": torch.__version__,
                                           "commit": commit.stdout.strip(), "command": command})  # fmt: skip
             print(
                 f"{name:26} T={T:7} peak {plan.gpu_peak_gib:6.2f} GiB  step {plan.step_s:7.1f} s  "
