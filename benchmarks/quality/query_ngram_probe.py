@@ -42,27 +42,6 @@ FIELDS = ["rule", "seq_len", "kept_evidence", "kept_filler", "rows", "keep_ratio
           "transformers", "commit", "timestamp", "command"]  # fmt: skip
 
 
-def ngram_positions(ids: torch.Tensor, min_gap: int, max_repeats: int, n: int) -> torch.Tensor:
-    """[B, T] bool: position t whose n-gram ids[t : t+n] occurred before at a position <= t - min_gap and at most
-    `max_repeats` times in its row (n=2 is the library's `repeat_positions`)."""
-    B, T = ids.shape
-    out = torch.zeros(B, T, dtype=torch.bool, device=ids.device)
-    if n > T:
-        return out
-    vocab = int(ids.max()) + 1
-    for b in range(B):
-        row = ids[b].long()
-        key = torch.zeros(T - n + 1, dtype=torch.long, device=ids.device)
-        for j in range(n):  # vocab**4 < 2**63 up to 55,000 tokens (SmolLM2: 49,152): exact keys
-            key = key * vocab + row[j : T - n + 1 + j]  # [T-n+1] n-gram ids
-        uniq, inv, counts = torch.unique(key, return_inverse=True, return_counts=True)
-        pos = torch.arange(T - n + 1, device=ids.device)
-        first = torch.full((uniq.numel(),), T, dtype=torch.long, device=ids.device)
-        first = first.scatter_reduce(0, inv, pos, reduce="amin")  # [U] first occurrence
-        out[b, : T - n + 1] = (first[inv] <= pos - min_gap) & (counts[inv] <= max_repeats)
-    return out
-
-
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--rows", type=int, default=2)
@@ -84,7 +63,7 @@ def main(argv: list[str] | None = None) -> int:
         for name in args.rules:
             n, gap, repeats, queries = RULES[name]
             supervision.repeat_positions = functools.partial(
-                ngram_positions, n=n, min_gap=gap, max_repeats=repeats
+                library_rule, n=n, min_gap=gap, max_repeats=repeats
             )
             supervision.MAX_QUERIES = queries
             try:

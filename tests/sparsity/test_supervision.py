@@ -89,3 +89,14 @@ def test_forward_elimination_keeps_the_blocks_the_labels_attend_to():
     rest = sorted(set(range(nb)) - forced, key=lambda b: (-float(scores[b]), b))
     expect = forced | set(rest[: nb // 2 - len(forced)])
     assert kept == expect, (sorted(kept), sorted(expect))
+
+
+def test_repeat_positions_of_longer_ngrams_match_a_brute_force_count():
+    g = torch.Generator().manual_seed(3)
+    ids = torch.randint(0, 5, (2, 300), generator=g)  # a small vocabulary: many repeats
+    for n in (2, 3, 4):
+        got = repeat_positions(ids, min_gap=40, max_repeats=6, n=n)
+        for b in range(2):
+            grams = [tuple(ids[b, t : t + n].tolist()) for t in range(300 - n + 1)]
+            want = [grams.index(x) <= t - 40 and grams.count(x) <= 6 for t, x in enumerate(grams)]
+            assert got[b, : 300 - n + 1].tolist() == want and not got[b, 300 - n + 1 :].any()

@@ -23,21 +23,25 @@ MAX_QUERIES = 512  # query positions scored per segment; more add cost and littl
 QUERY_CHUNK = 64  # query rows per softmax, bounding the [H, chunk, n] fp32 probabilities
 
 
-def repeat_positions(ids: torch.Tensor, min_gap: int = 256, max_repeats: int = 4) -> torch.Tensor:
-    """[B, T] bool: position t whose bigram (ids[t], ids[t+1]) occurred before at a position <= t - min_gap,
-    and at most `max_repeats` times in its row (frequent bigrams such as "of the" carry no retrieval)."""
+def repeat_positions(ids: torch.Tensor, min_gap: int = 256, max_repeats: int = 4, n: int = 2) -> torch.Tensor:
+    """[B, T] bool: position t whose n-gram ids[t : t+n] (a bigram by default) occurred before at a position
+    <= t - min_gap, and at most `max_repeats` times in its row (frequent ones such as "of the" carry no
+    retrieval). Longer n-grams were probed and not adopted (benchmarks/quality/query_ngram_probe.py)."""
     B, T = ids.shape
     out = torch.zeros(B, T, dtype=torch.bool, device=ids.device)
-    if T < 2:
+    if n > T:
         return out
     vocab = int(ids.max()) + 1
     for b in range(B):
-        key = ids[b, :-1].long() * vocab + ids[b, 1:].long()  # [T-1] bigram ids
+        row = ids[b].long()
+        key = torch.zeros(T - n + 1, dtype=torch.long, device=ids.device)
+        for j in range(n):  # exact while vocab**n < 2**63 (n = 4 with 55,000 tokens)
+            key = key * vocab + row[j : T - n + 1 + j]  # [T-n+1] n-gram ids
         uniq, inv, counts = torch.unique(key, return_inverse=True, return_counts=True)
-        pos = torch.arange(T - 1, device=ids.device)
+        pos = torch.arange(T - n + 1, device=ids.device)
         first = torch.full((uniq.numel(),), T, device=ids.device, dtype=torch.long)
-        first = first.scatter_reduce(0, inv, pos, reduce="amin")  # [U] first occurrence of each bigram
-        out[b, :-1] = (first[inv] <= pos - min_gap) & (counts[inv] <= max_repeats)
+        first = first.scatter_reduce(0, inv, pos, reduce="amin")  # [U] first occurrence of each n-gram
+        out[b, : T - n + 1] = (first[inv] <= pos - min_gap) & (counts[inv] <= max_repeats)
     return out
 
 
