@@ -122,7 +122,8 @@ def test_lemo_on_liger_runs_liger_kernels_and_matches_lemo_alone(extra, calls):
     kept = lemo.stats(liger)[0]["kept_fraction"] * T
     assert 0 < kept < T
     if extra:  # every layer tiled, dense ones too: Liger's kernels run a tile of rows at a time
-        assert set(calls["swiglu"]) == {16} and set(calls["rope"]) == {16} and 16 in calls["rms_norm"]
+        # (the trimmed last layer runs only the scored rows, which need not fill whole tiles)
+        assert max(calls["swiglu"]) == 16 and set(calls["rope"]) == {16} and 16 in calls["rms_norm"]
     else:  # the sparse layer's kept rows, through Liger's kernels
         assert kept in calls["rms_norm"] and kept in calls["swiglu"] and kept in calls["rope"]
     ref_loss, ref_grads = _loss_and_grads(plain, ids)

@@ -71,9 +71,13 @@ def test_kept_rows_match_the_selection(T, keep):
     assert kept_rows(T, keep, cfg) == tokens
 
 
+# The last layer run whole (not trimmed to the scored rows): its backward is the peak these tests look at.
+WHOLE = {"trim_last_layer": False}
+
+
 def test_offload_moves_the_stored_inputs_to_the_host():
-    on_gpu = predict(PlanConfig(**LONG))
-    off = predict(PlanConfig(**LONG, sparsity=lemo.SparsityConfig(offload="cpu")))
+    on_gpu = predict(PlanConfig(**LONG, sparsity=lemo.SparsityConfig(**WHOLE)))
+    off = predict(PlanConfig(**LONG, sparsity=lemo.SparsityConfig(offload="cpu", **WHOLE)))
     stored = on_gpu.breakdown_gib["stored layer inputs"]
     assert off.host_gib == pytest.approx(stored)
     # Llama-3-8B at 128K, keep 0.6: 16 dense layers x 1 GiB and 16 sparse ones x 0.6 GiB of kept rows.
@@ -84,8 +88,8 @@ def test_offload_moves_the_stored_inputs_to_the_host():
 
 
 def test_tiling_bounds_the_mlp_working_set():
-    plain = predict(PlanConfig(**LONG))
-    tiled = predict(PlanConfig(**LONG, sparsity=lemo.SparsityConfig(tile_tokens=8192)))
+    plain = predict(PlanConfig(**LONG, sparsity=lemo.SparsityConfig(**WHOLE)))
+    tiled = predict(PlanConfig(**LONG, sparsity=lemo.SparsityConfig(tile_tokens=8192, **WHOLE)))
     mlp = plain.breakdown_gib["layer 31 MLP activations+grads"]
     # Tiled, the MLP's working set falls below that of the post-attention norm's backward, which then sets the
     # layer's peak (larger than SDPA's backward: benchmarks/plan/plan_peak_probe.py, and the H200's longest-T rows).
@@ -327,3 +331,21 @@ def test_cpu_plan_judges_the_whole_step_against_the_host(capsys):
     assert "on no GPU" in out and "host memory: " in out and "needed for the whole step" in out
     assert main(["plan", "--shape", "tiny", "--seq-len", "1024", "--dtype", "fp32", "--device", "cpu",
                  "--host-gib", "16"]) == 0  # fmt: skip
+
+
+def test_the_trimmed_last_layer_leaves_the_peak_to_the_top_dense_layer_below_the_sparse_ones():
+    """Llama-3-8B at 32K, 2% of the row labelled: trimmed to the scored rows, layer 31's backward is small, so the
+    peak is layer 14's (as with the last layer sparse, "upper"), and the step is shorter."""
+    base = dict(shape="llama3-8b", seq_len=32768, gradient_checkpointing=True, labelled_fraction=0.02)
+    whole = predict(PlanConfig(**base, sparsity=lemo.SparsityConfig(**WHOLE)))
+    trimmed = predict(PlanConfig(**base))
+    upper = predict(PlanConfig(**base, sparsity=lemo.SparsityConfig(sparse_layers="upper")))
+    assert whole.phase == "backward of layer 31" and trimmed.phase == "backward of layer 14"
+    assert trimmed.gpu_peak_gib == pytest.approx(upper.gpu_peak_gib)
+    assert trimmed.gpu_peak_gib < whole.gpu_peak_gib - 2
+    assert trimmed.step_s < 0.98 * whole.step_s
+    # Plain text without elimination scores every row: nothing is trimmed (TRIM_MAX_SHARE).
+    exact = dict(base, labelled_fraction=1.0)
+    none = [predict(PlanConfig(**exact, sparsity=lemo.SparsityConfig(sparse_layers="none", trim_last_layer=t)))
+            for t in (False, True)]  # fmt: skip
+    assert none[0].gpu_peak_gib == none[1].gpu_peak_gib and none[0].step_s == none[1].step_s

@@ -75,7 +75,7 @@ def _saved_mlp_rows(cfg: lemo.SparsityConfig) -> list[int]:
 
     inter = tiny_model("llama").config.intermediate_size
     rows: list[int] = []
-    real = bw._kept_update
+    real = bw.query_rows_update
 
     def keep_shape(t: torch.Tensor) -> torch.Tensor:
         if t.dim() == 2 and t.shape[-1] == inter:
@@ -86,11 +86,11 @@ def _saved_mlp_rows(cfg: lemo.SparsityConfig) -> list[int]:
         with torch.autograd.graph.saved_tensors_hooks(keep_shape, lambda t: t):
             return real(*args, **kw)
 
-    bw._kept_update = spy
+    bw.query_rows_update = spy
     try:
         _run(cfg, _ids())
     finally:
-        bw._kept_update = real
+        bw.query_rows_update = real
     return rows
 
 

@@ -14,14 +14,17 @@ DEFAULT = {
     **SHARED,
     "label_priority": True,
     "random_fraction": 1.0,
-}  # lemo's default selection (with mlp tokens)
+}  # lemo's default selection (with mlp tokens), as measured before the trimmed last layer
+# The exact stacks run every row of the last layer, as HF does (lemo's `trim_last_layer` is part of lemo's side).
+EXACT = {"trim_last_layer": False}
+TRIM = {"trim_last_layer": True}  # SparsityConfig.paper() leaves it off: the "-trim" configs turn it on
 # name: (checkpointing: None | "all" | "sparse", segmented loss, token elimination, MLP mode, extra options).
 # "sparse" checkpoints only the sparse layers (they store their kept rows); the dense half stores activations.
 # Extra options: SparsityConfig fields, plus "backend" (overrides --backend) and "s2" (LongLoRA's attention).
 CONFIGS = {
     "lora": (None, False, False, None, {}),
     "lora+gc": ("all", False, False, None, {}),
-    "exact": ("all", True, False, None, {}),
+    "exact": ("all", True, False, None, EXACT),
     "longlora": (None, False, False, None, {"s2": True}),
     "longlora+gc": ("all", False, False, None, {"s2": True}),
     "lemo": (None, True, True, "dense", {}),
@@ -41,6 +44,9 @@ CONFIGS = {
     "lemo-random+gc": ("all", True, True, "tokens", DEFAULT),
     "lemo-mix+gc": ("all", True, True, "tokens", {**SHARED, "label_priority": True, "random_fraction": 0.5}),
     "lemo-prio+gc": ("all", True, True, "tokens", {**SHARED, "label_priority": True}),
+    # the default with the trimmed last layer (the library default from 2026-12-05): the last layer runs only the
+    # rows the loss scores, so its backward stops being the peak (lemo.sparsity.trimmed)
+    "lemo-trim+gc": ("all", True, True, "tokens", {**DEFAULT, **TRIM}),
     # the default with the last layer sparse too (sparse_layers="upper"): the peak moves to a lower dense layer
     "lemo-upper+gc": ("all", True, True, "tokens", {**DEFAULT, "sparse_layers": "upper"}),
     # the default with the supervision scorer choosing 75% of the free budget (the blocks the labels attend to)
@@ -53,13 +59,20 @@ CONFIGS = {
     ),
     # memory for the longest T (docs/longest.md): checkpointed inputs in pinned host memory, MLP in row tiles;
     # "exact+offload*" is the same code with elimination off, the Unsloth/ALST-style exact stack
-    "exact+offload": ("all", True, False, None, {"offload": "cpu"}),
-    "exact+offload+tiled": ("all", True, False, None, {"offload": "cpu", "tile_tokens": "tile"}),
+    "exact+offload": ("all", True, False, None, {**EXACT, "offload": "cpu"}),
+    "exact+offload+tiled": ("all", True, False, None, {**EXACT, "offload": "cpu", "tile_tokens": "tile"}),
     "lemo+offload": ("all", True, True, "tokens", {**DEFAULT, "offload": "cpu"}),
     "lemo+offload+tiled": ("all", True, True, "tokens", {**DEFAULT, "offload": "cpu", "tile_tokens": "tile"}),
     # +tiled-attn: the whole layer but the attention core in row tiles (tile_attention)
-    "exact+offload+tiled-attn": ("all", True, False, None, {"offload": "cpu", **TILE_ALL}),
+    "exact+offload+tiled-attn": ("all", True, False, None, {**EXACT, "offload": "cpu", **TILE_ALL}),
     "lemo+offload+tiled-attn": ("all", True, True, "tokens", {**DEFAULT, "offload": "cpu", **TILE_ALL}),
+    "lemo-trim+offload+tiled-attn": (
+        "all",
+        True,
+        True,
+        "tokens",
+        {**DEFAULT, **TRIM, "offload": "cpu", **TILE_ALL},
+    ),
     # backward elimination (exact forward, the kept rows' backward): random blocks, the supervision scorer, and
     # the gradient scorer
     "lemo-bwd+gc": (

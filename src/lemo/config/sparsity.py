@@ -33,6 +33,7 @@ PAPER_FIELDS: dict[str, Any] = {
     "loss_tokens": "all",
     "label_priority": False,
     "random_fraction": 0.0,
+    "trim_last_layer": False,  # the artifact runs its last layer over every row
 }
 
 
@@ -123,6 +124,12 @@ class SparsityConfig(DictConfig):
     inplace_residual: bool = True
     """Add a sparse layer's update into the residual stream in place (permutation-free, no full-length copy) when
     training with mlp="tokens". Turn off if a hook of yours keeps a layer's input tensor: it would see the update."""
+    trim_last_layer: bool = True
+    """In training, run the model's last decoder layer only for the positions the loss reads: their queries,
+    attention output and MLP, against the keys and values of every row. No other row's output reaches the loss,
+    so the loss and every gradient equal the full layer's, while the layer's work and backward memory scale with
+    the scored rows (lemo.sparsity.trimmed). Active when lemo's segmented loss gets labels (not TRL's fused head)
+    and the last layer is not sparse; off: every row, as HF runs it."""
 
     def __post_init__(self) -> None:
         if not isinstance(self.block_size, int) or self.block_size < 1:

@@ -28,6 +28,7 @@ from lemo.plan.saved import (
     tile_attention,
 )
 from lemo.plan.shapes import ModelShape
+from lemo.sparsity.trimmed import TRIM_MAX_SHARE
 
 ADAM_BYTES = 16  # fp32 adapter weight + its gradient + AdamW's two moments
 HF_LOSS_FP32_COPIES = 3  # HF's loss: fp32 upcast logits, their log-softmax, its gradient [T, V] at once
@@ -48,6 +49,9 @@ class LayerRows:
     backward: bool = False
     """Backward elimination: every row runs the forward (no graph) and is stored; attn_rows and mlp_rows are the
     kept rows, which the layer's backward recomputes."""
+    trimmed: bool = False
+    """The trimmed last layer (`trim_last_layer`): K/V over every row (stored_rows), q, o and the MLP over the
+    rows the loss scores (attn_rows = mlp_rows), with a graph as any layer has."""
 
 
 @dataclass
@@ -93,12 +97,24 @@ def layer_rows(shape: ModelShape, cfg: PlanConfig) -> list[LayerRows]:
             continue
         tokens = sp.mlp == "tokens"
         out.append(LayerRows(i, True, n, n if tokens else B * T, n if tokens else B * T))
+    scored = scored_rows(cfg, out)
+    if trims(cfg, out, scored):
+        out[-1] = LayerRows(len(out) - 1, False, scored, scored, B * T, trimmed=True)
     return out
+
+
+def trims(cfg: PlanConfig, rows: list[LayerRows], scored: int) -> bool:
+    """Whether the last layer runs trimmed to the `scored` rows (`trim_last_layer`, with lemo's segmented loss, a
+    dense last layer and at most TRIM_MAX_SHARE of the rows scored, as lemo.sparsity.trimmed decides)."""
+    sp = cfg.sparsity
+    trim = getattr(sp, "trim_last_layer", False) and sp.segmented_loss
+    few = scored <= TRIM_MAX_SHARE * cfg.batch_size * cfg.seq_len
+    return bool(cfg.sparse and trim and rows and not rows[-1].sparse and few)
 
 
 def layer_working(shape: ModelShape, rows: LayerRows, cfg: PlanConfig, e: int) -> dict[str, float]:
     """One layer's activations while its backward runs (saved tensors plus the gradients being formed)."""
-    if rows.backward:
+    if rows.backward or rows.trimmed:  # both backpropagate query rows against the keys of every row
         return backward.working(shape, rows.stored_rows, rows.attn_rows, cfg, e)
     lora = cfg.lora
     tile = cfg.sparsity.tile_tokens if cfg.sparse else 0
@@ -149,7 +165,7 @@ def scored_rows(cfg: PlanConfig, rows: list[LayerRows]) -> int:
     BT = cfg.batch_size * cfg.seq_len
     sp = cfg.sparsity
     eliminated = [r for r in rows if r.sparse and not r.backward]
-    n = BT
+    n = BT  # (a trimmed last layer scores what this counts: it is never sparse and does not count here)
     if cfg.sparse and sp.segmented_loss and sp.loss_tokens == "kept" and eliminated:
         n = eliminated[-1].attn_rows  # only the positions the last sparse layer kept are scored
     return min(n, math.ceil(cfg.labelled_fraction * BT))
@@ -157,6 +173,8 @@ def scored_rows(cfg: PlanConfig, rows: list[LayerRows]) -> int:
 
 def _layer_saved(shape: ModelShape, rows: LayerRows, cfg: PlanConfig, e: int) -> float:
     """What a layer keeps for backward when it is not checkpointed (its activations, no gradients yet)."""
+    if rows.trimmed:
+        return backward.recompute_saved(shape, rows.stored_rows, rows.attn_rows, cfg, e)
     tiled = cfg.sparse and 0 < cfg.sparsity.tile_tokens < rows.mlp_rows
     per_row = (
         (4 + e) * shape.hidden if tiled else mlp_saved(shape, cfg.lora, e)
@@ -210,7 +228,7 @@ def _stored(shape: ModelShape, rows: list[LayerRows], cfg: PlanConfig, e: int) -
     updates = []
     for r in rows:
         n = 2 if cfg.sparsity.mlp == "tokens" or not r.sparse else (0 if ckpt else 1)
-        ran = backend(cfg) == "reference" and not r.backward and (r.sparse or by_lemo)
+        ran = backend(cfg) == "reference" and not (r.backward or r.trimmed) and (r.sparse or by_lemo)
         updates.append(n * e * d * r.attn_rows if ran else 0.0)
     acts = [0.0 if ckpt or r.backward else _layer_saved(shape, r, cfg, e) + u for r, u in zip(rows, updates)]
     held = [backward.held(shape, r.stored_rows, r.attn_rows, e) if r.backward else 0.0 for r in rows]

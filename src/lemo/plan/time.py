@@ -104,6 +104,24 @@ def _eliminating_backward(
     return lin, att, traffic + 2 * recompute_saved(shape, rows, kept, cfg, e)
 
 
+def _trimmed_last(shape: ModelShape, r: LayerRows, cfg: PlanConfig, e: int) -> tuple[float, float, float]:
+    """(linear FLOPs, attention FLOPs, activation bytes) of the trimmed last layer: K/V over every row, q, o and
+    the MLP over the scored rows, each pass as a dense layer makes them (tiles recomputed in their backward). The
+    scored rows are the completion at the end of a row (labelled_fraction f: a query sees T (1 - f/2) keys on
+    average), or in plain text the kept rows, anywhere (T/2)."""
+    rows, scored, tile = r.stored_rows, r.attn_rows, cfg.sparsity.tile_tokens
+    passes = 3 if cfg.checkpointing else 2
+    kv = 2 * shape.hidden * shape.kv_dim
+    query = shape.attention_params() - kv
+    attn_tiles = 1 if tile_attention(cfg) and rows > tile else 0
+    mlp_tiles = max(attn_tiles, 1 if 0 < tile < scored else 0)
+    lin = 2 * (rows * kv + scored * query) * (passes + attn_tiles)
+    lin += 2 * scored * shape.mlp_params() * (passes + mlp_tiles)
+    keys = rows / cfg.batch_size * (1 - cfg.labelled_fraction / 2)
+    att = 4 * scored * keys * shape.heads * shape.head_dim * (1 + FLASH_BACKWARD + (passes - 2))
+    return lin, att, recompute_saved(shape, rows, scored, cfg, e) * passes
+
+
 def work(shape: ModelShape, cfg: PlanConfig, mem: MemoryEstimate) -> Work:
     e = 2 if cfg.dtype == "bf16" else 4
     passes = 3 if cfg.checkpointing else 2
@@ -119,6 +137,11 @@ def work(shape: ModelShape, cfg: PlanConfig, mem: MemoryEstimate) -> Work:
             w = _eliminating_backward(shape, r, cfg, e)
             lin, sparse_att, traffic = lin + w[0], sparse_att + w[1], traffic + w[2]
             sparse_launches += 3  # forward, recompute, backward, whether or not checkpointing is on
+            continue
+        if r.trimmed:  # lemo's kept-queries kernel and row gathers, like a sparse layer's
+            w = _trimmed_last(shape, r, cfg, e)
+            lin, sparse_att, traffic = lin + w[0], sparse_att + w[1], traffic + w[2]
+            sparse_launches += passes
             continue
         # A tiled MLP runs once more: its backward recomputes each tile.
         mlp_passes = passes + (1 if 0 < tile < r.mlp_rows else 0)

@@ -7,6 +7,7 @@ from lemo.sparsity.scoring import BlockScorer, OracleScorer, oracle_map
 from lemo.sparsity.segments import Segment, find_segments
 from lemo.sparsity.selection import choose_rows, select_rows
 from lemo.sparsity.state import Selection, SparsityState
+from lemo.sparsity.trimmed import trimmed_layer_forward, trimmed_rows
 
 __all__ = [
     "AttentionParts",
@@ -22,4 +23,6 @@ __all__ = [
     "oracle_map",
     "select_rows",
     "sparse_layer_forward",
+    "trimmed_layer_forward",
+    "trimmed_rows",
 ]

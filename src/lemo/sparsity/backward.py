@@ -32,8 +32,8 @@ from typing import Literal
 import torch
 
 from lemo.memory import tiled_rows_many
-from lemo.ops import apply_rope, query_rows_attention
 from lemo.sparsity.parts import LayerParts
+from lemo.sparsity.query_rows import QueryRows, locate, query_rows_update
 from lemo.sparsity.scoring import BlockScorer
 from lemo.sparsity.segments import Segment
 from lemo.sparsity.selection import fitting, full_rows, priority_tiers, select_blocks
@@ -90,71 +90,6 @@ def _dense_rows(
     return out, _Forward(x, q, k)
 
 
-def _kept_update(
-    parts: LayerParts,
-    h: torch.Tensor,
-    cos: torch.Tensor,
-    sin: torch.Tensor,
-    full: Selection,
-    kept: _Kept,
-    tile: int = 0,
-) -> torch.Tensor:
-    """The kept rows' update u[K] [Nk, d], with the graph backward needs (recomputed in backward).
-
-    Args:
-        h: [Na, d] segment rows of the layer input; `kept` says which of them are kept and where they sit.
-        tile: with `tile_attention`, norms, projections, RoPE and the MLP run over row tiles that keep only their
-            inputs for backward, so only k and v (every row) and q and the attention output (kept rows) exist at
-            full length.
-    """
-    attn = parts.attn
-
-    def keys(hr: torch.Tensor, c: torch.Tensor, s: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        xr = parts.input_norm(hr)  # [t, d] every row: its K and V stay differentiable
-        k = attn.k_proj(xr).view(xr.shape[0], attn.num_kv_heads, attn.head_dim)  # [t, H_kv, D]
-        if attn.k_norm is not None:
-            k = attn.k_norm(k)
-        v = attn.v_proj(xr).view(xr.shape[0], attn.num_kv_heads, attn.head_dim)  # [t, H_kv, D]
-        return apply_rope(k, c, s), v
-
-    def queries(hr: torch.Tensor, c: torch.Tensor, s: torch.Tensor) -> tuple[torch.Tensor]:
-        xq = parts.input_norm(hr)  # [t, d]; row-wise, so the rows of the full norm
-        q = attn.q_proj(xq).view(xq.shape[0], attn.num_heads, attn.head_dim)  # [t, H, D]
-        if attn.q_norm is not None:
-            q = attn.q_norm(q)
-        return (apply_rope(q, c, s),)
-
-    def post(hk: torch.Tensor, ak: torch.Tensor) -> tuple[torch.Tensor]:
-        o = attn.o_proj(ak)  # [t, d]
-        mid = hk + o.to(hk.dtype)  # [t, d]
-        return (o + parts.mlp(parts.post_norm(mid)),)  # [t, d]
-
-    k, v = tiled_rows_many(keys, (h, cos, sin), tile)  # [Na, H_kv, D] each
-    hk = h[kept.kept]  # [Nk, d]
-    (q,) = tiled_rows_many(queries, (hk, cos[kept.kept], sin[kept.kept]), tile)  # [Nk, H, D]
-    a = query_rows_attention(
-        q,
-        k,
-        v,
-        kept.index,
-        kept.sel.cu_seqlens,
-        full.cu_seqlens,
-        attn.scaling,
-        sliding_window=attn.sliding_window,
-    )  # [Nk, H, D]
-    (u,) = tiled_rows_many(post, (hk, a.reshape(q.shape[0], -1)), tile)
-    return u  # [Nk, d]
-
-
-@dataclass
-class _Kept:
-    """A layer's kept rows and where they sit among its segment rows, for the recompute."""
-
-    sel: Selection
-    kept: torch.Tensor  # [Nk] positions of the kept rows among the segment rows (full.rows)
-    index: torch.Tensor  # [Nk] each kept row's index inside its segment
-
-
 @dataclass
 class _Layer:
     """One sparse layer's forward, as much of it as its backward needs: nothing of size [Na, d] but h itself,
@@ -170,25 +105,13 @@ class _Layer:
     batch: int  # B
     length: int  # T
     params: tuple[torch.Tensor, ...]  # the layer's trainable parameters (the adapters)
-    rows: _Kept | None = None  # chosen after the forward; None: chosen in backward (scorer="gradient")
+    rows: QueryRows | None = None  # chosen after the forward; None: chosen in backward (scorer="gradient")
 
-    def locate(self, sel: Selection) -> _Kept:
+    def locate(self, sel: Selection) -> QueryRows:
         """Where the rows of `sel` sit among the segment rows and inside their segments."""
-        n = self.full.rows.numel()
-        device = self.full.rows.device
-        where = torch.full((self.length * self.batch,), -1, dtype=torch.long, device=device)  # [B*T]
-        where[self.full.rows] = torch.arange(n, device=device)
-        kept = where[sel.rows]  # [Nk]
-        seg_start = torch.tensor(self.full.cu_seqlens[:-1], device=device)  # [S]
-        counts = [c1 - c0 for c0, c1 in pairwise(sel.cu_seqlens)]
-        seg_of = torch.repeat_interleave(
-            torch.arange(len(counts), device=device),
-            torch.tensor(counts, device=device),
-            output_size=kept.numel(),
-        )  # [Nk]
-        return _Kept(sel, kept, kept - seg_start[seg_of])
+        return locate(self.full, sel, self.length * self.batch)
 
-    def choose(self, grad_out: torch.Tensor) -> _Kept:
+    def choose(self, grad_out: torch.Tensor) -> QueryRows:
         """The kept rows by the output gradient grad_out [B*T, d] (scorer="gradient"), stored for `lemo.stats`."""
         cfg, index = self.state.config, self.parts.index
         with torch.no_grad():
@@ -207,10 +130,10 @@ class _Layer:
         self.state.store_selection(index, ("backward", index), sel)
         return self.locate(sel)
 
-    def update(self, h: torch.Tensor, rows: _Kept) -> torch.Tensor:
-        """u[K] [Nk, d] of the layer input h [B*T, d], with the graph backward needs."""
+    def update(self, h: torch.Tensor, rows: QueryRows) -> torch.Tensor:
+        """u[K] [Nk, d] of the layer input h [B*T, d], with the graph backward needs (recomputed in backward)."""
         hr = h[self.full.rows]  # [Na, d]
-        return _kept_update(self.parts, hr, self.cos, self.sin, self.full, rows, self.tile)
+        return query_rows_update(self.parts, hr, self.cos, self.sin, self.full, rows, self.tile)
 
     @property
     def tile(self) -> int:

@@ -34,6 +34,10 @@ class SparsityState:
     # [B, T] bool, positions known to hold what the loss depends on, kept first (set by the caller, e.g. the
     # capability suite's evidence oracle, which knows where the facts are; None in normal training).
     evidence_mask: torch.Tensor | None = None
+    # [B, T] bool, the positions lemo's segmented loss scores this forward (labelled; `trim_last_layer` computes the
+    # last layer for these, intersected with the kept rows when the loss drops eliminated positions). None: the
+    # last layer runs every row.
+    loss_rows: torch.Tensor | None = None
     offloader: HostOffloader | None = None  # config.offload == "cpu": where checkpointed inputs wait
     full_selection: Selection | None = None  # every row, for dense layers run by the sparse forward
     _segments: list[Segment] | None = None
@@ -75,6 +79,12 @@ class SparsityState:
         if not self._selections:
             return None
         return self._selections[min(self._selections)][1]
+
+    def last_selection(self) -> Selection | None:
+        """The selection of the last sparse layer that ran in this forward (whose kept rows the loss scores)."""
+        if not self._selections:
+            return None
+        return self._selections[max(self._selections)][1]
 
     def store_selection(self, layer: int, key: tuple, selection: Selection) -> None:
         self._selections[layer] = (key, selection)

@@ -55,7 +55,7 @@ def record_label_mask(
     state.query_mask = query_mask(shift_labels, input_ids) if queries else None  # [B, T]
 
 
-def _drops_eliminated(config: SparsityConfig) -> bool:
+def drops_eliminated(config: SparsityConfig) -> bool:
     """Whether the loss leaves out the positions the last sparse layer eliminated: only forward elimination
     approximates them (backward elimination runs every position through every layer)."""
     return config.loss_tokens == "kept" and config.elimination == "forward"
@@ -104,7 +104,7 @@ def _fused_head_forward(
     if num_items is not None:
         kwargs["num_items_in_batch"] = num_items
     out = own_forward(labels=labels, fused_lm_head=True, **kwargs)
-    if not (_drops_eliminated(config) and state is not None and state.last and training):
+    if not (drops_eliminated(config) and state is not None and state.last and training):
         return out
     last = state.last[max(state.last)]
     kept = torch.zeros(labels.numel(), dtype=torch.bool, device=out.label_mask.device)  # [B*T]
@@ -195,6 +195,8 @@ def make_loss_forward(
             **cache_kwargs(past_key_values),
         )
         if labels is None:
+            if state is not None:
+                state.loss_rows = None
             return own_forward(**inputs, logits_to_keep=logits_to_keep, **kwargs)
         given_shift = shift_labels = kwargs.pop("shift_labels", None)
         num_items = kwargs.pop("num_items_in_batch", None)
@@ -204,6 +206,9 @@ def make_loss_forward(
             shift_labels = F.pad(labels, (0, 1), value=-100)[:, 1:]  # [B, T]
         if state is not None:
             record_label_mask(state, shift_labels, base.training, input_ids)
+            # TRL's fused head reads more than the labelled positions' outputs (entropy, accuracy): no trimming.
+            trim = base.training and config.trim_last_layer and not fused
+            state.loss_rows = (shift_labels != -100) if trim else None  # [B, T]
         inputs = dict(**inputs, **kwargs)  # the caller's other keys, once lemo's own are popped
         if fused:
             if not fused_ok:
@@ -216,7 +221,7 @@ def make_loss_forward(
             )
         out = decoder(**inputs)
         hidden = out.last_hidden_state  # [B, T, d]
-        if _drops_eliminated(config) and state is not None and state.last and base.training:
+        if drops_eliminated(config) and state is not None and state.last and base.training:
             shift_labels = _kept_labels(state, shift_labels)
         loss = _segmented_loss(hidden, shift_labels, lm_head, config, num_items)
         return CausalLMOutputWithPast(
