@@ -80,8 +80,6 @@ FIELDS = [
 def unmodelled(name: str) -> str | None:
     """Why the planner does not model lemo bench's configuration `name`, or None when it does."""
     extra = CONFIGS[name][4]
-    if extra.get("liger"):
-        return "not modelled (Liger-Kernel's RoPE, RMSNorm, SwiGLU and fused loss)"
     if extra.get("s2") or CONFIGS[name][0] == "sparse":
         return "not modelled (S2 attention or sparse-only checkpointing)"
     return None
@@ -98,19 +96,25 @@ def plan_config(
     if extra.get("tile_tokens") == "tile":
         extra["tile_tokens"] = tile
     backend = extra.pop("backend", backend)
+    liger = extra.pop("liger", False)
+    lemo_applied = bool(sparse or segmented or set(extra) - {"trim_last_layer"})
     if sparse:
-        sparsity = SparsityConfig.paper(
-            keep_ratio=keep, sparse_layers="auto", mlp=mlp, backend=backend, segmented_loss=segmented, **extra
+        base = dict(keep_ratio=keep, sparse_layers="auto", mlp=mlp, backend=backend, segmented_loss=segmented)
+        sparsity = SparsityConfig.paper(**{**base, **extra})  # a config's own options win, as in configure()
+    elif lemo_applied:
+        # exact (+offload, +tiled): elimination off, bench's extra options (offload, tiling) on top; Liger's exact
+        # stacks keep Liger's fused loss (no segmented loss, so no "kept" positions to choose)
+        loss = {} if segmented else {"loss_tokens": "all"}
+        sparsity = SparsityConfig(
+            sparse_layers="none", segmented_loss=segmented, backend=backend, **loss, **extra
         )
-    elif segmented:
-        # exact (+offload, +tiled): elimination off, bench's extra options (offload, tiling) on top
-        sparsity = SparsityConfig(sparse_layers="none", segmented_loss=True, backend=backend, **extra)
     else:
         sparsity = SparsityConfig()
     return PlanConfig(
         shape=shape,
         seq_len=T,
-        sparse=bool(sparse or segmented),
+        sparse=lemo_applied,
+        liger=liger,
         sparsity=sparsity,
         gradient_checkpointing=checkpointing == "all",
         labelled_fraction=completion if completion > 0 else 1.0,

@@ -14,7 +14,7 @@ from lemo.config.load import DictConfig
 from lemo.config.lora import LoraSettings
 from lemo.config.sparsity import SparsityConfig
 
-_SAME_IN_FINETUNE = ("seq_len", "batch_size", "lora", "sparse", "sparsity", "gradient_checkpointing")
+_SAME_IN_FINETUNE = ("seq_len", "batch_size", "lora", "sparse", "sparsity", "gradient_checkpointing", "liger")
 """The fields a plan takes from a `FinetuneConfig` as they are (model, dtype and device are translated)."""
 
 
@@ -35,6 +35,9 @@ class PlanConfig(DictConfig):
     """Token elimination on (lemo; --sparse-layers none keeps it exact with the segmented loss) or off (plain
     LoRA with the model's own loss)."""
     sparsity: Annotated[SparsityConfig, Flag(prefix="")] = field(default_factory=SparsityConfig)
+    liger: bool = False
+    """Liger-Kernel's fused RMSNorm, SwiGLU and RoPE on the model (as `lemo finetune --liger`), and its fused linear
+    cross-entropy where the model's own loss runs (`--no-sparse`, or lemo without its segmented loss)."""
     labelled_fraction: float = 1.0
     """Share of positions that carry a label (plain text: 1; prompt/completion data: the completion's share).
     Only labelled positions reach the LM head."""

@@ -23,6 +23,7 @@ from lemo.plan.saved import (
     QUERY,
     backend,
     kv_saved,
+    liger,
     lora_in,
     mlp_grads,
     mlp_saved,
@@ -49,17 +50,18 @@ def held(shape: ModelShape, rows: int, kept: int, e: int) -> float:
     return 2 * e * shape.head_dim * rows + ROW_IDS * kept
 
 
-def _query_rows(shape: ModelShape, lora, e: int) -> float:
+def _query_rows(shape: ModelShape, lora, e: int, fused: bool = False) -> float:
     """Bytes per kept row of the query part of the recompute: the kept rows' own input norm, q and the output,
     and their RoPE tables (cos/sin gathered for the kept rows, which q's rotation saves)."""
-    return normed_input(shape, lora, ("q_proj",), e) + query_saved(shape, lora, e) + 2 * e * shape.head_dim
+    norm = normed_input(shape, lora, ("q_proj",), e, fused)
+    return norm + query_saved(shape, lora, e) + 2 * e * shape.head_dim
 
 
 def recompute_saved(shape: ModelShape, rows: int, kept: int, cfg: PlanConfig, e: int) -> float:
     """Bytes autograd saves in the kept rows' recompute, untiled: K/V of every row, q/o and the MLP of the kept."""
-    lora = cfg.lora
-    every = normed_input(shape, lora, KV, e) + kv_saved(shape, lora, e)
-    return every * rows + (_query_rows(shape, lora, e) + mlp_saved(shape, lora, e)) * kept
+    lora, fused = cfg.lora, liger(cfg)
+    every = normed_input(shape, lora, KV, e, fused) + kv_saved(shape, lora, e)
+    return every * rows + (_query_rows(shape, lora, e, fused) + mlp_saved(shape, lora, e, fused)) * kept
 
 
 def working(shape: ModelShape, rows: int, kept: int, cfg: PlanConfig, e: int) -> dict[str, float]:
@@ -69,9 +71,11 @@ def working(shape: ModelShape, rows: int, kept: int, cfg: PlanConfig, e: int) ->
     d, tile = shape.hidden, cfg.sparsity.tile_tokens
     if tile_attention(cfg) and rows > tile:
         # The keys' tiles keep their input rows, and form those rows' gradient, while one tile is backpropagated.
-        norm = 2 * e * d * rows + rmsnorm_backward(shape) * tile
+        norm = 2 * e * d * rows + rmsnorm_backward(shape, e, liger(cfg)) * tile
     else:
-        norm = e * d * rows + rmsnorm_backward(shape) * rows  # the input's gradient, gathered from both paths
+        norm = (
+            e * d * rows + rmsnorm_backward(shape, e, liger(cfg)) * rows
+        )  # the input's gradient, both paths
     norm = {"input norm backward (every row)": norm}
     phase = max(_kept_phase(shape, rows, kept, cfg, e), norm, key=lambda p: sum(p.values()))
     return {"kept update and its gradient": 2 * e * d * kept, **phase}  # u [K, d] and grad_out[K]
@@ -80,7 +84,7 @@ def working(shape: ModelShape, rows: int, kept: int, cfg: PlanConfig, e: int) ->
 def _kept_phase(shape: ModelShape, rows: int, kept: int, cfg: PlanConfig, e: int) -> dict[str, float]:
     """The kept rows' MLP backward (the attention's gradients come after the MLP's are freed), or with the MLP
     alone tiled the post-attention norm's backward after it."""
-    lora, d, tile = cfg.lora, shape.hidden, cfg.sparsity.tile_tokens
+    lora, d, tile, fused = cfg.lora, shape.hidden, cfg.sparsity.tile_tokens, liger(cfg)
     out = {}
     if tile_attention(cfg) and rows > tile:
         # Tiles keep only their inputs: the gathered rows (keys' tiles) with k and v, and the kept rows (queries'
@@ -90,15 +94,19 @@ def _kept_phase(shape: ModelShape, rows: int, kept: int, cfg: PlanConfig, e: int
         # The kept rows' input, gathered RoPE tables, q, the attention output and its log-sum-exp.
         q_rows = e * d + 2 * e * shape.head_dim + query_saved(shape, lora, e) - lora_in(shape, lora, QUERY, e)
         out["kept queries + attention (tiled)"] = (q_rows + e * d + e * shape.q_dim) * kept
-        post = lora_in(shape, lora, ("o_proj",), e) + mlp_saved(shape, lora, e) + mlp_grads(shape, e)
+        post = (
+            lora_in(shape, lora, ("o_proj",), e)
+            + mlp_saved(shape, lora, e, fused)
+            + mlp_grads(shape, e, fused)
+        )
         out["kept MLP (one tile)"] = (post + 2 * e * d) * min(tile, kept)
     else:
-        out["K/V of every row"] = (normed_input(shape, lora, KV, e) + kv_saved(shape, lora, e)) * rows
-        out["kept queries + attention"] = _query_rows(shape, lora, e) * kept
+        out["K/V of every row"] = (normed_input(shape, lora, KV, e, fused) + kv_saved(shape, lora, e)) * rows
+        out["kept queries + attention"] = _query_rows(shape, lora, e, fused) * kept
         mlp = mlp_working(shape, kept, cfg, e)
         # The norm's incoming gradient is the kept update's, and the tiled MLP's input gradient is already one
         # of its fp32 temporaries (CPU listing, 8B proportions): no gradient beyond `rmsnorm_backward`.
-        norm = {"post-attention norm backward": rmsnorm_backward(shape) * kept}
+        norm = {"post-attention norm backward": rmsnorm_backward(shape, e, fused) * kept}
         out.update({f"kept {k}": v for k, v in max(mlp, norm, key=lambda p: sum(p.values())).items()})
     buffers = reference_buffers(shape, rows, kept, cfg, e)
     if buffers:

@@ -20,6 +20,7 @@ from lemo.plan import backward
 from lemo.plan.saved import (
     attn_saved,
     backend,
+    liger,
     mlp_saved,
     mlp_working,
     norm_backward,
@@ -118,28 +119,46 @@ def layer_working(shape: ModelShape, rows: LayerRows, cfg: PlanConfig, e: int) -
         return backward.working(shape, rows.stored_rows, rows.attn_rows, cfg, e)
     lora = cfg.lora
     tile = cfg.sparsity.tile_tokens if cfg.sparse else 0
-    attn = attn_saved(shape, lora, e) * rows.attn_rows
+    fused = liger(cfg)
+    attn = attn_saved(shape, lora, e, fused) * rows.attn_rows
     if tile and tile_attention(cfg) and rows.attn_rows > tile:
         # Tiled attention sublayer: q, k, v, the attention output, its input and that input's gradient span
         # the rows; norms, projections' LoRA inputs and RoPE exist for one tile at a time.
         core = e * (2 * shape.q_dim + 2 * shape.kv_dim) + 4 * shape.heads
-        attn = (core + 2 * e * shape.hidden) * rows.attn_rows + (attn_saved(shape, lora, e) - core) * tile
+        attn = (core + 2 * e * shape.hidden) * rows.attn_rows + (
+            attn_saved(shape, lora, e, fused) - core
+        ) * tile
     mlp = mlp_working(shape, rows.mlp_rows, cfg, e)
     # The layer's peak is its MLP backward or one of two later phases of a dense layer that HF runs (not lemo):
     # the backward of the post-attention RMSNorm, then the attention backward, where SDPA forms its gradients.
     # Untiled, the MLP's are the larger; tiling the MLP makes one of the others the peak.
     phases = [mlp]
     if not rows.sparse and not tile_attention(cfg):
-        phases.append({"post-attention norm backward": norm_backward(shape, e) * rows.mlp_rows})
+        phases.append({"post-attention norm backward": norm_backward(shape, e, fused) * rows.mlp_rows})
         if cfg.device == "cuda":
             phases.append({"attention backward (SDPA)": sdpa_backward(shape, e) * rows.attn_rows})
     return {"attention activations": attn, **max(phases, key=lambda phase: sum(phase.values()))}
+
+
+def fused_loss(cfg: PlanConfig) -> bool:
+    """Whether the loss is Liger's fused linear cross-entropy: a Liger model with its own loss (lemo's segmented
+    loss replaces Liger's forward when it is on)."""
+    return liger(cfg) and not (cfg.sparse and cfg.sparsity.segmented_loss)
+
+
+def flce_chunk(rows: int, vocab: int, hidden: int) -> int:
+    """Rows per chunk of Liger's fused linear cross-entropy: its logits chunk is about the size of its input."""
+    return min(rows, 1 << max(0, math.ceil(math.log2(max(1, -(-rows // -(-vocab // hidden)))))))
 
 
 def loss_working(shape: ModelShape, cfg: PlanConfig, rows: int, e: int) -> float:
     """The LM head + cross-entropy working set over `rows` scored rows."""
     V, d = shape.vocab, shape.hidden
     sp = cfg.sparsity
+    if fused_loss(cfg):
+        # One chunk's logits in the model dtype (the kernel turns them into their gradient in place), the hidden
+        # gradient formed in the forward, and the per-row losses, over every position.
+        return e * V * flce_chunk(rows, V, d) + e * d * rows + 4 * rows
     if not (cfg.sparse and sp.segmented_loss):
         return HF_LOSS_FP32_COPIES * 4 * V * rows
     chunk = min(sp.loss_chunk, rows)
@@ -161,8 +180,11 @@ def lora_params(shape: ModelShape, cfg: PlanConfig) -> int:
 
 def scored_rows(cfg: PlanConfig, rows: list[LayerRows]) -> int:
     """Positions that reach the LM head: the labelled ones, and with the segmented loss on kept positions only
-    those the last sparse layer kept (forward elimination; under backward elimination every row ran every layer)."""
+    those the last sparse layer kept (forward elimination; under backward elimination every row ran every layer).
+    Liger's fused loss runs every position through the head (it masks the unlabelled ones itself)."""
     BT = cfg.batch_size * cfg.seq_len
+    if fused_loss(cfg):
+        return BT
     sp = cfg.sparsity
     eliminated = [r for r in rows if r.sparse and not r.backward]
     n = BT  # (a trimmed last layer scores what this counts: it is never sparse and does not count here)
@@ -177,10 +199,10 @@ def _layer_saved(shape: ModelShape, rows: LayerRows, cfg: PlanConfig, e: int) ->
         return backward.recompute_saved(shape, rows.stored_rows, rows.attn_rows, cfg, e)
     tiled = cfg.sparse and 0 < cfg.sparsity.tile_tokens < rows.mlp_rows
     per_row = (
-        (4 + e) * shape.hidden if tiled else mlp_saved(shape, cfg.lora, e)
+        (4 + e) * shape.hidden if tiled else mlp_saved(shape, cfg.lora, e, liger(cfg))
     )  # tiled: norm input, MLP input
     mlp = per_row * rows.mlp_rows
-    return attn_saved(shape, cfg.lora, e) * rows.attn_rows + mlp
+    return attn_saved(shape, cfg.lora, e, liger(cfg)) * rows.attn_rows + mlp
 
 
 @dataclass
@@ -283,8 +305,8 @@ def _loss_phases(shape: ModelShape, cfg: PlanConfig, rows: list[LayerRows], st: 
         "final norm": float(4 * d * BT),
         "LM head + cross-entropy": loss_working(shape, cfg, scored, e),
     }
-    norm = {**stored, "final norm backward": rmsnorm_backward(shape) * BT}
-    if cfg.sparse and cfg.sparsity.segmented_loss and backend(cfg) == "triton":
+    norm = {**stored, "final norm backward": rmsnorm_backward(shape, e, liger(cfg)) * BT}
+    if (cfg.sparse and cfg.sparsity.segmented_loss and backend(cfg) == "triton") or fused_loss(cfg):
         norm["hidden gradient (from the loss's forward)"] = float(e * d * scored)
     return [("loss (LM head + cross-entropy)", loss), ("backward of the final norm", norm)]
 
