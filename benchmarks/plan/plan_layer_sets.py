@@ -23,6 +23,7 @@ from lemo.bench.run import append_row  # noqa: E402
 from lemo.config import SparsityConfig  # noqa: E402
 from lemo.plan import PlanConfig, predict  # noqa: E402
 
+BASIS = "lemo plan: a prediction, step times at the H200-fitted rates"
 FIELDS = [
     "sparse_layers",
     "trim_last_layer",
@@ -32,6 +33,7 @@ FIELDS = [
     "peak_at",
     "step_s",
     "shape",
+    "basis",
     "commit",
     "command",
 ]
@@ -58,7 +60,7 @@ def main(argv: list[str] | None = None) -> int:
                 )
                 plan = predict(cfg)
                 append_row(args.out, FIELDS, {"sparse_layers": layers, "trim_last_layer": trim,
-                                              "labelled_fraction": labelled, "seq_len": T, "shape": "llama3-8b",
+                                              "labelled_fraction": labelled, "seq_len": T, "shape": "llama3-8b", "basis": BASIS,
                                               "gpu_peak_gib": round(plan.gpu_peak_gib, 2), "peak_at": plan.phase,
                                               "step_s": round(plan.step_s, 3), "commit": commit.stdout.strip(),
                                               "command": command})  # fmt: skip

@@ -40,6 +40,7 @@ LONG = [
 FITTING = ["liger-exact+offload", "liger-exact+offload+tiled", "liger-exact", "liger-lemo-trim+gc"]
 CASES = [(16384, SHORT), (32768, SHORT), (131072, LONG), (131072, FITTING)]
 CAP_GIB = 74.5  # the 80 GB card's cap of the benchmarks
+BASIS = "lemo plan: a prediction, step times at the H200-fitted rates"
 FIELDS = [
     "config",
     "seq_len",
@@ -51,6 +52,7 @@ FIELDS = [
     "step_vs_liger_exact",
     "shape",
     "completion",
+    "basis",
     "commit",
     "command",
 ]
@@ -72,7 +74,7 @@ def main(argv: list[str] | None = None) -> int:
             append_row(args.out, FIELDS, {"config": name, "seq_len": T, "gpu_peak_gib": round(plan.gpu_peak_gib, 2), "fits_80gb": plan.fits,
                                           "peak_at": plan.phase, "step_s": round(plan.step_s, 3),
                                           "peak_vs_liger_exact": round(peak, 3), "step_vs_liger_exact": round(step, 3),
-                                          "shape": "llama3-8b", "completion": 0.02, "commit": commit.stdout.strip(),
+                                          "shape": "llama3-8b", "basis": BASIS, "completion": 0.02, "commit": commit.stdout.strip(),
                                           "command": command})  # fmt: skip
             print(f"T={T:6} {name:36} peak {plan.gpu_peak_gib:6.2f} GiB ({peak:.3f}x) at {plan.phase}, "
                   f"{plan.step_s:.3f} s ({step:.3f}x)")  # fmt: skip
