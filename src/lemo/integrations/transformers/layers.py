@@ -118,28 +118,17 @@ def _trimmed_forward(
     forward (`state.loss_rows`), else `fallback`, the forward it had: HF's (`hf_fallback`), or lemo's with offload
     or tiling, which checkpoints itself."""
 
-    def forward(
-        hidden_states: torch.Tensor,
-        attention_mask: torch.Tensor | None = None,
-        position_ids: torch.Tensor | None = None,
-        past_key_values: Any = None,
-        use_cache: bool | None = False,
-        position_embeddings: tuple[torch.Tensor, torch.Tensor] | None = None,
-        **kwargs: Any,
-    ) -> torch.Tensor:
+    def forward(hidden_states: torch.Tensor, *args: Any, **kwargs: Any) -> torch.Tensor:
+        # HF passes everything but the hidden states by keyword; the fallback gets them back as they came.
+        position_ids, position_embeddings = kwargs.get("position_ids"), kwargs.get("position_embeddings")
         sel = _loss_selection(hidden_states, position_ids) if layer.training else None
         parts = layer_parts(layer, spec, index, config) if sel is not None else None
         # The trimmed attention has no dropout: a model that trains with it runs the full layer.
         if parts is None or position_embeddings is None or parts.attn.dropout > 0:
-            run = partial(
-                fallback,
-                attention_mask=attention_mask,
-                position_ids=position_ids,
-                use_cache=use_cache,
-                position_embeddings=position_embeddings,
-                **cache_kwargs(past_key_values),
-                **kwargs,
-            )
+
+            def run(h: torch.Tensor) -> torch.Tensor:
+                return fallback(h, *args, **kwargs)
+
             # The decoder hook suspended HF's checkpointing for a forward that was to trim: checkpoint the layer as
             # HF does (its checkpoint function, the hidden states positional), so the numbers are HF's own.
             if hf_fallback and layer.__dict__.get(GC_SUSPENDED, False) and torch.is_grad_enabled():
