@@ -372,3 +372,19 @@ def test_liger_exact_keeps_its_fused_loss():
     fused = predict(PlanConfig(**base, liger=True))
     assert hf.phase.startswith("loss") and not fused.phase.startswith("loss")
     assert fused.gpu_peak_gib < hf.gpu_peak_gib - 40
+
+
+def test_advice_names_liger_and_the_trimmed_last_layer_when_they_make_it_fit():
+    cfg = PlanConfig(
+        shape="llama3-8b",
+        seq_len=131072,
+        gradient_checkpointing=True,
+        labelled_fraction=0.02,
+        gpu_gib=74.5,
+        host_gib=16.0,
+        sparsity=lemo.SparsityConfig(**WHOLE),
+    )
+    advice = predict(cfg).advice
+    liger = next(a for a in advice if "--liger" in a)
+    trim = next(a for a in advice if "--trim-last-layer" in a)
+    assert liger.endswith("(fits)") and trim.endswith("(fits)")

@@ -140,6 +140,8 @@ def _candidates(c: PlanConfig) -> list[tuple[str, dict]]:
         out.append(
             ("turn on gradient checkpointing (--gradient-checkpointing)", {"gradient_checkpointing": True})
         )
+    if not getattr(c, "liger", True):
+        out.append(("use Liger-Kernel's fused kernels (--liger; pip install 'lemo[liger]')", {"liger": True}))
     if not c.sparse:
         out.append(
             (
@@ -150,6 +152,13 @@ def _candidates(c: PlanConfig) -> list[tuple[str, dict]]:
         return out
     if not s.segmented_loss:
         out.append(("turn on the segmented loss (--segmented-loss)", {"sparsity": {"segmented_loss": True}}))
+    if not getattr(s, "trim_last_layer", True):
+        out.append(
+            (
+                "trim the last layer to the scored rows (--trim-last-layer)",
+                {"sparsity": {"trim_last_layer": True}},
+            )
+        )
     if s.offload == "none":
         out.append(
             ("offload stored layer inputs to host memory (--offload cpu)", {"sparsity": {"offload": "cpu"}})
