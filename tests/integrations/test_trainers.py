@@ -171,6 +171,15 @@ def test_trl_fused_head_loss_equals_lemo_segmented_loss_on_kept_positions():
     assert 0 < fused.label_mask.sum() < 2 * (T - 1) and fused.label_mask.sum() <= kept_rows
     assert not fused.log_probs[~fused.label_mask].any() and not fused.is_top1[~fused.label_mask].any()
     torch.testing.assert_close(fused.loss, ours, rtol=1e-4, atol=1e-5)
+    # The last layer trimmed to the scored rows (the default) gives TRL's head what the whole layer gives it.
+    lemo.apply(
+        model, lemo.SparsityConfig(block_size=16, keep_ratio=0.3, label_priority=False, trim_last_layer=False)
+    )
+    torch.manual_seed(1)
+    whole = model(input_ids=ids, labels=ids, fused_lm_head=True)
+    for name in ("log_probs", "entropy", "is_top1"):
+        torch.testing.assert_close(fused[name], whole[name], rtol=1e-4, atol=1e-5, msg=name)
+    torch.testing.assert_close(fused.loss, whole.loss, rtol=1e-4, atol=1e-5)
 
 
 @pytest.mark.extra("trl", "datasets")

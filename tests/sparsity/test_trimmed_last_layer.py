@@ -175,3 +175,21 @@ def test_a_sparse_last_layer_is_not_trimmed():
     model = lemo.apply(_model(), _cfg(sparse_layers="upper"))
     _, _, rows = _run(model, ids, _completion(ids))
     assert 0.5 * T < rows[0] < 0.75 * T  # the kept rows of the sparse last layer
+
+
+@pytest.mark.parametrize("elimination", ["forward", "backward"])
+def test_under_autocast_the_kept_queries_attention_runs_in_the_autocast_dtype(elimination):
+    """RoPE's fp32 tables make q and k fp32 under bf16 autocast while v is bf16; the dense layer's SDPA casts all
+    three, and so must lemo's kept-queries attention (the trimmed layer, backward elimination's recompute)."""
+    ids = _ids(seed=10)
+    labels = _completion(ids)
+    out = []
+    for trim in (False, True):
+        model = lemo.apply(_model(), _cfg(trim_last_layer=trim, elimination=elimination))
+        with torch.autocast("cpu", dtype=torch.bfloat16):
+            out.append(_run(model, ids, labels))
+    (loss_w, grads_w, _), (loss_t, grads_t, rows) = out
+    assert rows == [T // 4]
+    assert_close(loss_t, loss_w, rtol=1e-2, atol=1e-2, name="loss")
+    for name, g in grads_w.items():
+        assert float((grads_t[name] - g).norm()) <= 0.05 * float(g.norm()) + 1e-6, name

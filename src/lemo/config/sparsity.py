@@ -128,7 +128,7 @@ class SparsityConfig(DictConfig):
     """In training, run the model's last decoder layer only for the positions the loss reads: their queries,
     attention output and MLP, against the keys and values of every row. No other row's output reaches the loss,
     so the loss and every gradient equal the full layer's, while the layer's work and backward memory scale with
-    the scored rows (lemo.sparsity.trimmed). Active when lemo's segmented loss gets labels (not TRL's fused head)
+    the scored rows (lemo.sparsity.trimmed). Active when lemo's loss forward gets labels (TRL's fused head included)
     and the last layer is not sparse; off: every row, as HF runs it."""
 
     def __post_init__(self) -> None:

@@ -206,8 +206,9 @@ def make_loss_forward(
             shift_labels = F.pad(labels, (0, 1), value=-100)[:, 1:]  # [B, T]
         if state is not None:
             record_label_mask(state, shift_labels, base.training, input_ids)
-            # TRL's fused head reads more than the labelled positions' outputs (entropy, accuracy): no trimming.
-            trim = base.training and config.trim_last_layer and not fused
+            # TRL's fused head, too, reads the last layer only at the labelled positions (its log-probs, entropy
+            # and accuracy; lemo masks the eliminated ones out of them), so the last layer can be trimmed for it.
+            trim = base.training and config.trim_last_layer
             state.loss_rows = (shift_labels != -100) if trim else None  # [B, T]
         inputs = dict(**inputs, **kwargs)  # the caller's other keys, once lemo's own are popped
         if fused:

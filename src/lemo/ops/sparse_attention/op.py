@@ -20,12 +20,26 @@ def _kernels(name: str):
 
 # The attention dispatchers take the reference's arguments plus `backend`; written compactly (fmt: skip), since
 # they only forward them.
+
+
+def _autocast(*ts: torch.Tensor) -> tuple[torch.Tensor, ...]:
+    """q, k, v as SDPA sees them under autocast: in the autocast dtype. RoPE's fp32 tables make q and k fp32 while v
+    stays in the autocast dtype; the dense layer's SDPA casts all three, so lemo's kernels do the same (the
+    reference's lower-right causal mask dispatches past SDPA's autocast wrapper, and Triton takes one dtype)."""
+    device = ts[0].device.type
+    if not torch.is_autocast_enabled(device):
+        return ts
+    dtype = torch.get_autocast_dtype(device)
+    return tuple(t.to(dtype) for t in ts)
+
+
 def varlen_causal_attention(
     q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, cu_seqlens: list[int], scale: float,
     positions: torch.Tensor | None = None, sliding_window: int | None = None, dropout_p: float = 0.0,
     backend: str | None = None,
 ) -> torch.Tensor:  # fmt: skip
     """See `reference.varlen_causal_attention`; shapes q [N, H, D], k/v [N, H_kv, D] -> [N, H, D]."""
+    q, k, v = _autocast(q, k, v)
     impl = _kernels("triton")
     usable = impl is not None and sliding_window is None and dropout_p == 0.0
     if resolve_backend(backend, q.device, has_triton_impl=usable) == "triton":
@@ -62,6 +76,7 @@ def query_rows_attention(
     scale: float, sliding_window: int | None = None, backend: str | None = None,
 ) -> torch.Tensor:  # fmt: skip
     """See `reference.query_rows_attention`: q [Nq, H, D] of chosen rows against k/v [Nkv, H_kv, D] of all rows."""
+    q, k, v = _autocast(q, k, v)
     impl = _kernels("triton_query") if sliding_window is None else None  # sliding windows keep the reference
     if resolve_backend(backend, q.device, has_triton_impl=impl is not None) == "triton":
         return impl.query_rows_attention(q, k, v, q_index, cu_q, cu_kv, scale)
