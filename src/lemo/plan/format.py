@@ -5,6 +5,8 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import TYPE_CHECKING
 
+from lemo.plan.memory import layer_rows
+
 if TYPE_CHECKING:
     from lemo.config import PlanConfig, SparsityConfig
     from lemo.plan.core import Plan
@@ -23,6 +25,8 @@ def _settings(p: Plan) -> list[str]:
         lines.append(
             f"FSDP2 over {c.world_size} ranks ({per_node} per node): GPU figures are per GPU, host per node"
         )
+    if getattr(c, "liger", False):
+        lines.append("Liger-Kernel's RMSNorm, SwiGLU and RoPE" + ("" if c.sparse else ", and its fused loss"))
     if not c.sparse:
         lines.append("token elimination off, the model's own loss (plain LoRA)")
         return lines
@@ -45,6 +49,9 @@ def _settings(p: Plan) -> list[str]:
         + f", offload={s.offload}, tile_tokens={s.tile_tokens}"
         + (", tiled attention" if getattr(s, "tile_attention", False) else "")
     )
+    last = layer_rows(p.shape, c)[-1]
+    if last.trimmed:
+        lines.append(f"last layer trimmed to the {last.attn_rows} scored rows (K/V of every row)")
     return lines
 
 
