@@ -35,7 +35,7 @@ TRIM_MAX_SHARE = 0.7
 
 
 def trimmed_rows(
-    state: SparsityState, batch: int, length: int, position_ids, mask: torch.Tensor
+    state: SparsityState, batch: int, length: int, position_ids: torch.Tensor | None, mask: torch.Tensor
 ) -> Selection | None:
     """The rows the trimmed last layer computes: the segment rows where mask [B, T] is True. None when they are
     more than TRIM_MAX_SHARE of the segment rows (the full layer is then as cheap)."""
