@@ -388,3 +388,14 @@ def test_advice_names_liger_and_the_trimmed_last_layer_when_they_make_it_fit():
     liger = next(a for a in advice if "--liger" in a)
     trim = next(a for a in advice if "--trim-last-layer" in a)
     assert liger.endswith("(fits)") and trim.endswith("(fits)")
+
+
+def test_the_plan_says_when_liger_runs_and_the_last_layer_is_trimmed():
+    base = dict(shape="llama3-8b", seq_len=32768, gradient_checkpointing=True, labelled_fraction=0.02)
+    text = predict(PlanConfig(**base, liger=True)).format()
+    assert "Liger-Kernel's RMSNorm, SwiGLU and RoPE" in text and "fused loss" not in text
+    assert "last layer trimmed to the 656 scored rows" in text  # 2% of 32768, rounded up
+    whole = predict(PlanConfig(**base, sparsity=lemo.SparsityConfig(**WHOLE))).format()
+    assert "Liger" not in whole and "trimmed" not in whole
+    plain = predict(PlanConfig(shape="llama3-8b", seq_len=8192, sparse=False, liger=True)).format()
+    assert "and its fused loss" in plain
