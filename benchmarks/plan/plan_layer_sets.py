@@ -19,6 +19,8 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT / "src"))
 
+import torch  # noqa: E402
+
 from lemo.bench.run import append_row  # noqa: E402
 from lemo.config import SparsityConfig  # noqa: E402
 from lemo.plan import PlanConfig, predict  # noqa: E402
@@ -34,6 +36,7 @@ FIELDS = [
     "step_s",
     "shape",
     "basis",
+    "torch",
     "commit",
     "command",
 ]
@@ -60,7 +63,7 @@ def main(argv: list[str] | None = None) -> int:
                 )
                 plan = predict(cfg)
                 append_row(args.out, FIELDS, {"sparse_layers": layers, "trim_last_layer": trim,
-                                              "labelled_fraction": labelled, "seq_len": T, "shape": "llama3-8b", "basis": BASIS,
+                                              "labelled_fraction": labelled, "seq_len": T, "shape": "llama3-8b", "basis": BASIS, "torch": torch.__version__,
                                               "gpu_peak_gib": round(plan.gpu_peak_gib, 2), "peak_at": plan.phase,
                                               "step_s": round(plan.step_s, 3), "commit": commit.stdout.strip(),
                                               "command": command})  # fmt: skip

@@ -24,6 +24,7 @@ ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT / "src"))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
+import torch  # noqa: E402
 from plan_validation import plan_config  # noqa: E402
 
 from lemo.bench.run import append_row  # noqa: E402
@@ -53,6 +54,7 @@ FIELDS = [
     "shape",
     "completion",
     "basis",
+    "torch",
     "commit",
     "command",
 ]
@@ -74,7 +76,7 @@ def main(argv: list[str] | None = None) -> int:
             append_row(args.out, FIELDS, {"config": name, "seq_len": T, "gpu_peak_gib": round(plan.gpu_peak_gib, 2), "fits_80gb": plan.fits,
                                           "peak_at": plan.phase, "step_s": round(plan.step_s, 3),
                                           "peak_vs_liger_exact": round(peak, 3), "step_vs_liger_exact": round(step, 3),
-                                          "shape": "llama3-8b", "basis": BASIS, "completion": 0.02, "commit": commit.stdout.strip(),
+                                          "shape": "llama3-8b", "basis": BASIS, "torch": torch.__version__, "completion": 0.02, "commit": commit.stdout.strip(),
                                           "command": command})  # fmt: skip
             print(f"T={T:6} {name:36} peak {plan.gpu_peak_gib:6.2f} GiB ({peak:.3f}x) at {plan.phase}, "
                   f"{plan.step_s:.3f} s ({step:.3f}x)")  # fmt: skip
