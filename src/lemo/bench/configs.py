@@ -57,6 +57,14 @@ CONFIGS = {
         "tokens",
         {**DEFAULT, "scorer": "supervision", "random_fraction": 0.25},
     ),
+    # the same with the trimmed last layer: the supervision selector's step time as a default would run it
+    "lemo-sup-trim+gc": (
+        "all",
+        True,
+        True,
+        "tokens",
+        {**DEFAULT, **TRIM, "scorer": "supervision", "random_fraction": 0.25},
+    ),
     # memory for the longest T (docs/longest.md): checkpointed inputs in pinned host memory, MLP in row tiles;
     # "exact+offload*" is the same code with elimination off, the Unsloth/ALST-style exact stack
     "exact+offload": ("all", True, False, None, {**EXACT, "offload": "cpu"}),
