@@ -586,32 +586,38 @@ def _same_run(
     raise LookupError(f"no run with {base} and one of {configs}")
 
 
-# lemo's default on each stack, newest form first: with the trimmed last layer (the default from 2026-12-05),
-# then as measured before it.
+# lemo's default on each stack, newest form first: the supervision selector with the trimmed last layer (the
+# default from 2026-12-05), the random selection with the trimmed layer, then as measured before it.
 LIGER_HEADLINE = (
-    (("lemo-trim+gc", "lemo-random+gc"), "lemo alone"),
-    (("liger-lemo-trim+gc", "liger-lemo-random+gc"), "lemo on Liger"),
+    (("lemo-sup-trim+gc", "lemo-trim+gc", "lemo-random+gc"), "lemo alone"),
+    (("liger-lemo-sup-trim+gc", "liger-lemo-trim+gc", "liger-lemo-random+gc"), "lemo on Liger"),
 )
 
 
 def headline_liger(rows: list[dict[str, str]]) -> list[Headline]:
     """e2e_llama3_8b_liger.csv: the strongest exact stack, Liger-Kernel's (what TRL's `use_liger_kernel=True`
-    gives), against lemo's default alone and on top of it, 32K, completion-only labels, each against the Liger
-    exact row of its own run."""
-    at = {"seq_len": "32768", "completion": "0.02"}
+    gives), against lemo's default alone and on top of it at 32K, each against the Liger exact row of its own run,
+    for each labelling measured: 2% of the positions labelled (prompt/completion) and plain text."""
     csv_name = "e2e_llama3_8b_liger.csv"
     out = []
-    for configs, who in LIGER_HEADLINE:
-        lemo, liger = _same_run(rows, configs, "liger-exact", **at)
-        trimmed = ", trimmed last layer" if "trim" in lemo["config"] else ""
-        against = f"Liger exact stack, 32K ({who}{trimmed})"
-        for measure, column, unit in (
-            ("step time", "median_step_s", "s"),
-            ("GPU peak", "peak_alloc_gib", "GiB"),
-        ):
-            out.append(
-                Headline(against, measure, float(lemo[column]), float(liger[column]), unit, "lower", csv_name)
-            )
+    for completion, labels in (("0.02", "2% labelled"), ("0.0", "plain text")):
+        at = {"seq_len": "32768", "completion": completion}
+        for configs, who in LIGER_HEADLINE:
+            try:
+                lemo, liger = _same_run(rows, configs, "liger-exact", **at)
+            except LookupError:
+                continue  # not measured in this labelling
+            card = lemo["gpu"].replace("NVIDIA ", "").split(" ")[0]
+            against = f"Liger exact stack, 32K, {labels} ({who}: `{lemo['config']}`, {card})"
+            for measure, column, unit in (
+                ("step time", "median_step_s", "s"),
+                ("GPU peak", "peak_alloc_gib", "GiB"),
+            ):
+                out.append(
+                    Headline(
+                        against, measure, float(lemo[column]), float(liger[column]), unit, "lower", csv_name
+                    )
+                )
     return out
 
 
@@ -636,16 +642,20 @@ def _suite_mean(rows: list[dict[str, str]], config: str, metric: str) -> tuple[f
 
 
 def headline_suite(
-    rows: list[dict[str, str]], csv_name: str = "suite_smollm2.csv", reference: str = "dense", label: str = ""
+    rows: list[dict[str, str]],
+    csv_name: str = "suite_smollm2.csv",
+    reference: str = "dense",
+    label: str = "",
+    lemo: str = "default",
 ) -> list[Headline]:
-    """A suite CSV: held-out capability at 16K, the default against dense LoRA (`reference`: `dense` at the
-    same steps, or a `dense@N` snapshot at equal GPU time)."""
+    """A suite CSV: held-out capability at 16K, lemo's default (`lemo`: the CSV's name for it) against dense LoRA
+    (`reference`: `dense` at the same steps, or a `dense@N` snapshot at equal GPU time)."""
     out = []
     for metric, measure in (
         ("exact_match", f"held-out suite{label}, exact match at 16K"),
         ("token_accuracy", f"held-out suite{label}, answer-token accuracy at 16K"),
     ):
-        a, se_a, n, steps_a = _suite_mean(rows, "default", metric)
+        a, se_a, n, steps_a = _suite_mean(rows, lemo, metric)
         b, se_b, _, steps_b = _suite_mean(rows, reference, metric)
         when = (
             f"same steps ({steps_b})"
@@ -705,8 +715,9 @@ HEADLINE: list[tuple[str, Callable[[list[dict[str, str]]], list[Headline]]]] = [
     ("e2e_llama3_8b_offload.csv", headline_offload),
     ("e2e_llama3_8b_offload_longest.csv", headline_longest),
     (
-        "suite_v2_smollm2.csv",
-        lambda rows: headline_suite(rows, "suite_v2_smollm2.csv", "dense@48", " v2"),
+        "suite_v3_smollm2.csv",
+        # the v3 run's `supervision` is today's default; its `default` is the one before (random blocks)
+        lambda rows: headline_suite(rows, "suite_v3_smollm2.csv", "dense@49", " v3", lemo="supervision"),
     ),
 ]
 
@@ -723,9 +734,11 @@ def headline_table() -> str:
         lines += ["| " + " | ".join(h.cells()) + " |" for h in rows_of(rows)]
     gpu = ", ".join(dict.fromkeys(g for g in gpus if g))
     return "\n".join(lines) + (
-        f"\n\nMeasured on {gpu}; lemo's default is `SparsityConfig()` as it was before the trimmed last layer "
-        "(`trim_last_layer`, exact, not measured on a GPU yet: docs/design.md section 1.4). The speed rows use the "
-        "Llama-3-8B shape with random weights, the quality rows SmolLM2-135M extended to 16K. Setup, commands and "
+        f"\n\nMeasured on {gpu}, each ratio within one run. lemo's default is `SparsityConfig()`: the supervision "
+        "selector and the trimmed last layer (`supervision` in the suite, `*-sup-trim+gc` in the speed rows); a row "
+        "that names another config is the default's earlier form, where today's was not measured, and the offload "
+        "rows are the earlier default (random blocks, last layer whole). The speed rows use the Llama-3-8B shape "
+        "with random weights, the quality rows SmolLM2-135M extended to 16K. Setup, commands and "
         "versions of each CSV: [docs/results.md](docs/results.md).\n"
     )
 
@@ -761,7 +774,7 @@ E2E_ABOUT = (
     "exact stack built from public parts here: HF gradient checkpointing, SDPA flash attention and a loss computed "
     "in segments. `lora` is plain LoRA, `+gc` means on top of `exact`, `+sgc` checkpoints only the sparse layers, "
     "`longlora` uses LongLoRA's shifted sparse attention. `lemo-shared` is shared selection with the loss on kept "
-    "positions, `lemo-random` adds label priority and random blocks (the default)."
+    "positions, `lemo-random` adds label priority and random blocks (the default until 2026-12-05)."
 )
 
 
@@ -905,7 +918,7 @@ SECTIONS: list[Section] = [
         "and their answered questions. `sup` rows train on the answers only (prompt/completion), `text` rows on "
         "every position. GPU time counts each config's steps at its measured step-time ratio to `exact`, so "
         "`dense@48` has about the GPU time of 60 lemo steps. The tasks are `lemo data`'s own, with eval names and a "
-        "novel never trained on. `prio-random` is the default, `preset` the previous one, `random` the default "
+        "novel never trained on. `prio-random` was the default (until 2026-12-05), `preset` the one before, `random` the default "
         "without label priority. Details: [capability.md](capability.md).",
         ("capability_smollm2_frontier.png",),
     ),
@@ -949,6 +962,27 @@ SECTIONS: list[Section] = [
         "`backward-gradient` and `oracle` jobs trained but were cut off before their evaluation by the end of the "
         "device call, so they have no rows.",
         ("suite_v2_smollm2.png",),
+    ),
+    Section(
+        "Quality and capability",
+        "Sizing suite v3: dense LoRA on each rung (SmolLM2-135M, 16K)",
+        "suite_v3_sizing_smollm2.csv",
+        "Dense LoRA only, 60 steps, prompt/completion rows, one row per variant of "
+        "`benchmarks/quality/suite_sizing_rungs.json` (`dense:D_both`: six training wordings and one shared "
+        "'Answer:' lead; `E_easy` and `F_easiest`: fewer facts on top; `G_indist`: v2 evaluated in its training "
+        "wording), all at once on one GPU. `suite.py sizing choose` picked `suite_v3_sizing_chosen.json` (preset "
+        "`v3`). Details: [suite.md](suite.md#v3-sized-and-measured).",
+    ),
+    Section(
+        "Quality and capability",
+        "The held-out capability suite v3 (SmolLM2-135M, 16K)",
+        "suite_v3_smollm2.csv",
+        "Suite v3 (preset `v3`), same setup as v2. In this run `default` is `SparsityConfig()` as it was before "
+        "2026-12-05 (labelled blocks, then random ones) and `supervision` is the default since (the supervision "
+        "scorer on 3/4 of the free budget); `oracle-forward` keeps the evidence blocks first; `dense@49` is dense "
+        "LoRA's adapter after 49 of its 60 steps, equal GPU time for a step of 0.81x Liger exact's at 16K "
+        "(`e2e_llama3_8b_liger.csv`, the H100 rows). Prompt/completion form only.",
+        ("suite_v3_smollm2.png",),
     ),
     Section(
         "Quality and capability",

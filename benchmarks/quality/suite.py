@@ -73,12 +73,15 @@ EVIDENCE = (
 CONFIGS: dict[str, dict | None] = {
     "base": None,  # untrained: evaluated only
     "dense": None,
-    "default": {},
+    "default": {},  # SparsityConfig(): from 2026-12-05 the supervision scorer (before: "random")
+    # the default before 2026-12-05: labelled blocks first, the rest uniformly at random (the v1-v3 runs' "default")
+    "random": {"scorer": "oracle", "random_fraction": 1.0},
     "backward-random": {"elimination": "backward", "random_fraction": 1.0},
     "backward-supervision": {"elimination": "backward", "scorer": "supervision", "random_fraction": 0.25},
     # each layer's rows chosen in its backward pass by the loss gradient at its output (lemo.sparsity.backward)
     "backward-gradient": {"elimination": "backward", "scorer": "gradient", "random_fraction": 0.25},
-    # the default (forward elimination, shared selection) with the supervision scorer choosing the free budget
+    # forward elimination, shared selection, the supervision scorer choosing 3/4 of the free budget: the default
+    # since 2026-12-05, named so in the runs that compared it with the one before
     "supervision": {"scorer": "supervision", "random_fraction": 0.25},
     # the default with the last layer sparse too (a lower GPU peak; docs/design.md section 1)
     "upper": {"sparse_layers": "upper"},

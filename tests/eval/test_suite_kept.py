@@ -227,3 +227,11 @@ def test_kept_meter_sees_selections_made_in_the_backward_pass(tiny_model_dir, to
         model(input_ids=torch.roll(x, 1, dims=1))  # the next forward settles the last one's backward
     assert meter.summary()["forwards"] == 1 and want
     assert meter.evidence[-1] == pytest.approx(sum(want) / len(want))
+
+
+def test_v3_preset_is_what_the_sizing_call_chose():
+    """Suite v3 is the knobs `suite.py sizing choose` wrote at the measured run, over v2."""
+    chosen = json.loads((QUALITY.parent / "results" / "suite_v3_sizing_chosen.json").read_text())
+    v3 = SuiteConfig.from_preset("v3")
+    assert v3 == dataclasses.replace(SuiteConfig(**chosen), preset="v3")
+    assert (v3.train_phrasings, v3.shared_lead, v3.vartrack_hops) == (6, True, 0)

@@ -115,7 +115,8 @@ def test_header_says_backward_elimination_and_its_scorer():
     assert "backward elimination on layers 15-30: every row runs the forward" in text
     assert "scorer=gradient + 25% random, chosen in each layer's backward, labelled blocks first" in text
     assert "mlp=" not in text and "loss on every labelled position" in text
-    assert "random blocks" in _bwd().format()
+    assert "random blocks" in _bwd(random_fraction=1.0).format()
+    assert "scorer=supervision + 25% random" in _bwd().format()  # the default selector
     breakdown = _bwd(sparse_layers="all").format()
     assert (
         "layer 31 K/V of every row" in breakdown and "backward-elimination RoPE tables, row ids" in breakdown

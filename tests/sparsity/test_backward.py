@@ -187,7 +187,7 @@ def test_query_rows_attention_equals_full_attention_at_those_rows():
     ("kw", "fix"),
     [
         ({"elimination": "backward", "mlp": "channels"}, "use mlp='tokens'"),
-        ({"elimination": "backward", "scorer": "supervision"}, "random_fraction=0.0"),
+        ({"elimination": "backward", "scorer": "gradient", "random_fraction": 1.0}, "random_fraction=0.0"),
         ({"elimination": "sideways"}, "'forward', 'backward'"),
     ],
 )

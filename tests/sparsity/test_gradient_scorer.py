@@ -156,7 +156,7 @@ def _seeded_state(seed: int) -> torch.Tensor:
     ("kw", "fix"),
     [
         ({"scorer": "gradient", "random_fraction": 0.0}, "elimination='backward'"),
-        ({"scorer": "gradient", "elimination": "backward"}, "random_fraction=0.0"),
+        ({"scorer": "gradient", "elimination": "backward", "random_fraction": 1.0}, "random_fraction=0.0"),
     ],
 )
 def test_bad_combinations_name_the_fix(kw, fix):

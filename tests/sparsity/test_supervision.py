@@ -1,6 +1,7 @@
 """The supervision scorer: query positions, and forward elimination keeping the blocks labelled positions attend
 to, checked against a token-by-token float64 reference."""
 
+import pytest
 import torch
 
 import lemo
@@ -44,13 +45,15 @@ def _reference_scores(q, k, queries, scale, nb):
     return scores
 
 
-def test_attention_received_matches_the_reference():
+@pytest.mark.parametrize(("n_queries", "n", "kv_heads"), [(5, T, 2), (70, T - 21, 2), (9, T, 4)])
+def test_attention_received_matches_the_reference(n_queries, n, kv_heads):
+    """Several query chunks (QUERY_CHUNK is 64), a partial last block, GQA groups of 2 and of 1."""
     torch.manual_seed(0)
-    q, k = torch.randn(5, 4, 8), torch.randn(T, 2, 8)
-    queries = torch.tensor([17, 80, 130, 200, 255])
+    q, k = torch.randn(n_queries, 4, 8), torch.randn(n, kv_heads, 8)
+    queries = torch.randperm(n)[:n_queries].sort().values
     got = attention_received(q, k, queries, 0.35, B)
     torch.testing.assert_close(
-        got.double(), _reference_scores(q, k, queries, 0.35, T // B), rtol=1e-5, atol=1e-6
+        got.double(), _reference_scores(q, k, queries, 0.35, -(-n // B)), rtol=1e-5, atol=1e-6
     )
 
 
@@ -100,3 +103,25 @@ def test_repeat_positions_of_longer_ngrams_match_a_brute_force_count():
             grams = [tuple(ids[b, t : t + n].tolist()) for t in range(300 - n + 1)]
             want = [grams.index(x) <= t - 40 and grams.count(x) <= 6 for t, x in enumerate(grams)]
             assert got[b, : 300 - n + 1].tolist() == want and not got[b, 300 - n + 1 :].any()
+
+
+def test_the_default_is_supervision_and_random_fraction_one_skips_scoring(monkeypatch):
+    """SparsityConfig() scores by supervision with a random quarter; random_fraction=1.0 with it (allowed, since
+    it is the default scorer) draws random blocks and never scores; the paper's preset keeps its oracle."""
+    cfg = lemo.SparsityConfig()
+    assert (cfg.scorer, cfg.random_fraction) == ("supervision", 0.25)
+    assert lemo.SparsityConfig.paper().scorer == "oracle"
+    import lemo.sparsity.selection as selection
+
+    calls = []
+    real = selection.supervision_scores
+    monkeypatch.setattr(selection, "supervision_scores", lambda *a, **k: calls.append(1) or real(*a, **k))
+    ids = torch.randint(0, 256, (1, T), generator=torch.Generator().manual_seed(5))
+    labels = torch.full_like(ids, -100)
+    labels[0, -24:] = ids[0, -24:]
+    for fraction, scored in ((1.0, False), (0.25, True)):
+        calls.clear()
+        model = with_lora(tiny_model("llama", layers=4)).train()
+        lemo.apply(model, lemo.SparsityConfig(block_size=B, random_fraction=fraction))
+        model(input_ids=ids, labels=labels).loss.backward()
+        assert bool(calls) == scored, (fraction, len(calls))

@@ -32,6 +32,7 @@ PAPER_FIELDS: dict[str, Any] = {
     "shared_selection": False,
     "loss_tokens": "all",
     "label_priority": False,
+    "scorer": "oracle",  # the paper's column sums
     "random_fraction": 0.0,
     "trim_last_layer": False,  # the artifact runs its last layer over every row
 }
@@ -42,8 +43,10 @@ class SparsityConfig(DictConfig):
     """How each sparse layer chooses and uses its token blocks (docs/design.md section 1).
 
     The defaults are the measured best setting (docs/capability.md): keep 60% of the blocks, chosen once per
-    forward, the labelled blocks first and the rest uniformly at random; eliminated tokens skip the sparse
-    layers entirely and the loss covers the kept positions. `SparsityConfig.paper()` is LeMo's own setting.
+    forward, the labelled blocks first, then three quarters of the rest by the attention the labelled positions
+    pay them (`scorer="supervision"`) and a quarter uniformly at random; eliminated tokens skip the sparse
+    layers entirely, the loss covers the kept positions, and the last layer runs only the rows the loss reads.
+    `SparsityConfig.paper()` is LeMo's own setting.
     """
 
     block_size: int = 64
@@ -67,14 +70,15 @@ class SparsityConfig(DictConfig):
     """"dense": all tokens run the MLP; "tokens": only kept tokens; "channels": sparse-channel backward."""
     mlp_keep: float = 0.2
     """Fraction of MLP intermediate channels whose activations are kept for backward (`mlp="channels"`)."""
-    scorer: Scorer = "oracle"
-    """"oracle": exact tiled block scores (the paper's column sums); "predictor": learned predictors (see
-    `lemo calibrate`); "supervision": the attention each block receives from the positions the loss asks about
-    (labels, or in plain text the positions that repeat a far bigram): with elimination="backward" from the
-    layer's own forward (RoPE applied), with "forward" from pre-RoPE q and k of the first sparse layer's input
-    (lemo.sparsity.supervision); "gradient" (elimination="backward" only): chosen in the backward pass, by the
-    norm of the loss's gradient at each block's rows of the layer's output, so the rows the loss depends on most
-    are the ones whose update is trained (lemo.sparsity.backward)."""
+    scorer: Scorer = "supervision"
+    """"supervision" (the default, chosen on the capability suite, docs/capability.md): the attention each block
+    receives from the positions the loss asks about (labels, or in plain text the positions that repeat a far
+    bigram), with q and k rotated by the layer's RoPE: with elimination="forward" read once at the first sparse
+    layer's input, with "backward" from the layer's own forward (lemo.sparsity.supervision). "oracle": exact tiled
+    block scores (the paper's column sums); "predictor": learned predictors (see `lemo calibrate`); "gradient"
+    (elimination="backward" only): chosen in the backward pass, by the norm of the loss's gradient at each block's
+    rows of the layer's output, so the rows the loss depends on most are the ones whose update is trained
+    (lemo.sparsity.backward)."""
     elimination: Elimination = "forward"
     """"forward" (the paper): eliminated tokens skip the sparse layers, saving forward and backward compute and
     memory, but the loss sees the approximated model. "backward": every token runs every layer exactly as dense
@@ -104,10 +108,11 @@ class SparsityConfig(DictConfig):
     and its full computation and elimination is spent on the unsupervised context. When the labelled blocks
     exceed the budget (plain text: every position is labelled) they are chosen among themselves by the rules
     below."""
-    random_fraction: float = 1.0
+    random_fraction: float = 0.25
     """Share of the budget left after the forced (and labelled) blocks that goes to blocks drawn uniformly at
     random (torch's default generator, so a resumed run draws what an uninterrupted one would) instead of the
-    scorer's best: 0 = the scorer's top blocks (the paper), 1 = random blocks, and no scoring is done at all."""
+    scorer's best: 0 = the scorer's top blocks (the paper), 1 = random blocks, and no scoring is done at all. The
+    default's random quarter keeps exploring blocks the scorer ranks low, so rare evidence is still trained on."""
     offload: Offload = "none"
     """Where checkpointed layer inputs wait for backward: "none" (on the GPU) or "cpu" (pinned host memory,
     copied out on a side stream and prefetched back one layer ahead of its recompute). With "cpu" lemo
@@ -152,11 +157,12 @@ class SparsityConfig(DictConfig):
         check_fraction("mlp_keep", self.mlp_keep)
         check_fraction("random_fraction", self.random_fraction, allow_zero=True)
         self._check_elimination()  # first: a scorer that needs another elimination mode names that fix first
-        if self.scorer in ("predictor", "supervision", "gradient") and self.random_fraction >= 1.0:
+        # supervision is the default scorer, so random_fraction=1.0 with it means what it says: random blocks
+        if self.scorer in ("predictor", "gradient") and self.random_fraction >= 1.0:
             raise ValueError(
-                f"scorer={self.scorer!r} has no effect with random_fraction=1.0 (random blocks, no scoring: the "
-                "default); pass random_fraction=0.0 (--random-fraction 0) to keep the scorer's top blocks, or a "
-                "share such as 0.25 to mix in random ones."
+                f"scorer={self.scorer!r} has no effect with random_fraction=1.0 (random blocks, no scoring); "
+                "pass random_fraction=0.0 (--random-fraction 0) to keep the scorer's top blocks, or a share such "
+                "as 0.25 to mix in random ones."
             )
         for name in ("sink_blocks", "local_blocks"):
             v = getattr(self, name)

@@ -27,7 +27,11 @@ V1 = dict(
     vartrack_hops=3, vartrack_digits=5, kv_blocks=1, kv_pairs=12, kv_asked=4, kv_value_len=6, kv_alphabet="hex",
     recall_quotes=4, recall_words=5, count_keys=3, count_max=4, count_words=False,
 )  # fmt: skip
-PRESETS: dict[str, dict[str, Any]] = {"v1": V1, "v2": {}}
+# Suite v3: what `suite.py sizing choose` picked at commit 3380c6e (benchmarks/results/suite_v3_sizing_chosen.json,
+# from suite_v3_sizing_smollm2.csv): six training wordings with one shared "Answer:" lead, variable tracking as a
+# plain fact. The suite of suite_v3_smollm2.csv, where dense LoRA scored 0.57 on multikey and 0.00-0.19 elsewhere.
+V3 = dict(shared_lead=True, train_phrasings=6, vartrack_chains=1, vartrack_hops=0)
+PRESETS: dict[str, dict[str, Any]] = {"v1": V1, "v2": {}, "v3": V3}
 
 
 @dataclass

@@ -102,13 +102,14 @@ def select_blocks(
     """
     nbs = [-(-seg.length // config.block_size) for seg in segments]
     ratio = config.selection == "ratio"
-    if ratio and keep_ratio >= 1.0:
-        scores = [torch.zeros(nb) for nb in nbs]  # everything kept: no need to score
-    elif ratio and config.random_fraction >= 1.0:
-        scores = [torch.zeros(nb) for nb in nbs]  # random blocks never read the scores
-    else:
-        scores = _to_host([score(s, seg) for s, seg in enumerate(segments)])  # [nb] each
-    host_tiers = _to_host([t for seg_tiers in tiers for t in seg_tiers])
+    scored = not (
+        ratio and (keep_ratio >= 1.0 or config.random_fraction >= 1.0)
+    )  # else scores are never read
+    flat_tiers = [t for seg_tiers in tiers for t in seg_tiers]
+    # scores and tiers in one copy: the selection's only wait for the GPU
+    host = _to_host([score(s, seg) for s, seg in enumerate(segments)] + flat_tiers if scored else flat_tiers)
+    scores = host[: len(segments)] if scored else [torch.zeros(nb) for nb in nbs]  # [nb] each
+    host_tiers = host[len(segments) :] if scored else host
     per = len(tiers[0]) if tiers else 0
     kept = []
     for s, nb in enumerate(nbs):
@@ -134,37 +135,44 @@ def _to_host(tensors: list[torch.Tensor]) -> list[torch.Tensor]:
     return [part.to(t.dtype) for part, t in zip(flat.split(sizes), tensors)]
 
 
+def _to_device(t: torch.Tensor, device: torch.device) -> torch.Tensor:
+    """`t` (on the host) on `device` without waiting for the GPU: a pinned buffer copied asynchronously (the
+    caching host allocator keeps the buffer alive until the copy is done)."""
+    if device.type != "cuda":
+        return t.to(device)
+    return t.pin_memory().to(device, non_blocking=True)
+
+
 def blocks_selection(
     kept: list[torch.Tensor], segments: list[Segment], length: int, block_size: int, device: torch.device
 ) -> Selection:
     """The Selection of per-segment kept block ids (each [k_s], sorted, on the host), built for all segments at
-    once: the ids serve `Selection.blocks` (read by `lemo.stats` and the evidence meter) and go to the device in
-    one copy, where the rows are gathered without a sync.
+    once on the host: the ids serve `Selection.blocks` (read by `lemo.stats` and the evidence meter), and the
+    flat row ids (a few hundred KiB at most) go to the device in one asynchronous copy, so building a selection
+    never waits for the GPU however many segments a packed row holds.
     """
     if not segments:
         return Selection(torch.zeros(0, dtype=torch.long, device=device), [0], [], 1.0)
     b = block_size
-    counts = [k.numel() for k in kept]
-    ids = torch.cat([k.cpu() for k in kept])  # [K] block ids, segment after segment
+    counts = torch.tensor([k.numel() for k in kept])  # [S]
+    ids = torch.cat([k.cpu().long() for k in kept])  # [K] block ids, segment after segment
     flat = ids.tolist()
-    ids = ids.to(device, non_blocking=True)
-    blocks, cu, at = [], [0], 0
-    for seg, c in zip(segments, counts):
+    blocks, at = [], 0
+    for c in counts.tolist():
         blocks.append(flat[at : at + c])
         at += c
-        past_end = (blocks[-1][-1] + 1) * b - seg.length if c else 0  # a kept partial last block's padding
-        cu.append(cu[-1] + c * b - max(past_end, 0))
-    seg_of = torch.tensor([s for s, c in enumerate(counts) for _ in range(c)], device=device)  # [K]
-    lengths = torch.tensor([seg.length for seg in segments], device=device)  # [S]
-    base = torch.tensor([seg.row * length + seg.start for seg in segments], device=device)  # [S]
-    offsets = ids[:, None] * b + torch.arange(b, device=device)  # [K, b] token offsets inside each segment
-    past = (offsets >= lengths[seg_of, None]).flatten()  # [K*b] padding of partial last blocks
-    # A stable sort moves the padding to the end and keeps the order of the rest: its size is known on the host,
-    # so no boolean-mask sync is needed.
-    order = torch.sort(past.to(torch.uint8), stable=True).indices[: cu[-1]]  # [N]
-    rows = (offsets + base[seg_of, None]).flatten()[order]  # [N] sorted within each segment
+    seg_of = torch.repeat_interleave(torch.arange(len(segments)), counts)  # [K]
+    lengths = torch.tensor([seg.length for seg in segments])  # [S]
+    base = torch.tensor([seg.row * length + seg.start for seg in segments])  # [S]
+    offsets = ids[:, None] * b + torch.arange(b)  # [K, b] token offsets inside each segment
+    inside = offsets < lengths[seg_of, None]  # [K, b] False on the padding of a partial last block
+    rows = (offsets + base[seg_of, None])[inside]  # [N] row ids, sorted within each segment
+    per_segment = torch.zeros(len(segments), dtype=torch.long).index_add_(
+        0, seg_of, inside.sum(1)
+    )  # [S] rows
+    cu = [0, *per_segment.cumsum(0).tolist()]
     total = sum(seg.length for seg in segments)
-    return Selection(rows, cu, blocks, cu[-1] / total if total else 1.0)
+    return Selection(_to_device(rows, device), cu, blocks, cu[-1] / total if total else 1.0)
 
 
 def _score(

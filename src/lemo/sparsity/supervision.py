@@ -80,16 +80,21 @@ def attention_received(
     scores = torch.zeros(nb, dtype=torch.float32, device=k.device)
     if q.shape[0] == 0:
         return scores
-    group = q.shape[1] // h_kv
-    kf = k.float().repeat_interleave(group, dim=1).transpose(0, 1)  # [H, n, D]
+    group, d = q.shape[1] // h_kv, q.shape[2]
+    # The query heads of one key/value head share its keys (GQA: query head h reads kv head h // group), so the
+    # keys are used as they are, not repeated per query head: at 32K on Llama-3-8B that is 128 MiB, not 512.
+    kf = k.float().transpose(0, 1)  # [H_kv, n, D]
     cols = torch.arange(n, device=k.device)
     for c0 in range(0, q.shape[0], QUERY_CHUNK):
-        qc = q[c0 : c0 + QUERY_CHUNK].float().transpose(0, 1)  # [H, c, D]
-        logits = torch.matmul(qc, kf.transpose(1, 2)) * scale  # [H, c, n]
+        qc = q[c0 : c0 + QUERY_CHUNK].float()  # [c, H, D]
+        c = qc.shape[0]
+        qg = qc.view(c, h_kv, group, d).permute(1, 0, 2, 3).reshape(h_kv, c * group, d)  # [H_kv, c*g, D]
+        logits = torch.matmul(qg, kf.transpose(1, 2)) * scale  # [H_kv, c*g, n]
         future = cols[None, :] > q_index[c0 : c0 + QUERY_CHUNK, None]  # [c, n]
-        p = logits.masked_fill(future, float("-inf")).softmax(dim=-1)  # [H, c, n]
-        p = torch.nn.functional.pad(p, (0, nb * block_size - n))  # [H, c, nb*b]
-        scores += p.view(p.shape[0], p.shape[1], nb, block_size).amax(dim=-1).sum(dim=(0, 1))  # [nb]
+        future = future.repeat_interleave(group, dim=0)  # [c*g, n], rows in qg's (query, head) order
+        p = logits.masked_fill(future, float("-inf")).softmax(dim=-1)  # [H_kv, c*g, n]
+        p = torch.nn.functional.pad(p, (0, nb * block_size - n))  # [H_kv, c*g, nb*b]
+        scores += p.view(h_kv, c * group, nb, block_size).amax(dim=-1).sum(dim=(0, 1))  # [nb]
     return scores
 
 
