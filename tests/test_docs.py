@@ -204,3 +204,15 @@ def test_every_command_has_working_help(capsys):
         assert exit_info.value.code == 0
         out = capsys.readouterr().out
         assert "usage:" in out and flag in out
+
+
+def test_demo_config_spells_out_the_defaults():
+    """configs/demo.yaml says its sparsity block is the defaults, spelled out: each key it sets equals
+    SparsityConfig()'s, so a change of the defaults cannot leave the demo on the old ones."""
+    import yaml
+
+    import lemo
+
+    block = yaml.safe_load((REPO / "configs" / "demo.yaml").read_text())["sparsity"]
+    default = lemo.SparsityConfig()
+    assert {k: getattr(default, k) for k in block} == block
