@@ -12,7 +12,8 @@ import torch
 from lemo.config import SparsityConfig
 from lemo.ops import select_by_ratio, select_by_threshold
 from lemo.sparsity.segments import Segment
-from lemo.sparsity.selection import priority_tiers, select_blocks
+from lemo.sparsity.selection import priority_tiers, segment_queries, select_blocks
+from lemo.sparsity.supervision import MAX_QUERIES, spread
 
 B = 64
 
@@ -82,6 +83,19 @@ def test_everything_kept_reads_no_score():
         segs, T, SparsityConfig(), 1.0, 0.0, lambda s, seg: 1 / 0, [[], []], torch.device("cpu")
     )
     assert sel.blocks == [list(range(5)), list(range(8))] and sel.kept_fraction == 1.0
+
+
+def test_segment_queries_are_each_segments_own():
+    """One host copy of the mask gives every segment the query rows it would find alone: segment-relative, at
+    most MAX_QUERIES, spread as the scorer spreads them; no mask, no queries."""
+    segs, T = packed([300, 2000, 64, 900, 1500, 40])
+    mask = torch.rand(2, T, generator=torch.Generator().manual_seed(4)) < 0.4  # [B, T]
+    got = segment_queries(mask, segs, torch.device("cpu"))
+    for seg, q in zip(segs, got):
+        alone = spread(mask[seg.row, seg.start : seg.end].nonzero().flatten(), MAX_QUERIES)
+        assert torch.equal(q, alone) and q.numel() <= MAX_QUERIES
+    assert any(q.numel() == MAX_QUERIES for q in got)  # the 2000-row segment is spread
+    assert segment_queries(None, segs, torch.device("cpu")) == [None] * len(segs)
 
 
 @pytest.mark.gpu

@@ -24,7 +24,7 @@ from lemo.sparsity.parts import LayerParts
 from lemo.sparsity.scoring import BlockScorer
 from lemo.sparsity.segments import Segment
 from lemo.sparsity.state import Selection, SparsityState
-from lemo.sparsity.supervision import supervision_scores
+from lemo.sparsity.supervision import MAX_QUERIES, spread, supervision_scores
 
 ScoreFn = Callable[[int, Segment], torch.Tensor]
 """(segment index, segment) -> [nb] block scores; called only where the scores are read."""
@@ -55,9 +55,12 @@ def select_rows(
             them, as the layer's attention does.
     """
     tiers = priority_tiers(segments, config, evidence_mask, label_mask)
+    queries: list[torch.Tensor | None] = []  # per segment, filled at the first score read
 
-    def score(_s: int, seg: Segment) -> torch.Tensor:
-        return _score(parts, x, seg, scorer, config, query_mask, rope)  # [nb]
+    def score(s: int, seg: Segment) -> torch.Tensor:
+        if config.scorer == "supervision" and not queries:
+            queries.extend(segment_queries(query_mask, segments, x.device))
+        return _score(parts, x, seg, scorer, config, queries[s] if queries else None, rope)  # [nb]
 
     return select_blocks(segments, x.shape[1], config, keep_ratio, threshold, score, tiers, x.device)
 
@@ -175,23 +178,38 @@ def blocks_selection(
     return Selection(_to_device(rows, device), cu, blocks, cu[-1] / total if total else 1.0)
 
 
+def segment_queries(
+    query_mask: torch.Tensor | None, segments: list[Segment], device: torch.device
+) -> list[torch.Tensor | None]:
+    """Per segment, the query rows [nq] the supervision scorer reads (segment-relative, at most MAX_QUERIES, evenly
+    spread), on `device`; None for every segment without a mask. The mask comes to the host in one copy and the
+    indices go back asynchronously, so the count of waits does not grow with the segments of a packed row."""
+    if query_mask is None:
+        return [None] * len(segments)
+    mask = query_mask.cpu()  # [B, T] bool: the one wait
+    return [
+        _to_device(spread(mask[seg.row, seg.start : seg.end].nonzero().flatten(), MAX_QUERIES), device)
+        for seg in segments
+    ]
+
+
 def _score(
     parts: LayerParts,
     x: torch.Tensor,
     seg: Segment,
     scorer: BlockScorer,
     config: SparsityConfig,
-    query_mask: torch.Tensor | None,
+    queries: torch.Tensor | None,
     rope: tuple[torch.Tensor, torch.Tensor] | None = None,
 ) -> torch.Tensor:
-    """[nb] scores of one segment: the configured scorer, or the attention the query positions pay each block."""
+    """[nb] scores of one segment: the configured scorer, or the attention the query rows `queries` ([nq],
+    segment-relative; None: nothing supervised) pay each block."""
     xs = x[seg.row, seg.start : seg.end].detach()  # [n, d]
     if config.scorer != "supervision":
         return scorer(parts, xs, config.block_size)
     nb = -(-seg.length // config.block_size)
-    if query_mask is None:
+    if queries is None:
         return torch.zeros(nb, device=x.device)  # nothing supervised: the random share and positions decide
-    queries = query_mask[seg.row, seg.start : seg.end].nonzero().flatten()  # [nq]
     seg_rope = None if rope is None else tuple(t[seg.row, seg.start : seg.end] for t in rope)  # [n, D] each
     return supervision_scores(parts, xs, queries, config.block_size, seg_rope)
 
