@@ -57,6 +57,20 @@ def test_attention_received_matches_the_reference(n_queries, n, kv_heads):
     )
 
 
+def test_attention_received_bounds_its_chunk(monkeypatch):
+    """At long rows fewer queries go into one softmax (SCORE_BYTES), with the same scores."""
+    import lemo.sparsity.supervision as sup
+
+    torch.manual_seed(1)
+    q, k = torch.randn(7, 4, 8), torch.randn(T - 5, 2, 8)
+    queries = torch.tensor([3, 40, 41, 100, 180, 222, 250])
+    monkeypatch.setattr(sup, "SCORE_BYTES", 2 * 4 * 4 * (T - 5))  # two queries' [H, n] fp32 per chunk
+    got = sup.attention_received(q, k, queries, 0.35, B)
+    torch.testing.assert_close(
+        got.double(), _reference_scores(q, k, queries, 0.35, -(-(T - 5) // B)), rtol=1e-5, atol=1e-6
+    )
+
+
 def test_forward_elimination_keeps_the_blocks_the_labels_attend_to():
     model = with_lora(tiny_model("llama", layers=4)).train()
     ids = torch.randint(0, 256, (1, T), generator=torch.Generator().manual_seed(3))

@@ -20,7 +20,8 @@ from lemo.ops import apply_rope
 from lemo.sparsity.parts import LayerParts
 
 MAX_QUERIES = 512  # query positions scored per segment; more add cost and little signal
-QUERY_CHUNK = 64  # query rows per softmax, bounding the [H, chunk, n] fp32 probabilities
+QUERY_CHUNK = 64  # query rows per softmax at most, bounding the [H, chunk, n] fp32 probabilities ...
+SCORE_BYTES = 256 * 2**20  # ... to this many bytes at long rows (4 queries per chunk at 512K on Llama-3-8B)
 
 
 def repeat_positions(ids: torch.Tensor, min_gap: int = 256, max_repeats: int = 4, n: int = 2) -> torch.Tensor:
@@ -85,16 +86,21 @@ def attention_received(
     # keys are used as they are, not repeated per query head: at 32K on Llama-3-8B that is 128 MiB, not 512.
     kf = k.float().transpose(0, 1)  # [H_kv, n, D]
     cols = torch.arange(n, device=k.device)
-    for c0 in range(0, q.shape[0], QUERY_CHUNK):
-        qc = q[c0 : c0 + QUERY_CHUNK].float()  # [c, H, D]
+    full = n // block_size  # whole blocks; a partial last block is reduced on its own (no padded copy)
+    step = max(1, min(QUERY_CHUNK, SCORE_BYTES // (4 * q.shape[1] * n)))  # queries per chunk
+    for c0 in range(0, q.shape[0], step):
+        qc = q[c0 : c0 + step].float()  # [c, H, D]
         c = qc.shape[0]
         qg = qc.view(c, h_kv, group, d).permute(1, 0, 2, 3).reshape(h_kv, c * group, d)  # [H_kv, c*g, D]
-        logits = torch.matmul(qg, kf.transpose(1, 2)) * scale  # [H_kv, c*g, n]
-        future = cols[None, :] > q_index[c0 : c0 + QUERY_CHUNK, None]  # [c, n]
+        logits = torch.matmul(qg, kf.transpose(1, 2)).mul_(scale)  # [H_kv, c*g, n]
+        future = cols[None, :] > q_index[c0 : c0 + step, None]  # [c, n]
         future = future.repeat_interleave(group, dim=0)  # [c*g, n], rows in qg's (query, head) order
-        p = logits.masked_fill(future, float("-inf")).softmax(dim=-1)  # [H_kv, c*g, n]
-        p = torch.nn.functional.pad(p, (0, nb * block_size - n))  # [H_kv, c*g, nb*b]
-        scores += p.view(h_kv, c * group, nb, block_size).amax(dim=-1).sum(dim=(0, 1))  # [nb]
+        p = logits.masked_fill_(future, float("-inf")).softmax(dim=-1)  # [H_kv, c*g, n]
+        del logits  # at most two chunk-sized tensors alive: the logits while their softmax is formed
+        blocks = p[..., : full * block_size].view(h_kv, c * group, full, block_size)  # [H_kv, c*g, full, b]
+        scores[:full] += blocks.amax(dim=-1).sum(dim=(0, 1))  # [full]
+        if full < nb:
+            scores[full] += p[..., full * block_size :].amax(dim=-1).sum()
     return scores
 
 
