@@ -36,9 +36,9 @@ from lemo.sparsity.parts import LayerParts
 from lemo.sparsity.query_rows import QueryRows, locate, query_rows_update
 from lemo.sparsity.scoring import BlockScorer
 from lemo.sparsity.segments import Segment
-from lemo.sparsity.selection import fitting, full_rows, priority_tiers, select_blocks
+from lemo.sparsity.selection import fitting, full_rows, priority_tiers, segment_queries, select_blocks
 from lemo.sparsity.state import Selection, SparsityState
-from lemo.sparsity.supervision import MAX_QUERIES, attention_received, spread
+from lemo.sparsity.supervision import attention_received
 
 # How a block's rows' gradient norms make its score for scorer="gradient": "max" (its largest row: a fact is a few
 # tokens of a 64-token block) or "sum" (the gradient mass the block's updates carry). Measured on the suite's rows
@@ -204,9 +204,12 @@ def _select(
 ) -> Selection:
     """Kept rows of every segment, chosen from this layer's forward."""
     state, cu = layer.state, layer.full.cu_seqlens
+    queries: list[torch.Tensor | None] = []  # per segment, filled at the first score read (one host copy)
 
     def score(s: int, seg: Segment) -> torch.Tensor:
-        return _scores(parts, fwd, state, scorer, seg, cu[s], cu[s + 1], query_mask)  # [nb]
+        if state.config.scorer == "supervision" and not queries:
+            queries.extend(segment_queries(query_mask, layer.segments, fwd.x.device))
+        return _scores(parts, fwd, state, scorer, seg, cu[s], cu[s + 1], queries[s] if queries else None)
 
     keep = state.keep_ratio.get(parts.index, 1.0)
     thr = state.threshold.get(parts.index, 0.0)
@@ -223,16 +226,16 @@ def _scores(
     seg: Segment,
     a0: int,
     a1: int,
-    query_mask: torch.Tensor | None,
+    index: torch.Tensor | None,
 ) -> torch.Tensor:
-    """[nb] block scores of one segment (rows a0:a1 of the forward) for the configured scorer."""
+    """[nb] block scores of one segment (rows a0:a1 of the forward) for the configured scorer; `index` [nq] the
+    supervision scorer's query rows in the segment (`segment_queries`), None: nothing supervised."""
     cfg = state.config
     if cfg.scorer != "supervision":
         return scorer(parts, fwd.x[a0:a1], cfg.block_size)
-    if query_mask is None:
+    if index is None:
         nb = -(-seg.length // cfg.block_size)
         return torch.zeros(nb, device=fwd.x.device)  # nothing supervised: the random share decides
-    index = spread(query_mask[seg.row, seg.start : seg.end].nonzero().flatten(), MAX_QUERIES)  # [nq]
     q = fwd.q[a0:a1][index]  # [nq, H, D]
     return attention_received(q, fwd.k[a0:a1], index, parts.attn.scaling, cfg.block_size)
 
