@@ -947,7 +947,7 @@ SECTIONS: list[Section] = [
         "suite_smollm2.csv",
         "Six task families mixed in every training row, evaluated in a phrasing never trained on, with other names "
         "and a novel never trained on ([suite.md](suite.md)). LoRA r8 on q/k/v/o, YaRN x2 to 16K, one 16K row per "
-        "step, lr 5e-4. `default` is `SparsityConfig()`; `backward-random` is backward elimination with random "
+        "step, lr 5e-4. `default` is `SparsityConfig()` as it was then (labelled blocks, then random ones); `backward-random` is backward elimination with random "
         "blocks ([design.md](design.md#13-backward-elimination-and-the-supervision-scorer)). Exact match per family, "
         "mean and standard error over seeds; perplexity on held-out plain text.",
         ("suite_smollm2.png",),
