@@ -586,11 +586,15 @@ def _same_run(
     raise LookupError(f"no run with {base} and one of {configs}")
 
 
-# lemo's default on each stack, newest form first: the supervision selector with the trimmed last layer (the
-# default from 2026-12-05), the random selection with the trimmed layer, then as measured before it.
+# lemo's default on each stack, newest form first: `default+gc` (SparsityConfig() at the row's commit), the
+# supervision selector with the trimmed last layer (the default from 2026-12-05), the random selection with the
+# trimmed layer, then as measured before it.
 LIGER_HEADLINE = (
-    (("lemo-sup-trim+gc", "lemo-trim+gc", "lemo-random+gc"), "lemo alone"),
-    (("liger-lemo-sup-trim+gc", "liger-lemo-trim+gc", "liger-lemo-random+gc"), "lemo on Liger"),
+    (("default+gc", "lemo-sup-trim+gc", "lemo-trim+gc", "lemo-random+gc"), "lemo alone"),
+    (
+        ("liger-default+gc", "liger-lemo-sup-trim+gc", "liger-lemo-trim+gc", "liger-lemo-random+gc"),
+        "lemo on Liger",
+    ),
 )
 
 
@@ -814,8 +818,10 @@ SECTIONS: list[Section] = [
         "e2e_llama3_8b_liger.csv",
         "`liger-exact` is the exact stack with Liger-Kernel's fused RoPE, RMSNorm, SwiGLU and linear cross-entropy "
         "(what TRL's `use_liger_kernel=True` gives); `liger-*` rows run lemo on top of it. `lemo-bwd` is backward "
-        "elimination, `-sup` its supervision-aware selector. Rows supervise the end of each row, as prompt/completion "
-        "data does.",
+        "elimination, `-sup` its supervision-aware selector, `-trim` the trimmed last layer, `default+gc` "
+        "`SparsityConfig()` at the row's commit. The `completion` column is the labelled share of each row: 0.02 "
+        "supervises its end, as prompt/completion data does; 0.0 (the H100 rows at 3380c6e, by mistake) is plain "
+        "text, every position labelled.",
     ),
     Section(
         "Speed and memory",

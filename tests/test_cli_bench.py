@@ -329,3 +329,17 @@ def test_allocator_settings_from_the_environment_go_into_the_command_column(tmp_
     assert main(["bench", *argv, "--out", "x.csv"]) == 0
     [row] = read_rows(tmp_path / "x.csv")
     assert row["command"].startswith("PYTORCH_CUDA_ALLOC_CONF=expandable_segments:True lemo bench ")
+
+
+def test_the_default_config_is_the_librarys_default():
+    """`default+gc` (and its Liger twin's lemo part) applies SparsityConfig() as it is, with the run's keep ratio
+    and backend: the benchmark's name for what a user gets."""
+    from lemo.bench.configs import configure
+    from lemo.integrations.transformers.patch import sparsity_state
+    from lemo.testing import tiny_model, with_lora
+
+    model = with_lora(tiny_model("llama", layers=4))
+    configure(model, "default+gc", keep_ratio=0.6, backend="reference")
+    got = sparsity_state(model).config
+    want = dataclasses.replace(SparsityConfig(), backend="reference")
+    assert got == want

@@ -4,17 +4,17 @@
 # Llama-3-8B shape, random init, LoRA r8 on q/k/v/o, bf16, gradient checkpointing, `lemo bench`'s defaults
 # (backend auto, SparsityConfig()'s keep ratio). Rows (with their provenance: command, commit, GPU, versions,
 # liger_kernel included) append to $OUT/e2e_llama3_8b_liger.csv, the log to $OUT/liger.log:
-#   1. 16K and 32K, median of 3 steps after 1 warm-up: liger-exact (Liger's RoPE/RMSNorm/SwiGLU/fused linear
-#      CE), liger-lemo-random+gc (lemo's selection on Liger with the last layer whole, as measured before) and
-#      liger-lemo-trim+gc (the same with the trimmed last layer: SparsityConfig() from 2026-12-05), with
-#      lemo's own loss (lemo/bench/configs.py);
+#   1. 16K and 32K, median of 3 steps after 1 warm-up, COMPLETION of each row labelled (default 2%):
+#      liger-exact (Liger's RoPE/RMSNorm/SwiGLU/fused linear CE), liger-lemo-random+gc (lemo's random selection
+#      on Liger with the last layer whole, as measured before) and liger-default+gc (SparsityConfig() at this
+#      commit: the supervision selector and the trimmed last layer), with lemo's own loss (lemo/bench/configs.py);
 #      SHORT_CONFIGS replaces that list (e.g. with backward elimination's lemo-bwd+gc and lemo-bwd-sup+gc);
 #   1b. with PROFILE set (e.g. PROFILE=32768): one warm step per PROFILE_CONFIGS under torch.profiler, summarized
 #      into $OUT/profile_llama3_8b.csv (benchmarks/e2e/profile_step.py: op families, idle gaps, host syncs);
 #   2. 128K under the 80 GB cap (74.5 GiB), offload and full tiling, one step after a warm-up through two layers:
-#      liger-exact+offload+tiled-attn, liger-lemo-trim+offload+tiled-attn (LONG_CONFIGS replaces them). The longest
+#      liger-exact+offload+tiled-attn, liger-default+offload+tiled-attn (LONG_CONFIGS replaces them). The longest
 #      row one call can time is about 384K (lemo's default: 418 s a step predicted, plan_long_steps.csv):
-#      SHORT= LONG=393216 LONG_CONFIGS=liger-lemo-trim+offload+tiled-attn DEADLINE=590.
+#      SHORT= LONG=393216 LONG_CONFIGS=liger-default+offload+tiled-attn DEADLINE=590.
 # No network there: Liger travels as its pure-Python wheel in .whl/ (git-ignored through .git/info/exclude):
 #   python3 -m pip download --no-deps --only-binary=:all: --python-version 3.12 --implementation cp \
 #       --platform manylinux_2_28_x86_64 --platform manylinux2014_x86_64 -d .whl liger-kernel==0.8.5
@@ -48,7 +48,7 @@ nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader 2>
 if [ -n "$SHORT" ]; then
     # shellcheck disable=SC2086
     bench --lengths $SHORT --steps "$STEPS" --warmup 1 --budget-s "${SHORT_BUDGET:-300}" \
-        --configs ${SHORT_CONFIGS:-liger-exact liger-lemo-random+gc liger-lemo-trim+gc} \
+        --configs ${SHORT_CONFIGS:-liger-exact liger-lemo-random+gc liger-default+gc} \
         || echo "short run failed: $?" | log
 fi
 # 1b. The profile (issue 20 item 3): a model build, then per config a warm-up step and one profiled step.
@@ -68,7 +68,7 @@ if [ -z "$LONG" ]; then
 elif [ "$left" -gt 0 ]; then
     # shellcheck disable=SC2086
     bench --lengths $LONG --cap-gib 74.5 --steps 1 --warmup 1 --warmup-layers few --budget-s "$left" \
-        --configs ${LONG_CONFIGS:-liger-exact+offload+tiled-attn liger-lemo-trim+offload+tiled-attn} \
+        --configs ${LONG_CONFIGS:-liger-exact+offload+tiled-attn liger-default+offload+tiled-attn} \
         || echo "long run failed: $?" | log
 else
     echo "no time left for 128K" | log

@@ -8,6 +8,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from lemo.config import PAPER_FIELDS, SparsityConfig
+
 TILE_ALL = {"tile_tokens": "tile", "tile_attention": True}
 SHARED = {"shared_selection": True, "loss_tokens": "kept"}  # the quality-holding setting of docs/quality.md
 DEFAULT = {
@@ -18,6 +20,9 @@ DEFAULT = {
 # The exact stacks run every row of the last layer, as HF does (lemo's `trim_last_layer` is part of lemo's side).
 EXACT = {"trim_last_layer": False}
 TRIM = {"trim_last_layer": True}  # SparsityConfig.paper() leaves it off: the "-trim" configs turn it on
+# `SparsityConfig()` as it is at this commit, over the paper's fields that the sparse configs start from (the keep
+# ratio and MLP mode come from the run and the config's own column): "default+gc" measures what a user gets.
+PRODUCT = {k: getattr(SparsityConfig(), k) for k in PAPER_FIELDS if k not in ("keep_ratio", "mlp")}
 # name: (checkpointing: None | "all" | "sparse", segmented loss, token elimination, MLP mode, extra options).
 # "sparse" checkpoints only the sparse layers (they store their kept rows); the dense half stores activations.
 # Extra options: SparsityConfig fields, plus "backend" (overrides --backend) and "s2" (LongLoRA's attention).
@@ -41,6 +46,13 @@ CONFIGS = {
     "abl-reference+gc": ("all", True, True, "tokens", {**SHARED, "backend": "reference"}),
     "abl-copy-residual+gc": ("all", True, True, "tokens", {**SHARED, "inplace_residual": False}),
     # capability-holding selections (docs/capability.md): labelled blocks first, then random or mixed context
+    "default+gc": (
+        "all",
+        True,
+        True,
+        "tokens",
+        PRODUCT,
+    ),  # the library's default, whatever it is at this commit
     "lemo-random+gc": ("all", True, True, "tokens", DEFAULT),
     "lemo-mix+gc": ("all", True, True, "tokens", {**SHARED, "label_priority": True, "random_fraction": 0.5}),
     "lemo-prio+gc": ("all", True, True, "tokens", {**SHARED, "label_priority": True}),
@@ -74,6 +86,7 @@ CONFIGS = {
     # +tiled-attn: the whole layer but the attention core in row tiles (tile_attention)
     "exact+offload+tiled-attn": ("all", True, False, None, {**EXACT, "offload": "cpu", **TILE_ALL}),
     "lemo+offload+tiled-attn": ("all", True, True, "tokens", {**DEFAULT, "offload": "cpu", **TILE_ALL}),
+    "default+offload+tiled-attn": ("all", True, True, "tokens", {**PRODUCT, "offload": "cpu", **TILE_ALL}),
     "lemo-trim+offload+tiled-attn": (
         "all",
         True,
