@@ -988,7 +988,7 @@ SECTIONS: list[Section] = [
         "scorer on 3/4 of the free budget); `oracle-forward` keeps the evidence blocks first; `dense@49` is dense "
         "LoRA's adapter after 49 of its 60 steps, equal GPU time for a step of 0.81x Liger exact's at 16K "
         "(`e2e_llama3_8b_liger.csv`, the H100 rows). Prompt/completion form only.",
-        ("suite_v3_smollm2.png",),
+        ("suite_v3_smollm2_frontier.png", "suite_v3_smollm2.png"),
     ),
     Section(
         "Quality and capability",

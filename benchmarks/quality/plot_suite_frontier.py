@@ -1,0 +1,126 @@
+"""Figure: the capability suite's score against GPU time, one point per config (mean and standard error over seeds).
+
+    python benchmarks/quality/plot_suite_frontier.py benchmarks/results/suite_v3_smollm2.csv \\
+        --speed benchmarks/results/e2e_llama3_8b_liger.csv --commit 3380c6e \\
+        --bench supervision=liger-lemo-sup-trim+gc default=liger-lemo-trim+gc oracle-forward=liger-lemo-trim+gc
+
+writes `<csv stem>_frontier.png` beside the suite CSV. GPU time counts a run's steps in steps of the strongest
+exact stack (`liger-exact`) on the Llama-3-8B shape at the training length: dense LoRA is that stack (1 a step,
+its `dense@N` snapshots included), a sparse config is worth its bench config's measured step-time ratio, from the
+rows of the speed CSV at `--commit` (the ratio within that one run).
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import math
+from pathlib import Path
+
+LABELS = {
+    "dense": "dense LoRA",
+    "default": "labels first, random blocks (the default until 2026-12-05)",
+    "supervision": "supervision selector (the default since 2026-12-05)",
+    "oracle-forward": "evidence blocks kept first",
+    "random": "labels first, random blocks",
+}
+COLORS = {"dense": "C0", "default": "C3", "random": "C3", "supervision": "C2", "oracle-forward": "C1"}
+
+
+def load(path: Path) -> list[dict[str, str]]:
+    with path.open(newline="") as fh:
+        return list(csv.DictReader(fh))
+
+
+def step_ratio(speed: list[dict[str, str]], bench: str, commit: str, seq_len: int) -> float:
+    """`bench`'s median step over liger-exact's, both at `seq_len` in the run of `commit` (a prefix)."""
+
+    def step(config: str) -> float:
+        for r in speed:
+            ok = r.get("status", "ok") == "ok" and r["commit"].startswith(commit)
+            if ok and r["config"] == config and int(r["seq_len"]) == seq_len:
+                return float(r["median_step_s"])
+        raise SystemExit(f"no {config} row at T={seq_len} in the run of commit {commit}: check --commit")
+
+    return step(bench) / step("liger-exact")
+
+
+def suite_points(rows: list[dict[str, str]], form: str, length: int, metric: str) -> dict[str, tuple]:
+    """config (with @N) -> (steps, mean, standard error): per seed the mean over families, then over seeds."""
+    per: dict[str, dict[str, list[float]]] = {}
+    steps: dict[str, int] = {}
+    for r in rows:
+        if r["form"] != form or int(r["eval_len"]) != length or r["metric"] != metric:
+            continue
+        per.setdefault(r["config"], {}).setdefault(r["seed"], []).append(float(r["value"]))
+        steps[r["config"]] = int(r["steps"])
+    out = {}
+    for config, seeds in per.items():
+        means = [sum(v) / len(v) for v in seeds.values()]
+        m = sum(means) / len(means)
+        var = sum((x - m) ** 2 for x in means) / (len(means) - 1) if len(means) > 1 else 0.0
+        out[config] = (steps[config], m, math.sqrt(var / len(means)))
+    return out
+
+
+def frontier(rows, ratios: dict[str, float], out: Path, form: str = "sup", length: int = 16384) -> Path:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(1, 2, figsize=(12, 4.6))
+    for ax, (metric, title) in zip(
+        axes, (("exact_match", "exact match"), ("token_accuracy", "answer-token accuracy"))
+    ):
+        points = suite_points(rows, form, length, metric)
+        dense = sorted((s, m, e) for c, (s, m, e) in points.items() if c.split("@")[0] == "dense")
+        if dense:
+            ax.errorbar([s for s, _, _ in dense], [m for _, m, _ in dense], [e for _, _, e in dense],
+                        fmt="-o", color=COLORS["dense"], capsize=3, label=LABELS["dense"])  # fmt: skip
+        for config, (s, m, e) in sorted(points.items()):
+            if config.split("@")[0] == "dense" or config not in ratios:
+                continue
+            ax.errorbar([s * ratios[config]], [m], [e], fmt="*", ms=14, capsize=3,
+                        color=COLORS.get(config), label=f"{LABELS.get(config, config)}, {ratios[config]:.2f}x a step")  # fmt: skip
+        ax.set_xlabel("GPU time (steps of Liger exact, Llama-3-8B shape at the training length)")
+        ax.set_title(f"held-out suite, {title} at {length // 1024}K (mean, SE over seeds)", fontsize=10)
+        ax.grid(alpha=0.3)
+        if ax.get_legend_handles_labels()[0]:
+            ax.legend(fontsize=7, loc="lower right")
+        else:
+            ax.text(0.5, 0.5, "not in this CSV", ha="center", va="center", transform=ax.transAxes)
+    fig.suptitle(
+        f"SmolLM2-135M, YaRN x2 to 16K, LoRA r8, {'prompt/completion' if form == 'sup' else 'plain-text'} rows"
+    )
+    fig.tight_layout()
+    fig.savefig(out, dpi=110)
+    plt.close(fig)
+    return out
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("csv", type=Path)
+    ap.add_argument(
+        "--speed", type=Path, required=True, help="the e2e CSV with liger-exact and the bench configs"
+    )
+    ap.add_argument("--commit", required=True, help="the speed run's commit (a prefix)")
+    ap.add_argument(
+        "--bench", nargs="+", required=True, help="suite config=bench config, e.g. default=default+gc"
+    )
+    ap.add_argument("--seq-len", type=int, default=16384, help="the training length the ratios are taken at")
+    ap.add_argument("--form", choices=("sup", "text"), default="sup")
+    args = ap.parse_args(argv)
+    speed = load(args.speed)
+    pairs = [b.split("=", 1) for b in args.bench]
+    if any(len(p) != 2 for p in pairs):
+        raise SystemExit("--bench takes suite=bench pairs, e.g. supervision=liger-lemo-sup-trim+gc")
+    ratios = {suite: step_ratio(speed, bench, args.commit, args.seq_len) for suite, bench in pairs}
+    out = args.csv.with_name(args.csv.stem + "_frontier.png")
+    print(frontier(load(args.csv), ratios, out, args.form, args.seq_len))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

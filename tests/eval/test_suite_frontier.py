@@ -1,0 +1,59 @@
+"""benchmarks/quality/plot_suite_frontier.py: GPU time from the speed run's own ratio, suite points as the report
+computes them (per seed the mean over families, then over seeds), and the figure written beside the CSV."""
+
+from __future__ import annotations
+
+import csv
+import importlib.util
+from pathlib import Path
+
+import pytest
+
+SCRIPT = Path(__file__).resolve().parents[2] / "benchmarks" / "quality" / "plot_suite_frontier.py"
+
+
+@pytest.fixture(scope="module")
+def plot():
+    spec = importlib.util.spec_from_file_location("plot_suite_frontier", SCRIPT)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def _write(path: Path, rows: list[dict]) -> Path:
+    with path.open("w", newline="") as fh:
+        w = csv.DictWriter(fh, fieldnames=list(rows[0]))
+        w.writeheader()
+        w.writerows(rows)
+    return path
+
+
+def test_ratio_points_and_figure(plot, tmp_path):
+    speed = _write(tmp_path / "speed.csv", [
+        {"config": "liger-exact", "seq_len": 16384, "median_step_s": 2.0, "commit": "abc1", "status": "ok"},
+        {"config": "liger-lemo+gc", "seq_len": 16384, "median_step_s": 1.6, "commit": "abc1", "status": "ok"},
+        {"config": "liger-lemo+gc", "seq_len": 16384, "median_step_s": 1.0, "commit": "zzz9", "status": "ok"},
+    ])  # fmt: skip
+    rows = []
+    for config, steps, values in (
+        ("dense", 60, (0.2, 0.4)),
+        ("dense@48", 48, (0.1, 0.3)),
+        ("lemo", 60, (0.3, 0.5)),
+    ):
+        for seed, base in enumerate(values):
+            for family, value in (("a", base), ("b", base + 0.2)):
+                rows.append({"config": config, "form": "sup", "seed": seed, "steps": steps, "metric": "exact_match",
+                             "family": family, "eval_len": 16384, "value": value})  # fmt: skip
+    suite = _write(tmp_path / "suite.csv", rows)
+    # the ratio comes from the named run only (another commit's faster row is not mixed in)
+    assert plot.step_ratio(plot.load(speed), "liger-lemo+gc", "abc", 16384) == pytest.approx(0.8)
+    points = plot.suite_points(plot.load(suite), "sup", 16384, "exact_match")
+    steps, mean, se = points["lemo"]
+    assert (steps, mean, se) == (60, pytest.approx(0.5), pytest.approx(0.1))  # seeds 0.4 and 0.6
+    assert (
+        plot.main([str(suite), "--speed", str(speed), "--commit", "abc", "--bench", "lemo=liger-lemo+gc"])
+        == 0
+    )
+    assert (tmp_path / "suite_frontier.png").stat().st_size > 0
+    with pytest.raises(SystemExit, match="check --commit"):
+        plot.step_ratio(plot.load(speed), "liger-lemo+gc", "nope", 16384)
