@@ -155,3 +155,13 @@ def run_workers(
                 print(f"{job}: failed with exit code {proc.returncode}", flush=True)
             on_done(job, proc.returncode, time.perf_counter() - t0)
     return pending
+
+
+def save_figure(fig, out: Path) -> Path:
+    """Lay out `fig`, write it to `out` at the figures' resolution, and free it: the path."""
+    import matplotlib.pyplot as plt
+
+    fig.tight_layout()
+    fig.savefig(out, dpi=110)
+    plt.close(fig)
+    return out

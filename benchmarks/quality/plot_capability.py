@@ -13,6 +13,7 @@ import sys
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
+from common import save_figure
 from equal_time import config_name, gpu_time, step_ratios
 
 LABELS = {
@@ -75,10 +76,7 @@ def frontier(rows: list[dict[str, str]], out: Path) -> Path:
             ax.grid(alpha=0.3)
             ax.legend(fontsize=7)
     fig.suptitle("SmolLM2-135M, YaRN x2 to 16K, LoRA r8, rows with 16 facts and 16 answered questions")
-    fig.tight_layout()
-    fig.savefig(out, dpi=110)
-    plt.close(fig)
-    return out
+    return save_figure(fig, out)
 
 
 def heatmaps(rows: list[dict[str, str]], out: Path, configs=("dense", "prio-random", "preset")) -> Path:
@@ -107,10 +105,7 @@ def heatmaps(rows: list[dict[str, str]], out: Path, configs=("dense", "prio-rand
         ax.set_xlabel("depth of the queried fact")
         ax.set_title(LABELS.get(c, c), fontsize=9)
     axes[0].set_ylabel("context length")
-    fig.tight_layout()
-    fig.savefig(out, dpi=110)
-    plt.close(fig)
-    return out
+    return save_figure(fig, out)
 
 
 def main(argv: list[str] | None = None) -> int:

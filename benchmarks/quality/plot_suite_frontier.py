@@ -17,6 +17,8 @@ import csv
 import math
 from pathlib import Path
 
+from common import save_figure  # beside this script
+
 LABELS = {
     "dense": "dense LoRA",
     "default": "labels first, random blocks (the default until 2026-12-05)",
@@ -93,10 +95,7 @@ def frontier(rows, ratios: dict[str, float], out: Path, form: str = "sup", lengt
     fig.suptitle(
         f"SmolLM2-135M, YaRN x2 to 16K, LoRA r8, {'prompt/completion' if form == 'sup' else 'plain-text'} rows"
     )
-    fig.tight_layout()
-    fig.savefig(out, dpi=110)
-    plt.close(fig)
-    return out
+    return save_figure(fig, out)
 
 
 def main(argv: list[str] | None = None) -> int:

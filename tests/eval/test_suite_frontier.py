@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import csv
 import importlib.util
+import sys
 from pathlib import Path
 
 import pytest
@@ -14,10 +15,14 @@ SCRIPT = Path(__file__).resolve().parents[2] / "benchmarks" / "quality" / "plot_
 
 @pytest.fixture(scope="module")
 def plot():
-    spec = importlib.util.spec_from_file_location("plot_suite_frontier", SCRIPT)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    sys.path.insert(0, str(SCRIPT.parent))  # as when run: its helpers sit beside it
+    try:
+        spec = importlib.util.spec_from_file_location("plot_suite_frontier", SCRIPT)
+        module = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(module)
+        yield module
+    finally:
+        sys.path.remove(str(SCRIPT.parent))
 
 
 def _write(path: Path, rows: list[dict]) -> Path:
