@@ -124,6 +124,8 @@ def test_the_default_is_supervision_and_random_fraction_one_skips_scoring(monkey
     it is the default scorer) draws random blocks and never scores; the paper's preset keeps its oracle."""
     cfg = lemo.SparsityConfig()
     assert (cfg.scorer, cfg.random_fraction) == ("supervision", 0.25)
+    assert cfg.describe_selection() == "scorer=supervision + 25% random, labelled blocks first"  # logs, plan
+    assert lemo.SparsityConfig(random_fraction=1.0).describe_selection() == "random blocks, labelled blocks first"
     assert lemo.SparsityConfig.paper().scorer == "oracle"
     import lemo.sparsity.selection as selection
 

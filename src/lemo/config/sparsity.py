@@ -220,6 +220,21 @@ class SparsityConfig(DictConfig):
         """
         return cls(**{**PAPER_FIELDS, **overrides})
 
+    def describe_selection(self) -> str:
+        """How the kept blocks are chosen, in words (for logs and `lemo plan`): the scorer and its share of the
+        free budget, e.g. "scorer=supervision + 25% random, labelled blocks first"."""
+        if self.selection == "threshold":
+            how = f"scorer={self.scorer} above {self.threshold} of the best"
+        elif self.random_fraction >= 1.0:
+            how = "random blocks"
+        else:
+            how = f"scorer={self.scorer}" + (
+                f" + {self.random_fraction:.0%} random" if self.random_fraction else ""
+            )
+        if self.scorer == "gradient" and self.random_fraction < 1.0:
+            how += ", chosen in each layer's backward"
+        return how + (", labelled blocks first" if self.label_priority else "")
+
     def resolve_layers(self, num_layers: int) -> list[int]:
         """The sparse layer indices for a model with `num_layers` decoder layers."""
         sl = self.sparse_layers

@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING
 from lemo.plan.memory import layer_rows
 
 if TYPE_CHECKING:
-    from lemo.config import PlanConfig, SparsityConfig
+    from lemo.config import PlanConfig
     from lemo.plan.core import Plan
 
 TILE = 8192  # the tile suggested when the MLP working set sets the peak
@@ -38,12 +38,13 @@ def _settings(p: Plan) -> list[str]:
             f"backward elimination on {where}: every row runs the forward, the backward recomputes "
             f"{p.kept_fraction:.1%} of rows"
         )
-        lines.append(f"kept rows: {_chooser(s)}; loss on every labelled position")
+        lines.append(f"kept rows: {s.describe_selection()}; loss on every labelled position")
     else:
         lines.append(
             f"elimination on {where} (kept {p.kept_fraction:.1%} of rows), mlp={s.mlp}, "
             f"{'shared' if s.shared_selection else 'per-layer'} selection, loss on {s.loss_tokens} positions"
         )
+        lines.append(f"kept blocks: {s.describe_selection()}")
     lines.append(
         (f"segmented loss (chunk {s.loss_chunk})" if s.segmented_loss else "the model's own loss")
         + f", offload={s.offload}, tile_tokens={s.tile_tokens}"
@@ -53,17 +54,6 @@ def _settings(p: Plan) -> list[str]:
     if last.trimmed:
         lines.append(f"last layer trimmed to the {last.attn_rows} scored rows (K/V of every row)")
     return lines
-
-
-def _chooser(s: SparsityConfig) -> str:
-    """How backward elimination's kept rows are chosen: the scorer and its share of the free budget."""
-    if s.random_fraction >= 1.0:
-        how = "random blocks"
-    else:
-        how = f"scorer={s.scorer}" + (f" + {s.random_fraction:.0%} random" if s.random_fraction > 0 else "")
-    if s.scorer == "gradient" and s.random_fraction < 1.0:
-        how += ", chosen in each layer's backward"
-    return how + (", labelled blocks first" if s.label_priority else "")
 
 
 def format_plan(p: Plan) -> str:

@@ -113,7 +113,7 @@ def _install_hooks(
 def _log_applied(
     config: SparsityConfig, state: SparsityState, sparse: list[int], n: int, tiled: list
 ) -> None:
-    log.info("lemo: token elimination on %d of %d layers (%s)", len(sparse), n, config.selection)
+    log.info("lemo: token elimination on %d of %d layers (%s)", len(sparse), n, config.describe_selection())
     if state.offloader is not None or tiled:
         log.info(
             "lemo: checkpointed layer inputs in %s memory; MLP %s",
