@@ -4,8 +4,10 @@
 
 A schematic, not a measurement: one training row of 16 blocks through a model of 8 layers. The lower half is
 dense. In the upper half every layer works on the same kept blocks (the first block, the last block, every block
-holding a labelled position, then random blocks up to the keep ratio); the other blocks pass through unchanged,
-by the residual connection, so none of their activations are stored.
+holding a labelled position, then the blocks those positions attend to, with a random share, up to the keep
+ratio; drawn here as one fixed pick); the other blocks pass through unchanged, by the residual connection, so
+none of their activations are stored. The last layer is trimmed: it computes only the positions the loss reads,
+and every other block gives it only its keys and values.
 """
 
 from __future__ import annotations
@@ -24,7 +26,7 @@ KEEP_RATIO = 0.6
 
 
 def kept_blocks(seed: int = 4) -> set[int]:
-    """The default selection, drawn once: first and last block, labelled blocks, then random ones."""
+    """A selection drawn once: first and last block, labelled blocks, then others up to the budget."""
     kept = {0, BLOCKS - 1, *LABELLED}
     budget = round(KEEP_RATIO * BLOCKS)
     rest = [b for b in range(BLOCKS) if b not in kept]
@@ -41,18 +43,28 @@ def draw(out: Path) -> None:
 
     kept = kept_blocks()
     sparse = set(range(LAYERS // 2 - 1, LAYERS - 1))  # like "auto": L//2-1 .. L-2
-    colors = {"dense": "#4c72b0", "kept": "#dd8452", "skipped": "#eeeeee", "label": "#55a868"}
+    colors = {
+        "dense": "#4c72b0",
+        "kept": "#dd8452",
+        "skipped": "#eeeeee",
+        "label": "#55a868",
+        "kv": "#b7c7e3",
+    }
+    last = LAYERS - 1  # trimmed: full rows where the loss reads, keys and values elsewhere
 
     fig, ax = plt.subplots(figsize=(9.0, 4.9), dpi=120)
     for layer in range(LAYERS):
         y = layer
         for b in range(BLOCKS):
-            if layer not in sparse:
+            if layer == last:
+                face = colors["dense"] if b in kept else colors["kv"]
+            elif layer not in sparse:
                 face = colors["dense"]
             else:
                 face = colors["kept"] if b in kept else colors["skipped"]
             ax.add_patch(Rectangle((b, y), 0.92, 0.8, facecolor=face, edgecolor="white"))
-        name = f"layer {layer + 1}" + ("  (sparse)" if layer in sparse else "  (dense)")
+        kind = "  (trimmed)" if layer == last else "  (sparse)" if layer in sparse else "  (dense)"
+        name = f"layer {layer + 1}" + kind
         ax.text(-0.3, y + 0.4, name, ha="right", va="center", fontsize=9)
     # the input row: which blocks carry labels
     for b in range(BLOCKS):
@@ -94,6 +106,7 @@ def draw(out: Path) -> None:
             Patch(color=colors["kept"], label="computed (kept block)"),
             Patch(color=colors["skipped"], label="skipped (eliminated block)"),
             Patch(color=colors["label"], label="block with labels (completion)"),
+            Patch(color=colors["kv"], label="keys and values only (last layer)"),
         ],
         loc="upper center",
         bbox_to_anchor=(0.42, -0.02),
