@@ -26,7 +26,8 @@ def test_repeat_positions_mark_far_rare_bigrams_only():
 def test_query_mask_is_the_labels_when_they_are_a_minority():
     labels = torch.full((1, 100), -100)
     labels[0, 90:] = 1
-    assert query_mask(labels, torch.zeros(1, 100, dtype=torch.long)).sum() == 10
+    mask, far = query_mask(labels, torch.zeros(1, 100, dtype=torch.long))
+    assert mask.sum() == 10 and not far
 
 
 def _reference_scores(q, k, queries, scale, nb):
@@ -69,6 +70,37 @@ def test_attention_received_bounds_its_chunk(monkeypatch):
     torch.testing.assert_close(
         got.double(), _reference_scores(q, k, queries, 0.35, -(-(T - 5) // B)), rtol=1e-5, atol=1e-6
     )
+
+
+def test_farthest_reads_the_queries_attending_farthest_back(monkeypatch):
+    """Of the candidates, `farthest` keeps those whose attention puts the most mass on keys at least FAR_TOKENS
+    back (float64 reference, one query and head at a time); with no more candidates than kept, all of them."""
+    import lemo.sparsity.supervision as sup
+
+    monkeypatch.setattr(sup, "FAR_TOKENS", 40)
+    torch.manual_seed(2)
+    q, k = torch.randn(30, 4, 8), torch.randn(T, 2, 8)
+    cand = torch.randperm(T)[:30].sort().values
+    mass = torch.zeros(30, dtype=torch.float64)
+    for i, pos in enumerate(cand.tolist()):
+        for h in range(4):
+            p = torch.softmax((k[: pos + 1, h // 2].double() @ q[i, h].double()) * 0.35, 0)  # [pos+1]
+            mass[i] += p[: max(pos + 1 - 40, 0)].sum()
+    want = mass.topk(9).indices.sort().values
+    assert torch.equal(sup.farthest(q, k, cand, 0.35, 9), want)
+    assert torch.equal(sup.farthest(q, k, cand, 0.35, 30), torch.arange(30))
+
+
+def test_plain_text_queries_are_far_candidates():
+    """Plain text (every position labelled) marks far-repeat candidates and says so; prompt/completion marks the
+    labels, read as they are."""
+    ids = torch.randint(0, 50, (1, 600), generator=torch.Generator().manual_seed(0))
+    mask, far = query_mask(ids.clone(), ids)  # plain text: every position labelled
+    assert far and mask.any() and not mask.all()
+    labels = torch.full_like(ids, -100)
+    labels[0, -20:] = ids[0, -20:]
+    mask, far = query_mask(labels, ids)
+    assert not far and int(mask.sum()) == 20
 
 
 def test_forward_elimination_keeps_the_blocks_the_labels_attend_to():
@@ -125,7 +157,10 @@ def test_the_default_is_supervision_and_random_fraction_one_skips_scoring(monkey
     cfg = lemo.SparsityConfig()
     assert (cfg.scorer, cfg.random_fraction) == ("supervision", 0.25)
     assert cfg.describe_selection() == "scorer=supervision + 25% random, labelled blocks first"  # logs, plan
-    assert lemo.SparsityConfig(random_fraction=1.0).describe_selection() == "random blocks, labelled blocks first"
+    assert (
+        lemo.SparsityConfig(random_fraction=1.0).describe_selection()
+        == "random blocks, labelled blocks first"
+    )
     assert lemo.SparsityConfig.paper().scorer == "oracle"
     import lemo.sparsity.selection as selection
 

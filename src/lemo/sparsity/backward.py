@@ -38,7 +38,7 @@ from lemo.sparsity.scoring import BlockScorer
 from lemo.sparsity.segments import Segment
 from lemo.sparsity.selection import fitting, full_rows, priority_tiers, segment_queries, select_blocks
 from lemo.sparsity.state import Selection, SparsityState
-from lemo.sparsity.supervision import attention_received
+from lemo.sparsity.supervision import MAX_QUERIES, attention_received, farthest
 
 # How a block's rows' gradient norms make its score for scorer="gradient": "max" (its largest row: a fact is a few
 # tokens of a 64-token block) or "sum" (the gradient mass the block's updates carry). Measured on the suite's rows
@@ -201,15 +201,17 @@ def _select(
     layer: _Layer,
     scorer: BlockScorer,
     query_mask: torch.Tensor | None,
+    far: bool = False,
 ) -> Selection:
-    """Kept rows of every segment, chosen from this layer's forward."""
+    """Kept rows of every segment, chosen from this layer's forward; `far`: plain text's query candidates."""
     state, cu = layer.state, layer.full.cu_seqlens
     queries: list[torch.Tensor | None] = []  # per segment, filled at the first score read (one host copy)
 
     def score(s: int, seg: Segment) -> torch.Tensor:
         if state.config.scorer == "supervision" and not queries:
-            queries.extend(segment_queries(query_mask, layer.segments, fwd.x.device))
-        return _scores(parts, fwd, state, scorer, seg, cu[s], cu[s + 1], queries[s] if queries else None)
+            queries.extend(segment_queries(query_mask, layer.segments, fwd.x.device, far))
+        index = queries[s] if queries else None
+        return _scores(parts, fwd, state, scorer, seg, cu[s], cu[s + 1], index, far)
 
     keep = state.keep_ratio.get(parts.index, 1.0)
     thr = state.threshold.get(parts.index, 0.0)
@@ -227,6 +229,7 @@ def _scores(
     a0: int,
     a1: int,
     index: torch.Tensor | None,
+    far: bool = False,
 ) -> torch.Tensor:
     """[nb] block scores of one segment (rows a0:a1 of the forward) for the configured scorer; `index` [nq] the
     supervision scorer's query rows in the segment (`segment_queries`), None: nothing supervised."""
@@ -237,6 +240,9 @@ def _scores(
         nb = -(-seg.length // cfg.block_size)
         return torch.zeros(nb, device=fwd.x.device)  # nothing supervised: the random share decides
     q = fwd.q[a0:a1][index]  # [nq, H, D]
+    if far:  # plain text: of the candidates, the rows attending farthest back
+        pick = farthest(q, fwd.k[a0:a1], index, parts.attn.scaling, MAX_QUERIES)  # [<= MAX_QUERIES]
+        q, index = q[pick], index[pick]
     return attention_received(q, fwd.k[a0:a1], index, parts.attn.scaling, cfg.block_size)
 
 
@@ -273,7 +279,7 @@ def backward_layer_forward(
         out_rows, fwd = _dense_rows(parts, flat[full.rows], cos, sin, full, cfg.backend, layer.tile)
         out = flat.index_copy(0, full.rows, out_rows)  # [B*T, d] rows outside every segment pass through
         if cfg.scorer != "gradient":
-            sel = _select(parts, fwd, layer, scorer, fitting(state.query_mask, B, T))
+            sel = _select(parts, fwd, layer, scorer, fitting(state.query_mask, B, T), state.query_far)
     del fwd  # the selection's inputs; the backward keeps only h
     if cfg.scorer != "gradient":
         state.store_selection(parts.index, ("backward", parts.index), sel)

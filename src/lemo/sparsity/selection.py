@@ -24,7 +24,7 @@ from lemo.sparsity.parts import LayerParts
 from lemo.sparsity.scoring import BlockScorer
 from lemo.sparsity.segments import Segment
 from lemo.sparsity.state import Selection, SparsityState
-from lemo.sparsity.supervision import MAX_QUERIES, spread, supervision_scores
+from lemo.sparsity.supervision import FAR_CANDIDATES, MAX_QUERIES, spread, supervision_scores
 
 ScoreFn = Callable[[int, Segment], torch.Tensor]
 """(segment index, segment) -> [nb] block scores; called only where the scores are read."""
@@ -42,6 +42,7 @@ def select_rows(
     evidence_mask: torch.Tensor | None = None,
     query_mask: torch.Tensor | None = None,
     rope: tuple[torch.Tensor, torch.Tensor] | None = None,
+    query_far: bool = False,
 ) -> Selection:
     """Score and select the kept rows of every segment (forward elimination).
 
@@ -53,14 +54,16 @@ def select_rows(
         query_mask: [B, T] bool, the positions whose attention `scorer="supervision"` reads.
         rope: (cos, sin), each [B, T, D], the layer's rotary tables: the supervision scorer rotates q and k with
             them, as the layer's attention does.
+        query_far: `query_mask` holds plain text's candidates; the scorer reads those attending farthest back.
     """
     tiers = priority_tiers(segments, config, evidence_mask, label_mask)
     queries: list[torch.Tensor | None] = []  # per segment, filled at the first score read
 
     def score(s: int, seg: Segment) -> torch.Tensor:
         if config.scorer == "supervision" and not queries:
-            queries.extend(segment_queries(query_mask, segments, x.device))
-        return _score(parts, x, seg, scorer, config, queries[s] if queries else None, rope)  # [nb]
+            queries.extend(segment_queries(query_mask, segments, x.device, query_far))
+        q = queries[s] if queries else None
+        return _score(parts, x, seg, scorer, config, q, rope, query_far)  # [nb]
 
     return select_blocks(segments, x.shape[1], config, keep_ratio, threshold, score, tiers, x.device)
 
@@ -179,16 +182,18 @@ def blocks_selection(
 
 
 def segment_queries(
-    query_mask: torch.Tensor | None, segments: list[Segment], device: torch.device
+    query_mask: torch.Tensor | None, segments: list[Segment], device: torch.device, far: bool = False
 ) -> list[torch.Tensor | None]:
-    """Per segment, the query rows [nq] the supervision scorer reads (segment-relative, at most MAX_QUERIES, evenly
-    spread), on `device`; None for every segment without a mask. The mask comes to the host in one copy and the
-    indices go back asynchronously, so the count of waits does not grow with the segments of a packed row."""
+    """Per segment, the query rows [nq] the supervision scorer reads (segment-relative, at most MAX_QUERIES, or
+    with `far` FAR_CANDIDATES to choose from, evenly spread), on `device`; None for every segment without a mask.
+    The mask comes to the host in one copy and the indices go back asynchronously, so the count of waits does not
+    grow with the segments of a packed row."""
+    limit = FAR_CANDIDATES if far else MAX_QUERIES
     if query_mask is None:
         return [None] * len(segments)
     mask = query_mask.cpu()  # [B, T] bool: the one wait
     return [
-        _to_device(spread(mask[seg.row, seg.start : seg.end].nonzero().flatten(), MAX_QUERIES), device)
+        _to_device(spread(mask[seg.row, seg.start : seg.end].nonzero().flatten(), limit), device)
         for seg in segments
     ]
 
@@ -201,9 +206,10 @@ def _score(
     config: SparsityConfig,
     queries: torch.Tensor | None,
     rope: tuple[torch.Tensor, torch.Tensor] | None = None,
+    far: bool = False,
 ) -> torch.Tensor:
     """[nb] scores of one segment: the configured scorer, or the attention the query rows `queries` ([nq],
-    segment-relative; None: nothing supervised) pay each block."""
+    segment-relative; None: nothing supervised; with `far`, candidates) pay each block."""
     xs = x[seg.row, seg.start : seg.end].detach()  # [n, d]
     if config.scorer != "supervision":
         return scorer(parts, xs, config.block_size)
@@ -211,7 +217,7 @@ def _score(
     if queries is None:
         return torch.zeros(nb, device=x.device)  # nothing supervised: the random share and positions decide
     seg_rope = None if rope is None else tuple(t[seg.row, seg.start : seg.end] for t in rope)  # [n, D] each
-    return supervision_scores(parts, xs, queries, config.block_size, seg_rope)
+    return supervision_scores(parts, xs, queries, config.block_size, seg_rope, far)
 
 
 def choose_rows(
@@ -254,6 +260,7 @@ def choose_rows(
                 None
                 if position_embeddings is None
                 else tuple(t.expand(B, T, -1) for t in position_embeddings),
+                state.query_far,
             )
     state.store_selection(parts.index, key, sel)
     return sel

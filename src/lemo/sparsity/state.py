@@ -31,6 +31,9 @@ class SparsityState:
     # [B, T] bool, the positions whose attention the "supervision" scorer reads (lemo.sparsity.supervision); with
     # backward elimination their blocks also come first, as the labelled blocks do in forward elimination.
     query_mask: torch.Tensor | None = None
+    query_far: bool = (
+        False  # plain text: query_mask holds candidates, the scorer reads those attending farthest
+    )
     # [B, T] bool, positions known to hold what the loss depends on, kept first (set by the caller, e.g. the
     # capability suite's evidence oracle, which knows where the facts are; None in normal training).
     evidence_mask: torch.Tensor | None = None

@@ -52,7 +52,7 @@ def record_label_mask(
     use = training and state.config.label_priority and shift_labels is not None
     state.label_mask = (shift_labels != -100) if use else None  # [B, T]
     queries = training and state.config.scorer == "supervision"
-    state.query_mask = query_mask(shift_labels, input_ids) if queries else None  # [B, T]
+    state.query_mask, state.query_far = query_mask(shift_labels, input_ids) if queries else (None, False)
 
 
 def drops_eliminated(config: SparsityConfig) -> bool:
