@@ -16,19 +16,14 @@ by the sparse layers, the suite's plain-text rows; the share of evidence and of 
 from __future__ import annotations
 
 import argparse
-import csv
-from pathlib import Path
 
 import torch
 from common import provenance  # beside this script
-from suite_bias import measure  # the same rows, masks and tallies as the selection-bias table
+from query_rules import add_probe_args, plain_text_shares, probe_model, query_rule, write_rows
 
-import lemo.sparsity.selection as selection
-import lemo.sparsity.supervision as supervision
-from lemo.assets import austen_split, smollm2_dir
+from lemo.assets import austen_split
 from lemo.config import SuiteConfig
 from lemo.eval.suite_rows import training_rows
-from lemo.integrations.transformers.loading import load_model
 
 # name: (candidates: "bigram" or "all", positions read by the scorer, candidates first considered)
 RULES = {
@@ -40,60 +35,29 @@ FIELDS = ["rule", "seq_len", "far", "kept_evidence", "kept_filler", "rows", "kee
           "transformers", "commit", "timestamp", "command"]  # fmt: skip
 
 
-def install(candidates: str, read: int, considered: int, far: int):
-    """Set the library's plain-text query rule for one rule; returns the undo."""
-    saved = (selection.FAR_CANDIDATES, supervision.FAR_CANDIDATES, supervision.FAR_TOKENS,
-             supervision.MAX_QUERIES, supervision.repeat_positions)  # fmt: skip
-    # candidates spread to `considered`; `farthest` keeps `read` of them (a no-op when considered == read)
-    selection.FAR_CANDIDATES = supervision.FAR_CANDIDATES = considered
-    supervision.FAR_TOKENS, supervision.MAX_QUERIES = far, read
-    if candidates == "all":
-        supervision.repeat_positions = lambda ids, **_: torch.ones_like(ids, dtype=torch.bool)
-
-    def undo() -> None:
-        (selection.FAR_CANDIDATES, supervision.FAR_CANDIDATES, supervision.FAR_TOKENS, supervision.MAX_QUERIES,
-         supervision.repeat_positions) = saved  # fmt: skip
-
-    return undo
-
-
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--rows", type=int, default=2)
-    ap.add_argument("--seq-len", type=int, nargs="+", default=[4096, 16384])
-    ap.add_argument("--keep-ratio", type=float, default=0.6)
+    add_probe_args(ap, list(RULES), "benchmarks/results/query_far_probe_cpu.csv")
     ap.add_argument("--far", type=int, default=1024, help="a key this many rows back or more counts as far")
-    ap.add_argument("--rules", nargs="+", choices=list(RULES), default=list(RULES))
-    ap.add_argument("--out", type=Path, default=Path("benchmarks/results/query_far_probe_cpu.csv"))
     args = ap.parse_args(argv)
     env = provenance(argv)
-    device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    dtype = torch.bfloat16 if device.type == "cuda" else torch.float32
-    model, tok = load_model(smollm2_dir(), dtype=dtype, device=device, rope_scaling="yarn", rope_factor=2.0)
-    model.train()  # selection runs in training mode
+    model, tok, device = probe_model()
     train, _ = austen_split()
     out = []
     for seq_len in args.seq_len:
         records = training_rows(train, tok, seq_len, args.rows, seed=99, cfg=SuiteConfig.from_preset("v3"))
         for name in args.rules:
-            undo = install(*RULES[name], args.far)
-            try:
-                rows = [r for r in measure(model, records, tok, device, args.keep_ratio, ["forward: supervision"])
-                        if r["form"] == "text"]  # fmt: skip
-            finally:
-                undo()
-            ev = sum(r["kept_evidence"] for r in rows) / len(rows)
-            fi = sum(r["kept_filler"] for r in rows) / len(rows)
+            candidates, read, considered = RULES[name]
+            every = (lambda ids, **_: torch.ones_like(ids, dtype=torch.bool)) if candidates == "all" else None
+            with query_rule(read, considered, args.far, every):
+                ev, fi = plain_text_shares(model, records, tok, device, args.keep_ratio)
             out.append(
                 {"rule": name, "seq_len": seq_len, "far": args.far, "kept_evidence": ev, "kept_filler": fi}
             )
             print(f"{seq_len:>6} {name:46s} evidence {ev:.2f} filler {fi:.2f}", flush=True)
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    with args.out.open("w", newline="") as fh:
-        w = csv.DictWriter(fh, fieldnames=FIELDS, extrasaction="ignore")
-        w.writeheader()
-        for r in out:
-            w.writerow({**r, "rows": args.rows, "keep_ratio": args.keep_ratio, **env})
+    write_rows(
+        args.out, FIELDS, [{**r, "rows": args.rows, "keep_ratio": args.keep_ratio, **env} for r in out]
+    )
     return 0
 
 
