@@ -19,11 +19,7 @@ import argparse
 
 import torch
 from common import provenance  # beside this script
-from query_rules import add_probe_args, plain_text_shares, probe_model, query_rule, write_rows
-
-from lemo.assets import austen_split
-from lemo.config import SuiteConfig
-from lemo.eval.suite_rows import training_rows
+from query_rules import add_probe_args, query_rule, run_rules, write_rows
 
 # name: (candidates: "bigram" or "all", positions read by the scorer, candidates first considered)
 RULES = {
@@ -41,20 +37,13 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--far", type=int, default=1024, help="a key this many rows back or more counts as far")
     args = ap.parse_args(argv)
     env = provenance(argv)
-    model, tok, device = probe_model()
-    train, _ = austen_split()
-    out = []
-    for seq_len in args.seq_len:
-        records = training_rows(train, tok, seq_len, args.rows, seed=99, cfg=SuiteConfig.from_preset("v3"))
-        for name in args.rules:
-            candidates, read, considered = RULES[name]
-            every = (lambda ids, **_: torch.ones_like(ids, dtype=torch.bool)) if candidates == "all" else None
-            with query_rule(read, considered, args.far, every):
-                ev, fi = plain_text_shares(model, records, tok, device, args.keep_ratio)
-            out.append(
-                {"rule": name, "seq_len": seq_len, "far": args.far, "kept_evidence": ev, "kept_filler": fi}
-            )
-            print(f"{seq_len:>6} {name:46s} evidence {ev:.2f} filler {fi:.2f}", flush=True)
+
+    def rule_of(name: str):
+        candidates, read, considered = RULES[name]
+        every = (lambda ids, **_: torch.ones_like(ids, dtype=torch.bool)) if candidates == "all" else None
+        return query_rule(read, considered, args.far, every)
+
+    out = run_rules(args, "v3", rule_of, far=args.far)
     write_rows(
         args.out, FIELDS, [{**r, "rows": args.rows, "keep_ratio": args.keep_ratio, **env} for r in out]
     )

@@ -17,12 +17,9 @@ import argparse
 import functools
 
 from common import provenance  # beside this script
-from query_rules import add_probe_args, plain_text_shares, probe_model, query_rule, write_rows
+from query_rules import add_probe_args, query_rule, run_rules, write_rows
 
 import lemo.sparsity.supervision as supervision
-from lemo.assets import austen_split
-from lemo.config import SuiteConfig
-from lemo.eval.suite_rows import training_rows
 
 # name: (n, min_gap, max_repeats, query positions scored per segment); the first is the library's rule
 RULES = {
@@ -43,19 +40,13 @@ def main(argv: list[str] | None = None) -> int:
     add_probe_args(ap, list(RULES), "benchmarks/results/query_ngram_probe_cpu.csv")
     args = ap.parse_args(argv)
     env = provenance(argv)
-    model, tok, device = probe_model()
-    train, _ = austen_split()
-    library_rule = supervision.repeat_positions
-    out = []
-    for seq_len in args.seq_len:
-        records = training_rows(train, tok, seq_len, args.rows, seed=99, cfg=SuiteConfig.from_preset("v2"))
-        for name in args.rules:
-            n, gap, repeats, queries = RULES[name]
-            rule = functools.partial(library_rule, n=n, min_gap=gap, max_repeats=repeats)
-            with query_rule(queries, queries, repeats=rule):  # spread evenly, as when this probe ran
-                ev, fi = plain_text_shares(model, records, tok, device, args.keep_ratio)
-            out.append({"rule": name, "seq_len": seq_len, "kept_evidence": ev, "kept_filler": fi})
-            print(f"{seq_len:>6} {name:34s} evidence {ev:.2f} filler {fi:.2f}", flush=True)
+
+    def rule_of(name: str):
+        n, gap, repeats, queries = RULES[name]
+        rule = functools.partial(supervision.repeat_positions, n=n, min_gap=gap, max_repeats=repeats)
+        return query_rule(queries, queries, repeats=rule)  # spread evenly, as when this probe ran
+
+    out = run_rules(args, "v2", rule_of)
     write_rows(
         args.out, FIELDS, [{**r, "rows": args.rows, "keep_ratio": args.keep_ratio, **env} for r in out]
     )

@@ -73,3 +73,25 @@ def probe_model():
     dtype = torch.bfloat16 if device.type == "cuda" else torch.float32
     model, tok = load_model(smollm2_dir(), dtype=dtype, device=device, rope_scaling="yarn", rope_factor=2.0)
     return model.train(), tok, device
+
+
+def run_rules(
+    args, preset: str, rule_of: Callable[[str], contextlib.AbstractContextManager], **extra
+) -> list[dict]:
+    """Every (length, rule) of a probe: the suite's rows of `preset` (held-out seed 99) in plain-text form, the
+    shares kept under `rule_of(name)`, printed and returned as rows (with `extra` columns)."""
+    from lemo.assets import austen_split
+    from lemo.config import SuiteConfig
+    from lemo.eval.suite_rows import training_rows
+
+    model, tok, device = probe_model()
+    train, _ = austen_split()
+    out = []
+    for seq_len in args.seq_len:
+        records = training_rows(train, tok, seq_len, args.rows, seed=99, cfg=SuiteConfig.from_preset(preset))
+        for name in args.rules:
+            with rule_of(name):
+                ev, fi = plain_text_shares(model, records, tok, device, args.keep_ratio)
+            out.append({"rule": name, "seq_len": seq_len, **extra, "kept_evidence": ev, "kept_filler": fi})
+            print(f"{seq_len:>6} {name:50s} evidence {ev:.2f} filler {fi:.2f}", flush=True)
+    return out

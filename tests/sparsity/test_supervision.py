@@ -176,3 +176,25 @@ def test_the_default_is_supervision_and_random_fraction_one_skips_scoring(monkey
         lemo.apply(model, lemo.SparsityConfig(block_size=B, random_fraction=fraction))
         model(input_ids=ids, labels=labels).loss.backward()
         assert bool(calls) == scored, (fraction, len(calls))
+
+
+@pytest.mark.parametrize("elimination", ["forward", "backward"])
+def test_plain_text_reaches_the_far_filter_and_prompt_completion_does_not(monkeypatch, elimination):
+    """The plain-text flag set by the loss forward reaches the scorer in both modes: plain text reads the
+    candidates attending farthest (`farthest` runs), prompt/completion reads its labels as they are."""
+    import lemo.sparsity.backward as bwd
+    import lemo.sparsity.supervision as sup
+
+    calls = []
+    real = sup.farthest
+    monkeypatch.setattr(sup, "farthest", lambda *a, **k: calls.append(1) or real(*a, **k))
+    monkeypatch.setattr(bwd, "farthest", sup.farthest)
+    ids = torch.randint(0, 50, (1, 600), generator=torch.Generator().manual_seed(0))  # far repeats: see above
+    prompt = torch.full_like(ids, -100)
+    prompt[0, -20:] = ids[0, -20:]
+    for labels, far in ((ids.clone(), True), (prompt, False)):
+        calls.clear()
+        model = with_lora(tiny_model("llama", layers=4)).train()
+        lemo.apply(model, lemo.SparsityConfig(block_size=B, elimination=elimination))
+        model(input_ids=ids, labels=labels).loss.backward()
+        assert bool(calls) == far, (elimination, far, len(calls))
