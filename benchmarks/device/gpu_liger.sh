@@ -54,7 +54,8 @@ fi
 # 1b. The profile (issue 20 item 3): a model build, then per config a warm-up step and one profiled step.
 if [ -n "${PROFILE:-}" ]; then
     # shellcheck disable=SC2086
-    timeout "$((DEADLINE - SECONDS - 200))" python benchmarks/e2e/profile_step.py --shape "$SHAPE" \
+    # PROFILE_MARGIN: the seconds kept for the 128K part (set it low with LONG= empty)
+    timeout "$((DEADLINE - SECONDS - ${PROFILE_MARGIN:-200}))" python benchmarks/e2e/profile_step.py --shape "$SHAPE" \
         --lengths $PROFILE --completion "${COMPLETION:-0.02}" --out "$OUT/profile_llama3_8b.csv" \
         --traces /tmp/traces --configs ${PROFILE_CONFIGS:-liger-exact liger-lemo-random+gc liger-lemo-bwd+gc} \
         2>&1 | log || echo "profile failed or timed out: $?" | log
