@@ -51,6 +51,12 @@ if [ -n "$SHORT" ]; then
         --configs ${SHORT_CONFIGS:-liger-exact liger-lemo-random+gc liger-default+gc} \
         || echo "short run failed: $?" | log
 fi
+# 1a. SHORT_KEEPS (e.g. "0.5"): liger-default+gc again at each of these keep ratios, at SHORT_KEEP_LENGTHS (32K)
+for k in ${SHORT_KEEPS:-}; do
+    # shellcheck disable=SC2086
+    bench --lengths ${SHORT_KEEP_LENGTHS:-32768} --steps "$STEPS" --warmup 1 --keep-ratio "$k" \
+        --configs liger-default+gc || echo "keep $k run failed: $?" | log
+done
 # 1b. The profile (issue 20 item 3): a model build, then per config a warm-up step and one profiled step.
 if [ -n "${PROFILE:-}" ]; then
     # shellcheck disable=SC2086

@@ -85,6 +85,7 @@ CONFIGS: dict[str, dict | None] = {
     "supervision": {"scorer": "supervision", "random_fraction": 0.25},
     # the default with the last layer sparse too (a lower GPU peak; docs/design.md section 1)
     "upper": {"sparse_layers": "upper"},
+    "keep50": {"keep_ratio": 0.5},  # the default at keep 0.5: what issue 20's 0.75x step costs in capability
     "oracle": {"elimination": "backward", "random_fraction": 1.0, EVIDENCE: True},
     # the fast mode's upper bound: forward elimination (the default's) with the evidence blocks kept first
     "oracle-forward": {"random_fraction": 1.0, EVIDENCE: True},
