@@ -223,12 +223,30 @@ def test_liger_headline_reads_the_default_keep_only():
     from lemo.config import SparsityConfig
 
     report = _report()
-    assert report.DEFAULT_KEEP == str(SparsityConfig().keep_ratio)
+    assert str(SparsityConfig().keep_ratio) == report.DEFAULT_KEEP
     base = {"seq_len": "32768", "completion": "0.02", "commit": "c", "gpu": "NVIDIA H100", "status": "ok"}
     rows = [
-        {**base, "config": "liger-exact", "keep_ratio": "0.6", "median_step_s": "5.0", "peak_alloc_gib": "29"},
-        {**base, "config": "liger-default+gc", "keep_ratio": "0.5", "median_step_s": "3.5", "peak_alloc_gib": "25"},
-        {**base, "config": "liger-default+gc", "keep_ratio": "0.6", "median_step_s": "4.0", "peak_alloc_gib": "26"},
+        {
+            **base,
+            "config": "liger-exact",
+            "keep_ratio": "0.6",
+            "median_step_s": "5.0",
+            "peak_alloc_gib": "29",
+        },
+        {
+            **base,
+            "config": "liger-default+gc",
+            "keep_ratio": "0.5",
+            "median_step_s": "3.5",
+            "peak_alloc_gib": "25",
+        },
+        {
+            **base,
+            "config": "liger-default+gc",
+            "keep_ratio": "0.6",
+            "median_step_s": "4.0",
+            "peak_alloc_gib": "26",
+        },
     ]
     lines = report.headline_liger(rows)
     assert [h.lemo for h in lines] == [4.0, 26.0]
