@@ -1,0 +1,247 @@
+"""The README's headline table (`HEADLINE`): `Headline` rows, each computed by one function over one CSV."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from reporting.common import read
+from reporting.speed_tables import timed
+
+# ---------------------------------------------------------------------------------------------------------------
+# The headline: lemo's default against the strongest exact stack measured and against dense LoRA at equal GPU time.
+
+
+@dataclass(frozen=True)
+class Headline:
+    """One row of the headline table. `better` says which way wins: "lower" or "higher"."""
+
+    against: str
+    measure: str
+    lemo: float
+    base: float
+    unit: str
+    better: str
+    csv: str
+    # standard errors of lemo and base, for measures that are means of samples (a difference under 2 is a tie)
+    se: tuple[float, float] | None = None
+
+    def verdict(self) -> str:
+        if self.se is not None:
+            if abs(self.lemo - self.base) < 2 * math.hypot(*self.se):
+                return "tie (within 2 standard errors)"
+        elif abs(self.lemo / self.base - 1) <= 0.02:
+            return "tie (within 2%)"
+        wins = self.lemo < self.base if self.better == "lower" else self.lemo > self.base
+        return "**lemo better**" if wins else "**lemo worse**"
+
+    def cells(self) -> list[str]:
+        def fmt(x: float) -> str:
+            if self.unit == "tokens":
+                return f"{int(x) // 1024}K"
+            return f"{x:.2f}" if self.unit in ("", "s") else f"{x:.1f} {self.unit}"
+
+        unit = " s" if self.unit == "s" else ""
+        return [
+            self.against,
+            self.measure,
+            fmt(self.lemo) + unit,
+            fmt(self.base) + unit,
+            f"{self.lemo / self.base:.2f}x",
+            self.verdict(),
+            f"`{self.csv}`",
+        ]
+
+
+def _ok(rows: list[dict[str, str]], **match: str) -> dict[str, str]:
+    """The first row with status ok (where the CSV has one) whose columns equal `match`."""
+    for r in rows:
+        if r.get("status", "ok") == "ok" and all(r.get(k) == v for k, v in match.items()):
+            return r
+    raise LookupError(f"no row with {match}")
+
+
+def _same_run(
+    rows: list[dict[str, str]],
+    configs: tuple[str, ...],
+    base: str,
+    lemo_at: dict[str, str] | None = None,
+    **at: str,
+) -> tuple[dict, dict]:
+    """(lemo row, `base` row) of the newest run (commit) that measured both, trying `configs` in order: a ratio
+    is only ever taken within one run. `lemo_at`: more columns only the lemo row must match."""
+    for config in configs:
+        for commit in reversed(list(dict.fromkeys(r.get("commit", "") for r in rows))):
+            try:
+                lemo = _ok(rows, config=config, commit=commit, **(lemo_at or {}), **at)
+                return lemo, _ok(rows, config=base, commit=commit, **at)
+            except LookupError:
+                continue
+    raise LookupError(f"no run with {base} and one of {configs}")
+
+
+# lemo's default on each stack, newest form first: `default+gc` (SparsityConfig() at the row's commit), the
+# supervision selector with the trimmed last layer (the default from 2026-12-05), the random selection with the
+# trimmed layer, then as measured before it.
+DEFAULT_KEEP = "0.6"  # SparsityConfig().keep_ratio as the bench CSVs write it (tests/test_docs.py checks)
+LIGER_HEADLINE = (
+    (("default+gc", "lemo-sup-trim+gc", "lemo-trim+gc", "lemo-random+gc"), "lemo alone"),
+    (
+        ("liger-default+gc", "liger-lemo-sup-trim+gc", "liger-lemo-trim+gc", "liger-lemo-random+gc"),
+        "lemo on Liger",
+    ),
+)
+
+
+def headline_liger(rows: list[dict[str, str]]) -> list[Headline]:
+    """e2e_llama3_8b_liger.csv: the strongest exact stack, Liger-Kernel's (what TRL's `use_liger_kernel=True`
+    gives), against lemo's default alone and on top of it at 32K, each against the Liger exact row of its own run,
+    for each labelling measured: 2% of the positions labelled (prompt/completion) and plain text."""
+    csv_name = "e2e_llama3_8b_liger.csv"
+    out = []
+    for completion, labels in (("0.02", "2% labelled"), ("0.0", "plain text")):
+        at = {"seq_len": "32768", "completion": completion}
+        for configs, who in LIGER_HEADLINE:
+            try:
+                # the product's keep only: a run may time the default at other keeps too (SHORT_KEEPS)
+                lemo, liger = _same_run(rows, configs, "liger-exact", {"keep_ratio": DEFAULT_KEEP}, **at)
+            except LookupError:
+                continue  # not measured in this labelling
+            card = lemo["gpu"].replace("NVIDIA ", "").split(" ")[0]
+            against = f"Liger exact stack, 32K, {labels} ({who}: `{lemo['config']}`, {card})"
+            for measure, column, unit in (
+                ("step time", "median_step_s", "s"),
+                ("GPU peak", "peak_alloc_gib", "GiB"),
+            ):
+                out.append(
+                    Headline(
+                        against, measure, float(lemo[column]), float(liger[column]), unit, "lower", csv_name
+                    )
+                )
+    return out
+
+
+def _suite_mean(rows: list[dict[str, str]], config: str, metric: str) -> tuple[float, float, int, str]:
+    """(mean, standard error, seeds, steps) of `config`'s suite mean at 16K (prompt/completion rows): per seed
+    the mean over the task families, then over seeds."""
+    per_seed: dict[str, list[float]] = {}
+    steps = ""
+    for r in rows:
+        if (
+            r["config"] == config
+            and r["form"] == "sup"
+            and r["metric"] == metric
+            and r["eval_len"] == "16384"
+        ):
+            per_seed.setdefault(r["seed"], []).append(float(r["value"]))
+            steps = r["steps"]
+    means = [sum(v) / len(v) for v in per_seed.values()]
+    m = sum(means) / len(means)
+    sd = math.sqrt(sum((x - m) ** 2 for x in means) / (len(means) - 1)) if len(means) > 1 else float("nan")
+    return m, sd / math.sqrt(len(means)), len(means), steps
+
+
+def headline_suite(
+    rows: list[dict[str, str]],
+    csv_name: str = "suite_smollm2.csv",
+    reference: str = "dense",
+    label: str = "",
+    lemo: str = "default",
+) -> list[Headline]:
+    """A suite CSV: held-out capability at 16K, lemo's default (`lemo`: the CSV's name for it) against dense LoRA
+    (`reference`: `dense` at the same steps, or a `dense@N` snapshot at equal GPU time)."""
+    out = []
+    for metric, measure in (
+        ("exact_match", f"held-out suite{label}, exact match at 16K"),
+        ("token_accuracy", f"held-out suite{label}, answer-token accuracy at 16K"),
+    ):
+        a, se_a, n, steps_a = _suite_mean(rows, lemo, metric)
+        b, se_b, _, steps_b = _suite_mean(rows, reference, metric)
+        when = (
+            f"same steps ({steps_b})"
+            if steps_a == steps_b
+            else f"equal GPU time ({steps_b} against {steps_a} steps)"
+        )
+        against = f"dense LoRA, {when}, prompt/completion rows, {n} seeds"
+        out.append(Headline(against, measure, a, b, "", "higher", csv_name, (se_a, se_b)))
+    return out
+
+
+def headline_offload(rows: list[dict[str, str]]) -> list[Headline]:
+    """e2e_llama3_8b_offload.csv: both with offload and full tiling at 256K, each after the same warm-up."""
+    warm = [
+        r
+        for r in rows
+        if r.get("status") == "ok" and r["seq_len"] == "262144" and timed(r) != "1, no warm-up"
+    ]
+    lemo = _ok(warm, config="lemo+offload+tiled-attn")
+    exact = _ok(warm, config="exact+offload+tiled-attn", commit=lemo["commit"])
+    assert timed(exact) == timed(lemo), "a step is compared only with one timed the same way"
+    return [
+        Headline(
+            "HF exact stack with offload and tiling, 256K",
+            "step time",
+            float(lemo["median_step_s"]),
+            float(exact["median_step_s"]),
+            "s",
+            "lower",
+            "e2e_llama3_8b_offload.csv",
+        )
+    ]
+
+
+def headline_longest(rows: list[dict[str, str]]) -> list[Headline]:
+    """e2e_llama3_8b_offload_longest.csv: the longest T under an 80 GB cap, offload on both sides."""
+    last = {r["config"]: r for r in rows}
+    lemo, exact = last["lemo+offload"], last["exact+offload"]
+    return [
+        Headline(
+            "HF exact stack with offload, 80 GB cap",
+            "longest trainable context",
+            float(lemo["longest_ok_T"]),
+            float(exact["longest_ok_T"]),
+            "tokens",
+            "higher",
+            "e2e_llama3_8b_offload_longest.csv",
+        )
+    ]
+
+
+# The front door's rows: the strongest exact stack (Liger's), the longest contexts, and capability on the held-out
+# suite at equal GPU time. Superseded comparisons (HF's exact stack where Liger's was measured, `lemo data`'s own
+# tasks, suite v1) stay in docs/results.md, each CSV's own section.
+HEADLINE: list[tuple[str, Callable[[list[dict[str, str]]], list[Headline]]]] = [
+    ("e2e_llama3_8b_liger.csv", headline_liger),
+    ("e2e_llama3_8b_offload.csv", headline_offload),
+    ("e2e_llama3_8b_offload_longest.csv", headline_longest),
+    (
+        "suite_v3_smollm2.csv",
+        # the v3 run's `supervision` is today's default; its `default` is the one before (random blocks)
+        lambda rows: headline_suite(rows, "suite_v3_smollm2.csv", "dense@49", " v3", lemo="supervision"),
+    ),
+]
+
+
+def headline_table() -> str:
+    lines = [
+        "| against | measure | lemo default | baseline | lemo / baseline | verdict | CSV |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    gpus = []
+    for csv_name, rows_of in HEADLINE:
+        rows = read(csv_name)
+        gpus += [r.get("gpu") or r.get("device") for r in rows]
+        lines += ["| " + " | ".join(h.cells()) + " |" for h in rows_of(rows)]
+    gpu = ", ".join(dict.fromkeys(g for g in gpus if g))
+    return "\n".join(lines) + (
+        f"\n\nMeasured on {gpu}, each ratio within one run. lemo's default is `SparsityConfig()`: the supervision "
+        "selector and the trimmed last layer (`supervision` in the suite, `*-sup-trim+gc` in the speed rows); a row "
+        "that names another config is the default's earlier form, where today's was not measured, and the offload "
+        "rows are the earlier default (random blocks, last layer whole). The speed rows use the Llama-3-8B shape "
+        "with random weights, the quality rows SmolLM2-135M extended to 16K. Setup, commands and "
+        "versions of each CSV: [docs/results.md](docs/results.md).\n"
+    )
+
+
+NAMED: dict[str, Callable[[], str]] = {"headline": headline_table}

@@ -1,0 +1,295 @@
+"""The sections of docs/results.md (`SECTIONS`), one per CSV, and the text under each group's heading."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+# ---------------------------------------------------------------------------------------------------------------
+# docs/results.md: one section per CSV, generated whole.
+
+
+@dataclass(frozen=True)
+class Section:
+    """A section of docs/results.md: a heading, the setup in words, the table of one CSV, then its figures.
+
+    `about` holds no measured number (those come from the table); `notes`, when given, reads the rows and
+    may quote numbers, since it computes them."""
+
+    group: str
+    title: str
+    csv: str
+    about: str
+    figures: tuple[str, ...] = ()
+    notes: Callable[[list[dict[str, str]]], str] | None = None
+    table: Callable[[list[dict[str, str]]], str] | None = (
+        None  # default: chosen by the CSV's columns (`table`)
+    )
+
+
+E2E_ABOUT = (
+    "LoRA r=8 on q/k/v/o, bf16, batch 1, one GPU, median of the timed steps after a warm-up step. Weights are "
+    "random where the shape is a Llama (memory and time do not depend on their values). `exact` is the strongest "
+    "exact stack built from public parts here: HF gradient checkpointing, SDPA flash attention and a loss computed "
+    "in segments. `lora` is plain LoRA, `+gc` means on top of `exact`, `+sgc` checkpoints only the sparse layers, "
+    "`longlora` uses LongLoRA's shifted sparse attention. `lemo-shared` is shared selection with the loss on kept "
+    "positions, `lemo-random` adds label priority and random blocks (the default until 2026-12-05)."
+)
+
+
+# A few lines under a group's heading, shared by its sections.
+GROUPS = {
+    "Speed and memory": E2E_ABOUT,
+    "Quality and capability": (
+        "Quality is measured on SmolLM2-135M-Instruct with real weights, on a GPU, with each adapter evaluated "
+        "dense (without elimination). The retrieval tasks below are `lemo data`'s own, where dense LoRA comes close "
+        "to saturating. On the held-out capability suite ([suite.md](suite.md)) the default is below dense LoRA "
+        "at the same steps (headline)."
+    ),
+}
+
+
+def _sweep_notes(rows: list[dict[str, str]]) -> str:
+    ok = {(r["seq_len"], r["config"]): float(r["median_step_s"]) for r in rows if r.get("status") == "ok"}
+    lengths = sorted({int(t) for t, c in ok if c == "lemo-shared+gc" and (t, "exact") in ok})
+    ratios = ", ".join(
+        f"{ok[(str(t), 'lemo-shared+gc')] / ok[(str(t), 'exact')]:.2f}x at {t // 1024}K" for t in lengths
+    )
+    return f"lemo on the exact stack takes {ratios} of the exact stack's step time.\n"
+
+
+SECTIONS: list[Section] = [
+    Section(
+        "Speed and memory",
+        "Llama-3-8B shape: step time and memory from 4K to 64K",
+        "e2e_llama3_8b_sweep.csv",
+        "T doubles until a config runs out of memory on the 141 GB card.",
+        ("e2e_llama3_8b_sweep_memory.png", "e2e_llama3_8b_sweep_step_time.png"),
+        _sweep_notes,
+    ),
+    Section(
+        "Speed and memory",
+        "Llama-3-8B shape: against Liger-Kernel's exact stack",
+        "e2e_llama3_8b_liger.csv",
+        "`liger-exact` is the exact stack with Liger-Kernel's fused RoPE, RMSNorm, SwiGLU and linear cross-entropy "
+        "(what TRL's `use_liger_kernel=True` gives); `liger-*` rows run lemo on top of it. `lemo-bwd` is backward "
+        "elimination, `-sup` its supervision-aware selector, `-trim` the trimmed last layer, `default+gc` "
+        "`SparsityConfig()` at the row's commit. The `completion` column is the labelled share of each row: 0.02 "
+        "supervises its end, as prompt/completion data does; 0.0 (the H100 rows at 3380c6e, by mistake) is plain "
+        "text, every position labelled.",
+    ),
+    Section(
+        "Speed and memory",
+        "Llama-3-8B shape: backward elimination with its Triton kernel, against Liger exact",
+        "e2e_llama3_8b_bwd_kernel.csv",
+        "`liger-lemo-bwd-grad+gc` is backward elimination (the forward exact, the backward on 0.6 of the blocks) "
+        "with the gradient scorer, on top of Liger; its kept queries' attention runs the Triton kernel of "
+        "`ops/sparse_attention/triton_query.py`. Same run: Liger exact and lemo's default on Liger. Backward "
+        "elimination is no faster than Liger exact; the default's 0.80x is the step-time ratio the suite's "
+        "equal-GPU-time baseline (`dense@48`) is computed with.",
+    ),
+    Section(
+        "Speed and memory",
+        "Llama-3-8B shape: the default with completion-only labels",
+        "e2e_llama3_8b_capability.csv",
+        "Rows with a label share supervise only the end of each row, as prompt/completion data does; "
+        "these are the step-time ratios that equal GPU time is computed with.",
+    ),
+    Section(
+        "Speed and memory",
+        "Llama-3-8B shape: ablation",
+        "e2e_llama3_8b_ablation.csv",
+        "Each `abl-*` row switches one part off: the MLP on every token (`mlp-dense`), the loss on "
+        "every position (`loss-all`), an out-of-place residual add (`copy-residual`), PyTorch ops instead of the "
+        "Triton kernels (`reference`), the model's own loss instead of the segmented one (`hf-loss`).",
+    ),
+    Section(
+        "Speed and memory",
+        "Llama-3-8B shape: longest trainable context without offload",
+        "e2e_llama3_8b_longest.csv",
+        "Doubling, then bisection at 8K resolution, under an 80 GB cap enforced as a per-process memory fraction; "
+        "one training step per probe.",
+        ("e2e_llama3_8b_longest_T.png",),
+    ),
+    Section(
+        "Speed and memory",
+        "Llama-2-7B shape",
+        "e2e_llama2_7b_sweep.csv",
+        "As for the Llama-3-8B shape: multi-head attention and a 32K vocabulary.",
+        ("e2e_llama2_7b_sweep_memory.png",),
+    ),
+    Section(
+        "Speed and memory",
+        "Llama-2-7B shape: longest trainable context",
+        "e2e_llama2_7b_longest.csv",
+        "As for the Llama-3-8B shape.",
+        ("e2e_llama2_7b_longest_T.png",),
+    ),
+    Section(
+        "Speed and memory",
+        "SmolLM2-135M (real weights)",
+        "e2e_smollm2.csv",
+        "A small model leaves the GPU mostly idle, so these rows say little about speed at scale.",
+        ("e2e_smollm2_memory.png", "e2e_smollm2_step_time.png"),
+    ),
+    Section(
+        "Speed and memory",
+        "The paper's setting on the Llama-3-8B shape",
+        "e2e_llama3_8b.csv",
+        "Here lemo is the paper's setting: the oracle scorer, keep ratio 0.4, a selection per layer; "
+        "`-tokens` means eliminated tokens skip the MLP too. Its quality is not held (see below).",
+    ),
+    Section(
+        "Speed and memory",
+        "The PyTorch reference path (no Triton kernels)",
+        "e2e_reference_path.csv",
+        "lemo here is the plain PyTorch reference path with the paper's setting, measured before the "
+        "kernels existed.",
+    ),
+    Section(
+        "The longest context on one GPU",
+        "Offload and tiling, Llama-3-8B shape under an 80 GB cap",
+        "e2e_llama3_8b_offload.csv",
+        "`+offload` keeps each layer's checkpointed input in pinned host memory; `+tiled` runs the MLP in row tiles, "
+        "`+tiled-attn` the whole layer but the attention core. The `exact+offload*` rows are lemo's own code with "
+        "elimination off, so both sides share one offload and tiling path. A cold step (no warm-up) includes the "
+        "one-time tuning of the attention kernels. Discussion: [longest.md](longest.md).",
+        ("e2e_llama3_8b_offload_memory.png", "e2e_llama3_8b_offload_step_time.png"),
+    ),
+    Section(
+        "The longest context on one GPU",
+        "Longest trainable context with offload",
+        "e2e_llama3_8b_offload_longest.csv",
+        "A plan's prediction, then one step above it, over several device calls "
+        "(`e2e_llama3_8b_offload_longest_calls.csv`, merged by `benchmarks/e2e/combine_longest.py`). The fully tiled "
+        "stacks are missing: their steps at these lengths take longer than a device call allows.",
+        ("e2e_llama3_8b_offload_longest_T.png",),
+    ),
+    Section(
+        "The longest context on one GPU",
+        "Longest context with full tiling: predicted, not measured",
+        "longest_prediction.csv",
+        "`lemo plan` and the measured slopes, for the stacks whose search does not fit in a device call.",
+    ),
+    Section(
+        "Quality and capability",
+        "Retrieval after fine-tuning, at equal steps and equal GPU time (SmolLM2-135M, 16K)",
+        "capability_smollm2.csv",
+        "SmolLM2-135M-Instruct extended from 8K to 16K with YaRN, LoRA r=8 on q/k/v/o, 16K-token rows with facts "
+        "and their answered questions. `sup` rows train on the answers only (prompt/completion), `text` rows on "
+        "every position. GPU time counts each config's steps at its measured step-time ratio to `exact`, so "
+        "`dense@48` has about the GPU time of 60 lemo steps. The tasks are `lemo data`'s own, with eval names and a "
+        "novel never trained on. `prio-random` was the default (until 2026-12-05), `preset` the one before, `random` the default "
+        "without label priority. Details: [capability.md](capability.md).",
+        ("capability_smollm2_frontier.png",),
+    ),
+    Section(
+        "Quality and capability",
+        "Which blocks each selection keeps",
+        "selection_bias.csv",
+        "The share of (block, sparse layer) pairs kept, by region of the row and by position.",
+    ),
+    Section(
+        "Quality and capability",
+        "Held-out perplexity after fine-tuning (SmolLM2-135M, 16K)",
+        "quality_smollm2_shared.csv",
+        "Extended from 8K to 16K with YaRN, 50 steps at 16K on five Austen novels, dense perplexity on the sixth. "
+        "The run log with the earlier settings: [quality.md](quality.md).",
+    ),
+    Section(
+        "Quality and capability",
+        "Learned predictors and LongLoRA (held-out perplexity)",
+        "quality_smollm2_pred.csv",
+        "Same protocol; `pred=` rows choose the blocks with predictors calibrated on the GPU instead of the oracle.",
+    ),
+    Section(
+        "Quality and capability",
+        "The held-out capability suite (SmolLM2-135M, 16K)",
+        "suite_smollm2.csv",
+        "Six task families mixed in every training row, evaluated in a phrasing never trained on, with other names "
+        "and a novel never trained on ([suite.md](suite.md)). LoRA r8 on q/k/v/o, YaRN x2 to 16K, one 16K row per "
+        "step, lr 5e-4. `default` is `SparsityConfig()` as it was then (labelled blocks, then random ones); `backward-random` is backward elimination with random "
+        "blocks ([design.md](design.md#13-backward-elimination-and-the-supervision-scorer)). Exact match per family, "
+        "mean and standard error over seeds; perplexity on held-out plain text.",
+        ("suite_smollm2.png",),
+    ),
+    Section(
+        "Quality and capability",
+        "The held-out capability suite v2 (SmolLM2-135M, 16K)",
+        "suite_v2_smollm2.csv",
+        "The suite's defaults (v2: shorter answers than v1), same setup. `dense@48` is dense LoRA's own adapter "
+        "after 48 of its 60 steps: equal GPU time for the default, whose step is 0.80x Liger exact's at 16K "
+        "(table above). v2 is still too hard: dense LoRA scores near 0 on five families of six. The "
+        "`backward-gradient` and `oracle` jobs trained but were cut off before their evaluation by the end of the "
+        "device call, so they have no rows.",
+        ("suite_v2_smollm2.png",),
+    ),
+    Section(
+        "Quality and capability",
+        "Sizing suite v3: dense LoRA on each rung (SmolLM2-135M, 16K)",
+        "suite_v3_sizing_smollm2.csv",
+        "Dense LoRA only, 60 steps, prompt/completion rows, one row per variant of "
+        "`benchmarks/quality/suite_sizing_rungs.json` (`dense:D_both`: six training wordings and one shared "
+        "'Answer:' lead; `E_easy` and `F_easiest`: fewer facts on top; `G_indist`: v2 evaluated in its training "
+        "wording), all at once on one GPU. `suite.py sizing choose` picked `suite_v3_sizing_chosen.json` (preset "
+        "`v3`). Details: [suite.md](suite.md#v3-sized-and-measured).",
+    ),
+    Section(
+        "Quality and capability",
+        "The held-out capability suite v3 (SmolLM2-135M, 16K)",
+        "suite_v3_smollm2.csv",
+        "Suite v3 (preset `v3`), same setup as v2. In this run `default` is `SparsityConfig()` as it was before "
+        "2026-12-05 (labelled blocks, then random ones) and `supervision` is the default since (the supervision "
+        "scorer on 3/4 of the free budget); `oracle-forward` keeps the evidence blocks first; `dense@49` is dense "
+        "LoRA's adapter after 49 of its 60 steps, equal GPU time for a step of 0.81x Liger exact's at 16K "
+        "(`e2e_llama3_8b_liger.csv`, the H100 rows). Prompt/completion form only.",
+        ("suite_v3_smollm2_frontier.png", "suite_v3_smollm2.png"),
+    ),
+    Section(
+        "Quality and capability",
+        "Does a selector keep the evidence? (suite rows, no training)",
+        "suite_bias_cpu.csv",
+        "The suite's generator knows which spans each answer needs. Per selector, the share of those evidence "
+        "blocks kept against the share of other unlabelled (filler) blocks, over the sparse layers, on the "
+        "untrained model (forward passes, CPU), each layer choosing after its own forward as backward elimination "
+        "does, on the suite's first (v1) rows. Random selection keeps both at about the same share.",
+    ),
+    Section(
+        "Quality and capability",
+        "Does the fast mode's selector keep the evidence? (forward elimination, suite rows, no training)",
+        "suite_bias_forward_cpu.csv",
+        "The same measure for forward elimination, lemo's fast mode (0.80x Liger exact's step): one selection, made "
+        "at the first sparse layer and shared by the others, so every layer keeps the same blocks. The supervision "
+        "scorer reads the attention the labelled positions (plain text: the positions that repeat a far bigram) pay "
+        "each block, with q and k rotated by the layer's RoPE tables. Unrotated, it kept 0.63 / 0.35 "
+        "(prompt/completion) and 0.74 / 0.62 (plain text): `suite_bias_forward_prerope_cpu.csv`.",
+    ),
+    Section(
+        "Quality and capability",
+        "The fast mode's selector at 16K (suite v2 rows, no training)",
+        "suite_bias_forward_16k_cpu.csv",
+        "The same measure at 16K on the suite's current (v2) rows, 2 rows, keep 0.6. Evidence is a smaller share of "
+        "a 16K row, so once the evidence and the labelled blocks are kept the rest of the budget goes to filler: "
+        "compare each selector with random at the same length, not with the 4K table.",
+    ),
+    Section(
+        "Learned predictors",
+        "Predictor recall against the oracle's choice",
+        "predictor_recall_gpu.csv",
+        "Held-out recall of the oracle's kept blocks, per predictor kind. Details: [predictors.md](predictors.md).",
+        ("predictor_recall_gpu.png",),
+    ),
+    Section(
+        "Learned predictors",
+        "Predictor cost on the Llama-2-7B shape",
+        "e2e_llama2_7b_predictors.csv",
+        "The step with learned predictors choosing the blocks, against the same step with the exact scores.",
+    ),
+    Section(
+        "Quick start on a CPU",
+        "The README's quick start, timed",
+        "quickstart_cpu.csv",
+        "`make trial` builds a wheel, installs it in a fresh venv and runs the README's quick start as written, "
+        "failing when it takes longer than 5 minutes.",
+    ),
+]
