@@ -339,7 +339,7 @@ def test_the_default_config_is_the_librarys_default():
     from lemo.testing import tiny_model, with_lora
 
     model = with_lora(tiny_model("llama", layers=4))
-    configure(model, "default+gc", keep_ratio=0.6, backend="reference")
+    configure(model, "default+gc", keep_ratio=SparsityConfig().keep_ratio, backend="reference")
     got = sparsity_state(model).config
     want = dataclasses.replace(SparsityConfig(), backend="reference")
     assert got == want

@@ -119,7 +119,7 @@ def test_dir_and_help_list_the_lazy_api_without_importing_torch_for_dir():
 
 def test_help_explains_every_field_from_its_attribute_docstring():
     text = pydoc.render_doc(SparsityConfig, renderer=pydoc.plaintext)
-    assert "Fields:" in text and "keep_ratio: float | list[float] = 0.6" in text
+    assert "Fields:" in text and "keep_ratio: float | list[float] = 0.5" in text
     assert "Fraction of blocks kept per sparse layer" in text
     assert {f.name for f in fields(SparsityConfig)} <= set(lemo.config.field_docs(SparsityConfig))
     plan = pydoc.render_doc(PlanConfig, renderer=pydoc.plaintext)

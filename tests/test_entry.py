@@ -31,7 +31,7 @@ from lemo.config import (
 def test_import_lemo_loads_no_torch():
     code = "import sys, lemo; print('torch' in sys.modules, lemo.SparsityConfig().keep_ratio)"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
-    assert out.split() == ["False", "0.6"]
+    assert out.split() == ["False", "0.5"]
 
 
 def test_ctrl_c_while_importing_exits_130_without_a_traceback(monkeypatch, capsys):

@@ -1,8 +1,9 @@
 """Figure: the capability suite's score against GPU time, one point per config (mean and standard error over seeds).
 
     python benchmarks/quality/plot_suite_frontier.py benchmarks/results/suite_v3_smollm2.csv \\
-        --speed benchmarks/results/e2e_llama3_8b_liger.csv --commit 3380c6e \\
-        --bench supervision=liger-lemo-sup-trim+gc default=liger-lemo-trim+gc oracle-forward=liger-lemo-trim+gc
+        --speed benchmarks/results/e2e_llama3_8b_liger.csv --commit ca33484 \\
+        --bench keep50=liger-default+gc/0.5@32768 supervision=liger-default+gc/0.6 \\
+        random=liger-lemo-random+gc oracle-forward=liger-lemo-random+gc
 
 writes `<csv stem>_frontier.png` beside the suite CSV. GPU time counts a run's steps in steps of the strongest
 exact stack (`liger-exact`) on the Llama-3-8B shape at the training length: dense LoRA is that stack (1 a step,
@@ -21,12 +22,20 @@ from common import save_figure  # beside this script
 
 LABELS = {
     "dense": "dense LoRA",
-    "default": "labels first, random blocks (the default until 2026-12-05)",
-    "supervision": "supervision selector (the default since 2026-12-05)",
+    "default": "the default at the run's commit",
+    "keep50": "supervision selector, keep 0.5 (the default)",
+    "supervision": "supervision selector, keep 0.6",
     "oracle-forward": "evidence blocks kept first",
-    "random": "labels first, random blocks",
+    "random": "labels first, random blocks (the default until 2026-12-05)",
 }
-COLORS = {"dense": "C0", "default": "C3", "random": "C3", "supervision": "C2", "oracle-forward": "C1"}
+COLORS = {
+    "dense": "C0",
+    "default": "C2",
+    "keep50": "C2",
+    "random": "C3",
+    "supervision": "C4",
+    "oracle-forward": "C1",
+}
 
 
 def load(path: Path) -> list[dict[str, str]]:
@@ -34,17 +43,23 @@ def load(path: Path) -> list[dict[str, str]]:
         return list(csv.DictReader(fh))
 
 
-def step_ratio(speed: list[dict[str, str]], bench: str, commit: str, seq_len: int) -> float:
-    """`bench`'s median step over liger-exact's, both at `seq_len` in the run of `commit` (a prefix)."""
+def step_ratio(speed: list[dict[str, str]], spec: str, commit: str, seq_len: int) -> float:
+    """The bench config's median step over liger-exact's, both at `seq_len` in the run of `commit` (a prefix).
+    `spec` is BENCH[/KEEP][@T]: the row at that keep ratio, and at T instead of `seq_len` where the run timed no
+    row at the training length."""
+    spec, _, at = spec.partition("@")
+    bench, _, keep = spec.partition("/")
+    seq_len = int(at) if at else seq_len
 
-    def step(config: str) -> float:
+    def step(config: str, keep: str = "") -> float:
         for r in speed:
             ok = r.get("status", "ok") == "ok" and r["commit"].startswith(commit)
-            if ok and r["config"] == config and int(r["seq_len"]) == seq_len:
+            at_keep = not keep or r.get("keep_ratio") == keep
+            if ok and r["config"] == config and int(r["seq_len"]) == seq_len and at_keep:
                 return float(r["median_step_s"])
         raise SystemExit(f"no {config} row at T={seq_len} in the run of commit {commit}: check --commit")
 
-    return step(bench) / step("liger-exact")
+    return step(bench, keep) / step("liger-exact")
 
 
 def suite_points(rows: list[dict[str, str]], form: str, length: int, metric: str) -> dict[str, tuple]:
@@ -89,7 +104,7 @@ def frontier(rows, ratios: dict[str, float], out: Path, form: str = "sup", lengt
         ax.set_title(f"held-out suite, {title} at {length // 1024}K (mean, SE over seeds)", fontsize=10)
         ax.grid(alpha=0.3)
         if ax.get_legend_handles_labels()[0]:
-            ax.legend(fontsize=7, loc="lower right")
+            ax.legend(fontsize=7, loc="upper right")
         else:
             ax.text(0.5, 0.5, "not in this CSV", ha="center", va="center", transform=ax.transAxes)
     fig.suptitle(

@@ -27,7 +27,7 @@ def plot():
 
 def _write(path: Path, rows: list[dict]) -> Path:
     with path.open("w", newline="") as fh:
-        w = csv.DictWriter(fh, fieldnames=list(rows[0]))
+        w = csv.DictWriter(fh, fieldnames=list(dict.fromkeys(k for r in rows for k in r)), restval="")
         w.writeheader()
         w.writerows(rows)
     return path
@@ -38,6 +38,12 @@ def test_ratio_points_and_figure(plot, tmp_path):
         {"config": "liger-exact", "seq_len": 16384, "median_step_s": 2.0, "commit": "abc1", "status": "ok"},
         {"config": "liger-lemo+gc", "seq_len": 16384, "median_step_s": 1.6, "commit": "abc1", "status": "ok"},
         {"config": "liger-lemo+gc", "seq_len": 16384, "median_step_s": 1.0, "commit": "zzz9", "status": "ok"},
+        {"config": "liger-exact", "seq_len": 32768, "median_step_s": 5.0, "commit": "abc1", "status": "ok",
+         "keep_ratio": "1.0"},
+        {"config": "liger-lemo+gc", "seq_len": 32768, "median_step_s": 4.0, "commit": "abc1", "status": "ok",
+         "keep_ratio": "0.6"},
+        {"config": "liger-lemo+gc", "seq_len": 32768, "median_step_s": 3.5, "commit": "abc1", "status": "ok",
+         "keep_ratio": "0.5"},
     ])  # fmt: skip
     rows = []
     for config, steps, values in (
@@ -52,6 +58,9 @@ def test_ratio_points_and_figure(plot, tmp_path):
     suite = _write(tmp_path / "suite.csv", rows)
     # the ratio comes from the named run only (another commit's faster row is not mixed in)
     assert plot.step_ratio(plot.load(speed), "liger-lemo+gc", "abc", 16384) == pytest.approx(0.8)
+    # BENCH/KEEP@T: the row at that keep and length, against liger-exact at the same length
+    assert plot.step_ratio(plot.load(speed), "liger-lemo+gc/0.5@32768", "abc", 16384) == pytest.approx(0.7)
+    assert plot.step_ratio(plot.load(speed), "liger-lemo+gc/0.6@32768", "abc", 16384) == pytest.approx(0.8)
     points = plot.suite_points(plot.load(suite), "sup", 16384, "exact_match")
     steps, mean, se = points["lemo"]
     assert (steps, mean, se) == (60, pytest.approx(0.5), pytest.approx(0.1))  # seeds 0.4 and 0.6

@@ -37,7 +37,7 @@ def test_offloaded_inputs_are_the_whole_layer_inputs():
     exact = _plan(offload="cpu", sparse_layers="none")
     full = SHAPE.layers * 2 * SHAPE.hidden * T / GIB  # 32 layers x [T, d] in bf16
     assert backward.host_gib == pytest.approx(full) == pytest.approx(exact.host_gib)
-    kept = kept_rows(T, 0.6, lemo.SparsityConfig())
+    kept = kept_rows(T, lemo.SparsityConfig().keep_ratio, lemo.SparsityConfig())
     assert forward.host_gib == pytest.approx(full * (16 + 16 * kept / T) / 32)
     assert backward.breakdown_gib["stored inputs (in flight)"] == pytest.approx(2 * full / 32)
 
@@ -96,7 +96,7 @@ def test_keep_one_is_exact_but_for_the_recompute():
 def test_work_is_a_dense_forward_and_the_kept_share_of_the_backward():
     cfg, exact_cfg = _bwd().config, _plan(sparse_layers="none").config
     w, exact = (work(SHAPE, c, estimate(SHAPE, c)) for c in (cfg, exact_cfg))
-    kept = kept_rows(T, 0.6, cfg.sparsity) / T
+    kept = kept_rows(T, cfg.sparsity.keep_ratio, cfg.sparsity) / T
     causal = 2 * T * T * SHAPE.heads * SHAPE.head_dim
     assert w.sparse_attention_flop == pytest.approx(16 * causal * (1 + kept * (1 + FLASH_BACKWARD)))
     assert w.sparse_launches == 16 * 3 and w.launches == 16 * 3

@@ -58,7 +58,7 @@ def test_the_default_selection_learns_what_dense_training_learns():
     dense = train_and_score(None)
     assert dense >= LEARNED, f"the task is meant to be learnable in {STEPS} steps; dense reached {dense:.2f}"
     default = lemo.SparsityConfig(block_size=BS)  # the library default, at this test's block size
-    assert default.label_priority and default.keep_ratio == 0.6
+    assert default.label_priority and default.keep_ratio == 0.5
     assert (default.scorer, default.random_fraction) == ("supervision", 0.25)
     sparse = train_and_score(default)
     assert sparse >= LEARNED, f"lemo's default reached {sparse:.2f} against dense {dense:.2f}"

@@ -124,5 +124,8 @@ def test_host_syncs_do_not_grow_with_the_segments():
                 torch.cuda.set_sync_debug_mode("default")
         return sum("synchroniz" in str(w.message) for w in caught)
 
+    # Warm-up: the first call also syncs once for one-time setup (measured on an H100 at ca33484: 2 syncs for 2
+    # segments first, then 1 for 40), which is not what the count is about.
+    syncs(2)
     few, many = syncs(2), syncs(40)
-    assert many == few <= 3
+    assert many == few <= 2

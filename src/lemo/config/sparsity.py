@@ -42,7 +42,7 @@ PAPER_FIELDS: dict[str, Any] = {
 class SparsityConfig(DictConfig):
     """How each sparse layer chooses and uses its token blocks (docs/design.md section 1).
 
-    The defaults are the measured best setting (docs/capability.md): keep 60% of the blocks, chosen once per
+    The defaults are the measured best setting (docs/capability.md): keep half of the blocks, chosen once per
     forward, the labelled blocks first, then three quarters of the rest by the attention the labelled positions
     pay them (`scorer="supervision"`) and a quarter uniformly at random; eliminated tokens skip the sparse
     layers entirely, the loss covers the kept positions, and the last layer runs only the rows the loss reads.
@@ -51,7 +51,7 @@ class SparsityConfig(DictConfig):
 
     block_size: int = 64
     """Tokens per block; scores and selection work on blocks of this many tokens."""
-    keep_ratio: Annotated[float | list[float], Flag(parse=per_layer)] = 0.6
+    keep_ratio: Annotated[float | list[float], Flag(parse=per_layer)] = 0.5
     """Fraction of blocks kept per sparse layer (`selection="ratio"`); one value or one per sparse layer."""
     sparse_layers: Annotated[str | list[int], Flag(parse=layer_set)] = "auto"
     """Layers that eliminate tokens: "auto" (L//2-1 .. L-2, the artifact's), "upper" (L//2-1 .. L-1: the last
