@@ -83,7 +83,8 @@ def test_configs_parse_with_steps_and_the_oracle_flag(suite_mod):
     assert evidence and suite_mod.EVIDENCE not in sparsity and sparsity["elimination"] == "backward"
     assert suite_mod.parse_config("backward-supervision", 60)[2]["scorer"] == "supervision"
     _, _, forward, evidence = suite_mod.parse_config("oracle-forward", 60)
-    assert evidence and forward == {"random_fraction": 1.0}  # the default's forward elimination
+    # forward elimination, at the keep it was measured at
+    assert evidence and forward == {"random_fraction": 1.0, "keep_ratio": 0.6}
     assert suite_mod.parse_config("base", 60)[1] == 0
     for bad in ("nope", "dense@x", "text:dense"):
         with pytest.raises(SystemExit, match="unknown config"):
