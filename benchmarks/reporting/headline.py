@@ -186,34 +186,17 @@ def headline_offload(rows: list[dict[str, str]]) -> list[Headline]:
     lemo = _ok(warm, config="lemo+offload+tiled-attn")
     exact = _ok(warm, config="exact+offload+tiled-attn", commit=lemo["commit"])
     assert timed(exact) == timed(lemo), "a step is compared only with one timed the same way"
-    return [
-        Headline(
-            "HF exact stack with offload and tiling, 256K",
-            "step time",
-            float(lemo["median_step_s"]),
-            float(exact["median_step_s"]),
-            "s",
-            "lower",
-            "e2e_llama3_8b_offload.csv",
-        )
-    ]
+    steps = float(lemo["median_step_s"]), float(exact["median_step_s"])
+    against = "HF exact stack with offload and tiling, 256K"
+    return [Headline(against, "step time", *steps, "s", "lower", "e2e_llama3_8b_offload.csv")]
 
 
 def headline_longest(rows: list[dict[str, str]]) -> list[Headline]:
     """e2e_llama3_8b_offload_longest.csv: the longest T under an 80 GB cap, offload on both sides."""
     last = {r["config"]: r for r in rows}
-    lemo, exact = last["lemo+offload"], last["exact+offload"]
-    return [
-        Headline(
-            "HF exact stack with offload, 80 GB cap",
-            "longest trainable context",
-            float(lemo["longest_ok_T"]),
-            float(exact["longest_ok_T"]),
-            "tokens",
-            "higher",
-            "e2e_llama3_8b_offload_longest.csv",
-        )
-    ]
+    lengths = float(last["lemo+offload"]["longest_ok_T"]), float(last["exact+offload"]["longest_ok_T"])
+    against, measure = "HF exact stack with offload, 80 GB cap", "longest trainable context"
+    return [Headline(against, measure, *lengths, "tokens", "higher", "e2e_llama3_8b_offload_longest.csv")]
 
 
 # The front door's rows: the strongest exact stack (Liger's), the longest contexts, and capability on the held-out

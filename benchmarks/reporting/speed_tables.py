@@ -5,6 +5,16 @@ from __future__ import annotations
 from reporting.common import _fmt
 
 
+def _add_columns(lines: list[str], rows: list[dict[str, str]], header: str, cells) -> None:
+    """Append columns to a markdown table (`lines`: header, rule, one line per row of `rows`): `cells(row)` gives
+    the row's cells, or a falsy value for a dash in each."""
+    n = header.count("|")
+    lines[0] += header
+    lines[1] += "---|" * n
+    for i, r in enumerate(rows, start=2):
+        lines[i] += cells(r) or " – |" * n
+
+
 def e2e_table(rows: list[dict[str, str]]) -> str:
     """Memory and step time per (T, config), with the ratio to `lora` at the same T (rows ordered by T)."""
     rows = sorted(rows, key=lambda r: int(r["seq_len"]))  # stable: runs keep their order within one T
@@ -39,16 +49,18 @@ def e2e_table(rows: list[dict[str, str]]) -> str:
             f"| {_fmt('tokens_per_s', r['tokens_per_s'])} |"
         )
     if any(r.get("predictor_ms_per_step") for r in rows):
-        lines[0] += " predictor ms / step | predictor share of step | predictor MiB |"
-        lines[1] += "---|---|---|"
-        for i, r in enumerate(rows, start=2):
-            if r.get("predictor_ms_per_step"):
-                lines[i] += (
+        _add_columns(
+            lines,
+            rows,
+            " predictor ms / step | predictor share of step | predictor MiB |",
+            lambda r: (
+                r.get("predictor_ms_per_step")
+                and (
                     f" {float(r['predictor_ms_per_step']):.1f} | {float(r['predictor_share']) * 100:.2f}% "
                     f"| {float(r['predictor_param_mib']):.0f} |"
                 )
-            else:
-                lines[i] += " – | – | – |"
+            ),
+        )
     if any(float(r.get("completion") or 0) for r in rows):
         lines[0] += " positions with a label |"
         lines[1] += "---|"
@@ -68,15 +80,15 @@ def e2e_table(rows: list[dict[str, str]]) -> str:
             ok = r.get("status") == "ok" and ref
             lines[i] += f" {float(r['median_step_s']) / float(ref['median_step_s']):.2f}x |" if ok else " – |"
     if any(r.get("fraction_of_matmul") for r in rows):
-        lines[0] += " model TFLOP/s | of matmul peak |"
-        lines[1] += "---|---|"
-        for i, r in enumerate(rows, start=2):
-            if r.get("fraction_of_matmul"):
-                lines[i] += (
-                    f" {float(r['achieved_tflop_per_s']):.0f} | {float(r['fraction_of_matmul']) * 100:.0f}% |"
-                )
-            else:
-                lines[i] += " – | – |"
+        _add_columns(
+            lines,
+            rows,
+            " model TFLOP/s | of matmul peak |",
+            lambda r: (
+                r.get("fraction_of_matmul")
+                and f" {float(r['achieved_tflop_per_s']):.0f} | {float(r['fraction_of_matmul']) * 100:.0f}% |"
+            ),
+        )
     first = rows[0]
     commits = ", ".join(dict.fromkeys(r.get("commit", "?") for r in rows))
     weights = "real weights" if first.get("shape") == "smollm2" else "random init"
