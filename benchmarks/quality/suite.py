@@ -29,18 +29,13 @@ from __future__ import annotations
 
 import argparse
 import csv
-import dataclasses
 import json
-import math
-import multiprocessing
 import os
 import pickle
-import re
 import sys
 import time
 from collections import defaultdict
 from collections.abc import Mapping, Sequence
-from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -54,202 +49,44 @@ from common import (  # benchmarks/quality/common.py, beside this script
     snapshot_dir,
     timed_finetune,
 )
-from suite_hooks import evidence_hooks, kept_rows  # beside this script too
-from suite_report import write_report
 
-from lemo.assets import austen_split, smollm2_dir
-from lemo.config import SuiteConfig
-from lemo.config.suite import FAMILIES
+# The tests and the scripts beside this one use the suite's names from this module: those it does not use
+# itself are re-exported (noqa: F401).
+from suite_data import (
+    _tokenizer,
+    check_stamp,  # noqa: F401
+    write_data,
+)
+from suite_hooks import evidence_hooks, kept_rows  # beside this script too
+from suite_jobs import (
+    CONFIGS,
+    EVIDENCE,  # noqa: F401
+    FIELDS,
+    FORMS,
+    Clock,
+    covered_jobs,
+    job_name,
+    jobs_of,
+    parse_config,
+    part_path,
+    snapshot_plan,
+    suite_config,
+    suite_json,
+)
+from suite_report import write_report
+from suite_sizing import (
+    choose_knobs,  # noqa: F401
+    sizing_main,
+    sizing_plan,  # noqa: F401
+    sizing_table,  # noqa: F401
+)
+
+from lemo.assets import austen_split
 from lemo.eval.capability import score_samples
 from lemo.eval.perplexity import perplexity
-from lemo.eval.suite_rows import eval_samples, text_form, training_rows
 from lemo.train.loop import FinetuneResult
 
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")  # the data is made in forked processes
-EVIDENCE = (
-    "evidence_oracle"  # a CONFIGS entry with this key set: the evidence mask is handed to the selection
-)
-# name: None for dense LoRA, else SparsityConfig keyword arguments, passed through unchanged.
-CONFIGS: dict[str, dict | None] = {
-    "base": None,  # untrained: evaluated only
-    "dense": None,
-    "default": {},  # SparsityConfig() at the run's commit: the supervision scorer at keep 0.5 since 2026-12-05
-    # The configs below spell out keep 0.6, the keep they were measured at (SparsityConfig()'s until 2026-12-05).
-    #
-    # the default before 2026-12-05: labelled blocks first, the rest uniformly at random (the v1-v3 runs' "default")
-    "random": {"scorer": "oracle", "random_fraction": 1.0, "keep_ratio": 0.6},
-    "backward-random": {"elimination": "backward", "random_fraction": 1.0, "keep_ratio": 0.6},
-    "backward-supervision": {
-        "elimination": "backward",
-        "scorer": "supervision",
-        "random_fraction": 0.25,
-        "keep_ratio": 0.6,
-    },
-    # each layer's rows chosen in its backward pass by the loss gradient at its output (lemo.sparsity.backward)
-    "backward-gradient": {
-        "elimination": "backward",
-        "scorer": "gradient",
-        "random_fraction": 0.25,
-        "keep_ratio": 0.6,
-    },
-    # forward elimination, shared selection, the supervision scorer choosing 3/4 of the free budget: the default
-    # from 2026-12-05 at keep 0.6, named so in the runs that compared it with the one before
-    "supervision": {"scorer": "supervision", "random_fraction": 0.25, "keep_ratio": 0.6},
-    # the default with the last layer sparse too (a lower GPU peak; docs/design.md section 1)
-    "upper": {"sparse_layers": "upper", "keep_ratio": 0.6},
-    # the supervision selector at keep 0.5: measured as what issue 20's 0.75x step would cost in capability; it
-    # became SparsityConfig() after that run (the same day), so at later commits it equals "default"
-    "keep50": {"keep_ratio": 0.5},
-    "oracle": {"elimination": "backward", "random_fraction": 1.0, "keep_ratio": 0.6, EVIDENCE: True},
-    # the fast mode's upper bound: forward elimination (the default's) with the evidence blocks kept first
-    "oracle-forward": {"random_fraction": 1.0, "keep_ratio": 0.6, EVIDENCE: True},
-}
-FORMS = ("sup", "text")
-FIELDS = [
-    "config", "form", "seed", "steps", "metric", "family", "eval_len", "value", "n", "train_s", "job_s",
-    "first_loss", "last_loss", "sparsity", "suite", "seq_len", "gpu", "torch", "transformers", "peft", "commit",
-    "timestamp", "command",
-]  # fmt: skip
-
-
-def parse_config(spec: str, default_steps: int) -> tuple[str, int, dict | None, bool]:
-    """ "dense@48" -> ("dense", 48, None, False); "oracle" -> ("oracle", steps, {fields}, True)."""
-    name, _, steps = spec.partition("@")
-    if name not in CONFIGS or (steps and not steps.isdigit()):
-        raise SystemExit(f"unknown config {spec!r}; use NAME[@STEPS] with NAME in {', '.join(CONFIGS)}")
-    fields = CONFIGS[name]
-    evidence = bool(fields and fields.get(EVIDENCE))
-    sparsity = None if fields is None else {k: v for k, v in fields.items() if k != EVIDENCE}
-    return name, (0 if name == "base" else int(steps) if steps else default_steps), sparsity, evidence
-
-
-def job_name(config: str, form: str, seed: int) -> str:
-    return f"{config}:{form}:{seed}"
-
-
-def part_path(parts: Path, job: str) -> Path:
-    return parts / (job.replace(":", "_").replace("@", "_at_") + ".csv")
-
-
-def jobs_of(args) -> list[str]:
-    """Every (config, form, seed), longest trainings first so the last wave of the pool is short. The
-    untrained `base` is evaluated once: it has neither form nor seed."""
-    jobs = [
-        job_name(c, f, s)
-        for c in args.configs
-        for f in (args.forms[:1] if c == "base" else args.forms)
-        for s in (args.seeds[:1] if c == "base" else args.seeds)
-    ]
-    return sorted(jobs, key=lambda j: -parse_config(j.split(":")[0], args.steps)[1])
-
-
-def snapshot_plan(args, pending: Sequence[str]) -> dict[str, list[str]]:
-    """Full job -> the NAME@N configs it also evaluates, from its own adapter after step N (snapshots).
-
-    setup_config makes a run of N steps the full run stopped early (the warm-up of --steps, a constant rate
-    after it, the same seed and data order). Dense LoRA draws nothing that depends on the step count, so its
-    adapter after step N *is* NAME@N's. A NAME@N job is covered when N is below --steps and the full job of
-    the same form and seed is pending too; else (the full job done before, e.g. the call that ran it was cut
-    off between its part files, or --no-snapshots) it trains on its own. Sparse configs always do: their
-    kept-evidence rows average over the steps their run trained.
-    """
-    if args.no_snapshots:
-        return {}
-    todo, plan = set(pending), defaultdict(list)
-    for job in pending:
-        spec, form, seed = job.split(":")
-        name, steps, _, _ = parse_config(spec, args.steps)
-        full = job_name(name, form, int(seed))
-        if (
-            "@" in spec
-            and name != "base"
-            and CONFIGS[name] is None
-            and 0 < steps < args.steps
-            and full in todo
-        ):
-            plan[full].append(spec)
-    return {full: sorted(specs, key=lambda s: parse_config(s, args.steps)[1]) for full, specs in plan.items()}
-
-
-def covered_jobs(plan: Mapping[str, Sequence[str]]) -> list[str]:
-    """The NAME@N jobs that `plan` has their full jobs write."""
-    jobs = []
-    for full, specs in plan.items():
-        _, form, seed = full.split(":")
-        jobs += [job_name(spec, form, int(seed)) for spec in specs]
-    return jobs
-
-
-def suite_config(args) -> SuiteConfig:
-    """--suite's JSON: a "preset" (default v2) and knobs that override it."""
-    knobs = json.loads(args.suite) if args.suite else {}
-    return SuiteConfig.from_preset(knobs.pop("preset", "v2"), **knobs)
-
-
-def suite_json(cfg: SuiteConfig) -> str:
-    """Every knob, spelled out: a row read later says what ran, whatever the defaults have become."""
-    return json.dumps(dataclasses.asdict(cfg), sort_keys=True)
-
-
-ROWS_PER_TASK = 10  # training rows per data-making process (a 16K row takes about a second to fit)
-
-
-def _tokenizer():
-    from transformers import AutoTokenizer
-
-    return AutoTokenizer.from_pretrained(smollm2_dir(), local_files_only=True)
-
-
-def _rows(args, seed: int, first: int) -> list[dict]:
-    n = min(ROWS_PER_TASK, args.rows - first)
-    return training_rows(austen_split()[0], _tokenizer(), args.seq_len, n, seed, suite_config(args), first)
-
-
-def _samples(args, length: int, family: str) -> list:
-    texts, cfg = austen_split()[1], suite_config(args)
-    return eval_samples(texts, _tokenizer(), [length], args.questions, 1, cfg, families=[family])
-
-
-def check_stamp(args) -> None:
-    """--work keeps the data for a resume: refuse to reuse data made with other settings."""
-    stamp = dict(suite=dataclasses.asdict(suite_config(args)), seq_len=args.seq_len, rows=args.rows)
-    stamp.update(questions=args.questions, eval_lengths=args.eval_lengths)
-    stamp = json.loads(json.dumps(stamp))  # tuples as lists, as read back
-    path = args.work / "data.json"
-    if path.exists() and json.loads(path.read_text()) != stamp:
-        raise SystemExit(f"{args.work} holds data made with other settings ({path}); pass another --work.")
-    args.work.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps(stamp))
-
-
-def write_data(args) -> None:
-    """Training rows per seed (both forms, the same rows) and the eval samples, once; kept for a resume."""
-    smollm2_dir()  # convert the model once, before the processes below read it
-    check_stamp(args)
-    todo = [s for s in args.seeds if not (args.work / f"data/s{s}/text.jsonl").exists()]
-    evals = args.work / "eval.pkl"
-    cells = [] if evals.exists() else [(n, f) for n in args.eval_lengths for f in suite_config(args).families]
-    t0 = time.perf_counter()
-    fork = multiprocessing.get_context("fork")  # the children reuse this process's imports and arguments
-    with ProcessPoolExecutor(max(1, min(os.cpu_count() or 1, 16)), mp_context=fork) as pool:
-        rows = {s: [pool.submit(_rows, args, s, i) for i in range(0, args.rows, ROWS_PER_TASK)] for s in todo}
-        samples = [pool.submit(_samples, args, n, f) for n, f in cells]
-        for s, futures in rows.items():
-            folder = args.work / f"data/s{s}"
-            folder.mkdir(parents=True, exist_ok=True)
-            records = [r for fut in futures for r in fut.result()]
-            with (folder / "sup.jsonl").open("w") as sup, (folder / "text.jsonl.tmp").open("w") as text:
-                for r in records:
-                    sup.write(json.dumps(r) + "\n")
-                    text.write(json.dumps(text_form(r)) + "\n")
-            (folder / "text.jsonl.tmp").rename(folder / "text.jsonl")  # last: marks the seed's data complete
-        if cells:
-            with evals.open("wb") as fh:
-                pickle.dump([s for fut in samples for s in fut.result()], fh)
-    print(
-        f"suite data: seeds {todo or 'cached'}, eval {len(cells)} cells, {time.perf_counter() - t0:.0f} s",
-        flush=True,
-    )
 
 
 @dataclass
@@ -387,40 +224,6 @@ def write_part(args, job: str, extra: dict, rows: list[dict]) -> None:
     )
 
 
-class Clock:
-    """Per-job time estimates for --budget-s: a prior until jobs finish, then what they measured.
-
-    A job costs its training steps plus its evaluations (one, and one per snapshot it evaluates, `plan`), an
-    evaluation counting as `eval_s / step_s` steps. The prior: `step_s` per step alone, slowed by sharing the
-    GPU with `workers` processes at a throughput gain of `overlap` (several small trainings fill the GPU better);
-    once jobs finished, their measured seconds per such step.
-    """
-
-    def __init__(
-        self, args, t0: float | None = None, plan: Mapping[str, Sequence[str]] | None = None
-    ) -> None:
-        self.args, self.t0, self.done = args, time.perf_counter() if t0 is None else t0, []
-        self.plan = plan or {}
-
-    def units(self, job: str) -> float:
-        """The job's work in steps alone: its training steps and its evaluations."""
-        steps = parse_config(job.split(":")[0], self.args.steps)[1]
-        evals = 1 + len(self.plan.get(job, ()))
-        return steps + evals * self.args.eval_s / max(self.args.step_s, 1e-9)
-
-    def estimate(self, job: str) -> float:
-        if not self.done:
-            share = max(1.0, self.args.workers / self.args.overlap)
-            return self.units(job) * self.args.step_s * share
-        return sum(s for s, _ in self.done) / sum(u for _, u in self.done) * self.units(job)
-
-    def record(self, job: str, seconds: float) -> None:
-        self.done.append((seconds, self.units(job)))
-
-    def elapsed(self) -> float:
-        return time.perf_counter() - self.t0
-
-
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--configs", nargs="+", default=["dense", "default"])
@@ -527,148 +330,6 @@ def launch(
 
     base = [sys.executable, sys.argv[0], *(argv if argv is not None else sys.argv[1:])]
     return run_workers(jobs, command, args.workers, {"LEMO_COMMIT": env["commit"]}, on_done, may_launch)
-
-
-SIZING_SEEDS = (0, 1)  # a variant's seeds when the sizing file gives none
-SIZING_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]*")  # a variant's name names its files
-
-
-def sizing_plan(path: Path) -> list[tuple[str, str, list[int]]]:
-    """The variants of a sizing file: (name, --suite JSON, seeds), in the file's order.
-
-    The file maps a name to SuiteConfig knobs over a preset (v2 unless "preset" says), plus an optional "seeds"
-    list; a key starting with "_" is a note. Every variant is checked here, so a typo fails before any work."""
-    plan = []
-    for name, entry in json.loads(path.read_text()).items():
-        if name.startswith("_"):
-            continue
-        if not SIZING_NAME.fullmatch(name) or not isinstance(entry, dict):
-            raise SystemExit(
-                f"{path}: variant {name!r} must be a plain name (letters, digits, _.-) -> {{knobs}}"
-            )
-        knobs = {k: v for k, v in entry.items() if k != "seeds"}
-        seeds = entry.get("seeds", list(SIZING_SEEDS))
-        if not seeds or not all(isinstance(x, int) and x >= 0 for x in seeds):
-            raise SystemExit(f"{path}: variant {name!r} has seeds {seeds!r}: give a list of integers >= 0.")
-        suite = json.dumps(knobs, sort_keys=True)
-        try:
-            suite_config(argparse.Namespace(suite=suite))
-        except (TypeError, ValueError) as e:  # an unknown knob, or a value SuiteConfig refuses
-            raise SystemExit(f"{path}: variant {name!r}: {e}") from e
-        plan.append((name, suite, seeds))
-    if not plan:
-        raise SystemExit(f"{path} lists no variant.")
-    return plan
-
-
-def _cell(row: Mapping[str, str] | None) -> str:
-    """ "0.80±.02" (the mean and its standard error over seeds); the error is left out for one seed."""
-    if row is None:
-        return "-"
-    mean, se = float(row["mean"]), float(row["se"] or "nan")
-    return f"{mean:.2f}" + ("" if math.isnan(se) else f"±{se:.2f}".replace("0.", "."))
-
-
-def sizing_table(
-    summaries: Mapping[str, Path], length: int, metric: str, config: str = "dense", form: str = "sup"
-) -> str:
-    """One line per variant (its summary CSV), one column per family and the suite mean: `metric` at
-    `length` of `config` in `form`. A variant without results (it failed, or ran out of time) shows "-"."""
-    columns = [*FAMILIES, "suite"]
-    lines = [f"{metric} @ {length}", f"{'variant':<14}{'seeds':>6}" + "".join(f"{c:>12}" for c in columns)]
-    for name, path in summaries.items():
-        rows = list(csv.DictReader(path.open())) if path.exists() else []
-        cells = {
-            r["family"]: r
-            for r in rows
-            if (r["config"], r["form"], r["metric"], r["eval_len"]) == (config, form, metric, str(length))
-        }
-        seeds = max((r["seeds"] for r in cells.values()), default="-")
-        lines.append(f"{name:<14}{seeds:>6}" + "".join(f"{_cell(cells.get(c)):>12}" for c in columns))
-    return "\n".join(lines)
-
-
-# One wording, families from hardest to easiest: the rungs `sizing choose` mixes.
-LADDER = ("D_both", "E_easy", "F_easiest")
-GLOBAL_KNOBS = ("families", "train_phrasings", "shared_lead", "held_out_phrasing")
-
-
-def _dense_exact(path: Path, length: int) -> dict[str, float]:
-    """family -> dense LoRA's mean exact match at `length` (form sup), from a variant's summary CSV."""
-    rows = list(csv.DictReader(path.open())) if path.exists() else []
-    cell = ("dense", "sup", "exact_match", str(length))
-    return {
-        r["family"]: float(r["mean"])
-        for r in rows
-        if (r["config"], r["form"], r["metric"], r["eval_len"]) == cell
-    }
-
-
-def _pick(scores: Sequence[tuple[str, float]], lo: float, hi: float) -> str:
-    """The hardest rung whose score is in [lo, hi]; else the hardest if every rung is above, else the best."""
-    inside = [name for name, v in scores if lo <= v <= hi]
-    if inside:
-        return inside[0]
-    if all(v > hi for _, v in scores):
-        return scores[0][0]
-    return min(scores, key=lambda nv: abs(nv[1] - (lo + hi) / 2))[0]
-
-
-def choose_knobs(
-    results: Path, plan: Path, length: int = 16384, lo: float = 0.4, hi: float = 0.9, ladder=LADDER
-) -> tuple[dict, dict[str, str]]:
-    """The suite knobs that size every family: per family, the hardest rung of `ladder` (variants sharing one
-    wording, hardest first) where dense LoRA's exact match at `length` lies in [lo, hi]. A family's knobs are
-    those named after it (kv_pairs -> kv); the wording comes from the first rung. Returns (knobs, family ->
-    rung). A rung without results (failed, out of time) is passed over."""
-    variants = {name: json.loads(suite) for name, suite, _ in sizing_plan(plan)}
-    missing = [r for r in ladder if r not in variants]
-    if missing:
-        raise SystemExit(f"{plan}: the ladder's variants {missing} are not in it.")
-    knobs = {k: v for k, v in variants[ladder[0]].items() if k in GLOBAL_KNOBS or k == "preset"}
-    scores = {r: _dense_exact(results / f"{r}_summary.csv", length) for r in ladder}
-    chosen = {}
-    for family in FAMILIES:
-        rungs = [(r, scores[r][family]) for r in ladder if family in scores[r]]
-        chosen[family] = _pick(rungs, lo, hi) if rungs else ladder[0]
-        knobs.update({k: v for k, v in variants[chosen[family]].items() if k.startswith(family + "_")})
-    return knobs, chosen
-
-
-def sizing_main(argv: list[str]) -> int:
-    """`sizing plan FILE`: one tab-separated line per variant (name, --suite JSON, seeds), for the shell.
-    `sizing table RESULTS`: exact match and answer-token accuracy per variant, family and length, from the
-    `<name>_summary.csv` files in RESULTS, in the order of --plan (default: the names' order)."""
-    ap = argparse.ArgumentParser(prog="suite.py sizing")
-    sub = ap.add_subparsers(dest="command", required=True)
-    sub.add_parser("plan").add_argument("file", type=Path)
-    table = sub.add_parser("table")
-    table.add_argument("results", type=Path)
-    table.add_argument("--plan", type=Path, help="the sizing file: its variants, in its order")
-    table.add_argument("--lengths", type=int, nargs="+", default=[16384])
-    choose = sub.add_parser("choose", help="print the knobs (JSON) that size every family, from RESULTS")
-    choose.add_argument("results", type=Path)
-    choose.add_argument("--plan", type=Path, required=True)
-    choose.add_argument("--length", type=int, default=16384)
-    args = ap.parse_args(argv)
-    if args.command == "choose":
-        knobs, chosen = choose_knobs(args.results, args.plan, args.length)
-        print("sizing: " + ", ".join(f"{f} from {r}" for f, r in chosen.items()), file=sys.stderr)
-        print(json.dumps(knobs, sort_keys=True))
-        return 0
-    if args.command == "plan":
-        for name, suite, seeds in sizing_plan(args.file):
-            print(name, suite, " ".join(map(str, seeds)), sep="\t")
-        return 0
-    if args.plan:
-        names = [name for name, _, _ in sizing_plan(args.plan)]
-    else:
-        names = sorted(p.name.removesuffix("_summary.csv") for p in args.results.glob("*_summary.csv"))
-    summaries = {n: args.results / f"{n}_summary.csv" for n in names}
-    for length in args.lengths:
-        for metric in ("exact_match", "token_accuracy"):
-            print(sizing_table(summaries, length, metric), end="\n\n")
-    return 0
 
 
 if __name__ == "__main__":
