@@ -36,9 +36,15 @@ def write_csv(path: Path, rows: list[dict], fields: list[str]) -> None:
     tmp.rename(path)
 
 
+VERDICT_COLORS = {"reference": "C0", "higher": "C2", "tie": "C7", "lower": "C3"}
+METRICS = (("exact_match", "teacher-forced exact match"), ("token_accuracy", "answer-token accuracy"))
+
+
 def plot(summary: list[dict], out: Path) -> Path | None:
-    """Suite mean +- SE of exact match at the longest eval length: one bar per config, one panel per form."""
-    suite = [r for r in summary if r["family"] == SUITE and r["metric"] == "exact_match"]
+    """Suite mean +- SE at the longest eval length, one bar per config coloured by its verdict against the
+    reference: one column per form, one row per metric (exact match, then answer-token accuracy, which is what
+    discriminates where exact match sits at the floor)."""
+    suite = [r for r in summary if r["family"] == SUITE and r["metric"] in dict(METRICS)]
     if not suite:
         return None
     import matplotlib
@@ -48,19 +54,26 @@ def plot(summary: list[dict], out: Path) -> Path | None:
 
     longest = max(int(r["eval_len"]) for r in suite)
     forms = sorted({r["form"] for r in suite})
-    fig, axes = plt.subplots(1, len(forms), figsize=(6 * len(forms), 4), squeeze=False)
-    for ax, form in zip(axes[0], forms, strict=True):
-        rows = [r for r in suite if r["form"] == form and int(r["eval_len"]) == longest]
-        names = [r["config"] for r in rows]
-        err = [0 if math.isnan(r["se"]) else r["se"] for r in rows]
-        colors = [
-            "C0" if r["verdict"] == "reference" else "C2" if r["verdict"] == "tie" else "C3" for r in rows
-        ]
-        ax.bar(names, [r["mean"] for r in rows], yerr=err, capsize=4, color=colors)
-        ax.set_title(f"{form}: suite mean @ {longest // 1024}K (SE over seeds; green = tie with reference)")
-        ax.set_ylim(0, 1)
-        ax.tick_params(axis="x", rotation=30)
-        ax.set_ylabel("teacher-forced exact match")
+    metrics = [m for m in METRICS if any(r["metric"] == m[0] for r in suite)]
+    fig, axes = plt.subplots(
+        len(metrics), len(forms), figsize=(6 * len(forms), 3.6 * len(metrics)), squeeze=False
+    )
+    for row, (metric, label) in zip(axes, metrics, strict=True):
+        for ax, form in zip(row, forms, strict=True):
+            rows = [
+                r for r in suite if (r["form"], r["metric"], int(r["eval_len"])) == (form, metric, longest)
+            ]
+            err = [0 if math.isnan(r["se"]) else r["se"] for r in rows]
+            colors = [VERDICT_COLORS.get(r["verdict"], "C7") for r in rows]
+            ax.bar([r["config"] for r in rows], [r["mean"] for r in rows], yerr=err, capsize=4, color=colors)
+            ax.set_title(f"{form}: suite mean @ {longest // 1024}K, SE over seeds", fontsize=10)
+            top = max((r["mean"] + e for r, e in zip(rows, err, strict=True)), default=0.0)
+            ax.set_ylim(0, min(1.0, max(0.05, 1.25 * top)))
+            ax.tick_params(axis="x", rotation=30)
+            ax.set_ylabel(label)
+    fig.suptitle(
+        "against the reference (blue): green higher, grey a tie (under 2 SE), red lower", fontsize=10
+    )
     fig.tight_layout()
     fig.savefig(out, dpi=120)
     plt.close(fig)
