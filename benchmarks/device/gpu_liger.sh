@@ -10,7 +10,8 @@
 #      commit: the supervision selector and the trimmed last layer), with lemo's own loss (lemo/bench/configs.py);
 #      SHORT_CONFIGS replaces that list (e.g. with backward elimination's lemo-bwd+gc and lemo-bwd-sup+gc);
 #   1b. with PROFILE set (e.g. PROFILE=32768): one warm step per PROFILE_CONFIGS under torch.profiler, summarized
-#      into $OUT/profile_llama3_8b.csv (benchmarks/e2e/profile_step.py: op families, idle gaps, host syncs);
+#      into $OUT/profile_llama3_8b.csv (benchmarks/e2e/profile_step.py: op families, idle gaps, host syncs), and
+#      one more with the allocator's history, whose peak's owners go to $OUT/profile_llama3_8b_peak.csv;
 #   2. 128K under the 80 GB cap (74.5 GiB), offload and full tiling, one step after a warm-up through two layers:
 #      liger-exact+offload+tiled-attn, liger-default+offload+tiled-attn (LONG_CONFIGS replaces them). The longest
 #      row one call can time is about 384K (lemo's default: 418 s a step predicted, plan_long_steps.csv):
@@ -63,7 +64,7 @@ if [ -n "${PROFILE:-}" ]; then
     # PROFILE_MARGIN: the seconds kept for the 128K part (set it low with LONG= empty)
     timeout "$((DEADLINE - SECONDS - ${PROFILE_MARGIN:-200}))" python benchmarks/e2e/profile_step.py --shape "$SHAPE" \
         --lengths $PROFILE --completion "${COMPLETION:-0.02}" --out "$OUT/profile_llama3_8b.csv" \
-        --traces /tmp/traces --configs ${PROFILE_CONFIGS:-liger-exact liger-lemo-random+gc liger-lemo-bwd+gc} \
+        --traces /tmp/traces --peak-owners --configs ${PROFILE_CONFIGS:-liger-exact liger-default+gc} \
         2>&1 | log || echo "profile failed or timed out: $?" | log
 fi
 # 2. 128K: a step is ~60-80 s (plus the two-layer warm-up); the second config starts only if a whole step of it

@@ -6,7 +6,9 @@
 
 Each (config, T) gets a warm-up step (kernel compiles and autotuning are not the step's), then one profiled
 step; the CSV gets a "step" row (step and busy time, idle time and gaps, kernel launches, host syncs) and one
-row per op family. The Chrome traces go to --traces (open them in https://ui.perfetto.dev).
+row per op family. The Chrome traces go to --traces (open them in https://ui.perfetto.dev). With --peak-owners
+(CUDA only), one more step runs with the allocator's history on, and `<out stem>_peak.csv` gets what held the
+memory at that step's peak, by the code that allocated it (lemo.bench.peak_owners).
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ import torch
 
 from lemo.bench.configs import CONFIGS, configure
 from lemo.bench.model import SHAPES, build_model
+from lemo.bench.peak_owners import record_peak_owners
 from lemo.bench.profile import profile_step, rows
 from lemo.bench.run import append_row, environment
 from lemo.bench.step import run_one, train_labels
@@ -42,6 +45,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     ap.add_argument("--completion", type=float, default=0.0, help="labelled share at the row's end (0: all)")
     ap.add_argument("--out", type=Path, required=True, help="CSV to append to")
     ap.add_argument("--traces", type=Path, default=Path("traces"), help="folder for the Chrome traces")
+    ap.add_argument(
+        "--peak-owners", action="store_true", help="also what holds the memory at the peak (CUDA)"
+    )
     return ap.parse_args(argv)
 
 
@@ -78,8 +84,24 @@ def main(argv: list[str] | None = None) -> int:
                 f"in {summary['gaps']} gaps, {summary['launches']} launches, {summary['host_syncs']} host syncs",
                 flush=True,
             )
+            if args.peak_owners and device.type == "cuda":
+                peak_rows(args, keys, env, _step(model, ids, labels, opt))
             model.zero_grad(set_to_none=True)
     return 0
+
+
+PEAK_FIELDS = ["config", "shape", "seq_len", "keep_ratio", "completion", "rank", "owner", "gib", "share", "count",
+               "gpu", "torch", "cuda", "transformers", "peft", "triton", "liger_kernel", "commit", "command"]  # fmt: skip
+
+
+def peak_rows(args: argparse.Namespace, keys: dict, env: dict, step) -> None:
+    """One step with the allocator's history on; its peak's owners go to `<out stem>_peak.csv`."""
+    out = args.out.with_name(args.out.stem + "_peak.csv")
+    owners = record_peak_owners(step)
+    for rank, row in enumerate(owners, start=1):
+        append_row(out, PEAK_FIELDS, {**keys, "completion": args.completion, "rank": rank, **row, **env})
+    top = ", ".join(f"{r['owner']} {r['gib']:.2f} GiB" for r in owners[:3])
+    print(f"{keys['config']} T={keys['seq_len']} peak owners: {top}", flush=True)
 
 
 if __name__ == "__main__":
