@@ -6,6 +6,7 @@ import math
 from collections.abc import Callable
 from dataclasses import dataclass
 
+from lemo.config import SparsityConfig
 from reporting.common import read
 from reporting.speed_tables import timed
 
@@ -84,7 +85,7 @@ def _same_run(
 # lemo's default on each stack, newest form first: `default+gc` (SparsityConfig() at the row's commit), the
 # supervision selector with the trimmed last layer (the default from 2026-12-05), the random selection with the
 # trimmed layer, then as measured before it.
-DEFAULT_KEEP = "0.5"  # SparsityConfig().keep_ratio as the bench CSVs write it (tests/test_docs.py checks)
+DEFAULT_KEEP = str(SparsityConfig().keep_ratio)  # as the bench CSVs write it
 
 
 def _default_keep(config: str) -> dict[str, str]:
