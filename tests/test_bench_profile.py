@@ -66,6 +66,43 @@ def test_cpu_trace_counts_each_ops_self_time_once():
     assert s["families"]["elementwise"]["ms"] == pytest.approx(0.021)
 
 
+def _launch(ts, corr, tid=1):
+    return {"ph": "X", "name": "cudaLaunchKernel", "cat": "cuda_runtime", "ts": ts, "dur": 2, "tid": tid,
+            "args": {"correlation": corr}}  # fmt: skip
+
+
+def test_a_lemo_range_costs_the_kernels_launched_inside_it():
+    events = [
+        {"ph": "X", "name": "lemo::select", "cat": "user_annotation", "ts": 100, "dur": 50, "tid": 1},
+        {"ph": "X", "name": "lemo::select", "cat": "user_annotation", "ts": 500, "dur": 50, "tid": 1},
+        {"ph": "X", "name": "other::range", "cat": "user_annotation", "ts": 0, "dur": 1000, "tid": 1},
+        _launch(10, 1),  # before the range: the gemm is not the selector's
+        _launch(110, 2),  # inside the first entry
+        _launch(510, 3),  # inside the second
+        _launch(520, 4, tid=2),  # another thread at the same time: not inside
+        {**_k("ampere_gemm", 20, 100), "args": {"correlation": 1}},
+        {**_k("topk_kernel", 300, 30), "args": {"correlation": 2}},  # runs after the range's host side ended
+        {**_k("Memcpy DtoH", 600, 10, cat="gpu_memcpy"), "args": {"correlation": 3}},
+        {**_k("elementwise_kernel", 700, 60), "args": {"correlation": 4}},
+    ]
+    s = summarize(events)
+    sel = s["ranges"]["lemo::select"]
+    assert sel["ms"] == pytest.approx(0.04) and sel["count"] == 2  # topk 30 + copy 10
+    assert sel["share"] == pytest.approx(40 / 200)
+    assert set(s["ranges"]) == {"lemo::select"}  # only lemo's ranges are reported
+
+
+def test_a_lemo_range_on_a_cpu_trace_counts_self_times():
+    events = [
+        {"ph": "X", "name": "lemo::select", "cat": "user_annotation", "ts": 0, "dur": 50},
+        {"ph": "X", "name": "aten::topk", "cat": "cpu_op", "ts": 10, "dur": 20},
+        {"ph": "X", "name": "aten::mm", "cat": "cpu_op", "ts": 60, "dur": 40},
+    ]
+    s = summarize(events, device=False)
+    assert s["ranges"]["lemo::select"]["ms"] == pytest.approx(0.02)
+    assert summarize(events[1:], device=False)["ranges"] == {}
+
+
 def test_profile_script_writes_step_and_family_rows(tmp_path):
     spec = importlib.util.spec_from_file_location("profile_step", ROOT / "benchmarks/e2e/profile_step.py")
     script = importlib.util.module_from_spec(spec)
@@ -79,4 +116,7 @@ def test_profile_script_writes_step_and_family_rows(tmp_path):
     assert [r["config"] for r in steps] == ["exact", "lemo-random+gc"]
     assert all(float(r["step_ms"]) > 0 and int(r["launches"]) > 0 for r in steps)
     assert any(r["family"] == "matmul" and float(r["ms"]) > 0 for r in got)
+    # The selector's cost comes as its own row, for the sparse config only.
+    select = [r for r in got if r["family"] == "lemo::select"]
+    assert [r["config"] for r in select] == ["lemo-random+gc"] and float(select[0]["ms"]) > 0
     assert len(list((tmp_path / "traces").glob("tiny_*_256.json"))) == 2

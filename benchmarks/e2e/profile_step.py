@@ -5,8 +5,9 @@
         --out benchmarks/results/profile_llama3_8b.csv --traces /tmp/traces
 
 Each (config, T) gets a warm-up step (kernel compiles and autotuning are not the step's), then one profiled
-step; the CSV gets a "step" row (step and busy time, idle time and gaps, kernel launches, host syncs) and one
-row per op family. The Chrome traces go to --traces (open them in https://ui.perfetto.dev). With --peak-owners
+step; the CSV gets a "step" row (step and busy time, idle time and gaps, kernel launches, host syncs), one
+row per op family and a "lemo::select" row: what the selection (the selector's scoring included) cost. The
+Chrome traces go to --traces (open them in https://ui.perfetto.dev). With --peak-owners
 (CUDA only), one more step runs with the allocator's history on, and `<out stem>_peak.csv` gets what held the
 memory at that step's peak, by the code that allocated it (lemo.bench.peak_owners).
 """
@@ -26,6 +27,7 @@ from lemo.bench.profile import profile_step, rows
 from lemo.bench.run import append_row, environment
 from lemo.bench.step import run_one, train_labels
 from lemo.config import SparsityConfig
+from lemo.sparsity.selection import PROFILE_RANGE
 
 FIELDS = [
     "config", "shape", "seq_len", "family", "ms", "share", "count", "step_ms", "busy_ms", "idle_ms",
@@ -79,9 +81,11 @@ def main(argv: list[str] | None = None) -> int:
             keys = dict(config=name, shape=args.shape, seq_len=T, keep_ratio=args.keep_ratio)
             for row in rows(summary, **keys, completion=args.completion):
                 append_row(args.out, FIELDS, {**row, **env})
+            select = summary["ranges"].get(PROFILE_RANGE, {"ms": 0.0, "share": 0.0})
             print(
                 f"{name} T={T}: step {summary['step_ms']:.0f} ms, idle {summary['idle_share']:.1%} "
-                f"in {summary['gaps']} gaps, {summary['launches']} launches, {summary['host_syncs']} host syncs",
+                f"in {summary['gaps']} gaps, {summary['launches']} launches, {summary['host_syncs']} host syncs, "
+                f"selection {select['ms']:.1f} ms ({select['share']:.2%} of the work)",
                 flush=True,
             )
             if args.peak_owners and device.type == "cuda":

@@ -4,7 +4,9 @@ The summary answers the questions of issue 20 item 3 in one table per (config, T
 - time per op family on the device (matmuls, attention, norms, elementwise, copies, lemo's own kernels, ...);
 - how long the device sat idle inside the step, and in how many gaps longer than `GAP_US`;
 - host syncs (the host waiting for the device: stream/device/event synchronizes and blocking copies, and the
-  ATen ops that read a device value on the host), which serialize the CPU's launch queue behind the GPU.
+  ATen ops that read a device value on the host), which serialize the CPU's launch queue behind the GPU;
+- what lemo's named ranges cost (the selector: "lemo::select"): the device time of the kernels launched inside
+  them, found through the launch's correlation id (on a CPU trace, the self time of the ops inside them).
 
 Parsing the exported trace rather than `prof.events()` keeps the summary a pure function of plain dicts, so it
 is tested on CPU with hand-made events, and the trace can be kept and opened in Perfetto for a second look.
@@ -19,6 +21,7 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
+RANGE_PREFIX = "lemo::"  # lemo's own `record_function` ranges (lemo.sparsity.selection.PROFILE_RANGE, ...)
 GAP_US = 50.0  # idle stretches shorter than this are launch latency between back-to-back kernels
 DEVICE_CATS = ("kernel", "gpu_memcpy", "gpu_memset")
 SYNC_RUNTIME = re.compile(r"cuda(Stream|Device|Event)Synchronize|cudaMemcpy(?!Async)|cudaStreamWaitEvent")
@@ -70,7 +73,8 @@ def summarize(events: Iterable[dict[str, Any]], device: bool = True) -> dict[str
         device: summarize device events (a GPU trace); False summarizes CPU ops by their self time (a CPU trace).
     Returns:
         {"step_ms", "busy_ms", "idle_ms", "idle_share", "gaps", "gap_ms", "launches", "host_syncs",
-         "families": {family: {"ms", "share", "count"}}} where shares are of the busy time.
+         "families": {family: {"ms", "share", "count"}}, "ranges": {range: {"ms", "share", "count"}}} where
+        shares are of the summed kernel (CPU: op self) time and a range's count is how often it was entered.
     """
     events = [e for e in events if e.get("ph", "X") == "X" and "dur" in e]
     if device:
@@ -93,6 +97,7 @@ def summarize(events: Iterable[dict[str, Any]], device: bool = True) -> dict[str
         or (e.get("cat") == "cpu_op" and SYNC_OPS.search(e["name"]))
     )
     total = sum(fam_us.values()) or 1.0
+    ranges = _range_times(events, timed, device)
     return {
         "step_ms": span / 1e3,
         "busy_ms": busy / 1e3,
@@ -106,7 +111,50 @@ def summarize(events: Iterable[dict[str, Any]], device: bool = True) -> dict[str
             f: {"ms": us / 1e3, "share": us / total, "count": fam_n[f]}
             for f, us in sorted(fam_us.items(), key=lambda kv: -kv[1])
         },
+        "ranges": {
+            name: {"ms": us / 1e3, "share": us / total, "count": n} for name, (us, n) in ranges.items()
+        },
     }
+
+
+def _range_times(
+    events: list[dict[str, Any]], timed: list[dict[str, Any]], device: bool
+) -> dict[str, tuple[float, int]]:
+    """{range name: (microseconds of work inside it, times entered)} for lemo's named ranges. On a device trace
+    the work is the kernels and copies launched inside the range (a launch's correlation id names its kernel), so
+    it counts what the range costs the GPU, wherever the kernels ran; on a CPU trace, the ops' self times.
+    A launch or op in nested ranges counts for the innermost."""
+    spans = [e for e in events if e.get("cat") == "user_annotation" and e["name"].startswith(RANGE_PREFIX)]
+    if not spans:
+        return {}
+    spans.sort(key=lambda e: e["dur"])  # innermost first
+
+    def inside(e: dict[str, Any]) -> str | None:
+        return next(
+            (
+                r["name"]
+                for r in spans
+                if r.get("tid", 0) == e.get("tid", 0) and r["ts"] <= e["ts"] < r["ts"] + r["dur"]
+            ),
+            None,
+        )
+
+    if device:
+        launches = (e for e in events if e.get("cat") in ("cuda_runtime", "cuda_driver"))
+        owner = {_corr(e): name for e in launches if (name := inside(e)) and _corr(e) is not None}
+        work = ((owner.get(_corr(e)), e["dur"]) for e in timed)
+    else:
+        work = ((inside(e), e["dur"]) for e in timed)
+    out: dict[str, tuple[float, int]] = {}
+    for name, dur in work:
+        if name is not None:
+            out[name] = (out.get(name, (0.0, 0))[0] + dur, 0)
+    entered = Counter(r["name"] for r in spans)
+    return {name: (us, entered[name]) for name, (us, _) in out.items()}
+
+
+def _corr(e: dict[str, Any]) -> Any:
+    return (e.get("args") or {}).get("correlation")
 
 
 def _self_times(ops: list[dict[str, Any]]) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
@@ -136,11 +184,13 @@ def load_trace(path: str | Path) -> list[dict[str, Any]]:
 
 
 def rows(summary: dict[str, Any], **keys: Any) -> list[dict[str, Any]]:
-    """CSV rows of a summary: one "step" row with the totals, then one per op family; `keys` go in every row."""
-    head = {k: v for k, v in summary.items() if k != "families"}
+    """CSV rows of a summary: one "step" row with the totals, then one per op family and one per lemo range
+    (named "lemo::...", overlapping the families); `keys` go in every row."""
+    head = {k: v for k, v in summary.items() if k not in ("families", "ranges")}
     out = [{**keys, "family": "step", **head}]
-    for fam, v in summary["families"].items():
-        out.append({**keys, "family": fam, "ms": v["ms"], "share": v["share"], "count": v["count"]})
+    for group in ("families", "ranges"):
+        for name, v in summary.get(group, {}).items():
+            out.append({**keys, "family": name, "ms": v["ms"], "share": v["share"], "count": v["count"]})
     return out
 
 

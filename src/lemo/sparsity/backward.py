@@ -36,7 +36,14 @@ from lemo.sparsity.parts import LayerParts
 from lemo.sparsity.query_rows import QueryRows, locate, query_rows_update
 from lemo.sparsity.scoring import BlockScorer
 from lemo.sparsity.segments import Segment
-from lemo.sparsity.selection import fitting, full_rows, priority_tiers, segment_queries, select_blocks
+from lemo.sparsity.selection import (
+    PROFILE_RANGE,
+    fitting,
+    full_rows,
+    priority_tiers,
+    segment_queries,
+    select_blocks,
+)
 from lemo.sparsity.state import Selection, SparsityState
 from lemo.sparsity.supervision import MAX_QUERIES, attention_received, farthest
 
@@ -114,7 +121,7 @@ class _Layer:
     def choose(self, grad_out: torch.Tensor) -> QueryRows:
         """The kept rows by the output gradient grad_out [B*T, d] (scorer="gradient"), stored for `lemo.stats`."""
         cfg, index = self.state.config, self.parts.index
-        with torch.no_grad():
+        with torch.no_grad(), torch.profiler.record_function(PROFILE_RANGE):
             norms = grad_out[self.full.rows].float().norm(dim=-1)  # [Na] per-row dL/d out
             scores = gradient_block_scores(norms, self.full.cu_seqlens, cfg.block_size, GRADIENT_REDUCE)
             sel = select_blocks(
@@ -279,7 +286,8 @@ def backward_layer_forward(
         out_rows, fwd = _dense_rows(parts, flat[full.rows], cos, sin, full, cfg.backend, layer.tile)
         out = flat.index_copy(0, full.rows, out_rows)  # [B*T, d] rows outside every segment pass through
         if cfg.scorer != "gradient":
-            sel = _select(parts, fwd, layer, scorer, fitting(state.query_mask, B, T), state.query_far)
+            with torch.profiler.record_function(PROFILE_RANGE):
+                sel = _select(parts, fwd, layer, scorer, fitting(state.query_mask, B, T), state.query_far)
     del fwd  # the selection's inputs; the backward keeps only h
     if cfg.scorer != "gradient":
         state.store_selection(parts.index, ("backward", parts.index), sel)

@@ -29,6 +29,10 @@ from lemo.sparsity.supervision import FAR_CANDIDATES, MAX_QUERIES, spread, super
 ScoreFn = Callable[[int, Segment], torch.Tensor]
 """(segment index, segment) -> [nb] block scores; called only where the scores are read."""
 
+PROFILE_RANGE = "lemo::select"
+"""The `torch.profiler` range around every selection (scoring included), so a profiled step can say what the
+selector costs (lemo.bench.profile reads ranges named "lemo::..."); free when no profiler runs."""
+
 
 def select_rows(
     parts: LayerParts,
@@ -244,7 +248,7 @@ def choose_rows(
         cfg = state.config
         # Random blocks never read the scores: skip the full-length norm that only the scorer would use.
         scored = cfg.selection != "ratio" or cfg.random_fraction < 1.0
-        with torch.no_grad():
+        with torch.no_grad(), torch.profiler.record_function(PROFILE_RANGE):
             x = parts.input_norm(hidden) if scored else hidden  # [B, T, d]; selection is not differentiated
             sel = select_rows(
                 parts,
