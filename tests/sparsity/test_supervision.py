@@ -198,3 +198,27 @@ def test_plain_text_reaches_the_far_filter_and_prompt_completion_does_not(monkey
         lemo.apply(model, lemo.SparsityConfig(block_size=B, elimination=elimination))
         model(input_ids=ids, labels=labels).loss.backward()
         assert bool(calls) == far, (elimination, far, len(calls))
+
+
+@pytest.mark.parametrize(
+    ("elimination", "scorer"), [("forward", "supervision"), ("backward", "supervision"), ("backward", "gradient")]
+)
+def test_every_selection_runs_inside_the_profiled_range(elimination, scorer):
+    """The selector's cost is reported by the profiler range lemo.sparsity.selection.PROFILE_RANGE: every mode's
+    selection (scoring included, in backward for the gradient scorer) opens it, once per sparse layer that
+    selects (one for a shared forward selection)."""
+    from torch.profiler import ProfilerActivity, profile
+
+    from lemo.sparsity.selection import PROFILE_RANGE
+
+    ids = torch.randint(0, 50, (1, T), generator=torch.Generator().manual_seed(0))  # [1, T]
+    labels = torch.full_like(ids, -100)
+    labels[0, -20:] = ids[0, -20:]
+    model = with_lora(tiny_model("llama", layers=4)).train()
+    cfg = lemo.SparsityConfig(block_size=B, elimination=elimination, scorer=scorer, trim_last_layer=False)
+    lemo.apply(model, cfg)
+    with profile(activities=[ProfilerActivity.CPU]) as prof:
+        model(input_ids=ids, labels=labels).loss.backward()
+    entered = [e for e in prof.events() if e.name == PROFILE_RANGE]
+    sparse = len(lemo.stats(model))
+    assert len(entered) == (1 if elimination == "forward" else sparse) and sparse >= 1
