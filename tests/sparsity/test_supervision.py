@@ -201,7 +201,8 @@ def test_plain_text_reaches_the_far_filter_and_prompt_completion_does_not(monkey
 
 
 @pytest.mark.parametrize(
-    ("elimination", "scorer"), [("forward", "supervision"), ("backward", "supervision"), ("backward", "gradient")]
+    ("elimination", "scorer"),
+    [("forward", "supervision"), ("backward", "supervision"), ("backward", "gradient")],
 )
 def test_every_selection_runs_inside_the_profiled_range(elimination, scorer):
     """The selector's cost is reported by the profiler range lemo.sparsity.selection.PROFILE_RANGE: every mode's
