@@ -85,6 +85,8 @@ def test_configs_parse_with_steps_and_the_oracle_flag(suite_mod):
     _, _, forward, evidence = suite_mod.parse_config("oracle-forward", 60)
     # forward elimination, at the keep it was measured at
     assert evidence and forward == {"random_fraction": 1.0, "keep_ratio": 0.6}
+    # the default's own selector with the evidence tier first: SparsityConfig() and nothing else
+    assert suite_mod.parse_config("oracle-default", 60)[2:] == ({}, True)
     assert suite_mod.parse_config("base", 60)[1] == 0
     for bad in ("nope", "dense@x", "text:dense"):
         with pytest.raises(SystemExit, match="unknown config"):

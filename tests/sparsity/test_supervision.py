@@ -223,3 +223,33 @@ def test_every_selection_runs_inside_the_profiled_range(elimination, scorer):
     entered = [e for e in prof.events() if e.name == PROFILE_RANGE]
     sparse = len(lemo.stats(model))
     assert len(entered) == (1 if elimination == "forward" else sparse) and sparse >= 1
+
+
+def test_the_default_with_an_evidence_mask_keeps_the_evidence_first():
+    """The suite's `oracle-default`: SparsityConfig() with the evidence mask set keeps every evidence block (a
+    block the supervision scorer alone leaves out), the labelled ones, and fills the rest as the default does."""
+    from lemo.integrations.transformers.patch import sparsity_state
+
+    ids = torch.randint(0, 256, (1, T), generator=torch.Generator().manual_seed(3))
+    labels = torch.full_like(ids, -100)
+    labels[0, -24:] = ids[0, -24:]
+
+    def kept(evidence_block: int | None) -> set[int]:
+        torch.manual_seed(0)
+        model = with_lora(tiny_model("llama", layers=4)).train()
+        lemo.apply(model, lemo.SparsityConfig(block_size=B))
+        if evidence_block is not None:
+            evidence = torch.zeros(1, T, dtype=torch.bool)
+            evidence[0, evidence_block * B : evidence_block * B + 4] = True
+            # On the decoder: PEFT calls the CausalLM's `forward` directly, past its hooks.
+            model.base_model.model.model.register_forward_pre_hook(
+                lambda m, a: setattr(sparsity_state(model), "evidence_mask", evidence)
+            )
+        model(input_ids=ids, labels=labels).loss.backward()
+        return set(lemo.stats(model)[1]["blocks"][0])
+
+    alone = kept(None)
+    left_out = min(set(range(1, T // B - 2)) - alone)
+    with_evidence = kept(left_out)
+    assert left_out in with_evidence and len(with_evidence) == len(alone)
+    assert {T // B - 2, T // B - 1} <= with_evidence  # the labelled blocks still come first
