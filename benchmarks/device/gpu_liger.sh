@@ -14,8 +14,9 @@
 #      one more with the allocator's history, whose peak's owners go to $OUT/profile_llama3_8b_peak.csv;
 #   2. 128K under the 80 GB cap (74.5 GiB), offload and full tiling, one step after a warm-up through two layers:
 #      liger-exact+offload+tiled-attn, liger-default+offload+tiled-attn (LONG_CONFIGS replaces them). The longest
-#      row one call can time is about 384K (lemo's default: 418 s a step predicted, plan_long_steps.csv):
-#      SHORT= LONG=393216 LONG_CONFIGS=liger-default+offload+tiled-attn DEADLINE=590.
+#      row one call can time is about 384K (lemo's default: 364 s a step predicted, plan_long_steps.csv):
+#      SHORT= LONG=393216 LONG_CONFIGS=liger-default+offload+tiled-attn DEADLINE=590; 512K (635 s predicted)
+#      runs detached, past the call (benchmarks/device/gpu_detached.sh, whose header has the command).
 # No network there: Liger travels as its pure-Python wheel in .whl/ (git-ignored through .git/info/exclude):
 #   python3 -m pip download --no-deps --only-binary=:all: --python-version 3.12 --implementation cp \
 #       --platform manylinux_2_28_x86_64 --platform manylinux2014_x86_64 -d .whl liger-kernel==0.8.5
