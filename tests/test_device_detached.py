@@ -15,7 +15,7 @@ def _sh(*args: str, env: dict[str, str], cwd: Path) -> subprocess.CompletedProce
 def test_start_returns_at_once_and_wait_brings_back_the_runs_files(tmp_path):
     env = {**os.environ, "DETACHED_ROOT": str(tmp_path / "runs"), "START_WAIT": "0"}
     # The command is quoted through: a quote and a space in its argument arrive as they were.
-    cmd = "echo \"it's $OUT\"; sleep 3; echo done > \"$OUT/result.txt\""
+    cmd = 'echo "it\'s $OUT"; sleep 3; echo done > "$OUT/result.txt"'
     started = _sh("start", "job", "bash", "-c", cmd, env=env, cwd=tmp_path)
     assert started.returncode == 0, started.stderr
     assert not (tmp_path / "runs" / "job" / "rc").exists()  # still running when start returned
