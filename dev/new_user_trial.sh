@@ -151,10 +151,10 @@ if [[ "${LEMO_TRIAL_RECORD:-1}" == 1 ]]; then
 import csv, datetime, os, platform, shlex, sys
 from pathlib import Path
 import torch
-from lemo.train.config import load_yaml
+from lemo.config import FinetuneConfig, load_yaml
 path, seconds, before, after, status, cpu_seconds, commit, command, checkout = sys.argv[1:]
 words = shlex.split(command)
-config = load_yaml(Path(checkout) / words[words.index("--config") + 1]) if "--config" in words else None
+config = load_yaml(Path(checkout) / words[words.index("--config") + 1], FinetuneConfig) if "--config" in words else None
 cpu = next((l.split(":", 1)[1].strip() for l in Path("/proc/cpuinfo").read_text().splitlines()
             if l.startswith("model name")), platform.processor() or platform.machine())
 row = {"timestamp": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"), "cpu": cpu,
