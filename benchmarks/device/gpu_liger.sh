@@ -5,9 +5,9 @@
 # (backend auto, SparsityConfig()'s keep ratio). Rows (with their provenance: command, commit, GPU, versions,
 # liger_kernel included) append to $OUT/e2e_llama3_8b_liger.csv, the log to $OUT/liger.log:
 #   1. 16K and 32K, median of 3 steps after 1 warm-up, COMPLETION of each row labelled (default 2%):
-#      liger-exact (Liger's RoPE/RMSNorm/SwiGLU/fused linear CE), liger-lemo-random+gc (lemo's random selection
-#      on Liger with the last layer whole, as measured before) and liger-default+gc (SparsityConfig() at this
-#      commit: the supervision selector and the trimmed last layer), with lemo's own loss (lemo/bench/configs.py);
+#      liger-exact (Liger's RoPE/RMSNorm/SwiGLU/fused linear CE), liger-default+gc (SparsityConfig() at this
+#      commit on Liger: the supervision selector and the trimmed last layer, with lemo's own loss) and default+gc
+#      (the same without Liger: what lemo alone gives); configs in lemo/bench/configs.py;
 #      SHORT_CONFIGS replaces that list (e.g. with backward elimination's lemo-bwd+gc and lemo-bwd-sup+gc);
 #   1b. with PROFILE set (e.g. PROFILE=32768): one warm step per PROFILE_CONFIGS under torch.profiler, summarized
 #      into $OUT/profile_llama3_8b.csv (benchmarks/e2e/profile_step.py: op families, idle gaps, host syncs), and
@@ -50,7 +50,7 @@ nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader 2>
 if [ -n "$SHORT" ]; then
     # shellcheck disable=SC2086
     bench --lengths $SHORT --steps "$STEPS" --warmup 1 --budget-s "${SHORT_BUDGET:-300}" \
-        --configs ${SHORT_CONFIGS:-liger-exact liger-lemo-random+gc liger-default+gc} \
+        --configs ${SHORT_CONFIGS:-liger-exact liger-default+gc default+gc} \
         || echo "short run failed: $?" | log
 fi
 # 1a. SHORT_KEEPS (e.g. "0.5"): liger-default+gc again at each of these keep ratios, at SHORT_KEEP_LENGTHS (32K)
