@@ -48,8 +48,8 @@ FITTING = ["liger-exact+offload", "liger-exact+offload+tiled", "liger-exact", "l
 CASES = [(16384, SHORT), (32768, SHORT), (131072, LONG), (131072, FITTING)]
 # --configs default: the same comparisons for SparsityConfig() as it is (the bench's `default` configs)
 DEFAULT_CASES = [
-    (16384, ["liger-exact", "liger-default+gc"]),
-    (32768, ["liger-exact", "liger-default+gc"]),
+    (16384, ["liger-exact", "liger-default+gc", "default+gc"]),  # default+gc: lemo alone, HF's kernels
+    (32768, ["liger-exact", "liger-default+gc", "default+gc"]),
     (131072, ["liger-exact+offload+tiled-attn", "liger-default+offload+tiled-attn"]),
     (131072, ["liger-exact+offload", "liger-exact", "liger-default+gc"]),
 ]
