@@ -7,8 +7,10 @@
 # COMMAND runs from the repository root with OUT set to a folder of its own ($DETACHED_ROOT/NAME/out: the
 # device empties $OUT before every call); `wait` copies that folder to this call's $OUT and prints the log's
 # tail, and says "running" or the exit status. Chain the `wait` calls at once, or the machine goes back and
-# the run with it. Example, lemo's default at 512K (about 640 s a step predicted, plan_long_steps.csv):
-#   bash benchmarks/device/gpu_detached.sh start 512k env LEMO_COMMIT=<sha> SHORT= LONG=524288 \
+# the run with it. Example, lemo's default at 512K (about 640 s a step and 96 GiB of pinned host memory
+# predicted, plan_long_steps.csv; LEMO_HOST_GIB because the machines' RAM starts small and grows as it is used,
+# so MemAvailable reads low at first, device H200.md):
+#   bash benchmarks/device/gpu_detached.sh start 512k env LEMO_COMMIT=<sha> LEMO_HOST_GIB=120 SHORT= LONG=524288 \
 #       LONG_CONFIGS=liger-default+offload+tiled-attn DEADLINE=1500 bash benchmarks/device/gpu_liger.sh
 #   bash benchmarks/device/gpu_detached.sh wait 512k 560     # then again until it prints "exit status"
 set -euo pipefail
