@@ -145,12 +145,12 @@ def _range_times(
         work = ((owner.get(_corr(e)), e["dur"]) for e in timed)
     else:
         work = ((inside(e), e["dur"]) for e in timed)
-    out: dict[str, tuple[float, int]] = {}
+    us: dict[str, float] = defaultdict(float)
     for name, dur in work:
         if name is not None:
-            out[name] = (out.get(name, (0.0, 0))[0] + dur, 0)
+            us[name] += dur
     entered = Counter(r["name"] for r in spans)
-    return {name: (us, entered[name]) for name, (us, _) in out.items()}
+    return {name: (t, entered[name]) for name, t in us.items()}
 
 
 def _corr(e: dict[str, Any]) -> Any:
