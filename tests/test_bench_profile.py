@@ -120,3 +120,19 @@ def test_profile_script_writes_step_and_family_rows(tmp_path):
     select = [r for r in got if r["family"] == "lemo::select"]
     assert [r["config"] for r in select] == ["lemo-random+gc"] and float(select[0]["ms"]) > 0
     assert len(list((tmp_path / "traces").glob("tiny_*_256.json"))) == 2
+
+
+def test_profile_script_profiles_an_offload_step_after_a_few_layer_warm_up(tmp_path):
+    # 128K with offload: the warm-up through two layers is what lets the profiled step fit one device call.
+    spec = importlib.util.spec_from_file_location("profile_step", ROOT / "benchmarks/e2e/profile_step.py")
+    script = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(script)
+    out = tmp_path / "profile.csv"
+    argv = ["--shape", "tiny", "--lengths", "256", "--configs", "default+offload+tiled-attn", "--tile-tokens", "64"]
+    argv += ["--warmup-layers", "few", "--out", str(out), "--traces", str(tmp_path / "traces")]
+    assert script.main(argv) == 0
+    with out.open(newline="") as fh:
+        got = list(csv.DictReader(fh))
+    step = [r for r in got if r["family"] == "step"]
+    assert len(step) == 1 and float(step[0]["step_ms"]) > 0
+    assert any(r["family"] == "lemo::select" and float(r["ms"]) > 0 for r in got)

@@ -12,6 +12,9 @@
 #   1b. with PROFILE set (e.g. PROFILE=32768): one warm step per PROFILE_CONFIGS under torch.profiler, summarized
 #      into $OUT/profile_llama3_8b.csv (benchmarks/e2e/profile_step.py: op families, idle gaps, host syncs), and
 #      one more with the allocator's history, whose peak's owners go to $OUT/profile_llama3_8b_peak.csv;
+#      with PROFILE_LONG set (e.g. PROFILE_LONG=131072; SHORT= LONG= with it): the same under the 80 GB cap, for
+#      PROFILE_LONG_CONFIGS (liger-exact+offload+tiled-attn liger-default+offload+tiled-attn), after a warm-up
+#      through two layers and without the peak's owners (each 128K step costs a minute: about 350 s in all);
 #   2. 128K under the 80 GB cap (74.5 GiB), offload and full tiling, one step after a warm-up through two layers:
 #      liger-exact+offload+tiled-attn, liger-default+offload+tiled-attn (LONG_CONFIGS replaces them). The longest
 #      row one call can time is about 384K (lemo's default: 364 s a step predicted, plan_long_steps.csv):
@@ -67,6 +70,14 @@ if [ -n "${PROFILE:-}" ]; then
         --lengths $PROFILE --completion "${COMPLETION:-0.02}" --out "$OUT/profile_llama3_8b.csv" \
         --traces /tmp/traces --peak-owners --configs ${PROFILE_CONFIGS:-liger-exact liger-default+gc} \
         2>&1 | log || echo "profile failed or timed out: $?" | log
+fi
+if [ -n "${PROFILE_LONG:-}" ]; then
+    # shellcheck disable=SC2086
+    timeout "$((DEADLINE - SECONDS - ${PROFILE_MARGIN:-10}))" python benchmarks/e2e/profile_step.py --shape "$SHAPE" \
+        --lengths $PROFILE_LONG --completion "${COMPLETION:-0.02}" --out "$OUT/profile_llama3_8b.csv" \
+        --traces /tmp/traces --tile-tokens "$TILE" --cap-gib 74.5 --warmup-layers few \
+        --configs ${PROFILE_LONG_CONFIGS:-liger-exact+offload+tiled-attn liger-default+offload+tiled-attn} \
+        2>&1 | log || echo "long profile failed or timed out: $?" | log
 fi
 # 2. 128K: a step is ~60-80 s (plus the two-layer warm-up); the second config starts only if a whole step of it
 #    (about 110 s) and the model build (about 45 s) still fit before the deadline.

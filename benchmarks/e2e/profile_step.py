@@ -15,6 +15,7 @@ memory at that step's peak, by the code that allocated it (lemo.bench.peak_owner
 from __future__ import annotations
 
 import argparse
+import contextlib
 import sys
 from pathlib import Path
 
@@ -25,7 +26,7 @@ from lemo.bench.model import SHAPES, build_model
 from lemo.bench.peak_owners import record_peak_owners
 from lemo.bench.profile import profile_step, rows
 from lemo.bench.run import append_row, environment
-from lemo.bench.step import run_one, train_labels
+from lemo.bench.step import few_layers, train_labels
 from lemo.config import SparsityConfig
 from lemo.sparsity.selection import PROFILE_RANGE
 
@@ -50,6 +51,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     ap.add_argument(
         "--peak-owners", action="store_true", help="also what holds the memory at the peak (CUDA)"
     )
+    # A 128K step with offload takes a minute: warming up through two layers compiles and tunes the same
+    # kernels at a fraction of the cost, so the profiled step fits one device call.
+    ap.add_argument(
+        "--warmup-layers", choices=["all", "few"], default="all", help="layers of the warm-up step"
+    )
+    ap.add_argument("--cap-gib", type=float, default=None, help="hold the GPU to this many GiB (74.5: 80 GB)")
     return ap.parse_args(argv)
 
 
@@ -66,16 +73,20 @@ def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
     model = build_model(args.shape, device, max(args.lengths))
+    if device.type == "cuda" and args.cap_gib is not None:
+        # The cap as `lemo bench --cap-gib` holds it: offload and tiling must fit the 80 GB card's memory.
+        total = torch.cuda.get_device_properties(device).total_memory
+        torch.cuda.set_per_process_memory_fraction(min(1.0, args.cap_gib * 2**30 / total))
     env = {**environment(), "command": " ".join(sys.argv)}
     for name in args.configs:
         configure(model, name, args.keep_ratio, args.backend, args.tile_tokens)
         for T in args.lengths:
-            run_one(
-                model, T, steps=1, warmup=1, device=device, completion=args.completion
-            )  # warm: tune first
             ids = torch.randint(0, model.config.vocab_size, (1, T), device=device)  # [1, T]
             labels = train_labels(ids, args.completion)  # [1, T]
             opt = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=1e-4)
+            # warm: kernel compiles and autotuning are not the step's
+            with few_layers(model) if args.warmup_layers == "few" else contextlib.nullcontext():
+                _step(model, ids, labels, opt)()
             trace = args.traces / f"{args.shape}_{name}_{T}.json"
             summary = profile_step(_step(model, ids, labels, opt), trace, cuda=device.type == "cuda")
             keys = dict(config=name, shape=args.shape, seq_len=T, keep_ratio=args.keep_ratio)
