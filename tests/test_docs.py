@@ -259,3 +259,54 @@ def test_liger_headline_reads_the_default_keep_only():
     assert {h.against.split("`")[1]: h.lemo for h in report.headline_liger(rows)} == {
         "liger-lemo-random+gc": 4.5
     }
+
+
+def _bench_row(config, commit, T, step, gpu="NVIDIA H100", **more):
+    return {
+        "config": config, "commit": commit, "seq_len": T, "median_step_s": step, "peak_alloc_gib": "20",
+        "peak_reserved_gib": "21", "tokens_per_s": "1", "keep_ratio": "0.5", "completion": "0.02",
+        "status": "ok", "gpu": gpu, **more,
+    }  # fmt: skip
+
+
+def test_speed_ratios_stay_within_one_run_and_one_memory_stack():
+    """A ratio is only taken within one run: another card's Liger row is no baseline. A long offload row is set
+    against Liger's exact config with the same offload and tiling, and the Liger CSV keeps its table kind."""
+    sys.path.insert(0, str(REPO / "benchmarks"))
+    try:
+        from reporting.tables import table
+    finally:
+        sys.path.remove(str(REPO / "benchmarks"))
+    rows = [
+        _bench_row("liger-exact", "a", "32768", "5.0", gpu="NVIDIA H200"),
+        _bench_row("liger-default+gc", "a", "32768", "4.0", gpu="NVIDIA H200"),
+        _bench_row("liger-exact", "b", "32768", "8.0"),
+        _bench_row("liger-default+gc", "b", "32768", "4.0"),
+        _bench_row("liger-exact+offload+tiled-attn", "b", "131072", "90.0", host_pool_gib="32"),
+        _bench_row("liger-default+offload+tiled-attn", "b", "131072", "60.0", host_pool_gib="24"),
+    ]
+    lines = [line for line in table(rows).splitlines() if line.startswith("| ")]
+    head = [c.strip() for c in lines[0].split("|")]
+    col = head.index("vs liger-exact")
+    got = [[c.strip() for c in line.split("|")][col] for line in lines[1:]]
+    assert got == ["1.00x", "0.80x", "1.00x", "0.50x", "1.00x", "0.67x"]
+    assert "pinned host GiB" in head and "NVIDIA H200, NVIDIA H100" in table(rows)
+    report = _report()
+    long = [h for h in report.headline_liger(rows) if "128K" in h.against]
+    assert [(h.lemo, h.base) for h in long] == [(60.0, 90.0)]
+
+
+def test_plain_text_suite_headline_reports_perplexity_lower_is_better():
+    report = _report()
+    rows = []
+    for config, steps, acc, ppl in (("keep50", "60", 0.40, 24.4), ("dense@43", "43", 0.30, 24.1)):
+        for seed, jitter in (("0", 0.0), ("1", 0.01), ("2", -0.01)):
+            base = {"config": config, "form": "text", "eval_len": "16384", "seed": seed, "steps": steps}
+            rows.append({**base, "metric": "token_accuracy", "family": "kv", "value": str(acc + jitter)})
+            rows.append({**base, "metric": "ppl", "family": "-", "value": str(ppl + jitter)})
+    got = report.headline_suite(rows, "s.csv", "dense@43", lemo="keep50", form="text")
+    assert [h.measure.split(", ")[1] for h in got] == ["answer-token accuracy at 16K", "perplexity at 16K"]
+    assert [h.verdict() for h in got] == ["**lemo better**", "**lemo worse**"]
+    assert all(
+        "plain-text rows" in h.against and "equal GPU time (43 against 60 steps)" in h.against for h in got
+    )

@@ -18,10 +18,13 @@ def _add_columns(lines: list[str], rows: list[dict[str, str]], header: str, cell
 def e2e_table(rows: list[dict[str, str]]) -> str:
     """Memory and step time per (T, config), with the ratio to `lora` at the same T (rows ordered by T)."""
     rows = sorted(rows, key=lambda r: int(r["seq_len"]))  # stable: runs keep their order within one T
-    base = {r["seq_len"]: r for r in rows if r["config"] == "lora" and r.get("status") == "ok"}
+    # Ratios only within one run (commit): a CSV may hold runs on other cards.
+    base = {
+        (r["seq_len"], r.get("commit")): r for r in rows if r["config"] == "lora" and r.get("status") == "ok"
+    }
     # Ratios against `exact` with the same labels (a run may supervise only a completion: `--completion`).
     exact = {
-        (r["seq_len"], r.get("completion") or "0.0"): r
+        (r["seq_len"], r.get("completion") or "0.0", r.get("commit")): r
         for r in rows
         if r["config"] == "exact" and r.get("status") == "ok"
     }
@@ -30,11 +33,11 @@ def e2e_table(rows: list[dict[str, str]]) -> str:
         "|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for r in rows:
-        ref = base.get(r["seq_len"])
+        ref = base.get((r["seq_len"], r.get("commit")))
         ok = r.get("status") == "ok"
         mem_ratio = f"{float(r['peak_alloc_gib']) / float(ref['peak_alloc_gib']):.2f}x" if ok and ref else "–"
         time_ratio = f"{float(r['median_step_s']) / float(ref['median_step_s']):.2f}x" if ok and ref else "–"
-        ex = exact.get((r["seq_len"], r.get("completion") or "0.0"))
+        ex = exact.get((r["seq_len"], r.get("completion") or "0.0", r.get("commit")))
         exact_ratio = f"{float(r['median_step_s']) / float(ex['median_step_s']):.2f}x" if ok and ex else "–"
         mlp = r.get("mlp", "dense")
         if not ok:
@@ -68,17 +71,27 @@ def e2e_table(rows: list[dict[str, str]]) -> str:
             c = float(r.get("completion") or 0)
             lines[i] += f" last {c:.0%} |" if c else " all |"
     liger = {
-        (r["seq_len"], r.get("completion") or "0.0"): r
+        (r["seq_len"], r.get("completion") or "0.0", r.get("commit"), r["config"]): r
         for r in rows
-        if r["config"] == "liger-exact" and r.get("status") == "ok"
+        if r["config"].startswith("liger-exact") and r.get("status") == "ok"
     }
-    if liger:  # the strongest exact stack: every row's step time against it, same T and labels
+    if (
+        liger
+    ):  # the strongest exact stack: every row's step time against it in the same run, same T and labels
         lines[0] += " vs liger-exact |"
         lines[1] += "---|"
         for i, r in enumerate(rows, start=2):
-            ref = liger.get((r["seq_len"], r.get("completion") or "0.0"))
+            key = (r["seq_len"], r.get("completion") or "0.0", r.get("commit"), _liger_twin(r["config"]))
+            ref = liger.get(key)
             ok = r.get("status") == "ok" and ref
             lines[i] += f" {float(r['median_step_s']) / float(ref['median_step_s']):.2f}x |" if ok else " – |"
+    if any(r.get("host_pool_gib") for r in rows):
+        _add_columns(
+            lines,
+            rows,
+            " pinned host GiB |",
+            lambda r: f" {_fmt('host_pool_gib', r.get('host_pool_gib') or '')} |",
+        )
     if any(r.get("fraction_of_matmul") for r in rows):
         _add_columns(
             lines,
@@ -91,9 +104,10 @@ def e2e_table(rows: list[dict[str, str]]) -> str:
         )
     first = rows[0]
     commits = ", ".join(dict.fromkeys(r.get("commit", "?") for r in rows))
+    gpus = ", ".join(dict.fromkeys(r.get("gpu") or "?" for r in rows))
     weights = "real weights" if first.get("shape") == "smollm2" else "random init"
     prov = (
-        f"\n{first.get('gpu', '?')}, torch {first.get('torch', '?')}, transformers {first.get('transformers', '?')}, "
+        f"\n{gpus}, torch {first.get('torch', '?')}, transformers {first.get('transformers', '?')}, "
         f"peft {first.get('peft', '?')}, commit {commits}, shape {first.get('shape', '?')} "
         f"({weights}), backend {first.get('backend', '?')}. Command: `{first.get('command', '?')}`\n"
     )
@@ -138,6 +152,13 @@ def longest_table(rows: list[dict[str, str]]) -> str:
         f"search resolution 8K; shape {first.get('shape', '?')} (random init); torch {first.get('torch', '?')}, "
         f"transformers {first.get('transformers', '?')}; commits {commits}. Command: `{first.get('command', '?')}`\n"
     )
+
+
+def _liger_twin(config: str) -> str:
+    """Liger's exact config with the same memory stack: liger-default+offload+tiled-attn ->
+    liger-exact+offload+tiled-attn; a config without offload or tiling -> liger-exact."""
+    stack = config.partition("+offload")[2]
+    return "liger-exact" + ("+offload" + stack if "+offload" in config else "")
 
 
 def _exact_twin(config: str) -> str:

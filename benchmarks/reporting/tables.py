@@ -60,7 +60,13 @@ def table(rows: list[dict[str, str]]) -> str:
         return "(no rows yet)\n"
     if {"config", "longest_ok_T", "cap_gib"} <= set(rows[0]):
         return longest_table(rows)
-    if {"config", "seq_len", "peak_alloc_gib"} <= set(rows[0]) and any(r.get("host_pool_gib") for r in rows):
+    # The Liger side by side keeps its kind when long offload rows join it: its ratios are against Liger's exact.
+    liger = any(r.get("config", "").startswith("liger-") for r in rows)
+    if (
+        {"config", "seq_len", "peak_alloc_gib"} <= set(rows[0])
+        and any(r.get("host_pool_gib") for r in rows)
+        and not liger
+    ):
         return offload_table(rows)
     if {"config", "seq_len", "peak_alloc_gib"} <= set(rows[0]):
         return e2e_table(rows)
