@@ -310,3 +310,25 @@ def test_plain_text_suite_headline_reports_perplexity_lower_is_better():
     assert all(
         "plain-text rows" in h.against and "equal GPU time (43 against 60 steps)" in h.against for h in got
     )
+
+
+def test_profile_csvs_render_as_their_own_tables():
+    """The profile's CSV gives one line per profiled step with each op family's device time, lemo's selection
+    included; the peak owners' CSV one line per owner."""
+    sys.path.insert(0, str(REPO / "benchmarks"))
+    try:
+        from reporting.tables import table
+    finally:
+        sys.path.remove(str(REPO / "benchmarks"))
+    base = {"config": "c", "seq_len": "32768", "commit": "x", "gpu": "G", "command": "p"}
+    step = {"family": "step", "ms": "", "share": "", "step_ms": "100", "idle_ms": "2", "idle_share": "0.02"}
+    rows = [
+        {**base, **step, "gaps": "3", "launches": "9", "host_syncs": "1"},
+        {**base, "family": "matmul", "ms": "60", "share": "0.6", "step_ms": "", "idle_share": ""},
+        {**base, "family": "lemo::select", "ms": "1", "share": "0.01", "step_ms": "", "idle_share": ""},
+    ]
+    lines = table(rows).splitlines()
+    assert lines[0].split(" | ")[7:9] == ["matmul", "lemo::select"]  # largest family first
+    assert "| 32K | c | 100 | 2.0% (2 ms) | 3 | 9 | 1 | 60 (60.0%) | 1 (1.0%) | x |" in lines
+    owners = [{**base, "rank": "1", "owner": "peft/x.py:1 f", "gib": "2", "share": "0.5", "count": "4"}]
+    assert "| 32K | c | 1 | `peft/x.py:1 f` | 2.00 | 50% | 4 |" in table(owners)

@@ -43,8 +43,8 @@ GROUPS = {
     "Quality and capability": (
         "Quality is measured on SmolLM2-135M-Instruct with real weights, on a GPU, with each adapter evaluated "
         "dense (without elimination). The retrieval tasks below are `lemo data`'s own, where dense LoRA comes close "
-        "to saturating. On the held-out capability suite ([suite.md](suite.md)) the default is below dense LoRA "
-        "at the same steps (headline)."
+        "to saturating. The held-out capability suite ([suite.md](suite.md)) is the evidence that counts: see its "
+        "v3 section below and the headline."
     ),
 }
 
@@ -77,6 +77,25 @@ SECTIONS: list[Section] = [
         "`SparsityConfig()` at the row's commit. The `completion` column is the labelled share of each row: 0.02 "
         "supervises its end, as prompt/completion data does; 0.0 (the H100 rows at 3380c6e, by mistake) is plain "
         "text, every position labelled.",
+    ),
+    Section(
+        "Speed and memory",
+        "Llama-3-8B shape: where a step's time goes (profiled)",
+        "profile_llama3_8b.csv",
+        "One warm step per config under `torch.profiler` (`benchmarks/e2e/profile_step.py`), 2% of the row "
+        "labelled. Idle: the time the GPU ran no kernel between the step's first and last; gaps: its stretches of "
+        "50 us or more. Host syncs: synchronizes, blocking copies and stream waits in the step. Op families are the kernels' device time: `attention` "
+        "is PyTorch's SDPA, `lemo-attention` lemo's Triton kernels on kept rows, `liger` Liger's fused kernels, "
+        "and `lemo::select` everything launched while lemo chose the kept blocks (its scoring included).",
+    ),
+    Section(
+        "Speed and memory",
+        "Llama-3-8B shape: what holds the memory at the peak",
+        "profile_llama3_8b_peak.csv",
+        "The same steps, one more time with the CUDA allocator's history on: the blocks the step allocated that are "
+        "alive at its peak, summed by the innermost line of lemo, transformers, PEFT or Liger that allocated them "
+        "(`lemo.bench.peak_owners`). The weights and what the step did not allocate are not in the history, so "
+        "the share is of the step's own memory at its peak.",
     ),
     Section(
         "Speed and memory",

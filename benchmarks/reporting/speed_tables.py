@@ -220,3 +220,53 @@ def offload_table(rows: list[dict[str, str]]) -> str:
         f"{first.get('cap_gib', '?')} GiB, keep ratio {keep} for lemo rows. Command of the "
         f"first row: `{first.get('command', '?')}`\n"
     )
+
+
+def profile_table(rows: list[dict[str, str]]) -> str:
+    """One profiled step per (config, T) (benchmarks/e2e/profile_step.py): the step, its idle time, launches and
+    host syncs, then the device time of each op family, largest first, as a share of the busy time."""
+    steps = [r for r in rows if r["family"] == "step"]
+    parts = {(r["config"], r["seq_len"], r["commit"], r["family"]): r for r in rows if r["family"] != "step"}
+    totals: dict[str, float] = {}
+    for (_, _, _, family), r in parts.items():
+        totals[family] = totals.get(family, 0.0) + float(r["ms"])
+    families = sorted(totals, key=lambda f: -totals[f])
+    lines = [
+        "| T | config | step ms | idle | gaps | launches | host syncs | "
+        + " | ".join(families)
+        + " | commit |",
+        "|---|---|---|---|---|---|---|" + "---|" * len(families) + "---|",
+    ]
+    for s in steps:
+
+        def cell(family: str, s=s) -> str:
+            r = parts.get((s["config"], s["seq_len"], s["commit"], family))
+            return f"{float(r['ms']):.0f} ({float(r['share']):.1%})" if r else "–"
+
+        lines.append(
+            f"| {int(s['seq_len']) // 1024}K | {s['config']} | {float(s['step_ms']):.0f} "
+            f"| {float(s['idle_share']):.1%} ({float(s['idle_ms']):.0f} ms) | {s['gaps']} | {s['launches']} "
+            f"| {s['host_syncs']} | " + " | ".join(cell(f) for f in families) + f" | {s['commit']} |"
+        )
+    gpus = ", ".join(dict.fromkeys(r.get("gpu") or "?" for r in steps))
+    return "\n".join(lines) + (
+        f"\n\n{gpus}, torch {steps[0].get('torch', '?')}, liger-kernel {steps[0].get('liger_kernel') or '–'}. "
+        f"Command of the first row: `{steps[0].get('command', '?')}`\n"
+    )
+
+
+def peak_owners_table(rows: list[dict[str, str]], top: int = 5) -> str:
+    """What held the memory at each profiled step's peak, by the code that allocated it (lemo.bench.peak_owners):
+    the `top` largest owners per (config, T)."""
+    lines = [
+        "| T | config | rank | allocated by | GiB | share of the peak | blocks |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    for r in rows:
+        if int(r["rank"]) <= top:
+            lines.append(
+                f"| {int(r['seq_len']) // 1024}K | {r['config']} | {r['rank']} | `{r['owner']}` | {float(r['gib']):.2f} "
+                f"| {float(r['share']):.0%} | {r['count']} |"
+            )
+    first = rows[0]
+    return "\n".join(lines) + f"\n\n{first.get('gpu', '?')}, commit {first.get('commit', '?')}.\n"

@@ -15,7 +15,7 @@ from reporting.quality_tables import (
     suite_bias_table,
     suite_table,
 )
-from reporting.speed_tables import e2e_table, longest_table, offload_table
+from reporting.speed_tables import e2e_table, longest_table, offload_table, peak_owners_table, profile_table
 
 
 def generic_table(rows: list[dict[str, str]]) -> str:
@@ -58,6 +58,10 @@ def table(rows: list[dict[str, str]]) -> str:
     """The table for a CSV's rows, chosen by its columns."""
     if not rows:
         return "(no rows yet)\n"
+    if {"config", "family", "step_ms", "idle_share"} <= set(rows[0]):
+        return profile_table(rows)
+    if {"config", "rank", "owner", "gib"} <= set(rows[0]):
+        return peak_owners_table(rows)
     if {"config", "longest_ok_T", "cap_gib"} <= set(rows[0]):
         return longest_table(rows)
     # The Liger side by side keeps its kind when long offload rows join it: its ratios are against Liger's exact.
