@@ -128,7 +128,16 @@ def test_profile_script_profiles_an_offload_step_after_a_few_layer_warm_up(tmp_p
     script = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(script)
     out = tmp_path / "profile.csv"
-    argv = ["--shape", "tiny", "--lengths", "256", "--configs", "default+offload+tiled-attn", "--tile-tokens", "64"]
+    argv = [
+        "--shape",
+        "tiny",
+        "--lengths",
+        "256",
+        "--configs",
+        "default+offload+tiled-attn",
+        "--tile-tokens",
+        "64",
+    ]
     argv += ["--warmup-layers", "few", "--out", str(out), "--traces", str(tmp_path / "traces")]
     assert script.main(argv) == 0
     with out.open(newline="") as fh:

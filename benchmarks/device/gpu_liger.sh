@@ -14,7 +14,9 @@
 #      one more with the allocator's history, whose peak's owners go to $OUT/profile_llama3_8b_peak.csv;
 #      with PROFILE_LONG set (e.g. PROFILE_LONG=131072; SHORT= LONG= with it): the same under the 80 GB cap, for
 #      PROFILE_LONG_CONFIGS (liger-exact+offload+tiled-attn liger-default+offload+tiled-attn), after a warm-up
-#      through two layers and without the peak's owners (each 128K step costs a minute: about 350 s in all);
+#      through two layers, and the peak's owners of PROFILE_LONG_OWNERS (default: lemo's config, whose 128K and
+#      384K peaks the plan predicts 7.9% and 16.5% low; plan_validation.csv) (a 128K step costs a minute: about
+#      400 s in all);
 #   2. 128K under the 80 GB cap (74.5 GiB), offload and full tiling, one step after a warm-up through two layers:
 #      liger-exact+offload+tiled-attn, liger-default+offload+tiled-attn (LONG_CONFIGS replaces them). The longest
 #      row one call can time is about 384K (lemo's default: 364 s a step predicted, plan_long_steps.csv):
@@ -76,6 +78,7 @@ if [ -n "${PROFILE_LONG:-}" ]; then
     timeout "$((DEADLINE - SECONDS - ${PROFILE_MARGIN:-10}))" python benchmarks/e2e/profile_step.py --shape "$SHAPE" \
         --lengths $PROFILE_LONG --completion "${COMPLETION:-0.02}" --out "$OUT/profile_llama3_8b.csv" \
         --traces /tmp/traces --tile-tokens "$TILE" --cap-gib 74.5 --warmup-layers few \
+        --peak-owners ${PROFILE_LONG_OWNERS:-liger-default+offload+tiled-attn} \
         --configs ${PROFILE_LONG_CONFIGS:-liger-exact+offload+tiled-attn liger-default+offload+tiled-attn} \
         2>&1 | log || echo "long profile failed or timed out: $?" | log
 fi

@@ -9,7 +9,8 @@ step; the CSV gets a "step" row (step and busy time, idle time and gaps, kernel 
 row per op family and a "lemo::select" row: what the selection (the selector's scoring included) cost. The
 Chrome traces go to --traces (open them in https://ui.perfetto.dev). With --peak-owners
 (CUDA only), one more step runs with the allocator's history on, and `<out stem>_peak.csv` gets what held the
-memory at that step's peak, by the code that allocated it (lemo.bench.peak_owners).
+memory at that step's peak, by the code that allocated it (lemo.bench.peak_owners); `--peak-owners CONFIG ...`
+does that for the named configs only.
 """
 
 from __future__ import annotations
@@ -49,7 +50,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     ap.add_argument("--out", type=Path, required=True, help="CSV to append to")
     ap.add_argument("--traces", type=Path, default=Path("traces"), help="folder for the Chrome traces")
     ap.add_argument(
-        "--peak-owners", action="store_true", help="also what holds the memory at the peak (CUDA)"
+        "--peak-owners",
+        nargs="*",
+        metavar="CONFIG",
+        default=None,
+        help="also what holds the memory at the peak (CUDA), for these configs (none named: every config)",
     )
     # A 128K step with offload takes a minute: warming up through two layers compiles and tunes the same
     # kernels at a fraction of the cost, so the profiled step fits one device call.
@@ -99,7 +104,8 @@ def main(argv: list[str] | None = None) -> int:
                 f"selection {select['ms']:.1f} ms ({select['share']:.2%} of the work)",
                 flush=True,
             )
-            if args.peak_owners and device.type == "cuda":
+            owners = args.peak_owners is not None and (not args.peak_owners or name in args.peak_owners)
+            if owners and device.type == "cuda":
                 peak_rows(args, keys, env, _step(model, ids, labels, opt))
             model.zero_grad(set_to_none=True)
     return 0

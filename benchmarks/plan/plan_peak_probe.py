@@ -40,6 +40,14 @@ MODES = {
     "tiled": {"sparse_layers": "none", "offload": "cpu", "tile_tokens": True},
     "tiled-attn": {"sparse_layers": "none", "offload": "cpu", "tile_tokens": True, "tile_attention": True},
 }
+# With --liger, the modes are `lemo bench`'s liger-exact stacks: Liger's fused loss over every position, the last
+# layer whole and PEFT's adapter input copies, as bench's EXACT options set them.
+LIGER_EXACT = {
+    "segmented_loss": False,
+    "loss_tokens": "all",
+    "trim_last_layer": False,
+    "share_lora_inputs": False,
+}
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -54,8 +62,18 @@ def main(argv: list[str] | None = None) -> int:
         default=True,
         help="also turn on HF's gradient checkpointing, as lemo bench and lemo finetune do",
     )
+    ap.add_argument(
+        "--liger",
+        action="store_true",
+        help="Liger-Kernel's kernels in Triton's interpreter (run with TRITON_INTERPRET=1; slow: keep T small)",
+    )
     ap.add_argument("--out", type=Path, help="append the result as a row of this CSV (with its provenance)")
     args = ap.parse_args(argv)
+    if args.liger:
+        sys.path.insert(0, str(ROOT / "tests"))
+        import liger_cpu  # the interpreter's two gaps closed, as the CPU tests run Liger
+
+        liger_cpu.install()
     from peft import LoraConfig, get_peft_model
     from transformers import LlamaConfig, LlamaForCausalLM
 
@@ -70,6 +88,11 @@ def main(argv: list[str] | None = None) -> int:
     if args.hf_checkpointing:
         enable_gradient_checkpointing(model)
     settings = {k: (args.tile if v is True else v) for k, v in MODES[args.mode].items()}
+    if args.liger:
+        from lemo.integrations.liger import apply_liger
+
+        apply_liger(model)
+        settings.update(LIGER_EXACT)
     sparsity = lemo.SparsityConfig(**settings)
     lemo.apply(model, sparsity)
     opt = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=1e-4)
@@ -85,7 +108,7 @@ def main(argv: list[str] | None = None) -> int:
     with LiveStorages([*model.parameters(), *model.buffers(), *states], record=True) as mode:
         step()
     cfg = PlanConfig(model=str(model_dir), seq_len=args.seq_len, sparse=True, sparsity=sparsity,
-                     gradient_checkpointing=True, dtype="bf16", device="cpu", host_gib=1e3,
+                     gradient_checkpointing=True, dtype="bf16", device="cpu", host_gib=1e3, liger=args.liger,
                      lora={"rank": 8, "targets": list(args.targets)})  # fmt: skip
     plan = predict(cfg, advise=False)
     shape = resolve_shape(str(model_dir), None)
@@ -94,20 +117,21 @@ def main(argv: list[str] | None = None) -> int:
         shape, cfg
     )
     mib = 2**20
-    print(f"{args.mode}, T={args.seq_len}, tile {args.tile}, adapters {' '.join(args.targets)}")
+    liger = ", Liger" if args.liger else ""
+    print(f"{args.mode}{liger}, T={args.seq_len}, tile {args.tile}, adapters {' '.join(args.targets)}")
     print(f"measured step peak {mode.peak / mib:.2f} MiB at {mode.peak_op}")
     print(f"planned            {planned / mib:.2f} MiB ({(planned - mode.peak) / mode.peak:+.1%})")
     print("alive at the peak (MiB, made by):")
     by_maker = collections.Counter()
     for size, maker in mode.at_peak:
         by_maker[maker] += size
-    for maker, size in by_maker.most_common(16):
+    for maker, size in by_maker.most_common(40):
         print(f"  {size / mib:8.2f}  {maker}")
     print("plan breakdown (MiB):", {k: round(v * 1024, 2) for k, v in plan.breakdown_gib.items()})
     if args.out is not None:
         env = environment()
         row = {
-            "mode": args.mode,
+            "mode": args.mode + ("+liger" if args.liger else ""),
             "seq_len": args.seq_len,
             "tile": args.tile,
             "adapters": " ".join(args.targets),

@@ -13,7 +13,9 @@ from __future__ import annotations
 
 import argparse
 import csv
+import functools
 import statistics
+import subprocess
 import sys
 from pathlib import Path
 
@@ -85,19 +87,54 @@ def unmodelled(name: str) -> str | None:
     return None
 
 
+# The first commit whose lemo runs PEFT's adapters on their bf16 inputs (`share_lora_inputs`): rows measured before
+# it kept PEFT's fp32 copies, whatever their config says today.
+SHARED_LORA_SINCE = "lemo-share-lora-inputs"
+
+
+@functools.cache
+def _git(*args: str) -> subprocess.CompletedProcess | None:
+    try:
+        return subprocess.run(["git", *args], cwd=ROOT, capture_output=True, text=True)
+    except OSError:  # no git
+        return None
+
+
+@functools.cache
+def shares_lora_inputs(commit: str) -> bool:
+    """Whether a row measured at `commit` ran with `share_lora_inputs` where its config asks for it: `commit` is a
+    descendant of the oldest commit whose message names `SHARED_LORA_SINCE` (no: unknown commits, or no git)."""
+    found = _git("log", "--reverse", "--format=%H", f"--grep={SHARED_LORA_SINCE}")
+    since = found.stdout.split()[0] if found is not None and found.stdout.split() else ""
+    if not commit or not since:
+        return False
+    run = _git("merge-base", "--is-ancestor", since, commit)
+    return run is not None and run.returncode == 0
+
+
 def plan_config(
-    name: str, shape: str, T: int, keep: float, backend: str, completion: float, tile: int = 8192
+    name: str,
+    shape: str,
+    T: int,
+    keep: float,
+    backend: str,
+    completion: float,
+    tile: int = 8192,
+    commit: str | None = None,
 ) -> PlanConfig | None:
-    """The PlanConfig of lemo bench's configuration `name` (None for the ones the planner does not model)."""
+    """The PlanConfig of lemo bench's configuration `name` (None for the ones the planner does not model).
+    `commit`: the row's, for a row measured before a default changed (None: the config as it is now)."""
     if unmodelled(name):
         return None
     checkpointing, segmented, sparse, mlp, extra = CONFIGS[name]
     extra = dict(extra)
+    if commit is not None and not shares_lora_inputs(commit):
+        extra["share_lora_inputs"] = False
     if extra.get("tile_tokens") == "tile":
         extra["tile_tokens"] = tile
     backend = extra.pop("backend", backend)
     liger = extra.pop("liger", False)
-    lemo_applied = bool(sparse or segmented or set(extra) - {"trim_last_layer"})
+    lemo_applied = bool(sparse or segmented or set(extra) - {"trim_last_layer", "share_lora_inputs"})
     if sparse:
         base = dict(keep_ratio=keep, sparse_layers="auto", mlp=mlp, backend=backend, segmented_loss=segmented)
         sparsity = SparsityConfig.paper(**{**base, **extra})  # a config's own options win, as in configure()
@@ -144,6 +181,7 @@ def step_rows() -> list[tuple[dict, PlanConfig]]:
                     row.get("backend") or "auto",
                     _num(row, "completion") or 0.0,
                     int(_num(row, "tile_tokens") or 8192),
+                    row.get("commit") or "",
                 )
                 out.append(({**row, "file": name}, cfg))
     return out
@@ -228,7 +266,13 @@ def validate(rates: Rates) -> list[dict]:
                     **{k: row[k] for k in ("config", "shape", "keep_ratio", "commit")},
                 }
                 cfg = plan_config(
-                    row["config"], row["shape"], max(T, 1024), float(row["keep_ratio"]), "auto", 0.0
+                    row["config"],
+                    row["shape"],
+                    max(T, 1024),
+                    float(row["keep_ratio"]),
+                    "auto",
+                    0.0,
+                    commit=row.get("commit") or "",
                 )
                 if cfg is None or not T:
                     table.append(

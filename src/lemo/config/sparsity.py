@@ -35,6 +35,7 @@ PAPER_FIELDS: dict[str, Any] = {
     "scorer": "oracle",  # the paper's column sums
     "random_fraction": 0.0,
     "trim_last_layer": False,  # the artifact runs its last layer over every row
+    "share_lora_inputs": False,  # the artifact's adapters keep PEFT's fp32 input copies
 }
 
 
@@ -129,6 +130,12 @@ class SparsityConfig(DictConfig):
     inplace_residual: bool = True
     """Add a sparse layer's update into the residual stream in place (permutation-free, no full-length copy) when
     training with mlp="tokens". Turn off if a hook of yours keeps a layer's input tensor: it would see the update."""
+    share_lora_inputs: bool = True
+    """LoRA adapters in fp32 on a bf16 model: PEFT casts each adapter's input to fp32 and autograd keeps that copy
+    for lora_A's gradient, one per adapter (q, k and v each copy the same input; 2.0 GiB of a 32K step's peak on
+    Llama-3-8B). On: lemo's adapters keep the input as it is, shared, and upcast it again in backward
+    (lemo.integrations.lora_inputs). The same values in every output and gradient. Adapters with dropout or a variant
+    (DoRA) keep PEFT's path."""
     trim_last_layer: bool = True
     """In training, run the model's last decoder layer only for the positions the loss reads: their queries,
     attention output and MLP, against the keys and values of every row. No other row's output reaches the loss,

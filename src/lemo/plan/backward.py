@@ -25,6 +25,7 @@ from lemo.plan.saved import (
     kv_saved,
     liger,
     lora_in,
+    lora_of,
     mlp_grads,
     mlp_saved,
     mlp_working,
@@ -59,7 +60,7 @@ def _query_rows(shape: ModelShape, lora, e: int, fused: bool = False) -> float:
 
 def recompute_saved(shape: ModelShape, rows: int, kept: int, cfg: PlanConfig, e: int) -> float:
     """Bytes autograd saves in the kept rows' recompute, untiled: K/V of every row, q/o and the MLP of the kept."""
-    lora, fused = cfg.lora, liger(cfg)
+    lora, fused = lora_of(cfg), liger(cfg)
     every = normed_input(shape, lora, KV, e, fused) + kv_saved(shape, lora, e)
     return every * rows + (_query_rows(shape, lora, e, fused) + mlp_saved(shape, lora, e, fused)) * kept
 
@@ -84,7 +85,7 @@ def working(shape: ModelShape, rows: int, kept: int, cfg: PlanConfig, e: int) ->
 def _kept_phase(shape: ModelShape, rows: int, kept: int, cfg: PlanConfig, e: int) -> dict[str, float]:
     """The kept rows' MLP backward (the attention's gradients come after the MLP's are freed), or with the MLP
     alone tiled the post-attention norm's backward after it."""
-    lora, d, tile, fused = cfg.lora, shape.hidden, cfg.sparsity.tile_tokens, liger(cfg)
+    lora, d, tile, fused = lora_of(cfg), shape.hidden, cfg.sparsity.tile_tokens, liger(cfg)
     out = {}
     if tile_attention(cfg) and rows > tile:
         # Tiles keep only their inputs: the gathered rows (keys' tiles) with k and v, and the kept rows (queries'

@@ -21,6 +21,7 @@ from lemo.plan.saved import (
     attn_saved,
     backend,
     liger,
+    lora_of,
     mlp_saved,
     mlp_working,
     norm_backward,
@@ -117,7 +118,7 @@ def layer_working(shape: ModelShape, rows: LayerRows, cfg: PlanConfig, e: int) -
     """One layer's activations while its backward runs (saved tensors plus the gradients being formed)."""
     if rows.backward or rows.trimmed:  # both backpropagate query rows against the keys of every row
         return backward.working(shape, rows.stored_rows, rows.attn_rows, cfg, e)
-    lora = cfg.lora
+    lora = lora_of(cfg)
     tile = cfg.sparsity.tile_tokens if cfg.sparse else 0
     fused = liger(cfg)
     attn = attn_saved(shape, lora, e, fused) * rows.attn_rows
@@ -199,10 +200,10 @@ def _layer_saved(shape: ModelShape, rows: LayerRows, cfg: PlanConfig, e: int) ->
         return backward.recompute_saved(shape, rows.stored_rows, rows.attn_rows, cfg, e)
     tiled = cfg.sparse and 0 < cfg.sparsity.tile_tokens < rows.mlp_rows
     per_row = (
-        (4 + e) * shape.hidden if tiled else mlp_saved(shape, cfg.lora, e, liger(cfg))
+        (4 + e) * shape.hidden if tiled else mlp_saved(shape, lora_of(cfg), e, liger(cfg))
     )  # tiled: norm input, MLP input
     mlp = per_row * rows.mlp_rows
-    return attn_saved(shape, cfg.lora, e, liger(cfg)) * rows.attn_rows + mlp
+    return attn_saved(shape, lora_of(cfg), e, liger(cfg)) * rows.attn_rows + mlp
 
 
 @dataclass

@@ -9,6 +9,8 @@ the output projection's adapter). A dense layer runs both over all rows, and its
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 from lemo.config import PlanConfig
 from lemo.plan.shapes import ModelShape
 
@@ -19,15 +21,39 @@ QUERY = ("q_proj", "o_proj")
 MLP = ("gate_proj", "up_proj", "down_proj")
 
 
-def lora_in(shape: ModelShape, lora, group: tuple[str, ...], e: int) -> float:
-    """Per-row bytes that LoRA adds to a sublayer's saved tensors: the input cast to fp32 that lora_A keeps
-    (one copy per adapter in bf16, none extra in fp32 where the input is saved anyway), and lora_A's output."""
+# Adapters whose input is a norm's output, which every adapter of the sublayer reads (`normed_input`).
+NORMED = ("q_proj", "k_proj", "v_proj", "gate_proj", "up_proj")
+
+
+@dataclass(frozen=True)
+class Lora:
+    """What the memory terms need of the adapters: their targets and rank, and whether they keep their input
+    as given (`SparsityConfig.share_lora_inputs` under lemo) instead of PEFT's fp32 copy per adapter."""
+
+    targets: tuple[str, ...]
+    rank: int
+    shared: bool = False
+
+
+def lora_of(cfg: PlanConfig) -> Lora:
+    """The plan's `Lora`: shared inputs where lemo runs (`sparse`) with `share_lora_inputs` on."""
+    shared = bool(cfg.sparse and getattr(cfg.sparsity, "share_lora_inputs", False))
+    return Lora(tuple(cfg.lora.targets), cfg.lora.rank, shared)
+
+
+def lora_in(shape: ModelShape, lora: Lora, group: tuple[str, ...], e: int) -> float:
+    """Per-row bytes that LoRA adds to a sublayer's saved tensors, and lora_A's output. PEFT's path (bf16 model)
+    keeps the input cast to fp32, one copy per adapter; none extra in fp32, where the input is saved anyway.
+    Shared (`lora.shared`), an adapter keeps its bf16 input itself: the norm's output once for the adapters it
+    feeds (`normed_input`), and the o/down projections' own inputs."""
     extra = 0.0
     for t in lora.targets:
         if t not in group:
             continue
         fan_in, _ = shape.in_out(t)
-        extra += (LORA_BYTES * fan_in if e != LORA_BYTES else 0) + LORA_BYTES * lora.rank
+        if e != LORA_BYTES:
+            extra += (0 if t in NORMED else e * fan_in) if lora.shared else LORA_BYTES * fan_in
+        extra += LORA_BYTES * lora.rank
     return extra
 
 
@@ -39,8 +65,10 @@ def liger(cfg: PlanConfig) -> bool:
 def normed_input(shape: ModelShape, lora, group: tuple[str, ...], e: int, fused: bool = False) -> float:
     """Per-row bytes of an RMSNorm feeding the projections of `group`: its fp32 input (HF upcasts and saves it;
     Liger's kernel saves its input as it is and a fp32 rstd, `fused`), and in fp32 the normed input that the
-    adapters of the group share (in bf16 each adapter keeps its own fp32 copy: `lora_in`)."""
-    shared = e * shape.hidden if e == LORA_BYTES and any(t in lora.targets for t in group) else 0
+    adapters of the group share (in bf16 each adapter keeps its own fp32 copy, `lora_in`, unless `lora.shared`)."""
+    shared = (
+        e * shape.hidden if (e == LORA_BYTES or lora.shared) and any(t in lora.targets for t in group) else 0
+    )
     return (e * shape.hidden + 4 if fused else 4 * shape.hidden) + shared
 
 
@@ -84,12 +112,16 @@ def mlp_working(shape: ModelShape, rows: int, cfg: PlanConfig, e: int) -> dict[s
     fused = liger(cfg)
     if tile and rows > tile:
         # Tiled MLP (lemo.memory.tiled_rows around the MLP): the norm input, the MLP's input and, in backward,
-        # that input's gradient span the rows; one tile's activations and gradients exist at a time.
-        norm_in = normed_input(shape, cfg.lora, (), e, fused)  # the norm's own input, without adapter copies
-        per_tile = (mlp_saved(shape, cfg.lora, e, fused) - norm_in + mlp_grads(shape, e, fused)) * tile
+        # that input's gradient span the rows; one tile's activations and gradients exist at a time. Liger's
+        # kernels run inside the tiles only: what spans the rows is the same with and without them (the CPU
+        # probe lists the same full-length tensors at the peak, plan_peak_probe.csv).
+        norm_in = normed_input(shape, lora_of(cfg), (), e)  # the norm's own input, without adapter copies
+        tile_norm = normed_input(shape, lora_of(cfg), (), e, fused)
+        per_tile = (mlp_saved(shape, lora_of(cfg), e, fused) - tile_norm + mlp_grads(shape, e, fused)) * tile
         return {"MLP (tiled)": per_tile + (norm_in + 2 * e * shape.hidden) * rows}
     return {
-        "MLP activations+grads": (mlp_saved(shape, cfg.lora, e, fused) + mlp_grads(shape, e, fused)) * rows
+        "MLP activations+grads": (mlp_saved(shape, lora_of(cfg), e, fused) + mlp_grads(shape, e, fused))
+        * rows
     }
 
 

@@ -27,7 +27,7 @@ from dataclasses import dataclass
 from lemo.config import PlanConfig
 from lemo.plan.backward import recompute_saved
 from lemo.plan.memory import LayerRows, MemoryEstimate, _layer_saved, scored_rows
-from lemo.plan.saved import attn_saved, backend, liger, mlp_saved, tile_attention
+from lemo.plan.saved import attn_saved, backend, liger, lora_of, mlp_saved, tile_attention
 from lemo.plan.shapes import ModelShape
 
 FLASH_BACKWARD = 2.5  # flash-attention backward in forward-equivalents
@@ -101,7 +101,7 @@ def _eliminating_backward(
     att = causal * (1 + kept / rows * (1 + FLASH_BACKWARD))
     # The forward touches what a dense layer saves; recompute and backward what the recompute saves.
     fused = liger(cfg)
-    traffic = (attn_saved(shape, cfg.lora, e, fused) + mlp_saved(shape, cfg.lora, e, fused)) * rows
+    traffic = (attn_saved(shape, lora_of(cfg), e, fused) + mlp_saved(shape, lora_of(cfg), e, fused)) * rows
     return lin, att, traffic + 2 * recompute_saved(shape, rows, kept, cfg, e)
 
 

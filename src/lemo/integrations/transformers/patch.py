@@ -15,6 +15,7 @@ from typing import Any
 from torch import nn
 
 from lemo.config import SparsityConfig
+from lemo.integrations.lora_inputs import keep_lora_inputs, restore_lora_inputs
 from lemo.integrations.transformers.archs import ArchSpec, spec_for
 from lemo.integrations.transformers.contract import check_layer
 from lemo.integrations.transformers.layers import GC_SUSPENDED, patch_layers, patch_trim
@@ -41,6 +42,9 @@ class _Applied:
     spec: ArchSpec
     extras: dict[str, Any] = field(default_factory=dict)
     tiled: list[tuple[nn.Module, Any]] = field(default_factory=list)  # (mlp, its previous instance forward)
+    lora_inputs: list[Any] = field(
+        default_factory=list
+    )  # what lemo.integrations.lora_inputs changed, to undo
 
 
 def causal_lm(model: nn.Module) -> nn.Module:
@@ -166,6 +170,7 @@ def apply(model: nn.Module, config: SparsityConfig | None = None, predictors: An
         base.forward = make_loss_forward(base, decoder, config, state)
     elif config.label_priority:
         base.forward = make_label_forward(base, state)
+    lora_inputs = keep_lora_inputs(model) if config.share_lora_inputs else []
     base.__dict__[_ATTR] = _Applied(
         config,
         predictors,
@@ -177,6 +182,7 @@ def apply(model: nn.Module, config: SparsityConfig | None = None, predictors: An
         end_hook,
         spec,
         tiled=tiled,
+        lora_inputs=lora_inputs,
     )
     _log_applied(config, state, sparse, n, tiled)
     return model
@@ -200,6 +206,7 @@ def remove(model: nn.Module) -> nn.Module:
             mlp.forward = prev
     applied.hook.remove()
     applied.end_hook.remove()
+    restore_lora_inputs(applied.lora_inputs)
     current = base.__dict__.get("forward")
     if (
         current is not None
