@@ -58,9 +58,12 @@ def _query_rows(shape: ModelShape, lora, e: int, fused: bool = False) -> float:
     return norm + query_saved(shape, lora, e) + 2 * e * shape.head_dim
 
 
-def recompute_saved(shape: ModelShape, rows: int, kept: int, cfg: PlanConfig, e: int) -> float:
-    """Bytes autograd saves in the kept rows' recompute, untiled: K/V of every row, q/o and the MLP of the kept."""
-    lora, fused = lora_of(cfg), liger(cfg)
+def recompute_saved(
+    shape: ModelShape, rows: int, kept: int, cfg: PlanConfig, e: int, traffic: bool = False
+) -> float:
+    """Bytes autograd saves in the kept rows' recompute, untiled: K/V of every row, q/o and the MLP of the kept.
+    `traffic`: as the step's time counts them (`lora_of`)."""
+    lora, fused = lora_of(cfg, traffic), liger(cfg)
     every = normed_input(shape, lora, KV, e, fused) + kv_saved(shape, lora, e)
     return every * rows + (_query_rows(shape, lora, e, fused) + mlp_saved(shape, lora, e, fused)) * kept
 

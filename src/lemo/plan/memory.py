@@ -194,16 +194,18 @@ def scored_rows(cfg: PlanConfig, rows: list[LayerRows]) -> int:
     return min(n, math.ceil(cfg.labelled_fraction * BT))
 
 
-def _layer_saved(shape: ModelShape, rows: LayerRows, cfg: PlanConfig, e: int) -> float:
-    """What a layer keeps for backward when it is not checkpointed (its activations, no gradients yet)."""
+def _layer_saved(shape: ModelShape, rows: LayerRows, cfg: PlanConfig, e: int, traffic: bool = False) -> float:
+    """What a layer keeps for backward when it is not checkpointed (its activations, no gradients yet).
+    `traffic`: as the step's time counts it (`lora_of`)."""
     if rows.trimmed:
-        return backward.recompute_saved(shape, rows.stored_rows, rows.attn_rows, cfg, e)
+        return backward.recompute_saved(shape, rows.stored_rows, rows.attn_rows, cfg, e, traffic)
+    lora = lora_of(cfg, traffic)
     tiled = cfg.sparse and 0 < cfg.sparsity.tile_tokens < rows.mlp_rows
     per_row = (
-        (4 + e) * shape.hidden if tiled else mlp_saved(shape, lora_of(cfg), e, liger(cfg))
+        (4 + e) * shape.hidden if tiled else mlp_saved(shape, lora, e, liger(cfg))
     )  # tiled: norm input, MLP input
     mlp = per_row * rows.mlp_rows
-    return attn_saved(shape, lora_of(cfg), e, liger(cfg)) * rows.attn_rows + mlp
+    return attn_saved(shape, lora, e, liger(cfg)) * rows.attn_rows + mlp
 
 
 @dataclass

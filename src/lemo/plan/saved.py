@@ -35,9 +35,11 @@ class Lora:
     shared: bool = False
 
 
-def lora_of(cfg: PlanConfig) -> Lora:
-    """The plan's `Lora`: shared inputs where lemo runs (`sparse`) with `share_lora_inputs` on."""
-    shared = bool(cfg.sparse and getattr(cfg.sparsity, "share_lora_inputs", False))
+def lora_of(cfg: PlanConfig, traffic: bool = False) -> Lora:
+    """The plan's `Lora`: shared inputs where lemo runs (`sparse`) with `share_lora_inputs` on. `traffic`: for the
+    bytes a step moves (lemo/plan/time.py), PEFT's either way: the shared path writes and reads the same fp32
+    copy, only in backward instead of across the step."""
+    shared = not traffic and bool(cfg.sparse and getattr(cfg.sparsity, "share_lora_inputs", False))
     return Lora(tuple(cfg.lora.targets), cfg.lora.rank, shared)
 
 

@@ -101,8 +101,9 @@ def _eliminating_backward(
     att = causal * (1 + kept / rows * (1 + FLASH_BACKWARD))
     # The forward touches what a dense layer saves; recompute and backward what the recompute saves.
     fused = liger(cfg)
-    traffic = (attn_saved(shape, lora_of(cfg), e, fused) + mlp_saved(shape, lora_of(cfg), e, fused)) * rows
-    return lin, att, traffic + 2 * recompute_saved(shape, rows, kept, cfg, e)
+    lora = lora_of(cfg, traffic=True)
+    traffic = (attn_saved(shape, lora, e, fused) + mlp_saved(shape, lora, e, fused)) * rows
+    return lin, att, traffic + 2 * recompute_saved(shape, rows, kept, cfg, e, traffic=True)
 
 
 def _trimmed_last(shape: ModelShape, r: LayerRows, cfg: PlanConfig, e: int) -> tuple[float, float, float]:
@@ -120,7 +121,7 @@ def _trimmed_last(shape: ModelShape, r: LayerRows, cfg: PlanConfig, e: int) -> t
     lin += 2 * scored * shape.mlp_params() * (passes + mlp_tiles)
     keys = rows / cfg.batch_size * (1 - cfg.labelled_fraction / 2)
     att = 4 * scored * keys * shape.heads * shape.head_dim * (1 + FLASH_BACKWARD + (passes - 2))
-    return lin, att, recompute_saved(shape, rows, scored, cfg, e) * passes
+    return lin, att, recompute_saved(shape, rows, scored, cfg, e, traffic=True) * passes
 
 
 def work(shape: ModelShape, cfg: PlanConfig, mem: MemoryEstimate) -> Work:
@@ -157,7 +158,9 @@ def work(shape: ModelShape, cfg: PlanConfig, mem: MemoryEstimate) -> Work:
             sparse_att += flop
         else:
             att += flop
-        traffic += _layer_saved(shape, r, untiled, e) * passes  # tiling bounds, not removes, the traffic
+        traffic += (
+            _layer_saved(shape, r, untiled, e, traffic=True) * passes
+        )  # tiling bounds, not removes, the traffic
         if r.sparse:
             sparse_launches += passes
         else:
