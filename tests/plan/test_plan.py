@@ -408,3 +408,21 @@ def test_the_plan_says_when_liger_runs_and_the_last_layer_is_trimmed():
     assert "Liger" not in whole and "trimmed" not in whole
     plain = predict(PlanConfig(shape="llama3-8b", seq_len=8192, sparse=False, liger=True)).format()
     assert "and its fused loss" in plain
+
+
+def test_liger_saves_only_inside_the_tiles_of_a_tiled_mlp():
+    """With the MLP in row tiles, Liger's kernels run inside the tiles: what spans the rows (the tiles' input, its
+    gradient, the norm's input) is the same with and without Liger, as the CPU probe lists at the peak
+    (plan_peak_probe.csv, tiled-attn rows); only one tile's activations shrink."""
+    from lemo.plan.saved import mlp_working
+    from lemo.plan.shapes import SHAPES
+
+    tiled = lemo.SparsityConfig(tile_tokens=8192, offload="cpu")
+    liger, hf = (PlanConfig(**LONG, sparsity=tiled, liger=on) for on in (True, False))
+    shape, tile = SHAPES["llama3-8b"], 8192
+    for rows in (131072, 262144):
+        saved = [mlp_working(shape, rows, cfg, 2)["MLP (tiled)"] for cfg in (hf, liger)]
+        longer = [mlp_working(shape, rows + tile, cfg, 2)["MLP (tiled)"] for cfg in (hf, liger)]
+        # a tile's worth, not the rows': SwiGLU's SiLU(gate) copy and two of its three gradients, in bf16
+        assert saved[0] - saved[1] == 3 * 2 * shape.intermediate * tile
+        assert longer[0] - saved[0] == longer[1] - saved[1]  # the same bytes per row
