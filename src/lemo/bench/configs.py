@@ -88,6 +88,16 @@ CONFIGS = {
     "exact+offload+tiled-attn": ("all", True, False, None, {**EXACT, "offload": "cpu", **TILE_ALL}),
     "lemo+offload+tiled-attn": ("all", True, True, "tokens", {**DEFAULT, "offload": "cpu", **TILE_ALL}),
     "default+offload+tiled-attn": ("all", True, True, "tokens", {**PRODUCT, "offload": "cpu", **TILE_ALL}),
+    # the same on the reference backend, whose attention is PyTorch's SDPA (FlashAttention) per segment instead of
+    # lemo's Triton varlen kernel: the plan's rates put SDPA at 470 TFLOP/s against 323 (H200), and at 128K the
+    # attention is most of the step; the other reference ops cost memory and time of their own
+    "abl-default-reference+offload+tiled-attn": (
+        "all",
+        True,
+        True,
+        "tokens",
+        {**PRODUCT, "offload": "cpu", **TILE_ALL, "backend": "reference"},
+    ),
     "lemo-trim+offload+tiled-attn": (
         "all",
         True,
