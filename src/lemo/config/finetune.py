@@ -83,9 +83,11 @@ class FinetuneConfig(DictConfig):
     or --sparse-layers none), --data-mode chunk and a --seq-len that is a multiple of 8."""
     sparse: bool = True
     """Token elimination on (lemo) or off (plain LoRA)."""
-    liger: bool = False
+    liger: bool | None = None
     """Patch the model with Liger-Kernel's fused RoPE, RMSNorm and SwiGLU (and its fused loss where lemo's
-    segmented loss is off) before lemo; lemo's own layers then run them too. Needs `pip install 'lemo[liger]'`."""
+    segmented loss is off) before lemo; lemo's own layers then run them too. Unset: on where it can run (a CUDA
+    device, `pip install 'lemo[liger]'`, a Llama, Mistral or Qwen2/3 model, the model's own attention), where it
+    measured faster and smaller; --liger requires it, --no-liger turns it off."""
     sparsity: Annotated[SparsityConfig, Flag(prefix="")] = field(default_factory=SparsityConfig)
     predictors: str | None = None
     """Predictor directory from `lemo calibrate` (with --scorer predictor)."""

@@ -9,6 +9,7 @@ between one process and an FSDP2 job is behind the strategy object of strategy.p
 from __future__ import annotations
 
 import dataclasses
+import json
 import logging
 import math
 import shlex
@@ -22,7 +23,8 @@ import torch
 
 from lemo.assets import austen_texts, smollm2_dir
 from lemo.config import FinetuneConfig
-from lemo.integrations.liger import apply_liger, require_liger
+from lemo.integrations.liger import LIGER_INSTALL, apply_liger, liger_runs_here, require_liger
+from lemo.integrations.liger import SUPPORTED as LIGER_SUPPORTED
 from lemo.integrations.peft import add_lora
 from lemo.integrations.transformers import apply, enable_shifted_sparse_attention, stats
 from lemo.integrations.transformers.calibration import load_predictors
@@ -119,7 +121,7 @@ def _run(
     cfg: FinetuneConfig, strategy: Strategy, dtype: torch.dtype, stop_after: int | None
 ) -> FinetuneResult:
     setup = _prepare(cfg, strategy, dtype)
-    model, predictors = _build_model(cfg, setup.model_dir, strategy, dtype)
+    model, predictors = _build_model(setup.used, setup.model_dir, strategy, dtype)
     params = [p for p in model.parameters() if p.requires_grad]
     optimizer = torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
     scheduler = build_scheduler(optimizer, cfg.lr_schedule, cfg.warmup_steps, cfg.steps)
@@ -154,12 +156,26 @@ def _prepare(cfg: FinetuneConfig, strategy: Strategy, dtype: torch.dtype) -> _Se
         model=str(model_dir),
         dtype="bf16" if dtype == torch.bfloat16 else "fp32",
         device=str(strategy.device),
+        liger=_use_liger(cfg, Path(model_dir), strategy.device),
     )
     # Before any weight loads: refuse what cannot fit.
     plan = preflight(used, strategy.device) if cfg.plan else None
     ckpt = _resume_point(cfg, strategy, used)
     data = load_run_data(cfg, Path(model_dir), strategy.world_size)  # the last check before the weights load
     return _Setup(model_dir, used, plan, ckpt, data, DataOrder(len(data.examples), seed=cfg.seed))
+
+
+def _use_liger(cfg: FinetuneConfig, model_dir: Path, device: torch.device) -> bool:
+    """--liger as given, or unset: whether Liger runs here (`liger_runs_here`), said in the log either way."""
+    if cfg.liger is not None:
+        return cfg.liger
+    model_type = json.loads((model_dir / "config.json").read_text()).get("model_type", "")
+    on = liger_runs_here(model_type, device, cfg.attention)
+    if on:
+        log.info("using Liger-Kernel's fused kernels (installed, on a GPU); --no-liger turns them off")
+    elif device.type == "cuda" and model_type in LIGER_SUPPORTED:
+        log.info("Liger-Kernel is not installed: %s makes lemo faster and smaller on this GPU", LIGER_INSTALL)
+    return on
 
 
 def _resume_point(cfg: FinetuneConfig, strategy: Strategy, used: FinetuneConfig) -> dict[str, Any] | None:

@@ -34,6 +34,7 @@ RESUMABLE_CHANGES = frozenset(
         "dist_timeout",
         "nproc",  # the world-size check of a sharded checkpoint guards what matters
         "plan",
+        "liger",  # fused kernels: the same computation, rounded differently (it resolves per machine when unset)
         # memory placement only: offload and tiling change where activations live, not one number
         "sparsity.offload",
         "sparsity.tile_tokens",
