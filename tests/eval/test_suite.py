@@ -142,3 +142,22 @@ def test_suite_config_refuses_unknown_families_and_negative_counts():
     with pytest.raises(ValueError, match="knobs"):
         SuiteConfig(multikey_keys=-1)
     assert SuiteConfig(recall_quote_words=[5, 9]).recall_quote_words == (5, 9)  # from JSON
+
+
+def test_v4_answers_start_with_the_token_the_numeric_answers_start_with(filler, tok):
+    """Under one shared "Answer:" lead, a family whose answers start unlike the others' is scored on the format:
+    in v3 a count (" three", one word token) never matched the bare space a trained model puts first, because
+    every numeric answer starts with it (" 76638" is " " + digits). v4 counts in digits. Recall's answers are the
+    novel's words, so they start with a word: its first token is the skill, not a format."""
+    from lemo.config.suite import SuiteConfig
+
+    firsts = {}
+    for preset in ("v3", "v4"):
+        cfg = SuiteConfig.from_preset(preset)
+        samples = eval_samples(filler_texts(filler, tok), tok, [2048], 3, cfg=cfg)
+        firsts[preset] = {f: {s.answer_ids[0] for s in samples if s.task == f} for f in cfg.families}
+    numeric = firsts["v4"]["multikey"]
+    assert len(numeric) == 1
+    for family in ("multivalue", "vartrack", "kv", "count"):
+        assert firsts["v4"][family] == numeric, family
+    assert firsts["v3"]["count"].isdisjoint(numeric)  # the confound v4 removes

@@ -31,7 +31,12 @@ V1 = dict(
 # from suite_v3_sizing_smollm2.csv): six training wordings with one shared "Answer:" lead, variable tracking as a
 # plain fact. The suite of suite_v3_smollm2.csv, where dense LoRA scored 0.57 on multikey and 0.00-0.19 elsewhere.
 V3 = dict(shared_lead=True, train_phrasings=6, vartrack_chains=1, vartrack_hops=0)
-PRESETS: dict[str, dict[str, Any]] = {"v1": V1, "v2": {}, "v3": V3}
+# Suite v4: v3 with counts in digits. In v3 four families' answers start with SmolLM2's bare space token (" 76638"
+# is " " + digits) and a count (" three") is one word token, so after the shared "Answer:" a model trained on
+# the rows predicts the space and a count can never be right (CPU, 2K rows, 60 steps: " " first in 6 of 8 count
+# questions; dense LoRA scored 0.00 on counting in every v3 run). A count in digits starts like the others.
+V4 = dict(V3, count_words=False)
+PRESETS: dict[str, dict[str, Any]] = {"v1": V1, "v2": {}, "v3": V3, "v4": V4}
 
 
 @dataclass
