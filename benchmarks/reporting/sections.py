@@ -266,6 +266,15 @@ SECTIONS: list[Section] = [
     ),
     Section(
         "Quality and capability",
+        "What a briefly trained model answers first (suite v3 and v4, CPU)",
+        "suite_first_token_cpu.csv",
+        "SmolLM2 with LoRA r8 on q/k/v/o after 60 prompt/completion rows of 2K tokens (fp32, lr 5e-4), then "
+        "teacher-forced held-out questions at 2K (`benchmarks/quality/first_token_probe.py`): how often the first "
+        "answer token is right, and what was predicted first. In v3 a count is a word token where every number "
+        "starts with a bare space; v4 counts in digits ([suite.md](suite.md#v4-counts-in-digits-the-format-confound-of-v3)).",
+    ),
+    Section(
+        "Quality and capability",
         "Does a selector keep the evidence? (suite rows, no training)",
         "suite_bias_cpu.csv",
         "The suite's generator knows which spans each answer needs. Per selector, the share of those evidence "
