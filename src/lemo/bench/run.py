@@ -107,8 +107,28 @@ def environment() -> dict:
         "peft": ver("peft"),
         "triton": ver("triton"),
         "liger_kernel": ver("liger-kernel"),
-        "commit": os.environ.get("LEMO_COMMIT", "unknown"),
+        "commit": os.environ.get("LEMO_COMMIT") or _git_commit(),
     }
+
+
+def _git_commit() -> str:
+    """The checkout's commit, "+dirty" when tracked files differ from it, for a row made without LEMO_COMMIT (a
+    device call sets that; its copy of the tree has no history): "unknown" outside a git checkout."""
+    import subprocess
+
+    here = Path(__file__).resolve().parent
+
+    def git(*args: str) -> str:
+        out = subprocess.run(["git", "-C", str(here), *args], capture_output=True, text=True, timeout=10)
+        if out.returncode != 0:
+            raise OSError(out.stderr)
+        return out.stdout.strip()
+
+    try:
+        head = git("rev-parse", "--short", "HEAD")
+        return head + ("+dirty" if git("status", "--porcelain", "--untracked-files=no") else "")
+    except (OSError, subprocess.SubprocessError):
+        return "unknown"
 
 
 LONGEST_FIELDS = [
