@@ -112,8 +112,9 @@ def environment() -> dict:
 
 
 def _git_commit() -> str:
-    """The checkout's commit, "+dirty" when tracked files differ from it, for a row made without LEMO_COMMIT (a
-    device call sets that; its copy of the tree has no history): "unknown" outside a git checkout."""
+    """The checkout's commit, "+dirty" when tracked files other than the results differ from it (a run appends
+    to the committed CSVs), for a row made without LEMO_COMMIT (a device call sets that; its copy of the tree has
+    no history): "unknown" outside a git checkout."""
     import subprocess
 
     here = Path(__file__).resolve().parent
@@ -126,7 +127,10 @@ def _git_commit() -> str:
 
     try:
         head = git("rev-parse", "--short", "HEAD")
-        return head + ("+dirty" if git("status", "--porcelain", "--untracked-files=no") else "")
+        changed = git(
+            "status", "--porcelain", "--untracked-files=no", "--", ":(top,exclude)benchmarks/results"
+        )
+        return head + ("+dirty" if changed else "")
     except (OSError, subprocess.SubprocessError):
         return "unknown"
 
