@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import argparse
 import collections
-import csv
 import json
 import sys
 from pathlib import Path
@@ -23,7 +22,7 @@ import torch
 ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT / "src"))
 
-from lemo.bench.run import environment  # noqa: E402
+from lemo.bench.run import append_row, environment  # noqa: E402
 from lemo.config.suite import SuiteConfig  # noqa: E402
 from lemo.eval.suite_rows import eval_samples, training_rows  # noqa: E402
 
@@ -85,12 +84,7 @@ def main(argv: list[str] | None = None) -> int:
         print(
             family, row["first_right"], "/", row["questions"], row["token_accuracy"], row["predicted_first"]
         )
-        new = not args.out.exists()
-        with args.out.open("a", newline="") as fh:
-            writer = csv.DictWriter(fh, fieldnames=FIELDS)
-            if new:
-                writer.writeheader()
-            writer.writerow(row)
+        append_row(args.out, FIELDS, row)
     return 0
 
 
