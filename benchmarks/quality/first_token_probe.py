@@ -14,6 +14,7 @@ from __future__ import annotations
 import argparse
 import collections
 import json
+import os
 import sys
 from pathlib import Path
 
@@ -27,7 +28,7 @@ from lemo.config.suite import SuiteConfig  # noqa: E402
 from lemo.eval.suite_rows import eval_samples, training_rows  # noqa: E402
 
 FIELDS = ["preset", "family", "seq_len", "steps", "questions", "first_right", "token_accuracy", "predicted_first",
-          "last_loss", "torch", "transformers", "peft", "commit", "command"]  # fmt: skip
+          "last_loss", "device", "torch", "transformers", "peft", "commit", "command"]  # fmt: skip
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -63,6 +64,9 @@ def main(argv: list[str] | None = None) -> int:
         opt.zero_grad()
     model.eval()
     env = {k: environment()[k] for k in ("torch", "transformers", "peft", "commit")}
+    env["device"] = (
+        f"cpu ({os.cpu_count()} cores)"  # the model trains on the CPU here, whatever else the machine has
+    )
     for family in args.families:
         samples = eval_samples(held, tok, [args.seq_len], args.questions, cfg=cfg, families=[family])
         firsts, right, acc = collections.Counter(), 0, []
