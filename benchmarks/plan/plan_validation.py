@@ -87,8 +87,14 @@ def unmodelled(name: str) -> str | None:
     return None
 
 
-# The first commit whose lemo runs PEFT's adapters on their bf16 inputs (`share_lora_inputs`): rows measured before
-# it kept PEFT's fp32 copies, whatever their config says today.
+# Defaults that changed: the token the first commit with the new behaviour names in its message, and the options
+# a row measured before it ran with, whatever its config says today.
+#  - lemo-share-lora-inputs: PEFT's adapters on their bf16 inputs (`share_lora_inputs`); before, PEFT's fp32 copies;
+#  - lemo-sdpa-attention: the layers' attention through SDPA (`attention_kernel="auto"`); before, lemo's kernel.
+CHANGED_SINCE = {
+    "lemo-share-lora-inputs": {"share_lora_inputs": False},
+    "lemo-sdpa-attention": {"attention_kernel": "lemo"},
+}
 SHARED_LORA_SINCE = "lemo-share-lora-inputs"
 
 
@@ -101,15 +107,29 @@ def _git(*args: str) -> subprocess.CompletedProcess | None:
 
 
 @functools.cache
-def shares_lora_inputs(commit: str) -> bool:
-    """Whether a row measured at `commit` ran with `share_lora_inputs` where its config asks for it: `commit` is a
-    descendant of the oldest commit whose message names `SHARED_LORA_SINCE` (no: unknown commits, or no git)."""
-    found = _git("log", "--reverse", "--format=%H", f"--grep={SHARED_LORA_SINCE}")
+def descends_from(token: str, commit: str) -> bool:
+    """Whether `commit` is a descendant of the oldest commit whose message names `token` (no: unknown commits,
+    or no git)."""
+    found = _git("log", "--reverse", "--format=%H", f"--grep={token}")
     since = found.stdout.split()[0] if found is not None and found.stdout.split() else ""
     if not commit or not since:
         return False
     run = _git("merge-base", "--is-ancestor", since, commit)
     return run is not None and run.returncode == 0
+
+
+def shares_lora_inputs(commit: str) -> bool:
+    """Whether a row measured at `commit` ran with `share_lora_inputs` where its config asks for it."""
+    return descends_from(SHARED_LORA_SINCE, commit)
+
+
+def options_before(commit: str) -> dict:
+    """The options a row measured at `commit` ran with in place of today's defaults (`CHANGED_SINCE`)."""
+    old: dict = {}
+    for token, options in CHANGED_SINCE.items():
+        if not descends_from(token, commit):
+            old.update(options)
+    return old
 
 
 def plan_config(
@@ -128,13 +148,15 @@ def plan_config(
         return None
     checkpointing, segmented, sparse, mlp, extra = CONFIGS[name]
     extra = dict(extra)
-    if commit is not None and not shares_lora_inputs(commit):
-        extra["share_lora_inputs"] = False
+    if commit is not None:
+        extra.update(options_before(commit))
     if extra.get("tile_tokens") == "tile":
         extra["tile_tokens"] = tile
     backend = extra.pop("backend", backend)
     liger = extra.pop("liger", False)
-    lemo_applied = bool(sparse or segmented or set(extra) - {"trim_last_layer", "share_lora_inputs"})
+    lemo_applied = bool(
+        sparse or segmented or set(extra) - {"trim_last_layer", "share_lora_inputs", "attention_kernel"}
+    )
     if sparse:
         base = dict(keep_ratio=keep, sparse_layers="auto", mlp=mlp, backend=backend, segmented_loss=segmented)
         sparsity = SparsityConfig.paper(**{**base, **extra})  # a config's own options win, as in configure()

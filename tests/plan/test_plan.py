@@ -267,12 +267,13 @@ def test_finetune_plans_for_the_torchrun_job_it_is_in(monkeypatch):
 
 
 def test_full_tiling_times_dense_attention_at_lemos_kernel_rate():
-    # With tile_attention, dense layers run lemo's layer forward and its attention kernel, not HF's SDPA.
+    # With tile_attention, dense layers run lemo's layer forward, and with attention_kernel="lemo" its attention
+    # kernel, not HF's SDPA ("auto" runs SDPA: test_attention_through_sdpa_runs_at_sdpa_rate).
     from lemo.plan.memory import estimate
     from lemo.plan.time import work
 
     shape = SHAPES["llama3-8b"]
-    exact = dict(sparse_layers="none", offload="cpu", tile_tokens=8192)
+    exact = dict(sparse_layers="none", offload="cpu", tile_tokens=8192, attention_kernel="lemo")
     mlp_only = PlanConfig(**LONG, sparsity=lemo.SparsityConfig(**exact))
     full = PlanConfig(**LONG, sparsity=lemo.SparsityConfig(**exact, tile_attention=True))
     w_mlp, w_full = (work(shape, c, estimate(shape, c)) for c in (mlp_only, full))
@@ -426,3 +427,18 @@ def test_liger_saves_only_inside_the_tiles_of_a_tiled_mlp():
         # a tile's worth, not the rows': SwiGLU's SiLU(gate) copy and two of its three gradients, in bf16
         assert saved[0] - saved[1] == 3 * 2 * shape.intermediate * tile
         assert longer[0] - saved[0] == longer[1] - saved[1]  # the same bytes per row
+
+
+def test_attention_through_sdpa_runs_at_sdpa_rate():
+    """attention_kernel="auto" on a GPU (one row: SDPA) plans the layers' attention at SDPA's fitted rate, "lemo" at
+    lemo's varlen kernel's; the memory is the same, and a CPU plan (the reference: SDPA) does not change."""
+    tiled = dict(offload="cpu", tile_tokens=8192, tile_attention=True)
+    auto = predict(PlanConfig(**LONG, sparsity=lemo.SparsityConfig(**tiled)))
+    kernel = predict(PlanConfig(**LONG, sparsity=lemo.SparsityConfig(attention_kernel="lemo", **tiled)))
+    assert auto.step_s < 0.9 * kernel.step_s
+    assert auto.gpu_peak_gib == kernel.gpu_peak_gib
+    cpu = dict(shape="tiny", seq_len=4096, device="cpu", dtype="fp32")
+    assert (
+        predict(PlanConfig(**cpu, sparsity=lemo.SparsityConfig())).step_s
+        == predict(PlanConfig(**cpu, sparsity=lemo.SparsityConfig(attention_kernel="lemo"))).step_s
+    )

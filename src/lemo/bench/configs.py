@@ -98,6 +98,23 @@ CONFIGS = {
         "tokens",
         {**PRODUCT, "offload": "cpu", **TILE_ALL, "backend": "reference"},
     ),
+    # lemo's Triton varlen kernel for the attention instead of SDPA (attention_kernel="lemo", the choice before
+    # 2026-12-05): for the layers' attention alone, what the reference ablation above measured
+    "abl-default-lemo-attn+gc": ("all", True, True, "tokens", {**PRODUCT, "attention_kernel": "lemo"}),
+    "abl-default-lemo-attn+offload+tiled-attn": (
+        "all",
+        True,
+        True,
+        "tokens",
+        {**PRODUCT, "offload": "cpu", **TILE_ALL, "attention_kernel": "lemo"},
+    ),
+    "exact-lemo-attn+offload+tiled-attn": (
+        "all",
+        True,
+        False,
+        None,
+        {**EXACT, "offload": "cpu", **TILE_ALL, "attention_kernel": "lemo"},
+    ),
     "lemo-trim+offload+tiled-attn": (
         "all",
         True,

@@ -71,6 +71,7 @@ def _dense_rows(
     full: Selection,
     backend: str,
     tile: int = 0,
+    kernel: str = "auto",
 ) -> tuple[torch.Tensor, _Forward]:
     """The layer's output rows for every segment row, as the dense layer computes them (called without grad).
 
@@ -92,7 +93,7 @@ def _dense_rows(
         return (mid + parts.mlp(parts.post_norm(mid)).to(hr.dtype),)  # [t, d]
 
     x, q, k, v = tiled_rows_many(pre, (h, cos, sin), tile)
-    a = parts.attn.core(q, k, v, full.cu_seqlens, backend=backend)  # [Na, H*D]
+    a = parts.attn.core(q, k, v, full.cu_seqlens, backend=backend, kernel=kernel)  # [Na, H*D]
     (out,) = tiled_rows_many(post, (h, a), tile)  # [Na, d]
     return out, _Forward(x, q, k)
 
@@ -283,7 +284,9 @@ def backward_layer_forward(
     tiers = priority_tiers(segments, cfg, fitting(state.evidence_mask, B, T), fitting(state.label_mask, B, T))
     layer = _Layer(parts, state, full, segments, tiers, cos, sin, B, T, params)
     with torch.no_grad():
-        out_rows, fwd = _dense_rows(parts, flat[full.rows], cos, sin, full, cfg.backend, layer.tile)
+        out_rows, fwd = _dense_rows(
+            parts, flat[full.rows], cos, sin, full, cfg.backend, layer.tile, cfg.attention_kernel
+        )
         out = flat.index_copy(0, full.rows, out_rows)  # [B*T, d] rows outside every segment pass through
         if cfg.scorer != "gradient":
             with torch.profiler.record_function(PROFILE_RANGE):

@@ -60,6 +60,7 @@ def _attention_update(
         positions=positions,
         dropout_p=parts.attn.dropout if training else 0.0,
         backend=config.backend,
+        kernel=config.attention_kernel,
     )  # [N, d]
     if not with_mlp:
         return (o,)
@@ -96,7 +97,14 @@ def _tiled_update(
     q, k, v = tiled_rows_many(pre, (hk, cos_k, sin_k), tile)
     dropout = parts.attn.dropout if training else 0.0
     a = parts.attn.core(
-        q, k, v, sel.cu_seqlens, positions=positions, dropout_p=dropout, backend=config.backend
+        q,
+        k,
+        v,
+        sel.cu_seqlens,
+        positions=positions,
+        dropout_p=dropout,
+        backend=config.backend,
+        kernel=config.attention_kernel,
     )  # [N, H*D]
     o, y = tiled_rows_many(post, (hk, a), tile)
     return o, y

@@ -54,6 +54,7 @@ class AttentionParts:
         positions: torch.Tensor | None = None,
         dropout_p: float = 0.0,
         backend: str | None = None,
+        kernel: str = "auto",
     ) -> torch.Tensor:
         """The attention sublayer on kept rows only: o_proj(causal attention among xk) [N, d].
 
@@ -65,7 +66,9 @@ class AttentionParts:
             positions: [N] original positions, needed only for sliding-window attention.
         """
         q, k, v = self.qkv(xk, cos_k, sin_k)
-        o = self.core(q, k, v, cu_seqlens, positions=positions, dropout_p=dropout_p, backend=backend)
+        o = self.core(
+            q, k, v, cu_seqlens, positions=positions, dropout_p=dropout_p, backend=backend, kernel=kernel
+        )  # [N, H*D]
         return self.o_proj(o)  # [N, d]
 
     def qkv(
@@ -89,8 +92,10 @@ class AttentionParts:
         positions: torch.Tensor | None = None,
         dropout_p: float = 0.0,
         backend: str | None = None,
+        kernel: str = "auto",
     ) -> torch.Tensor:
-        """The part of `attend` that mixes rows: causal attention per segment, heads merged: [N, H*D]."""
+        """The part of `attend` that mixes rows: causal attention per segment, heads merged: [N, H*D].
+        `kernel`: SparsityConfig.attention_kernel (SDPA or lemo's varlen kernel where Triton runs)."""
         o = varlen_causal_attention(
             q,
             k,
@@ -101,6 +106,7 @@ class AttentionParts:
             sliding_window=self.sliding_window,
             dropout_p=dropout_p,
             backend=backend,
+            kernel=kernel,
         )  # [N, H, D]
         return o.reshape(q.shape[0], self.num_heads * self.head_dim)  # [N, H*D]
 

@@ -6,6 +6,7 @@ import importlib
 
 import torch
 
+from lemo.config.sparsity import uses_sdpa
 from lemo.ops._dispatch import resolve_backend
 from lemo.ops.sparse_attention import reference
 
@@ -36,13 +37,17 @@ def _autocast(*ts: torch.Tensor) -> tuple[torch.Tensor, ...]:
 def varlen_causal_attention(
     q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, cu_seqlens: list[int], scale: float,
     positions: torch.Tensor | None = None, sliding_window: int | None = None, dropout_p: float = 0.0,
-    backend: str | None = None,
+    backend: str | None = None, kernel: str = "lemo",
 ) -> torch.Tensor:  # fmt: skip
-    """See `reference.varlen_causal_attention`; shapes q [N, H, D], k/v [N, H_kv, D] -> [N, H, D]."""
+    """See `reference.varlen_causal_attention`; shapes q [N, H, D], k/v [N, H_kv, D] -> [N, H, D].
+
+    `kernel` (SparsityConfig.attention_kernel) chooses between SDPA and lemo's Triton kernel where the backend
+    resolves to Triton; the reference backend is SDPA already."""
     q, k, v = _autocast(q, k, v)
     impl = _kernels("triton")
     usable = impl is not None and sliding_window is None and dropout_p == 0.0
-    if resolve_backend(backend, q.device, has_triton_impl=usable) == "triton":
+    sdpa = uses_sdpa(kernel, len(cu_seqlens) - 1)
+    if resolve_backend(backend, q.device, has_triton_impl=usable) == "triton" and not sdpa:
         return impl.varlen_causal_attention(q, k, v, cu_seqlens, scale)
     return reference.varlen_causal_attention(q, k, v, cu_seqlens, scale, positions, sliding_window, dropout_p)
 
