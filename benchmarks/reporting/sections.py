@@ -266,6 +266,16 @@ SECTIONS: list[Section] = [
     ),
     Section(
         "Quality and capability",
+        "The held-out capability suite v4 (SmolLM2-135M, 16K)",
+        "suite_v4_smollm2.csv",
+        "Suite v4 (preset `v4`: v3 with counts in digits), same setup, prompt/completion form, 3 seeds, H100, "
+        "commit b67ee0f. `keep50` is `SparsityConfig()` (the supervision selector at keep 0.5, trimmed last "
+        "layer); `dense@43` is dense LoRA's adapter after 43 of its 60 steps, a little more than equal GPU time "
+        "for the default's 0.678x-0.714x of Liger exact's step at 32K (`e2e_llama3_8b_liger.csv`).",
+        ("suite_v4_smollm2.png",),
+    ),
+    Section(
+        "Quality and capability",
         "What a briefly trained model answers first (suite v3 and v4, CPU)",
         "suite_first_token_cpu.csv",
         "SmolLM2 with LoRA r8 on q/k/v/o after 60 prompt/completion rows of 2K tokens (fp32, lr 5e-4), then "
