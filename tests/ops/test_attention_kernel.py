@@ -10,7 +10,7 @@ import torch
 
 import lemo.ops.sparse_attention.triton as tri
 from lemo.config import SparsityConfig
-from lemo.config.sparsity import SDPA_MAX_SEGMENTS, uses_sdpa
+from lemo.config.sparsity import SDPA_GQA_MAX_ROWS, SDPA_MAX_SEGMENTS, uses_sdpa
 from lemo.ops.sparse_attention import reference, varlen_causal_attention
 
 
@@ -18,8 +18,12 @@ def test_policy():
     assert uses_sdpa("sdpa", 100) and not uses_sdpa("lemo", 1)
     assert uses_sdpa("auto", 1) and uses_sdpa("auto", SDPA_MAX_SEGMENTS)
     assert not uses_sdpa("auto", SDPA_MAX_SEGMENTS + 1)
+    # grouped KV heads: SDPA repeats K and V per query head, so past SDPA_GQA_MAX_ROWS rows auto keeps lemo's kernel
+    assert uses_sdpa("auto", 1, SDPA_GQA_MAX_ROWS, grouped=True)
+    assert not uses_sdpa("auto", 1, SDPA_GQA_MAX_ROWS + 1, grouped=True)
+    assert uses_sdpa("auto", 1, SDPA_GQA_MAX_ROWS + 1) and uses_sdpa("sdpa", 1, 10**6, grouped=True)
     assert SparsityConfig().attention_kernel == "auto"
-    with pytest.raises(ValueError, match="attention_kernel='flash'.*'auto', 'sdpa', 'lemo'"):
+    with pytest.raises(ValueError, match=r"attention_kernel='flash'.*'auto', 'sdpa', 'lemo'"):
         SparsityConfig(attention_kernel="flash")
 
 

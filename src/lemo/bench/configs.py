@@ -87,7 +87,13 @@ CONFIGS = {
     # +tiled-attn: the whole layer but the attention core in row tiles (tile_attention)
     "exact+offload+tiled-attn": ("all", True, False, None, {**EXACT, "offload": "cpu", **TILE_ALL}),
     "lemo+offload+tiled-attn": ("all", True, True, "tokens", {**DEFAULT, "offload": "cpu", **TILE_ALL}),
-    "default+offload+tiled": ("all", True, True, "tokens", {**PRODUCT, "offload": "cpu", "tile_tokens": "tile"}),
+    "default+offload+tiled": (
+        "all",
+        True,
+        True,
+        "tokens",
+        {**PRODUCT, "offload": "cpu", "tile_tokens": "tile"},
+    ),
     "default+offload+tiled-attn": ("all", True, True, "tokens", {**PRODUCT, "offload": "cpu", **TILE_ALL}),
     # the same on the reference backend, whose attention is PyTorch's SDPA (FlashAttention) per segment instead of
     # lemo's Triton varlen kernel: the plan's rates put SDPA at 470 TFLOP/s against 323 (H200), and at 128K the

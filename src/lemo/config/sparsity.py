@@ -31,13 +31,19 @@ _ATTENTION_KERNELS = ("auto", "sdpa", "lemo")
 # attention_kernel="auto" runs SDPA per segment up to this many segments: each segment is one SDPA call (cuDNN or
 # FlashAttention on a GPU), so a packed batch of many short documents goes to lemo's one-launch varlen kernel.
 SDPA_MAX_SEGMENTS = 8
+# ... and, with grouped KV heads, up to this many rows: SDPA repeats K and V for every query head, which the
+# layer's backward holds with their gradients (4 x rows x H x D: measured 4.0 GiB at 128K on Llama-3-8B), where
+# lemo's kernel reads the grouped heads in place. The longest SDPA-run rows measured.
+SDPA_GQA_MAX_ROWS = 131072
 
 
-def uses_sdpa(kernel: str, segments: int) -> bool:
-    """Whether the causal attention among a layer's rows runs SDPA, for `attention_kernel` `kernel` and a batch of
-    `segments` segments, where the backend runs Triton (the reference backend is SDPA already)."""
+def uses_sdpa(kernel: str, segments: int, rows: int = 0, grouped: bool = False) -> bool:
+    """Whether the causal attention among a layer's `rows` rows runs SDPA, for `attention_kernel` `kernel`, a batch
+    of `segments` segments and `grouped` KV heads, where the backend runs Triton (the reference is SDPA already)."""
     check_choice("attention_kernel", kernel, _ATTENTION_KERNELS)
-    return kernel == "sdpa" or (kernel == "auto" and segments <= SDPA_MAX_SEGMENTS)
+    if kernel != "auto":
+        return kernel == "sdpa"
+    return segments <= SDPA_MAX_SEGMENTS and not (grouped and rows > SDPA_GQA_MAX_ROWS)
 
 
 PAPER_FIELDS: dict[str, Any] = {
@@ -113,9 +119,10 @@ class SparsityConfig(DictConfig):
     """Which kernel runs the causal attention among a layer's rows where `backend` runs Triton: "sdpa" (PyTorch's
     scaled_dot_product_attention per segment, which picks cuDNN or FlashAttention), "lemo" (lemo's Triton varlen
     kernel, one launch for every segment) or "auto": SDPA when a batch holds at most 8 segments (one per row
-    unless rows are packed), lemo's kernel for more. SDPA measured 1.4x faster at 128K on an H100
-    (`profile_llama3_8b.csv`); lemo's kernel matched FlashAttention-2 (`ops_sparse_attention.csv`). The same
-    attention either way: only the speed differs."""
+    unless rows are packed) and, with grouped KV heads, at most 128K rows (SDPA repeats K and V per query head:
+    4 GiB more at 128K on Llama-3-8B), lemo's kernel otherwise. With SDPA a 128K step took 37.8 s against 50.0 s
+    on an H100 (`e2e_llama3_8b_liger.csv`; SDPA picks cuDNN there, while lemo's kernel matches FlashAttention-2,
+    `ops_sparse_attention.csv`). The same attention either way: only speed and memory differ."""
     sparse_in_eval: bool = False
     """Also eliminate tokens when the model is in eval mode (a diagnostic; evaluation is normally dense)."""
     shared_selection: bool = True

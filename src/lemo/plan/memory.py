@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 from lemo.config import PlanConfig
 from lemo.plan import backward
 from lemo.plan.saved import (
+    attention_sdpa,
     attn_saved,
     backend,
     liger,
@@ -27,6 +28,7 @@ from lemo.plan.saved import (
     norm_backward,
     rmsnorm_backward,
     sdpa_backward,
+    sdpa_repeated_kv,
     tile_attention,
 )
 from lemo.plan.shapes import ModelShape
@@ -138,7 +140,12 @@ def layer_working(shape: ModelShape, rows: LayerRows, cfg: PlanConfig, e: int) -
         phases.append({"post-attention norm backward": norm_backward(shape, e, fused) * rows.mlp_rows})
         if cfg.device == "cuda":
             phases.append({"attention backward (SDPA)": sdpa_backward(shape, e) * rows.attn_rows})
-    return {"attention activations": attn, **max(phases, key=lambda phase: sum(phase.values()))}
+    out = {"attention activations": attn, **max(phases, key=lambda phase: sum(phase.values()))}
+    if (rows.sparse or tile_attention(cfg)) and attention_sdpa(shape, cfg, rows.attn_rows):
+        out["SDPA's repeated K/V"] = (
+            sdpa_repeated_kv(shape, e) * rows.attn_rows
+        )  # lemo's layer code runs SDPA
+    return out
 
 
 def fused_loss(cfg: PlanConfig) -> bool:

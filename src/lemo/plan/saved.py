@@ -12,6 +12,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from lemo.config import PlanConfig
+from lemo.config.sparsity import uses_sdpa
 from lemo.plan.shapes import ModelShape
 
 LORA_BYTES = 4  # PEFT keeps adapters in fp32 (autocast_adapter_dtype) whatever the base dtype
@@ -147,6 +148,21 @@ def sdpa_backward(shape: ModelShape, e: int) -> float:
     that is 52 KiB per token, as measured (benchmarks/results/attention_backward_probe.csv)."""
     grouped = 2 * e * shape.q_dim if shape.kv_dim < shape.q_dim else 0
     return e * shape.q_dim + e * (shape.q_dim + 2 * shape.kv_dim) + 4 * shape.q_dim + grouped
+
+
+def attention_sdpa(shape: ModelShape, cfg: PlanConfig, rows: int) -> bool:
+    """Whether lemo's layer attention over `rows` rows runs through SDPA (`SparsityConfig.attention_kernel`; a lemo
+    without the field ran its Triton kernel), at SDPA's rate and with SDPA's repeated K/V, or lemo's varlen kernel."""
+    kernel = getattr(cfg.sparsity, "attention_kernel", "lemo")
+    grouped = shape.kv_dim < shape.q_dim
+    return backend(cfg) == "triton" and uses_sdpa(kernel, cfg.batch_size, rows, grouped)
+
+
+def sdpa_repeated_kv(shape: ModelShape, e: int) -> float:
+    """Bytes per row that SDPA adds over lemo's kernel in a layer's backward with grouped KV heads: K and V
+    repeated for every query head (saved for its backward) and their gradients before the group sum. 32 KiB per
+    token for the Llama-3-8B shape: the measured 4.0 GiB at 128K (e2e_llama3_8b_liger.csv, 67e29b8)."""
+    return 4 * e * shape.q_dim if shape.kv_dim < shape.q_dim else 0.0
 
 
 def tile_attention(cfg: PlanConfig) -> bool:

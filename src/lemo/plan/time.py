@@ -25,10 +25,9 @@ import dataclasses
 from dataclasses import dataclass
 
 from lemo.config import PlanConfig
-from lemo.config.sparsity import uses_sdpa
 from lemo.plan.backward import recompute_saved
 from lemo.plan.memory import LayerRows, MemoryEstimate, _layer_saved, scored_rows
-from lemo.plan.saved import attn_saved, backend, liger, lora_of, mlp_saved, tile_attention
+from lemo.plan.saved import attention_sdpa, attn_saved, backend, liger, lora_of, mlp_saved, tile_attention
 from lemo.plan.shapes import ModelShape
 
 FLASH_BACKWARD = 2.5  # flash-attention backward in forward-equivalents
@@ -125,13 +124,6 @@ def _trimmed_last(shape: ModelShape, r: LayerRows, cfg: PlanConfig, e: int) -> t
     return lin, att, recompute_saved(shape, rows, scored, cfg, e, traffic=True) * passes
 
 
-def attention_sdpa(cfg: PlanConfig) -> bool:
-    """Whether lemo's layers run their causal attention through SDPA (`SparsityConfig.attention_kernel`; a lemo
-    without the field ran its Triton kernel), at SDPA's rate, rather than lemo's varlen kernel's."""
-    kernel = getattr(cfg.sparsity, "attention_kernel", "lemo")
-    return backend(cfg) == "triton" and uses_sdpa(kernel, cfg.batch_size)
-
-
 def work(shape: ModelShape, cfg: PlanConfig, mem: MemoryEstimate) -> Work:
     e = 2 if cfg.dtype == "bf16" else 4
     passes = 3 if cfg.checkpointing else 2
@@ -162,7 +154,7 @@ def work(shape: ModelShape, cfg: PlanConfig, mem: MemoryEstimate) -> Work:
         lin += 2 * r.mlp_rows * shape.mlp_params() * mlp_passes
         n = r.attn_rows / B  # rows of one sequence: attention is quadratic per sequence
         flop = 2 * n * n * hd * B * attn_passes
-        if (r.sparse or tile_attention(cfg)) and not attention_sdpa(cfg):
+        if (r.sparse or tile_attention(cfg)) and not attention_sdpa(shape, cfg, r.attn_rows):
             sparse_att += flop  # lemo's varlen kernel (tiled, dense layers run lemo's layer forward too)
         else:
             att += flop

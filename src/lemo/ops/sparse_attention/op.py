@@ -46,7 +46,7 @@ def varlen_causal_attention(
     q, k, v = _autocast(q, k, v)
     impl = _kernels("triton")
     usable = impl is not None and sliding_window is None and dropout_p == 0.0
-    sdpa = uses_sdpa(kernel, len(cu_seqlens) - 1)
+    sdpa = uses_sdpa(kernel, len(cu_seqlens) - 1, q.shape[0], grouped=k.shape[1] < q.shape[1])
     if resolve_backend(backend, q.device, has_triton_impl=usable) == "triton" and not sdpa:
         return impl.varlen_causal_attention(q, k, v, cu_seqlens, scale)
     return reference.varlen_causal_attention(q, k, v, cu_seqlens, scale, positions, sliding_window, dropout_p)
