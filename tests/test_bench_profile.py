@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from lemo.bench.profile import family, summarize
+from lemo.bench.profile import family, rows, summarize
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -69,6 +69,46 @@ def test_cpu_trace_counts_each_ops_self_time_once():
 def _launch(ts, corr, tid=1):
     return {"ph": "X", "name": "cudaLaunchKernel", "cat": "cuda_runtime", "ts": ts, "dur": 2, "tid": tid,
             "args": {"correlation": corr}}  # fmt: skip
+
+
+def test_idle_gaps_are_blamed_on_the_most_specific_host_event():
+    """Each long gap goes to the shortest host event covering at least half of it: what the host was doing while
+    the device waited; the rows name them after the families and ranges."""
+    host = [
+        {
+            "ph": "X",
+            "name": "CheckpointFunctionBackward",
+            "cat": "cpu_op",
+            "ts": 0,
+            "dur": 1000,
+        },  # covers all
+        {"ph": "X", "name": "cudaHostAlloc", "cat": "cuda_runtime", "ts": 110, "dur": 180},  # most of gap 1
+        {
+            "ph": "X",
+            "name": "cudaLaunchKernel",
+            "cat": "cuda_runtime",
+            "ts": 295,
+            "dur": 3,
+        },  # too little of it
+    ]
+    events = [
+        _k("ampere_gemm", 0, 100),
+        _k("flash_fwd_kernel", 300, 100),  # gap 1: [100, 300)
+        _k("ampere_gemm", 500, 100),  # gap 2: [400, 500), inside the checkpoint's backward only
+        _k("ampere_gemm", 900, 50),  # gap 3: [600, 900), inside the checkpoint backward too
+        *host,
+    ]
+    s = summarize(events)
+    assert s["gaps"] == 3
+    idle = s["idle"]
+    assert idle["cudaHostAlloc"]["ms"] == pytest.approx(0.2) and idle["cudaHostAlloc"]["count"] == 1
+    assert idle["CheckpointFunctionBackward"]["ms"] == pytest.approx(0.4)
+    assert idle["CheckpointFunctionBackward"]["count"] == 2
+    assert sum(v["share"] for v in idle.values()) == pytest.approx(1.0)
+    bare = summarize([_k("ampere_gemm", 0, 100), _k("ampere_gemm", 300, 100)])
+    assert bare["idle"] == {"(no host event)": {"ms": pytest.approx(0.2), "share": 1.0, "count": 1}}
+    names = [r["family"] for r in rows(s, config="x")]
+    assert "idle <- cudaHostAlloc" in names and names[0] == "step"
 
 
 def test_a_lemo_range_costs_the_kernels_launched_inside_it():

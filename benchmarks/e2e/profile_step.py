@@ -104,6 +104,8 @@ def main(argv: list[str] | None = None) -> int:
                 f"selection {select['ms']:.1f} ms ({select['share']:.2%} of the work)",
                 flush=True,
             )
+            blamed = ", ".join(f"{k} {v['ms']:.0f} ms" for k, v in list(summary["idle"].items())[:4])
+            print(f"  idle while the host ran: {blamed or 'nothing'}", flush=True)
             owners = args.peak_owners is not None and (not args.peak_owners or name in args.peak_owners)
             if owners and device.type == "cuda":
                 peak_rows(args, keys, env, _step(model, ids, labels, opt))

@@ -2,7 +2,8 @@
 
 The summary answers the questions of issue 20 item 3 in one table per (config, T):
 - time per op family on the device (matmuls, attention, norms, elementwise, copies, lemo's own kernels, ...);
-- how long the device sat idle inside the step, and in how many gaps longer than `GAP_US`;
+- how long the device sat idle inside the step, in how many gaps longer than `GAP_US`, and what the host was
+  doing meanwhile (rows "idle <- <host event>": each gap blamed on the most specific host event covering it);
 - host syncs (the host waiting for the device: stream/device/event synchronizes and blocking copies, and the
   ATen ops that read a device value on the host), which serialize the CPU's launch queue behind the GPU;
 - what lemo's named ranges cost (the selector: "lemo::select"): the device time of the kernels launched inside
@@ -51,13 +52,13 @@ def family(name: str) -> str:
     return next((fam for fam, pattern in FAMILIES if pattern.search(name)), "other")
 
 
-def _union_us(intervals: list[tuple[float, float]]) -> tuple[float, list[float]]:
-    """(covered length, the gaps between covered stretches) of [start, end) intervals, in their units."""
+def _union_us(intervals: list[tuple[float, float]]) -> tuple[float, list[tuple[float, float]]]:
+    """(covered length, the [start, end) gaps between covered stretches) of [start, end) intervals."""
     covered, gaps, end = 0.0, [], None
     for s, e in sorted(intervals):
         if end is None or s > end:
             if end is not None:
-                gaps.append(s - end)
+                gaps.append((end, s))
             covered += e - s
             end = e
         elif e > end:
@@ -73,8 +74,9 @@ def summarize(events: Iterable[dict[str, Any]], device: bool = True) -> dict[str
         device: summarize device events (a GPU trace); False summarizes CPU ops by their self time (a CPU trace).
     Returns:
         {"step_ms", "busy_ms", "idle_ms", "idle_share", "gaps", "gap_ms", "launches", "host_syncs",
-         "families": {family: {"ms", "share", "count"}}, "ranges": {range: {"ms", "share", "count"}}} where
-        shares are of the summed kernel (CPU: op self) time and a range's count is how often it was entered.
+         "families": {family: {"ms", "share", "count"}}, "ranges": {range: {"ms", "share", "count"}},
+         "idle": {host event: {"ms", "share", "count"}}} where family and range shares are of the summed kernel
+        (CPU: op self) time, a range's count is how often it was entered, and idle shares are of the long gaps.
     """
     events = [e for e in events if e.get("ph", "X") == "X" and "dur" in e]
     if device:
@@ -83,7 +85,7 @@ def summarize(events: Iterable[dict[str, Any]], device: bool = True) -> dict[str
         spans, timed = _self_times([e for e in events if e.get("cat") == "cpu_op"])
     busy, gaps = _union_us([(e["ts"], e["ts"] + e["dur"]) for e in spans])
     span = (max(e["ts"] + e["dur"] for e in spans) - min(e["ts"] for e in spans)) if spans else 0.0
-    long_gaps = [g for g in gaps if g >= GAP_US]
+    long_gaps = [(a, b) for a, b in gaps if b - a >= GAP_US]
     fam_us: dict[str, float] = defaultdict(float)
     fam_n: Counter[str] = Counter()
     for e in timed:
@@ -104,7 +106,7 @@ def summarize(events: Iterable[dict[str, Any]], device: bool = True) -> dict[str
         "idle_ms": (span - busy) / 1e3,
         "idle_share": (span - busy) / span if span else 0.0,
         "gaps": len(long_gaps),
-        "gap_ms": sum(long_gaps) / 1e3,
+        "gap_ms": sum(b - a for a, b in long_gaps) / 1e3,
         "launches": sum(1 for e in timed if e.get("cat") == "kernel") if device else len(timed),
         "host_syncs": syncs,
         "families": {
@@ -114,7 +116,32 @@ def summarize(events: Iterable[dict[str, Any]], device: bool = True) -> dict[str
         "ranges": {
             name: {"ms": us / 1e3, "share": us / total, "count": n} for name, (us, n) in ranges.items()
         },
+        "idle": _idle_blame(events, long_gaps) if device else {},
     }
+
+
+HOST_CATS = ("cpu_op", "cuda_runtime", "cuda_driver", "user_annotation", "python_function")
+IDLE_TOP = 8  # the host events blamed for the most idle time, in the summary
+
+
+def _idle_blame(events: list[dict[str, Any]], gaps: list[tuple[float, float]]) -> dict[str, dict[str, float]]:
+    """{host event name: {"ms", "share", "count"}} for the `IDLE_TOP` names blamed for the most idle device time
+    (share: of the long gaps' total). A gap is blamed on the shortest host event that covers at least half of
+    it: the most specific thing the host was doing while the device waited (a synchronize, a host-side
+    allocation, a Python-side loop inside one op or range); with none, on "(no host event)"."""
+    host = sorted((e for e in events if e.get("cat") in HOST_CATS), key=lambda e: e["dur"])
+    us: dict[str, float] = defaultdict(float)
+    n: Counter[str] = Counter()
+    for a, b in gaps:
+        name = next(
+            (e["name"] for e in host if min(b, e["ts"] + e["dur"]) - max(a, e["ts"]) >= (b - a) / 2),
+            "(no host event)",
+        )
+        us[name] += b - a
+        n[name] += 1
+    total = sum(us.values()) or 1.0
+    top = sorted(us.items(), key=lambda kv: -kv[1])[:IDLE_TOP]
+    return {name: {"ms": t / 1e3, "share": t / total, "count": n[name]} for name, t in top}
 
 
 def _range_times(
@@ -186,11 +213,13 @@ def load_trace(path: str | Path) -> list[dict[str, Any]]:
 def rows(summary: dict[str, Any], **keys: Any) -> list[dict[str, Any]]:
     """CSV rows of a summary: one "step" row with the totals, then one per op family and one per lemo range
     (named "lemo::...", overlapping the families); `keys` go in every row."""
-    head = {k: v for k, v in summary.items() if k not in ("families", "ranges")}
+    head = {k: v for k, v in summary.items() if k not in ("families", "ranges", "idle")}
     out = [{**keys, "family": "step", **head}]
-    for group in ("families", "ranges"):
+    for group, prefix in (("families", ""), ("ranges", ""), ("idle", "idle <- ")):
         for name, v in summary.get(group, {}).items():
-            out.append({**keys, "family": name, "ms": v["ms"], "share": v["share"], "count": v["count"]})
+            out.append(
+                {**keys, "family": prefix + name, "ms": v["ms"], "share": v["share"], "count": v["count"]}
+            )
     return out
 
 
