@@ -6,6 +6,7 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 from lemo.plan.memory import layer_rows
+from lemo.plan.saved import attention_sdpa, backend, tile_attention
 
 if TYPE_CHECKING:
     from lemo.config import PlanConfig
@@ -49,11 +50,23 @@ def _settings(p: Plan) -> list[str]:
         (f"segmented loss (chunk {s.loss_chunk})" if s.segmented_loss else "the model's own loss")
         + f", offload={s.offload}, tile_tokens={s.tile_tokens}"
         + (", tiled attention" if getattr(s, "tile_attention", False) else "")
+        + f", attention {_kernel(p)}"
     )
     last = layer_rows(p.shape, c)[-1]
     if last.trimmed:
         lines.append(f"last layer trimmed to the {last.attn_rows} scored rows (K/V of every row)")
     return lines
+
+
+def _kernel(p: Plan) -> str:
+    """Which kernel runs lemo's layer attention, by the layers' rows (`attention_kernel`)."""
+    rows = {r.attn_rows for r in layer_rows(p.shape, p.config) if r.sparse or tile_attention(p.config)}
+    sdpa = {attention_sdpa(p.shape, p.config, n) for n in rows}
+    if not rows:
+        return "by the model's own"
+    if sdpa == {True} or backend(p.config) == "reference":
+        return "by SDPA"
+    return "by lemo's kernel" if sdpa == {False} else "by SDPA up to 128K rows, lemo's kernel past them"
 
 
 def format_plan(p: Plan) -> str:
