@@ -276,6 +276,16 @@ SECTIONS: list[Section] = [
     ),
     Section(
         "Quality and capability",
+        "Does answer length explain the suite's low families? (CPU)",
+        "suite_answer_tokens_cpu.csv",
+        "Mean SmolLM2 tokens of each family's held-out answers over 30 drawn contexts "
+        "(`benchmarks/quality/answer_tokens_probe.py`; recall quotes the filler and is not counted), beside dense "
+        "LoRA's exact match and answer-token accuracy at 16K in the GPU suite of the same preset. Multi-key has "
+        "the longest answers but one and the highest score; variable tracking's and key-value lookup's are shorter "
+        "and score far lower: what keeps a family under 0.4 is the skill, not the number of tokens to get right.",
+    ),
+    Section(
+        "Quality and capability",
         "What a briefly trained model answers first (suite v3 and v4, CPU)",
         "suite_first_token_cpu.csv",
         "SmolLM2 with LoRA r8 on q/k/v/o after 60 prompt/completion rows of 2K tokens (fp32, lr 5e-4), then "
