@@ -127,9 +127,11 @@ def test_fine_tuning_step_matches_reference_path(dtype, keep, tol):
         for name, p in model.named_parameters():
             if "lora_B" in name:
                 torch.nn.init.normal_(p, std=0.02)
-        lemo.apply(
-            model, lemo.SparsityConfig(keep_ratio=keep, block_size=64, sparse_layers="all", backend=backend)
+        # attention_kernel="lemo": the Triton step runs lemo's attention kernel, not SDPA ("auto" here)
+        cfg = lemo.SparsityConfig(
+            keep_ratio=keep, block_size=64, sparse_layers="all", backend=backend, attention_kernel="lemo"
         )
+        lemo.apply(model, cfg)
         ids = torch.randint(0, 32000, (1, 3000), generator=torch.Generator().manual_seed(0)).cuda()
         loss = model(input_ids=ids, labels=ids).loss
         loss.backward()

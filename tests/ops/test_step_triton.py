@@ -21,9 +21,12 @@ def lora_model(backend, keep):
     for name, p in model.named_parameters():
         if "lora_B" in name:  # PEFT starts B at zero, which would zero every LoRA-A gradient
             torch.nn.init.normal_(p, std=0.02, generator=torch.Generator().manual_seed(len(name)))
-    return lemo.apply(
-        model, lemo.SparsityConfig(keep_ratio=keep, block_size=16, sparse_layers="all", backend=backend)
+    # attention_kernel="lemo": the Triton path runs lemo's attention kernel too ("auto" would run SDPA, the
+    # reference's attention, for this one-row batch)
+    cfg = lemo.SparsityConfig(
+        keep_ratio=keep, block_size=16, sparse_layers="all", backend=backend, attention_kernel="lemo"
     )
+    return lemo.apply(model, cfg)
 
 
 @pytest.mark.parametrize("keep", [0.4, 1.0])
