@@ -15,6 +15,7 @@ import argparse
 import collections
 import csv
 import json
+import os
 import random
 import statistics
 import sys
@@ -28,7 +29,7 @@ from lemo.config.suite import SuiteConfig  # noqa: E402
 from lemo.eval.suite import draw_facts  # noqa: E402
 
 FIELDS = ["preset", "knobs", "family", "contexts", "answers", "mean_answer_tokens", "dense_exact_match",
-          "dense_token_accuracy", "summary", "commit", "command"]  # fmt: skip
+          "dense_token_accuracy", "summary", "device", "transformers", "commit", "command"]  # fmt: skip
 
 
 def answer_tokens(tokenizer, cfg: SuiteConfig, contexts: int) -> dict[str, list[int]]:
@@ -71,6 +72,7 @@ def main(argv: list[str] | None = None) -> int:
     knobs = json.loads(args.knobs)
     cfg = SuiteConfig.from_preset(args.preset, **knobs)
     scores = dense_scores(args.summary)
+    env = environment()  # the tokenizer's counts need no accelerator: the CPU that ran them is named
     command = "python benchmarks/quality/answer_tokens_probe.py " + " ".join(
         sys.argv[1:] if argv is None else argv
     )
@@ -80,8 +82,8 @@ def main(argv: list[str] | None = None) -> int:
             "answers": len(counts), "mean_answer_tokens": f"{statistics.mean(counts):.2f}",
             "dense_exact_match": scores.get((family, "exact_match"), ""),
             "dense_token_accuracy": scores.get((family, "token_accuracy"), ""),
-            "summary": args.summary.name if args.summary else "", "commit": environment()["commit"],
-            "command": command,
+            "summary": args.summary.name if args.summary else "", "device": f"cpu ({os.cpu_count()} cores)",
+            "transformers": env["transformers"], "commit": env["commit"], "command": command,
         }  # fmt: skip
         print(family, row["mean_answer_tokens"], row["dense_exact_match"], row["dense_token_accuracy"])
         append_row(args.out, FIELDS, row)
