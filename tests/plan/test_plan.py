@@ -454,3 +454,20 @@ def test_attention_through_sdpa_runs_at_sdpa_rate():
         predict(PlanConfig(**cpu, sparsity=lemo.SparsityConfig())).step_s
         == predict(PlanConfig(**cpu, sparsity=lemo.SparsityConfig(attention_kernel="lemo"))).step_s
     )
+
+
+def test_advice_names_lemos_attention_kernel_where_sdpas_copies_do_not_fit():
+    forced = lemo.SparsityConfig(
+        offload="cpu", tile_tokens=8192, tile_attention=True, attention_kernel="sdpa"
+    )
+    plan = predict(PlanConfig(**{**LONG, "seq_len": 524288}, gpu_gib=74.5, sparsity=forced))
+    assert not plan.fits and "layer 14 SDPA's repeated K/V" in plan.breakdown_gib
+    [line] = [a for a in plan.advice if "--attention-kernel lemo" in a]
+    kernel = predict(
+        PlanConfig(
+            **{**LONG, "seq_len": 524288},
+            gpu_gib=74.5,
+            sparsity=dataclasses.replace(forced, attention_kernel="lemo"),
+        )
+    )
+    assert f"GPU {kernel.gpu_peak_gib:.1f} GiB" in line and kernel.gpu_peak_gib < plan.gpu_peak_gib - 8

@@ -162,6 +162,13 @@ def _candidates(c: PlanConfig) -> list[tuple[str, dict]]:
         return out
     if not s.segmented_loss:
         out.append(("turn on the segmented loss (--segmented-loss)", {"sparsity": {"segmented_loss": True}}))
+    if getattr(s, "attention_kernel", "lemo") != "lemo":
+        out.append(
+            (
+                "run lemo's attention kernel, which needs no copies of grouped K/V heads (--attention-kernel lemo)",
+                {"sparsity": {"attention_kernel": "lemo"}},
+            )
+        )
     if not getattr(s, "trim_last_layer", True):
         out.append(
             (
