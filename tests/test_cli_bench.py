@@ -269,6 +269,29 @@ def test_few_layer_warmup_runs_one_dense_and_one_sparse_layer_then_restores_the_
         h.remove()
 
 
+@pytest.mark.parametrize("trim", [False, True])
+def test_after_a_few_layer_warmup_the_host_pool_holds_a_whole_step(trim):
+    """With offload, the few-layer warm-up stores two layers' inputs; `reserve_host_pool` grows the pool to a
+    whole step's from them, so the timed step allocates (and, on a GPU, pins) no host memory."""
+    from lemo.bench.step import few_layers, reserve_host_pool
+    from lemo.integrations.transformers.patch import sparsity_state
+
+    model = build_model("tiny", torch.device("cpu"), 128)
+    lemo.apply(model, lemo.SparsityConfig(block_size=16, offload="cpu", trim_last_layer=trim))
+    ids = torch.randint(0, model.config.vocab_size, (1, 128))
+    labels = ids.clone()
+    labels[:, :100] = -100  # a completion, so the trimmed last layer has few rows to score
+    with few_layers(model):
+        model(input_ids=ids, labels=labels).loss.backward()
+    stats = sparsity_state(model).offloader.stats
+    assert len(stats.step_sizes) == 2 and stats.step_sizes[0] > stats.step_sizes[1]  # dense input, kept rows
+    reserve_host_pool(model, torch.device("cpu"))
+    reserved = stats.pool_bytes
+    assert reserved > sum(stats.step_sizes)
+    model(input_ids=ids, labels=labels).loss.backward()
+    assert stats.pool_bytes == reserved and len(stats.step_sizes) == model.config.num_hidden_layers
+
+
 def test_bench_with_a_few_layer_warmup(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     argv = ["bench", "--shape", "tiny", "--lengths", "128", "--configs", "lemo", "--steps", "1"]

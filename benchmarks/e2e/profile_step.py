@@ -27,7 +27,7 @@ from lemo.bench.model import SHAPES, build_model
 from lemo.bench.peak_owners import record_peak_owners
 from lemo.bench.profile import profile_step, rows
 from lemo.bench.run import append_row, environment
-from lemo.bench.step import few_layers, train_labels
+from lemo.bench.step import few_layers, reserve_host_pool, train_labels
 from lemo.config import SparsityConfig
 from lemo.sparsity.selection import PROFILE_RANGE
 
@@ -92,6 +92,8 @@ def main(argv: list[str] | None = None) -> int:
             # warm: kernel compiles and autotuning are not the step's
             with few_layers(model) if args.warmup_layers == "few" else contextlib.nullcontext():
                 _step(model, ids, labels, opt)()
+            if args.warmup_layers == "few":
+                reserve_host_pool(model, device)  # the profiled step reuses the host pool, as later steps do
             trace = args.traces / f"{args.shape}_{name}_{T}.json"
             summary = profile_step(_step(model, ids, labels, opt), trace, cuda=device.type == "cuda")
             keys = dict(config=name, shape=args.shape, seq_len=T, keep_ratio=args.keep_ratio)

@@ -94,6 +94,9 @@ class OffloadStats:
     peak_bytes: int = 0
     pool_bytes: int = 0
     prefetched: int = 0  # loads that found their tensor already copied back (overlapped)
+    step_sizes: list[int] = field(
+        default_factory=list
+    )  # bytes of each tensor stored since the last begin_step
 
 
 @dataclass(eq=False)
@@ -134,6 +137,20 @@ class HostOffloader:
     def begin_step(self) -> None:
         """A new forward: its first stored tensor has no predecessor to prefetch."""
         self._last = None
+        self.stats.step_sizes = []
+
+    def reserve(self, sizes: list[int], device: torch.device) -> None:
+        """Grow the pool so that it can hold tensors of these byte sizes at once, pinned on a CUDA `device`.
+
+        The pool otherwise grows as a step first stores its tensors, and pinning fresh host memory is slow (the
+        pages are faulted in and locked): a first step pays it, later ones reuse the buffers. A benchmark that
+        warms up through a few layers (`lemo.bench.step.few_layers`) reserves the rest here, so the step it times
+        runs as every later step of a training run would. Raises RuntimeError, as a step would, when the host
+        memory is short."""
+        claimed = []
+        for nbytes in sorted(sizes, reverse=True):  # big first, so a small size does not take a big buffer
+            claimed.append(self._buffer(nbytes, pin=device.type == "cuda"))
+        self._free.extend(claimed)
 
     def _stream(self, device: torch.device) -> torch.cuda.Stream:
         if device not in self._streams:
@@ -190,6 +207,7 @@ class HostOffloader:
         handle.reclaim = weakref.finalize(handle, self._give_back, buf)
         self._last = handle
         self.stats.stored += 1
+        self.stats.step_sizes.append(nbytes)
         self.stats.bytes_live += buf.numel()
         self.stats.peak_bytes = max(self.stats.peak_bytes, self.stats.bytes_live)
         return handle
