@@ -62,22 +62,34 @@ def train_labels(ids: torch.Tensor, completion: float) -> torch.Tensor:
     return labels
 
 
+def few_layer_indices(model: Any) -> list[int]:
+    """The decoder layers `few_layers` runs: the first, the first sparse one and, under lemo, the last, whose
+    trimmed form (lemo.sparsity.trimmed) runs kernels of its own (the kept-queries attention); sorted."""
+    from lemo.integrations.transformers.patch import causal_lm, is_applied, sparsity_state
+
+    if not is_applied(model):
+        return [0]
+    n = causal_lm(model).config.num_hidden_layers
+    return sorted({0, *sparsity_state(model).layers[:1], n - 1})
+
+
 @contextlib.contextmanager
 def few_layers(model: Any) -> Iterator[None]:
-    """Run the model through its first decoder layer and its first sparse one only, for a cheap warm-up.
+    """Run the model through a few of its decoder layers only (`few_layer_indices`), for a cheap warm-up.
 
     At long T one full step can fill a device call, and the first one pays for compiling and autotuning every
-    kernel at the step's shapes (lemo's Triton attention tunes once per length class). One dense and one sparse
-    layer see the same shapes, so a warm-up through them does that work at a fraction of a step's time.
+    kernel at the step's shapes (lemo's Triton attention tunes once per length class). A dense layer, a sparse
+    one and the (trimmed) last layer see every shape of the step, so a warm-up through them does that work at a
+    fraction of a step's time.
     """
     from lemo.integrations.transformers.archs import spec_for
-    from lemo.integrations.transformers.patch import causal_lm, is_applied, sparsity_state
+    from lemo.integrations.transformers.patch import causal_lm
 
     base = causal_lm(model)
     spec = spec_for(base.config.model_type)
     decoder = getattr(base, spec.decoder)
     layers = getattr(decoder, spec.layers)
-    keep = sorted({0, *(sparsity_state(model).layers[:1] if is_applied(model) else [])})
+    keep = few_layer_indices(model)
     n = base.config.num_hidden_layers
     setattr(decoder, spec.layers, torch.nn.ModuleList([layers[i] for i in keep]))
     base.config.num_hidden_layers = len(keep)  # HF decoders loop over layers[: num_hidden_layers]
@@ -92,21 +104,25 @@ def reserve_host_pool(model: Any, device: torch.device) -> None:
     """After a warm-up through `few_layers`: grow lemo's host offload pool to what a whole step stores, so the
     timed step reuses pinned buffers as every step after a training run's first does, instead of pinning about
     a GiB of fresh host memory per layer at 128K inside the timed step (`HostOffloader.reserve`). The warm-up
-    stored layer 0's input and the first sparse layer's kept rows: every dense layer gets the first size, every
-    sparse layer the second. Nothing happens without offload; a host too small for the whole pool leaves it to
-    grow in the step, as before."""
+    stored the inputs of the layers it ran (`few_layer_indices`): each of those layers gets its own size, every
+    other dense layer layer 0's, every other sparse layer the first sparse layer's. Nothing happens without
+    offload; a host too small for the whole pool leaves it to grow in the step, as before."""
     from lemo.integrations.transformers.patch import causal_lm, is_applied, sparsity_state
 
     state = sparsity_state(model) if is_applied(model) else None
     offloader = getattr(state, "offloader", None)
     if offloader is None or not offloader.stats.step_sizes:
         return
-    sizes = offloader.stats.step_sizes
-    dense, sparse = sizes[0], sizes[-1]
+    ran = few_layer_indices(model)
+    if len(offloader.stats.step_sizes) != len(ran):
+        return  # not a few-layer warm-up's sizes
+    size = dict(zip(ran, offloader.stats.step_sizes))  # layer -> bytes it stored, in the order it ran
     sparse_layers = set(state.layers)
+    dense = size[0]
+    sparse = size[state.layers[0]] if state.layers else dense
     n = causal_lm(model).config.num_hidden_layers
     try:
-        offloader.reserve([sparse if i in sparse_layers else dense for i in range(n)], device)
+        offloader.reserve([size.get(i, sparse if i in sparse_layers else dense) for i in range(n)], device)
     except RuntimeError as err:
         print(f"host pool not reserved ({str(err).splitlines()[0]}): the timed step grows it", flush=True)
 
