@@ -14,10 +14,10 @@
 #      one more with the allocator's history, whose peak's owners go to $OUT/profile_llama3_8b_peak.csv;
 #      with PROFILE_LONG set (e.g. PROFILE_LONG=131072; SHORT= LONG= with it): the same under the 80 GB cap, for
 #      PROFILE_LONG_CONFIGS (liger-exact+offload+tiled-attn liger-default+offload+tiled-attn), after a warm-up
-#      through two layers, and the peak's owners of PROFILE_LONG_OWNERS (default: lemo's config, whose 128K and
+#      through a few layers (the first, the first sparse, the last), and the peak's owners of PROFILE_LONG_OWNERS (default: lemo's config, whose 128K and
 #      384K peaks the plan predicts 7.9% and 16.5% low; plan_validation.csv) (a 128K step costs a minute: about
 #      400 s in all);
-#   2. 128K under the 80 GB cap (74.5 GiB), offload and full tiling, one step after a warm-up through two layers:
+#   2. 128K under the 80 GB cap (74.5 GiB), offload and full tiling, one step after a warm-up through a few layers:
 #      liger-exact+offload+tiled-attn, liger-default+offload+tiled-attn (LONG_CONFIGS replaces them). The longest
 #      row one call can time is about 384K (lemo's default: 364 s a step predicted, plan_long_steps.csv):
 #      SHORT= LONG=393216 LONG_CONFIGS=liger-default+offload+tiled-attn DEADLINE=590; 512K (635 s predicted)
@@ -82,7 +82,7 @@ if [ -n "${PROFILE_LONG:-}" ]; then
         --configs ${PROFILE_LONG_CONFIGS:-liger-exact+offload+tiled-attn liger-default+offload+tiled-attn} \
         2>&1 | log || echo "long profile failed or timed out: $?" | log
 fi
-# 2. 128K: a step is ~60-80 s (plus the two-layer warm-up); the second config starts only if a whole step of it
+# 2. 128K: a step is ~60-80 s (plus the few-layer warm-up); the second config starts only if a whole step of it
 #    (about 110 s) and the model build (about 45 s) still fit before the deadline.
 left=$((DEADLINE - SECONDS - 45 - 110))
 echo "128K: ${SECONDS}s spent, second config starts within ${left}s of the model build" | log

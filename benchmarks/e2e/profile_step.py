@@ -56,7 +56,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         default=None,
         help="also what holds the memory at the peak (CUDA), for these configs (none named: every config)",
     )
-    # A 128K step with offload takes a minute: warming up through two layers compiles and tunes the same
+    # A 128K step with offload takes a minute: warming up through a few layers compiles and tunes the same
     # kernels at a fraction of the cost, so the profiled step fits one device call.
     ap.add_argument(
         "--warmup-layers", choices=["all", "few"], default="all", help="layers of the warm-up step"

@@ -168,8 +168,9 @@ def _exact_twin(config: str) -> str:
 
 def timed(r: dict[str, str]) -> str:
     """How a bench row was timed, read from its command. A single step without warm-up also pays for pinning the
-    host pool and the first kernel compiles and autotuning; after a warm-up through two layers
-    (--warmup-layers few) only for pinning the pool."""
+    host pool and the first kernel compiles and autotuning; after a warm-up through a few layers
+    (--warmup-layers few), rows before 87a20f9 paid for pinning most of the pool (and, under lemo, tuning the
+    trimmed last layer's kernels), later ones for neither (`lemo.bench.step.reserve_host_pool`)."""
     words = r.get("command", "").split()
 
     def get(flag: str, default: str) -> str:
@@ -178,7 +179,7 @@ def timed(r: dict[str, str]) -> str:
     warm, steps = get("--warmup", "1"), get("--steps", "3")
     if warm == "0":
         return "1, no warm-up"
-    return f"{steps} after {warm} warm-up" + (" (2 layers)" if get("--warmup-layers", "all") == "few" else "")
+    return f"{steps} after {warm} warm-up" + (" (few layers)" if get("--warmup-layers", "all") == "few" else "")
 
 
 def offload_table(rows: list[dict[str, str]]) -> str:
