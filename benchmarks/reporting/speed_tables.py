@@ -179,7 +179,9 @@ def timed(r: dict[str, str]) -> str:
     warm, steps = get("--warmup", "1"), get("--steps", "3")
     if warm == "0":
         return "1, no warm-up"
-    return f"{steps} after {warm} warm-up" + (" (few layers)" if get("--warmup-layers", "all") == "few" else "")
+    return f"{steps} after {warm} warm-up" + (
+        " (few layers)" if get("--warmup-layers", "all") == "few" else ""
+    )
 
 
 def offload_table(rows: list[dict[str, str]]) -> str:
