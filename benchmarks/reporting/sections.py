@@ -271,8 +271,11 @@ SECTIONS: list[Section] = [
         "Suite v4 (preset `v4`: v3 with counts in digits), same setup, prompt/completion form, 3 seeds, H100, "
         "commit b67ee0f. `keep50` is `SparsityConfig()` (the supervision selector at keep 0.5, trimmed last "
         "layer); `dense@43` is dense LoRA's adapter after 43 of its 60 steps, a little more than equal GPU time "
-        "for the default's 0.678x-0.714x of Liger exact's step at 32K (`e2e_llama3_8b_liger.csv`).",
-        ("suite_v4_smollm2.png",),
+        "for the default's 0.678x-0.714x of Liger exact's step at 32K (`e2e_llama3_8b_liger.csv`). The frontier "
+        "plot counts the default's steps at 0.678x, its step ratio at 67e29b8 (`plot_suite_frontier.py --commit "
+        "67e29b8`): that commit changed which kernel computes the attention, not its values, so the adapters "
+        "trained at b67ee0f are what it trains.",
+        ("suite_v4_smollm2_frontier.png", "suite_v4_smollm2.png"),
     ),
     Section(
         "Quality and capability",
