@@ -95,7 +95,6 @@ CHANGED_SINCE = {
     "lemo-share-lora-inputs": {"share_lora_inputs": False},
     "lemo-sdpa-attention": {"attention_kernel": "lemo"},
 }
-SHARED_LORA_SINCE = "lemo-share-lora-inputs"
 
 
 @functools.cache
@@ -116,11 +115,6 @@ def descends_from(token: str, commit: str) -> bool:
         return False
     run = _git("merge-base", "--is-ancestor", since, commit)
     return run is not None and run.returncode == 0
-
-
-def shares_lora_inputs(commit: str) -> bool:
-    """Whether a row measured at `commit` ran with `share_lora_inputs` where its config asks for it."""
-    return descends_from(SHARED_LORA_SINCE, commit)
 
 
 def options_before(commit: str) -> dict:

@@ -28,11 +28,11 @@ _BACKENDS = ("auto", "reference", "triton")
 _ATTENTION_KERNELS = ("auto", "sdpa", "lemo")
 
 
-# attention_kernel="auto" runs SDPA per segment up to this many segments: each segment is one SDPA call (cuDNN or
-# FlashAttention on a GPU), so a packed batch of many short documents goes to lemo's one-launch varlen kernel.
+# attention_kernel="auto" runs SDPA per segment up to this many segments: each segment is one SDPA call (the
+# kernel PyTorch picks on a GPU), so a packed batch of many short documents goes to lemo's one-launch varlen kernel.
 SDPA_MAX_SEGMENTS = 8
 # ... and, with grouped KV heads, up to this many rows: SDPA repeats K and V for every query head, which the
-# layer's backward holds with their gradients (4 x rows x H x D: measured 4.0 GiB at 128K on Llama-3-8B), where
+# layer's backward holds with their gradients (4 x rows x H x D: the 4.0 GiB SDPA added at 128K on Llama-3-8B), where
 # lemo's kernel reads the grouped heads in place. The longest SDPA-run rows measured.
 SDPA_GQA_MAX_ROWS = 131072
 
@@ -117,12 +117,12 @@ class SparsityConfig(DictConfig):
     """Op implementation: "auto" (Triton on CUDA, reference elsewhere), "reference" or "triton"."""
     attention_kernel: AttentionKernel = "auto"
     """Which kernel runs the causal attention among a layer's rows where `backend` runs Triton: "sdpa" (PyTorch's
-    scaled_dot_product_attention per segment, which picks cuDNN or FlashAttention), "lemo" (lemo's Triton varlen
+    scaled_dot_product_attention per segment, with the kernel PyTorch picks), "lemo" (lemo's Triton varlen
     kernel, one launch for every segment) or "auto": SDPA when a batch holds at most 8 segments (one per row
     unless rows are packed) and, with grouped KV heads, at most 128K rows (SDPA repeats K and V per query head:
     4 GiB more at 128K on Llama-3-8B), lemo's kernel otherwise. With SDPA a 128K step took 37.8 s against 50.0 s
-    on an H100 (`e2e_llama3_8b_liger.csv`; SDPA picks cuDNN there, while lemo's kernel matches FlashAttention-2,
-    `ops_sparse_attention.csv`). The same attention either way: only speed and memory differ."""
+    on an H100 (`e2e_llama3_8b_liger.csv`), while lemo's kernel matches SDPA pinned to FlashAttention-2
+    (`ops_sparse_attention.csv`). The same attention either way: only speed and memory differ."""
     sparse_in_eval: bool = False
     """Also eliminate tokens when the model is in eval mode (a diagnostic; evaluation is normally dense)."""
     shared_selection: bool = True
