@@ -5,10 +5,12 @@
         --bench keep50=liger-default+gc/0.5@32768 supervision=liger-default+gc/0.6 \\
         random=liger-lemo-random+gc oracle-forward=liger-lemo-random+gc
 
-writes `<csv stem>_frontier.png` beside the suite CSV. GPU time counts a run's steps in steps of the strongest
-exact stack (`liger-exact`) on the Llama-3-8B shape at the training length: dense LoRA is that stack (1 a step,
-its `dense@N` snapshots included), a sparse config is worth its bench config's measured step-time ratio, from the
-rows of the speed CSV at `--commit` (the ratio within that one run).
+writes `<csv stem>_frontier.png` beside the suite CSV (`<csv stem>_text_frontier.png` with `--form text`).
+GPU time counts a run's steps in steps of the strongest exact stack (`liger-exact`) on the Llama-3-8B shape at
+the training length: dense LoRA is that stack (1 a step, its `dense@N` snapshots included), a sparse config is
+worth its bench config's measured step-time ratio, from the rows of the speed CSV at `--commit` (the ratio within
+that one run) timed on rows labelled like the suite's form (`--completion 0` for plain text). The legend names
+the speed row each ratio came from.
 """
 
 from __future__ import annotations
@@ -43,21 +45,33 @@ def load(path: Path) -> list[dict[str, str]]:
         return list(csv.DictReader(fh))
 
 
-def step_ratio(speed: list[dict[str, str]], spec: str, commit: str, seq_len: int) -> float:
-    """The bench config's median step over liger-exact's, both at `seq_len` in the run of `commit` (a prefix).
-    `spec` is BENCH[/KEEP][@T]: the row at that keep ratio, and at T instead of `seq_len` where the run timed no
-    row at the training length."""
+def labelled_like(row: dict[str, str], form: str) -> bool:
+    """Whether a speed row was timed on rows like the suite's `form`: plain text labels every position
+    (completion 0), prompt/completion rows only their answers (completion > 0). The two steps differ, because
+    the selector keeps the labelled blocks first, so a ratio is taken only from rows of the same form."""
+    completion = row.get("completion", "")
+    if completion == "":
+        return False  # timed before the bench recorded it: the form is unknown
+    return (float(completion) == 0) == (form == "text")
+
+
+def step_ratio(speed: list[dict[str, str]], spec: str, commit: str, seq_len: int, form: str = "sup") -> float:
+    """The bench config's median step over liger-exact's, both at `seq_len` in the run of `commit` (a prefix),
+    on rows labelled like `form`. `spec` is BENCH[/KEEP][@T]: the row at that keep ratio, and at T instead of
+    `seq_len` where the run timed no row at the training length."""
     spec, _, at = spec.partition("@")
     bench, _, keep = spec.partition("/")
     seq_len = int(at) if at else seq_len
 
     def step(config: str, keep: str = "") -> float:
         for r in speed:
-            ok = r.get("status", "ok") == "ok" and r["commit"].startswith(commit)
+            ok = r.get("status", "ok") == "ok" and r["commit"].startswith(commit) and labelled_like(r, form)
             at_keep = not keep or r.get("keep_ratio") == keep
             if ok and r["config"] == config and int(r["seq_len"]) == seq_len and at_keep:
                 return float(r["median_step_s"])
-        raise SystemExit(f"no {config} row at T={seq_len} in the run of commit {commit}: check --commit")
+        raise SystemExit(
+            f"no {config} row at T={seq_len} on {form} rows in the run of commit {commit}: check --commit"
+        )
 
     return step(bench, keep) / step("liger-exact")
 
@@ -80,7 +94,15 @@ def suite_points(rows: list[dict[str, str]], form: str, length: int, metric: str
     return out
 
 
-def frontier(rows, ratios: dict[str, float], out: Path, form: str = "sup", length: int = 16384) -> Path:
+def frontier(
+    rows,
+    ratios: dict[str, float],
+    out: Path,
+    form: str = "sup",
+    length: int = 16384,
+    specs: dict[str, str] | None = None,
+) -> Path:
+    """Both measures against GPU time; `specs` names, per sparse config, the speed row its ratio came from."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -98,13 +120,14 @@ def frontier(rows, ratios: dict[str, float], out: Path, form: str = "sup", lengt
         for config, (s, m, e) in sorted(points.items()):
             if config.split("@")[0] == "dense" or config not in ratios:
                 continue
+            source = f"\n(timed as {specs[config]})" if specs and config in specs else ""
             ax.errorbar([s * ratios[config]], [m], [e], fmt="*", ms=14, capsize=3,
-                        color=COLORS.get(config), label=f"{LABELS.get(config, config)}, {ratios[config]:.2f}x a step")  # fmt: skip
-        ax.set_xlabel("GPU time (steps of Liger exact, Llama-3-8B shape at the training length)")
+                        color=COLORS.get(config), label=f"{LABELS.get(config, config)}, {ratios[config]:.2f}x a step{source}")  # fmt: skip
+        ax.set_xlabel("GPU time (steps of Liger exact, Llama-3-8B shape)")
         ax.set_title(f"held-out suite, {title} at {length // 1024}K (mean, SE over seeds)", fontsize=10)
         ax.grid(alpha=0.3)
         if ax.get_legend_handles_labels()[0]:
-            ax.legend(fontsize=7, loc="upper right")
+            ax.legend(fontsize=7, loc="lower right")
         else:
             ax.text(0.5, 0.5, "not in this CSV", ha="center", va="center", transform=ax.transAxes)
     fig.suptitle(
@@ -130,9 +153,12 @@ def main(argv: list[str] | None = None) -> int:
     pairs = [b.split("=", 1) for b in args.bench]
     if any(len(p) != 2 for p in pairs):
         raise SystemExit("--bench takes suite=bench pairs, e.g. supervision=liger-lemo-sup-trim+gc")
-    ratios = {suite: step_ratio(speed, bench, args.commit, args.seq_len) for suite, bench in pairs}
-    out = args.csv.with_name(args.csv.stem + "_frontier.png")
-    print(frontier(load(args.csv), ratios, out, args.form, args.seq_len))
+    ratios = {suite: step_ratio(speed, bench, args.commit, args.seq_len, args.form) for suite, bench in pairs}
+    specs = {suite: f"{bench}, {args.commit}" for suite, bench in pairs}
+    # the prompt/completion figure keeps its name; another form's gets its own, so neither overwrites the other
+    tag = "" if args.form == "sup" else f"_{args.form}"
+    out = args.csv.with_name(f"{args.csv.stem}{tag}_frontier.png")
+    print(frontier(load(args.csv), ratios, out, args.form, args.seq_len, specs))
     return 0
 
 

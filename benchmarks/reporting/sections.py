@@ -268,14 +268,17 @@ SECTIONS: list[Section] = [
         "Quality and capability",
         "The held-out capability suite v4 (SmolLM2-135M, 16K)",
         "suite_v4_smollm2.csv",
-        "Suite v4 (preset `v4`: v3 with counts in digits), same setup, prompt/completion form, 3 seeds, H100, "
-        "commit b67ee0f. `keep50` is `SparsityConfig()` (the supervision selector at keep 0.5, trimmed last "
+        "Suite v4 (preset `v4`: v3 with counts in digits), same setup, both forms, 3 seeds, H100, "
+        "commit b67ee0f (prompt/completion). `keep50` is `SparsityConfig()` (the supervision selector at keep 0.5, trimmed last "
         "layer); `dense@43` is dense LoRA's adapter after 43 of its 60 steps, a little more than equal GPU time "
         "for the default's 0.678x-0.714x of Liger exact's step at 32K (`e2e_llama3_8b_liger.csv`). The frontier "
         "plot counts the default's steps at 0.678x, its step ratio at 67e29b8 (`plot_suite_frontier.py --commit "
         "67e29b8`): that commit changed which kernel computes the attention, not its values, so the adapters "
-        "trained at b67ee0f are what it trains.",
-        ("suite_v4_smollm2_frontier.png", "suite_v4_smollm2.png"),
+        "trained at b67ee0f are what it trains. The plain-text rows (`text`: the same rows, loss everywhere) ran "
+        "at 2ff4f59; `dense@41` is the 2%-labelled rows' equal GPU time, not plain text's (keep 0.5's plain-text "
+        "step is not timed), and the plain-text frontier places the default at keep 0.6's plain-text step, 0.80x "
+        "at 3380c6e (`plot_suite_frontier.py --form text`).",
+        ("suite_v4_smollm2_frontier.png", "suite_v4_smollm2_text_frontier.png", "suite_v4_smollm2.png"),
     ),
     Section(
         "Quality and capability",

@@ -35,15 +35,26 @@ def _write(path: Path, rows: list[dict]) -> Path:
 
 def test_ratio_points_and_figure(plot, tmp_path):
     speed = _write(tmp_path / "speed.csv", [
-        {"config": "liger-exact", "seq_len": 16384, "median_step_s": 2.0, "commit": "abc1", "status": "ok"},
-        {"config": "liger-lemo+gc", "seq_len": 16384, "median_step_s": 1.6, "commit": "abc1", "status": "ok"},
-        {"config": "liger-lemo+gc", "seq_len": 16384, "median_step_s": 1.0, "commit": "zzz9", "status": "ok"},
+        # a row whose labelling was not recorded counts for neither form, though it comes first
+        {"config": "liger-lemo+gc", "seq_len": 16384, "median_step_s": 0.1, "commit": "abc1", "status": "ok",
+         "completion": ""},
+        {"config": "liger-exact", "seq_len": 16384, "median_step_s": 2.0, "commit": "abc1", "status": "ok",
+         "completion": "0.02"},
+        {"config": "liger-lemo+gc", "seq_len": 16384, "median_step_s": 1.6, "commit": "abc1", "status": "ok",
+         "completion": "0.02"},
+        {"config": "liger-lemo+gc", "seq_len": 16384, "median_step_s": 1.0, "commit": "zzz9", "status": "ok",
+         "completion": "0.02"},
         {"config": "liger-exact", "seq_len": 32768, "median_step_s": 5.0, "commit": "abc1", "status": "ok",
-         "keep_ratio": "1.0"},
+         "keep_ratio": "1.0", "completion": "0.02"},
         {"config": "liger-lemo+gc", "seq_len": 32768, "median_step_s": 4.0, "commit": "abc1", "status": "ok",
-         "keep_ratio": "0.6"},
+         "keep_ratio": "0.6", "completion": "0.02"},
         {"config": "liger-lemo+gc", "seq_len": 32768, "median_step_s": 3.5, "commit": "abc1", "status": "ok",
-         "keep_ratio": "0.5"},
+         "keep_ratio": "0.5", "completion": "0.02"},
+        # plain text (every position labelled) in the same run: its own step, for the text form only
+        {"config": "liger-exact", "seq_len": 16384, "median_step_s": 2.5, "commit": "abc1", "status": "ok",
+         "completion": "0.0"},
+        {"config": "liger-lemo+gc", "seq_len": 16384, "median_step_s": 2.25, "commit": "abc1", "status": "ok",
+         "completion": "0.0"},
     ])  # fmt: skip
     rows = []
     for config, steps, values in (
@@ -61,6 +72,10 @@ def test_ratio_points_and_figure(plot, tmp_path):
     # BENCH/KEEP@T: the row at that keep and length, against liger-exact at the same length
     assert plot.step_ratio(plot.load(speed), "liger-lemo+gc/0.5@32768", "abc", 16384) == pytest.approx(0.7)
     assert plot.step_ratio(plot.load(speed), "liger-lemo+gc/0.6@32768", "abc", 16384) == pytest.approx(0.8)
+    # the text form takes the plain-text rows' ratio, never the prompt/completion one, nor an unlabelled row
+    assert plot.step_ratio(plot.load(speed), "liger-lemo+gc", "abc", 16384, "text") == pytest.approx(0.9)
+    with pytest.raises(SystemExit, match="on text rows"):
+        plot.step_ratio(plot.load(speed), "liger-lemo+gc/0.5@32768", "abc", 16384, "text")
     points = plot.suite_points(plot.load(suite), "sup", 16384, "exact_match")
     steps, mean, se = points["lemo"]
     assert (steps, mean, se) == (60, pytest.approx(0.5), pytest.approx(0.1))  # seeds 0.4 and 0.6
@@ -69,5 +84,10 @@ def test_ratio_points_and_figure(plot, tmp_path):
         == 0
     )
     assert (tmp_path / "suite_frontier.png").stat().st_size > 0
+    text_rows = [{**r, "form": "text"} for r in rows]
+    text = _write(tmp_path / "text.csv", text_rows)
+    args = ["--speed", str(speed), "--commit", "abc", "--bench", "lemo=liger-lemo+gc", "--form", "text"]
+    assert plot.main([str(text), *args]) == 0
+    assert (tmp_path / "text_text_frontier.png").stat().st_size > 0  # its own name: the sup figure stays
     with pytest.raises(SystemExit, match="check --commit"):
         plot.step_ratio(plot.load(speed), "liger-lemo+gc", "nope", 16384)
