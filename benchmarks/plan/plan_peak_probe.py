@@ -67,6 +67,20 @@ def main(argv: list[str] | None = None) -> int:
         action="store_true",
         help="Liger-Kernel's kernels in Triton's interpreter (run with TRITON_INTERPRET=1; slow: keep T small)",
     )
+    ap.add_argument(
+        "--sparse",
+        action="store_true",
+        help="lemo's default (SparsityConfig()'s elimination) on top of the mode's offload and tiling, where the "
+        "modes alone are exact stacks",
+    )
+    ap.add_argument(
+        "--attention-kernel",
+        choices=("auto", "sdpa", "lemo"),
+        default="auto",
+        help="SparsityConfig.attention_kernel; 'lemo' with --backend triton runs lemo's varlen kernel, as past "
+        "128K rows on a GPU (under TRITON_INTERPRET=1 here)",
+    )
+    ap.add_argument("--backend", choices=("auto", "reference", "triton"), default="auto")
     ap.add_argument("--out", type=Path, help="append the result as a row of this CSV (with its provenance)")
     args = ap.parse_args(argv)
     if args.liger:
@@ -88,11 +102,15 @@ def main(argv: list[str] | None = None) -> int:
     if args.hf_checkpointing:
         enable_gradient_checkpointing(model)
     settings = {k: (args.tile if v is True else v) for k, v in MODES[args.mode].items()}
+    if args.sparse:
+        del settings["sparse_layers"]  # SparsityConfig()'s layers, keep and selector
+    settings.update(attention_kernel=args.attention_kernel, backend=args.backend)
     if args.liger:
         from lemo.integrations.liger import apply_liger
 
         apply_liger(model)
-        settings.update(LIGER_EXACT)
+        if not args.sparse:
+            settings.update(LIGER_EXACT)
     sparsity = lemo.SparsityConfig(**settings)
     lemo.apply(model, sparsity)
     opt = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=1e-4)
@@ -118,7 +136,10 @@ def main(argv: list[str] | None = None) -> int:
     )
     mib = 2**20
     liger = ", Liger" if args.liger else ""
-    print(f"{args.mode}{liger}, T={args.seq_len}, tile {args.tile}, adapters {' '.join(args.targets)}")
+    sparse = ", lemo's default" if args.sparse else ""
+    print(
+        f"{args.mode}{liger}{sparse}, T={args.seq_len}, tile {args.tile}, adapters {' '.join(args.targets)}"
+    )
     print(f"measured step peak {mode.peak / mib:.2f} MiB at {mode.peak_op}")
     print(f"planned            {planned / mib:.2f} MiB ({(planned - mode.peak) / mode.peak:+.1%})")
     print("alive at the peak (MiB, made by):")
@@ -131,7 +152,10 @@ def main(argv: list[str] | None = None) -> int:
     if args.out is not None:
         env = environment()
         row = {
-            "mode": args.mode + ("+liger" if args.liger else ""),
+            "mode": args.mode
+            + ("+liger" if args.liger else "")
+            + ("+sparse" if args.sparse else "")
+            + ("" if args.attention_kernel == "auto" else f"+{args.attention_kernel}-attn"),
             "seq_len": args.seq_len,
             "tile": args.tile,
             "adapters": " ".join(args.targets),

@@ -94,6 +94,7 @@ def unmodelled(name: str) -> str | None:
 CHANGED_SINCE = {
     "lemo-share-lora-inputs": {"share_lora_inputs": False},
     "lemo-sdpa-attention": {"attention_kernel": "lemo"},
+    "lemo-free-input-leaf": {"free_input_leaf": False},
 }
 
 

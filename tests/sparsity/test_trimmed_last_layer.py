@@ -196,3 +196,23 @@ def test_under_autocast_the_kept_queries_attention_runs_in_the_autocast_dtype(el
     assert_close(loss_t, loss_w, rtol=1e-2, atol=1e-2, name="loss")
     for name, g in grads_w.items():
         assert float((grads_t[name] - g).norm()) <= 0.05 * float(g.norm()) + 1e-6, name
+
+
+@pytest.mark.parametrize("elimination", ["forward", "backward"])
+@pytest.mark.parametrize("backend", ["reference", "auto"])
+def test_the_kept_queries_attention_runs_the_configured_backend(monkeypatch, elimination, backend):
+    """The trimmed layer and backward elimination's recompute pass `SparsityConfig.backend` to their attention,
+    as the other layers do: `backend="reference"` on a GPU must not run the Triton kernel there (it ran "auto")."""
+    import lemo.sparsity.query_rows as query_rows
+
+    seen, real = [], query_rows.query_rows_attention
+
+    def spy(*args, backend=None, **kw):
+        seen.append(backend)
+        return real(*args, backend=backend, **kw)
+
+    monkeypatch.setattr(query_rows, "query_rows_attention", spy)
+    ids = _ids(seed=11)
+    model = lemo.apply(_model(), _cfg(elimination=elimination, backend=backend))
+    _run(model, ids, _completion(ids))
+    assert seen and set(seen) == {backend}

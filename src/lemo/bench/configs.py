@@ -18,8 +18,9 @@ DEFAULT = {
     "random_fraction": 1.0,
 }  # lemo's default selection (with mlp tokens), as measured before the trimmed last layer
 # The exact stacks run every row of the last layer, as HF does (lemo's `trim_last_layer` is part of lemo's side).
-# and keep PEFT's fp32 copies of each adapter's input (`share_lora_inputs`, lemo's too).
-EXACT = {"trim_last_layer": False, "share_lora_inputs": False}
+# and keep PEFT's fp32 copies of each adapter's input (`share_lora_inputs`, lemo's too) and the embedding output as
+# the leaf that PEFT's checkpointing makes it (`free_input_leaf`).
+EXACT = {"trim_last_layer": False, "share_lora_inputs": False, "free_input_leaf": False}
 TRIM = {"trim_last_layer": True}  # SparsityConfig.paper() leaves it off: the "-trim" configs turn it on
 # `SparsityConfig()` as it is at this commit, over the paper's fields that the sparse configs start from (the keep
 # ratio and MLP mode come from the run and the config's own column): "default+gc" measures what a user gets.

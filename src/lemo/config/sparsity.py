@@ -56,6 +56,7 @@ PAPER_FIELDS: dict[str, Any] = {
     "random_fraction": 0.0,
     "trim_last_layer": False,  # the artifact runs its last layer over every row
     "share_lora_inputs": False,  # the artifact's adapters keep PEFT's fp32 input copies
+    "free_input_leaf": False,  # and its checkpointing keeps the embedding output as a leaf that requires grad
 }
 
 
@@ -164,6 +165,13 @@ class SparsityConfig(DictConfig):
     Llama-3-8B). On: lemo's adapters keep the input as it is, shared, and upcast it again in backward
     (lemo.integrations.lora_inputs). The same values in every output and gradient. Adapters with dropout or a variant
     (DoRA) keep PEFT's path."""
+    free_input_leaf: bool = True
+    """Gradient checkpointing on a PEFT model turns the frozen embedding's output into a leaf that requires grad
+    (transformers' `enable_input_require_grads`), and autograd then holds that [B, T, d] tensor all step and fills
+    an equally large `.grad` that nothing reads. Under offload, where the layer inputs wait in host memory, it is
+    one full-length hidden state on the GPU through the whole backward (1 GiB at 128K on Llama-3-8B). On: the
+    leaf is replaced by the same values that still require grad but that no autograd node keeps
+    (lemo.integrations.transformers.input_leaf). Outputs and adapter gradients are unchanged."""
     trim_last_layer: bool = True
     """In training, run the model's last decoder layer only for the positions the loss reads: their queries,
     attention output and MLP, against the keys and values of every row. No other row's output reaches the loss,

@@ -268,6 +268,17 @@ def _stored(shape: ModelShape, rows: list[LayerRows], cfg: PlanConfig, e: int) -
     return _Stored(inputs, updates if ckpt else [0.0] * len(rows), acts, held, offload)
 
 
+def input_leaf_kept(cfg: PlanConfig) -> bool:
+    """Whether the embedding output stays on the GPU all step apart from the stored layer inputs: HF's gradient
+    checkpointing on a PEFT model makes it a leaf that requires grad (`enable_input_require_grads`), which
+    autograd holds; under offload no stored input is that tensor, unless lemo frees it
+    (`SparsityConfig.free_input_leaf`)."""
+    offload = cfg.sparse and cfg.sparsity.offload == "cpu"
+    return bool(
+        cfg.gradient_checkpointing and offload and not getattr(cfg.sparsity, "free_input_leaf", False)
+    )
+
+
 def _fixed(shape: ModelShape, cfg: PlanConfig, e: int) -> dict[str, float]:
     """What every phase of the step holds: weights, adapter states, RoPE tables and ids, workspaces."""
     ws = cfg.world_size
@@ -280,6 +291,10 @@ def _fixed(shape: ModelShape, cfg: PlanConfig, e: int) -> dict[str, float]:
     }
     if cfg.device == "cuda":
         fixed["CUDA workspaces"] = CUDA_WORKSPACE
+    if input_leaf_kept(cfg):
+        fixed["embedding output (a leaf that requires grad)"] = float(
+            e * shape.hidden * cfg.batch_size * cfg.seq_len
+        )
     if ws > 1:
         # A layer computes with its weights whole: the one running and the one prefetched behind it.
         fixed["gathered layers (FSDP2)"] = 2.0 * e * (shape.attention_params() + shape.mlp_params())

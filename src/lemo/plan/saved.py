@@ -137,9 +137,12 @@ def rmsnorm_backward(shape: ModelShape, e: int = 2, fused: bool = False) -> floa
 
 
 def norm_backward(shape: ModelShape, e: int, fused: bool = False) -> float:
-    """Bytes per row of a dense layer's post-attention norm backward: `rmsnorm_backward` and the gradients of the
-    MLP's input and of the residual stream. With the MLP tiled no other phase of the layer covers it."""
-    return rmsnorm_backward(shape, e, fused) + 2 * e * shape.hidden
+    """Bytes per row of a dense layer's post-attention norm backward: `rmsnorm_backward` and the gradient of the
+    MLP's input. The residual stream's gradient is alive too, but the phase counts it on its own ("residual-stream
+    gradient"); counting it here as well made up, on the GPU rows, for the embedding output that the plan did not
+    count (`input_leaf_kept`), and the CPU step lists one such gradient at this peak (tests/plan/test_cpu_peaks.py).
+    With the MLP tiled no other phase of the layer covers it."""
+    return rmsnorm_backward(shape, e, fused) + e * shape.hidden
 
 
 def sdpa_backward(shape: ModelShape, e: int) -> float:

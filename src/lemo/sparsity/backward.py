@@ -141,7 +141,10 @@ class _Layer:
     def update(self, h: torch.Tensor, rows: QueryRows) -> torch.Tensor:
         """u[K] [Nk, d] of the layer input h [B*T, d], with the graph backward needs (recomputed in backward)."""
         hr = h[self.full.rows]  # [Na, d]
-        return query_rows_update(self.parts, hr, self.cos, self.sin, self.full, rows, self.tile)
+        backend = self.state.config.backend
+        return query_rows_update(
+            self.parts, hr, self.cos, self.sin, self.full, rows, self.tile, backend=backend
+        )
 
     @property
     def tile(self) -> int:

@@ -58,6 +58,7 @@ def query_rows_update(
     rows: QueryRows,
     tile: int = 0,
     split: bool = False,
+    backend: str | None = None,
 ) -> torch.Tensor | tuple[torch.Tensor, torch.Tensor]:
     """The query rows' update u = o + y [Nk, d], with the graph backward needs; with `split`, (o, y) apart, so the
     caller adds them to the residual stream in the dense layer's two rounding steps.
@@ -68,6 +69,7 @@ def query_rows_update(
         tile: with `tile_attention`, norms, projections, RoPE and the MLP run over row tiles that keep only their
             inputs for backward, so only k and v (every row) and q and the attention output (query rows) exist at
             full length.
+        backend: the config's op backend for the attention ("auto", "reference", "triton"; None: "auto").
     """
     attn = parts.attn
 
@@ -104,6 +106,7 @@ def query_rows_update(
         full.cu_seqlens,
         attn.scaling,
         sliding_window=attn.sliding_window,
+        backend=backend,
     )  # [Nk, H, D]
     out = tiled_rows_many(post, (hk, a.reshape(q.shape[0], -1)), tile)
     return out if split else out[0]  # [Nk, d] each

@@ -103,7 +103,9 @@ def trimmed_layer_forward(
         # An alias first: the rows' gradients from k/v and from the queries then add up inside the layer before
         # the residual's is added, the order offload's recompute has, so offload stays bit-identical.
         hr = h.view_as(h) if every else h[full.rows]  # [Na, d]
-        return query_rows_update(parts, hr, cos, sin, full, rows, tile, split=True)  # [N, d] each
+        return query_rows_update(
+            parts, hr, cos, sin, full, rows, tile, split=True, backend=cfg.backend
+        )  # [N, d] each
 
     flat = hidden.reshape(B * T, d)  # [B*T, d]
     # Only the updates come out of the checkpoint: the residual adds outside it pass the incoming gradient to

@@ -18,6 +18,7 @@ from lemo.config import SparsityConfig
 from lemo.integrations.lora_inputs import keep_lora_inputs, restore_lora_inputs
 from lemo.integrations.transformers.archs import ArchSpec, spec_for
 from lemo.integrations.transformers.contract import check_layer
+from lemo.integrations.transformers.input_leaf import InputLeafHook
 from lemo.integrations.transformers.layers import GC_SUSPENDED, patch_layers, patch_trim
 from lemo.integrations.transformers.loss import make_label_forward, make_loss_forward
 from lemo.memory import HostOffloader
@@ -45,6 +46,7 @@ class _Applied:
     lora_inputs: list[Any] = field(
         default_factory=list
     )  # what lemo.integrations.lora_inputs changed, to undo
+    input_leaf: InputLeafHook | None = None  # `free_input_leaf`'s hook on the input embedding
 
 
 def causal_lm(model: nn.Module) -> nn.Module:
@@ -78,6 +80,7 @@ def _install_hooks(
     state: SparsityState,
     patched: list[nn.Module],
     trimmed: nn.Module | None = None,
+    input_leaf: InputLeafHook | None = None,
 ) -> tuple[Any, Any]:
     """The decoder's pre-hook (starts a step) and post-hook (ends it): their handles. `patched` checkpoint
     themselves in every training forward; `trimmed` (the last layer, when it has only the trimmed forward) only
@@ -86,6 +89,8 @@ def _install_hooks(
     def begin_step(_module: nn.Module, args: tuple, kwargs: dict) -> None:
         mask = kwargs.get("attention_mask", args[1] if len(args) > 1 else None)
         state.begin_forward(mask)
+        if input_leaf is not None:
+            input_leaf.refresh()  # after any hook that makes the embedding output a leaf
         # Layer outputs recorded for output_hidden_states must not be updated in place by the next layer.
         state.keep_layer_inputs = bool(
             kwargs.get("output_hidden_states", getattr(base.config, "output_hidden_states", False))
@@ -160,8 +165,9 @@ def apply(model: nn.Module, config: SparsityConfig | None = None, predictors: An
     patched, previous, tiled = patch_layers(layers, sparse, spec, base.config, config, state, scorer)
     always = list(patched)  # lemo's forward checkpoints these in every training forward
     trimmed = patch_trim(layers, sparse, spec, base.config, config, state, patched, previous)
+    input_leaf = InputLeafHook(base) if config.free_input_leaf else None
     hook, end_hook = _install_hooks(
-        decoder, base, state, always, trimmed if not any(p is trimmed for p in always) else None
+        decoder, base, state, always, trimmed if not any(p is trimmed for p in always) else None, input_leaf
     )
     previous_model_forward = base.__dict__.get("forward")
     if config.loss_tokens == "kept" and not config.segmented_loss:
@@ -183,6 +189,7 @@ def apply(model: nn.Module, config: SparsityConfig | None = None, predictors: An
         spec,
         tiled=tiled,
         lora_inputs=lora_inputs,
+        input_leaf=input_leaf,
     )
     _log_applied(config, state, sparse, n, tiled)
     return model
@@ -206,6 +213,8 @@ def remove(model: nn.Module) -> nn.Module:
             mlp.forward = prev
     applied.hook.remove()
     applied.end_hook.remove()
+    if applied.input_leaf is not None:
+        applied.input_leaf.remove()
     restore_lora_inputs(applied.lora_inputs)
     current = base.__dict__.get("forward")
     if (
