@@ -32,7 +32,9 @@ def _step(model, ids):
     """Loss, adapter gradients, and whether the embedding output was alive after the forward and after backward."""
     seen = {}
     emb = model.get_base_model().get_input_embeddings()
-    handle = emb.register_forward_hook(lambda _m, _a, out: seen.__setitem__("out", weakref.ref(out)), prepend=True)
+    handle = emb.register_forward_hook(
+        lambda _m, _a, out: seen.__setitem__("out", weakref.ref(out)), prepend=True
+    )
     model.zero_grad(set_to_none=True)
     torch.manual_seed(1)  # the random share of the selection: the same draws in every run
     try:
@@ -107,5 +109,7 @@ def test_the_plan_counts_the_leaf_only_where_offload_keeps_it_apart():
     assert leaf not in freed.breakdown_gib
     assert kept.gpu_peak_gib - freed.gpu_peak_gib == pytest.approx(hidden, rel=1e-6)
     # without offload the leaf is the first layer's stored input, counted there
-    on_gpu = predict(PlanConfig(**{**base, "seq_len": 8192}, sparsity=lemo.SparsityConfig(free_input_leaf=False)))
+    on_gpu = predict(
+        PlanConfig(**{**base, "seq_len": 8192}, sparsity=lemo.SparsityConfig(free_input_leaf=False))
+    )
     assert leaf not in on_gpu.breakdown_gib
