@@ -13,6 +13,11 @@
 #   bash benchmarks/device/gpu_detached.sh start 512k env LEMO_COMMIT=<sha> LEMO_HOST_GIB=120 SHORT= LONG=524288 \
 #       LONG_CONFIGS=liger-default+offload+tiled-attn DEADLINE=1500 bash benchmarks/device/gpu_liger.sh
 #   bash benchmarks/device/gpu_detached.sh wait 512k 560     # then again until it prints "exit status"
+# Session 17 (2ff4f59) fitted the 128K pair re-timing, 512K and a suite run into one session's 30 minutes this
+# way: the first call started one detached `bash -c '<128K gpu_liger.sh>; <512K gpu_liger.sh>'` (DEADLINE=900,
+# then 1500) and copied .stage/a/part00 to /root/stage while carrying .whl and .stage/a; the next `wait` call
+# carried .stage/b, .stage/austen and .whl and assembled the GGUF; when the run ended, the warm machine ran
+# gpu_capability.sh suite. The machine's start took about 190 s of device time; the detached run about 960 s.
 set -euo pipefail
 ROOT=${DETACHED_ROOT:-/root/detached}
 mode=${1:?start or wait}
