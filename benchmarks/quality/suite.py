@@ -284,11 +284,15 @@ def main(argv: list[str] | None = None) -> int:
     write_data(args)  # before anything touches CUDA: it forks the processes that make the data
     env = provenance(argv)
     clock = Clock(args, t0, plan)
+    # A resumed call learns from the jobs earlier calls finished: the prior overestimated the 2026-12-05 jobs
+    # about twofold, which made one call launch nothing.
+    measured = clock.seed_from_parts(args.parts, [j for j in jobs_of(args) if j not in pending])
     total = sum(clock.estimate(j) for j in jobs) / max(1, min(args.workers, len(jobs)))
+    basis = f"measured on {measured} finished jobs" if measured else "prior"
     print(
         f"suite: {len(jobs)} jobs to run ({len(jobs_of(args)) - len(pending)} done before, {len(covered)} "
         f"evaluated from another job's snapshot), about {clock.estimate(jobs[0]) if jobs else 0:.0f} s each "
-        f"with {args.workers} workers (prior), about {total:.0f} s in all",
+        f"with {args.workers} workers ({basis}), about {total:.0f} s in all",
         flush=True,
     )
     left = launch(args, jobs, plan, clock, env, argv)

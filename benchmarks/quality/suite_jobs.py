@@ -5,6 +5,7 @@ estimates for --budget-s. suite.py runs the jobs, and its callers import these n
 
 from __future__ import annotations
 
+import csv
 import dataclasses
 import json
 import time
@@ -172,6 +173,22 @@ class Clock:
 
     def record(self, job: str, seconds: float) -> None:
         self.done.append((seconds, self.units(job)))
+
+    def seed_from_parts(self, parts: Path, jobs: Sequence[str]) -> int:
+        """Record the measured time of `jobs` that an earlier call finished (their part files' `job_s`), so a
+        resumed call estimates from what ran rather than from the prior; returns how many it used. A NAME@N
+        part's time is its snapshot's evaluation alone, not its steps, so those are left out."""
+        used = 0
+        for job in jobs:
+            path = part_path(parts, job)
+            if "@" in job.split(":")[0] or not path.exists():
+                continue
+            with path.open(newline="") as fh:
+                first = next(csv.DictReader(fh), None)
+            if first and first.get("job_s"):
+                self.record(job, float(first["job_s"]))
+                used += 1
+        return used
 
     def elapsed(self) -> float:
         return time.perf_counter() - self.t0

@@ -114,6 +114,22 @@ def test_clock_uses_the_prior_then_measured_time(suite_mod):
     assert clock.estimate("base:sup:0") == pytest.approx(300.0 / 80 * 20)  # evaluated only, not free
 
 
+def test_clock_learns_from_the_parts_an_earlier_call_finished(suite_mod, tmp_path):
+    """A resumed call estimates from the jobs earlier calls finished, not the prior (which launched nothing in one
+    2026-12-05 call); a NAME@N part's time is its snapshot's evaluation only and is left out."""
+    args = SimpleNamespace(steps=60, workers=6, overlap=3, step_s=1.5, eval_s=30)
+    for job, seconds in (("dense:text:0", 88.0), ("keep50:text:0", 72.0), ("dense@41:text:0", 5.0)):
+        with suite_mod.part_path(tmp_path, job).open("w", newline="") as fh:
+            w = csv.DictWriter(fh, fieldnames=suite_mod.FIELDS, extrasaction="ignore")
+            w.writeheader()
+            w.writerow({"config": job.split(":")[0], "job_s": seconds})
+    clock = suite_mod.Clock(args)
+    jobs = ["dense:text:0", "keep50:text:0", "dense@41:text:0", "dense:text:1"]  # the last: no part yet
+    assert clock.seed_from_parts(tmp_path, jobs) == 2
+    assert clock.estimate("dense:text:2") == pytest.approx((88.0 + 72.0) / 160 * 80)  # 80 units a job
+    assert suite_mod.Clock(args).seed_from_parts(tmp_path / "none", jobs) == 0
+
+
 def test_report_rebuilds_csv_summary_and_plot_from_parts(suite_mod, tmp_path):
     from suite_report import write_report
 
