@@ -161,3 +161,42 @@ def test_v4_answers_start_with_the_token_the_numeric_answers_start_with(filler, 
     for family in ("multivalue", "vartrack", "kv", "count"):
         assert firsts["v4"][family] == numeric, family
     assert firsts["v3"]["count"].isdisjoint(numeric)  # the confound v4 removes
+
+
+def _find(sub: list[int], seq: list[int]) -> int:
+    return next((i for i in range(len(seq) - len(sub) + 1) if seq[i : i + len(sub)] == sub), -1)
+
+
+def test_v5_recall_quotes_are_the_contexts_own_tokens_and_v4_quotes_were_not(filler, tok):
+    """The novels wrap their lines and put two spaces after a full stop; a recall question quotes its sentence with
+    single spaces. Before v5 the quote was therefore never the same tokens as the context (recall scored 0.00 for
+    dense LoRA in every GPU run). v5 unwraps the filler and keeps only sites the model can copy: the quote (but
+    its first word, which follows the question's opening quote mark) and the answer appear verbatim."""
+    from lemo.eval.filler import encode
+
+    texts = filler_texts(filler, tok)
+    found = {}
+    for preset in ("v4", "v5"):
+        samples = eval_samples(
+            texts, tok, [2048], 4, cfg=SuiteConfig.from_preset(preset), families=["recall"]
+        )
+        found[preset] = []
+        for s in samples:
+            quote = re.search(r'"(.+)"\?', s.prompt.split("\nQuestion: ")[-1])[1]
+            tail = (
+                encode(tok, " " + quote)[1:] + s.answer_ids
+            )  # the quote after its first word, then the answer
+            # Only the context can hold it: the question's quote is followed by '"?', not by the answer.
+            found[preset].append(_find(tail, s.prompt_ids) >= 0)
+    assert all(found["v5"]), found
+    assert not any(found["v4"]), found
+
+
+def test_unwrap_joins_wrapped_lines_and_keeps_paragraphs_apart():
+    from lemo.eval.filler import unwrap
+
+    text = "  It is a truth\nuniversally  acknowledged.  A single\nman.\n\n\n\nChapter 2\n \nMr. Bennet was\namong"
+    assert (
+        unwrap(text)
+        == "It is a truth universally acknowledged. A single man.\n\nChapter 2\n\nMr. Bennet was among"
+    )

@@ -36,7 +36,12 @@ V3 = dict(shared_lead=True, train_phrasings=6, vartrack_chains=1, vartrack_hops=
 # the rows predicts the space and a count can never be right (CPU, 2K rows, 60 steps: " " first in 6 of 8 count
 # questions; dense LoRA scored 0.00 on counting in every v3 run). A count in digits starts like the others.
 V4 = dict(V3, count_words=False)
-PRESETS: dict[str, dict[str, Any]] = {"v1": V1, "v2": {}, "v3": V3, "v4": V4}
+# Suite v5: v4 on unwrapped filler. The novels wrap their lines and put two spaces after a full stop, while a
+# recall question quotes its sentence with single spaces: the quote was never the same tokens as the context
+# (checked on 4 of 4 held-out samples at 2K), so recall asked the model to match text it could not copy, and
+# dense LoRA scored 0.00 on it in every run of v1-v4, even in the training wording.
+V5 = dict(V4, unwrap_filler=True)
+PRESETS: dict[str, dict[str, Any]] = {"v1": V1, "v2": {}, "v3": V3, "v4": V4, "v5": V5}
 
 
 @dataclass
@@ -88,6 +93,11 @@ class SuiteConfig(DictConfig):
     """Every question, in every phrasing, ends "\\nAnswer:" and the answer follows it directly. Otherwise each
     phrasing has its own lead-in ("The tree total of K is"), which the model must also generalise to the
     held-out one. The answers keep their leading space (" 123", " two"), so they tokenize the same."""
+    unwrap_filler: bool = False
+    """Join each paragraph's wrapped lines and collapse runs of spaces in the filler before it is tokenized
+    (paragraphs stay apart), and take only recall sites whose quote and answer are the context's own tokens, so
+    a quoted sentence can be found by copying. Off (v1-v4): the quote differs from the context at every line
+    break and double space."""
     held_out_phrasing: bool = True
     """False: eval samples draw their phrasing from the training ones, as training rows do (names and filler
     stay held out). A diagnostic, not a suite: with it, a low score means the model did not learn the skill,

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import bisect
 import random
+import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -29,6 +30,13 @@ def encode(tokenizer: Any, text: str) -> list[int]:
         return list(tokenizer.encode(text, add_special_tokens=False, verbose=False))
     except TypeError:
         return list(tokenizer.encode(text))
+
+
+def unwrap(text: str) -> str:
+    """`text` with each paragraph on one line and single spaces: the line breaks inside a paragraph and the runs
+    of spaces become one space; paragraphs (a blank line between) stay apart, one blank line each."""
+    paragraphs = re.split(r"\n[ \t]*\n\s*", text.strip())
+    return "\n\n".join(" ".join(p.split()) for p in paragraphs if p.strip())
 
 
 def special_prefix(tokenizer: Any) -> list[int]:

@@ -105,6 +105,10 @@ def _recall_sites(
         answer = " " + " ".join(tokenizer.decode(window[b:e]).split())
         if text.count(quote) != 1:
             continue
+        # On unwrapped filler the site must be the context's own tokens (no paragraph break before the answer,
+        # no stray spacing), so the question quotes what the model can find by copying.
+        if cfg.unwrap_filler and (raw != " " + quote or tokenizer.decode(window[b:e]) != answer):
+            continue
         g = first_group + 2 * len(sites)
         sites.append(RecallSite(quote, answer, g, g + 1))
         spans.append((a, b, e, len(spans)))

@@ -18,13 +18,19 @@ from typing import Any
 
 from lemo.config import SuiteConfig
 from lemo.eval import suite_families as fam
-from lemo.eval.filler import Filler, encode, special_prefix
+from lemo.eval.filler import Filler, encode, special_prefix, unwrap
 from lemo.eval.names import Split
 from lemo.eval.suite import Layout, draw_facts, layout, statement_groups
 from lemo.eval.tasks import TaskSample
 
 RECALL_RESERVE = 64  # tokens a recall question may take beyond its template, before its quote is known
 FIT_SLACK = 8  # a training row ends at most this many tokens short of seq_len (when the search converges)
+
+
+def suite_filler(texts: Sequence[str] | str, tokenizer: Any, cfg: SuiteConfig) -> Filler:
+    """The filler of `cfg`'s rows: the texts as they are, or unwrapped (`SuiteConfig.unwrap_filler`)."""
+    texts = [texts] if isinstance(texts, str) else list(texts)
+    return Filler.from_texts([unwrap(t) for t in texts] if cfg.unwrap_filler else texts, tokenizer)
 
 
 def _questions(
@@ -114,7 +120,7 @@ def training_rows(
     """Training records `first` .. `first + n_rows - 1` of `seed` (prompt/completion form) from the training
     filler `texts`; record i depends on (seed, i, cfg) only, so rows can be made in parallel pieces."""
     cfg = cfg or SuiteConfig()
-    filler = Filler.from_texts(texts, tokenizer)
+    filler = suite_filler(texts, tokenizer, cfg)
     return [
         training_row(filler, tokenizer, seq_len, f"suite/{seed}/train/{i}", cfg)
         for i in range(first, first + n_rows)
@@ -191,7 +197,7 @@ def eval_samples(
     """`per_family` samples per family (`families`, default all of `cfg`'s) and length, from the held-out
     filler `texts`; sample i of a (family, length) cell depends on (seed, family, length, i, cfg) only."""
     cfg = cfg or SuiteConfig()
-    filler = Filler.from_texts(texts, tokenizer)
+    filler = suite_filler(texts, tokenizer, cfg)
     return [
         eval_sample(f, filler, tokenizer, n, f"suite/{seed}/eval/{f}/{n}/{i}", cfg)
         for n in lengths
