@@ -41,7 +41,11 @@ V4 = dict(V3, count_words=False)
 # (checked on 4 of 4 held-out samples at 2K), so recall asked the model to match text it could not copy, and
 # dense LoRA scored 0.00 on it in every run of v1-v4, even in the training wording.
 V5 = dict(V4, unwrap_filler=True)
-PRESETS: dict[str, dict[str, Any]] = {"v1": V1, "v2": {}, "v3": V3, "v4": V4, "v5": V5}
+# Suite v6: v5 with recall's answer line echoing the quote's last 4 words. After 60 rows of 2K on the CPU, v5's
+# recall stayed near v4's (first answer token right 1 of 8; suite_first_token_cpu.csv): the model answered a
+# generic " She" rather than the quote's continuation, across the "?\nAnswer:" between quote and answer.
+V6 = dict(V5, recall_echo=4)
+PRESETS: dict[str, dict[str, Any]] = {"v1": V1, "v2": {}, "v3": V3, "v4": V4, "v5": V5, "v6": V6}
 
 
 @dataclass
@@ -98,6 +102,10 @@ class SuiteConfig(DictConfig):
     (paragraphs stay apart), and take only recall sites whose quote and answer are the context's own tokens, so
     a quoted sentence can be found by copying. Off (v1-v4): the quote differs from the context at every line
     break and double space."""
+    recall_echo: int = 0
+    """Recall's answer line repeats the quote's last this many words ("Answer: ... if not the present. The
+    names"), so the answer follows words that match the context, as in a plain continuation; 0 (v1-v5): the
+    answer follows "Answer:" alone and the model must find the quote's end across the question."""
     held_out_phrasing: bool = True
     """False: eval samples draw their phrasing from the training ones, as training rows do (names and filler
     stay held out). A diagnostic, not a suite: with it, a low score means the model did not learn the skill,

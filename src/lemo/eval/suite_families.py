@@ -34,10 +34,11 @@ class Wording:
     train_phrasings: int = 3
     shared_lead: bool = False
     held_out_phrasing: bool = True
+    recall_echo: int = 0
 
     @classmethod
     def of(cls, cfg: SuiteConfig) -> Wording:
-        return cls(cfg.train_phrasings, cfg.shared_lead, cfg.held_out_phrasing)
+        return cls(cfg.train_phrasings, cfg.shared_lead, cfg.held_out_phrasing, cfg.recall_echo)
 
 
 @dataclass
@@ -206,4 +207,9 @@ def recall_question(
 ) -> Question:
     """The question about a quoted filler sentence; its evidence is filler, placed by the caller."""
     q, lead = phrase(RECALL, rng, split, wording)
+    if wording.recall_echo:
+        # The answer line picks the quote up again ("Answer: ... if not the present."): the words before the
+        # answer then match the context, so the continuation can be copied as a model continues any repeat.
+        echo = "... " + " ".join(quote.split()[-wording.recall_echo :])
+        lead = f"{lead} {echo}" if lead else echo
     return Question("recall", _q(q.format(s=quote), lead), answer, [])
