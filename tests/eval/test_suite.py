@@ -200,3 +200,15 @@ def test_unwrap_joins_wrapped_lines_and_keeps_paragraphs_apart():
         unwrap(text)
         == "It is a truth universally acknowledged. A single man.\n\nChapter 2\n\nMr. Bennet was among"
     )
+
+
+def test_an_eval_sample_fits_where_a_recall_site_comes_and_goes_with_the_window(austen_dir, tok):
+    """Found on the GPU at 6efe91d: under v6 this sample's fourth recall site sits at the window's end, so the
+    window's length cycled between one with it (20 tokens over) and one without (20 under) and the sample was
+    refused. A cycle now moves to another part of the novel."""
+    held = (austen_dir / "persuasion.txt").read_text(encoding="utf-8")
+    cfg = SuiteConfig.from_preset("v6")
+    from lemo.eval.suite_rows import suite_filler
+
+    s = eval_sample("recall", suite_filler(held, tok, cfg), tok, 16384, "suite/1/eval/recall/16384/3", cfg)
+    assert s.length == len(s.prompt_ids) + len(s.answer_ids) == 16384

@@ -43,7 +43,9 @@ V4 = dict(V3, count_words=False)
 V5 = dict(V4, unwrap_filler=True)
 # Suite v6: v5 with recall's answer line echoing the quote's last 4 words. After 60 rows of 2K on the CPU, v5's
 # recall stayed near v4's (first answer token right 1 of 8; suite_first_token_cpu.csv): the model answered a
-# generic " She" rather than the quote's continuation, across the "?\nAnswer:" between quote and answer.
+# generic " She" rather than the quote's continuation, across the "?\nAnswer:" between quote and answer. An
+# echo that kept the sentence's full stop read as a finished answer (a newline first, 7 of 8), so the mark
+# opens the answer instead.
 V6 = dict(V5, recall_echo=4)
 PRESETS: dict[str, dict[str, Any]] = {"v1": V1, "v2": {}, "v3": V3, "v4": V4, "v5": V5, "v6": V6}
 
@@ -103,9 +105,10 @@ class SuiteConfig(DictConfig):
     a quoted sentence can be found by copying. Off (v1-v4): the quote differs from the context at every line
     break and double space."""
     recall_echo: int = 0
-    """Recall's answer line repeats the quote's last this many words ("Answer: ... if not the present. The
-    names"), so the answer follows words that match the context, as in a plain continuation; 0 (v1-v5): the
-    answer follows "Answer:" alone and the model must find the quote's end across the question."""
+    """Recall's answer line repeats the quote's last this many words without its closing mark, which opens the
+    answer ("Answer: ... if not the present" + ". The names"), so the answer follows words that match the
+    context, as in a plain continuation; 0 (v1-v5): the answer follows "Answer:" alone and the model must find
+    the quote's end across the question."""
     held_out_phrasing: bool = True
     """False: eval samples draw their phrasing from the training ones, as training rows do (names and filler
     stay held out). A diagnostic, not a suite: with it, a low score means the model did not learn the skill,

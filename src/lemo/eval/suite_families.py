@@ -16,6 +16,7 @@ from __future__ import annotations
 import itertools
 import json
 import random
+import re
 from dataclasses import dataclass
 from importlib import resources
 
@@ -208,8 +209,12 @@ def recall_question(
     """The question about a quoted filler sentence; its evidence is filler, placed by the caller."""
     q, lead = phrase(RECALL, rng, split, wording)
     if wording.recall_echo:
-        # The answer line picks the quote up again ("Answer: ... if not the present."): the words before the
-        # answer then match the context, so the continuation can be copied as a model continues any repeat.
-        echo = "... " + " ".join(quote.split()[-wording.recall_echo :])
-        lead = f"{lead} {echo}" if lead else echo
+        # The answer line picks the quote up again ("Answer: ... if not the present"): the words before the
+        # answer then match the context, so the continuation can be copied as a model continues any repeat. The
+        # sentence's closing mark opens the answer (". The names"): an echo ending in "." read as a finished
+        # answer, and a model trained briefly on the CPU put a newline after it 7 times of 8.
+        words = quote.split()[-wording.recall_echo :]
+        mark = re.search(r"[^\w]*$", words[-1])[0]
+        echo = "... " + " ".join([*words[:-1], words[-1][: len(words[-1]) - len(mark)]])
+        lead, answer = (f"{lead} {echo}" if lead else echo), mark + answer
     return Question("recall", _q(q.format(s=quote), lead), answer, [])

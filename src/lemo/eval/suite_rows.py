@@ -144,9 +144,17 @@ def eval_sample(
     prefix = special_prefix(tokenizer)
     statements = sum(len(encode(tokenizer, " " + s)) for f in facts for s in f.statements)
     n_filler = length - len(prefix) - statements - RECALL_RESERVE // 2
-    for _attempt in range(16):
+    seen: set[int] = set()
+    for _attempt in range(32):
         if n_filler < 1:
             break
+        if n_filler in seen:
+            # A cycle: a recall site at the window's end comes and goes with its length, and no length between
+            # fits exactly. The same start would cycle again: another part of the novel (only ever reached
+            # where the samples before this check failed, so every sample made before keeps its tokens).
+            start, n_filler = filler.random_start(rng), min(seen)
+            seen.clear()
+        seen.add(n_filler)
         lay = layout(
             filler, tokenizer, start, n_filler, facts, cfg.n_facts("recall"), random.Random(layout_seed), cfg
         )
