@@ -56,9 +56,12 @@ suite)
     # configs x forms x seeds, 8 trainings at a time; no job starts that would end after BUDGET_S. A call returns
     # at most 8 files, so the finished jobs' part files come back packed in $OUT/suite_parts.tar: carry it as
     # .stage/suite_parts.tar (or unpacked, as .stage/suite_parts/) and run again to resume.
+    # SUITE_TAG (e.g. "_v6") names this run's work folder, parts and output files, so two suites (two presets)
+    # can run at once on one GPU, each with its own WORKERS.
     assemble
-    P=/root/suite_parts
-    python benchmarks/quality/suite_parts.py unpack "$P" .stage/suite_parts.tar .stage/suite_parts
+    T=${SUITE_TAG:-}
+    P=/root/suite_parts$T
+    python benchmarks/quality/suite_parts.py unpack "$P" ".stage/suite_parts$T.tar" ".stage/suite_parts$T"
     # dense@N come from the dense jobs themselves (snapshots): equal-GPU-time baselines for step-time ratios 0.8 and
     # 0.87 cost one evaluation each.
     SUITE_CONFIGS=${SUITE_CONFIGS:-dense dense@48 dense@52 default backward-gradient backward-supervision oracle}
@@ -68,10 +71,10 @@ suite)
     # shellcheck disable=SC2086
     timeout "${SUITE_TIMEOUT:-560}" python benchmarks/quality/suite.py --configs $SUITE_CONFIGS \
         --forms ${FORMS:-sup text} --seeds ${SEEDS:-0 1 2} --workers ${WORKERS:-8} --budget-s ${BUDGET_S:-540} \
-        ${SUITE_JSON:+--suite "$SUITE_JSON"} ${SUITE_ARGS:-} --work /root/suite --parts "$P" \
-        --out "$OUT/suite_smollm2.csv" 2>"$OUT/suite.err" || rc=$?
+        ${SUITE_JSON:+--suite "$SUITE_JSON"} ${SUITE_ARGS:-} --work "/root/suite$T" --parts "$P" \
+        --out "$OUT/suite_smollm2$T.csv" 2>"$OUT/suite$T.err" || rc=$?
     # Packed even when the runner failed: what finished before the failure still comes back.
-    python benchmarks/quality/suite_parts.py pack "$P" "$OUT/suite_parts.tar"
+    python benchmarks/quality/suite_parts.py pack "$P" "$OUT/suite_parts$T.tar"
     exit $rc
     ;;
 sizing)
