@@ -163,8 +163,10 @@ def test_unpack_keeps_every_member_inside_the_parts_folder(quality, tmp_path):
 def test_the_gpu_script_packs_and_unpacks_the_parts():
     script = (QUALITY.parent / "device" / "gpu_capability.sh").read_text()
     section = script[script.index("suite)") : script.index(";;", script.index("suite)"))]
-    assert "suite_parts.py unpack" in section and ".stage/suite_parts.tar" in section
-    assert 'suite_parts.py pack "$P" "$OUT/suite_parts.tar"' in section and "exit $rc" in section
+    # SUITE_TAG (empty by default) suffixes the names, so the default run keeps .stage/suite_parts.tar
+    assert "suite_parts.py unpack" in section and '".stage/suite_parts$T.tar"' in section
+    assert 'suite_parts.py pack "$P" "$OUT/suite_parts$T.tar"' in section and "exit $rc" in section
+    assert "T=${SUITE_TAG:-}" in section
 
 
 def test_v1_draws_what_commit_cd5902a_drew():
