@@ -275,10 +275,21 @@ SECTIONS: list[Section] = [
         "plot counts the default's steps at 0.678x, its step ratio at 67e29b8 (`plot_suite_frontier.py --commit "
         "67e29b8`): that commit changed which kernel computes the attention, not its values, so the adapters "
         "trained at b67ee0f are what it trains. The plain-text rows (`text`: the same rows, loss everywhere) ran "
-        "at 2ff4f59; `dense@41` is the 2%-labelled rows' equal GPU time, not plain text's (keep 0.5's plain-text "
-        "step is not timed), and the plain-text frontier places the default at keep 0.6's plain-text step, 0.80x "
-        "at 3380c6e (`plot_suite_frontier.py --form text`).",
+        "at 2ff4f59; `dense@41` is the 2%-labelled rows' equal GPU time and, within a step, plain text's too: keep "
+        "0.5's plain-text step is 0.699x Liger exact's at 32K (H100, 6efe91d), 41.9 steps, where the plain-text "
+        "frontier places the default (`plot_suite_frontier.py --form text --commit 6efe91d`).",
         ("suite_v4_smollm2_frontier.png", "suite_v4_smollm2_text_frontier.png", "suite_v4_smollm2.png"),
+    ),
+    Section(
+        "Quality and capability",
+        "The held-out capability suite v6, dense LoRA only (SmolLM2-135M, 16K)",
+        "suite_v6_smollm2.csv",
+        "Suite v6 (preset `v6`: v4 on unwrapped filler, so a recall question quotes the context's own tokens, and "
+        "recall's answer line echoing the quote's last four words; [suite.md](suite.md#v5-and-v6-recalls-quote-was-"
+        "never-the-contexts-text)), same setup, both forms, 3 seeds, H100, commit 341d553. Dense LoRA only: a "
+        "sizing run. Recall's answer-token accuracy rose from v4's 0.09 to 0.45 (0.15 to 0.41 as plain text); its "
+        "exact match from 0.00 to 0.03.",
+        ("suite_v6_smollm2.png",),
     ),
     Section(
         "Quality and capability",
@@ -292,12 +303,15 @@ SECTIONS: list[Section] = [
     ),
     Section(
         "Quality and capability",
-        "What a briefly trained model answers first (suite v3 and v4, CPU)",
+        "What a briefly trained model answers first (suite v3-v6, CPU)",
         "suite_first_token_cpu.csv",
         "SmolLM2 with LoRA r8 on q/k/v/o after 60 prompt/completion rows of 2K tokens (fp32, lr 5e-4), then "
         "teacher-forced held-out questions at 2K (`benchmarks/quality/first_token_probe.py`): how often the first "
         "answer token is right, and what was predicted first. In v3 a count is a word token where every number "
-        "starts with a bare space; v4 counts in digits ([suite.md](suite.md#v4-counts-in-digits-the-format-confound-of-v3)).",
+        "starts with a bare space; v4 counts in digits ([suite.md](suite.md#v4-counts-in-digits-the-format-confound-of-v3)). "
+        "v5 and v6 rows: recall on unwrapped filler, then with the quote's end echoed; the first v6 (6efe91d) "
+        "echoed the full stop, the later one (4b262a0) opens the answer with it ([suite.md](suite.md#v5-and-v6-"
+        "recalls-quote-was-never-the-contexts-text)).",
     ),
     Section(
         "Quality and capability",
