@@ -289,7 +289,7 @@ SECTIONS: list[Section] = [
         "never-the-contexts-text)), same setup, both forms, 3 seeds, H100, commit 341d553. Dense LoRA only: a "
         "sizing run. Recall's answer-token accuracy rose from v4's 0.09 to 0.45 (0.15 to 0.41 as plain text); its "
         "exact match from 0.00 to 0.03.",
-        ("suite_v6_smollm2.png",),
+        ("suite_sizing_v4_v6.png", "suite_v6_smollm2.png"),
     ),
     Section(
         "Quality and capability",

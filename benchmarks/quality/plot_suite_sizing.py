@@ -1,0 +1,76 @@
+"""Figure: how well the suite is sized, per family: dense LoRA's score at one eval length under each preset, with
+the band the suite is sized for ([0.4, 0.9], docs/suite.md) shaded. One panel per form and metric.
+
+    python benchmarks/quality/plot_suite_sizing.py v4=benchmarks/results/suite_v4_smollm2_summary.csv \\
+        v6=benchmarks/results/suite_v6_smollm2_summary.csv --out benchmarks/results/suite_sizing_v4_v6.png
+
+Reads the runner's summary CSVs (config, form, metric, family, eval_len, mean, se).
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+from pathlib import Path
+
+from common import save_figure  # beside this script
+
+from lemo.config.suite import FAMILIES
+
+BAND = (0.4, 0.9)
+METRICS = {"exact_match": "exact match", "token_accuracy": "answer-token accuracy"}
+
+
+def read(path: Path, config: str, eval_len: int) -> dict[tuple[str, str, str], tuple[float, float]]:
+    """(form, metric, family) -> (mean, se) of `config` at `eval_len`."""
+    out = {}
+    with path.open() as fh:
+        for r in csv.DictReader(fh):
+            if r["config"] == config and r["eval_len"] == str(eval_len) and r["metric"] in METRICS:
+                out[(r["form"], r["metric"], r["family"])] = (float(r["mean"]), float(r["se"] or 0))
+    return out
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("presets", nargs="+", help="NAME=summary.csv, in the order to draw them")
+    ap.add_argument("--config", default="dense")
+    ap.add_argument("--eval-len", type=int, default=16384)
+    ap.add_argument("--out", type=Path, required=True)
+    args = ap.parse_args(argv)
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    runs = []
+    for spec in args.presets:
+        name, sep, path = spec.partition("=")
+        if not sep or not Path(path).is_file():
+            raise SystemExit(f"{spec!r}: give NAME=PATH to a suite summary CSV that exists.")
+        runs.append((name, read(Path(path), args.config, args.eval_len)))
+    forms = sorted({k[0] for _, scores in runs for k in scores}, key=lambda f: f != "sup")
+    fig, axes = plt.subplots(len(forms), len(METRICS), figsize=(12, 3.6 * len(forms)), squeeze=False)
+    width = 0.8 / len(runs)
+    for row, form in zip(axes, forms, strict=True):
+        for ax, (metric, label) in zip(row, METRICS.items(), strict=True):
+            ax.axhspan(*BAND, color="0.9", zorder=0, label=f"sized band {BAND[0]}-{BAND[1]}")
+            for i, (name, scores) in enumerate(runs):
+                cells = [scores.get((form, metric, f), (float("nan"), 0.0)) for f in FAMILIES]
+                xs = [j + (i - (len(runs) - 1) / 2) * width for j in range(len(FAMILIES))]
+                ax.bar(xs, [m for m, _ in cells], width, yerr=[s for _, s in cells], capsize=3, label=name)
+            ax.set_xticks(range(len(FAMILIES)), FAMILIES, rotation=20)
+            ax.set_ylim(0, 1)
+            ax.set_title(f"{'prompt/completion' if form == 'sup' else 'plain text'}: {label}")
+            ax.grid(axis="y", alpha=0.3)
+        row[0].set_ylabel(f"{args.config} at {args.eval_len // 1024}K (mean, SE over seeds)")
+    axes[0][0].legend(fontsize=8, loc="upper right")
+    fig.suptitle(f"Suite sizing: {args.config} LoRA per family, SmolLM2-135M, 60 steps")
+    fig.tight_layout()
+    save_figure(fig, args.out)
+    print(args.out)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

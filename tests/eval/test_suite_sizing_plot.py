@@ -1,0 +1,56 @@
+"""benchmarks/quality/plot_suite_sizing.py: reads the named config at the named length from each summary, and
+refuses a preset given without a summary that exists."""
+
+from __future__ import annotations
+
+import csv
+import importlib.util
+import sys
+from pathlib import Path
+
+import pytest
+
+SCRIPT = Path(__file__).resolve().parents[2] / "benchmarks" / "quality" / "plot_suite_sizing.py"
+FIELDS = ["config", "form", "metric", "family", "eval_len", "mean", "se"]
+
+
+@pytest.fixture(scope="module")
+def plot():
+    sys.path.insert(0, str(SCRIPT.parent))  # as when run: its helpers sit beside it
+    try:
+        spec = importlib.util.spec_from_file_location("plot_suite_sizing", SCRIPT)
+        module = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(module)
+        yield module
+    finally:
+        sys.path.remove(str(SCRIPT.parent))
+
+
+def _summary(path: Path, rows: list[tuple]) -> Path:
+    with path.open("w", newline="") as fh:
+        w = csv.writer(fh)
+        w.writerow(FIELDS)
+        w.writerows(rows)
+    return path
+
+
+def test_reads_the_config_at_the_length_and_draws(plot, tmp_path):
+    path = _summary(tmp_path / "s.csv", [
+        ("dense", "sup", "exact_match", "recall", 16384, 0.03, 0.01),
+        ("dense", "sup", "exact_match", "recall", 8192, 0.5, 0.0),  # another length
+        ("keep50", "sup", "exact_match", "recall", 16384, 0.7, 0.0),  # another config
+        ("dense", "sup", "ppl", "-", 16384, 55.0, 1.0),  # not a metric the figure draws
+        ("dense", "text", "token_accuracy", "multikey", 16384, 0.59, ""),
+    ])  # fmt: skip
+    scores = plot.read(path, "dense", 16384)
+    assert scores == {
+        ("sup", "exact_match", "recall"): (0.03, 0.01),
+        ("text", "token_accuracy", "multikey"): (0.59, 0),
+    }
+    out = tmp_path / "fig.png"
+    assert plot.main([f"v6={path}", "--out", str(out)]) == 0 and out.stat().st_size > 0
+
+
+def test_a_preset_without_a_summary_is_refused_with_the_form_to_use(plot, tmp_path):
+    with pytest.raises(SystemExit, match="NAME=PATH"):
+        plot.main([str(tmp_path / "missing.csv"), "--out", str(tmp_path / "f.png")])
