@@ -58,3 +58,19 @@ HELD_OUT_MARK = {
 def held_out_mark() -> dict[str, str]:
     """Per family, text that only its held-out phrasing uses: none of it may reach a training row."""
     return HELD_OUT_MARK
+
+
+def load_script(path):
+    """A benchmark script as a module, its folder on sys.path while it is in use (its helpers sit beside it):
+    yields the module; use it in a fixture."""
+    import importlib.util
+    import sys
+
+    sys.path.insert(0, str(path.parent))
+    try:
+        spec = importlib.util.spec_from_file_location(path.stem, path)
+        module = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(module)
+        yield module
+    finally:
+        sys.path.remove(str(path.parent))

@@ -4,25 +4,17 @@ computes them (per seed the mean over families, then over seeds), and the figure
 from __future__ import annotations
 
 import csv
-import importlib.util
-import sys
 from pathlib import Path
 
 import pytest
+from tests.eval.conftest import load_script
 
 SCRIPT = Path(__file__).resolve().parents[2] / "benchmarks" / "quality" / "plot_suite_frontier.py"
 
 
 @pytest.fixture(scope="module")
 def plot():
-    sys.path.insert(0, str(SCRIPT.parent))  # as when run: its helpers sit beside it
-    try:
-        spec = importlib.util.spec_from_file_location("plot_suite_frontier", SCRIPT)
-        module = importlib.util.module_from_spec(spec)
-        spec.loader.exec_module(module)
-        yield module
-    finally:
-        sys.path.remove(str(SCRIPT.parent))
+    yield from load_script(SCRIPT)
 
 
 def _write(path: Path, rows: list[dict]) -> Path:

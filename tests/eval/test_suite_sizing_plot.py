@@ -4,11 +4,10 @@ refuses a preset given without a summary that exists."""
 from __future__ import annotations
 
 import csv
-import importlib.util
-import sys
 from pathlib import Path
 
 import pytest
+from tests.eval.conftest import load_script
 
 SCRIPT = Path(__file__).resolve().parents[2] / "benchmarks" / "quality" / "plot_suite_sizing.py"
 FIELDS = ["config", "form", "metric", "family", "eval_len", "mean", "se"]
@@ -16,14 +15,7 @@ FIELDS = ["config", "form", "metric", "family", "eval_len", "mean", "se"]
 
 @pytest.fixture(scope="module")
 def plot():
-    sys.path.insert(0, str(SCRIPT.parent))  # as when run: its helpers sit beside it
-    try:
-        spec = importlib.util.spec_from_file_location("plot_suite_sizing", SCRIPT)
-        module = importlib.util.module_from_spec(spec)
-        spec.loader.exec_module(module)
-        yield module
-    finally:
-        sys.path.remove(str(SCRIPT.parent))
+    yield from load_script(SCRIPT)
 
 
 def _summary(path: Path, rows: list[tuple]) -> Path:
