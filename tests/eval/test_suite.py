@@ -212,3 +212,22 @@ def test_an_eval_sample_fits_where_a_recall_site_comes_and_goes_with_the_window(
 
     s = eval_sample("recall", suite_filler(held, tok, cfg), tok, 16384, "suite/1/eval/recall/16384/3", cfg)
     assert s.length == len(s.prompt_ids) + len(s.answer_ids) == 16384
+
+
+def test_v6_answer_line_echoes_the_quote_end_and_the_answer_continues_it_verbatim(filler, tok):
+    """v6: the answer line ends with the quote's last words without the closing mark, and the answer opens with
+    that mark; echo + answer is the context's own token run, so the answer is a continuation to copy."""
+    from lemo.eval.filler import encode
+
+    cfg = SuiteConfig.from_preset("v6")
+    samples = eval_samples(filler_texts(filler, tok), tok, [2048], 4, cfg=cfg, families=["recall"])
+    for s in samples:
+        echo = s.prompt.split("\nAnswer: ... ")[-1]
+        quote = re.search(r'"(.+)"\?', s.prompt.split("\nQuestion: ")[-1])[1]
+        mark = re.search(r"[^\w]*$", quote)[0]  # the sentence's closing mark(s), e.g. "." or ")."
+        assert mark and quote.endswith(echo + mark) and s.answer.startswith(mark + " ")
+        assert len(echo.split()) == cfg.recall_echo
+        tail = encode(tok, " " + echo)[1:] + s.answer_ids  # the echo after its first word, then the answer
+        assert (
+            _find(tail, s.prompt_ids[: -len(encode(tok, " " + echo))]) >= 0
+        )  # in the context, not the question

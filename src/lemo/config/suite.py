@@ -38,8 +38,8 @@ V3 = dict(shared_lead=True, train_phrasings=6, vartrack_chains=1, vartrack_hops=
 V4 = dict(V3, count_words=False)
 # Suite v5: v4 on unwrapped filler. The novels wrap their lines and put two spaces after a full stop, while a
 # recall question quotes its sentence with single spaces: the quote was never the same tokens as the context
-# (checked on 4 of 4 held-out samples at 2K), so recall asked the model to match text it could not copy, and
-# dense LoRA scored 0.00 on it in every run of v1-v4, even in the training wording.
+# (checked on 4 of 4 held-out samples at 2K), so recall asked the model to match text it could not copy: part of
+# why dense LoRA scored 0.00 on it in every run of v1-v4, even in the training wording (v5 alone did not fix it).
 V5 = dict(V4, unwrap_filler=True)
 # Suite v6: v5 with recall's answer line echoing the quote's last 4 words. After 60 rows of 2K on the CPU, v5's
 # recall stayed near v4's (first answer token right 1 of 8; suite_first_token_cpu.csv): the model answered a
