@@ -5,6 +5,8 @@
         --bench keep50=liger-default+gc/0.5@32768 supervision=liger-default+gc/0.6 \\
         random=liger-lemo-random+gc oracle-forward=liger-lemo-random+gc
 
+A bench spec may end in #COMMIT, its own speed run (say, backward elimination timed in another run than the
+default): `--bench backward-gradient=liger-lemo-bwd-grad+gc#5690162`, with that run's CSV among `--speed`.
 writes `<csv stem>_frontier.png` beside the suite CSV (`<csv stem>_text_frontier.png` with `--form text`).
 GPU time counts a run's steps in steps of the strongest exact stack (`liger-exact`) on the Llama-3-8B shape at
 the training length: dense LoRA is that stack (1 a step, its `dense@N` snapshots included), a sparse config is
@@ -29,6 +31,8 @@ LABELS = {
     "supervision": "supervision selector, keep 0.6",
     "oracle-forward": "evidence blocks kept first",
     "random": "labels first, random blocks (the default until 2026-12-05)",
+    "backward-supervision": "backward elimination, supervision scorer, keep 0.6",
+    "backward-gradient": "backward elimination, gradient scorer, keep 0.6",
 }
 COLORS = {
     "dense": "C0",
@@ -37,6 +41,8 @@ COLORS = {
     "random": "C3",
     "supervision": "C4",
     "oracle-forward": "C1",
+    "backward-supervision": "C5",
+    "backward-gradient": "C6",
 }
 
 
@@ -57,8 +63,10 @@ def labelled_like(row: dict[str, str], form: str) -> bool:
 
 def step_ratio(speed: list[dict[str, str]], spec: str, commit: str, seq_len: int, form: str = "sup") -> float:
     """The bench config's median step over liger-exact's, both at `seq_len` in the run of `commit` (a prefix),
-    on rows labelled like `form`. `spec` is BENCH[/KEEP][@T]: the row at that keep ratio, and at T instead of
-    `seq_len` where the run timed no row at the training length."""
+    on rows labelled like `form`. `spec` is BENCH[/KEEP][@T][#COMMIT]: the row at that keep ratio, at T instead
+    of `seq_len` where the run timed no row at the training length, and from run COMMIT instead of `commit`."""
+    spec, _, own = spec.partition("#")
+    commit = own or commit
     spec, _, at = spec.partition("@")
     bench, _, keep = spec.partition("/")
     seq_len = int(at) if at else seq_len
@@ -140,21 +148,30 @@ def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("csv", type=Path)
     ap.add_argument(
-        "--speed", type=Path, required=True, help="the e2e CSV with liger-exact and the bench configs"
+        "--speed",
+        type=Path,
+        nargs="+",
+        required=True,
+        help="the e2e CSVs with liger-exact and the bench configs",
     )
-    ap.add_argument("--commit", required=True, help="the speed run's commit (a prefix)")
+    ap.add_argument(
+        "--commit", required=True, help="the speed run's commit (a prefix); a bench's #COMMIT wins"
+    )
     ap.add_argument(
         "--bench", nargs="+", required=True, help="suite config=bench config, e.g. default=default+gc"
     )
     ap.add_argument("--seq-len", type=int, default=16384, help="the training length the ratios are taken at")
     ap.add_argument("--form", choices=("sup", "text"), default="sup")
     args = ap.parse_args(argv)
-    speed = load(args.speed)
+    speed = [row for path in args.speed for row in load(path)]
     pairs = [b.split("=", 1) for b in args.bench]
     if any(len(p) != 2 for p in pairs):
         raise SystemExit("--bench takes suite=bench pairs, e.g. supervision=liger-lemo-sup-trim+gc")
     ratios = {suite: step_ratio(speed, bench, args.commit, args.seq_len, args.form) for suite, bench in pairs}
-    specs = {suite: f"{bench}, {args.commit}" for suite, bench in pairs}
+    specs = {
+        suite: f"{bench.partition('#')[0]}, {bench.partition('#')[2] or args.commit}"
+        for suite, bench in pairs
+    }
     # the prompt/completion figure keeps its name; another form's gets its own, so neither overwrites the other
     tag = "" if args.form == "sup" else f"_{args.form}"
     out = args.csv.with_name(f"{args.csv.stem}{tag}_frontier.png")

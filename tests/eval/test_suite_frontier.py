@@ -83,3 +83,27 @@ def test_ratio_points_and_figure(plot, tmp_path):
     assert (tmp_path / "text_text_frontier.png").stat().st_size > 0  # its own name: the sup figure stays
     with pytest.raises(SystemExit, match="check --commit"):
         plot.step_ratio(plot.load(speed), "liger-lemo+gc", "nope", 16384)
+    # #COMMIT names the bench's own run, whatever the default commit: zzz9 has no liger-exact row, abc1 does
+    assert plot.step_ratio(plot.load(speed), "liger-lemo+gc#abc", "zzz", 16384) == pytest.approx(0.8)
+    with pytest.raises(SystemExit, match="commit zzz"):
+        plot.step_ratio(plot.load(speed), "liger-lemo+gc#zzz", "abc", 16384)
+
+
+def test_speed_rows_from_several_csvs(plot, tmp_path):
+    """A bench timed in another run's CSV: --speed takes both files, and the bench names its run."""
+    common = {"status": "ok", "completion": "0.02", "seq_len": 16384}
+    first = _write(tmp_path / "a.csv", [
+        {"config": "liger-exact", "median_step_s": 2.0, "commit": "aaa", **common},
+        {"config": "liger-lemo+gc", "median_step_s": 1.4, "commit": "aaa", **common},
+    ])  # fmt: skip
+    second = _write(tmp_path / "b.csv", [
+        {"config": "liger-exact", "median_step_s": 4.0, "commit": "bbb", **common},
+        {"config": "liger-bwd+gc", "median_step_s": 3.96, "commit": "bbb", **common},
+    ])  # fmt: skip
+    rows = [{"config": c, "form": "sup", "seed": seed, "steps": 60, "metric": "exact_match", "family": "a",
+             "eval_len": 16384, "value": 0.1 * seed} for c in ("dense", "lemo", "bwd") for seed in (0, 1)]  # fmt: skip
+    suite = _write(tmp_path / "s.csv", rows)
+    args = ["--speed", str(first), str(second), "--commit", "aaa", "--bench", "lemo=liger-lemo+gc",
+            "bwd=liger-bwd+gc#bbb"]  # fmt: skip
+    assert plot.main([str(suite), *args]) == 0
+    assert (tmp_path / "s_frontier.png").stat().st_size > 0
