@@ -293,6 +293,25 @@ SECTIONS: list[Section] = [
     ),
     Section(
         "Quality and capability",
+        "The held-out capability suite v6: lemo against dense LoRA (SmolLM2-135M, 16K)",
+        "suite_v6_compare_smollm2.csv",
+        "Suite v6, same setup, both forms, H100, commit 55c281e, one session (four calls of "
+        "`gpu_capability.sh suite`); dense LoRA was trained again in it beside lemo's configs (the dense-only "
+        "sizing run above, 341d553, is a separate run with the same seeds). `keep50` is `SparsityConfig()`; "
+        "`dense@41` is dense LoRA at 41 steps, the default's equal GPU time (its step is 0.707x Liger exact's at 16K "
+        "on 2%-labelled rows, 67e29b8, 42.4 steps; 0.699x at 32K on plain text, 6efe91d, 41.9 steps); both have 5 "
+        "seeds, the others 3. `backward-supervision` and `backward-gradient` are backward elimination at keep 0.6 "
+        "(0.99x Liger exact's step at 16K, `e2e_llama3_8b_bwd_kernel.csv`, H200, 5690162); `oracle-default` is "
+        "the default with every evidence block kept first. The frontier figures place each config at its steps "
+        "times its step ratio (`plot_suite_frontier.py`; the backward points timed as `liger-lemo-bwd-grad+gc`).",
+        (
+            "suite_v6_compare_smollm2_frontier.png",
+            "suite_v6_compare_smollm2_text_frontier.png",
+            "suite_v6_compare_smollm2.png",
+        ),
+    ),
+    Section(
+        "Quality and capability",
         "Does answer length explain the suite's low families? (CPU)",
         "suite_answer_tokens_cpu.csv",
         "Mean SmolLM2 tokens of each family's held-out answers over 30 drawn contexts "
