@@ -107,9 +107,11 @@ def choose_knobs(
 ) -> tuple[dict, dict[str, str]]:
     """The suite knobs that size every family: per family, the hardest rung of `ladder` (variants sharing one
     wording, hardest first) where dense LoRA's exact match at `length` lies in [lo, hi]. A family's knobs are
-    those named after it (kv_pairs -> kv); the wording comes from the first rung. Returns (knobs, family ->
-    rung). A rung without results (failed, out of time) is passed over."""
+    those named after it (kv_pairs -> kv); the wording comes from the first rung. A sizing file's "_ladder" list
+    replaces `ladder`. Returns (knobs, family -> rung). A rung without results (failed, out of time) is passed
+    over."""
     variants = {name: json.loads(suite) for name, suite, _ in sizing_plan(plan)}
+    ladder = json.loads(plan.read_text()).get("_ladder", ladder)  # a sizing file may name its own rungs
     missing = [r for r in ladder if r not in variants]
     if missing:
         raise SystemExit(f"{plan}: the ladder's variants {missing} are not in it.")

@@ -123,3 +123,39 @@ def test_choose_passes_over_a_rung_without_results(suite_mod, tmp_path):
     _summary(tmp_path / "E_easy_summary.csv", {f: (0.6, 0.01) for f in FAMILIES})
     knobs, chosen = suite_mod.choose_knobs(tmp_path, SIZING)  # D and F failed
     assert set(chosen.values()) == {"E_easy"} and knobs["kv_pairs"] == 3
+
+
+def test_the_v7_rungs_ask_more_questions_per_row_on_every_family_under_range(suite_mod):
+    """suite_sizing_v7.json sizes by training signal: each rung over v6 asks more questions per row of the five
+    families v6 left under 0.4, leaves multi-key (in range) alone, and the call is 5 jobs."""
+    plan = suite_mod.sizing_plan(QUALITY / "suite_sizing_v7.json")
+    assert [name for name, _, _ in plan] == ["A_v6", "B_x2", "C_x4"]
+    assert sum(len(seeds) for _, _, seeds in plan) == 5
+    configs = [suite_mod.suite_config(Namespace(suite=suite)) for _, suite, _ in plan]
+    assert configs[0] == SuiteConfig.from_preset("v6")
+
+    def asked(c: SuiteConfig, family: str) -> int:
+        return c.kv_blocks * c.kv_asked if family == "kv" else c.n_facts(family)
+
+    for family in ("multivalue", "vartrack", "kv", "recall", "count"):
+        a, b, c = (asked(cfg, family) for cfg in configs)
+        assert a < b < c, family
+    assert len({asked(cfg, "multikey") for cfg in configs}) == 1
+    assert all(cfg.recall_echo == 4 and cfg.unwrap_filler for cfg in configs)  # v6's wording throughout
+
+
+def test_choose_follows_the_sizing_files_own_ladder(suite_mod, tmp_path):
+    """v7 names its rungs, most questions first: per family the first rung in range, v6's wording kept."""
+    c = {"multikey": 0.5, "multivalue": 0.45, "vartrack": 0.1, "kv": 0.95, "recall": 0.2, "count": 0.3}
+    b = {"multikey": 0.5, "multivalue": 0.3, "vartrack": 0.05, "kv": 0.6, "recall": 0.42, "count": 0.25}
+    a = {"multikey": 0.5, "multivalue": 0.02, "vartrack": 0.04, "kv": 0.3, "recall": 0.03, "count": 0.22}
+    for name, values in (("C_x4", c), ("B_x2", b), ("A_v6", a)):
+        _summary(tmp_path / f"{name}_summary.csv", {k: (v, 0.01) for k, v in values.items()})
+    v7 = QUALITY / "suite_sizing_v7.json"
+    knobs, chosen = suite_mod.choose_knobs(tmp_path, v7)
+    assert chosen == {"multikey": "C_x4", "multivalue": "C_x4", "vartrack": "C_x4", "kv": "B_x2",
+                      "recall": "B_x2", "count": "C_x4"}  # fmt: skip
+    plan = {name: json.loads(suite) for name, suite, _ in suite_mod.sizing_plan(v7)}
+    assert knobs["preset"] == "v6" and knobs["multivalue_keys"] == plan["C_x4"]["multivalue_keys"]
+    assert knobs["recall_quotes"] == plan["B_x2"]["recall_quotes"] and "kv_blocks" not in knobs
+    SuiteConfig.from_preset(**knobs)
