@@ -105,5 +105,8 @@ def test_speed_rows_from_several_csvs(plot, tmp_path):
     suite = _write(tmp_path / "s.csv", rows)
     args = ["--speed", str(first), str(second), "--commit", "aaa", "--bench", "lemo=liger-lemo+gc",
             "bwd=liger-bwd+gc#bbb"]  # fmt: skip
+    both = plot.load(first) + plot.load(second)
+    assert plot.step_ratio(both, "liger-bwd+gc#bbb", "aaa", 16384) == pytest.approx(0.99)  # bbb's own exact
+    assert plot.step_ratio(both, "liger-lemo+gc", "aaa", 16384) == pytest.approx(0.7)
     assert plot.main([str(suite), *args]) == 0
     assert (tmp_path / "s_frontier.png").stat().st_size > 0
