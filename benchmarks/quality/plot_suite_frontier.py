@@ -33,6 +33,7 @@ LABELS = {
     "random": "labels first, random blocks (the default until 2026-12-05)",
     "backward-supervision": "backward elimination, supervision scorer, keep 0.6",
     "backward-gradient": "backward elimination, gradient scorer, keep 0.6",
+    "tail20": "the default, last 20% of steps dense",
 }
 COLORS = {
     "dense": "C0",
@@ -43,6 +44,7 @@ COLORS = {
     "oracle-forward": "C1",
     "backward-supervision": "C5",
     "backward-gradient": "C6",
+    "tail20": "C7",
 }
 
 

@@ -5,6 +5,7 @@ cfg = lemo.SparsityConfig()            # the measured default (docs/capability.m
 model = lemo.apply(model, cfg)        # HF causal LM, plain or PEFT-wrapped; in place, reversible
 loss = model(input_ids=ids, labels=ids).loss
 lemo.stats(model)                     # what each sparse layer kept in the last forward
+lemo.set_step(model, step, steps)     # before each optimizer step, with SparsityConfig(dense_tail=...)
 lemo.remove(model)                    # the exact original model again
 """
 
@@ -19,13 +20,14 @@ _LAZY = {
     "apply": "lemo.integrations.transformers",
     "remove": "lemo.integrations.transformers",
     "stats": "lemo.integrations.transformers",
+    "set_step": "lemo.integrations.transformers",
     "calibrate": "lemo.integrations.transformers.calibration",
     "choose_keep_ratios": "lemo.integrations.transformers.calibration",
     "load_predictors": "lemo.integrations.transformers.calibration",
 }
 
 if TYPE_CHECKING:
-    from lemo.integrations.transformers import apply, remove, stats
+    from lemo.integrations.transformers import apply, remove, set_step, stats
     from lemo.integrations.transformers.calibration import calibrate, choose_keep_ratios, load_predictors
 
 
@@ -53,5 +55,6 @@ __all__ = [
     "choose_keep_ratios",
     "load_predictors",
     "remove",
+    "set_step",
     "stats",
 ]

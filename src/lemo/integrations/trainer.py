@@ -1,4 +1,5 @@
-"""HF `Trainer` / TRL `SFTTrainer` glue: a callback that logs what elimination keeps (no Trainer copies).
+"""HF `Trainer` / TRL `SFTTrainer` glue: a callback that logs what elimination keeps (no Trainer copies) and tells
+lemo the step, for `SparsityConfig(dense_tail=...)`.
 
 `LemoCallback` also makes sure lemo's loss forward is the outermost forward of the CausalLM when training
 starts: TRL's SFTTrainer installs its fused LM head as an instance forward in its `__init__`, and when
@@ -21,6 +22,7 @@ from lemo.integrations.transformers.patch import (
     causal_lm,
     is_applied,
     mean_kept_fraction,
+    set_step,
     unhook_lemo_forward,
 )
 
@@ -91,6 +93,10 @@ class LemoCallback(TrainerCallback):
     def on_train_begin(self, args, state, control, model: nn.Module | None = None, **kwargs: Any) -> None:
         if model is not None:
             ensure_outermost(model)
+
+    def on_step_begin(self, args, state, control, model: nn.Module | None = None, **kwargs: Any) -> None:
+        if model is not None and is_applied(model) and state.max_steps > 0:
+            set_step(model, state.global_step, state.max_steps)  # SparsityConfig.dense_tail's last steps
 
     def on_step_end(self, args, state, control, model: nn.Module | None = None, **kwargs: Any) -> None:
         if model is None or not is_applied(model):

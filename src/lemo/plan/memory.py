@@ -89,6 +89,8 @@ def layer_rows(shape: ModelShape, cfg: PlanConfig) -> list[LayerRows]:
             "data-dependent number of blocks: plan with keep_ratio set to the fraction you expect."
         )
     keep = sp.per_layer("keep_ratio", sparse, shape.layers) if sparse else {}
+    if sp.dense_tail > 0:  # the last steps keep every block, and they set the peak
+        keep = dict.fromkeys(keep, 1.0)
     in_backward = backward.applies(cfg)
     out = []
     for i in range(shape.layers):

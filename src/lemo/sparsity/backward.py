@@ -129,8 +129,7 @@ class _Layer:
                 self.segments,
                 self.length,
                 cfg,
-                self.state.keep_ratio.get(index, 1.0),
-                self.state.threshold.get(index, 0.0),
+                *self.state.keep(index),
                 lambda s, _seg: scores[s],
                 self.tiers,
                 grad_out.device,
@@ -224,8 +223,7 @@ def _select(
         index = queries[s] if queries else None
         return _scores(parts, fwd, state, scorer, seg, cu[s], cu[s + 1], index, far)
 
-    keep = state.keep_ratio.get(parts.index, 1.0)
-    thr = state.threshold.get(parts.index, 0.0)
+    keep, thr = state.keep(parts.index)
     return select_blocks(
         layer.segments, layer.length, state.config, keep, thr, score, layer.tiers, fwd.x.device
     )

@@ -246,8 +246,9 @@ def choose_rows(
         sel = state.first_selection()
     if sel is None:
         cfg = state.config
-        # Random blocks never read the scores: skip the full-length norm that only the scorer would use.
-        scored = cfg.selection != "ratio" or cfg.random_fraction < 1.0
+        keep, threshold = state.keep(parts.index)
+        # Random blocks (or all of them) never read the scores: skip the full-length norm only the scorer uses.
+        scored = cfg.selection != "ratio" or (cfg.random_fraction < 1.0 and keep < 1.0)
         with torch.no_grad(), torch.profiler.record_function(PROFILE_RANGE):
             x = parts.input_norm(hidden) if scored else hidden  # [B, T, d]; selection is not differentiated
             sel = select_rows(
@@ -256,8 +257,8 @@ def choose_rows(
                 state.segments(B, T, position_ids),
                 scorer,
                 cfg,
-                state.keep_ratio.get(parts.index, 1.0),
-                state.threshold.get(parts.index, 0.0),
+                keep,
+                threshold,
                 fitting(state.label_mask, B, T),
                 fitting(state.evidence_mask, B, T),
                 fitting(state.query_mask, B, T),

@@ -41,6 +41,8 @@ class SparsityState:
     # last layer for these, intersected with the kept rows when the loss drops eliminated positions). None: the
     # last layer runs every row.
     loss_rows: torch.Tensor | None = None
+    # this step keeps every block (SparsityConfig.dense_tail's last steps, set by the training loop)
+    dense_step: bool = False
     offloader: HostOffloader | None = None  # config.offload == "cpu": where checkpointed inputs wait
     full_selection: Selection | None = None  # every row, for dense layers run by the sparse forward
     _segments: list[Segment] | None = None
@@ -55,6 +57,12 @@ class SparsityState:
         layers = config.resolve_layers(num_layers)
         per_layer = {name: config.per_layer(name, layers, num_layers) for name in ("keep_ratio", "threshold")}
         return cls(config, layers, per_layer["keep_ratio"], per_layer["threshold"])
+
+    def keep(self, layer: int) -> tuple[float, float]:
+        """The keep ratio and threshold sparse layer `layer` selects by in this step: every block in a dense step."""
+        if self.dense_step:
+            return 1.0, 0.0
+        return self.keep_ratio.get(layer, 1.0), self.threshold.get(layer, 0.0)
 
     def begin_forward(self, attention_mask: torch.Tensor | None) -> None:
         """Called at each top-level forward: forget the previous forward's segments and selections."""

@@ -26,7 +26,7 @@ from lemo.config import FinetuneConfig
 from lemo.integrations.liger import LIGER_INSTALL, apply_liger, liger_runs_here, require_liger
 from lemo.integrations.liger import SUPPORTED as LIGER_SUPPORTED
 from lemo.integrations.peft import add_lora
-from lemo.integrations.transformers import apply, enable_shifted_sparse_attention, stats
+from lemo.integrations.transformers import apply, enable_shifted_sparse_attention, set_step, stats
 from lemo.integrations.transformers.calibration import load_predictors
 from lemo.integrations.transformers.loading import check_model_dir, enable_gradient_checkpointing, load_model
 from lemo.train import distributed
@@ -265,6 +265,8 @@ def _train(run: _Run, start: int, stop_after: int | None) -> tuple[float, float 
         ) as bar,
     ):
         for step in range(start, cfg.steps):
+            if cfg.sparse:  # the last `dense_tail` steps keep every block
+                set_step(run.model, step, cfg.steps)
             loss, kept, record = _step(run, next(batches), bar)
             metrics.write(record)
             reporters.log(record, step + 1)

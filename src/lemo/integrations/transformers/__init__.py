@@ -7,6 +7,7 @@ from lemo.integrations.transformers.patch import (
     is_applied,
     mean_kept_fraction,
     remove,
+    set_step,
     stats,
 )
 from lemo.integrations.transformers.shifted_sparse import (
@@ -24,6 +25,7 @@ __all__ = [
     "is_applied",
     "mean_kept_fraction",
     "remove",
+    "set_step",
     "spec_for",
     "stats",
 ]

@@ -263,6 +263,13 @@ def sparsity_state(model: nn.Module) -> SparsityState:
     return applied.state
 
 
+def set_step(model: nn.Module, step: int, steps: int) -> None:
+    """Tell lemo that optimizer step `step` (0-based) of `steps` runs next, so the last `dense_tail` steps keep every
+    block (SparsityConfig.dense_tail). lemo's training loop and `LemoCallback` call it; a loop of your own should."""
+    state = sparsity_state(model)
+    state.dense_step = state.config.dense_step(step, steps)
+
+
 def stats(model: nn.Module) -> dict[int, dict[str, Any]]:
     """Per sparse layer, what the last training forward kept: {layer: {"kept_fraction", "blocks"}}.
 
