@@ -65,8 +65,17 @@ def labelled_like(row: dict[str, str], form: str) -> bool:
 
 def step_ratio(speed: list[dict[str, str]], spec: str, commit: str, seq_len: int, form: str = "sup") -> float:
     """The bench config's median step over liger-exact's, both at `seq_len` in the run of `commit` (a prefix),
-    on rows labelled like `form`. `spec` is BENCH[/KEEP][@T][#COMMIT]: the row at that keep ratio, at T instead
-    of `seq_len` where the run timed no row at the training length, and from run COMMIT instead of `commit`."""
+    on rows labelled like `form`. `spec` is BENCH[/KEEP][@T][#COMMIT][%TAIL]: the row at that keep ratio, at T
+    instead of `seq_len` where the run timed no row at the training length, from run COMMIT instead of `commit`,
+    and with a dense tail (SparsityConfig.dense_tail): that share of the steps at the same bench config's keep-1.0
+    row of the same run, the mean step weighted by the steps each kind takes."""
+    spec, _, tail = spec.partition("%")
+    if tail:
+        share = float(tail)
+        dense = spec.partition("/")[0] + "/1.0" + spec.partition("/")[2].lstrip("0123456789.")
+        return (1 - share) * step_ratio(speed, spec, commit, seq_len, form) + share * step_ratio(
+            speed, dense, commit, seq_len, form
+        )
     spec, _, own = spec.partition("#")
     commit = own or commit
     spec, _, at = spec.partition("@")

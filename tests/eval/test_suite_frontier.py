@@ -64,6 +64,12 @@ def test_ratio_points_and_figure(plot, tmp_path):
     # BENCH/KEEP@T: the row at that keep and length, against liger-exact at the same length
     assert plot.step_ratio(plot.load(speed), "liger-lemo+gc/0.5@32768", "abc", 16384) == pytest.approx(0.7)
     assert plot.step_ratio(plot.load(speed), "liger-lemo+gc/0.6@32768", "abc", 16384) == pytest.approx(0.8)
+    # %TAIL: that share of the steps at the same bench's keep-1.0 row (here liger-lemo+gc/1.0 at 32K: 4.5 s)
+    dense_step = {"config": "liger-lemo+gc", "seq_len": 32768, "median_step_s": 4.5, "commit": "abc1",
+                  "status": "ok", "keep_ratio": "1.0", "completion": "0.02"}  # fmt: skip
+    tailed = plot.load(speed) + [{k: str(v) for k, v in dense_step.items()}]
+    ratio = plot.step_ratio(tailed, "liger-lemo+gc/0.5@32768%0.2", "abc", 16384)
+    assert ratio == pytest.approx(0.8 * 0.7 + 0.2 * 0.9)
     # the text form takes the plain-text rows' ratio, never the prompt/completion one, nor an unlabelled row
     assert plot.step_ratio(plot.load(speed), "liger-lemo+gc", "abc", 16384, "text") == pytest.approx(0.9)
     with pytest.raises(SystemExit, match="on text rows"):
