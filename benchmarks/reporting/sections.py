@@ -109,6 +109,17 @@ SECTIONS: list[Section] = [
     ),
     Section(
         "Speed and memory",
+        "Llama-3-8B shape: a dense step of the default (keep 1.0), for `dense_tail`",
+        "e2e_llama3_8b_tail.csv",
+        "`liger-default+gc` at keep 1.0 is the step that `SparsityConfig(dense_tail=...)` takes in its last steps "
+        "(every block kept: the sparse layers' machinery over every row, the trimmed last layer and lemo's loss), "
+        "beside Liger exact and the default at keep 0.5, in one H200 session right after the suite v7 run (commit "
+        "81fe8bf, 2% labelled). A tail of 20% of the steps makes the mean step 0.8 x 0.705 + 0.2 x 0.987 = 0.761x "
+        "Liger exact's at 16K and 0.733x at 32K (composed from these rows, as `plot_suite_frontier.py` does with "
+        "`%0.2`). The dense step's GPU peak is Liger exact's less the trimmed last layer's saving (0.97x at 32K).",
+    ),
+    Section(
+        "Speed and memory",
         "Llama-3-8B shape: the default with completion-only labels",
         "e2e_llama3_8b_capability.csv",
         "Rows with a label share supervise only the end of each row, as prompt/completion data does; "
@@ -309,6 +320,31 @@ SECTIONS: list[Section] = [
             "suite_v6_compare_smollm2_text_frontier.png",
             "suite_v6_compare_smollm2.png",
         ),
+    ),
+    Section(
+        "Quality and capability",
+        "Sizing suite v7: questions per row (SmolLM2-135M, 16K)",
+        "suite_v7_sizing_smollm2.csv",
+        "Dense LoRA only, 60 steps, prompt/completion rows, 16K eval, H200, commit 81fe8bf; the variants of "
+        "`benchmarks/quality/suite_sizing_v7.json`, all at once: `A_v6` is v6 (1 seed), `B_x2` and `C_x4` (2 seeds) "
+        "ask about twice and four times as many facts of the five low families per row (26 and 49 questions "
+        "against v6's 14). More questions per row did not size the suite: recall (0.03 to 0.17) and counting (0.22 "
+        "to 0.38) rose, key-value and variable tracking fell, multi-value stayed at 0.00-0.03. `suite.py sizing "
+        "choose` took C's counts and recall quotes and B's multi-value keys (`suite_v7_sizing_chosen.json`), the "
+        "suite v7 run below.",
+    ),
+    Section(
+        "Quality and capability",
+        "The held-out capability suite v7: lemo against dense LoRA (SmolLM2-135M, 16K)",
+        "suite_v7_smollm2.csv",
+        "Suite v7 (v6 with 9 counts, 4 multi-value keys and 16 recall quotes per row: `suite_v7_sizing_chosen.json`), "
+        "same setup, both forms, 3 seeds, H200, commit 81fe8bf, one session (one detached run; "
+        "`backward-gradient` in the call after it, alone on the GPU). `keep50` is `SparsityConfig()`; `tail20` is "
+        "the default with its last 12 of 60 steps dense (`dense_tail=0.2`); `dense@41` and `dense@46` are dense "
+        "LoRA's adapter after 41 and 46 of its 60 steps: the default's equal GPU time (0.705x Liger exact's step at "
+        "16K, `e2e_llama3_8b_tail.csv`, same session: 42.3 steps) and tail20's (0.761x: 45.7 steps). The frontier "
+        "figure places each config at its steps times that ratio (backward elimination at 0.99x, 5690162).",
+        ("suite_v7_smollm2_frontier.png", "suite_v7_smollm2.png"),
     ),
     Section(
         "Quality and capability",

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import dataclasses
+import json
 import re
+from pathlib import Path
 
 import pytest
 
@@ -231,3 +234,14 @@ def test_v6_answer_line_echoes_the_quote_end_and_the_answer_continues_it_verbati
         assert (
             _find(tail, s.prompt_ids[: -len(encode(tok, " " + echo))]) >= 0
         )  # in the context, not the question
+
+
+def test_v7_is_what_the_v7_sizing_run_chose():
+    """The preset v7 names the knobs `sizing choose` wrote after the v7 sizing run (over v6), so the suite v7 run's
+    rows, made with those knobs, are what `--suite '{"preset": "v7"}'` makes."""
+    chosen = json.loads(
+        (Path(__file__).resolve().parents[2] / "benchmarks/results/suite_v7_sizing_chosen.json").read_text()
+    )
+    assert chosen.pop("preset") == "v6"
+    v7 = dataclasses.asdict(SuiteConfig.from_preset("v7"))
+    assert dataclasses.asdict(SuiteConfig.from_preset("v6", **chosen)) == {**v7, "preset": "v6"}

@@ -47,7 +47,11 @@ V5 = dict(V4, unwrap_filler=True)
 # echo that kept the sentence's full stop read as a finished answer (a newline first, 7 of 8), so the mark
 # opens the answer instead.
 V6 = dict(V5, recall_echo=4)
-PRESETS: dict[str, dict[str, Any]] = {"v1": V1, "v2": {}, "v3": V3, "v4": V4, "v5": V5, "v6": V6}
+# Suite v7: v6 with more questions per row where the v7 sizing run put them (suite_v7_sizing_smollm2.csv, H200,
+# 81fe8bf; `sizing choose` -> benchmarks/results/suite_v7_sizing_chosen.json): 9 counts, 4 multi-value keys and 16
+# recall quotes per row. No rung sized every family; these came closest (count 0.38, recall 0.17 exact match).
+V7 = dict(V6, count_keys=9, multivalue_keys=4, recall_quotes=16)
+PRESETS: dict[str, dict[str, Any]] = {"v1": V1, "v2": {}, "v3": V3, "v4": V4, "v5": V5, "v6": V6, "v7": V7}
 
 
 @dataclass

@@ -3,9 +3,10 @@
 - `training_rows`: {"prompt", "completion", "evidence"} records. The prompt is filler (training novels) with
   every family's facts in training phrasings and train-pool names; the completion answers every question, as
   "\\nQuestion: ...\\nAnswer: <lead-in> <value>." in a shuffled order. "evidence" lists the [start, end) character
-  spans of the prompt that the answers need (the statements, the quoted sentences and the words after them).
-  `text_form` turns a record into the plain-text form of the same row (the spans stay valid: the prompt is a
-  prefix of the text).
+  spans of the prompt that the answers need (the statements, the quoted sentences and the words after them);
+  "evidence_by_family" the same spans per family, from that family's facts alone (a family's spans are not
+  merged with another's, so they need not be among "evidence"'s). `text_form` turns a record into the
+  plain-text form of the same row (the spans stay valid: the prompt is a prefix of the text).
 - `eval_samples`: `TaskSample`s of exactly `length` tokens: the same kind of context in the held-out phrasing,
   with eval-pool names and held-out filler, ending with one question of one family.
 """
@@ -45,17 +46,18 @@ def _questions(
     return out
 
 
-def _text_with_spans(tokenizer: Any, lay: Layout, wanted: set[int]) -> tuple[str, list[list[int]]]:
-    """The context decoded piece by piece (pieces start at word boundaries, so this is its text), and the
-    character spans of the wanted evidence groups, merged when adjacent."""
-    text, spans = "", []
-    for ids, gid in lay.pieces:
-        piece = tokenizer.decode(ids)
-        if gid in wanted:
-            lead = len(piece) - len(piece.lstrip())  # the statement's leading space is not evidence
-            spans.append([len(text) + lead, len(text) + len(piece)])
-        text += piece
-    cut = len(text) - len(text.lstrip())
+def _group_families(qs: list[tuple]) -> dict[int, set[str]]:
+    """Evidence group -> the families of the questions that need it (one in practice: each group is one
+    fact's statement or one recall site's quote or answer)."""
+    out: dict[int, set[str]] = {}
+    for q, gs in qs:
+        for g in gs:
+            out.setdefault(g, set()).add(q.family)
+    return out
+
+
+def _merge(spans: list[tuple[int, int]], cut: int) -> list[list[int]]:
+    """Character spans (in text order) shifted left by `cut`, merged when adjacent or one space apart."""
     merged: list[list[int]] = []
     for s, e in spans:
         s, e = max(0, s - cut), e - cut
@@ -63,7 +65,27 @@ def _text_with_spans(tokenizer: Any, lay: Layout, wanted: set[int]) -> tuple[str
             merged[-1][1] = max(merged[-1][1], e)
         else:
             merged.append([s, e])
-    return text[cut:], merged
+    return merged
+
+
+def _text_with_spans(
+    tokenizer: Any, lay: Layout, wanted: dict[int, set[str]]
+) -> tuple[str, list[list[int]], dict[str, list[list[int]]]]:
+    """The context decoded piece by piece (pieces start at word boundaries, so this is its text), the
+    character spans of the wanted evidence groups (`wanted`: group -> families), merged when adjacent, and the
+    same per family from that family's groups alone: a statement often lands right before a recall quote, and
+    merged with it, so a family's share of the evidence could not be told from the merged spans."""
+    text, spans = "", []
+    for ids, gid in lay.pieces:
+        piece = tokenizer.decode(ids)
+        if gid in wanted:
+            lead = len(piece) - len(piece.lstrip())  # the statement's leading space is not evidence
+            spans.append((len(text) + lead, len(text) + len(piece), wanted[gid]))
+        text += piece
+    cut = len(text) - len(text.lstrip())
+    families = sorted({f for _, _, fams in spans for f in fams})
+    by_family = {f: _merge([(s, e) for s, e, fams in spans if f in fams], cut) for f in families}
+    return text[cut:], _merge([(s, e) for s, e, _ in spans], cut), by_family
 
 
 def training_row(filler: Filler, tokenizer: Any, seq_len: int, seed: str, cfg: SuiteConfig) -> dict[str, Any]:
@@ -89,14 +111,15 @@ def training_row(filler: Filler, tokenizer: Any, seq_len: int, seed: str, cfg: S
         order = list(range(len(qs)))
         random.Random(f"{seed}/order").shuffle(order)
         completion = "".join(qs[i][0].text + qs[i][0].answer + "." for i in order)
-        prompt, spans = _text_with_spans(tokenizer, lay, {g for _, gs in qs for g in gs})
+        prompt, spans, by_family = _text_with_spans(tokenizer, lay, _group_families(qs))
         used = reserve + max(
             len(encode(tokenizer, prompt)) + len(encode(tokenizer, completion)),
             len(encode(tokenizer, prompt + completion)),
         )
         if best_used < used <= seq_len:
             families = sorted({q.family for q, _ in qs})
-            best = {"prompt": prompt, "completion": completion, "evidence": spans, "families": families}
+            best = {"prompt": prompt, "completion": completion, "evidence": spans,
+                    "evidence_by_family": by_family, "families": families}  # fmt: skip
             best_used = used
         if seq_len - FIT_SLACK <= used <= seq_len:
             break
@@ -128,8 +151,13 @@ def training_rows(
 
 
 def text_form(record: dict[str, Any]) -> dict[str, Any]:
-    """The plain-text form of a record: the same row, every token trained on; the spans stay valid."""
-    return {"text": record["prompt"] + record["completion"], "evidence": record["evidence"]}
+    """The plain-text form of a record: the same row, every token trained on; the spans stay valid, and so do
+    the per-family ones."""
+    return {
+        "text": record["prompt"] + record["completion"],
+        "evidence": record["evidence"],
+        "evidence_by_family": record["evidence_by_family"],
+    }
 
 
 def eval_sample(
