@@ -332,3 +332,22 @@ def test_profile_csvs_render_as_their_own_tables():
     assert "| 32K | c | 100 | 2.0% (2 ms) | 3 | 9 | 1 | 60 (60.0%) | 1 (1.0%) | x |" in lines
     owners = [{**base, "rank": "1", "owner": "peft/x.py:1 f", "gib": "2", "share": "0.5", "count": "4"}]
     assert "| 32K | c | 1 | `peft/x.py:1 f` | 2.00 | 50% | 4 |" in table(owners)
+
+
+def test_selection_bias_per_family_is_a_table_of_families():
+    """`suite_bias.py --by-family` rows: one column per family with its evidence blocks in the header, each the
+    mean over the layers, and the filler of the "all" rows."""
+    sys.path.insert(0, str(REPO / "benchmarks"))
+    try:
+        from reporting.tables import table
+    finally:
+        sys.path.remove(str(REPO / "benchmarks"))
+    common = {"selector": "s", "form": "sup", "kept_filler": "0.3", "rows": "2", "seq_len": "8192"}
+    rows = [
+        {**common, "layer": layer, "family": family, "kept_evidence": str(value), "evidence_blocks": blocks}
+        for layer, scale in (("14", 1.0), ("15", 0.5))
+        for family, value, blocks in (("all", 0.8 * scale, "10"), ("recall", 0.4 * scale, "4"))
+    ]
+    lines = [line for line in table(rows).splitlines() if line.startswith("| ")]
+    assert [c.strip() for c in lines[0].split("|")][3:5] == ["all (10)", "recall (4)"]
+    assert [c.strip() for c in lines[1].split("|")][3:6] == ["0.60", "0.30", "0.30"]

@@ -24,8 +24,9 @@ from __future__ import annotations
 import argparse
 import csv
 import json
-from dataclasses import asdict, dataclass
+from dataclasses import asdict
 from pathlib import Path
+from typing import NamedTuple
 
 import torch
 from common import provenance  # benchmarks/quality/common.py, beside this script
@@ -75,9 +76,9 @@ FIELDS = ["selector", "form", "layer", "kept_evidence", "kept_filler", "evidence
           "command"]  # fmt: skip
 
 
-@dataclass
-class RowMasks:
-    """One row in one form: its ids and the masks the tally reads."""
+class RowMasks(NamedTuple):
+    """One row in one form: its ids and the masks the tally reads. (A NamedTuple, not a dataclass: the tests
+    load this script without registering it as a module, which a dataclass's annotations need.)"""
 
     ids: list[int]
     n_prompt: int

@@ -207,7 +207,9 @@ def suite_table(rows: list[dict[str, str]]) -> str:
 
 def suite_bias_table(rows: list[dict[str, str]]) -> str:
     """Per selector and form: the share of evidence blocks and of filler blocks kept, averaged over the sparse
-    layers (with the range over layers)."""
+    layers (with the range over layers); per family too where the rows have one (`suite_bias.py --by-family`)."""
+    if "family" in rows[0]:
+        return _suite_bias_family_table(rows)
     keys = list(dict.fromkeys((r["selector"], r["form"]) for r in rows))
     out = ["| selector | form | evidence kept | filler kept | evidence kept, layer range | layers | rows | length |",
            "|---|---|---|---|---|---|---|---|"]  # fmt: skip
@@ -217,4 +219,31 @@ def suite_bias_table(rows: list[dict[str, str]]) -> str:
         fi = [float(r["kept_filler"]) for r in mine]
         out.append(f"| {selector} | {form} | {sum(ev) / len(ev):.2f} | {sum(fi) / len(fi):.2f} | "
                    f"{min(ev):.2f}-{max(ev):.2f} | {len(mine)} | {mine[0]['rows']} | {mine[0]['seq_len']} |")  # fmt: skip
+    return "\n".join(out) + "\n"
+
+
+def _suite_bias_family_table(rows: list[dict[str, str]]) -> str:
+    """Per selector and form: each family's evidence blocks kept ("all": every evidence block), and the filler kept,
+    averaged over the sparse layers; the evidence blocks of each family (over the layers' first) in the header."""
+    families = list(dict.fromkeys(r["family"] for r in rows))
+    keys = list(dict.fromkeys((r["selector"], r["form"]) for r in rows))
+    first = rows[0]["layer"]
+    blocks = {
+        r["family"]: r["evidence_blocks"]
+        for r in rows
+        if r["layer"] == first and (r["selector"], r["form"]) == keys[0]
+    }
+    head = [f"{f} ({blocks.get(f, '?')})" for f in families]
+    out = ["| selector | form | " + " | ".join(head) + " | filler | rows | length |",
+           "|---|---|" + "---|" * (len(families) + 3)]  # fmt: skip
+    for selector, form in keys:
+        mine = [r for r in rows if (r["selector"], r["form"]) == (selector, form)]
+
+        def mean(column: str, family: str, mine=mine) -> float:
+            vals = [float(r[column]) for r in mine if r["family"] == family and r[column] != ""]
+            return sum(vals) / len(vals) if vals else float("nan")
+
+        cells = [f"{mean('kept_evidence', f):.2f}" for f in families]
+        out.append(f"| {selector} | {form} | " + " | ".join(cells)
+                   + f" | {mean('kept_filler', 'all'):.2f} | {mine[0]['rows']} | {mine[0]['seq_len']} |")  # fmt: skip
     return "\n".join(out) + "\n"

@@ -62,7 +62,9 @@ def test_v1_and_v2_rows_and_eval_samples_are_unchanged(preset, train_text, held_
     cfg = SuiteConfig.from_preset(preset)
     rows = training_rows([train_text], tok, 4096, 2, seed=0, cfg=cfg)
     samples = eval_samples(held_text, tok, [2048], 1, cfg=cfg)
-    assert (_digest(rows), _digest([dataclasses.asdict(s) for s in samples])) == DIGESTS[preset]
+    # "evidence_by_family" came later (the evidence split per family, of the same layout): the rest is as then.
+    then = [{k: v for k, v in r.items() if k != "evidence_by_family"} for r in rows]
+    assert (_digest(then), _digest([dataclasses.asdict(s) for s in samples])) == DIGESTS[preset]
     # Spelling the defaults out changes nothing either.
     same = SuiteConfig.from_preset(preset, train_phrasings=3, shared_lead=False, held_out_phrasing=True)
     assert training_rows([train_text], tok, 4096, 1, seed=0, cfg=same)[0] == rows[0]

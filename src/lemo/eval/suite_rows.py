@@ -153,11 +153,10 @@ def training_rows(
 def text_form(record: dict[str, Any]) -> dict[str, Any]:
     """The plain-text form of a record: the same row, every token trained on; the spans stay valid, and so do
     the per-family ones."""
-    return {
-        "text": record["prompt"] + record["completion"],
-        "evidence": record["evidence"],
-        "evidence_by_family": record["evidence_by_family"],
-    }
+    out = {"text": record["prompt"] + record["completion"], "evidence": record["evidence"]}
+    if "evidence_by_family" in record:  # records written before the per-family split have none
+        out["evidence_by_family"] = record["evidence_by_family"]
+    return out
 
 
 def eval_sample(
