@@ -34,6 +34,7 @@ LABELS = {
     "backward-supervision": "backward elimination, supervision scorer, keep 0.6",
     "backward-gradient": "backward elimination, gradient scorer, keep 0.6",
     "tail20": "the default, last 20% of steps dense",
+    "tail25": "the default, last 25% of steps dense",
 }
 COLORS = {
     "dense": "C0",
@@ -45,6 +46,7 @@ COLORS = {
     "backward-supervision": "C5",
     "backward-gradient": "C6",
     "tail20": "C7",
+    "tail25": "C8",
 }
 
 
