@@ -92,6 +92,8 @@ def test_plan_sizes_the_gpu_for_the_dense_tail():
         return predict(cfg, advise=False).gpu_peak_gib
 
     assert peak(keep_ratio=0.5, dense_tail=0.2) == peak(keep_ratio=1.0) > peak(keep_ratio=0.5)
+    cfg = PlanConfig(shape="llama3-8b", seq_len=32768, sparsity=lemo.SparsityConfig(dense_tail=0.2))
+    assert "dense tail: the last 20% of the steps keep every block" in predict(cfg, advise=False).format()
 
 
 def test_the_trainer_callback_tells_lemo_the_step(tmp_path):

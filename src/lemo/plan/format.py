@@ -46,6 +46,11 @@ def _settings(p: Plan) -> list[str]:
             f"{'shared' if s.shared_selection else 'per-layer'} selection, loss on {s.loss_tokens} positions"
         )
         lines.append(f"kept blocks: {s.describe_selection()}")
+    if s.dense_tail > 0:
+        lines.append(
+            f"dense tail: the last {s.dense_tail:.0%} of the steps keep every block; the peak and step below are "
+            "theirs (--dense-tail 0: elimination's in every step)"
+        )
     lines.append(
         (f"segmented loss (chunk {s.loss_chunk})" if s.segmented_loss else "the model's own loss")
         + f", offload={s.offload}, tile_tokens={s.tile_tokens}"
