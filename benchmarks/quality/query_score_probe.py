@@ -73,4 +73,7 @@ def patch_votes(top: int) -> None:
 if __name__ == "__main__":
     variant, value, *rest = sys.argv[1:]
     {"union": lambda: patch_union(float(value)), "votes": lambda: patch_votes(int(value))}[variant]()
+    sys.argv[0] += (
+        f" {variant} {value}"  # the rows' command names the variant (common.provenance reads argv[0])
+    )
     sys.exit(suite_bias.main(rest))

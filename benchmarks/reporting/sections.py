@@ -406,6 +406,27 @@ SECTIONS: list[Section] = [
         "recall's evidence is kept at 0.51 (random 0.38), and as plain text at random's rate.",
     ),
     Section(
+        "Quality and capability",
+        "Two other supervision scores per family (suite v7 rows at 8K, no training): votes",
+        "query_score_votes_v7_cpu.csv",
+        "`query_score_probe.py votes 8`: each labelled query row gives one vote to each of its 8 highest-attention "
+        "blocks instead of adding its attention, so a question read by a few answer tokens counts as much as one "
+        "read by many. Same rows and setup as the table above. Prompt/completion: every evidence block 0.55 "
+        "(the default 0.53), recall 0.51 (0.51), count 0.49 (0.44), key-value 0.71 (0.64), multi-value 0.46 (0.50); "
+        "plain text, which reads far-repeat positions, recall 0.56 (0.47). Small changes on two untrained rows' "
+        "worth of blocks per family: not adopted without a GPU suite run.",
+    ),
+    Section(
+        "Quality and capability",
+        "Two other supervision scores per family (suite v7 rows at 8K, no training): union",
+        "query_score_union_v7_cpu.csv",
+        "`query_score_probe.py union 1.0`: prompt/completion rows scored by the labels plus plain text's far-repeat "
+        "queries among the unlabelled positions (a question's quote and key tokens repeat the context), each score "
+        "normalised to sum 1. Negative: recall's evidence falls to 0.36 (the default 0.51), key-value to 0.50 "
+        "(0.64), variable tracking to 0.62 (1.00); multi-value (0.71) and count (0.55) rise. The plain-text rows "
+        "are unchanged (the change applies to labelled rows only).",
+    ),
+    Section(
         "Learned predictors",
         "Predictor recall against the oracle's choice",
         "predictor_recall_gpu.csv",
