@@ -116,7 +116,7 @@ SECTIONS: list[Section] = [
         "beside Liger exact and the default at keep 0.5, in one H200 session right after the suite v7 run (commit "
         "81fe8bf, 2% labelled). A tail of 20% of the steps makes the mean step 0.8 x 0.705 + 0.2 x 0.987 = 0.761x "
         "Liger exact's at 16K and 0.733x at 32K (composed from these rows, as `plot_suite_frontier.py` does with "
-        "`%0.2`). The dense step's GPU peak is Liger exact's less the trimmed last layer's saving (0.97x at 32K).",
+        "`%0.2`). The dense step's GPU peak is 0.97x Liger exact's at 32K. Plain-text rows (completion 0) were not timed here.",
     ),
     Section(
         "Speed and memory",
