@@ -59,6 +59,11 @@ def test_the_sparsity_state_resolves_per_layer_values_once():
         ({"sparse_layers": "half"}, "use 'auto', 'upper', 'all', 'none' or a list"),
         ({"sparse_layers": [1, 1]}, "distinct non-negative"),
         ({"loss_chunk": 0}, "loss_chunk=0"),
+        (
+            {"score_dilation": -1},
+            r"score_dilation=-1 must be a non-negative number of blocks .*--score-dilation 1",
+        ),
+        ({"score_dilation": 0.5}, "score_dilation=0.5 must be a non-negative"),
     ],
 )
 def test_bad_values_name_the_fix(kwargs, message):

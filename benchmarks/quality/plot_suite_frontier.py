@@ -35,6 +35,7 @@ LABELS = {
     "backward-gradient": "backward elimination, gradient scorer, keep 0.6",
     "tail20": "the default, last 20% of steps dense",
     "tail25": "the default, last 25% of steps dense",
+    "dilate1": "the default, scores dilated by one block",
 }
 COLORS = {
     "dense": "C0",
@@ -47,6 +48,7 @@ COLORS = {
     "backward-gradient": "C6",
     "tail20": "C7",
     "tail25": "C8",
+    "dilate1": "C9",
 }
 
 

@@ -8,7 +8,9 @@ random, keep 0.5, v7 rows):
   positions (a question's quote and key tokens repeat the context far back), each normalised to sum 1;
 - `votes K`: each query row gives one vote to each of its K highest-attention blocks (max over the block's tokens,
   summed over heads) instead of adding the attention, so a question read by few answer tokens counts as much as
-  one read by many.
+  one read by many;
+- `dilate W`: each block's score is the max over W blocks on either side, so the block beside one the labels
+  read is ranked with it (a quote and the passage after it).
 
     python benchmarks/quality/query_score_probe.py union 1.0 --by-family --rows 8 --seq-len 8192 --keep-ratio 0.5 \\
         --suite "$(cat benchmarks/results/suite_v7_sizing_chosen.json)" \\
@@ -70,9 +72,27 @@ def patch_votes(top: int) -> None:
     supervision.attention_received = received
 
 
+def patch_dilate(width: int) -> None:
+    """Each block's score is the max over the `width` blocks on either side: a recall answer needs the quote and
+    the passage after it, and the labels' attention finds one of them (the passage, by induction) far more than
+    the other."""
+    scores = selection.supervision_scores
+
+    def score(parts, x, queries, block_size, rope=None, far=False):
+        s = scores(parts, x, queries, block_size, rope, far)  # [nb]
+        pooled = torch.nn.functional.max_pool1d(s[None, None].float(), 2 * width + 1, 1, width)  # [1, 1, nb]
+        return pooled.flatten().to(s.dtype)
+
+    selection.supervision_scores = score
+
+
 if __name__ == "__main__":
     variant, value, *rest = sys.argv[1:]
-    {"union": lambda: patch_union(float(value)), "votes": lambda: patch_votes(int(value))}[variant]()
+    {
+        "union": lambda: patch_union(float(value)),
+        "votes": lambda: patch_votes(int(value)),
+        "dilate": lambda: patch_dilate(int(value)),
+    }[variant]()
     sys.argv[0] += (
         f" {variant} {value}"  # the rows' command names the variant (common.provenance reads argv[0])
     )

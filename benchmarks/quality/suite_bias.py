@@ -65,6 +65,12 @@ SELECTORS: dict[str, dict] = {
     "forward: supervision": {"scorer": "supervision", "random_fraction": 0.0},
     # SparsityConfig()'s selector: the default since e099606
     "forward: supervision + 0.25 random": {"scorer": "supervision", "random_fraction": 0.25},
+    # the default with each block ranked by the best score within one block on either side (score_dilation)
+    "forward: supervision + 0.25 random, dilation 1": {
+        "scorer": "supervision",
+        "random_fraction": 0.25,
+        "score_dilation": 1,
+    },
     # the default told where the evidence is (suite_jobs' "oracle-default"): it keeps the evidence blocks first,
     # so its kept_evidence is 1.0 wherever the evidence fits the budget; run only when named
     "forward: evidence oracle": {ORACLE: True},

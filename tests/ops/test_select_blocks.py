@@ -1,6 +1,6 @@
 import torch
 
-from lemo.ops import blocks_to_tokens, blocks_with_any, select_by_ratio, select_by_threshold
+from lemo.ops import blocks_to_tokens, blocks_with_any, dilate_scores, select_by_ratio, select_by_threshold
 
 
 def test_ratio_keeps_forced_then_best_in_order():
@@ -94,3 +94,20 @@ def test_blocks_with_any_marks_partial_blocks():
     mask = torch.zeros(10, dtype=torch.bool)
     mask[[5, 9]] = True
     assert blocks_with_any(mask, 4).tolist() == [False, True, True]
+
+
+def test_dilation_raises_each_score_to_the_best_of_its_neighbours():
+    scores = torch.tensor([0.0, 1.0, 0.0, 0.0, 7.0, 0.0, 0.0, 2.0])
+    assert dilate_scores(scores, 0) is scores
+    assert dilate_scores(scores, 1).tolist() == [1.0, 1.0, 1.0, 7.0, 7.0, 7.0, 2.0, 2.0]
+    assert dilate_scores(scores, 2).tolist() == [1.0, 1.0, 7.0, 7.0, 7.0, 7.0, 7.0, 2.0]
+    assert dilate_scores(torch.zeros(0), 1).numel() == 0
+    half = scores.to(torch.bfloat16)
+    assert dilate_scores(half, 1).dtype == torch.bfloat16
+
+
+def test_dilated_scores_keep_the_peak_with_its_neighbours():
+    scores = torch.tensor([0.0, 0.1, 0.2, 0.0, 9.0, 0.3, 0.0, 0.0, 0.4, 0.0])
+    # alone the best three are 4, 8, 5; dilated, the peak's neighbours 3 and 5 tie with it and come first
+    assert select_by_ratio(scores, 0.3, 0, 0).tolist() == [4, 5, 8]
+    assert select_by_ratio(dilate_scores(scores, 1), 0.3, 0, 0).tolist() == [3, 4, 5]

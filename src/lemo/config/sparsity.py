@@ -143,6 +143,11 @@ class SparsityConfig(DictConfig):
     random (torch's default generator, so a resumed run draws what an uninterrupted one would) instead of the
     scorer's best: 0 = the scorer's top blocks (the paper), 1 = random blocks, and no scoring is done at all. The
     default's random quarter keeps exploring blocks the scorer ranks low, so rare evidence is still trained on."""
+    score_dilation: int = 0
+    """Raise each block's score to the best within this many blocks on either side before choosing (every
+    scorer, both elimination modes), so the neighbours of a block the scorer ranks high are kept with it: a
+    recall answer needs the quoted sentence and the passage after it, and the labels' attention finds the passage
+    far more than the quote (docs/capability.md). 0: each block by its own score."""
     dense_tail: float = 0.0
     """Share of the last optimizer steps that keep every block, so training ends on the exact model and its full
     loss (random-LTD's schedule grows the kept share to all tokens for the same reason). The loss on the kept
@@ -211,6 +216,11 @@ class SparsityConfig(DictConfig):
         check_fraction("mlp_keep", self.mlp_keep)
         check_fraction("random_fraction", self.random_fraction, allow_zero=True)
         check_fraction("dense_tail", self.dense_tail, allow_zero=True)
+        if not isinstance(self.score_dilation, int) or self.score_dilation < 0:
+            raise ValueError(
+                f"score_dilation={self.score_dilation!r} must be a non-negative number of blocks such as 1 "
+                "(--score-dilation 1); 0 scores each block alone."
+            )
         self._check_elimination()  # first: a scorer that needs another elimination mode names that fix first
         # supervision is the default scorer, so random_fraction=1.0 with it means what it says: random blocks
         if self.scorer in ("predictor", "gradient") and self.random_fraction >= 1.0:

@@ -19,7 +19,7 @@ from collections.abc import Callable
 import torch
 
 from lemo.config import SparsityConfig
-from lemo.ops import blocks_with_any, select_by_ratio, select_by_threshold
+from lemo.ops import blocks_with_any, dilate_scores, select_by_ratio, select_by_threshold
 from lemo.sparsity.parts import LayerParts
 from lemo.sparsity.scoring import BlockScorer
 from lemo.sparsity.segments import Segment
@@ -119,6 +119,7 @@ def select_blocks(
     # scores and tiers in one copy: the selection's only wait for the GPU
     host = _to_host([score(s, seg) for s, seg in enumerate(segments)] + flat_tiers if scored else flat_tiers)
     scores = host[: len(segments)] if scored else [torch.zeros(nb) for nb in nbs]  # [nb] each
+    scores = [dilate_scores(s, config.score_dilation) for s in scores]  # [nb] each
     host_tiers = host[len(segments) :] if scored else host
     per = len(tiers[0]) if tiers else 0
     kept = []

@@ -71,6 +71,16 @@ def select_by_ratio(
     return torch.nonzero(keep).flatten()
 
 
+def dilate_scores(scores: torch.Tensor, width: int) -> torch.Tensor:
+    """Each block's score raised to the best within `width` blocks on either side ([nb] -> [nb]), so the blocks
+    beside one the scorer ranks high are ranked with it: an answer that quotes a sentence far back needs the
+    quote and the passage after it, and attention finds one of them far more than the other. width=0: unchanged."""
+    if width <= 0 or scores.numel() == 0:
+        return scores
+    pooled = torch.nn.functional.max_pool1d(scores[None, None].float(), 2 * width + 1, 1, width)  # [1, 1, nb]
+    return pooled.flatten().to(scores.dtype)
+
+
 def select_by_threshold(
     scores: torch.Tensor,
     threshold: float,
