@@ -338,12 +338,16 @@ SECTIONS: list[Section] = [
         "The held-out capability suite v7: lemo against dense LoRA (SmolLM2-135M, 16K)",
         "suite_v7_smollm2.csv",
         "Suite v7 (v6 with 9 counts, 4 multi-value keys and 16 recall quotes per row: `suite_v7_sizing_chosen.json`), "
-        "same setup, both forms, 3 seeds, H200, commit 81fe8bf, one session (one detached run; "
-        "`backward-gradient` in the call after it, alone on the GPU). `keep50` is `SparsityConfig()`; `tail20` is "
-        "the default with its last 12 of 60 steps dense (`dense_tail=0.2`); `dense@41` and `dense@46` are dense "
-        "LoRA's adapter after 41 and 46 of its 60 steps: the default's equal GPU time (0.705x Liger exact's step at "
-        "16K, `e2e_llama3_8b_tail.csv`, same session: 42.3 steps) and tail20's (0.761x: 45.7 steps). The frontier "
-        "figure places each config at its steps times that ratio (backward elimination at 0.99x, 5690162).",
+        "same setup, both forms, two sessions each with dense LoRA: seeds 0-2 on an H200 at commit 81fe8bf (one "
+        "detached run; `backward-gradient` in the call after it, alone on the GPU), seeds 3-5 on an H100 at d093218 "
+        "(two runs at once: `dilate1` and `supervision` in the second), merged from both sessions' part files. "
+        "`keep50` is `SparsityConfig()`; `tail20` and `tail25` are the default with its last 12 or 15 of 60 steps "
+        "dense (`dense_tail`); `dilate1` is the default with `score_dilation=1`; `supervision` is the default at "
+        "keep 0.6; `dense@41` and `dense@46` are dense LoRA's adapter after 41 and 46 of its 60 steps: the "
+        "default's equal GPU time (0.705x Liger exact's step at 16K, `e2e_llama3_8b_tail.csv`, first session: 42.3 "
+        "steps) and tail20's (0.761x: 45.7 steps). The frontier figure places each config at its steps times that "
+        "ratio (keep 0.6 at 0.787x, ca33484; backward elimination at 0.99x, 5690162; `dilate1` at the default's, "
+        "not timed).",
         ("suite_v7_smollm2_frontier.png", "suite_v7_smollm2.png"),
     ),
     Section(
