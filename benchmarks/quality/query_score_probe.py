@@ -10,7 +10,9 @@ random, keep 0.5, v7 rows):
   summed over heads) instead of adding the attention, so a question read by few answer tokens counts as much as
   one read by many;
 - `dilate W`: each block's score is the max over W blocks on either side, so the block beside one the labels
-  read is ranked with it (a quote and the passage after it).
+  read is ranked with it (a quote and the passage after it);
+- `ngram N`: the context blocks holding an N-gram that the labelled part repeats (at most 4 times in the row)
+  rank first, by the labels' attention among themselves: a lexical copy-source marker, no attention needed.
 
     python benchmarks/quality/query_score_probe.py union 1.0 --by-family --rows 8 --seq-len 8192 --keep-ratio 0.5 \\
         --suite "$(cat benchmarks/results/suite_v7_sizing_chosen.json)" \\
@@ -27,6 +29,7 @@ import torch
 import lemo.integrations.transformers.loss as loss
 import lemo.sparsity.selection as selection
 import lemo.sparsity.supervision as supervision
+from lemo.ops import blocks_with_any
 
 
 def patch_union(weight: float) -> None:
@@ -86,12 +89,60 @@ def patch_dilate(width: int) -> None:
     selection.supervision_scores = score
 
 
+def patch_ngram(n: int, max_repeats: int = 4) -> None:
+    """Prompt/completion rows: the context blocks holding an n-gram that the labelled part repeats (a quote, a
+    key, a name the questions and answers copy) rank before every other scored block, by the labels' attention
+    among themselves; n-grams seen more than `max_repeats` times in the row ("of the") do not count. Plain text
+    (every position labelled) is unchanged."""
+    stash: dict[str, torch.Tensor | None] = {}
+    query_mask, scores = loss.query_mask, selection.supervision_scores
+
+    def mask(shift_labels, input_ids):
+        out, far = query_mask(shift_labels, input_ids)
+        stash["match"] = None
+        if out is not None and not far and input_ids is not None and input_ids.shape[0] == 1:
+            stash["match"] = copied_ngrams(input_ids[0], out[0], n, max_repeats)  # [T]
+        return out, far
+
+    def score(parts, x, queries, block_size, rope=None, far=False):
+        s = scores(parts, x, queries, block_size, rope, far)  # [nb]
+        match = stash.get("match")
+        if far or match is None or match.shape[0] != x.shape[0]:
+            return s
+        hit = blocks_with_any(match.to(s.device), block_size)  # [nb]
+        return s / s.max().clamp_min(1e-9) + hit.float()
+
+    loss.query_mask, selection.supervision_scores = mask, score
+
+
+def copied_ngrams(ids: torch.Tensor, labelled: torch.Tensor, n: int, max_repeats: int) -> torch.Tensor:
+    """[T] bool: unlabelled positions t whose n-gram ids[t : t+n] also starts at a labelled position, and occurs
+    at most `max_repeats` times in the row."""
+    T = ids.shape[0]
+    out = torch.zeros(T, dtype=torch.bool)
+    if n > T:
+        return out
+    ids, labelled = ids.cpu().long(), labelled.cpu()
+    vocab = int(ids.max()) + 1
+    key = torch.zeros(T - n + 1, dtype=torch.long)
+    for j in range(n):
+        key = key * vocab + ids[j : T - n + 1 + j]  # [T-n+1]
+    uniq, inv, counts = torch.unique(key, return_inverse=True, return_counts=True)
+    asked = torch.zeros(uniq.numel(), dtype=torch.bool)
+    asked[inv[labelled[: T - n + 1]]] = True  # n-grams the labelled part holds
+    hit = asked[inv] & (counts[inv] <= max_repeats) & ~labelled[: T - n + 1]  # [T-n+1]
+    for j in range(n):  # every token of a matched n-gram
+        out[j : T - n + 1 + j] |= hit
+    return out
+
+
 if __name__ == "__main__":
     variant, value, *rest = sys.argv[1:]
     {
         "union": lambda: patch_union(float(value)),
         "votes": lambda: patch_votes(int(value)),
         "dilate": lambda: patch_dilate(int(value)),
+        "ngram": lambda: patch_ngram(int(value)),
     }[variant]()
     sys.argv[0] += (
         f" {variant} {value}"  # the rows' command names the variant (common.provenance reads argv[0])
