@@ -37,6 +37,7 @@ LABELS = {
     "tail25": "the default, last 25% of steps dense",
     "dilate1": "the default, scores dilated by one block",
     "oracle-default": "the default told the evidence (upper bound)",
+    "copy3": "the default, copied 3-grams' blocks kept",
 }
 COLORS = {
     "dense": "C0",
@@ -51,6 +52,7 @@ COLORS = {
     "tail25": "C8",
     "dilate1": "C9",
     "oracle-default": "k",
+    "copy3": "C1",
 }
 
 

@@ -71,6 +71,12 @@ SELECTORS: dict[str, dict] = {
         "random_fraction": 0.25,
         "score_dilation": 1,
     },
+    # the default with the context blocks the labels copy 3-grams from kept after the labelled ones (copy_ngram)
+    "forward: supervision + 0.25 random, copy 3": {
+        "scorer": "supervision",
+        "random_fraction": 0.25,
+        "copy_ngram": 3,
+    },
     # the default told where the evidence is (suite_jobs' "oracle-default"): it keeps the evidence blocks first,
     # so its kept_evidence is 1.0 wherever the evidence fits the budget; run only when named
     "forward: evidence oracle": {ORACLE: True},

@@ -58,6 +58,9 @@ CONFIGS: dict[str, dict | None] = {
     # the default with each block ranked by the best score within one block on either side
     # (SparsityConfig.score_dilation): v7's recall gap (a quote and the passage after it), issue 19
     "dilate1": {"keep_ratio": 0.5, "score_dilation": 1},
+    # the default with the context blocks that the labels copy 3-grams from kept after the labelled ones
+    # (SparsityConfig.copy_ngram): a lexical copy-source marker for recall's quote and answer, issue 19
+    "copy3": {"keep_ratio": 0.5, "copy_ngram": 3},
     "oracle": {"elimination": "backward", "random_fraction": 1.0, "keep_ratio": 0.6, EVIDENCE: True},
     # the fast mode's upper bound: forward elimination (the default's) with the evidence blocks kept first
     "oracle-forward": {"random_fraction": 1.0, "keep_ratio": 0.6, EVIDENCE: True},

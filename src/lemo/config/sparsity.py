@@ -148,6 +148,11 @@ class SparsityConfig(DictConfig):
     scorer, both elimination modes), so the neighbours of a block the scorer ranks high are kept with it: a
     recall answer needs the quoted sentence and the passage after it, and the labels' attention finds the passage
     far more than the quote (docs/capability.md). 0: each block by its own score."""
+    copy_ngram: int = 0
+    """Prompt/completion rows: keep, right after the labelled blocks, the context blocks holding an n-gram of this
+    many tokens that the labelled positions repeat (seen at most 4 times in the row): the far context the answers
+    copy from, such as a quoted sentence and the words after it, found from the token ids alone
+    (lemo.sparsity.supervision.copy_sources). Plain text (every position labelled) is unchanged. 0: off."""
     dense_tail: float = 0.0
     """Share of the last optimizer steps that keep every block, so training ends on the exact model and its full
     loss (random-LTD's schedule grows the kept share to all tokens for the same reason). The loss on the kept
@@ -216,6 +221,11 @@ class SparsityConfig(DictConfig):
         check_fraction("mlp_keep", self.mlp_keep)
         check_fraction("random_fraction", self.random_fraction, allow_zero=True)
         check_fraction("dense_tail", self.dense_tail, allow_zero=True)
+        if not isinstance(self.copy_ngram, int) or self.copy_ngram < 0 or self.copy_ngram == 1:
+            raise ValueError(
+                f"copy_ngram={self.copy_ngram!r} must be 0 (off) or an n-gram length of at least 2 such as 3 "
+                "(--copy-ngram 3): single tokens repeat everywhere."
+            )
         if not isinstance(self.score_dilation, int) or self.score_dilation < 0:
             raise ValueError(
                 f"score_dilation={self.score_dilation!r} must be a non-negative number of blocks such as 1 "

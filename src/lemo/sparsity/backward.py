@@ -282,7 +282,13 @@ def backward_layer_forward(
     sin = sin.expand(B, T, -1).reshape(B * T, -1)[full.rows]  # [Na, D]
     flat = hidden.reshape(B * T, d)  # [B*T, d]
     # The label and evidence masks are one forward's: the tiers are taken now, also for a backward-time choice.
-    tiers = priority_tiers(segments, cfg, fitting(state.evidence_mask, B, T), fitting(state.label_mask, B, T))
+    tiers = priority_tiers(
+        segments,
+        cfg,
+        fitting(state.evidence_mask, B, T),
+        fitting(state.label_mask, B, T),
+        fitting(state.copy_mask, B, T),
+    )
     layer = _Layer(parts, state, full, segments, tiers, cos, sin, B, T, params)
     with torch.no_grad():
         out_rows, fwd = _dense_rows(

@@ -47,6 +47,7 @@ def select_rows(
     query_mask: torch.Tensor | None = None,
     rope: tuple[torch.Tensor, torch.Tensor] | None = None,
     query_far: bool = False,
+    copy_mask: torch.Tensor | None = None,
 ) -> Selection:
     """Score and select the kept rows of every segment (forward elimination).
 
@@ -59,8 +60,10 @@ def select_rows(
         rope: (cos, sin), each [B, T, D], the layer's rotary tables: the supervision scorer rotates q and k with
             them, as the layer's attention does.
         query_far: `query_mask` holds plain text's candidates; the scorer reads those attending farthest back.
+        copy_mask: [B, T] bool, the context positions the labels copy n-grams from (`config.copy_ngram`); their
+            blocks come right after the labelled ones.
     """
-    tiers = priority_tiers(segments, config, evidence_mask, label_mask)
+    tiers = priority_tiers(segments, config, evidence_mask, label_mask, copy_mask)
     queries: list[torch.Tensor | None] = []  # per segment, filled at the first score read
 
     def score(s: int, seg: Segment) -> torch.Tensor:
@@ -77,14 +80,18 @@ def priority_tiers(
     config: SparsityConfig,
     evidence_mask: torch.Tensor | None,
     label_mask: torch.Tensor | None,
+    copy_mask: torch.Tensor | None = None,
 ) -> list[list[torch.Tensor]]:
     """Per segment, its [nb] bool tiers kept before any scored block, in order: the blocks holding known
-    evidence, then (with `config.label_priority`) the blocks holding positions that predict a label.
+    evidence, then (with `config.label_priority`) the blocks holding positions that predict a label, then (with
+    `config.copy_ngram`) the context blocks the labels copy n-grams from.
 
     Args:
-        evidence_mask, label_mask: [B, T] bool or None (a mask that does not fit the batch is passed as None).
+        evidence_mask, label_mask, copy_mask: [B, T] bool or None (a mask that does not fit the batch is passed
+            as None).
     """
-    masks = [m for m in (evidence_mask, label_mask if config.label_priority else None) if m is not None]
+    label_mask = label_mask if config.label_priority else None
+    masks = [m for m in (evidence_mask, label_mask, copy_mask) if m is not None]
     b = config.block_size
     return [[blocks_with_any(m[seg.row, seg.start : seg.end], b) for m in masks] for seg in segments]
 
@@ -267,6 +274,7 @@ def choose_rows(
                 if position_embeddings is None
                 else tuple(t.expand(B, T, -1) for t in position_embeddings),
                 state.query_far,
+                fitting(state.copy_mask, B, T),
             )
     state.store_selection(parts.index, key, sel)
     return sel

@@ -55,6 +55,34 @@ def repeat_positions(ids: torch.Tensor, min_gap: int = 256, max_repeats: int = 4
     return out
 
 
+def copy_sources(ids: torch.Tensor, labelled: torch.Tensor, n: int, max_repeats: int = 4) -> torch.Tensor:
+    """[B, T] bool: the unlabelled positions that an n-gram the labelled positions repeat covers, where the n-gram
+    occurs at most `max_repeats` times in its row (frequent ones such as "of the" point nowhere). In
+    prompt/completion rows these are the far context the answers copy from: a quoted sentence and the words after
+    it, a key, a name. Found from the token ids alone (SparsityConfig.copy_ngram).
+
+    Args:
+        ids: [B, T] token ids. labelled: [B, T] bool, the positions that predict a label.
+    """
+    B, T = ids.shape
+    out = torch.zeros(B, T, dtype=torch.bool, device=ids.device)
+    if n > T:
+        return out
+    vocab = int(ids.max()) + 1
+    for b in range(B):
+        row, lab = ids[b].long(), labelled[b, : T - n + 1]
+        key = torch.zeros(T - n + 1, dtype=torch.long, device=ids.device)
+        for j in range(n):  # exact while vocab**n < 2**63 (n = 4 with 55,000 tokens)
+            key = key * vocab + row[j : T - n + 1 + j]  # [T-n+1] n-gram ids
+        uniq, inv, counts = torch.unique(key, return_inverse=True, return_counts=True)
+        asked = torch.zeros(uniq.numel(), dtype=torch.bool, device=ids.device)  # [U] n-grams the labels hold
+        asked[inv[lab]] = True
+        hit = asked[inv] & (counts[inv] <= max_repeats) & ~lab  # [T-n+1] n-gram starts in the context
+        for j in range(n):  # every token of a matched n-gram
+            out[b, j : T - n + 1 + j] |= hit
+    return out
+
+
 def query_mask(
     shift_labels: torch.Tensor | None, input_ids: torch.Tensor | None
 ) -> tuple[torch.Tensor | None, bool]:

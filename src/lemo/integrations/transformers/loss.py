@@ -20,7 +20,7 @@ from transformers.modeling_outputs import CausalLMOutputWithPast
 from lemo.config import SparsityConfig
 from lemo.ops import segmented_cross_entropy
 from lemo.sparsity import SparsityState
-from lemo.sparsity.supervision import query_mask
+from lemo.sparsity.supervision import copy_sources, query_mask
 
 log = logging.getLogger(__name__)
 _FUSED_NOTED = False  # the one-time note that TRL's fused LM head scores the loss
@@ -53,6 +53,12 @@ def record_label_mask(
     state.label_mask = (shift_labels != -100) if use else None  # [B, T]
     queries = training and state.config.scorer == "supervision"
     state.query_mask, state.query_far = query_mask(shift_labels, input_ids) if queries else (None, False)
+    state.copy_mask = None
+    n = state.config.copy_ngram
+    if training and n and shift_labels is not None and input_ids is not None:
+        labelled = shift_labels != -100  # [B, T]
+        if labelled.shape == input_ids.shape and float(labelled.float().mean()) < 0.5:  # not plain text
+            state.copy_mask = copy_sources(input_ids, labelled, n)  # [B, T]
 
 
 def drops_eliminated(config: SparsityConfig) -> bool:

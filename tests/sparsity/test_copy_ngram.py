@@ -1,0 +1,86 @@
+"""`SparsityConfig(copy_ngram=n)`: in prompt/completion rows the context blocks holding an n-gram that the labelled
+positions repeat are kept right after the labelled blocks, in forward and backward elimination; plain text and
+frequent n-grams are left alone."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+import lemo
+from lemo.sparsity.supervision import copy_sources
+from lemo.testing import tiny_model
+from lemo.testing import with_lora as lora
+
+T, B, PROMPT = 320, 16, 240
+QUOTE = [250, 251, 252]  # a 3-gram no random context token can form (those are < 200)
+
+
+def test_copy_sources_marks_the_context_copies_of_labelled_ngrams():
+    ids = torch.tensor([[5, 6, 7, 8, 1, 2, 3, 9, 9, 5, 6, 7, 4]])
+    labelled = torch.zeros(1, 13, dtype=torch.bool)
+    labelled[0, 9:] = True
+    assert copy_sources(ids, labelled, 3)[0].int().tolist() == [1, 1, 1] + [0] * 10
+    assert not copy_sources(ids, labelled, 3, max_repeats=1).any()  # [5, 6, 7] occurs twice
+    assert not copy_sources(ids, labelled, 14).any()  # longer than the row
+    assert not copy_sources(ids, torch.zeros_like(labelled), 3).any()  # nothing labelled, nothing copied
+
+
+@pytest.mark.parametrize("bad", [1, -2, 2.5])
+def test_bad_lengths_name_the_fix(bad):
+    with pytest.raises(
+        ValueError, match=r"copy_ngram=.* must be 0 \(off\) or an n-gram length .*--copy-ngram 3"
+    ):
+        lemo.SparsityConfig(copy_ngram=bad)
+
+
+def _row(seed: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """A prompt/completion row whose completion repeats the 3-gram the context holds in block 2."""
+    g = torch.Generator().manual_seed(seed)
+    ids = torch.randint(0, 200, (1, T), generator=g)
+    ids[0, 40:43] = torch.tensor(QUOTE)  # block 2 of the context
+    ids[0, 260:263] = torch.tensor(QUOTE)  # the answer copies it
+    labels = ids.clone()
+    labels[0, :PROMPT] = -100
+    return ids, labels
+
+
+def _kept(model, ids, labels) -> set[int]:
+    model(input_ids=ids, labels=labels).loss.backward()
+    stats = lemo.stats(model)
+    return set(stats[min(stats)]["blocks"][0])
+
+
+@pytest.mark.parametrize("elimination", ["forward", "backward"])
+def test_the_copied_block_is_kept_after_the_labels(elimination):
+    torch.manual_seed(0)
+    model = lora(tiny_model("llama", layers=3)).train()
+    fields = {"block_size": B, "keep_ratio": 0.5, "sparse_layers": "all", "random_fraction": 1.0,
+              "elimination": elimination}  # fmt: skip
+    labelled = set(range((PROMPT - 1) // B, T // B))
+    missed = 0
+    for seed in range(8):
+        ids, labels = _row(seed)
+        lemo.apply(model, lemo.SparsityConfig(**fields))
+        missed += 2 not in _kept(model, ids, labels)  # random blocks find it at their rate
+        lemo.remove(model)
+        lemo.apply(model, lemo.SparsityConfig(**fields, copy_ngram=3))
+        kept = _kept(model, ids, labels)
+        assert 2 in kept and labelled <= kept, (seed, sorted(kept))
+        assert len(kept) == T // B // 2  # within the same budget
+        lemo.remove(model)
+    assert missed > 0
+
+
+def test_plain_text_rows_are_left_alone():
+    torch.manual_seed(0)
+    model = lora(tiny_model("llama", layers=3)).train()
+    ids, _ = _row(0)
+    fields = {"block_size": B, "keep_ratio": 0.5, "sparse_layers": "all", "random_fraction": 1.0}
+    kept = []
+    for copy in (0, 3):
+        lemo.apply(model, lemo.SparsityConfig(**fields, copy_ngram=copy))
+        torch.manual_seed(1)
+        kept.append(_kept(model, ids, ids))
+        lemo.remove(model)
+    assert kept[0] == kept[1]
