@@ -432,6 +432,29 @@ SECTIONS: list[Section] = [
     ),
     Section(
         "Quality and capability",
+        "Copied n-grams' blocks kept after the labels, per family (suite v7 rows at 8K, no training)",
+        "suite_bias_copy3_v7_cpu_rows8.csv",
+        "`suite_bias.py --by-family`, selector `forward: supervision + 0.25 random, copy 3`: the default with "
+        "`SparsityConfig(copy_ngram=3)`, which keeps the context blocks holding a 3-gram the labelled positions "
+        "repeat (at most 4 times in the row) right after the labelled blocks. Same rows and setup as the default's "
+        "per-family table above. Prompt/completion: every evidence block 0.71 (the default 0.53) while filler falls "
+        "to 0.17 (0.31); recall 0.85 (0.51), key-value 0.93 (0.64), multi-key 0.95 (0.80), multi-value 0.79 "
+        "(0.50), count 0.48 (0.44), variable tracking 1.00 (1.00). Plain text has no copy tier (every position is "
+        "labelled; tests/sparsity/test_copy_ngram.py checks it keeps the same blocks); its rows here differ from "
+        "the default's only through the random draws, which the prompt/completion rows before them consume "
+        "differently. Not yet trained on the GPU suite (`suite_jobs` config `copy3`).",
+    ),
+    Section(
+        "Quality and capability",
+        "Copied n-grams as a score boost, per family (suite v7 rows at 8K, no training)",
+        "query_score_ngram_v7_cpu.csv",
+        "`query_score_probe.py ngram 3`, the probe before the library knob: the same copied-3-gram blocks ranked "
+        "first among the scored blocks (so within the scorer's three quarters of the free budget) instead of kept "
+        "as a tier. Prompt/completion: every evidence block 0.64, filler 0.23, recall 0.70, key-value 0.93. The "
+        "tier (table above) keeps more.",
+    ),
+    Section(
+        "Quality and capability",
         "Which part of a recall site the default drops (suite v7 rows at 8K, no training)",
         "recall_parts_v7_cpu.csv",
         "`recall_parts_probe.py`: per recall site (a quoted sentence and the words after it, one evidence span), "
