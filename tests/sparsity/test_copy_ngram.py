@@ -8,7 +8,7 @@ import pytest
 import torch
 
 import lemo
-from lemo.sparsity.supervision import copy_sources
+from lemo.sparsity.supervision import copy_sources, ngram_ids
 from lemo.testing import tiny_model
 from lemo.testing import with_lora as lora
 
@@ -84,3 +84,13 @@ def test_plain_text_rows_are_left_alone():
         kept.append(_kept(model, ids, ids))
         lemo.remove(model)
     assert kept[0] == kept[1]
+
+
+def test_ngram_ids_are_exact_for_a_large_vocabulary_and_long_ngrams():
+    vocab = 128256  # Llama-3's: vocab**4 overflows int64
+    row = torch.tensor(
+        [vocab - 1, vocab - 2, vocab - 3, vocab - 4, 7, vocab - 1, vocab - 2, vocab - 3, vocab - 4]
+    )
+    ids = ngram_ids(row, 4, vocab)  # [6]
+    assert ids[0] == ids[5] and len(set(ids.tolist())) == 5
+    assert ngram_ids(row, 1, vocab).tolist() == row.tolist()

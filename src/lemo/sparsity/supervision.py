@@ -33,23 +33,38 @@ QUERY_CHUNK = 64  # query rows per softmax at most, bounding the [H, chunk, n] f
 SCORE_BYTES = 256 * 2**20  # ... to this many bytes at long rows (4 queries per chunk at 512K on Llama-3-8B)
 
 
+def ngram_ids(row: torch.Tensor, n: int, vocab: int) -> torch.Tensor:
+    """[T-n+1] int64: one id per n-gram of the token ids `row` [T] (ids < `vocab`), equal exactly where the
+    n-grams are. Each step renumbers the (j+1)-grams densely, so the product stays below T x vocab for any n
+    (Llama-3's 128K-token vocabulary overflows int64 at n = 4 without it)."""
+    row = row.long()
+    m = row.shape[0] - n + 1
+    key = row[:m]  # [m]
+    for j in range(1, n):
+        key = torch.unique(key * vocab + row[j : m + j], return_inverse=True)[1]  # [m] dense (j+1)-gram ids
+    return key
+
+
+def _row_ngrams(ids: torch.Tensor, n: int):
+    """Per row b of the token ids [B, T]: (b, inv [T-n+1] which distinct n-gram starts at each position, counts
+    [U] how often each occurs in the row). Nothing for rows shorter than n."""
+    if n > ids.shape[1]:
+        return
+    vocab = int(ids.max()) + 1
+    for b in range(ids.shape[0]):
+        _, inv, counts = torch.unique(ngram_ids(ids[b], n, vocab), return_inverse=True, return_counts=True)
+        yield b, inv, counts
+
+
 def repeat_positions(ids: torch.Tensor, min_gap: int = 256, max_repeats: int = 4, n: int = 2) -> torch.Tensor:
     """[B, T] bool: position t whose n-gram ids[t : t+n] (a bigram by default) occurred before at a position
     <= t - min_gap, and at most `max_repeats` times in its row (frequent ones such as "of the" carry no
     retrieval). Longer n-grams were probed and not adopted (benchmarks/quality/query_ngram_probe.py)."""
-    B, T = ids.shape
-    out = torch.zeros(B, T, dtype=torch.bool, device=ids.device)
-    if n > T:
-        return out
-    vocab = int(ids.max()) + 1
-    for b in range(B):
-        row = ids[b].long()
-        key = torch.zeros(T - n + 1, dtype=torch.long, device=ids.device)
-        for j in range(n):  # exact while vocab**n < 2**63 (n = 4 with 55,000 tokens)
-            key = key * vocab + row[j : T - n + 1 + j]  # [T-n+1] n-gram ids
-        uniq, inv, counts = torch.unique(key, return_inverse=True, return_counts=True)
-        pos = torch.arange(T - n + 1, device=ids.device)
-        first = torch.full((uniq.numel(),), T, device=ids.device, dtype=torch.long)
+    T = ids.shape[1]
+    out = torch.zeros(ids.shape, dtype=torch.bool, device=ids.device)  # [B, T]
+    pos = torch.arange(max(T - n + 1, 0), device=ids.device)  # [T-n+1]
+    for b, inv, counts in _row_ngrams(ids, n):
+        first = torch.full((counts.numel(),), T, device=ids.device, dtype=torch.long)
         first = first.scatter_reduce(0, inv, pos, reduce="amin")  # [U] first occurrence of each n-gram
         out[b, : T - n + 1] = (first[inv] <= pos - min_gap) & (counts[inv] <= max_repeats)
     return out
@@ -64,18 +79,13 @@ def copy_sources(ids: torch.Tensor, labelled: torch.Tensor, n: int, max_repeats:
     Args:
         ids: [B, T] token ids. labelled: [B, T] bool, the positions that predict a label.
     """
-    B, T = ids.shape
-    out = torch.zeros(B, T, dtype=torch.bool, device=ids.device)
-    if n > T:
-        return out
-    vocab = int(ids.max()) + 1
-    for b in range(B):
-        row, lab = ids[b].long(), labelled[b, : T - n + 1]
-        key = torch.zeros(T - n + 1, dtype=torch.long, device=ids.device)
-        for j in range(n):  # exact while vocab**n < 2**63 (n = 4 with 55,000 tokens)
-            key = key * vocab + row[j : T - n + 1 + j]  # [T-n+1] n-gram ids
-        uniq, inv, counts = torch.unique(key, return_inverse=True, return_counts=True)
-        asked = torch.zeros(uniq.numel(), dtype=torch.bool, device=ids.device)  # [U] n-grams the labels hold
+    T = ids.shape[1]
+    out = torch.zeros(ids.shape, dtype=torch.bool, device=ids.device)  # [B, T]
+    for b, inv, counts in _row_ngrams(ids, n):
+        lab = labelled[b, : T - n + 1]  # [T-n+1]
+        asked = torch.zeros(
+            counts.numel(), dtype=torch.bool, device=ids.device
+        )  # [U] n-grams the labels hold
         asked[inv[lab]] = True
         hit = asked[inv] & (counts[inv] <= max_repeats) & ~lab  # [T-n+1] n-gram starts in the context
         for j in range(n):  # every token of a matched n-gram
