@@ -55,6 +55,9 @@ CONFIGS = {
         "tokens",
         PRODUCT,
     ),  # the library's default, whatever it is at this commit
+    # the default with the copied n-grams' blocks kept after the labels (SparsityConfig.copy_ngram): its step,
+    # the n-gram matching included (random-token rows match little, so the kept blocks are the default's)
+    "default-copy3+gc": ("all", True, True, "tokens", {**PRODUCT, "copy_ngram": 3}),
     "lemo-random+gc": ("all", True, True, "tokens", DEFAULT),
     "lemo-mix+gc": ("all", True, True, "tokens", {**SHARED, "label_priority": True, "random_fraction": 0.5}),
     "lemo-prio+gc": ("all", True, True, "tokens", {**SHARED, "label_priority": True}),
