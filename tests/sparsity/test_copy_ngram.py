@@ -1,6 +1,6 @@
 """`SparsityConfig(copy_ngram=n)`: in prompt/completion rows the context blocks holding an n-gram that the labelled
-positions repeat are kept right after the labelled blocks, in forward and backward elimination; plain text and
-frequent n-grams are left alone."""
+positions repeat are kept right after the labelled blocks, in forward and backward elimination; in plain text the
+earlier occurrences of far repeats are kept first; frequent n-grams are left alone."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ import pytest
 import torch
 
 import lemo
-from lemo.sparsity.supervision import copy_sources, ngram_ids
+from lemo.sparsity.supervision import copy_sources, ngram_ids, repeat_sources
 from lemo.testing import tiny_model
 from lemo.testing import with_lora as lora
 
@@ -72,18 +72,34 @@ def test_the_copied_block_is_kept_after_the_labels(elimination):
     assert missed > 0
 
 
-def test_plain_text_rows_are_left_alone():
+def test_repeat_sources_mark_the_earlier_occurrence_of_a_far_repeat():
+    ids = torch.randint(0, 200, (1, 400), generator=torch.Generator().manual_seed(0))
+    ids[0, 20:23] = torch.tensor(QUOTE)
+    ids[0, 300:303] = torch.tensor(QUOTE)  # 280 tokens later
+    marked = repeat_sources(ids, 3)[0]
+    assert marked[20:23].all() and not marked[300:303].any()  # the source, not the copy
+    assert not repeat_sources(ids, 3, min_gap=300)[0, 20:23].any()  # too near
+
+
+@pytest.mark.parametrize("elimination", ["forward", "backward"])
+def test_plain_text_keeps_the_source_of_a_far_repeat_first(elimination):
     torch.manual_seed(0)
     model = lora(tiny_model("llama", layers=3)).train()
-    ids, _ = _row(0)
-    fields = {"block_size": B, "keep_ratio": 0.5, "sparse_layers": "all", "random_fraction": 1.0}
-    kept = []
-    for copy in (0, 3):
-        lemo.apply(model, lemo.SparsityConfig(**fields, copy_ngram=copy))
-        torch.manual_seed(1)
-        kept.append(_kept(model, ids, ids))
+    fields = {"block_size": B, "keep_ratio": 0.5, "sparse_layers": "all", "random_fraction": 1.0,
+              "elimination": elimination}  # fmt: skip
+    missed = 0
+    for seed in range(8):
+        ids = torch.randint(0, 200, (1, T), generator=torch.Generator().manual_seed(seed))
+        ids[0, 20:23] = torch.tensor(QUOTE)  # block 1
+        ids[0, 290:293] = torch.tensor(QUOTE)  # repeated 270 tokens later
+        lemo.apply(model, lemo.SparsityConfig(**fields))
+        missed += 1 not in _kept(model, ids, ids)
         lemo.remove(model)
-    assert kept[0] == kept[1]
+        lemo.apply(model, lemo.SparsityConfig(**fields, copy_ngram=3))
+        kept = _kept(model, ids, ids)
+        assert 1 in kept and len(kept) == T // B // 2, (seed, sorted(kept))
+        lemo.remove(model)
+    assert missed > 0
 
 
 def test_ngram_ids_are_exact_for_a_large_vocabulary_and_long_ngrams():

@@ -149,10 +149,11 @@ class SparsityConfig(DictConfig):
     recall answer needs the quoted sentence and the passage after it, and the labels' attention finds the passage
     far more than the quote (docs/capability.md). 0: each block by its own score."""
     copy_ngram: int = 0
-    """Prompt/completion rows: keep, right after the labelled blocks, the context blocks holding an n-gram of this
-    many tokens that the labelled positions repeat (seen at most 4 times in the row): the far context the answers
-    copy from, such as a quoted sentence and the words after it, found from the token ids alone
-    (lemo.sparsity.supervision.copy_sources). Plain text (every position labelled) is unchanged. 0: off."""
+    """Keep the blocks that later tokens copy n-grams of this many tokens from, seen at most 4 times in the row
+    (lemo.sparsity.supervision): in prompt/completion rows, right after the labelled blocks, the context blocks
+    holding an n-gram the labelled positions repeat (a quoted sentence and the words after it, a key, a name); in
+    plain text, first, the earlier occurrences of n-grams repeated at least 256 tokens later. Found from the token
+    ids alone. 0: off."""
     dense_tail: float = 0.0
     """Share of the last optimizer steps that keep every block, so training ends on the exact model and its full
     loss (random-LTD's schedule grows the kept share to all tokens for the same reason). The loss on the kept

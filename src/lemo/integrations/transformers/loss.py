@@ -20,7 +20,7 @@ from transformers.modeling_outputs import CausalLMOutputWithPast
 from lemo.config import SparsityConfig
 from lemo.ops import segmented_cross_entropy
 from lemo.sparsity import SparsityState
-from lemo.sparsity.supervision import copy_sources, query_mask
+from lemo.sparsity.supervision import copy_sources, query_mask, repeat_sources
 
 log = logging.getLogger(__name__)
 _FUSED_NOTED = False  # the one-time note that TRL's fused LM head scores the loss
@@ -57,8 +57,15 @@ def record_label_mask(
     n = state.config.copy_ngram
     if training and n and shift_labels is not None and input_ids is not None:
         labelled = shift_labels != -100  # [B, T]
-        if labelled.shape == input_ids.shape and float(labelled.float().mean()) < 0.5:  # not plain text
+        if labelled.shape != input_ids.shape:
+            return
+        if float(labelled.float().mean()) < 0.5:  # prompt/completion: what the answers copy
             state.copy_mask = copy_sources(input_ids, labelled, n)  # [B, T]
+            return
+        # Plain text: the earlier occurrences of far repeats. Every block is labelled, so the label tier is every
+        # block and would hide the copy tier behind it; dropped, the blocks it held are chosen as the rest are.
+        state.copy_mask = repeat_sources(input_ids, n)  # [B, T]
+        state.label_mask = None
 
 
 def drops_eliminated(config: SparsityConfig) -> bool:

@@ -108,7 +108,7 @@ def _install_hooks(
 
     def end_step(_module: nn.Module, args: tuple, kwargs: dict, output: Any) -> None:
         # One forward's labels and evidence; a recompute reuses the cached selection.
-        state.label_mask = state.query_mask = state.evidence_mask = state.loss_rows = None
+        state.label_mask = state.query_mask = state.evidence_mask = state.loss_rows = state.copy_mask = None
         state.query_far = False
         for layer in [*patched, *([trimmed] if trimmed is not None else [])]:
             if layer.__dict__.pop(GC_SUSPENDED, False):
