@@ -435,14 +435,15 @@ SECTIONS: list[Section] = [
         "Copied n-grams' blocks kept after the labels, per family (suite v7 rows at 8K, no training)",
         "suite_bias_copy3_v7_cpu_rows8.csv",
         "`suite_bias.py --by-family`, selector `forward: supervision + 0.25 random, copy 3`: the default with "
-        "`SparsityConfig(copy_ngram=3)`, which keeps the context blocks holding a 3-gram the labelled positions "
-        "repeat (at most 4 times in the row) right after the labelled blocks. Same rows and setup as the default's "
-        "per-family table above. Prompt/completion: every evidence block 0.71 (the default 0.53) while filler falls "
-        "to 0.17 (0.31); recall 0.85 (0.51), key-value 0.93 (0.64), multi-key 0.95 (0.80), multi-value 0.79 "
-        "(0.50), count 0.48 (0.44), variable tracking 1.00 (1.00). Plain text has no copy tier (every position is "
-        "labelled; tests/sparsity/test_copy_ngram.py checks it keeps the same blocks); its rows here differ from "
-        "the default's only through the random draws, which the prompt/completion rows before them consume "
-        "differently. Not yet trained on the GPU suite (`suite_jobs` config `copy3`).",
+        "`SparsityConfig(copy_ngram=3)`: in prompt/completion rows the context blocks holding a 3-gram the labelled "
+        "positions repeat (at most 4 times in the row) are kept right after the labelled blocks; in plain text the "
+        "earlier occurrences of 3-grams repeated at least 256 tokens later are kept first. Same rows and setup as "
+        "the default's per-family table above. Prompt/completion: every evidence block 0.71 (the default 0.53) "
+        "while filler falls to 0.17 (0.31); recall 0.85 (0.51), key-value 0.93 (0.64), multi-key 0.95 (0.80), "
+        "multi-value 0.79 (0.50), count 0.48 (0.44), variable tracking 1.00 (1.00). Plain text: every evidence "
+        "block 0.66 (0.57), filler 0.31 (0.31); recall 0.63 (0.47), key-value 0.86 (0.64), multi-value 0.79 (0.69), "
+        "count 0.60 (0.53), multi-key 0.86 (0.83), variable tracking 1.00 (0.88). Not yet trained on the GPU suite "
+        "(`suite_jobs` config `copy3`).",
     ),
     Section(
         "Quality and capability",
