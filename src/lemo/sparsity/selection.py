@@ -60,8 +60,8 @@ def select_rows(
         rope: (cos, sin), each [B, T, D], the layer's rotary tables: the supervision scorer rotates q and k with
             them, as the layer's attention does.
         query_far: `query_mask` holds plain text's candidates; the scorer reads those attending farthest back.
-        copy_mask: [B, T] bool, the context positions the labels copy n-grams from (`config.copy_ngram`); their
-            blocks come right after the labelled ones.
+        copy_mask: [B, T] bool, the positions later tokens copy n-grams from (`config.copy_ngram`); their blocks
+            come right after the labelled ones (in plain text, where no label mask is passed, first).
     """
     tiers = priority_tiers(segments, config, evidence_mask, label_mask, copy_mask)
     queries: list[torch.Tensor | None] = []  # per segment, filled at the first score read
