@@ -101,7 +101,7 @@ def patch_ngram(n: int, max_repeats: int = 4) -> None:
         out, far = query_mask(shift_labels, input_ids)
         stash["match"] = None
         if out is not None and not far and input_ids is not None and input_ids.shape[0] == 1:
-            stash["match"] = copied_ngrams(input_ids[0], out[0], n, max_repeats)  # [T]
+            stash["match"] = supervision.copy_sources(input_ids, out, n, max_repeats)[0]  # [T]
         return out, far
 
     def score(parts, x, queries, block_size, rope=None, far=False):
@@ -113,27 +113,6 @@ def patch_ngram(n: int, max_repeats: int = 4) -> None:
         return s / s.max().clamp_min(1e-9) + hit.float()
 
     loss.query_mask, selection.supervision_scores = mask, score
-
-
-def copied_ngrams(ids: torch.Tensor, labelled: torch.Tensor, n: int, max_repeats: int) -> torch.Tensor:
-    """[T] bool: unlabelled positions t whose n-gram ids[t : t+n] also starts at a labelled position, and occurs
-    at most `max_repeats` times in the row."""
-    T = ids.shape[0]
-    out = torch.zeros(T, dtype=torch.bool)
-    if n > T:
-        return out
-    ids, labelled = ids.cpu().long(), labelled.cpu()
-    vocab = int(ids.max()) + 1
-    key = torch.zeros(T - n + 1, dtype=torch.long)
-    for j in range(n):
-        key = key * vocab + ids[j : T - n + 1 + j]  # [T-n+1]
-    uniq, inv, counts = torch.unique(key, return_inverse=True, return_counts=True)
-    asked = torch.zeros(uniq.numel(), dtype=torch.bool)
-    asked[inv[labelled[: T - n + 1]]] = True  # n-grams the labelled part holds
-    hit = asked[inv] & (counts[inv] <= max_repeats) & ~labelled[: T - n + 1]  # [T-n+1]
-    for j in range(n):  # every token of a matched n-gram
-        out[j : T - n + 1 + j] |= hit
-    return out
 
 
 if __name__ == "__main__":

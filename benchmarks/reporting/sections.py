@@ -463,8 +463,8 @@ SECTIONS: list[Section] = [
         "copy reads) and every block of the site are kept; untrained SmolLM2 on the CPU, the same 8 v7 rows of 8K "
         "as the tables above, keep 0.5, 122 sites. Prompt/completion: the default keeps the quote's block and "
         "the answer's block alike (0.52 each; random 0.39) and the whole site 0.47 of the time (random 0.34). "
-        "Plain text: at random's rate (0.39 against 0.43 for the whole site). The scorer does not find recall "
-        "sites in particular: it misses half of them whole, not half of each. Reading every labelled position "
+        "Plain text: at random's rate (0.39 against 0.43 for the whole site). The scorer finds recall sites only a "
+        "little more often than random, and misses about half of them whole, not half of each. Reading every labelled position "
         "(`--max-queries 4096`) instead of 512 spread over them does not help (0.42 whole, 0.48 for the answer's "
         "block): the 512 are not what limits it.",
     ),
