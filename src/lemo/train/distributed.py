@@ -138,6 +138,16 @@ def init(device: str, timeout_s: int = 1800) -> tuple[Dist, str]:
     return ctx, device
 
 
+def finish(ctx: Dist) -> None:
+    """Wait until every rank has finished its run, so none tears the group down while another is still in its
+    last collective: a gloo rank left in one aborted at exit ("terminate called without an active exception")
+    after a complete run, once in CI. Only on success: after an error the other ranks may never arrive."""
+    import torch.distributed as dist
+
+    if ctx.world_size > 1 and dist.is_initialized():
+        dist.barrier()
+
+
 def close(ctx: Dist) -> None:
     import torch.distributed as dist
 

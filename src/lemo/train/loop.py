@@ -68,7 +68,9 @@ def finetune(cfg: FinetuneConfig, *, stop_after: int | None = None) -> FinetuneR
     ctx, device_name = distributed.init(cfg.device, cfg.dist_timeout)
     try:
         with distributed.quiet_unless_main(ctx), distributed.explain_collective_errors(ctx):
-            return _finetune(cfg, ctx, device_name, stop_after)
+            result = _finetune(cfg, ctx, device_name, stop_after)
+        distributed.finish(ctx)
+        return result
     finally:
         distributed.close(ctx)
 
