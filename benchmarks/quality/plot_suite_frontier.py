@@ -38,6 +38,7 @@ LABELS = {
     "dilate1": "the default, scores dilated by one block",
     "oracle-default": "the default told the evidence (upper bound)",
     "copy3": "the default, copied 3-grams' blocks kept",
+    "copy3-tail20": "copy3, last 20% of steps dense",
 }
 COLORS = {
     "dense": "C0",
@@ -53,6 +54,7 @@ COLORS = {
     "dilate1": "C9",
     "oracle-default": "k",
     "copy3": "C1",
+    "copy3-tail20": "C5",
 }
 
 

@@ -61,6 +61,9 @@ CONFIGS: dict[str, dict | None] = {
     # the default with the context blocks that the labels copy 3-grams from kept after the labelled ones
     # (SparsityConfig.copy_ngram): a lexical copy-source marker for recall's quote and answer, issue 19
     "copy3": {"keep_ratio": 0.5, "copy_ngram": 3},
+    # copy3 with tail20's dense last 20% of steps: whether the copy tier and the tail together reach dense's
+    # plain-text perplexity (tail20 alone: 1.0104x on v7)
+    "copy3-tail20": {"keep_ratio": 0.5, "copy_ngram": 3, "dense_tail": 0.2},
     "oracle": {"elimination": "backward", "random_fraction": 1.0, "keep_ratio": 0.6, EVIDENCE: True},
     # the fast mode's upper bound: forward elimination (the default's) with the evidence blocks kept first
     "oracle-forward": {"random_fraction": 1.0, "keep_ratio": 0.6, EVIDENCE: True},
