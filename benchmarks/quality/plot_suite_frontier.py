@@ -39,6 +39,7 @@ LABELS = {
     "oracle-default": "the default told the evidence (upper bound)",
     "copy3": "the default, copied 3-grams' blocks kept",
     "copy3-tail20": "copy3, last 20% of steps dense",
+    "oracle-tail20": "oracle-default, last 20% of steps dense",
 }
 COLORS = {
     "dense": "C0",
@@ -55,6 +56,7 @@ COLORS = {
     "oracle-default": "k",
     "copy3": "C1",
     "copy3-tail20": "C5",
+    "oracle-tail20": "0.4",
 }
 
 

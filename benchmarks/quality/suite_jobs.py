@@ -71,6 +71,8 @@ CONFIGS: dict[str, dict | None] = {
     # score if it always found the evidence. oracle-forward fills the rest of the budget at random and scored
     # below the supervision selector on v3, so it bounds nothing the default does.
     "oracle-default": {EVIDENCE: True},
+    # oracle-default with tail20's dense last 20% of steps: the upper bound for a default that ends dense
+    "oracle-tail20": {EVIDENCE: True, "dense_tail": 0.2},
 }
 FORMS = ("sup", "text")
 FIELDS = [
