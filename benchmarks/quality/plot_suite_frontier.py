@@ -39,6 +39,7 @@ LABELS = {
     "oracle-default": "the default told the evidence (upper bound)",
     "copy3": "the default, copied 3-grams' blocks kept",
     "copy3-tail20": "copy3, last 20% of steps dense",
+    "copy3-tail15": "copy3, last 15% of steps dense",
     "oracle-tail20": "oracle-default, last 20% of steps dense",
 }
 COLORS = {
@@ -56,6 +57,7 @@ COLORS = {
     "oracle-default": "k",
     "copy3": "C1",
     "copy3-tail20": "C5",
+    "copy3-tail15": "C6",
     "oracle-tail20": "0.4",
 }
 
@@ -77,14 +79,18 @@ def labelled_like(row: dict[str, str], form: str) -> bool:
 
 def step_ratio(speed: list[dict[str, str]], spec: str, commit: str, seq_len: int, form: str = "sup") -> float:
     """The bench config's median step over liger-exact's, both at `seq_len` in the run of `commit` (a prefix),
-    on rows labelled like `form`. `spec` is BENCH[/KEEP][@T][#COMMIT][%TAIL]: the row at that keep ratio, at T
-    instead of `seq_len` where the run timed no row at the training length, from run COMMIT instead of `commit`,
-    and with a dense tail (SparsityConfig.dense_tail): that share of the steps at the same bench config's keep-1.0
-    row of the same run, the mean step weighted by the steps each kind takes."""
+    on rows labelled like `form`. `spec` is BENCH[/KEEP][@T][#COMMIT][%TAIL[#TAIL_COMMIT]]: the row at that keep
+    ratio, at T instead of `seq_len` where the run timed no row at the training length, from run COMMIT instead
+    of `commit`, and with a dense tail (SparsityConfig.dense_tail): that share of the steps at the same bench
+    config's keep-1.0 row of the same run (or of run TAIL_COMMIT), the mean step weighted by the steps each kind
+    takes."""
     spec, _, tail = spec.partition("%")
     if tail:
+        tail, _, tail_commit = tail.partition("#")
         share = float(tail)
         dense = spec.partition("/")[0] + "/1.0" + spec.partition("/")[2].lstrip("0123456789.")
+        if tail_commit:  # the keep-1.0 row was timed in another run than the sparse one
+            dense = dense.partition("#")[0] + "#" + tail_commit
         return (1 - share) * step_ratio(speed, spec, commit, seq_len, form) + share * step_ratio(
             speed, dense, commit, seq_len, form
         )

@@ -70,6 +70,13 @@ def test_ratio_points_and_figure(plot, tmp_path):
     tailed = plot.load(speed) + [{k: str(v) for k, v in dense_step.items()}]
     ratio = plot.step_ratio(tailed, "liger-lemo+gc/0.5@32768%0.2", "abc", 16384)
     assert ratio == pytest.approx(0.8 * 0.7 + 0.2 * 0.9)
+    # %TAIL#COMMIT: the keep-1.0 row from another run (here 5.0 s over that run's own liger-exact of 4.0 s)
+    other = [{"config": "liger-lemo+gc", "seq_len": "32768", "median_step_s": "5.0", "commit": "def2",
+              "status": "ok", "keep_ratio": "1.0", "completion": "0.02"},
+             {"config": "liger-exact", "seq_len": "32768", "median_step_s": "4.0", "commit": "def2",
+              "status": "ok", "completion": "0.02"}]  # fmt: skip
+    ratio = plot.step_ratio(plot.load(speed) + other, "liger-lemo+gc/0.5@32768%0.2#def", "abc", 16384)
+    assert ratio == pytest.approx(0.8 * 0.7 + 0.2 * 1.25)
     # the text form takes the plain-text rows' ratio, never the prompt/completion one, nor an unlabelled row
     assert plot.step_ratio(plot.load(speed), "liger-lemo+gc", "abc", 16384, "text") == pytest.approx(0.9)
     with pytest.raises(SystemExit, match="on text rows"):
