@@ -81,6 +81,10 @@ SELECTORS: dict[str, dict] = {
     # so its kept_evidence is 1.0 wherever the evidence fits the budget; run only when named
     "forward: evidence oracle": {ORACLE: True},
 }
+# measured before copy_ngram=3 became SparsityConfig()'s (2026-12-06): each keeps the selection it was measured
+# with, no copy tier unless it names one
+for _fields in SELECTORS.values():
+    _fields.setdefault("copy_ngram", 0)
 DEFAULT_SELECTORS = [name for name, fields in SELECTORS.items() if not fields.get(ORACLE)]
 ALL = "all"  # the family of the pooled evidence rows (--by-family)
 FIELDS = ["selector", "form", "layer", "kept_evidence", "kept_filler", "evidence_blocks", "filler_blocks",

@@ -76,6 +76,11 @@ CONFIGS: dict[str, dict | None] = {
     # oracle-default with tail20's dense last 20% of steps: the upper bound for a default that ends dense
     "oracle-tail20": {EVIDENCE: True, "dense_tail": 0.2},
 }
+# The configs above were measured before copy_ngram=3 became SparsityConfig()'s (2026-12-06), so each keeps the
+# selection it was measured with: no copy tier unless it names one. "default" alone follows SparsityConfig().
+for _name, _fields in CONFIGS.items():
+    if _fields is not None and _name != "default":
+        _fields.setdefault("copy_ngram", 0)
 FORMS = ("sup", "text")
 FIELDS = [
     "config", "form", "seed", "steps", "metric", "family", "eval_len", "value", "n", "train_s", "job_s",

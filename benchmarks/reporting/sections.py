@@ -120,6 +120,31 @@ SECTIONS: list[Section] = [
     ),
     Section(
         "Speed and memory",
+        "Llama-3-8B shape: the copied-n-gram tier's step (2% labelled rows)",
+        "e2e_llama3_8b_copy3.csv",
+        "`liger-default-copy3+gc` is the default with `copy_ngram=3` (the copy tier: `supervision.copy_sources` "
+        "over the batch's token ids each step), beside Liger exact and the default without it, at keep 0.5, in "
+        "one H200 run at ef2a0ab, 2% of each row labelled as prompt/completion data. It became `SparsityConfig()` "
+        "after this run, with the capability suite's `copy3` rows.",
+    ),
+    Section(
+        "Speed and memory",
+        "Llama-3-8B shape: the copied-n-gram tier's step (plain text)",
+        "e2e_llama3_8b_copy3_text.csv",
+        "The same three configs on plain-text rows (every position labelled; the tier is then "
+        "`supervision.repeat_sources`), in the same H200 session right after the run above.",
+    ),
+    Section(
+        "Speed and memory",
+        "Llama-3-8B shape: a dense step of the default on plain text, for `dense_tail`",
+        "e2e_llama3_8b_tail_text.csv",
+        "`liger-default-copy3+gc` at keep 1.0 on plain-text rows: the step `dense_tail` takes there, beside Liger "
+        "exact, in one H200 run at 3887b95. Composed with the sparse step of the run above (0.693x at 32K), a 15% "
+        "tail makes the mean plain-text step 0.85 x 0.693 + 0.15 x 1.019 = 0.742x Liger exact's at 32K and 0.768x "
+        "at 16K; a 20% tail 0.758x and 0.783x.",
+    ),
+    Section(
+        "Speed and memory",
         "Llama-3-8B shape: the default with completion-only labels",
         "e2e_llama3_8b_capability.csv",
         "Rows with a label share supervise only the end of each row, as prompt/completion data does; "
@@ -347,8 +372,14 @@ SECTIONS: list[Section] = [
         "default's equal GPU time (0.705x Liger exact's step at 16K, `e2e_llama3_8b_tail.csv`, first session: 42.3 "
         "steps) and tail20's (0.761x: 45.7 steps). The frontier figure places each config at its steps times that "
         "ratio (keep 0.6 at 0.787x, ca33484; backward elimination at 0.99x, 5690162; `dilate1` at the default's, "
-        "not timed).",
-        ("suite_v7_smollm2_frontier.png", "suite_v7_smollm2.png"),
+        "not timed). A third session (H200, ef2a0ab, 3887b95 and 53d7ff7) added `copy3` (the default with "
+        "`copy_ngram=3`, `SparsityConfig()` since 2026-12-06) in both forms over seeds 0-5, `copy3-tail20` (with a "
+        "dense last 20% of steps) in both forms, `copy3-tail15` in plain text (seeds 0-5 each) and "
+        "`oracle-tail20` (oracle-default with the 20% tail, seeds 0-2). Until 2026-12-06 every config but "
+        "`default` ran without the copy tier, and `suite_jobs` pins that. The figures place the copy configs at "
+        "their own steps: 0.701x at 16K on 2%-labelled rows and 0.722x on plain text (`e2e_llama3_8b_copy3.csv`, "
+        "`e2e_llama3_8b_copy3_text.csv`), a plain-text tail at the dense step of `e2e_llama3_8b_tail_text.csv`.",
+        ("suite_v7_smollm2_frontier.png", "suite_v7_smollm2_text_frontier.png", "suite_v7_smollm2.png"),
     ),
     Section(
         "Quality and capability",
@@ -442,8 +473,8 @@ SECTIONS: list[Section] = [
         "while filler falls to 0.17 (0.31); recall 0.85 (0.51), key-value 0.93 (0.64), multi-key 0.95 (0.80), "
         "multi-value 0.79 (0.50), count 0.48 (0.44), variable tracking 1.00 (1.00). Plain text: every evidence "
         "block 0.66 (0.57), filler 0.31 (0.31); recall 0.63 (0.47), key-value 0.86 (0.64), multi-value 0.79 (0.69), "
-        "count 0.60 (0.53), multi-key 0.86 (0.83), variable tracking 1.00 (0.88). Not yet trained on the GPU suite "
-        "(`suite_jobs` config `copy3`).",
+        "count 0.60 (0.53), multi-key 0.86 (0.83), variable tracking 1.00 (0.88). Trained on the GPU suite as "
+        "config `copy3` (`suite_v7_smollm2.csv`), it became `SparsityConfig()` on 2026-12-06.",
     ),
     Section(
         "Quality and capability",

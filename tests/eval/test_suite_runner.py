@@ -84,9 +84,11 @@ def test_configs_parse_with_steps_and_the_oracle_flag(suite_mod):
     assert suite_mod.parse_config("backward-supervision", 60)[2]["scorer"] == "supervision"
     _, _, forward, evidence = suite_mod.parse_config("oracle-forward", 60)
     # forward elimination, at the keep it was measured at
-    assert evidence and forward == {"random_fraction": 1.0, "keep_ratio": 0.6}
-    # the default's own selector with the evidence tier first: SparsityConfig() and nothing else
-    assert suite_mod.parse_config("oracle-default", 60)[2:] == ({}, True)
+    # (and without the copy tier: measured before it became SparsityConfig()'s)
+    assert evidence and forward == {"random_fraction": 1.0, "keep_ratio": 0.6, "copy_ngram": 0}
+    # the default's selector of its time with the evidence tier first: SparsityConfig() without the copy tier
+    assert suite_mod.parse_config("oracle-default", 60)[2:] == ({"copy_ngram": 0}, True)
+    assert suite_mod.parse_config("copy3", 60)[2] == {"keep_ratio": 0.5, "copy_ngram": 3}
     assert suite_mod.parse_config("base", 60)[1] == 0
     for bad in ("nope", "dense@x", "text:dense"):
         with pytest.raises(SystemExit, match="unknown config"):

@@ -156,12 +156,14 @@ def test_the_default_is_supervision_and_random_fraction_one_skips_scoring(monkey
     it is the default scorer) draws random blocks and never scores; the paper's preset keeps its oracle."""
     cfg = lemo.SparsityConfig()
     assert (cfg.scorer, cfg.random_fraction) == ("supervision", 0.25)
-    assert cfg.describe_selection() == "scorer=supervision + 25% random, labelled blocks first"  # logs, plan
+    assert cfg.copy_ngram == 3  # the copy tier is on by default since 2026-12-06
+    want = "scorer=supervision + 25% random, labelled blocks first, copied 3-gram sources next"
+    assert cfg.describe_selection() == want  # logs, plan
     assert (
-        lemo.SparsityConfig(random_fraction=1.0).describe_selection()
+        lemo.SparsityConfig(random_fraction=1.0, copy_ngram=0).describe_selection()
         == "random blocks, labelled blocks first"
     )
-    assert lemo.SparsityConfig.paper().scorer == "oracle"
+    assert (lemo.SparsityConfig.paper().scorer, lemo.SparsityConfig.paper().copy_ngram) == ("oracle", 0)
     import lemo.sparsity.selection as selection
 
     calls = []
