@@ -66,10 +66,10 @@ class SparsityConfig(DictConfig):
     """How each sparse layer chooses and uses its token blocks (docs/design.md section 1).
 
     The defaults are the measured best setting (docs/capability.md): keep half of the blocks, chosen once per
-    forward, the labelled blocks first, then the blocks later tokens copy 3-grams from (`copy_ngram`), then three
-    quarters of the rest by the attention the labelled positions pay them (`scorer="supervision"`) and a quarter
-    uniformly at random; eliminated tokens skip the sparse
-    layers entirely, the loss covers the kept positions, and the last layer runs only the rows the loss reads.
+    forward, the labelled blocks first, then the blocks later tokens copy 3-grams from (`copy_ngram`; first in
+    plain text), then three quarters of the rest by the attention the labelled positions pay them
+    (`scorer="supervision"`) and a quarter uniformly at random; eliminated tokens skip the sparse layers entirely,
+    the loss covers the kept positions, and the last layer runs only the rows the loss reads.
     `SparsityConfig.paper()` is LeMo's own setting.
     """
 
