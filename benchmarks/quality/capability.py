@@ -62,6 +62,7 @@ FIELDS = [
 ]  # fmt: skip
 BIAS_FIELDS = [
     "selection",
+    "form",
     "keep_ratio",
     "feature",
     "bin",
@@ -71,6 +72,7 @@ BIAS_FIELDS = [
     "seq_len",
     "gpu",
     "commit",
+    "command",
 ]
 
 
@@ -179,13 +181,27 @@ def bias(args, env: dict) -> None:
     model.train()  # elimination runs in training mode; no gradient is taken
     train, _ = austen_split()
     records = training_records("multikey", train, tok, args.seq_len, args.bias_rows, keys_per_row=16, seed=7)
-    selections = {
+    paper = {
         "oracle (preset)": TOKENS,
         "oracle + label priority": {**TOKENS, "label_priority": True},
         "mix 0.5 + label priority": {**TOKENS, "label_priority": True, "random_fraction": 0.5},
         "random + label priority": {**TOKENS, "label_priority": True, "random_fraction": 1.0},
         "oracle per layer (paper)": {"mlp": "dense"},
     }
+    k = args.keep_ratio
+    selections = {
+        name: SparsityConfig.paper(sparse_layers="auto", keep_ratio=k, **fields)
+        for name, fields in paper.items()
+    }
+    # SparsityConfig() with and without its copy tier: a check of the tier on rows it was not built on (suite v7's
+    # recall family was what it was made for; these are `lemo data`'s multi-key rows)
+    selections["default, no copy tier"] = SparsityConfig(keep_ratio=k, copy_ngram=0)
+    selections["default (copy tier)"] = SparsityConfig(keep_ratio=k)
+    if args.selections:
+        unknown = set(args.selections) - set(selections)
+        if unknown:
+            raise SystemExit(f"unknown selections {sorted(unknown)}; choose from {sorted(selections)}")
+        selections = {name: selections[name] for name in args.selections}
     b = 64
     tallies: dict[tuple[str, str, str], list[int]] = {}
     for rec in records:
@@ -195,6 +211,8 @@ def bias(args, env: dict) -> None:
         T = ids.shape[1]
         labels = torch.full_like(ids, -100)
         labels[:, len(enc["input_ids"]) :] = ids[:, len(enc["input_ids"]) :]
+        if args.bias_form == "text":  # the same row as plain text: every position labelled
+            labels = ids.clone()
         nb = -(-T // b)
         region = ["filler"] * nb
         start = 0
@@ -204,8 +222,8 @@ def bias(args, env: dict) -> None:
             start = i + 1
         for blk in range((len(enc["input_ids"]) - 1) // b, nb):  # blocks whose positions predict a label
             region[blk] = "answers"
-        for name, fields in selections.items():
-            apply(model, SparsityConfig.paper(sparse_layers="auto", keep_ratio=args.keep_ratio, **fields))
+        for name, config in selections.items():
+            apply(model, config)
             with torch.no_grad():
                 model(input_ids=ids, labels=labels)
             per_layer = stats(model)
@@ -225,7 +243,7 @@ def bias(args, env: dict) -> None:
         if new:
             w.writeheader()
         for (name, feat, value), (k, n) in sorted(tallies.items()):
-            row = {"selection": name, "keep_ratio": args.keep_ratio, "feature": feat, "bin": value}
+            row = {"selection": name, "form": args.bias_form, "keep_ratio": k, "feature": feat, "bin": value}
             row.update(kept_share=k / n, blocks=n, rows=len(records), seq_len=args.seq_len, **env)
             w.writerow(row)
             print(f"{name:28s} {feat:16s} {value:8s} kept {k / n:.3f} ({n} block-layers)", flush=True)
@@ -248,6 +266,10 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--workers", type=int, default=1)
     ap.add_argument("--bias", action="store_true", help="measure the selections' elimination bias instead")
     ap.add_argument("--bias-rows", type=int, default=8)
+    ap.add_argument(
+        "--bias-form", choices=("sup", "text"), default="sup", help="prompt/completion or plain text"
+    )
+    ap.add_argument("--selections", nargs="+", help="--bias: only these selections (names as in the CSV)")
     ap.add_argument("--work", type=Path, default=Path("runs/capability"))
     ap.add_argument("--out", type=Path, default=Path("benchmarks/results/capability_smollm2.csv"))
     ap.add_argument("--only", help=argparse.SUPPRESS)  # one config, in a worker process
