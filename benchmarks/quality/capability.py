@@ -196,7 +196,8 @@ def bias(args, env: dict) -> None:
     # SparsityConfig() with and without its copy tier: a check of the tier on rows it was not built on (suite v7's
     # recall family was what it was made for; these are `lemo data`'s multi-key rows)
     selections["default, no copy tier"] = SparsityConfig(keep_ratio=k, copy_ngram=0)
-    selections["default (copy tier)"] = SparsityConfig(keep_ratio=k)
+    # in both forms: SparsityConfig() when this ran (de998a3); the plain-text tier is an option since
+    selections["default (copy tier)"] = SparsityConfig(keep_ratio=k, copy_plain_text=True)
     if args.selections:
         unknown = set(args.selections) - set(selections)
         if unknown:
@@ -243,7 +244,13 @@ def bias(args, env: dict) -> None:
         if new:
             w.writeheader()
         for (name, feat, value), (k, n) in sorted(tallies.items()):
-            row = {"selection": name, "form": args.bias_form, "keep_ratio": k, "feature": feat, "bin": value}
+            row = {
+                "selection": name,
+                "form": args.bias_form,
+                "keep_ratio": args.keep_ratio,
+                "feature": feat,
+                "bin": value,
+            }
             row.update(kept_share=k / n, blocks=n, rows=len(records), seq_len=args.seq_len, **env)
             w.writerow(row)
             print(f"{name:28s} {feat:16s} {value:8s} kept {k / n:.3f} ({n} block-layers)", flush=True)

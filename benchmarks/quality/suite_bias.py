@@ -76,6 +76,7 @@ SELECTORS: dict[str, dict] = {
         "scorer": "supervision",
         "random_fraction": 0.25,
         "copy_ngram": 3,
+        "copy_plain_text": True,  # as measured (44c3d6d), before the plain-text tier became an option
     },
     # the default told where the evidence is (suite_jobs' "oracle-default"): it keeps the evidence blocks first,
     # so its kept_evidence is 1.0 wherever the evidence fits the budget; run only when named

@@ -59,13 +59,14 @@ CONFIGS: dict[str, dict | None] = {
     # (SparsityConfig.score_dilation): v7's recall gap (a quote and the passage after it), issue 19
     "dilate1": {"keep_ratio": 0.5, "score_dilation": 1},
     # the default with the context blocks that the labels copy 3-grams from kept after the labelled ones
-    # (SparsityConfig.copy_ngram): a lexical copy-source marker for recall's quote and answer, issue 19
-    "copy3": {"keep_ratio": 0.5, "copy_ngram": 3},
+    # (SparsityConfig.copy_ngram): a lexical copy-source marker for recall's quote and answer, issue 19. Measured
+    # with the plain-text tier on (copy_plain_text, off in SparsityConfig() since), as are the two below
+    "copy3": {"keep_ratio": 0.5, "copy_ngram": 3, "copy_plain_text": True},
     # copy3 with tail20's dense last 20% of steps: whether the copy tier and the tail together reach dense's
     # plain-text perplexity (tail20 alone: 1.0104x on v7)
-    "copy3-tail20": {"keep_ratio": 0.5, "copy_ngram": 3, "dense_tail": 0.2},
+    "copy3-tail20": {"keep_ratio": 0.5, "copy_ngram": 3, "copy_plain_text": True, "dense_tail": 0.2},
     # a shorter tail: copy3-tail20's plain-text step composes to 0.758x Liger exact's at 32K, above 0.75x
-    "copy3-tail15": {"keep_ratio": 0.5, "copy_ngram": 3, "dense_tail": 0.15},
+    "copy3-tail15": {"keep_ratio": 0.5, "copy_ngram": 3, "copy_plain_text": True, "dense_tail": 0.15},
     "oracle": {"elimination": "backward", "random_fraction": 1.0, "keep_ratio": 0.6, EVIDENCE: True},
     # the fast mode's upper bound: forward elimination (the default's) with the evidence blocks kept first
     "oracle-forward": {"random_fraction": 1.0, "keep_ratio": 0.6, EVIDENCE: True},

@@ -88,7 +88,11 @@ def test_configs_parse_with_steps_and_the_oracle_flag(suite_mod):
     assert evidence and forward == {"random_fraction": 1.0, "keep_ratio": 0.6, "copy_ngram": 0}
     # the default's selector of its time with the evidence tier first: SparsityConfig() without the copy tier
     assert suite_mod.parse_config("oracle-default", 60)[2:] == ({"copy_ngram": 0}, True)
-    assert suite_mod.parse_config("copy3", 60)[2] == {"keep_ratio": 0.5, "copy_ngram": 3}
+    assert suite_mod.parse_config("copy3", 60)[2] == {
+        "keep_ratio": 0.5,
+        "copy_ngram": 3,
+        "copy_plain_text": True,
+    }
     assert suite_mod.parse_config("base", 60)[1] == 0
     for bad in ("nope", "dense@x", "text:dense"):
         with pytest.raises(SystemExit, match="unknown config"):

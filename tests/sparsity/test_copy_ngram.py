@@ -75,12 +75,29 @@ def test_the_copied_block_is_kept_within_the_budget(elimination, form):
         lemo.apply(model, lemo.SparsityConfig(**fields, copy_ngram=0))
         missed += block not in _kept(model, ids, labels)
         lemo.remove(model)
-        lemo.apply(model, lemo.SparsityConfig(**fields, copy_ngram=3))
+        lemo.apply(model, lemo.SparsityConfig(**fields, copy_ngram=3, copy_plain_text=form == "text"))
         kept = _kept(model, ids, labels)
         assert block in kept and labelled <= kept, (seed, sorted(kept))
         assert len(kept) == T // B // 2  # within the same budget
         lemo.remove(model)
     assert missed > 0
+
+
+def test_plain_text_has_no_copy_tier_unless_asked():
+    """By default the tier applies to prompt/completion rows only: plain text chooses as with copy_ngram=0."""
+    model = lora(tiny_model("llama", layers=3)).train()
+    fields = {"block_size": B, "keep_ratio": 0.5, "sparse_layers": "all"}
+    ids, labels = _row(0, "text")
+    chosen = []
+    for extra in ({"copy_ngram": 0}, {}, {"copy_plain_text": True}):
+        torch.manual_seed(0)  # the same random draws for each
+        lemo.apply(model, lemo.SparsityConfig(**fields, **extra))
+        chosen.append(_kept(model, ids, labels))
+        lemo.remove(model)
+    assert chosen[0] == chosen[1]
+    assert PLACES["text"][2] in chosen[2]  # asked for, the tier keeps the source
+    with pytest.raises(ValueError, match=r"copy_plain_text=True needs copy_ngram .*--copy-ngram 3"):
+        lemo.SparsityConfig(copy_ngram=0, copy_plain_text=True)
 
 
 def test_repeat_sources_mark_the_earlier_occurrence_of_a_far_repeat():

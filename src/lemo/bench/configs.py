@@ -56,9 +56,10 @@ CONFIGS = {
         PRODUCT,
     ),  # the library's default, whatever it is at this commit
     # the default with the copied n-grams' blocks kept after the labels (SparsityConfig.copy_ngram): its step,
-    # the n-gram matching included (random-token rows match little, so the kept blocks are the default's). Since
-    # copy_ngram=3 became SparsityConfig()'s (2026-12-06) it equals "default+gc"; "default-nocopy+gc" is the one before
-    "default-copy3+gc": ("all", True, True, "tokens", {**PRODUCT, "copy_ngram": 3}),
+    # the n-gram matching included (random-token rows match little, so the kept blocks are the default's), in both
+    # forms. Since copy_ngram=3 became SparsityConfig()'s (2026-12-06, prompt/completion rows only) it equals
+    # "default+gc" on prompt/completion rows; "default-nocopy+gc" is the default before it
+    "default-copy3+gc": ("all", True, True, "tokens", {**PRODUCT, "copy_ngram": 3, "copy_plain_text": True}),
     "default-nocopy+gc": ("all", True, True, "tokens", {**PRODUCT, "copy_ngram": 0}),
     "lemo-random+gc": ("all", True, True, "tokens", DEFAULT),
     "lemo-mix+gc": ("all", True, True, "tokens", {**SHARED, "label_priority": True, "random_fraction": 0.5}),

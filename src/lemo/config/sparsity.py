@@ -66,8 +66,8 @@ class SparsityConfig(DictConfig):
     """How each sparse layer chooses and uses its token blocks (docs/design.md section 1).
 
     The defaults are the measured best setting (docs/capability.md): keep half of the blocks, chosen once per
-    forward, the labelled blocks first, then the blocks later tokens copy 3-grams from (`copy_ngram`; first in
-    plain text), then three quarters of the rest by the attention the labelled positions pay them
+    forward, the labelled blocks first, then the blocks the labels copy 3-grams from (`copy_ngram`), then three
+    quarters of the rest by the attention the labelled positions pay them
     (`scorer="supervision"`) and a quarter uniformly at random; eliminated tokens skip the sparse layers entirely,
     the loss covers the kept positions, and the last layer runs only the rows the loss reads.
     `SparsityConfig.paper()` is LeMo's own setting.
@@ -156,7 +156,14 @@ class SparsityConfig(DictConfig):
     holding an n-gram the labelled positions repeat (a quoted sentence and the words after it, a key, a name); in
     plain text, first, the earlier occurrences of n-grams repeated at least 256 tokens later. Found from the token
     ids alone. On the capability suite it brought recall from 0.05 to dense LoRA's 0.25 and answer-token accuracy
-    to dense's at equal steps, for under 1% more step time (docs/capability.md). 0: off."""
+    to dense's at equal steps, for under 1% more step time (docs/capability.md). The plain-text tier applies only
+    with `copy_plain_text`. 0: off."""
+    copy_plain_text: bool = False
+    """With `copy_ngram`, use the copy tier in plain-text rows too (those with at least half of the positions
+    labelled). Off by default: there the tier keeps the sources but not the later text that copies them, which has
+    no later repeat of its own, so the end of each row is eliminated most (on `lemo data` multi-key rows the last
+    tenth of a row was kept 0.25 of the time against 0.81 without the tier, `selection_bias_copy3_multikey_cpu.csv`),
+    and on the capability suite it tied the selection without it (docs/capability.md)."""
     dense_tail: float = 0.0
     """Share of the last optimizer steps that keep every block, so training ends on the exact model and its full
     loss (random-LTD's schedule grows the kept share to all tokens for the same reason). The loss on the kept
@@ -230,6 +237,11 @@ class SparsityConfig(DictConfig):
             raise ValueError(
                 f"copy_ngram={self.copy_ngram!r} must be 0 (off) or an n-gram length of at least 2 such as 3 "
                 "(--copy-ngram 3): single tokens repeat everywhere."
+            )
+        if self.copy_plain_text and not self.copy_ngram:
+            raise ValueError(
+                "copy_plain_text=True needs copy_ngram (an n-gram length such as 3, --copy-ngram 3): with "
+                "copy_ngram=0 there is no copy tier to use in plain text."
             )
         if not isinstance(self.score_dilation, int) or self.score_dilation < 0:
             raise ValueError(

@@ -62,6 +62,8 @@ def record_label_mask(
         if float(labelled.float().mean()) < 0.5:  # prompt/completion: what the answers copy
             state.copy_mask = copy_sources(input_ids, labelled, n)  # [B, T]
             return
+        if not state.config.copy_plain_text:  # it would drop the rows' ends (SparsityConfig.copy_plain_text)
+            return
         # Plain text: the earlier occurrences of far repeats. Every block is labelled, so the label tier is every
         # block and would hide the copy tier behind it; dropped, the blocks it held are chosen as the rest are.
         state.copy_mask = repeat_sources(input_ids, n)  # [B, T]
