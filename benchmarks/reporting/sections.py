@@ -478,6 +478,19 @@ SECTIONS: list[Section] = [
     ),
     Section(
         "Quality and capability",
+        "Copied n-grams on rows they were not built on: `lemo data` multi-key (CPU, no training)",
+        "selection_bias_copy3_multikey_cpu.csv",
+        "`capability.py --bias` over 8 rows of 8K of `lemo data`'s multi-key task (16 facts \"The secret code of "
+        "NAME is NNNNN.\" in Austen, their questions answered at the row's end), untrained SmolLM2 with YaRN x2, "
+        "keep 0.5, every sparse layer's kept share per region and per tenth of the row: `SparsityConfig()` without "
+        "the copy tier and with it in both forms (`copy_plain_text=True`). The tier was built on suite v7's recall "
+        "family; these rows are a check outside it. In prompt/completion it keeps the facts more often at the same "
+        "filler share. In plain text it keeps the facts more often too, but the question-and-answer blocks at the "
+        "row's end (the text that repeats the facts, with no later repeat of its own) far less, which is why the "
+        "plain-text tier is off by default (`copy_plain_text`).",
+    ),
+    Section(
+        "Quality and capability",
         "Copied n-grams as a score boost, per family (suite v7 rows at 8K, no training)",
         "query_score_ngram_v7_cpu.csv",
         "`query_score_probe.py ngram 3`, the probe before the library knob: the same copied-3-gram blocks ranked "

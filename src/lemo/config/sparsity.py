@@ -162,7 +162,7 @@ class SparsityConfig(DictConfig):
     """With `copy_ngram`, use the copy tier in plain-text rows too (those with at least half of the positions
     labelled). Off by default: there the tier keeps the sources but not the later text that copies them, which has
     no later repeat of its own, so the end of each row is eliminated most (on `lemo data` multi-key rows the last
-    tenth of a row was kept 0.25 of the time against 0.81 without the tier, `selection_bias_copy3_multikey_cpu.csv`),
+    tenth of a row was kept 0.24 of the time against 0.80 without the tier, `selection_bias_copy3_multikey_cpu.csv`),
     and on the capability suite it tied the selection without it (docs/capability.md)."""
     dense_tail: float = 0.0
     """Share of the last optimizer steps that keep every block, so training ends on the exact model and its full
