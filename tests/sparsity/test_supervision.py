@@ -158,7 +158,8 @@ def test_the_default_is_supervision_and_random_fraction_one_skips_scoring(monkey
     assert (cfg.scorer, cfg.random_fraction) == ("supervision", 0.25)
     assert cfg.copy_ngram == 3  # the copy tier is on by default since 2026-12-06
     want = "scorer=supervision + 25% random, labelled blocks first, copied 3-gram sources next"
-    assert cfg.describe_selection() == want  # logs, plan
+    assert cfg.describe_selection() == want + " (prompt/completion rows)"  # logs, plan
+    assert lemo.SparsityConfig(copy_plain_text=True).describe_selection() == want
     assert (
         lemo.SparsityConfig(random_fraction=1.0, copy_ngram=0).describe_selection()
         == "random blocks, labelled blocks first"

@@ -314,7 +314,8 @@ class SparsityConfig(DictConfig):
 
     def describe_selection(self) -> str:
         """How the kept blocks are chosen, in words (for logs and `lemo plan`): the scorer and its share of the
-        free budget, e.g. "scorer=supervision + 25% random, labelled blocks first, copied 3-gram sources next"."""
+        free budget, e.g. "scorer=supervision + 25% random, labelled blocks first, copied 3-gram sources next (prompt/completion
+        rows)"."""
         if self.selection == "threshold":
             how = f"scorer={self.scorer} above {self.threshold} of the best"
         elif self.random_fraction >= 1.0:
@@ -326,7 +327,10 @@ class SparsityConfig(DictConfig):
         if self.scorer == "gradient" and self.random_fraction < 1.0:
             how += ", chosen in each layer's backward"
         how += ", labelled blocks first" if self.label_priority else ""
-        return how + (f", copied {self.copy_ngram}-gram sources next" if self.copy_ngram else "")
+        if self.copy_ngram:
+            how += f", copied {self.copy_ngram}-gram sources next"
+            how += "" if self.copy_plain_text else " (prompt/completion rows)"
+        return how
 
     def resolve_layers(self, num_layers: int) -> list[int]:
         """The sparse layer indices for a model with `num_layers` decoder layers."""
