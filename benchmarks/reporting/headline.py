@@ -235,7 +235,7 @@ HEADLINE: list[tuple[str, Callable[[list[dict[str, str]]], list[Headline]]]] = [
     (
         "suite_v7_smollm2.csv",
         # v7 (v6 with more recall quotes, counts and multi-value keys per row, chosen by the v7 sizing run): `copy3`
-        # is today's default (SparsityConfig() since 2026-12-06); dense@41 is its equal GPU time to within 1.1
+        # is today's default on these rows (SparsityConfig() since 2026-12-06); dense@41 is its equal GPU time to within 1.1
         # steps, short of it (0.701x Liger exact's step at 16K on 2%-labelled rows, e2e_llama3_8b_copy3.csv: 42.1).
         lambda rows: headline_suite(rows, "suite_v7_smollm2.csv", "dense@41", " v7", lemo="copy3"),
     ),

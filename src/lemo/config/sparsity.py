@@ -67,9 +67,9 @@ class SparsityConfig(DictConfig):
 
     The defaults are the measured best setting (docs/capability.md): keep half of the blocks, chosen once per
     forward, the labelled blocks first, then the blocks the labels copy 3-grams from (`copy_ngram`), then three
-    quarters of the rest by the attention the labelled positions pay them
-    (`scorer="supervision"`) and a quarter uniformly at random; eliminated tokens skip the sparse layers entirely,
-    the loss covers the kept positions, and the last layer runs only the rows the loss reads.
+    quarters of the rest by the attention the labelled positions pay them (`scorer="supervision"`) and a quarter
+    uniformly at random; eliminated tokens skip the sparse layers entirely, the loss covers the kept positions,
+    and the last layer runs only the rows the loss reads.
     `SparsityConfig.paper()` is LeMo's own setting.
     """
 
@@ -167,9 +167,10 @@ class SparsityConfig(DictConfig):
     dense_tail: float = 0.0
     """Share of the last optimizer steps that keep every block, so training ends on the exact model and its full
     loss (random-LTD's schedule grows the kept share to all tokens for the same reason). The loss on the kept
-    positions alone leaves plain-text perplexity 1.7% above dense LoRA's at equal steps on the capability suite
-    (docs/capability.md); a dense tail trains the rest: 0.15 brought it to 1.0097x, with a plain-text step of
-    0.742x Liger exact's at 32K on average instead of 0.693x. The tail steps cost a dense step's time, and `lemo plan`
+    positions alone leaves plain-text perplexity 2.0% above dense LoRA's at equal steps on the capability suite
+    (docs/capability.md); a dense tail trains the rest: 0.2 brought it to 1.0104x (0.15 with `copy_plain_text`:
+    1.0097x), with a mean plain-text step of 0.75x Liger exact's at 32K instead of 0.687x (0.742x with 0.15).
+    The tail steps cost a dense step's time, and `lemo plan`
     sizes the GPU memory for them. 0: every step sparse."""
     offload: Offload = "none"
     """Where checkpointed layer inputs wait for backward: "none" (on the GPU) or "cpu" (pinned host memory,
