@@ -198,6 +198,8 @@ def bias(args, env: dict) -> None:
     selections["default, no copy tier"] = SparsityConfig(keep_ratio=k, copy_ngram=0)
     # in both forms: SparsityConfig() when this ran (de998a3); the plain-text tier is an option since
     selections["default (copy tier)"] = SparsityConfig(keep_ratio=k, copy_plain_text=True)
+    # the plain-text tier with the text that repeats each source kept too (copy_repeats)
+    selections["copy tier + repeats"] = SparsityConfig(keep_ratio=k, copy_plain_text=True, copy_repeats=True)
     if args.selections:
         unknown = set(args.selections) - set(selections)
         if unknown:

@@ -78,6 +78,14 @@ SELECTORS: dict[str, dict] = {
         "copy_ngram": 3,
         "copy_plain_text": True,  # as measured (44c3d6d), before the plain-text tier became an option
     },
+    # the copy tier with both ends of each far repeat in plain text (copy_repeats)
+    "forward: supervision + 0.25 random, copy 3 + repeats": {
+        "scorer": "supervision",
+        "random_fraction": 0.25,
+        "copy_ngram": 3,
+        "copy_plain_text": True,
+        "copy_repeats": True,
+    },
     # the default told where the evidence is (suite_jobs' "oracle-default"): it keeps the evidence blocks first,
     # so its kept_evidence is 1.0 wherever the evidence fits the budget; run only when named
     "forward: evidence oracle": {ORACLE: True},

@@ -67,6 +67,16 @@ CONFIGS: dict[str, dict | None] = {
     "copy3-tail20": {"keep_ratio": 0.5, "copy_ngram": 3, "copy_plain_text": True, "dense_tail": 0.2},
     # a shorter tail: copy3-tail20's plain-text step composes to 0.758x Liger exact's at 32K, above 0.75x
     "copy3-tail15": {"keep_ratio": 0.5, "copy_ngram": 3, "copy_plain_text": True, "dense_tail": 0.15},
+    # the plain-text tier keeping both ends of each far repeat (SparsityConfig.copy_repeats): the sources alone
+    # left the rows' ends to chance (selection_bias_copy3_multikey_cpu.csv), issue 19
+    "copy3r": {"keep_ratio": 0.5, "copy_ngram": 3, "copy_plain_text": True, "copy_repeats": True},
+    "copy3r-tail15": {
+        "keep_ratio": 0.5,
+        "copy_ngram": 3,
+        "copy_plain_text": True,
+        "copy_repeats": True,
+        "dense_tail": 0.15,
+    },
     "oracle": {"elimination": "backward", "random_fraction": 1.0, "keep_ratio": 0.6, EVIDENCE: True},
     # the fast mode's upper bound: forward elimination (the default's) with the evidence blocks kept first
     "oracle-forward": {"random_fraction": 1.0, "keep_ratio": 0.6, EVIDENCE: True},

@@ -117,3 +117,36 @@ def test_ngram_ids_are_exact_for_a_large_vocabulary_and_long_ngrams():
     ids = ngram_ids(row, 4, vocab)  # [6]
     assert ids[0] == ids[5] and len(set(ids.tolist())) == 5
     assert ngram_ids(row, 1, vocab).tolist() == row.tolist()
+
+
+def test_repeat_sources_with_copies_mark_both_ends_of_a_far_repeat():
+    ids = torch.randint(0, 200, (1, 400), generator=torch.Generator().manual_seed(0))
+    ids[0, 20:23] = torch.tensor(QUOTE)
+    ids[0, 300:303] = torch.tensor(QUOTE)
+    marked = repeat_sources(ids, 3, copies=True)[0]
+    assert marked[20:23].all() and marked[300:303].all()
+    assert marked.sum() == 6  # random tokens below 200 form no far 3-gram repeat
+    assert not repeat_sources(ids, 3, min_gap=300, copies=True).any()  # too near
+
+
+def test_copy_repeats_keeps_the_copying_block_in_plain_text():
+    """Plain text: the tier keeps the text that repeats a far source, not only the source (the rows' ends)."""
+    model = lora(tiny_model("llama", layers=3)).train()
+    fields = {"block_size": B, "keep_ratio": 0.25, "sparse_layers": "all", "random_fraction": 1.0}
+    source, copy, _ = PLACES["text"]
+    missed = 0
+    for seed in range(8):
+        ids, labels = _row(seed, "text")
+        torch.manual_seed(seed)
+        lemo.apply(model, lemo.SparsityConfig(**fields, copy_plain_text=True))
+        missed += copy // B not in _kept(model, ids, labels)
+        lemo.remove(model)
+        torch.manual_seed(seed)
+        lemo.apply(model, lemo.SparsityConfig(**fields, copy_plain_text=True, copy_repeats=True))
+        kept = _kept(model, ids, labels)
+        assert {source // B, copy // B, (copy + 2) // B} <= kept, (seed, sorted(kept))
+        assert len(kept) == T // B // 4  # within the same budget
+        lemo.remove(model)
+    assert missed > 0  # the sources alone leave the copy to chance
+    with pytest.raises(ValueError, match=r"copy_repeats=True needs copy_plain_text=True .*--copy-plain-text"):
+        lemo.SparsityConfig(copy_repeats=True)

@@ -164,6 +164,10 @@ class SparsityConfig(DictConfig):
     no later repeat of its own, so the end of each row is eliminated most (on `lemo data` multi-key rows the last
     tenth of a row was kept 0.24 of the time against 0.80 without the tier, `selection_bias_copy3_multikey_cpu.csv`),
     and on the capability suite it tied the selection without it (docs/capability.md)."""
+    copy_repeats: bool = False
+    """With `copy_plain_text`, keep the later text that repeats each far source as well as the source (both ends
+    of a long-range copy, the key tokens of LongPPL), so a row's end, which has no later repeat of its own, is not
+    left to the budget the sources leave."""
     dense_tail: float = 0.0
     """Share of the last optimizer steps that keep every block, so training ends on the exact model and its full
     loss (random-LTD's schedule grows the kept share to all tokens for the same reason). The loss on the kept
@@ -243,6 +247,11 @@ class SparsityConfig(DictConfig):
             raise ValueError(
                 "copy_plain_text=True needs copy_ngram (an n-gram length such as 3, --copy-ngram 3): with "
                 "copy_ngram=0 there is no copy tier to use in plain text."
+            )
+        if self.copy_repeats and not self.copy_plain_text:
+            raise ValueError(
+                "copy_repeats=True needs copy_plain_text=True (--copy-plain-text): it widens the plain-text copy "
+                "tier, which is off without it."
             )
         if not isinstance(self.score_dilation, int) or self.score_dilation < 0:
             raise ValueError(
@@ -331,6 +340,7 @@ class SparsityConfig(DictConfig):
         if self.copy_ngram:
             how += f", copied {self.copy_ngram}-gram sources next"
             how += "" if self.copy_plain_text else " (prompt/completion rows)"
+            how += " and their far repeats (plain text)" if self.copy_repeats else ""
         return how
 
     def resolve_layers(self, num_layers: int) -> list[int]:

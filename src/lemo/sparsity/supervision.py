@@ -70,17 +70,26 @@ def repeat_positions(ids: torch.Tensor, min_gap: int = 256, max_repeats: int = 4
     return out
 
 
-def repeat_sources(ids: torch.Tensor, n: int, min_gap: int = 256, max_repeats: int = 4) -> torch.Tensor:
+def repeat_sources(
+    ids: torch.Tensor, n: int, min_gap: int = 256, max_repeats: int = 4, copies: bool = False
+) -> torch.Tensor:
     """[B, T] bool: in plain text, the positions covered by an n-gram that occurs again at least `min_gap` tokens
     later, at most `max_repeats` times in its row: the far context a later passage copies from (the sources of
-    `repeat_positions`' queries). SparsityConfig.copy_ngram's tier for rows where every position is labelled."""
+    `repeat_positions`' queries). SparsityConfig.copy_ngram's tier for rows where every position is labelled.
+    With `copies`, also the later occurrences themselves (at least `min_gap` after the first): the text that
+    copies, whose loss the sources serve (SparsityConfig.copy_repeats)."""
     T = ids.shape[1]
     out = torch.zeros(ids.shape, dtype=torch.bool, device=ids.device)  # [B, T]
     pos = torch.arange(max(T - n + 1, 0), device=ids.device)  # [T-n+1]
     for b, inv, counts in _row_ngrams(ids, n):
         last = torch.full((counts.numel(),), -1, device=ids.device, dtype=torch.long)
         last = last.scatter_reduce(0, inv, pos, reduce="amax")  # [U] last occurrence of each n-gram
-        hit = (last[inv] >= pos + min_gap) & (counts[inv] <= max_repeats)  # [T-n+1] n-gram starts
+        hit = last[inv] >= pos + min_gap  # [T-n+1] n-gram starts repeated far later
+        if copies:
+            first = torch.full((counts.numel(),), T, device=ids.device, dtype=torch.long)
+            first = first.scatter_reduce(0, inv, pos, reduce="amin")  # [U] first occurrence of each n-gram
+            hit |= first[inv] <= pos - min_gap  # [T-n+1] n-gram starts repeating far earlier text
+        hit &= counts[inv] <= max_repeats
         for j in range(n):  # every token of a matched n-gram
             out[b, j : T - n + 1 + j] |= hit
     return out

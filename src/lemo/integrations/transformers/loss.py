@@ -66,7 +66,7 @@ def record_label_mask(
             return
         # Plain text: the earlier occurrences of far repeats. Every block is labelled, so the label tier is every
         # block and would hide the copy tier behind it; dropped, the blocks it held are chosen as the rest are.
-        state.copy_mask = repeat_sources(input_ids, n)  # [B, T]
+        state.copy_mask = repeat_sources(input_ids, n, copies=state.config.copy_repeats)  # [B, T]
         state.label_mask = None
 
 
