@@ -399,6 +399,16 @@ SECTIONS: list[Section] = [
     ),
     Section(
         "Quality and capability",
+        "Sizing suite v7 by steps: dense LoRA for 120 steps (SmolLM2-135M, 16K)",
+        "suite_v7_steps120_smollm2.csv",
+        "Dense LoRA on suite v7, prompt/completion rows, 120 steps of one fresh 16K row each (warm-up 12), its adapter "
+        "after steps 60 and 90 evaluated as `dense@60` and `dense@90` (snapshots, with the 120-step run's warm-up), "
+        "3 seeds, H100, ac5cace ([suite.md](suite.md#v7-with-twice-the-steps-measured-it-sizes-two-families-not-six)). "
+        "Multi-key and recall reach 0.74 and 0.76 exact match at 120 steps; counting, key-value lookup, multi-value "
+        "and variable tracking stay near their 60-step scores.",
+    ),
+    Section(
+        "Quality and capability",
         "Does answer length explain the suite's low families? (CPU)",
         "suite_answer_tokens_cpu.csv",
         "Mean SmolLM2 tokens of each family's held-out answers over 30 drawn contexts "
