@@ -160,6 +160,8 @@ def test_the_default_is_supervision_and_random_fraction_one_skips_scoring(monkey
     want = "scorer=supervision + 25% random, labelled blocks first, copied 3-gram sources next"
     assert cfg.describe_selection() == want + " (prompt/completion rows)"  # logs, plan
     assert lemo.SparsityConfig(copy_plain_text=True).describe_selection() == want
+    both = lemo.SparsityConfig(copy_plain_text=True, copy_repeats=True).describe_selection()
+    assert both == want + " and their far repeats (plain text)"
     assert (
         lemo.SparsityConfig(random_fraction=1.0, copy_ngram=0).describe_selection()
         == "random blocks, labelled blocks first"

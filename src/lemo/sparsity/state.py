@@ -35,7 +35,8 @@ class SparsityState:
         False  # plain text: query_mask holds candidates, the scorer reads those attending farthest
     )
     # [B, T] bool, the positions later tokens copy n-grams from (SparsityConfig.copy_ngram): kept after the
-    # labelled blocks, or first in plain text with copy_plain_text (label_mask is then None); None without them
+    # labelled blocks, or first in plain text with copy_plain_text (label_mask is then None; with copy_repeats the
+    # later occurrences too); None without them
     copy_mask: torch.Tensor | None = None
     # [B, T] bool, positions known to hold what the loss depends on, kept first (set by the caller, e.g. the
     # capability suite's evidence oracle, which knows where the facts are; None in normal training).
