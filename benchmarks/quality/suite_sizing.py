@@ -107,7 +107,7 @@ def choose_knobs(
 ) -> tuple[dict, dict[str, str]]:
     """The suite knobs that size every family: per family, the hardest rung of `ladder` (variants sharing one
     wording, hardest first) where dense LoRA's exact match at `length` lies in [lo, hi]. A family's knobs are
-    those named after it (kv_pairs -> kv); the wording comes from the first rung. A sizing file's "_ladder" list
+    those named after it (kv_pairs -> kv) and its entry of `held_out`; the wording comes from the first rung. A sizing file's "_ladder" list
     replaces `ladder`. Returns (knobs, family -> rung). A rung without results (failed, out of time) is passed
     over."""
     variants = {name: json.loads(suite) for name, suite, _ in sizing_plan(plan)}
@@ -122,6 +122,9 @@ def choose_knobs(
         rungs = [(r, scores[r][family]) for r in ladder if family in scores[r]]
         chosen[family] = _pick(rungs, lo, hi) if rungs else ladder[0]
         knobs.update({k: v for k, v in variants[chosen[family]].items() if k.startswith(family + "_")})
+        held = variants[chosen[family]].get("held_out", {})  # a per-family entry of a shared knob
+        if family in held:
+            knobs.setdefault("held_out", {})[family] = held[family]
     return knobs, chosen
 
 

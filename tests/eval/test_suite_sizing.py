@@ -159,3 +159,23 @@ def test_choose_follows_the_sizing_files_own_ladder(suite_mod, tmp_path):
     assert knobs["preset"] == "v6" and knobs["multivalue_keys"] == plan["C_x4"]["multivalue_keys"]
     assert knobs["recall_quotes"] == plan["B_x2"]["recall_quotes"] and "kv_blocks" not in knobs
     SuiteConfig.from_preset(**knobs)
+
+
+def test_choose_takes_a_familys_own_held_out_entry_from_its_rung(suite_mod, tmp_path):
+    """v8's rungs share the knob `held_out`: each family takes its own entry from the rung chosen for it, so key-value
+    lookup chosen on A (XML held out, v7's) gets no entry even where B, chosen for variable tracking, has one."""
+    a = {"multikey": 0.5, "multivalue": 0.45, "vartrack": 0.5, "kv": 0.45, "recall": 0.5, "count": 0.1}
+    b = {"multikey": 0.5, "multivalue": 0.5, "vartrack": 0.6, "kv": 0.6, "recall": 0.5, "count": 0.2}
+    c = {"multikey": 0.5, "multivalue": 0.7, "vartrack": 0.6, "kv": 0.7, "recall": 0.5, "count": 0.3}
+    for name, values in (("A_hard", a), ("B_mid", b), ("C_easy", c)):
+        _summary(tmp_path / f"{name}_summary.csv", {k: (v, 0.01) for k, v in values.items()})
+    v8 = QUALITY / "suite_sizing_v8.json"
+    knobs, chosen = suite_mod.choose_knobs(tmp_path, v8)
+    assert chosen["kv"] == chosen["vartrack"] == "A_hard" and chosen["count"] == "C_easy"
+    assert knobs["held_out"] == {"vartrack": 5} and knobs["vartrack_hops"] == 1
+    assert knobs["count_adjacent"] is True and knobs["multivalue_adjacent"] is True
+    _summary(tmp_path / "A_hard_summary.csv", {**{k: (v, 0.01) for k, v in a.items()}, "kv": (0.1, 0.01)})
+    knobs, chosen = suite_mod.choose_knobs(tmp_path, v8)
+    assert chosen["kv"] == "B_mid" and knobs["held_out"] == {"vartrack": 5, "kv": 4}
+    cfg = SuiteConfig.from_preset(**knobs)
+    assert cfg.held_out == {"vartrack": 5, "kv": 4} and cfg.count_adjacent

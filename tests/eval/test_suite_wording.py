@@ -47,8 +47,8 @@ def picks(monkeypatch) -> dict[tuple[str, str], set[int]]:
     seen: dict[tuple[str, str], set[int]] = defaultdict(set)
     phrase = fam.phrase
 
-    def recording(table, rng, split, wording):
-        row = phrase(table, rng, split, wording)
+    def recording(table, rng, split, wording, family=""):
+        row = phrase(table, rng, split, wording, family)
         full = [r[:-1] for r in table] if wording.shared_lead else list(table)
         seen[(NAMES[id(table)], split)].add(full.index(row[:-1] if wording.shared_lead else row))
         return row

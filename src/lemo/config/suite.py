@@ -113,6 +113,17 @@ class SuiteConfig(DictConfig):
     answer ("Answer: ... if not the present" + ". The names"), so the answer follows words that match the
     context, as in a plain continuation; 0 (v1-v5): the answer follows "Answer:" alone and the model must find
     the quote's end across the question."""
+    multivalue_adjacent: bool = False
+    """A key's values are stated back to back at one depth, not scattered: after the first value, the next is a
+    few tokens on, so listing them is a copy rather than a second search (v8's easier form)."""
+    count_adjacent: bool = False
+    """A name's mentions are back to back at one depth: counting a run of 1..count_max equal sentences found by
+    the name, rather than mentions scattered over the context (v8's easier form)."""
+    held_out: dict[str, int] = dataclasses.field(default_factory=dict)
+    """family -> the phrasing its eval samples hold out, instead of 3; the family then trains on 3 in that one's
+    place. In v1-v7 variable tracking held out its only value-first wording ("Assign V to A."), where a lookup by
+    the name must copy what came before it: dense LoRA scored 0.31 in the training wording and 0.02 in that one
+    (suite_v3_sizing_smollm2.csv)."""
     held_out_phrasing: bool = True
     """False: eval samples draw their phrasing from the training ones, as training rows do (names and filler
     stay held out). A diagnostic, not a suite: with it, a low score means the model did not learn the skill,
@@ -146,6 +157,15 @@ class SuiteConfig(DictConfig):
             raise ValueError(
                 f"train_phrasings {self.train_phrasings}: each family has 1..{len(TRAIN_PHRASINGS)} training "
                 "phrasings (phrasing 3 is held out)."
+            )
+        bad = {
+            f: p
+            for f, p in self.held_out.items()
+            if f not in FAMILIES or p not in (EVAL_PHRASING, *TRAIN_PHRASINGS)
+        }
+        if bad:
+            raise ValueError(
+                f"held_out {bad}: map a family ({', '.join(FAMILIES)}) to a phrasing 0..{len(TRAIN_PHRASINGS)}."
             )
         self.recall_quote_words = tuple(self.recall_quote_words)  # a list after a JSON round trip
 

@@ -28,14 +28,15 @@ def draw_facts(rng: random.Random, cfg: SuiteConfig, split: Split) -> list[fam.F
     codes, wording = fam.Codes(rng), fam.Wording.of(cfg)
     facts = fam.multikey(rng, take(n["multikey"]), codes, split, wording)
     mv = (cfg.multivalue_values, cfg.multivalue_digits)
-    facts += fam.multivalue(rng, take(n["multivalue"]), codes, *mv, split, wording)
+    facts += fam.multivalue(rng, take(n["multivalue"]), codes, *mv, split, wording, cfg.multivalue_adjacent)
     hops = cfg.vartrack_hops + 1
     variables = sample_variables(rng, n["vartrack"] * hops, split)
     chains = [variables[i * hops : (i + 1) * hops] for i in range(n["vartrack"])]
     facts += fam.vartrack(rng, chains, codes, split, cfg.vartrack_digits, wording)
     kv = (cfg.kv_value_len, cfg.kv_asked, split, cfg.kv_alphabet, wording)
     facts += [fam.kv_block(rng, take(cfg.kv_pairs), codes, *kv) for _ in range(n["kv"])]
-    facts += fam.count(rng, take(n["count"]), cfg.count_max, split, cfg.count_words, wording)
+    count = (cfg.count_max, split, cfg.count_words, wording, cfg.count_adjacent)
+    facts += fam.count(rng, take(n["count"]), *count)
     return facts
 
 

@@ -36,10 +36,16 @@ class Wording:
     shared_lead: bool = False
     held_out_phrasing: bool = True
     recall_echo: int = 0
+    held_out: tuple[tuple[str, int], ...] = ()
+    """(family, phrasing) pairs: the phrasing a family holds out instead of ``EVAL_PHRASING`` (`SuiteConfig.held_out`)."""
 
     @classmethod
     def of(cls, cfg: SuiteConfig) -> Wording:
-        return cls(cfg.train_phrasings, cfg.shared_lead, cfg.held_out_phrasing, cfg.recall_echo)
+        held = tuple(sorted(cfg.held_out.items()))
+        return cls(cfg.train_phrasings, cfg.shared_lead, cfg.held_out_phrasing, cfg.recall_echo, held)
+
+    def eval_phrasing(self, family: str) -> int:
+        return dict(self.held_out).get(family, EVAL_PHRASING)
 
 
 @dataclass
@@ -81,19 +87,35 @@ PHRASINGS: dict[str, tuple[tuple[str, ...], ...]] = {
 MULTIKEY, MULTIVALUE, VARTRACK, KV, RECALL, COUNT = PHRASINGS.values()
 
 
-def pick_phrasing(rng: random.Random, split: str, n_train: int = 3, held_out: bool = True) -> int:
+def train_phrasings(eval_phrasing: int = EVAL_PHRASING) -> tuple[int, ...]:
+    """The training phrasings in the order `train_phrasings` takes them. A family that holds out another
+    phrasing than 3 trains on 3 in that one's place, so the draws (and every other family's rows) are unchanged."""
+    return tuple(EVAL_PHRASING if p == eval_phrasing else p for p in TRAIN_PHRASINGS)
+
+
+def pick_phrasing(
+    rng: random.Random,
+    split: str,
+    n_train: int = 3,
+    held_out: bool = True,
+    eval_phrasing: int = EVAL_PHRASING,
+) -> int:
     """One of the first `n_train` training phrasings drawn at random; for eval, the held-out one (no draw),
     or, with `held_out` False (a diagnostic), a training phrasing drawn as for training.
 
     `rng.choice` of a 3-tuple draws exactly as v1 and v2 drew from (0, 1, 2), so their rows stay the same."""
     if split == "train" or not held_out:
-        return rng.choice(TRAIN_PHRASINGS[:n_train])
-    return EVAL_PHRASING
+        return rng.choice(train_phrasings(eval_phrasing)[:n_train])
+    return eval_phrasing
 
 
-def phrase(table: tuple[tuple[str, ...], ...], rng: random.Random, split: str, wording: Wording) -> tuple:
-    """A phrasing of `table` (pick_phrasing); its last field, the answer lead-in, is "" under shared_lead."""
-    row = table[pick_phrasing(rng, split, wording.train_phrasings, wording.held_out_phrasing)]
+def phrase(
+    table: tuple[tuple[str, ...], ...], rng: random.Random, split: str, wording: Wording, family: str = ""
+) -> tuple:
+    """A phrasing of `table`, `family`'s (pick_phrasing); its last field, the answer lead-in, is "" under
+    shared_lead."""
+    held = wording.eval_phrasing(family)
+    row = table[pick_phrasing(rng, split, wording.train_phrasings, wording.held_out_phrasing, held)]
     return (*row[:-1], "") if wording.shared_lead else row
 
 
@@ -124,26 +146,32 @@ def multikey(
 ) -> list[Fact]:
     facts = []
     for k in names:
-        s, q, lead = phrase(MULTIKEY, rng, split, wording)
+        s, q, lead = phrase(MULTIKEY, rng, split, wording, "multikey")
         v = codes.number()
         question = Question("multikey", _q(q.format(k=k), lead.format(k=k)), f" {v}", [0])
         facts.append(Fact("multikey", [s.format(k=k, v=v)], [rng.random()], [question]))
     return facts
 
 
+def depths(rng: random.Random, n: int, adjacent: bool) -> list[float]:
+    """Where a fact's `n` statements go: sorted random depths, or with `adjacent` one depth for all, so the
+    statements sit back to back in the order given (`lemo.eval.suite.layout` keeps ties in order)."""
+    return [rng.random()] * n if adjacent else sorted(rng.random() for _ in range(n))
+
+
 def multivalue(
     rng: random.Random, names: list[str], codes: Codes, n_values: int, digits: int, split: str,
-    wording: Wording = Wording(),
+    wording: Wording = Wording(), adjacent: bool = False,
 ) -> list[Fact]:  # fmt: skip
     facts = []
     for k in names:
-        s, q, lead = phrase(MULTIVALUE, rng, split, wording)
+        s, q, lead = phrase(MULTIVALUE, rng, split, wording, "multivalue")
         values = [codes.number(digits) for _ in range(n_values)]
-        depths = sorted(rng.random() for _ in range(n_values))  # listed in order of appearance
+        depths_ = depths(rng, n_values, adjacent)  # listed in order of appearance
         question = Question(
             "multivalue", _q(q.format(k=k), lead.format(k=k)), " " + ", ".join(values), list(range(n_values))
         )
-        facts.append(Fact("multivalue", [s.format(k=k, v=v) for v in values], depths, [question]))
+        facts.append(Fact("multivalue", [s.format(k=k, v=v) for v in values], depths_, [question]))
     return facts
 
 
@@ -153,7 +181,7 @@ def vartrack(
 ) -> list[Fact]:  # fmt: skip
     facts = []
     for names in chains:
-        first, copy, q, lead = phrase(VARTRACK, rng, split, wording)
+        first, copy, q, lead = phrase(VARTRACK, rng, split, wording, "vartrack")
         v = codes.number(digits)
         statements = [first.format(a=names[0], v=v)]
         statements += [copy.format(a=a, b=b) for a, b in itertools.pairwise(names)]
@@ -178,7 +206,7 @@ def kv_block(
     wording: Wording = Wording(),
 ) -> Fact:
     """One structured block (a single statement) with `keys`; `n_asked` of them are asked about."""
-    opening, pair, sep, closing, q, lead = phrase(KV, rng, split, wording)
+    opening, pair, sep, closing, q, lead = phrase(KV, rng, split, wording, "kv")
     values = [codes.token(value_len, alphabet) for _ in keys]
     body = sep.join(pair.format(k=k, v=v) for k, v in zip(keys, values, strict=True))
     block = opening.format() + body + closing.format()
@@ -191,15 +219,15 @@ def kv_block(
 
 def count(
     rng: random.Random, names: list[str], count_max: int, split: str, words: bool = False,
-    wording: Wording = Wording(),
+    wording: Wording = Wording(), adjacent: bool = False,
 ) -> list[Fact]:  # fmt: skip
     facts = []
     for k in names:
-        s, q, lead = phrase(COUNT, rng, split, wording)
+        s, q, lead = phrase(COUNT, rng, split, wording, "count")
         c = rng.randint(1, count_max)  # the answer is the number alone: chance is 1 / count_max
         answer = f" {NUMBER_WORDS[c - 1] if words else c}"  # a word is one token, and never a copied digit
         question = Question("count", _q(q.format(k=k), lead.format(k=k)), answer, list(range(c)))
-        facts.append(Fact("count", [s.format(k=k)] * c, sorted(rng.random() for _ in range(c)), [question]))
+        facts.append(Fact("count", [s.format(k=k)] * c, depths(rng, c, adjacent), [question]))
     return facts
 
 
@@ -207,7 +235,7 @@ def recall_question(
     quote: str, answer: str, rng: random.Random, split: str, wording: Wording = Wording()
 ) -> Question:
     """The question about a quoted filler sentence; its evidence is filler, placed by the caller."""
-    q, lead = phrase(RECALL, rng, split, wording)
+    q, lead = phrase(RECALL, rng, split, wording, "recall")
     if wording.recall_echo:
         # The answer line picks the quote up again ("Answer: ... if not the present"): the words before the
         # answer then match the context, so the continuation can be copied as a model continues any repeat. The
