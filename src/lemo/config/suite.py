@@ -3,6 +3,7 @@ knobs choose from (the families, the alphabets of structured values, the words c
 
 from __future__ import annotations
 
+import copy
 import dataclasses
 import string
 from dataclasses import dataclass
@@ -51,7 +52,15 @@ V6 = dict(V5, recall_echo=4)
 # 81fe8bf; `sizing choose` -> benchmarks/results/suite_v7_sizing_chosen.json): 9 counts, 4 multi-value keys and 16
 # recall quotes per row. No rung sized every family; these came closest (count 0.38, recall 0.17 exact match).
 V7 = dict(V6, count_keys=9, multivalue_keys=4, recall_quotes=16)
-PRESETS: dict[str, dict[str, Any]] = {"v1": V1, "v2": {}, "v3": V3, "v4": V4, "v5": V5, "v6": V6, "v7": V7}
+# Suite v8: v7 with easier forms where the v8 sizing run put them (suite_v8_sizing_smollm2.csv, H100, a6b294c;
+# `sizing choose` -> benchmarks/results/suite_v8_sizing_chosen.json): multi-value and counted statements back to
+# back, variable tracking holding out a name-first wording, key-value lookup holding out YAML with 2-digit values.
+V8 = dict(
+    V7, count_adjacent=True, multivalue_adjacent=True, kv_value_len=2, held_out={"kv": 4, "vartrack": 5}
+)
+PRESETS: dict[str, dict[str, Any]] = {
+    "v1": V1, "v2": {}, "v3": V3, "v4": V4, "v5": V5, "v6": V6, "v7": V7, "v8": V8,
+}  # fmt: skip
 
 
 @dataclass
@@ -134,7 +143,8 @@ class SuiteConfig(DictConfig):
         """Preset `preset`'s knobs, overridden by `knobs`."""
         if preset not in PRESETS:
             raise ValueError(f"suite preset {preset!r}: use one of {', '.join(PRESETS)}.")
-        return cls(**{**PRESETS[preset], **knobs, "preset": preset})
+        # a copy: a preset's dict knob (held_out) must not be the config's own, which a caller may change
+        return cls(**{**copy.deepcopy(PRESETS[preset]), **knobs, "preset": preset})
 
     @classmethod
     def v1(cls) -> SuiteConfig:
