@@ -233,38 +233,31 @@ HEADLINE: list[tuple[str, Callable[[list[dict[str, str]]], list[Headline]]]] = [
     ("e2e_llama3_8b_offload.csv", headline_offload),
     ("e2e_llama3_8b_offload_longest.csv", headline_longest),
     (
-        "suite_v7_smollm2.csv",
-        # v7 (v6 with more recall quotes, counts and multi-value keys per row, chosen by the v7 sizing run): `copy3`
-        # is today's default on these rows (SparsityConfig() since 2026-12-06); dense@41 is its equal GPU time to within 1.1
-        # steps, short of it (0.701x Liger exact's step at 16K on 2%-labelled rows, e2e_llama3_8b_copy3.csv: 42.1).
-        lambda rows: headline_suite(rows, "suite_v7_smollm2.csv", "dense@41", " v7", lemo="copy3"),
+        "suite_v8_smollm2.csv",
+        # v8 (v7 with easier forms where the v8 sizing run put them, suite_v8_sizing_chosen.json), one H100 session:
+        # `default` is SparsityConfig() at a6b294c (the copy tier on these rows); dense@42 is its equal GPU time to
+        # within 0.1 step, short of it (0.701x Liger exact's step at 16K on 2%-labelled rows, e2e_llama3_8b_copy3.csv:
+        # 42.1).
+        lambda rows: headline_suite(rows, "suite_v8_smollm2.csv", "dense@42", " v8"),
     ),
     (
-        "suite_v7_smollm2.csv",
+        "suite_v8_smollm2.csv",
         # the same rows at equal steps
+        lambda rows: headline_suite(rows, "suite_v8_smollm2.csv", "dense", " v8", metrics=("exact_match",)),
+    ),
+    (
+        "suite_v8_smollm2.csv",
+        # Plain text at equal GPU time. The copy tier is off in plain text by default (copy_plain_text): 0.723x Liger
+        # exact's plain-text step at 16K (43.4 steps); dense@44 has 0.6 step more, the nearest snapshot on the side
+        # that favours dense.
         lambda rows: headline_suite(
-            rows, "suite_v7_smollm2.csv", "dense", " v7", lemo="copy3", metrics=("exact_match",)
+            rows, "suite_v8_smollm2.csv", "dense@44", " v8", form="text", metrics=("token_accuracy",)
         ),
     ),
     (
-        "suite_v7_smollm2.csv",
-        # Plain text at equal GPU time. The copy tier is off in plain text by default (copy_plain_text), so there
-        # the default is `keep50`: 0.723x Liger exact's plain-text step at 16K (43.4 steps); dense@46 has 2.6 steps
-        # more than that, the nearest snapshot on the side that favours dense.
-        lambda rows: headline_suite(
-            rows,
-            "suite_v7_smollm2.csv",
-            "dense@46",
-            " v7",
-            lemo="keep50",
-            form="text",
-            metrics=("token_accuracy",),
-        ),
-    ),
-    (
-        "suite_v7_smollm2.csv",
+        "suite_v8_smollm2.csv",
         # Plain text against dense at the same steps, where perplexity's target is set (at most 1.01x).
-        lambda rows: headline_suite(rows, "suite_v7_smollm2.csv", "dense", " v7", lemo="keep50", form="text"),
+        lambda rows: headline_suite(rows, "suite_v8_smollm2.csv", "dense", " v8", form="text"),
     ),
 ]
 
@@ -283,11 +276,12 @@ def headline_table() -> str:
     return "\n".join(lines) + (
         f"\n\nMeasured on {gpu}, each ratio within one run. lemo's default is `SparsityConfig()`: the supervision "
         "selector keeping half of the blocks, in prompt/completion rows the blocks the answers copy 3-grams from, "
-        "and the trimmed last layer (`copy3` in the suite's prompt/completion rows, `keep50` in its plain text, "
-        "where the copy tier is off). The speed rows (`default+gc` at keep 0.5) were timed before the copy tier "
+        "and the trimmed last layer (`default` in the suite's rows; in plain text the copy tier is off). The suite "
+        "rows are v8, the current preset; on v7 (6 seeds) the same comparisons agree (docs/capability.md). The "
+        "speed rows (`default+gc` at keep 0.5) were timed before the copy tier "
         "joined the default; with it the step is 0.674x Liger exact's at 32K against 0.669x without "
-        "(`e2e_llama3_8b_copy3.csv`). Equal GPU time takes the nearest dense snapshot: 41 steps for the 42.1 that "
-        "lemo's 60 cost on prompt/completion rows, 46 (more than lemo's) for 43.4 on plain text. A row that names another config is the default's earlier form (keep 0.6), "
+        "(`e2e_llama3_8b_copy3.csv`). Equal GPU time takes the nearest dense snapshot: 42 steps for the 42.1 that "
+        "lemo's 60 cost on prompt/completion rows, 44 (more than lemo's) for 43.4 on plain text. A row that names another config is the default's earlier form (keep 0.6), "
         "where today's was not measured, and the 256K and longest-context rows are the earlier default (random "
         "blocks, last layer whole) on HF's kernels. The speed rows use the Llama-3-8B shape "
         "with random weights, the quality rows SmolLM2-135M extended to 16K. Setup, commands and "

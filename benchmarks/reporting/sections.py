@@ -409,6 +409,46 @@ SECTIONS: list[Section] = [
     ),
     Section(
         "Quality and capability",
+        "Sizing suite v8: easier forms (SmolLM2-135M, 16K)",
+        "suite_v8_sizing_smollm2.csv",
+        "Dense LoRA only, 60 steps, prompt/completion rows, 16K eval, H100, commit a6b294c, 2 seeds a rung, all 6 jobs "
+        "at once; the rungs of `benchmarks/quality/suite_sizing_v8.json` over v7 (config `dense:RUNG`): `A_hard` "
+        "states a multi-value key's values and a counted name's mentions back to back (`multivalue_adjacent`, "
+        "`count_adjacent`) and has variable tracking hold out a name-first wording (`held_out`, one copy per "
+        "chain); `B_mid` makes variable tracking a plain fact and has key-value lookup hold out YAML instead of XML; "
+        "`C_easy` adds 2-digit values and 2 multi-value keys. Variable tracking came into range (B), counting "
+        "moved between chance-level scores on rungs with the same counting knobs, and multi-value and key-value "
+        "lookup stayed low on every rung. `sizing choose` wrote `suite_v8_sizing_chosen.json`, the preset `v8` "
+        "([suite.md](suite.md#v8-easier-forms-measured-it-sizes-variable-tracking-not-the-other-three)).",
+    ),
+    Section(
+        "Quality and capability",
+        "The held-out capability suite v8: lemo against dense LoRA (SmolLM2-135M, 16K)",
+        "suite_v8_smollm2.csv",
+        "Suite v8 (preset `v8`, passed as `suite_v8_sizing_chosen.json` over v7 on the machine of the sizing run), "
+        "same setup, both forms, 3 seeds, one H100 session at a6b294c: the run right after the sizing call, with 12 "
+        "workers, lost four jobs to GPU memory (dense seed 1 and the default's seeds 1-2 in prompt/completion, seed "
+        "1 in plain text), which the next call ran with 4 workers from the same part files. `default` is "
+        "`SparsityConfig()` (the copy tier on prompt/completion rows, off in plain text); `oracle-default` is the "
+        "default with every evidence block kept first; `dense@42` and `dense@44` are dense LoRA's adapter after 42 "
+        "and 44 of its 60 steps: the default's equal GPU time on prompt/completion rows (0.701x Liger exact's step "
+        "at 16K, `e2e_llama3_8b_copy3.csv`: 42.1 steps) and, 0.6 step above it, on plain text (0.723x: 43.4).",
+        ("suite_v8_smollm2_frontier.png", "suite_v8_smollm2_text_frontier.png", "suite_v8_smollm2.png"),
+    ),
+    Section(
+        "Quality and capability",
+        "Suite v8 with yet easier knobs (v8d; SmolLM2-135M, 16K)",
+        "suite_v8d_smollm2.csv",
+        "v8 with one-word recall answers, counts up to 4, 6 multi-value keys and key-value blocks of 3 pairs, all "
+        'asked (`--suite \'{"preset": "v8", "recall_words": 1, "count_max": 4, "multivalue_keys": 6, '
+        '"kv_pairs": 3, "kv_asked": 3}\'`), dense LoRA and the default, prompt/completion rows, 3 seeds, H100, '
+        "a70564b. A negative sizing result: recall, counting and multi-value scored lower than on v8 (recall 0.09 "
+        "against 0.32, counting 0.14, under its chance of 0.25, multi-value 0.07 against 0.18), key-value lookup "
+        "the same (0.07), and multi-key fell with the extra facts (0.26 against 0.45). The default ties dense "
+        "LoRA at equal steps here too.",
+    ),
+    Section(
+        "Quality and capability",
         "Does answer length explain the suite's low families? (CPU)",
         "suite_answer_tokens_cpu.csv",
         "Mean SmolLM2 tokens of each family's held-out answers over 30 drawn contexts "
