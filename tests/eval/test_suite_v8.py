@@ -4,8 +4,11 @@ the knobs off the rows are those of v7."""
 
 from __future__ import annotations
 
+import dataclasses
 import itertools
+import json
 import random
+from pathlib import Path
 
 import pytest
 
@@ -81,3 +84,17 @@ def test_adjacent_knobs_off_keep_v7s_facts():
     assert draw_facts(random.Random(5), v7, "train") == draw_facts(random.Random(5), off, "train")
     on = draw_facts(random.Random(5), SuiteConfig.from_preset("v7", count_adjacent=True), "train")
     assert any(len(set(f.depths)) == 1 < len(f.depths) for f in on if f.family == "count")
+
+
+def test_v8_is_what_the_v8_sizing_run_chose():
+    """The preset v8 names the knobs `sizing choose` wrote after the v8 sizing run (over v7), which the suite v8 run
+    passed as JSON: the same rows as `--suite '{"preset": "v8"}'`."""
+    chosen = json.loads(
+        (Path(__file__).resolve().parents[2] / "benchmarks/results/suite_v8_sizing_chosen.json").read_text()
+    )
+    assert chosen.pop("preset") == "v7"
+    v8 = dataclasses.asdict(SuiteConfig.from_preset("v8"))
+    assert dataclasses.asdict(SuiteConfig.from_preset("v7", **chosen)) == {**v8, "preset": "v7"}
+    a, b = SuiteConfig.from_preset("v8"), SuiteConfig.from_preset("v8")
+    a.held_out["count"] = 0  # a config's dict knob is its own, not the preset's
+    assert b.held_out == {"kv": 4, "vartrack": 5} == SuiteConfig.from_preset("v8").held_out
