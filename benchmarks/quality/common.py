@@ -123,6 +123,39 @@ def provenance(argv: list[str] | None) -> dict[str, str]:
     }
 
 
+# A 16K SmolLM2 suite job peaked at 10.7 GiB of GPU memory (H100, 2026-12-06: the out-of-memory report of the
+# v8 run, where 12 workers did not fit 80 GB; they fit an H200's 141 GB in earlier sessions).
+JOB_GIB_16K = 11.0
+
+
+def job_gib(seq_len: int) -> float:
+    """GPU memory to reserve for one SmolLM2 training job at `seq_len`: the 16K job's measured peak, scaled
+    with the length (activations dominate at these lengths), and never under 3 GiB."""
+    return max(3.0, JOB_GIB_16K * seq_len / 16384)
+
+
+def gpu_worker_cap(workers: int, gib_per_job: float) -> int:
+    """`workers`, lowered to the jobs of `gib_per_job` the GPU's free memory holds, so that no job dies out of
+    memory halfway (the v8 run lost 4 of 30). `nvidia-smi` reads it without a CUDA context in this process; with
+    no NVIDIA GPU, `workers` as given."""
+    try:
+        out = subprocess.run(
+            ["nvidia-smi", "--query-gpu=memory.free", "--format=csv,noheader,nounits"],
+            capture_output=True, text=True, timeout=60, check=True,
+        )  # fmt: skip
+        free_gib = int(out.stdout.split()[0]) / 1024  # the first GPU, the one the workers share
+    except (OSError, subprocess.SubprocessError, ValueError, IndexError):
+        return workers
+    fit = max(1, int(free_gib // gib_per_job))
+    if fit < workers:
+        print(
+            f"workers: {workers} -> {fit}: {free_gib:.0f} GiB free on the GPU holds {fit} jobs of about "
+            f"{gib_per_job:.0f} GiB (--job-gib)",
+            flush=True,
+        )
+    return min(workers, fit)
+
+
 def run_workers(
     jobs: Sequence[str],
     command: Callable[[str], list[str]],

@@ -42,6 +42,8 @@ from pathlib import Path
 import torch
 from common import (  # benchmarks/quality/common.py, beside this script
     adapter_snapshots,
+    gpu_worker_cap,
+    job_gib,
     load_eval_model,
     provenance,
     run_workers,
@@ -244,7 +246,14 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         default="",
         help='SuiteConfig knobs as JSON over a preset (default v2), e.g. \'{"preset": "v1", "multikey_keys": 12}\'',
     )
-    ap.add_argument("--workers", type=int, default=8)
+    ap.add_argument(
+        "--workers", type=int, default=8, help="at most; lowered to what the GPU's free memory holds"
+    )
+    ap.add_argument(
+        "--job-gib",
+        type=float,
+        help="GPU memory one job needs (default: 11 GiB at 16K, scaled with --seq-len)",
+    )
     ap.add_argument(
         "--budget-s", type=float, default=0, help="launch no job that would end after this (0: no limit)"
     )
@@ -282,6 +291,7 @@ def main(argv: list[str] | None = None) -> int:
     covered = set(covered_jobs(plan))
     jobs = [j for j in pending if j not in covered]
     write_data(args)  # before anything touches CUDA: it forks the processes that make the data
+    args.workers = gpu_worker_cap(args.workers, args.job_gib or job_gib(args.seq_len))
     env = provenance(argv)
     clock = Clock(args, t0, plan)
     # A resumed call learns from the jobs earlier calls finished: the prior overestimated the 2026-12-05 jobs

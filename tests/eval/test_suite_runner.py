@@ -358,3 +358,33 @@ def test_snapshot_is_the_adapter_of_a_separate_n_step_run(
     assert {r["steps"] for r in five} == {"5"} and {r["config"] for r in five} == {"dense@5"}
     # The time to step 5 is part of the whole run's training time.
     assert 0 < float(five[0]["train_s"]) <= float(full[0]["train_s"])
+
+
+def test_workers_are_capped_to_the_jobs_the_gpus_free_memory_holds(suite_mod, monkeypatch, capsys):
+    """80 GB free holds 7 jobs of 11 GiB (12 workers lost 4 of 30 jobs to GPU memory on an H100); 141 GB holds
+    12; no nvidia-smi (a CPU machine) leaves the workers as given."""
+    import subprocess
+
+    import common
+
+    def smi(free_mib: str):
+        def run(*_a, **_k):
+            return subprocess.CompletedProcess([], 0, stdout=f"{free_mib}\n", stderr="")
+
+        return run
+
+    monkeypatch.setattr(common.subprocess, "run", smi("81000"))
+    assert common.gpu_worker_cap(12, common.job_gib(16384)) == 7
+    assert "workers: 12 -> 7" in capsys.readouterr().out
+    assert common.gpu_worker_cap(4, common.job_gib(16384)) == 4
+    monkeypatch.setattr(common.subprocess, "run", smi("143000"))
+    assert common.gpu_worker_cap(12, common.job_gib(16384)) == 12
+    monkeypatch.setattr(common.subprocess, "run", smi("2000"))
+    assert common.gpu_worker_cap(8, common.job_gib(16384)) == 1  # never none: the job may still fit
+
+    def missing(*_a, **_k):
+        raise FileNotFoundError("nvidia-smi")
+
+    monkeypatch.setattr(common.subprocess, "run", missing)
+    assert common.gpu_worker_cap(8, 11.0) == 8
+    assert common.job_gib(4096) == 3.0 and common.job_gib(32768) == 22.0
