@@ -153,7 +153,7 @@ def multikey(
     return facts
 
 
-def depths(rng: random.Random, n: int, adjacent: bool) -> list[float]:
+def statement_depths(rng: random.Random, n: int, adjacent: bool) -> list[float]:
     """Where a fact's `n` statements go: sorted random depths, or with `adjacent` one depth for all, so the
     statements sit back to back in the order given (`lemo.eval.suite.layout` keeps ties in order)."""
     return [rng.random()] * n if adjacent else sorted(rng.random() for _ in range(n))
@@ -167,11 +167,11 @@ def multivalue(
     for k in names:
         s, q, lead = phrase(MULTIVALUE, rng, split, wording, "multivalue")
         values = [codes.number(digits) for _ in range(n_values)]
-        depths_ = depths(rng, n_values, adjacent)  # listed in order of appearance
+        depths = statement_depths(rng, n_values, adjacent)  # listed in order of appearance
         question = Question(
             "multivalue", _q(q.format(k=k), lead.format(k=k)), " " + ", ".join(values), list(range(n_values))
         )
-        facts.append(Fact("multivalue", [s.format(k=k, v=v) for v in values], depths_, [question]))
+        facts.append(Fact("multivalue", [s.format(k=k, v=v) for v in values], depths, [question]))
     return facts
 
 
@@ -227,7 +227,7 @@ def count(
         c = rng.randint(1, count_max)  # the answer is the number alone: chance is 1 / count_max
         answer = f" {NUMBER_WORDS[c - 1] if words else c}"  # a word is one token, and never a copied digit
         question = Question("count", _q(q.format(k=k), lead.format(k=k)), answer, list(range(c)))
-        facts.append(Fact("count", [s.format(k=k)] * c, depths(rng, c, adjacent), [question]))
+        facts.append(Fact("count", [s.format(k=k)] * c, statement_depths(rng, c, adjacent), [question]))
     return facts
 
 
