@@ -76,6 +76,12 @@ def _summary(path: Path, values: dict[str, tuple[float, float]], seeds: int = 2)
                 )  # fmt: skip
 
 
+def _rungs(folder: Path, scores: dict[str, dict[str, float]]) -> None:
+    """One summary per rung: dense LoRA's exact match (and token accuracy) per family, SE 0.01."""
+    for name, values in scores.items():
+        _summary(folder / f"{name}_summary.csv", {k: (v, 0.01) for k, v in values.items()})
+
+
 def test_the_table_has_a_line_per_variant_and_a_column_per_family(suite_mod, tmp_path, capsys):
     _summary(tmp_path / "A_v2_summary.csv", {f: (0.8, 0.02) for f in [*FAMILIES, "suite"]})
     _summary(tmp_path / "B_x_summary.csv", {"multikey": (0.5, float("nan"))}, seeds=1)
@@ -103,8 +109,7 @@ def test_choose_takes_per_family_the_hardest_rung_dense_lands_in_range(suite_mod
     d = {"multikey": 0.95, "multivalue": 0.5, "vartrack": 0.1, "kv": 0.1, "recall": 0.6, "count": 0.0}
     e = {"multikey": 0.97, "multivalue": 0.7, "vartrack": 0.2, "kv": 0.55, "recall": 0.8, "count": 0.2}
     f = {"multikey": 0.97, "multivalue": 0.8, "vartrack": 0.3, "kv": 0.8, "recall": 0.9, "count": 0.45}
-    for name, values in (("D_both", d), ("E_easy", e), ("F_easiest", f)):
-        _summary(tmp_path / f"{name}_summary.csv", {k: (v, 0.01) for k, v in values.items()})
+    _rungs(tmp_path, {"D_both": d, "E_easy": e, "F_easiest": f})
     knobs, chosen = suite_mod.choose_knobs(tmp_path, SIZING)
     assert chosen == {"multikey": "D_both", "multivalue": "D_both", "vartrack": "F_easiest", "kv": "E_easy",
                       "recall": "D_both", "count": "F_easiest"}  # fmt: skip
@@ -149,8 +154,7 @@ def test_choose_follows_the_sizing_files_own_ladder(suite_mod, tmp_path):
     c = {"multikey": 0.5, "multivalue": 0.45, "vartrack": 0.1, "kv": 0.95, "recall": 0.2, "count": 0.3}
     b = {"multikey": 0.5, "multivalue": 0.3, "vartrack": 0.05, "kv": 0.6, "recall": 0.42, "count": 0.25}
     a = {"multikey": 0.5, "multivalue": 0.02, "vartrack": 0.04, "kv": 0.3, "recall": 0.03, "count": 0.22}
-    for name, values in (("C_x4", c), ("B_x2", b), ("A_v6", a)):
-        _summary(tmp_path / f"{name}_summary.csv", {k: (v, 0.01) for k, v in values.items()})
+    _rungs(tmp_path, {"C_x4": c, "B_x2": b, "A_v6": a})
     v7 = QUALITY / "suite_sizing_v7.json"
     knobs, chosen = suite_mod.choose_knobs(tmp_path, v7)
     assert chosen == {"multikey": "C_x4", "multivalue": "C_x4", "vartrack": "C_x4", "kv": "B_x2",
@@ -167,14 +171,13 @@ def test_choose_takes_a_familys_own_held_out_entry_from_its_rung(suite_mod, tmp_
     a = {"multikey": 0.5, "multivalue": 0.45, "vartrack": 0.5, "kv": 0.45, "recall": 0.5, "count": 0.1}
     b = {"multikey": 0.5, "multivalue": 0.5, "vartrack": 0.6, "kv": 0.6, "recall": 0.5, "count": 0.2}
     c = {"multikey": 0.5, "multivalue": 0.7, "vartrack": 0.6, "kv": 0.7, "recall": 0.5, "count": 0.3}
-    for name, values in (("A_hard", a), ("B_mid", b), ("C_easy", c)):
-        _summary(tmp_path / f"{name}_summary.csv", {k: (v, 0.01) for k, v in values.items()})
+    _rungs(tmp_path, {"A_hard": a, "B_mid": b, "C_easy": c})
     v8 = QUALITY / "suite_sizing_v8.json"
     knobs, chosen = suite_mod.choose_knobs(tmp_path, v8)
     assert chosen["kv"] == chosen["vartrack"] == "A_hard" and chosen["count"] == "C_easy"
     assert knobs["held_out"] == {"vartrack": 5} and knobs["vartrack_hops"] == 1
     assert knobs["count_adjacent"] is True and knobs["multivalue_adjacent"] is True
-    _summary(tmp_path / "A_hard_summary.csv", {**{k: (v, 0.01) for k, v in a.items()}, "kv": (0.1, 0.01)})
+    _rungs(tmp_path, {"A_hard": {**a, "kv": 0.1}})  # A's key-value now out of range: B's entry comes in
     knobs, chosen = suite_mod.choose_knobs(tmp_path, v8)
     assert chosen["kv"] == "B_mid" and knobs["held_out"] == {"vartrack": 5, "kv": 4}
     cfg = SuiteConfig.from_preset(**knobs)
