@@ -123,14 +123,14 @@ def provenance(argv: list[str] | None) -> dict[str, str]:
     }
 
 
-# A 16K SmolLM2 suite job peaked at 10.7 GiB of GPU memory (H100, 2026-12-06: the out-of-memory report of the
+# A 16K SmolLM2 suite job held up to 10.7 GiB of GPU memory (H100, 2026-12-06: the out-of-memory report of the
 # v8 run, where 12 workers did not fit 80 GB; they fit an H200's 141 GB in earlier sessions).
 JOB_GIB_16K = 11.0
 
 
 def job_gib(seq_len: int) -> float:
     """GPU memory to reserve for one SmolLM2 training job at `seq_len`: the 16K job's measured peak, scaled
-    with the length (activations dominate at these lengths), and never under 3 GiB."""
+    linearly with the length (a guess: only 16K was measured), and never under 3 GiB. `--job-gib` overrides it."""
     return max(3.0, JOB_GIB_16K * seq_len / 16384)
 
 
