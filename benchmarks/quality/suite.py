@@ -89,6 +89,9 @@ from lemo.eval.perplexity import perplexity
 from lemo.train.loop import FinetuneResult
 
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")  # the data is made in forked processes
+# SmolLM2's native context (it runs at 16K through YaRN x2): evidence further back than this from the answer is
+# read through the extension, which distance_rows scores apart.
+FAR_TOKENS = 8192
 
 
 @dataclass
@@ -162,11 +165,25 @@ def evaluate(args, adapter: Path | None) -> list[dict]:
         )
         tok_acc = sum(o.token_accuracy for o in group) / n
         rows.append(dict(metric="token_accuracy", family=family, eval_len=length, value=tok_acc, n=n))
+    rows += distance_rows(samples, res.samples)
     held = torch.tensor(tokenize_documents([austen_split()[1]], tok)[0])
     for n in args.ppl_lengths:
         r = perplexity(model, held, context=n, stride=n, max_windows=args.ppl_windows)
         rows.append(dict(metric="ppl", family="-", eval_len=n, value=r.ppl, n=r.tokens))
     return rows
+
+
+def distance_rows(samples: Sequence, outcomes: Sequence) -> list[dict]:
+    """Exact match per family and length apart for questions whose evidence starts within FAR_TOKENS of the
+    answer ("exact_match_near") and further back ("exact_match_far"): whether a family's misses are distance."""
+    cells = defaultdict(list)
+    for s, o in zip(samples, outcomes, strict=True):
+        far = len(s.prompt_ids) - s.needle_pos > FAR_TOKENS
+        cells[(o.task, o.length, "exact_match_far" if far else "exact_match_near")].append(o.correct)
+    return [
+        dict(metric=metric, family=family, eval_len=length, value=sum(hits) / len(hits), n=len(hits))
+        for (family, length, metric), hits in sorted(cells.items())
+    ]
 
 
 def run_job(args, job: str, env: dict, snapshots: Sequence[str] = ()) -> None:

@@ -79,6 +79,7 @@ def sizing_table(
 # One wording, families from hardest to easiest: the rungs `sizing choose` mixes.
 LADDER = ("D_both", "E_easy", "F_easiest")
 GLOBAL_KNOBS = ("families", "train_phrasings", "shared_lead", "held_out_phrasing")
+FAMILY_MAPS = ("held_out", "depth_band")  # knobs keyed by family: a family takes its own entry from its rung
 
 
 def _dense_exact(path: Path, length: int) -> dict[str, float]:
@@ -107,8 +108,8 @@ def choose_knobs(
 ) -> tuple[dict, dict[str, str]]:
     """The suite knobs that size every family: per family, the hardest rung of `ladder` (variants sharing one
     wording, hardest first) where dense LoRA's exact match at `length` lies in [lo, hi]. A family's knobs are
-    those named after it (kv_pairs -> kv) and its entry of `held_out`; the wording comes from the first rung. A sizing file's "_ladder" list
-    replaces `ladder`. Returns (knobs, family -> rung). A rung without results (failed, out of time) is passed
+    those named after it (kv_pairs -> kv) and its entries of `held_out` and `depth_band`; the wording comes from
+    the first rung. A sizing file's "_ladder" list replaces `ladder`. Returns (knobs, family -> rung). A rung without results (failed, out of time) is passed
     over."""
     variants = {name: json.loads(suite) for name, suite, _ in sizing_plan(plan)}
     ladder = json.loads(plan.read_text()).get("_ladder", ladder)  # a sizing file may name its own rungs
@@ -122,9 +123,10 @@ def choose_knobs(
         rungs = [(r, scores[r][family]) for r in ladder if family in scores[r]]
         chosen[family] = _pick(rungs, lo, hi) if rungs else ladder[0]
         knobs.update({k: v for k, v in variants[chosen[family]].items() if k.startswith(family + "_")})
-        held = variants[chosen[family]].get("held_out", {})  # a per-family entry of a shared knob
-        if family in held:
-            knobs.setdefault("held_out", {})[family] = held[family]
+        for knob in FAMILY_MAPS:  # a per-family entry of a shared knob
+            entries = variants[chosen[family]].get(knob, {})
+            if family in entries:
+                knobs.setdefault(knob, {})[family] = entries[family]
     return knobs, chosen
 
 

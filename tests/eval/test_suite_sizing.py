@@ -182,3 +182,21 @@ def test_choose_takes_a_familys_own_held_out_entry_from_its_rung(suite_mod, tmp_
     assert chosen["kv"] == "B_mid" and knobs["held_out"] == {"vartrack": 5, "kv": 4}
     cfg = SuiteConfig.from_preset(**knobs)
     assert cfg.held_out == {"vartrack": 5, "kv": 4} and cfg.count_adjacent
+
+
+def test_choose_takes_a_familys_own_depth_band_from_its_rung(suite_mod, tmp_path):
+    """v9's rungs share the knob `depth_band`: a family chosen on A (v8, evidence anywhere) gets no band, one
+    chosen on B or C gets its own entry of that rung's."""
+    a = {"multikey": 0.45, "multivalue": 0.2, "vartrack": 0.5, "kv": 0.05, "recall": 0.3, "count": 0.35}
+    b = {"multikey": 0.6, "multivalue": 0.45, "vartrack": 0.6, "kv": 0.2, "recall": 0.5, "count": 0.4}
+    c = {"multikey": 0.7, "multivalue": 0.6, "vartrack": 0.7, "kv": 0.45, "recall": 0.6, "count": 0.5}
+    _rungs(tmp_path, {"A_v8": a, "B_half": b, "C_quarter": c})
+    knobs, chosen = suite_mod.choose_knobs(tmp_path, QUALITY / "suite_sizing_v9.json")
+    assert chosen == {"multikey": "A_v8", "multivalue": "B_half", "vartrack": "A_v8", "kv": "C_quarter",
+                      "recall": "B_half", "count": "B_half"}  # fmt: skip
+    assert knobs == {
+        "preset": "v8",
+        "depth_band": {"multivalue": [0.5, 1], "kv": [0.75, 1], "recall": [0.5, 1], "count": [0.5, 1]},
+    }
+    cfg = SuiteConfig.from_preset(**knobs)
+    assert cfg.depth_band["kv"] == (0.75, 1.0) and "multikey" not in cfg.depth_band

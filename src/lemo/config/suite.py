@@ -63,6 +63,12 @@ PRESETS: dict[str, dict[str, Any]] = {
 }  # fmt: skip
 
 
+def _is_band(band: Any) -> bool:
+    """[lo, hi] with 0 <= lo < hi <= 1."""
+    ok = isinstance(band, list | tuple) and len(band) == 2
+    return ok and all(isinstance(x, int | float) for x in band) and 0.0 <= band[0] < band[1] <= 1.0
+
+
 @dataclass
 class SuiteConfig(DictConfig):
     """Difficulty knobs: what one context holds, and how its questions are worded. The same context serves
@@ -133,6 +139,11 @@ class SuiteConfig(DictConfig):
     place. In v1-v7 variable tracking held out its only value-first wording ("Assign V to A."), where a lookup by
     the name must copy what came before it: dense LoRA scored 0.31 in the training wording and 0.02 in that one
     (suite_v3_sizing_smollm2.csv)."""
+    depth_band: dict[str, tuple[float, float]] = dataclasses.field(default_factory=dict)
+    """family -> (lo, hi): the relative depths of the context where its statements (recall: its quoted
+    sentences) sit, instead of anywhere in [0, 1]. (0.5, 1.0) puts them in the context's second half, so at 16K a
+    question after the context looks back at most about 8K tokens, SmolLM2's native length, rather than up to 16K
+    through YaRN's extension. The other families' draws are unchanged (the depths are rescaled, not redrawn)."""
     held_out_phrasing: bool = True
     """False: eval samples draw their phrasing from the training ones, as training rows do (names and filler
     stay held out). A diagnostic, not a suite: with it, a low score means the model did not learn the skill,
@@ -177,6 +188,14 @@ class SuiteConfig(DictConfig):
             raise ValueError(
                 f"held_out {bad}: map a family ({', '.join(FAMILIES)}) to a phrasing 0..{len(TRAIN_PHRASINGS)}."
             )
+        bad_band = {f: b for f, b in self.depth_band.items() if f not in FAMILIES or not _is_band(b)}
+        if bad_band:
+            raise ValueError(
+                f"depth_band {bad_band}: map a family ({', '.join(FAMILIES)}) to [lo, hi] with 0 <= lo < hi <= 1."
+            )
+        self.depth_band = {
+            f: (float(b[0]), float(b[1])) for f, b in self.depth_band.items()
+        }  # lists after JSON
         self.recall_quote_words = tuple(self.recall_quote_words)  # a list after a JSON round trip
 
     def n_facts(self, family: str) -> int:

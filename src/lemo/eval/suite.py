@@ -37,6 +37,10 @@ def draw_facts(rng: random.Random, cfg: SuiteConfig, split: Split) -> list[fam.F
     facts += [fam.kv_block(rng, take(cfg.kv_pairs), codes, *kv) for _ in range(n["kv"])]
     count = (cfg.count_max, split, cfg.count_words, wording, cfg.count_adjacent)
     facts += fam.count(rng, take(n["count"]), *count)
+    for f in facts:  # rescaled after every draw, so a band moves no other family's facts
+        if f.family in cfg.depth_band:
+            lo, hi = cfg.depth_band[f.family]
+            f.depths = [lo + d * (hi - lo) for d in f.depths]
     return facts
 
 
@@ -85,6 +89,9 @@ def _recall_sites(
     # shuffle, so a window a few tokens longer or shorter (fitting a row to its length) keeps its sites.
     salt = rng.getrandbits(32)
     order = sorted(range(1, len(sentences) - 2), key=lambda k: hash((salt, sentences[k])))
+    if "recall" in cfg.depth_band:  # only quotes that start inside the band (the salt is drawn either way)
+        first, last = (x * len(window) for x in cfg.depth_band["recall"])
+        order = [k for k in order if first <= sentences[k] <= last]
     sites, spans, taken = [], [], []
     for k in order:
         a, b = sentences[k], sentences[k + 1]

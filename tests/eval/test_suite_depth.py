@@ -1,0 +1,102 @@
+"""SuiteConfig.depth_band: a family's evidence sits in a band of the context's depths (the v9 sizing rungs), the
+other families' draws stay as they were, v8's rows are what they were before the knob, and the runner scores
+near and far questions apart."""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import random
+from types import SimpleNamespace
+
+import pytest
+
+from lemo.config import SuiteConfig
+from lemo.eval.suite import draw_facts, layout
+from lemo.eval.suite_rows import eval_samples, training_rows
+
+# v8's rows and eval samples (as in test_suite_v8), made with the code of commit 0362d9a, before depth_band existed.
+V8_DIGESTS = ("bd65b16e318a7589", "b4a0039c3632621a")
+
+
+def _digest(obj) -> str:
+    return hashlib.sha256(json.dumps(obj, sort_keys=True).encode()).hexdigest()[:16]
+
+
+def test_v8_rows_and_samples_are_what_they_were_before_the_band(austen_dir, held_text, tok):
+    train_text = (austen_dir / "prideprejudice.txt").read_text(encoding="utf-8")[:120_000]
+    cfg = SuiteConfig.from_preset("v8")
+    rows = training_rows([train_text], tok, 4096, 2, seed=0, cfg=cfg)
+    samples = eval_samples(held_text, tok, [2048], 1, cfg=cfg)
+    assert (_digest(rows), _digest([dataclasses.asdict(s) for s in samples])) == V8_DIGESTS
+
+
+def test_a_band_rescales_its_familys_depths_and_moves_no_other():
+    plain = draw_facts(random.Random(7), SuiteConfig.from_preset("v8"), "train")
+    banded = draw_facts(random.Random(7), SuiteConfig.from_preset("v8", depth_band={"kv": [0.5, 1]}), "train")
+    for a, b in zip(plain, banded, strict=True):
+        assert a.statements == b.statements
+        if a.family == "kv":
+            assert b.depths == [0.5 + d / 2 for d in a.depths] and all(0.5 <= d <= 1 for d in b.depths)
+        else:
+            assert a.depths == b.depths
+
+
+def test_banded_statements_sit_in_the_band_of_the_context(filler, tok):
+    cfg = SuiteConfig.from_preset("v8", depth_band={"multivalue": [0.75, 1], "kv": [0.75, 1]})
+    facts = draw_facts(random.Random(3), cfg, "eval")
+    n = 6000
+    lay = layout(filler, tok, 0, n, facts, 0, random.Random(1), cfg)
+    total, first = len(lay.ids), 0
+    for f in facts:
+        groups = range(first, first + len(f.statements))
+        first += len(f.statements)
+        if f.family in cfg.depth_band:
+            # a statement goes to the sentence start nearest its depth: a sentence or two of slack
+            assert all(lay.groups[g][0][0] >= 0.75 * n - 200 for g in groups), f.family
+            assert all(lay.groups[g][0][1] <= total for g in groups)
+
+
+def test_banded_recall_quotes_start_in_the_band(held_text, tok):
+    cfg = SuiteConfig.from_preset("v8", depth_band={"recall": [0.5, 1]}, families=("recall",))
+    samples = eval_samples(held_text, tok, [4096], 4, cfg=cfg)
+    assert all(s.actual_depth >= 0.45 for s in samples), [s.actual_depth for s in samples]
+    free = eval_samples(held_text, tok, [4096], 4, cfg=SuiteConfig.from_preset("v8", families=("recall",)))
+    assert any(s.actual_depth < 0.45 for s in free)  # without the band, quotes anywhere
+
+
+@pytest.mark.parametrize("band", [{"kv": [1, 0.5]}, {"kvv": [0, 1]}, {"kv": 0.5}, {"kv": ["a", 1]}])
+def test_a_bad_band_is_refused_with_the_fix(band):
+    with pytest.raises(ValueError, match=r"depth_band .* 0 <= lo < hi <= 1"):
+        SuiteConfig(depth_band=band)
+
+
+def test_distance_rows_score_near_and_far_questions_apart(suite_mod):
+    far = suite_mod.FAR_TOKENS
+    sample = lambda length, pos: SimpleNamespace(prompt_ids=[0] * length, needle_pos=pos)
+    outcome = lambda task, ok: SimpleNamespace(task=task, length=16384, correct=ok)
+    samples = [sample(16000, 100), sample(16000, 15000), sample(16000, 15500), sample(16000, 16000 - far)]
+    outcomes = [outcome("kv", True), outcome("kv", True), outcome("kv", False), outcome("count", True)]
+    rows = {
+        (r["family"], r["metric"]): (r["value"], r["n"]) for r in suite_mod.distance_rows(samples, outcomes)
+    }
+    assert rows == {
+        ("kv", "exact_match_far"): (1.0, 1),
+        ("kv", "exact_match_near"): (0.5, 2),
+        ("count", "exact_match_near"): (1.0, 1),  # exactly FAR_TOKENS back is near
+    }
+
+
+def test_the_v9_rungs_band_every_family_deeper_each_rung(suite_mod):
+    from pathlib import Path
+
+    plan = suite_mod.sizing_plan(Path(suite_mod.__file__).parent / "suite_sizing_v9.json")
+    assert [name for name, _, _ in plan] == ["A_v8", "B_half", "C_quarter"]
+    assert sum(len(seeds) for _, _, seeds in plan) == 6  # one H100 holds 6 jobs at 16K
+    a, b, c = (suite_mod.suite_config(SimpleNamespace(suite=suite)) for _, suite, _ in plan)
+    assert a == SuiteConfig.from_preset("v8")
+    assert set(b.depth_band) == set(c.depth_band) == set(a.families)
+    assert {band for band in b.depth_band.values()} == {(0.5, 1.0)}
+    assert {band for band in c.depth_band.values()} == {(0.75, 1.0)}
+    assert dataclasses.replace(b, depth_band={}) == a == dataclasses.replace(c, depth_band={})
