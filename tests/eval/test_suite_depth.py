@@ -100,3 +100,17 @@ def test_the_v9_rungs_band_every_family_deeper_each_rung(suite_mod):
     assert {band for band in b.depth_band.values()} == {(0.5, 1.0)}
     assert {band for band in c.depth_band.values()} == {(0.75, 1.0)}
     assert dataclasses.replace(b, depth_band={}) == a == dataclasses.replace(c, depth_band={})
+
+
+def test_v9_is_what_the_v9_sizing_run_chose():
+    """The preset v9 names the knobs `sizing choose` wrote after the v9 sizing run (over v8), which the suite v9 run
+    passed as JSON: the same rows as `--suite '{"preset": "v9"}'`."""
+    from pathlib import Path
+
+    chosen = json.loads(
+        (Path(__file__).resolve().parents[2] / "benchmarks/results/suite_v9_sizing_chosen.json").read_text()
+    )
+    assert chosen.pop("preset") == "v8"
+    v9 = dataclasses.asdict(SuiteConfig.from_preset("v9"))
+    assert dataclasses.asdict(SuiteConfig.from_preset("v8", **chosen)) == {**v9, "preset": "v8"}
+    assert set(SuiteConfig.from_preset("v9").depth_band) == {"count", "kv", "recall"}

@@ -58,8 +58,14 @@ V7 = dict(V6, count_keys=9, multivalue_keys=4, recall_quotes=16)
 V8 = dict(
     V7, count_adjacent=True, multivalue_adjacent=True, kv_value_len=2, held_out={"kv": 4, "vartrack": 5}
 )
+# Suite v9: v8 with counting and recall stated in the context's second half and key-value lookup in its last
+# quarter, where the v9 sizing run put them (suite_v9_sizing_smollm2.csv, H100, 5a76af8; `sizing choose` ->
+# benchmarks/results/suite_v9_sizing_chosen.json). On v8's rows dense LoRA answered multi-key, variable tracking
+# and recall about half as often when the evidence was over 8K tokens back (SmolLM2's native length) as when it
+# was nearer; multi-key and variable tracking stay anywhere, the suite's far-context test.
+V9 = dict(V8, depth_band={"count": (0.5, 1.0), "kv": (0.75, 1.0), "recall": (0.5, 1.0)})
 PRESETS: dict[str, dict[str, Any]] = {
-    "v1": V1, "v2": {}, "v3": V3, "v4": V4, "v5": V5, "v6": V6, "v7": V7, "v8": V8,
+    "v1": V1, "v2": {}, "v3": V3, "v4": V4, "v5": V5, "v6": V6, "v7": V7, "v8": V8, "v9": V9,
 }  # fmt: skip
 
 
