@@ -449,6 +449,32 @@ SECTIONS: list[Section] = [
     ),
     Section(
         "Quality and capability",
+        "Sizing suite v9: where the evidence sits (SmolLM2-135M, 16K)",
+        "suite_v9_sizing_smollm2.csv",
+        "Dense LoRA only, 60 steps, prompt/completion rows, 16K eval with 48 questions a family, H100, commit "
+        "5a76af8, 2 seeds a rung, all 6 jobs at once; the rungs of `benchmarks/quality/suite_sizing_v9.json` over v8 "
+        "(config `dense:RUNG`): `A_v8` is v8, `B_half` puts every family's evidence at depths [0.5, 1] of the "
+        "context (`depth_band`), `C_quarter` at [0.75, 1]. The rows `exact_match_near` and `exact_match_far` score "
+        "apart the questions whose evidence starts within 8192 tokens of the answer and those further back. On A, "
+        "multi-key, variable tracking and recall answer about twice as often near as far; multi-value and key-value "
+        "lookup are as low near as far and no band lifted them. `sizing choose` wrote `suite_v9_sizing_chosen.json`, "
+        "the preset `v9` "
+        "([suite.md](suite.md#v9-where-the-evidence-sits-measured-it-sizes-counting-and-brings-recall-to-the-edge)).",
+    ),
+    Section(
+        "Quality and capability",
+        "The held-out capability suite v9: lemo against dense LoRA (SmolLM2-135M, 16K)",
+        "suite_v9_smollm2.csv",
+        "Suite v9 (preset `v9`, passed as `suite_v9_sizing_chosen.json` over v8 on the machine of the sizing run), "
+        "same setup, both forms, 3 seeds, one H100 session at 5a76af8, 6 workers, right after the sizing call. "
+        "`default` is `SparsityConfig()` (the copy tier on prompt/completion rows, off in plain text); "
+        "`oracle-default` is the default with every evidence block kept first; `dense@42` and `dense@44` are dense "
+        "LoRA's adapter after 42 and 44 of its 60 steps, the default's equal GPU time as on v8 (0.701x and 0.723x "
+        "Liger exact's step at 16K). Each job also writes `exact_match_near` and `exact_match_far` per family.",
+        ("suite_v9_smollm2_frontier.png", "suite_v9_smollm2_text_frontier.png", "suite_v9_smollm2.png"),
+    ),
+    Section(
+        "Quality and capability",
         "Does answer length explain the suite's low families? (CPU)",
         "suite_answer_tokens_cpu.csv",
         "Mean SmolLM2 tokens of each family's held-out answers over 30 drawn contexts "
