@@ -114,3 +114,14 @@ def test_v9_is_what_the_v9_sizing_run_chose():
     v9 = dataclasses.asdict(SuiteConfig.from_preset("v9"))
     assert dataclasses.asdict(SuiteConfig.from_preset("v8", **chosen)) == {**v9, "preset": "v8"}
     assert set(SuiteConfig.from_preset("v9").depth_band) == {"count", "kv", "recall"}
+
+
+def test_the_v10_rungs_differ_from_v9_only_in_the_format_key_value_holds_out(suite_mod):
+    from pathlib import Path
+
+    plan = suite_mod.sizing_plan(Path(suite_mod.__file__).parent / "suite_sizing_v10.json")
+    assert sum(len(seeds) for _, _, seeds in plan) == 6
+    v9 = SuiteConfig.from_preset("v9")
+    configs = [suite_mod.suite_config(SimpleNamespace(suite=suite)) for _, suite, _ in plan]
+    assert [c.held_out["kv"] for c in configs] == [1, 5, 6]
+    assert all(dataclasses.replace(c, held_out=v9.held_out) == v9 for c in configs)
