@@ -1,13 +1,15 @@
 #!/usr/bin/env bash
 # The GPU runs of issue 9 (capability), one section per device call (each must finish within 10 minutes).
-#   bash benchmarks/device/gpu_capability.sh stage     # first half of the SmolLM2 GGUF (.stage/a) to /root/stage
-#   bash benchmarks/device/gpu_capability.sh quality   # second half (.stage/b), Austen (.stage/austen.tgz): capability
+#   bash benchmarks/device/gpu_capability.sh stage     # the carried thirds of the SmolLM2 GGUF (.stage/a, then
+#                                                      # .stage/b in the next call) to /root/stage
+#   bash benchmarks/device/gpu_capability.sh quality   # last third (.stage/c), Austen (.stage/austen.tgz): capability
 #   bash benchmarks/device/gpu_capability.sh speed     # Llama-3-8B step time of the selections against exact
 #   bash benchmarks/device/gpu_capability.sh suite     # after `stage`: the capability suite (docs/suite.md), resumable:
 #                                                      # carry .stage/suite_parts.tar from the last call's $OUT
 #   bash benchmarks/device/gpu_capability.sh sizing    # after `stage`: dense LoRA on every variant of
 #                                                      # benchmarks/quality/suite_sizing.json, all at once
-# Needs LEMO_COMMIT and OUT. The 94 MiB GGUF is above what one call carries, hence the two halves.
+# Needs LEMO_COMMIT and OUT. The 94 MiB GGUF is above what one call carries, hence the thirds, one a call (each
+# within 30 s of the last, while the machine is warm), the call with .stage/c starting the work.
 # LEMO_LOCAL=1 runs a section on a machine that already has the model and Austen (the lemo cache): no wheel, no
 # staging; with small SEQ_LEN, STEPS, EVAL_LENGTHS and QUESTIONS, `sizing` runs end to end on a CPU.
 set -euo pipefail
@@ -23,18 +25,19 @@ export PYTHONPATH=src:/tmp/site${PYTHONPATH:+:$PYTHONPATH} PYTHONUNBUFFERED=1 PY
 mkdir -p "$OUT"
 CONFIGS=${CONFIGS:-base dense dense@36 dense@42 dense@48 dense@54 preset prio-oracle prio-mix prio-random random \
 longlora text:dense text:dense@48 text:preset text:random}
-assemble() {  # the GGUF from its halves (part00 staged by `stage`, part01 carried), and Austen, once per machine
+assemble() {  # the GGUF from its thirds (part00, part01 staged by `stage`, part02 carried), and Austen, once a machine
     if [ -n "${LEMO_LOCAL:-}" ]; then return; fi
     if [ ! -f "$LEMO_SMOLLM2_GGUF" ]; then
-        cat "$S/part00" .stage/b/part01 > "$LEMO_SMOLLM2_GGUF"
-        # packed (.stage/austen.tgz) where the folder would not fit the call beside .stage/b
+        cat "$S/part00" "$S/part01" .stage/c/part02 > "$LEMO_SMOLLM2_GGUF"
+        # packed (.stage/austen.tgz): the folder is 4 MB, the archive 1.5
         if [ -f .stage/austen.tgz ]; then tar -xzf .stage/austen.tgz -C "$S"; else cp -r .stage/austen "$S/austen"; fi
     fi
     echo "b179c9523d0e6a0f98a330c7562b682750a6f8c8c15e5bc70ea373728110db53  $LEMO_SMOLLM2_GGUF" | sha256sum -c
 }
 case "${1:?section}" in
 stage)
-    cp .stage/a/part00 "$S/"
+    cp .stage/[ab]/part0[01] "$S/"  # whichever third this call carries
+    ls -l "$S"
     ;;
 quality)
     assemble
