@@ -199,9 +199,8 @@ class SuiteConfig(DictConfig):
             raise ValueError(
                 f"depth_band {bad_band}: map a family ({', '.join(FAMILIES)}) to [lo, hi] with 0 <= lo < hi <= 1."
             )
-        self.depth_band = {
-            f: (float(b[0]), float(b[1])) for f, b in self.depth_band.items()
-        }  # lists after JSON
+        # tuples of floats, as a preset writes them; JSON hands over lists
+        self.depth_band = {f: (float(b[0]), float(b[1])) for f, b in self.depth_band.items()}
         self.recall_quote_words = tuple(self.recall_quote_words)  # a list after a JSON round trip
 
     def n_facts(self, family: str) -> int:
