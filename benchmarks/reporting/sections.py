@@ -471,7 +471,12 @@ SECTIONS: list[Section] = [
         "`oracle-default` is the default with every evidence block kept first; `dense@42` and `dense@44` are dense "
         "LoRA's adapter after 42 and 44 of its 60 steps, the default's equal GPU time as on v8 (0.701x and 0.723x "
         "Liger exact's step at 16K). Each job also writes `exact_match_near` and `exact_match_far` per family.",
-        ("suite_v9_smollm2_frontier.png", "suite_v9_smollm2_text_frontier.png", "suite_v9_smollm2.png"),
+        (
+            "suite_v9_smollm2_frontier.png",
+            "suite_v9_smollm2_text_frontier.png",
+            "suite_v9_smollm2.png",
+            "suite_distance_v9.png",
+        ),
     ),
     Section(
         "Quality and capability",
