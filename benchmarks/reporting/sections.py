@@ -556,7 +556,7 @@ SECTIONS: list[Section] = [
         "in its last quarter; untrained SmolLM2, CPU, keep 0.5, commit aaa2ebd). With the copy tier the default keeps "
         "0.86 of the evidence against 0.18 of the filler (v8: 0.78 against 0.19): variable tracking 1.00, recall "
         "0.99, multi-key 0.95, multi-value 0.93, key-value 0.87 and counting 0.61 (v8: 0.69 and 0.46; the banded "
-        "evidence sits nearer the labelled answers, which the selector's attention scores favour).",
+        "evidence sits nearer the labelled answers).",
     ),
     Section(
         "Quality and capability",
