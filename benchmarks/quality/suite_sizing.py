@@ -160,7 +160,20 @@ def sizing_main(argv: list[str]) -> int:
     else:
         names = sorted(p.name.removesuffix("_summary.csv") for p in args.results.glob("*_summary.csv"))
     summaries = {n: args.results / f"{n}_summary.csv" for n in names}
+    # near and far evidence apart (suite.py's distance_rows) where the runs wrote them: since v9's sizing
+    metrics = ["exact_match", "token_accuracy"] + [m for m in DISTANCE_METRICS if _written(summaries, m)]
     for length in args.lengths:
-        for metric in ("exact_match", "token_accuracy"):
+        for metric in metrics:
             print(sizing_table(summaries, length, metric), end="\n\n")
     return 0
+
+
+DISTANCE_METRICS = ("exact_match_near", "exact_match_far")
+
+
+def _written(summaries: Mapping[str, Path], metric: str) -> bool:
+    """Whether any of the summaries holds a row of `metric`."""
+    for path in summaries.values():
+        if path.exists() and any(r["metric"] == metric for r in csv.DictReader(path.open())):
+            return True
+    return False

@@ -200,3 +200,19 @@ def test_choose_takes_a_familys_own_depth_band_from_its_rung(suite_mod, tmp_path
     }
     cfg = SuiteConfig.from_preset(**knobs)
     assert cfg.depth_band["kv"] == (0.75, 1.0) and "multikey" not in cfg.depth_band
+
+
+def test_the_table_adds_near_and_far_evidence_where_the_runs_wrote_them(suite_mod, tmp_path, capsys):
+    _summary(tmp_path / "A_v8_summary.csv", {f: (0.5, 0.02) for f in FAMILIES})
+    assert suite_mod.sizing_main(["table", str(tmp_path)]) == 0
+    assert "exact_match_near" not in capsys.readouterr().out  # runs before v9 wrote none
+    with (tmp_path / "A_v8_summary.csv").open("a", newline="") as fh:
+        csv.DictWriter(fh, fieldnames=SUMMARY_FIELDS).writerow(
+            dict(config="dense", form="sup", metric="exact_match_far", family="kv", eval_len=16384, mean=0.1,
+                 se=0.05, seeds=2)
+        )  # fmt: skip
+    assert suite_mod.sizing_main(["table", str(tmp_path)]) == 0
+    out = capsys.readouterr().out
+    assert "exact_match_far @ 16384" in out and "exact_match_near" not in out  # each where it was written
+    far = out.split("exact_match_far @ 16384")[1].splitlines()
+    assert far[2].split()[:6] == ["A_v8", "2", "-", "-", "-", "0.10±.05"]  # kv is the fourth family
