@@ -74,3 +74,44 @@ def load_script(path):
         yield module
     finally:
         sys.path.remove(str(path.parent))
+
+
+def suite_digests(preset: str, train_text: str, held_text: str, tok) -> tuple[str, str]:
+    """sha256 (first 16 hex digits) of `preset`'s training rows (2 of 4K, seed 0) and eval samples (one per
+    family at 2K): pinned in a test before a new knob lands, so the knob, off, provably leaves the preset's rows."""
+    import dataclasses
+    import hashlib
+    import json
+
+    from lemo.config import SuiteConfig
+    from lemo.eval.suite_rows import eval_samples, training_rows
+
+    def digest(obj) -> str:
+        return hashlib.sha256(json.dumps(obj, sort_keys=True).encode()).hexdigest()[:16]
+
+    cfg = SuiteConfig.from_preset(preset)
+    rows = training_rows([train_text], tok, 4096, 2, seed=0, cfg=cfg)
+    samples = eval_samples(held_text, tok, [2048], 1, cfg=cfg)
+    return digest(rows), digest([dataclasses.asdict(s) for s in samples])
+
+
+def chosen_as_preset(preset: str, over: str) -> tuple[dict, dict]:
+    """(the knobs `sizing choose` wrote for `preset` over preset `over`, as a config; `preset` itself), both as
+    dicts: a preset must be what its sizing run chose (benchmarks/results/suite_<preset>_sizing_chosen.json),
+    which its suite run passed as JSON before the preset existed."""
+    import dataclasses
+    import json
+
+    from lemo.config import SuiteConfig
+
+    path = Path(__file__).resolve().parents[2] / f"benchmarks/results/suite_{preset}_sizing_chosen.json"
+    chosen = json.loads(path.read_text())
+    assert chosen.pop("preset") == over
+    named = dataclasses.asdict(SuiteConfig.from_preset(preset))
+    return dataclasses.asdict(SuiteConfig.from_preset(over, **chosen)), {**named, "preset": over}
+
+
+@pytest.fixture(scope="session")
+def train_text(austen_dir) -> str:
+    """About 30K tokens of Pride and Prejudice: the training filler of the pinned digests."""
+    return (austen_dir / "prideprejudice.txt").read_text(encoding="utf-8")[:120_000]

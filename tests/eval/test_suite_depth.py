@@ -5,31 +5,22 @@ near and far questions apart."""
 from __future__ import annotations
 
 import dataclasses
-import hashlib
-import json
 import random
 from types import SimpleNamespace
 
 import pytest
+from tests.eval.conftest import chosen_as_preset, suite_digests
 
 from lemo.config import SuiteConfig
 from lemo.eval.suite import draw_facts, layout
-from lemo.eval.suite_rows import eval_samples, training_rows
+from lemo.eval.suite_rows import eval_samples
 
 # v8's rows and eval samples (as in test_suite_v8), made with the code of commit 0362d9a, before depth_band existed.
 V8_DIGESTS = ("bd65b16e318a7589", "b4a0039c3632621a")
 
 
-def _digest(obj) -> str:
-    return hashlib.sha256(json.dumps(obj, sort_keys=True).encode()).hexdigest()[:16]
-
-
-def test_v8_rows_and_samples_are_what_they_were_before_the_band(austen_dir, held_text, tok):
-    train_text = (austen_dir / "prideprejudice.txt").read_text(encoding="utf-8")[:120_000]
-    cfg = SuiteConfig.from_preset("v8")
-    rows = training_rows([train_text], tok, 4096, 2, seed=0, cfg=cfg)
-    samples = eval_samples(held_text, tok, [2048], 1, cfg=cfg)
-    assert (_digest(rows), _digest([dataclasses.asdict(s) for s in samples])) == V8_DIGESTS
+def test_v8_rows_and_samples_are_what_they_were_before_the_band(train_text, held_text, tok):
+    assert suite_digests("v8", train_text, held_text, tok) == V8_DIGESTS
 
 
 def test_a_band_rescales_its_familys_depths_and_moves_no_other():
@@ -105,14 +96,8 @@ def test_the_v9_rungs_band_every_family_deeper_each_rung(suite_mod):
 def test_v9_is_what_the_v9_sizing_run_chose():
     """The preset v9 names the knobs `sizing choose` wrote after the v9 sizing run (over v8), which the suite v9 run
     passed as JSON: the same rows as `--suite '{"preset": "v9"}'`."""
-    from pathlib import Path
-
-    chosen = json.loads(
-        (Path(__file__).resolve().parents[2] / "benchmarks/results/suite_v9_sizing_chosen.json").read_text()
-    )
-    assert chosen.pop("preset") == "v8"
-    v9 = dataclasses.asdict(SuiteConfig.from_preset("v9"))
-    assert dataclasses.asdict(SuiteConfig.from_preset("v8", **chosen)) == {**v9, "preset": "v8"}
+    chosen, named = chosen_as_preset("v9", over="v8")
+    assert chosen == named
     assert set(SuiteConfig.from_preset("v9").depth_band) == {"count", "kv", "recall"}
 
 

@@ -4,14 +4,11 @@ the knobs off the rows are those of v7."""
 
 from __future__ import annotations
 
-import dataclasses
-import hashlib
 import itertools
-import json
 import random
-from pathlib import Path
 
 import pytest
+from tests.eval.conftest import chosen_as_preset, suite_digests
 
 from lemo.config import SuiteConfig
 from lemo.eval import suite_families as fam
@@ -21,11 +18,6 @@ from lemo.eval.suite_rows import eval_samples, training_rows
 
 REGISTER = 5  # vartrack's "The register A now contains V." (name first)
 YAML = 4  # kv's "K: V" lines
-
-
-@pytest.fixture(scope="module")
-def train_text(austen_dir) -> str:
-    return (austen_dir / "prideprejudice.txt").read_text(encoding="utf-8")[:120_000]
 
 
 def test_a_family_holding_out_another_phrasing_trains_on_3_in_its_place():
@@ -84,15 +76,8 @@ def test_adjacent_statements_sit_back_to_back_in_order(family, knob, filler: Fil
 V7_DIGESTS = ("a1f7a202fbd7d342", "60de6b6c6a86c5b6")
 
 
-def _digest(obj) -> str:
-    return hashlib.sha256(json.dumps(obj, sort_keys=True).encode()).hexdigest()[:16]
-
-
 def test_v7_rows_and_samples_are_what_they_were_before_v8s_knobs(train_text, held_text, tok):
-    cfg = SuiteConfig.from_preset("v7")
-    rows = training_rows([train_text], tok, 4096, 2, seed=0, cfg=cfg)
-    samples = eval_samples(held_text, tok, [2048], 1, cfg=cfg)
-    assert (_digest(rows), _digest([dataclasses.asdict(s) for s in samples])) == V7_DIGESTS
+    assert suite_digests("v7", train_text, held_text, tok) == V7_DIGESTS
     on = draw_facts(random.Random(5), SuiteConfig.from_preset("v7", count_adjacent=True), "train")
     assert any(len(set(f.depths)) == 1 < len(f.depths) for f in on if f.family == "count")
 
@@ -100,12 +85,8 @@ def test_v7_rows_and_samples_are_what_they_were_before_v8s_knobs(train_text, hel
 def test_v8_is_what_the_v8_sizing_run_chose():
     """The preset v8 names the knobs `sizing choose` wrote after the v8 sizing run (over v7), which the suite v8 run
     passed as JSON: the same rows as `--suite '{"preset": "v8"}'`."""
-    chosen = json.loads(
-        (Path(__file__).resolve().parents[2] / "benchmarks/results/suite_v8_sizing_chosen.json").read_text()
-    )
-    assert chosen.pop("preset") == "v7"
-    v8 = dataclasses.asdict(SuiteConfig.from_preset("v8"))
-    assert dataclasses.asdict(SuiteConfig.from_preset("v7", **chosen)) == {**v8, "preset": "v7"}
+    chosen, named = chosen_as_preset("v8", over="v7")
+    assert chosen == named
     a, b = SuiteConfig.from_preset("v8"), SuiteConfig.from_preset("v8")
     a.held_out["count"] = 0  # a config's dict knob is its own, not the preset's
     assert b.held_out == {"kv": 4, "vartrack": 5} == SuiteConfig.from_preset("v8").held_out
