@@ -101,12 +101,16 @@ def test_v9_is_what_the_v9_sizing_run_chose():
     assert set(SuiteConfig.from_preset("v9").depth_band) == {"count", "kv", "recall"}
 
 
-def test_the_v10_rungs_differ_from_v9_only_in_the_format_key_value_holds_out(suite_mod):
+def test_the_v10_rungs_differ_from_v9_in_key_value_format_and_multi_value_digits_only(suite_mod):
     from pathlib import Path
 
     plan = suite_mod.sizing_plan(Path(suite_mod.__file__).parent / "suite_sizing_v10.json")
-    assert sum(len(seeds) for _, _, seeds in plan) == 6
+    assert sum(len(seeds) for _, _, seeds in plan) == 8
     v9 = SuiteConfig.from_preset("v9")
-    configs = [suite_mod.suite_config(SimpleNamespace(suite=suite)) for _, suite, _ in plan]
-    assert [c.held_out["kv"] for c in configs] == [1, 5, 6]
-    assert all(dataclasses.replace(c, held_out=v9.held_out) == v9 for c in configs)
+    configs = {name: suite_mod.suite_config(SimpleNamespace(suite=suite)) for name, suite, _ in plan}
+    rungs = [configs[n] for n in ("A_pydict", "B_csv", "C_calls")]
+    assert [c.held_out["kv"] for c in rungs] == [1, 5, 6]
+    assert [c.multivalue_digits for c in rungs] == [3, 2, 1]
+    assert all(dataclasses.replace(c, held_out=v9.held_out, multivalue_digits=3) == v9 for c in rungs)
+    # the diagnostic asks in the training wordings, on v9's knobs otherwise
+    assert dataclasses.replace(configs["D_indist"], held_out_phrasing=True) == v9
