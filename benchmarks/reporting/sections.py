@@ -480,6 +480,28 @@ SECTIONS: list[Section] = [
     ),
     Section(
         "Quality and capability",
+        "Sizing suite v10: held-out formats, multi-value digits, the training wordings (SmolLM2-135M, 16K)",
+        "suite_v10_sizing_smollm2.csv",
+        "Dense LoRA only, as the v9 sizing, H100, commit 7722ac0, 2 seeds a variant, all 8 jobs at once; the "
+        "variants of `benchmarks/quality/suite_sizing_v10.json` over v9 (config `dense:VARIANT`): key-value lookup "
+        "holds out the Python dict (`A_pydict`, multi-value as v9), CSV rows (`B_csv`, multi-value of 2 digits) or "
+        "put() calls (`C_calls`, 1 digit); `D_indist` asks v9's questions in the training wordings. CSV lifts "
+        "key-value lookup to 0.18, shorter multi-value values score less, and in the training wordings multi-value "
+        "and key-value lookup stay at 0.25 and 0.26: not sized. `sizing choose` wrote `suite_v10_sizing_chosen.json`, "
+        "the preset `v10` ([suite.md](suite.md#v10-held-out-formats-with-a-twin-shorter-multi-value-values-and-the-"
+        "training-wordings-measured-no-lever-sizes-multi-value-or-key-value-lookup)).",
+    ),
+    Section(
+        "Quality and capability",
+        "The held-out capability suite v10, dense LoRA only so far (SmolLM2-135M, 16K)",
+        "suite_v10_smollm2.csv",
+        "Suite v10 (passed as `suite_v10_sizing_chosen.json` over v9 right after the sizing call), same setup as v9, "
+        "H100, 7722ac0: the call ran out of time after dense LoRA's jobs (3 seeds, both forms, with the `dense@42` "
+        "and `dense@44` snapshots). The default's and the oracle's 12 jobs are left; docs/suite.md has the command "
+        "that resumes the run.",
+    ),
+    Section(
+        "Quality and capability",
         "Does answer length explain the suite's low families? (CPU)",
         "suite_answer_tokens_cpu.csv",
         "Mean SmolLM2 tokens of each family's held-out answers over 30 drawn contexts "

@@ -101,6 +101,16 @@ def test_v9_is_what_the_v9_sizing_run_chose():
     assert set(SuiteConfig.from_preset("v9").depth_band) == {"count", "kv", "recall"}
 
 
+def test_v10_is_what_the_v10_sizing_run_chose():
+    """Preset v10 is v9 with key-value lookup holding out CSV, as `sizing choose` wrote after the v10 sizing run;
+    the other rungs' multi-value digits were not taken (both scored below v9's 3 digits)."""
+    chosen, named = chosen_as_preset("v10", over="v9")
+    assert chosen == named
+    v10, v9 = SuiteConfig.from_preset("v10"), SuiteConfig.from_preset("v9")
+    assert v10.held_out == {"kv": 5, "vartrack": 5}
+    assert dataclasses.replace(v10, held_out=v9.held_out, preset="v9") == v9
+
+
 def test_the_v10_rungs_differ_from_v9_in_key_value_format_and_multi_value_digits_only(suite_mod):
     from pathlib import Path
 

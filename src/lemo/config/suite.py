@@ -64,8 +64,14 @@ V8 = dict(
 # and recall about half as often when the evidence was over 8K tokens back (SmolLM2's native length) as when it
 # was nearer; multi-key and variable tracking stay anywhere, the suite's far-context test.
 V9 = dict(V8, depth_band={"count": (0.5, 1.0), "kv": (0.75, 1.0), "recall": (0.5, 1.0)})
+# Suite v10: v9 with key-value lookup holding out CSV rows (INI's and YAML's `k = v`, `k: v` lines are trained),
+# where the v10 sizing run put it (suite_v10_sizing_smollm2.csv, H100, 7722ac0; `sizing choose` ->
+# benchmarks/results/suite_v10_sizing_chosen.json): 0.18 against YAML's 0.06-0.10, still under 0.4. In their
+# training wordings dense LoRA scored 0.26 on key-value lookup and 0.25 on multi-value, so neither miss is only
+# the held-out wording; shorter multi-value values scored less (2 digits 0.01, 1 digit 0.00), so v10 keeps 3.
+V10 = dict(V9, held_out={"kv": 5, "vartrack": 5})
 PRESETS: dict[str, dict[str, Any]] = {
-    "v1": V1, "v2": {}, "v3": V3, "v4": V4, "v5": V5, "v6": V6, "v7": V7, "v8": V8, "v9": V9,
+    "v1": V1, "v2": {}, "v3": V3, "v4": V4, "v5": V5, "v6": V6, "v7": V7, "v8": V8, "v9": V9, "v10": V10,
 }  # fmt: skip
 
 
