@@ -5,7 +5,8 @@
 #   bash benchmarks/device/gpu_capability.sh quality   # last third (.stage/c), Austen (.stage/austen.tgz): capability
 #   bash benchmarks/device/gpu_capability.sh speed     # Llama-3-8B step time of the selections against exact
 #   bash benchmarks/device/gpu_capability.sh suite     # after `stage`: the capability suite (docs/suite.md), resumable:
-#                                                      # carry .stage/suite_parts.tar from the last call's $OUT
+#                                                      # carry .stage/suite_parts.tar from the last call's $OUT, or
+#                                                      # name the committed CSV in SUITE_RESUME_CSV
 #   bash benchmarks/device/gpu_capability.sh sizing    # after `stage`: dense LoRA on every variant of
 #                                                      # benchmarks/quality/suite_sizing.json, all at once
 # Needs LEMO_COMMIT and OUT. The 94 MiB GGUF is above what one call carries, hence the thirds, one a call (each
@@ -65,7 +66,10 @@ suite)
     assemble
     T=${SUITE_TAG:-}
     P=/root/suite_parts$T
-    python benchmarks/quality/suite_parts.py unpack "$P" ".stage/suite_parts$T.tar" ".stage/suite_parts$T"
+    # SUITE_RESUME_CSV: a committed suite CSV (its rows are the part files'), to resume from a fresh checkout
+    # shellcheck disable=SC2086
+    python benchmarks/quality/suite_parts.py unpack "$P" ".stage/suite_parts$T.tar" ".stage/suite_parts$T" \
+        ${SUITE_RESUME_CSV:-}
     # dense@N come from the dense jobs themselves (snapshots): equal-GPU-time baselines for step-time ratios 0.8 and
     # 0.87 cost one evaluation each.
     SUITE_CONFIGS=${SUITE_CONFIGS:-dense dense@48 dense@52 default backward-gradient backward-supervision oracle}

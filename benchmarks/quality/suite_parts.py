@@ -7,14 +7,23 @@ runner resumes, which skips every job whose part file is there.
 
     python benchmarks/quality/suite_parts.py unpack /root/suite_parts .stage/suite_parts.tar .stage/suite_parts
     python benchmarks/quality/suite_parts.py pack /root/suite_parts "$OUT/suite_parts.tar"
+
+A source may also be a suite CSV the runner wrote (e.g. a committed benchmarks/results/suite_v10_smollm2.csv): it is
+the part files' rows one after another, so it splits back into them, one per job, and a fresh checkout resumes a
+run from what was committed, without the tar.
 """
 
 from __future__ import annotations
 
 import argparse
+import csv
+import io
 import sys
 import tarfile
+from collections import defaultdict
 from pathlib import Path
+
+from suite_jobs import job_name, part_path  # beside this script
 
 
 def pack(parts: Path, tar: Path) -> int:
@@ -33,12 +42,39 @@ def _members(tar: tarfile.TarFile) -> list[tarfile.TarInfo]:
     return [m for m in tar.getmembers() if m.isfile() and m.name.endswith(".csv")]
 
 
+def split(csv_path: Path) -> dict[str, bytes]:
+    """part file name -> content, from a suite CSV: its rows grouped by job (config, form, seed; a snapshot such
+    as dense@42 is a job of its own, as the runner writes it), each group under the CSV's own header."""
+    with csv_path.open(newline="") as fh:
+        reader = csv.DictReader(fh)
+        fields = reader.fieldnames or []
+        missing = {"config", "form", "seed"} - set(fields)
+        if missing:
+            raise SystemExit(f"{csv_path}: not a suite CSV (no {', '.join(sorted(missing))} column).")
+        jobs: dict[str, list[dict[str, str]]] = defaultdict(list)
+        for row in reader:
+            jobs[job_name(row["config"], row["form"], row["seed"])].append(row)
+    out = {}
+    for job, rows in jobs.items():
+        buf = io.StringIO(newline="")
+        writer = csv.DictWriter(
+            buf, fieldnames=fields
+        )  # the runner's dialect: its part files come back byte for byte
+        writer.writeheader()
+        writer.writerows(rows)
+        out[part_path(Path(), job).name] = buf.getvalue().encode()
+    return out
+
+
 def _read(src: Path) -> dict[str, bytes]:
-    """name -> content of the part files in `src`: a folder, a tar file, or nothing when it is missing."""
+    """name -> content of the part files in `src`: a folder, a tar file, a suite CSV, or nothing when it is
+    missing."""
     if src.is_dir():
         return {f.name: f.read_bytes() for f in src.glob("*.csv")}
     if not src.is_file():
         return {}
+    if src.suffix == ".csv":
+        return split(src)
     with tarfile.open(src) as tar:
         return {Path(m.name).name: tar.extractfile(m).read() for m in _members(tar)}
 
@@ -69,7 +105,9 @@ def main(argv: list[str] | None = None) -> int:
     p = sub.add_parser("pack", help="PARTS TAR: the part files into one tar file")
     p.add_argument("parts", type=Path)
     p.add_argument("tar", type=Path)
-    u = sub.add_parser("unpack", help="PARTS SOURCE...: tar files or folders of part files into PARTS")
+    u = sub.add_parser(
+        "unpack", help="PARTS SOURCE...: tar files, folders of part files or suite CSVs into PARTS"
+    )
     u.add_argument("parts", type=Path)
     u.add_argument("sources", type=Path, nargs="+")
     args = ap.parse_args(argv)

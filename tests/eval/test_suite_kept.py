@@ -237,3 +237,37 @@ def test_v3_preset_is_what_the_sizing_call_chose():
     v3 = SuiteConfig.from_preset("v3")
     assert v3 == dataclasses.replace(SuiteConfig(**chosen), preset="v3")
     assert (v3.train_phrasings, v3.shared_lead, v3.vartrack_hops) == (6, True, 0)
+
+
+def test_a_suite_csv_splits_back_into_its_part_files_for_a_resume(quality, tmp_path):
+    """A committed suite CSV is its part files' rows in turn: unpacked from it, a fresh checkout has the same
+    part files byte for byte (a snapshot such as dense@42 its own), so the runner skips those jobs."""
+    from suite_jobs import part_path
+    from suite_report import read_parts, write_csv
+
+    fields = ["config", "form", "seed", "metric", "value", "command"]
+    parts = tmp_path / "parts"
+    parts.mkdir()
+    for config, form, seed in [("dense", "sup", 0), ("dense@42", "sup", 0), ("default", "text", 2)]:
+        rows = [
+            {
+                "config": config,
+                "form": form,
+                "seed": seed,
+                "metric": m,
+                "value": v,
+                "command": 'suite.py --suite {"a": 1}',
+            }
+            for m, v in (("exact_match", 0.5), ("ppl", 24.25))
+        ]
+        write_csv(part_path(parts, f"{config}:{form}:{seed}"), rows, fields)
+    report = tmp_path / "suite_smollm2.csv"
+    write_csv(report, read_parts(parts), fields)  # what write_report writes as the raw CSV
+    fresh = tmp_path / "fresh"
+    assert quality.parts.main(["unpack", str(fresh), str(report)]) == 0
+    assert sorted(p.name for p in fresh.iterdir()) == sorted(p.name for p in parts.iterdir())
+    assert all((fresh / p.name).read_bytes() == p.read_bytes() for p in parts.iterdir())
+    bad = tmp_path / "other.csv"
+    bad.write_text("a,b\n1,2\n")
+    with pytest.raises(SystemExit, match="not a suite CSV"):
+        quality.parts.unpack(tmp_path / "x", [bad])
