@@ -7,6 +7,8 @@
 #   bash benchmarks/device/gpu_capability.sh suite     # after `stage`: the capability suite (docs/suite.md), resumable:
 #                                                      # carry .stage/suite_parts.tar from the last call's $OUT, or
 #                                                      # name the committed CSV in SUITE_RESUME_CSV
+#   bash benchmarks/device/gpu_capability.sh assemble  # with .stage/c: the GGUF and Austen only, before sections
+#                                                      # started at once
 #   bash benchmarks/device/gpu_capability.sh sizing    # after `stage`: dense LoRA on every variant of
 #                                                      # benchmarks/quality/suite_sizing.json, all at once
 # Needs LEMO_COMMIT and OUT. The 94 MiB GGUF is above what one call carries, hence the thirds, one a call (each
@@ -18,7 +20,11 @@ OUT=${OUT:?set OUT}
 S=/root/stage
 if [ -z "${LEMO_LOCAL:-}" ]; then
     # gguf (to read the model) travels as a wheel in .whl: nothing can be installed from the network there.
-    python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --target /tmp/site .whl/*.whl
+    # once a machine: sections started at once after `assemble` must not install into the same folder together
+    if [ ! -f /tmp/site/.lemo-installed ]; then
+        python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --target /tmp/site .whl/*.whl
+        touch /tmp/site/.lemo-installed
+    fi
     mkdir -p "$S"
     export LEMO_SMOLLM2_GGUF=$S/smollm2.gguf LEMO_AUSTEN_DIR=$S/austen
 fi
@@ -36,6 +42,9 @@ assemble() {  # the GGUF from its thirds (part00, part01 staged by `stage`, part
     echo "b179c9523d0e6a0f98a330c7562b682750a6f8c8c15e5bc70ea373728110db53  $LEMO_SMOLLM2_GGUF" | sha256sum -c
 }
 case "${1:?section}" in
+assemble)  # alone, before sections that run at once (each assembles only if the GGUF is missing: they would race)
+    assemble
+    ;;
 stage)
     cp .stage/[ab]/part0[01] "$S/"  # whichever third this call carries
     ls -l "$S"

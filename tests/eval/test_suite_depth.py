@@ -124,3 +124,33 @@ def test_the_v10_rungs_differ_from_v9_in_key_value_format_and_multi_value_digits
     assert all(dataclasses.replace(c, held_out=v9.held_out, multivalue_digits=3) == v9 for c in rungs)
     # the diagnostic asks in the training wordings, on v9's knobs otherwise
     assert dataclasses.replace(configs["D_indist"], held_out_phrasing=True) == v9
+
+
+def test_the_v11_rungs_lengthen_only_multi_value_and_key_value_values(suite_mod):
+    from pathlib import Path
+
+    plan = suite_mod.sizing_plan(Path(suite_mod.__file__).parent / "suite_sizing_v11.json")
+    assert sum(len(seeds) for _, _, seeds in plan) == 4
+    v10 = SuiteConfig.from_preset("v10")
+    configs = [suite_mod.suite_config(SimpleNamespace(suite=suite)) for _, suite, _ in plan]
+    assert [(c.multivalue_digits, c.kv_value_len) for c in configs] == [(4, 3), (5, 4)]
+    assert all(dataclasses.replace(c, multivalue_digits=3, kv_value_len=2) == v10 for c in configs)
+
+
+def test_the_far_variant_of_v10_puts_multi_key_and_variable_tracking_evidence_over_8k_back(
+    suite_mod, held_text, tok
+):
+    """benchmarks/quality/suite_v10_far.json: v10 with multi-key and variable tracking stated in the first 40% of
+    the context, so at 16K every such question looks back further than SmolLM2's native 8K; the other bands are
+    v10's."""
+    import json
+    from pathlib import Path
+
+    knobs = json.loads((Path(suite_mod.__file__).parent / "suite_v10_far.json").read_text())
+    far = suite_mod.suite_config(SimpleNamespace(suite=json.dumps(knobs)))
+    v10 = SuiteConfig.from_preset("v10")
+    assert {f: b for f, b in far.depth_band.items() if f not in ("multikey", "vartrack")} == v10.depth_band
+    assert dataclasses.replace(far, depth_band=v10.depth_band) == v10
+    samples = eval_samples(held_text * 3, tok, [16384], 2, cfg=far)
+    back = [len(s.prompt_ids) - s.needle_pos for s in samples if s.task in ("multikey", "vartrack")]
+    assert back and min(back) > 8192

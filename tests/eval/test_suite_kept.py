@@ -167,6 +167,7 @@ def test_the_gpu_script_packs_and_unpacks_the_parts():
     assert "suite_parts.py unpack" in section and '".stage/suite_parts$T.tar"' in section
     assert 'suite_parts.py pack "$P" "$OUT/suite_parts$T.tar"' in section and "exit $rc" in section
     assert "T=${SUITE_TAG:-}" in section
+    assert "${SUITE_RESUME_CSV:-}" in section  # a committed CSV as finished jobs
 
 
 def test_v1_draws_what_commit_cd5902a_drew():
