@@ -277,7 +277,7 @@ def headline_table() -> str:
         f"\n\nMeasured on {gpu}, each ratio within one run. lemo's default is `SparsityConfig()`: the supervision "
         "selector keeping half of the blocks, in prompt/completion rows the blocks the answers copy 3-grams from, "
         "and the trimmed last layer (`default` in the suite's rows; in plain text the copy tier is off). The suite "
-        "rows are v9, the current preset; on v8 and v7 (6 seeds) the same comparisons agree (docs/capability.md). The "
+        "rows are v9, the latest preset run in full (v10 is part-run); on v8 and v7 (6 seeds) the same comparisons agree (docs/capability.md). The "
         "speed rows (`default+gc` at keep 0.5) were timed before the copy tier "
         "joined the default; with it the step is 0.674x Liger exact's at 32K against 0.669x without "
         "(`e2e_llama3_8b_copy3.csv`). Equal GPU time takes the nearest dense snapshot: 42 steps for the 42.1 that "
