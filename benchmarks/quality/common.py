@@ -190,11 +190,12 @@ def run_workers(
     return pending
 
 
-def save_figure(fig, out: Path) -> Path:
-    """Lay out `fig`, write it to `out` at the figures' resolution, and free it: the path."""
+def save_figure(fig, out: Path, rect: tuple[float, float, float, float] = (0, 0, 1, 1)) -> Path:
+    """Lay out `fig` within `rect` (a figure legend may need the rest), write it to `out` at the figures'
+    resolution, and free it: the path."""
     import matplotlib.pyplot as plt
 
-    fig.tight_layout()
+    fig.tight_layout(rect=rect)
     fig.savefig(out, dpi=110)
     plt.close(fig)
     return out

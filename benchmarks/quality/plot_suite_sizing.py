@@ -4,7 +4,9 @@ the band the suite is sized for ([0.4, 0.9], docs/suite.md) shaded. One panel pe
     python benchmarks/quality/plot_suite_sizing.py v4=benchmarks/results/suite_v4_smollm2_summary.csv \\
         v6=benchmarks/results/suite_v6_smollm2_summary.csv --out benchmarks/results/suite_sizing_v4_v6.png
 
-Reads the runner's summary CSVs (config, form, metric, family, eval_len, mean, se).
+Reads the runner's summary CSVs (config, form, metric, family, eval_len, mean, se), or its raw CSVs (one row a
+seed, `value`), summarized here: a sizing call's merged CSV names each variant's runs `dense:VARIANT`, so
+`NAME=PATH.csv:CONFIG` picks one config of a file instead of --config.
 """
 
 from __future__ import annotations
@@ -16,24 +18,38 @@ from pathlib import Path
 from common import save_figure  # beside this script
 
 from lemo.config.suite import FAMILIES
+from lemo.eval.suite_summary import summarize
 
 BAND = (0.4, 0.9)
 METRICS = {"exact_match": "exact match", "token_accuracy": "answer-token accuracy"}
 
 
 def read(path: Path, config: str, eval_len: int) -> dict[tuple[str, str, str], tuple[float, float]]:
-    """(form, metric, family) -> (mean, se) of `config` at `eval_len`."""
-    out = {}
+    """(form, metric, family) -> (mean, se) of `config` at `eval_len`, from a summary or a raw CSV."""
     with path.open() as fh:
-        for r in csv.DictReader(fh):
-            if r["config"] == config and r["eval_len"] == str(eval_len) and r["metric"] in METRICS:
-                out[(r["form"], r["metric"], r["family"])] = (float(r["mean"]), float(r["se"] or 0))
+        rows = list(csv.DictReader(fh))
+    if rows and "mean" not in rows[0]:  # raw: one row a seed
+        rows = summarize([r for r in rows if r["config"] == config], FAMILIES, reference=config)
+    out = {}
+    for r in rows:
+        if r["config"] == config and str(r["eval_len"]) == str(eval_len) and r["metric"] in METRICS:
+            out[(r["form"], r["metric"], r["family"])] = (float(r["mean"]), float(r["se"] or 0))
     return out
+
+
+def parse_run(spec: str, config: str) -> tuple[str, Path, str]:
+    """NAME=PATH or NAME=PATH.csv:CONFIG -> (name, path, config)."""
+    name, sep, rest = spec.partition("=")
+    path, csv_sep, own = rest.partition(".csv:")
+    path = path + ".csv" if csv_sep else rest
+    if not sep or not Path(path).is_file():
+        raise SystemExit(f"{spec!r}: give NAME=PATH (or NAME=PATH.csv:CONFIG) to a suite CSV that exists.")
+    return name, Path(path), own or config
 
 
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("presets", nargs="+", help="NAME=summary.csv, in the order to draw them")
+    ap.add_argument("presets", nargs="+", help="NAME=PATH[.csv:CONFIG], in the order to draw them")
     ap.add_argument("--config", default="dense")
     ap.add_argument("--eval-len", type=int, default=16384)
     ap.add_argument("--out", type=Path, required=True)
@@ -45,10 +61,8 @@ def main(argv: list[str] | None = None) -> int:
 
     runs = []
     for spec in args.presets:
-        name, sep, path = spec.partition("=")
-        if not sep or not Path(path).is_file():
-            raise SystemExit(f"{spec!r}: give NAME=PATH to a suite summary CSV that exists.")
-        runs.append((name, read(Path(path), args.config, args.eval_len)))
+        name, path, config = parse_run(spec, args.config)
+        runs.append((name, read(path, config, args.eval_len)))
     forms = sorted({k[0] for _, scores in runs for k in scores}, key=lambda f: f != "sup")
     fig, axes = plt.subplots(len(forms), len(METRICS), figsize=(12, 3.6 * len(forms)), squeeze=False)
     width = 0.8 / len(runs)
@@ -64,10 +78,13 @@ def main(argv: list[str] | None = None) -> int:
             ax.set_title(f"{'prompt/completion' if form == 'sup' else 'plain text'}: {label}")
             ax.grid(axis="y", alpha=0.3)
         row[0].set_ylabel(f"{args.config} at {args.eval_len // 1024}K (mean, SE over seeds)")
-    axes[0][0].legend(fontsize=8, loc="upper right")
+    # below the panels: inside one, the legend hides bars once there are more than a few runs
+    handles, labels = axes[0][0].get_legend_handles_labels()
+    fig.legend(handles, labels, fontsize=8, loc="lower center", ncol=min(4, len(labels)))
     fig.suptitle(f"Suite sizing: {args.config} LoRA per family, SmolLM2-135M, 60 steps")
-    fig.tight_layout()
-    save_figure(fig, args.out)
+    save_figure(
+        fig, args.out, rect=(0, 0.03 + 0.035 * -(-len(labels) // 4), 1, 1)
+    )  # room for the legend's rows
     print(args.out)
     return 0
 

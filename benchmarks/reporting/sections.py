@@ -490,6 +490,7 @@ SECTIONS: list[Section] = [
         "and key-value lookup stay at 0.25 and 0.26: not sized. `sizing choose` wrote `suite_v10_sizing_chosen.json`, "
         "the preset `v10` ([suite.md](suite.md#v10-held-out-formats-with-a-twin-shorter-multi-value-values-and-the-"
         "training-wordings-measured-no-lever-sizes-multi-value-or-key-value-lookup)).",
+        ("suite_sizing_v10.png",),
     ),
     Section(
         "Quality and capability",

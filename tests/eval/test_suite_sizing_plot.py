@@ -46,3 +46,20 @@ def test_reads_the_config_at_the_length_and_draws(plot, tmp_path):
 def test_a_preset_without_a_summary_is_refused_with_the_form_to_use(plot, tmp_path):
     with pytest.raises(SystemExit, match="NAME=PATH"):
         plot.main([str(tmp_path / "missing.csv"), "--out", str(tmp_path / "f.png")])
+
+
+def test_a_raw_csv_is_summarized_and_a_run_may_name_its_own_config(plot, tmp_path):
+    """A sizing call's merged CSV has one row a seed and names each variant's runs dense:VARIANT."""
+    raw = tmp_path / "sizing.csv"
+    with raw.open("w", newline="") as fh:
+        w = csv.writer(fh)
+        w.writerow(["config", "form", "seed", "metric", "family", "eval_len", "value"])
+        for seed, v in ((0, 0.2), (1, 0.4)):
+            w.writerow(["dense:B_csv", "sup", seed, "exact_match", "kv", 16384, v])
+            w.writerow(["dense:A_pydict", "sup", seed, "exact_match", "kv", 16384, 0.0])
+    assert plot.parse_run(f"B={raw}:dense:B_csv", "dense") == ("B", raw, "dense:B_csv")
+    assert plot.parse_run(f"B={raw}", "dense") == ("B", raw, "dense")
+    mean, se = plot.read(raw, "dense:B_csv", 16384)[("sup", "exact_match", "kv")]
+    assert mean == pytest.approx(0.3) and se == pytest.approx(0.1)
+    out = tmp_path / "fig.png"
+    assert plot.main([f"A={raw}:dense:A_pydict", f"B={raw}:dense:B_csv", "--out", str(out)]) == 0
