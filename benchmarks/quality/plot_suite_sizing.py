@@ -82,9 +82,8 @@ def main(argv: list[str] | None = None) -> int:
     handles, labels = axes[0][0].get_legend_handles_labels()
     fig.legend(handles, labels, fontsize=8, loc="lower center", ncol=min(4, len(labels)))
     fig.suptitle(f"Suite sizing: {args.config} LoRA per family, SmolLM2-135M, 60 steps")
-    save_figure(
-        fig, args.out, rect=(0, 0.03 + 0.035 * -(-len(labels) // 4), 1, 1)
-    )  # room for the legend's rows
+    legend_rows = -(-len(labels) // 4)
+    save_figure(fig, args.out, rect=(0, 0.03 + 0.035 * legend_rows, 1, 1))  # room below for the legend
     print(args.out)
     return 0
 

@@ -57,9 +57,8 @@ def split(csv_path: Path) -> dict[str, bytes]:
     out = {}
     for job, rows in jobs.items():
         buf = io.StringIO(newline="")
-        writer = csv.DictWriter(
-            buf, fieldnames=fields
-        )  # the runner's dialect: its part files come back byte for byte
+        # the runner's dialect (DictWriter's defaults): its part files come back byte for byte
+        writer = csv.DictWriter(buf, fieldnames=fields)
         writer.writeheader()
         writer.writerows(rows)
         out[part_path(Path(), job).name] = buf.getvalue().encode()
