@@ -583,6 +583,18 @@ SECTIONS: list[Section] = [
     ),
     Section(
         "Quality and capability",
+        "The default's selector when multi-key and variable-tracking evidence is far back (8K, no training)",
+        "suite_bias_family_v10far_cpu_rows8.csv",
+        "The same on 8 rows of 8K of `benchmarks/quality/suite_v10_far.json` (v10 with multi-key and variable-tracking "
+        "evidence in the context's first 40%; untrained SmolLM2, CPU, keep 0.5, commit 8af3943), the default's selector "
+        "only. On prompt/completion rows distance does not change what it keeps: multi-key 0.94 and variable "
+        "tracking 1.00 of their evidence blocks (v9's rows, evidence anywhere: 0.95 and 1.00), filler 0.18. On plain "
+        "text it keeps less of the far evidence: multi-key 0.75 and variable tracking 0.62 (v9: 0.88 and 0.78; 8-9 "
+        "variable-tracking blocks in all), filler 0.33. So a far-retrieval gap on prompt/completion rows, if the "
+        "GPU run finds one, is not the selection's.",
+    ),
+    Section(
+        "Quality and capability",
         "Two other supervision scores per family (suite v7 rows at 8K, no training): votes",
         "query_score_votes_v7_cpu.csv",
         "`query_score_probe.py votes 8`: each labelled query row gives one vote to each of its 8 highest-attention "
