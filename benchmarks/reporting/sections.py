@@ -586,12 +586,14 @@ SECTIONS: list[Section] = [
         "The default's selector when multi-key and variable-tracking evidence is far back (8K, no training)",
         "suite_bias_family_v10far_cpu_rows8.csv",
         "The same on 8 rows of 8K of `benchmarks/quality/suite_v10_far.json` (v10 with multi-key and variable-tracking "
-        "evidence in the context's first 40%; untrained SmolLM2, CPU, keep 0.5, commit 8af3943), the default's selector "
-        "only. On prompt/completion rows distance does not change what it keeps: multi-key 0.94 and variable "
-        "tracking 1.00 of their evidence blocks (v9's rows, evidence anywhere: 0.95 and 1.00), filler 0.18. On plain "
-        "text it keeps less of the far evidence: multi-key 0.75 and variable tracking 0.62 (v9: 0.88 and 0.78; 8-9 "
-        "variable-tracking blocks in all), filler 0.33. So a far-retrieval gap on prompt/completion rows, if the "
-        "GPU run finds one, is not the selection's.",
+        "evidence in the context's first 40%; untrained SmolLM2, CPU, keep 0.5, commit 8af3943). With the copy tier "
+        "(the prompt/completion default) distance does not change what is kept on prompt/completion rows: multi-key "
+        "0.94 and variable tracking 1.00 of their evidence blocks (v9's rows, evidence anywhere: 0.95 and 1.00), "
+        "filler 0.18. Without it (the plain-text default) far evidence is kept less: on plain text multi-key 0.60 and "
+        "variable tracking 0.50 (v9: 0.84 and 0.78; 8-9 variable-tracking blocks in all), filler 0.33, and on "
+        "prompt/completion rows 0.65 and 0.50 (v9: 0.84 and 0.89). The supervision score finds far evidence less "
+        "often than near; the copy tier finds it at any distance. So a far-retrieval gap on prompt/completion rows, if "
+        "the GPU run finds one, is not the selection's; on plain text it may be.",
     ),
     Section(
         "Quality and capability",
