@@ -76,6 +76,17 @@ def load_script(path):
         sys.path.remove(str(path.parent))
 
 
+def write_rows(path: Path, header: list[str], rows: list) -> Path:
+    """A CSV of `header` and `rows` at `path` (the shape of the runner's raw or summary CSVs): the plot tests' input."""
+    import csv
+
+    with path.open("w", newline="") as fh:
+        w = csv.writer(fh)
+        w.writerow(header)
+        w.writerows(rows)
+    return path
+
+
 def suite_digests(preset: str, train_text: str, held_text: str, tok) -> tuple[str, str]:
     """sha256 (first 16 hex digits) of `preset`'s training rows (2 of 4K, seed 0) and eval samples (one per
     family at 2K): pinned in a test before a new knob lands, so the knob, off, provably leaves the preset's rows."""

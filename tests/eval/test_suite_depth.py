@@ -154,3 +154,18 @@ def test_the_far_variant_of_v10_puts_multi_key_and_variable_tracking_evidence_ov
     samples = eval_samples(held_text * 3, tok, [16384], 2, cfg=far)
     back = [len(s.prompt_ids) - s.needle_pos for s in samples if s.task in ("multikey", "vartrack")]
     assert back and min(back) > 8192
+
+
+def test_v10_asks_v9s_multi_key_questions_at_the_same_distances(held_text, tok):
+    """capability.md compares far multi-key answers across v9 and v10 as the same questions: v10 changes only the
+    key-value block's held-out format, so every multi-key sample keeps its answer and its distance."""
+    samples = {
+        p: eval_samples(held_text * 3, tok, [8192], 4, cfg=SuiteConfig.from_preset(p)) for p in ("v9", "v10")
+    }
+    mk = {
+        p: [(s.answer, len(s.prompt_ids) - s.needle_pos) for s in got if s.task == "multikey"]
+        for p, got in samples.items()
+    }
+    assert mk["v9"] and mk["v9"] == mk["v10"]
+    kv = {p: [s.prompt for s in got if s.task == "kv"] for p, got in samples.items()}
+    assert kv["v9"] != kv["v10"]  # the format did change

@@ -3,11 +3,10 @@ questions), draws one panel per run, and refuses a run spec or a CSV without suc
 
 from __future__ import annotations
 
-import csv
 from pathlib import Path
 
 import pytest
-from tests.eval.conftest import load_script
+from tests.eval.conftest import load_script, write_rows
 
 SCRIPT = Path(__file__).resolve().parents[2] / "benchmarks" / "quality" / "plot_suite_distance.py"
 FIELDS = ["config", "form", "seed", "metric", "family", "eval_len", "value", "n"]
@@ -27,11 +26,7 @@ def _raw(path: Path) -> Path:
         ("dense:A_v8", "text", 0, "exact_match_near", "kv", 16384, 1.0, 6),  # the other form
         ("dense:B_half", "sup", 0, "exact_match_near", "kv", 16384, 1.0, 6),  # another config
     ]
-    with path.open("w", newline="") as fh:
-        w = csv.writer(fh)
-        w.writerow(FIELDS)
-        w.writerows(rows)
-    return path
+    return write_rows(path, FIELDS, rows)
 
 
 def test_seeds_pool_into_hits_over_questions(plot, tmp_path):

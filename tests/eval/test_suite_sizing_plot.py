@@ -3,11 +3,10 @@ refuses a preset given without a summary that exists."""
 
 from __future__ import annotations
 
-import csv
 from pathlib import Path
 
 import pytest
-from tests.eval.conftest import load_script
+from tests.eval.conftest import load_script, write_rows
 
 SCRIPT = Path(__file__).resolve().parents[2] / "benchmarks" / "quality" / "plot_suite_sizing.py"
 FIELDS = ["config", "form", "metric", "family", "eval_len", "mean", "se"]
@@ -19,11 +18,7 @@ def plot():
 
 
 def _summary(path: Path, rows: list[tuple]) -> Path:
-    with path.open("w", newline="") as fh:
-        w = csv.writer(fh)
-        w.writerow(FIELDS)
-        w.writerows(rows)
-    return path
+    return write_rows(path, FIELDS, rows)
 
 
 def test_reads_the_config_at_the_length_and_draws(plot, tmp_path):
@@ -50,13 +45,17 @@ def test_a_preset_without_a_summary_is_refused_with_the_form_to_use(plot, tmp_pa
 
 def test_a_raw_csv_is_summarized_and_a_run_may_name_its_own_config(plot, tmp_path):
     """A sizing call's merged CSV has one row a seed and names each variant's runs dense:VARIANT."""
-    raw = tmp_path / "sizing.csv"
-    with raw.open("w", newline="") as fh:
-        w = csv.writer(fh)
-        w.writerow(["config", "form", "seed", "metric", "family", "eval_len", "value"])
-        for seed, v in ((0, 0.2), (1, 0.4)):
-            w.writerow(["dense:B_csv", "sup", seed, "exact_match", "kv", 16384, v])
-            w.writerow(["dense:A_pydict", "sup", seed, "exact_match", "kv", 16384, 0.0])
+    rows = [
+        row
+        for seed, v in ((0, 0.2), (1, 0.4))
+        for row in (
+            ["dense:B_csv", "sup", seed, "exact_match", "kv", 16384, v],
+            ["dense:A_pydict", "sup", seed, "exact_match", "kv", 16384, 0.0],
+        )
+    ]
+    raw = write_rows(
+        tmp_path / "sizing.csv", ["config", "form", "seed", "metric", "family", "eval_len", "value"], rows
+    )
     assert plot.parse_run(f"B={raw}:dense:B_csv", "dense") == ("B", raw, "dense:B_csv")
     assert plot.parse_run(f"B={raw}", "dense") == ("B", raw, "dense")
     mean, se = plot.read(raw, "dense:B_csv", 16384)[("sup", "exact_match", "kv")]
