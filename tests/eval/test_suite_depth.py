@@ -13,7 +13,7 @@ from tests.eval.conftest import chosen_as_preset, suite_digests
 
 from lemo.config import SuiteConfig
 from lemo.eval.suite import draw_facts, layout
-from lemo.eval.suite_rows import eval_samples
+from lemo.eval.suite_rows import eval_samples, training_row
 
 # v8's rows and eval samples (as in test_suite_v8), made with the code of commit 0362d9a, before depth_band existed.
 V8_DIGESTS = ("bd65b16e318a7589", "b4a0039c3632621a")
@@ -126,15 +126,30 @@ def test_the_v10_rungs_differ_from_v9_in_key_value_format_and_multi_value_digits
     assert dataclasses.replace(configs["D_indist"], held_out_phrasing=True) == v9
 
 
-def test_the_v11_rungs_lengthen_only_multi_value_and_key_value_values(suite_mod):
+def test_the_v11_rungs_change_only_multi_value_and_key_value_lookup(suite_mod):
     from pathlib import Path
 
     plan = suite_mod.sizing_plan(Path(suite_mod.__file__).parent / "suite_sizing_v11.json")
-    assert sum(len(seeds) for _, _, seeds in plan) == 4
+    assert sum(len(seeds) for _, _, seeds in plan) == 6
     v10 = SuiteConfig.from_preset("v10")
     configs = [suite_mod.suite_config(SimpleNamespace(suite=suite)) for _, suite, _ in plan]
-    assert [(c.multivalue_digits, c.kv_value_len) for c in configs] == [(4, 3), (5, 4)]
-    assert all(dataclasses.replace(c, multivalue_digits=3, kv_value_len=2) == v10 for c in configs)
+    assert [(c.multivalue_digits, c.kv_value_len) for c in configs] == [(4, 3), (5, 4), (4, 3)]
+    # C_more asks more of the two families in each training row, with A_long's values
+    assert [(c.multivalue_keys, c.kv_blocks) for c in configs] == [(4, 1), (4, 1), (6, 2)]
+    back = dict(multivalue_digits=3, kv_value_len=2, multivalue_keys=4, kv_blocks=1)
+    assert all(dataclasses.replace(c, **back) == v10 for c in configs)
+
+
+def test_c_more_asks_twice_the_key_value_pairs_and_six_multi_value_keys_in_a_16k_row(filler, tok):
+    """C_more is the first sizing rung with more than one key-value block: a 16K training row takes all its
+    facts and asks every one of them."""
+    cfg = SuiteConfig.from_preset("v10", multivalue_digits=4, kv_value_len=3, multivalue_keys=6, kv_blocks=2)
+    facts = draw_facts(random.Random("c_more/0"), cfg, "train")  # the row's facts: its seed's first draw
+    asked = {f: sum(len(x.questions) for x in facts if x.family == f) for f in ("kv", "multivalue")}
+    assert asked == {"kv": 2 * cfg.kv_asked, "multivalue": 6}
+    row = training_row(filler, tok, 16384, "c_more/0", cfg)
+    wanted = [q.text + q.answer for f in facts if f.family in asked for q in f.questions]
+    assert all(w in row["completion"] for w in wanted)
 
 
 def test_the_far_variant_of_v10_puts_multi_key_and_variable_tracking_evidence_over_8k_back(
