@@ -23,6 +23,8 @@ import torch
 ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT / "src"))
 
+from cpu_lora import answer_predictions, train_dense_lora  # noqa: E402 (beside this script)
+
 from lemo.bench.run import append_row, environment  # noqa: E402
 from lemo.config.suite import SuiteConfig  # noqa: E402
 from lemo.eval.suite_rows import eval_samples, training_rows  # noqa: E402
@@ -40,8 +42,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--families", nargs="+", default=["count", "recall", "multikey", "kv"])
     ap.add_argument("--out", type=Path, required=True, help="CSV to append to")
     args = ap.parse_args(argv)
-    from peft import LoraConfig, get_peft_model
-    from transformers import AutoModelForCausalLM, AutoTokenizer
+    from transformers import AutoTokenizer
 
     from lemo.assets import austen_split, smollm2_dir
 
@@ -50,19 +51,7 @@ def main(argv: list[str] | None = None) -> int:
     train, held = austen_split()
     cfg = SuiteConfig.from_preset(args.preset)
     rows = training_rows(train, tok, args.seq_len, args.steps, seed=0, cfg=cfg)
-    model = AutoModelForCausalLM.from_pretrained(smollm2_dir(), dtype=torch.float32)
-    lora = LoraConfig(r=8, lora_alpha=16, target_modules=["q_proj", "k_proj", "v_proj", "o_proj"])
-    model = get_peft_model(model, lora).train()
-    opt = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=5e-4)
-    for r in rows:  # one row a step, the loss on the completion (the questions and answers)
-        prompt, completion = tok.encode(r["prompt"]), tok.encode(r["completion"])
-        ids = torch.tensor([prompt + completion])  # [1, T]
-        labels = torch.tensor([[-100] * len(prompt) + completion])  # [1, T]
-        loss = model(input_ids=ids, labels=labels).loss
-        loss.backward()
-        opt.step()
-        opt.zero_grad()
-    model.eval()
+    model, last_loss = train_dense_lora(smollm2_dir(), tok, rows)
     env = {k: environment()[k] for k in ("torch", "transformers", "peft", "commit")}
     env["device"] = (
         f"cpu ({os.cpu_count()} cores)"  # the model trains on the CPU here, whatever else the machine has
@@ -71,18 +60,17 @@ def main(argv: list[str] | None = None) -> int:
         samples = eval_samples(held, tok, [args.seq_len], args.questions, cfg=cfg, families=[family])
         firsts, right, acc = collections.Counter(), 0, []
         for s in samples:
-            ids = torch.tensor([s.prompt_ids + s.answer_ids])  # [1, T]
-            with torch.no_grad():
-                logits = model(input_ids=ids).logits[0]  # [T, V]
             n = len(s.answer_ids)
-            pred = logits[-n - 1 : -1].argmax(-1).tolist()  # the prediction at each answer position
+            pred = answer_predictions(
+                model, s.prompt_ids, s.answer_ids
+            )  # the prediction at each answer position
             firsts[tok.decode([pred[0]])] += 1
             right += pred[0] == s.answer_ids[0]
             acc.append(sum(a == b for a, b in zip(pred, s.answer_ids)) / n)
         row = {
             "preset": args.preset, "family": family, "seq_len": args.seq_len, "steps": args.steps,
             "questions": len(samples), "first_right": right, "token_accuracy": f"{sum(acc) / len(acc):.3f}",
-            "predicted_first": json.dumps(dict(firsts)), "last_loss": f"{loss.item():.3f}", **env,
+            "predicted_first": json.dumps(dict(firsts)), "last_loss": f"{last_loss:.3f}", **env,
             "command": "python benchmarks/quality/first_token_probe.py " + " ".join(sys.argv[1:] if argv is None else argv),
         }  # fmt: skip
         print(

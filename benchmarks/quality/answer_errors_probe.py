@@ -1,0 +1,122 @@
+"""Where a briefly trained SmolLM2's suite answers go wrong, per family and answer-token kind (CPU, minutes).
+
+    python benchmarks/quality/answer_errors_probe.py --suite '{"preset": "v10", "families": ["multikey", "multivalue", "kv"]}' \\
+        --seq-len 2048 --out benchmarks/results/suite_answer_errors_cpu.csv
+
+Dense LoRA as the GPU suite trains it (cpu_lora.py), one row a step, then teacher-forced questions of each family at
+the same length, in the held-out wording and in the training wordings (`held_out_phrasing` false: names and filler
+stay held out). Each answer token is one of four kinds: the leading space, a value's first character (a digit or
+letter after a non-digit: finding the value), a later character of a value (copying it once found), or
+punctuation between values. Exact match and accuracy per kind tell a family that cannot find its value from one
+that cannot copy it, which says which knob to move when dense LoRA does not learn a family (docs/suite.md).
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import os
+import sys
+from pathlib import Path
+
+import torch
+
+ROOT = Path(__file__).resolve().parents[2]
+sys.path.insert(0, str(ROOT / "src"))
+
+from cpu_lora import answer_predictions, train_dense_lora  # noqa: E402 (beside this script)
+
+from lemo.bench.run import append_row, environment  # noqa: E402
+from lemo.config.suite import SuiteConfig  # noqa: E402
+from lemo.eval.suite_rows import eval_samples, training_rows  # noqa: E402
+
+KINDS = ("space", "value_start", "value_rest", "separator")
+FIELDS = ["suite", "family", "wording", "seq_len", "steps", "questions", "exact_match", "token_accuracy",
+          *(f"acc_{k}" for k in KINDS), *(f"n_{k}" for k in KINDS), "first_error", "last_loss", "device", "torch",
+          "transformers", "peft", "commit", "command"]  # fmt: skip
+
+
+def token_kinds(pieces: list[str]) -> list[str]:
+    """The kind of each answer token from its text: " " -> space; a token with a letter or digit starts a value
+    unless the token before it also had one (then it continues it); anything else separates values."""
+    kinds, prev_value = [], False
+    for p in pieces:
+        value = any(ch.isalnum() for ch in p)
+        if not p.strip():
+            kinds.append("space")
+        elif value:
+            kinds.append("value_rest" if prev_value else "value_start")
+        else:
+            kinds.append("separator")
+        prev_value = value
+    return kinds
+
+
+def score(kinds: list[list[str]], right: list[list[bool]]) -> dict:
+    """Exact match, token accuracy, accuracy and count per kind, and where each wrong answer first went wrong."""
+    per = {k: [r for ks, rs in zip(kinds, right) for kk, r in zip(ks, rs) if kk == k] for k in KINDS}
+    first = [ks[rs.index(False)] for ks, rs in zip(kinds, right) if False in rs]
+    out = {
+        "questions": len(right),
+        "exact_match": round(sum(all(rs) for rs in right) / len(right), 4),
+        "token_accuracy": round(sum(sum(rs) / len(rs) for rs in right) / len(right), 4),
+        "first_error": json.dumps({k: first.count(k) for k in KINDS if k in first}),
+    }
+    for k in KINDS:
+        out[f"acc_{k}"] = round(sum(per[k]) / len(per[k]), 4) if per[k] else ""
+        out[f"n_{k}"] = len(per[k])
+    return out
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument(
+        "--suite", default='{"preset": "v10"}', help="SuiteConfig knobs as JSON (a preset and overrides)"
+    )
+    ap.add_argument("--seq-len", type=int, default=2048)
+    ap.add_argument("--steps", type=int, default=60)
+    ap.add_argument("--questions", type=int, default=16, help="questions per family and wording")
+    ap.add_argument("--out", type=Path, required=True, help="CSV to append to")
+    args = ap.parse_args(argv)
+    from transformers import AutoTokenizer
+
+    from lemo.assets import austen_split, smollm2_dir
+
+    knobs = json.loads(args.suite)
+    cfg = SuiteConfig.from_preset(knobs.pop("preset", "v2"), **knobs)
+    torch.manual_seed(0)
+    tok = AutoTokenizer.from_pretrained(smollm2_dir())
+    train, held = austen_split()
+    rows = training_rows(train, tok, args.seq_len, args.steps, seed=0, cfg=cfg)
+    model, last_loss = train_dense_lora(smollm2_dir(), tok, rows)
+    env = {k: environment()[k] for k in ("torch", "transformers", "peft", "commit")}
+    env["device"] = f"cpu ({os.cpu_count()} cores)"
+    command = "python benchmarks/quality/answer_errors_probe.py " + " ".join(
+        sys.argv[1:] if argv is None else argv
+    )
+    for wording, held_out in (("held_out", True), ("trained", False)):
+        eval_cfg = dataclasses.replace(cfg, held_out_phrasing=held_out)
+        for family in cfg.families:
+            samples = eval_samples(held, tok, [args.seq_len], args.questions, cfg=eval_cfg, families=[family])
+            kinds, right = [], []
+            for s in samples:
+                pred = answer_predictions(model, s.prompt_ids, s.answer_ids)
+                kinds.append(token_kinds([tok.decode([t]) for t in s.answer_ids]))
+                right.append([a == b for a, b in zip(pred, s.answer_ids)])
+            row = {"suite": json.dumps(dataclasses.asdict(cfg), sort_keys=True), "family": family,
+                   "wording": wording, "seq_len": args.seq_len, "steps": args.steps, **score(kinds, right),
+                   "last_loss": f"{last_loss:.3f}", **env, "command": command}  # fmt: skip
+            print(
+                wording,
+                family,
+                {k: row[k] for k in ("exact_match", "token_accuracy", "first_error")},
+                flush=True,
+            )
+            print("  " + "  ".join(f"{k}={row[f'acc_{k}']} (n={row[f'n_{k}']})" for k in KINDS), flush=True)
+            append_row(args.out, FIELDS, row)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
