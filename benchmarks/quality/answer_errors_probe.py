@@ -29,43 +29,27 @@ from cpu_lora import answer_predictions, train_dense_lora  # noqa: E402 (beside 
 
 from lemo.bench.run import append_row, environment  # noqa: E402
 from lemo.config.suite import SuiteConfig  # noqa: E402
+from lemo.eval.answer_kinds import KINDS, first_errors, kind_accuracy, token_kinds  # noqa: E402
 from lemo.eval.suite_rows import eval_samples, training_rows  # noqa: E402
 
-KINDS = ("space", "value_start", "value_rest", "separator")
 FIELDS = ["suite", "family", "wording", "seq_len", "steps", "questions", "exact_match", "token_accuracy",
           *(f"acc_{k}" for k in KINDS), *(f"n_{k}" for k in KINDS), "first_error", "last_loss", "device", "torch",
           "transformers", "peft", "commit", "command"]  # fmt: skip
 
 
-def token_kinds(pieces: list[str]) -> list[str]:
-    """The kind of each answer token from its text: " " -> space; a token with a letter or digit starts a value
-    unless the token before it also had one (then it continues it); anything else separates values."""
-    kinds, prev_value = [], False
-    for p in pieces:
-        value = any(ch.isalnum() for ch in p)
-        if not p.strip():
-            kinds.append("space")
-        elif value:
-            kinds.append("value_rest" if prev_value else "value_start")
-        else:
-            kinds.append("separator")
-        prev_value = value
-    return kinds
-
-
 def score(kinds: list[list[str]], right: list[list[bool]]) -> dict:
-    """Exact match, token accuracy, accuracy and count per kind, and where each wrong answer first went wrong."""
-    per = {k: [r for ks, rs in zip(kinds, right) for kk, r in zip(ks, rs) if kk == k] for k in KINDS}
-    first = [ks[rs.index(False)] for ks, rs in zip(kinds, right) if False in rs]
+    """Exact match, token accuracy, accuracy and count per kind ("" and 0 for a kind no answer has), and where
+    each wrong answer first went wrong."""
+    per = kind_accuracy(kinds, right)
     out = {
         "questions": len(right),
         "exact_match": round(sum(all(rs) for rs in right) / len(right), 4),
         "token_accuracy": round(sum(sum(rs) / len(rs) for rs in right) / len(right), 4),
-        "first_error": json.dumps({k: first.count(k) for k in KINDS if k in first}),
+        "first_error": json.dumps(first_errors(kinds, right)),
     }
     for k in KINDS:
-        out[f"acc_{k}"] = round(sum(per[k]) / len(per[k]), 4) if per[k] else ""
-        out[f"n_{k}"] = len(per[k])
+        acc, n = per.get(k, ("", 0))
+        out[f"acc_{k}"], out[f"n_{k}"] = round(acc, 4) if n else "", n
     return out
 
 

@@ -84,6 +84,7 @@ from suite_sizing import (
 )
 
 from lemo.assets import austen_split
+from lemo.eval.answer_kinds import kind_accuracy, token_kinds
 from lemo.eval.capability import score_samples
 from lemo.eval.perplexity import perplexity
 from lemo.train.loop import FinetuneResult
@@ -166,6 +167,7 @@ def evaluate(args, adapter: Path | None) -> list[dict]:
         tok_acc = sum(o.token_accuracy for o in group) / n
         rows.append(dict(metric="token_accuracy", family=family, eval_len=length, value=tok_acc, n=n))
     rows += distance_rows(samples, res.samples)
+    rows += kind_rows(samples, res.samples, tok)
     held = torch.tensor(tokenize_documents([austen_split()[1]], tok)[0])
     for n in args.ppl_lengths:
         r = perplexity(model, held, context=n, stride=n, max_windows=args.ppl_windows)
@@ -184,6 +186,23 @@ def distance_rows(samples: Sequence, outcomes: Sequence) -> list[dict]:
         dict(metric=metric, family=family, eval_len=length, value=sum(hits) / len(hits), n=len(hits))
         for (family, length, metric), hits in sorted(cells.items())
     ]
+
+
+def kind_rows(samples: Sequence, outcomes: Sequence, tok) -> list[dict]:
+    """Answer-token accuracy per family and length apart for a value's first character ("value_start_accuracy":
+    finding it) and its later ones ("value_rest_accuracy": copying it), lemo.eval.answer_kinds: whether a family's
+    misses are the lookup."""
+    cells = defaultdict(lambda: ([], []))
+    for s, o in zip(samples, outcomes, strict=True):
+        kinds, hits = cells[(o.task, o.length)]
+        kinds.append(token_kinds([tok.decode([t]) for t in s.answer_ids]))
+        hits.append(o.hits)
+    rows = []
+    for (family, length), (kinds, hits) in sorted(cells.items()):
+        for kind, (acc, n) in kind_accuracy(kinds, hits).items():
+            if kind in ("value_start", "value_rest"):
+                rows.append(dict(metric=f"{kind}_accuracy", family=family, eval_len=length, value=acc, n=n))
+    return rows
 
 
 def run_job(args, job: str, env: dict, snapshots: Sequence[str] = ()) -> None:

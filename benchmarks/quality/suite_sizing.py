@@ -160,15 +160,16 @@ def sizing_main(argv: list[str]) -> int:
     else:
         names = sorted(p.name.removesuffix("_summary.csv") for p in args.results.glob("*_summary.csv"))
     summaries = {n: args.results / f"{n}_summary.csv" for n in names}
-    # near and far evidence apart (suite.py's distance_rows) where the runs wrote them: since v9's sizing
-    metrics = ["exact_match", "token_accuracy"] + [m for m in DISTANCE_METRICS if _written(summaries, m)]
+    # where the runs wrote them: near and far evidence apart (suite.py's distance_rows, since v9's sizing), and
+    # finding a value against copying it (kind_rows, since session 27)
+    metrics = ["exact_match", "token_accuracy"] + [m for m in EXTRA_METRICS if _written(summaries, m)]
     for length in args.lengths:
         for metric in metrics:
             print(sizing_table(summaries, length, metric), end="\n\n")
     return 0
 
 
-DISTANCE_METRICS = ("exact_match_near", "exact_match_far")
+EXTRA_METRICS = ("exact_match_near", "exact_match_far", "value_start_accuracy", "value_rest_accuracy")
 
 
 def _written(summaries: Mapping[str, Path], metric: str) -> bool:

@@ -64,6 +64,8 @@ def test_an_oracle_scores_one_and_a_wrong_model_zero(filler, tok, cached):
         assert all(r.token_accuracy is None for r in res.rows if r.mode == "greedy")
         assert res.mean_over_depths() == {(n, m): expected for n in LENGTHS for m in ("teacher", "greedy")}
         assert all((o.predicted == o.answer) == (not wrong) for o in res.samples)
+        # per answer token: every one right, or (the oracle's wrong answers) none
+        assert all(o.hits and set(o.hits) == {not wrong} for o in res.samples if o.mode == "teacher")
 
 
 def test_one_wrong_token_fails_exact_match_but_counts_in_token_accuracy(filler, tok):

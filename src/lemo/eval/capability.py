@@ -141,6 +141,7 @@ def score_samples(
                             token_accuracy=score.token_accuracy,
                             answer=s.answer,
                             predicted=tokenizer.decode(score.predicted),
+                            hits=[p == a for p, a in zip(score.predicted, s.answer_ids)],
                         )
                     )
     finally:

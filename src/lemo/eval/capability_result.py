@@ -37,6 +37,8 @@ class SampleOutcome:
     answer: str
     predicted: str
     """The model's top tokens at the answer positions (teacher) or its generation (greedy), decoded."""
+    hits: list[bool] = field(default_factory=list)
+    """Per answer token, whether the model's token there was right (lemo.eval.answer_kinds reads it per kind)."""
 
 
 @dataclass
