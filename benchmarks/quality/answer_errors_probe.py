@@ -1,4 +1,4 @@
-"""Where a briefly trained SmolLM2's suite answers go wrong, per family and answer-token kind (CPU, minutes).
+"""Where a briefly trained SmolLM2's suite answers go wrong, per family and answer-token kind (CPU: about 40 minutes at 2K on 2 cores).
 
     python benchmarks/quality/answer_errors_probe.py --suite '{"preset": "v10", "families": ["multikey", "multivalue", "kv"]}' \\
         --seq-len 2048 --out benchmarks/results/suite_answer_errors_cpu.csv
@@ -6,7 +6,7 @@
 Dense LoRA as the GPU suite trains it (cpu_lora.py), one row a step, then teacher-forced questions of each family at
 the same length, in the held-out wording and in the training wordings (`held_out_phrasing` false: names and filler
 stay held out). Each answer token is one of four kinds: the leading space, a value's first character (a digit or
-letter after a non-digit: finding the value), a later character of a value (copying it once found), or
+letter after a token without one: finding the value), a later character of a value (copying it once found), or
 punctuation between values. Exact match and accuracy per kind tell a family that cannot find its value from one
 that cannot copy it, which says which knob to move when dense LoRA does not learn a family (docs/suite.md).
 """
@@ -67,8 +67,14 @@ def main(argv: list[str] | None = None) -> int:
 
     from lemo.assets import austen_split, smollm2_dir
 
-    knobs = json.loads(args.suite)
-    cfg = SuiteConfig.from_preset(knobs.pop("preset", "v2"), **knobs)
+    try:
+        knobs = json.loads(args.suite)
+        cfg = SuiteConfig.from_preset(knobs.pop("preset", "v2"), **knobs)
+    except (ValueError, TypeError, AttributeError) as e:
+        raise SystemExit(
+            f"--suite {args.suite!r}: {e}; pass a JSON object of SuiteConfig knobs, e.g. "
+            '\'{"preset": "v10", "families": ["kv"]}\'.'
+        ) from None
     torch.manual_seed(0)
     tok = AutoTokenizer.from_pretrained(smollm2_dir())
     train, held = austen_split()

@@ -539,6 +539,18 @@ SECTIONS: list[Section] = [
     ),
     Section(
         "Quality and capability",
+        "Where briefly trained answers go wrong: finding a value or copying it (suite v10, CPU)",
+        "suite_answer_errors_cpu.csv",
+        "SmolLM2 with LoRA r8 on q/k/v/o after 60 prompt/completion rows of 2K tokens (fp32, lr 5e-4) of v10's knobs "
+        "with multi-key, multi-value and key-value lookup only, then 16 teacher-forced questions a family at 2K in "
+        "the held-out wording and in the training ones (`benchmarks/quality/answer_errors_probe.py`). Accuracy per "
+        "answer-token kind (`lemo.eval.answer_kinds`): a value's first character (finding it) and the later ones "
+        "(copying it), and the kind where each wrong answer first went wrong. Key-value lookup's misses are all at "
+        "the first digit ([suite.md](suite.md#why-key-value-lookup-misses-the-row-not-the-digits-cpu)); the "
+        "`kv_pairs` 3 rows test a block of 3 rows.",
+    ),
+    Section(
+        "Quality and capability",
         "What a briefly trained model answers first (suite v3-v6, CPU)",
         "suite_first_token_cpu.csv",
         "SmolLM2 with LoRA r8 on q/k/v/o after 60 prompt/completion rows of 2K tokens (fp32, lr 5e-4), then "

@@ -22,3 +22,10 @@ def test_score_counts_each_kind_and_where_answers_first_go_wrong(probe):
     assert (got["acc_value_rest"], got["acc_space"]) == (1.0, 1.0)
     assert got["acc_separator"] == "" and got["n_separator"] == 0  # no such token: no accuracy, not 0
     assert json.loads(got["first_error"]) == {"value_start": 1}
+
+
+@pytest.mark.parametrize("suite", ["{not json", '{"no_such_knob": 1}', '{"preset": "no-such-preset"}', "[1]"])
+def test_a_bad_suite_is_refused_with_the_fix(probe, suite, tmp_path):
+    with pytest.raises(SystemExit, match="pass a JSON object of SuiteConfig knobs"):
+        probe.main(["--suite", suite, "--out", str(tmp_path / "x.csv")])
+    assert not (tmp_path / "x.csv").exists()

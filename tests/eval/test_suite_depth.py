@@ -140,6 +140,26 @@ def test_the_v11_rungs_change_only_multi_value_and_key_value_lookup(suite_mod):
     assert all(dataclasses.replace(c, **back) == v10 for c in configs)
 
 
+def test_the_v12_rungs_give_key_value_lookup_fewer_rows_a_block(suite_mod, filler, tok):
+    """suite_sizing_v12.json: over v10, only the key-value blocks' rows and count (and multi-value's keys) move,
+    and a 16K training row of the rung with the most blocks asks every pair of each."""
+    from pathlib import Path
+
+    plan = suite_mod.sizing_plan(Path(suite_mod.__file__).parent / "suite_sizing_v12.json")
+    assert sum(len(seeds) for _, _, seeds in plan) == 6
+    v10 = SuiteConfig.from_preset("v10")
+    configs = [suite_mod.suite_config(SimpleNamespace(suite=suite)) for _, suite, _ in plan]
+    assert [(c.kv_pairs, c.kv_asked, c.kv_blocks, c.multivalue_keys) for c in configs] == [
+        (3, 3, 1, 4), (3, 3, 2, 6), (2, 2, 3, 6),
+    ]  # fmt: skip
+    back = dict(kv_pairs=6, kv_asked=4, kv_blocks=1, multivalue_keys=4)
+    assert all(dataclasses.replace(c, **back) == v10 for c in configs)
+    facts = draw_facts(random.Random("v12/0"), configs[2], "train")
+    row = training_row(filler, tok, 16384, "v12/0", configs[2])
+    kv = [q.text + q.answer for f in facts if f.family == "kv" for q in f.questions]
+    assert len(kv) == 6 and all(q in row["completion"] for q in kv)
+
+
 def test_c_more_asks_twice_the_key_value_pairs_and_six_multi_value_keys_in_a_16k_row(filler, tok):
     """C_more is the first sizing rung with more than one key-value block: a 16K training row takes all its
     facts and asks every one of them."""
