@@ -25,11 +25,12 @@ import torch
 ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT / "src"))
 
-from cpu_lora import answer_predictions, train_dense_lora  # noqa: E402 (beside this script)
+from cpu_lora import train_dense_lora  # noqa: E402 (beside this script)
 
 from lemo.bench.run import append_row, environment  # noqa: E402
 from lemo.config.suite import SuiteConfig  # noqa: E402
 from lemo.eval.answer_kinds import KINDS, first_errors, kind_accuracy, token_kinds  # noqa: E402
+from lemo.eval.capability import score_samples  # noqa: E402
 from lemo.eval.suite_rows import eval_samples, training_rows  # noqa: E402
 
 FIELDS = ["suite", "family", "wording", "seq_len", "steps", "questions", "exact_match", "token_accuracy",
@@ -89,11 +90,11 @@ def main(argv: list[str] | None = None) -> int:
         eval_cfg = dataclasses.replace(cfg, held_out_phrasing=held_out)
         for family in cfg.families:
             samples = eval_samples(held, tok, [args.seq_len], args.questions, cfg=eval_cfg, families=[family])
-            kinds, right = [], []
-            for s in samples:
-                pred = answer_predictions(model, s.prompt_ids, s.answer_ids)
-                kinds.append(token_kinds([tok.decode([t]) for t in s.answer_ids]))
-                right.append([a == b for a, b in zip(pred, s.answer_ids)])
+            res = score_samples(
+                model, tok, samples, modes=("teacher",), progress=False
+            )  # the suite's scoring
+            kinds = [token_kinds([tok.decode([t]) for t in s.answer_ids]) for s in samples]
+            right = [o.hits for o in res.samples]
             row = {"suite": json.dumps(dataclasses.asdict(cfg), sort_keys=True), "family": family,
                    "wording": wording, "seq_len": args.seq_len, "steps": args.steps, **score(kinds, right),
                    "last_loss": f"{last_loss:.3f}", **env, "command": command}  # fmt: skip

@@ -1,6 +1,6 @@
 """Dense LoRA on suite rows on the CPU, as the GPU suite trains it at small size: r8 on q/k/v/o, fp32, lr 5e-4,
 one prompt/completion row a step with the loss on the completion. Shared by the CPU probes that train briefly
-and then read the adapter's answers (first_token_probe.py, answer_errors_probe.py)."""
+and then score the adapter's answers with lemo.eval.capability (first_token_probe.py, answer_errors_probe.py)."""
 
 from __future__ import annotations
 
@@ -37,12 +37,3 @@ def train_dense_lora(model_dir: Any, tok: Any, rows: list[dict], log_every: int 
                 flush=True,
             )
     return model.eval(), loss.item()
-
-
-def answer_predictions(model: Any, prompt_ids: list[int], answer_ids: list[int]) -> list[int]:
-    """Teacher-forced argmax at each answer position (the suite's scoring)."""
-    ids = torch.tensor([prompt_ids + answer_ids])  # [1, T]
-    with torch.no_grad():
-        logits = model(input_ids=ids).logits[0]  # [T, V]
-    n = len(answer_ids)
-    return logits[-n - 1 : -1].argmax(-1).tolist()  # [n]

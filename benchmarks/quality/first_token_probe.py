@@ -23,10 +23,11 @@ import torch
 ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT / "src"))
 
-from cpu_lora import answer_predictions, train_dense_lora  # noqa: E402 (beside this script)
+from cpu_lora import train_dense_lora  # noqa: E402 (beside this script)
 
 from lemo.bench.run import append_row, environment  # noqa: E402
 from lemo.config.suite import SuiteConfig  # noqa: E402
+from lemo.eval.capability import score_teacher  # noqa: E402
 from lemo.eval.suite_rows import eval_samples, training_rows  # noqa: E402
 
 FIELDS = ["preset", "family", "seq_len", "steps", "questions", "first_right", "token_accuracy", "predicted_first",
@@ -61,9 +62,8 @@ def main(argv: list[str] | None = None) -> int:
         firsts, right, acc = collections.Counter(), 0, []
         for s in samples:
             n = len(s.answer_ids)
-            pred = answer_predictions(
-                model, s.prompt_ids, s.answer_ids
-            )  # the prediction at each answer position
+            with torch.no_grad():  # the prediction at each answer position, as the suite scores it
+                pred = score_teacher(model, s, torch.device("cpu")).predicted
             firsts[tok.decode([pred[0]])] += 1
             right += pred[0] == s.answer_ids[0]
             acc.append(sum(a == b for a, b in zip(pred, s.answer_ids)) / n)
