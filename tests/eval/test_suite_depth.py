@@ -111,6 +111,16 @@ def test_v10_is_what_the_v10_sizing_run_chose():
     assert dataclasses.replace(v10, held_out=v9.held_out, preset="v9") == v9
 
 
+def test_v12_is_what_the_v12_sizing_run_chose():
+    """Preset v12 is v10 with key-value blocks of 3 rows, all asked, as `sizing choose` wrote after the v12 sizing
+    run (its first rung); the other rungs' extra blocks and multi-value keys were not taken."""
+    chosen, named = chosen_as_preset("v12", over="v10")
+    assert chosen == named
+    v12, v10 = SuiteConfig.from_preset("v12"), SuiteConfig.from_preset("v10")
+    assert (v12.kv_pairs, v12.kv_asked, v12.kv_blocks, v12.multivalue_keys) == (3, 3, 1, v10.multivalue_keys)
+    assert dataclasses.replace(v12, kv_pairs=v10.kv_pairs, kv_asked=v10.kv_asked, preset="v10") == v10
+
+
 def test_the_v10_rungs_differ_from_v9_in_key_value_format_and_multi_value_digits_only(suite_mod):
     from pathlib import Path
 
