@@ -529,6 +529,30 @@ SECTIONS: list[Section] = [
     ),
     Section(
         "Quality and capability",
+        "Sizing suite v12: fewer rows a key-value block (SmolLM2-135M, 16K)",
+        "suite_v12_sizing_smollm2.csv",
+        "Dense LoRA only, as the v11 sizing, H100, e5c7844, 2 seeds a variant, all 6 jobs at once; the variants of "
+        "`benchmarks/quality/suite_sizing_v12.json` over v10 (config `dense:VARIANT`): key-value blocks of 3 rows, "
+        "every one asked (`A_pairs3`), A's blocks twice a row with 6 multi-value keys (`B_pairs3_more`), and 2 rows "
+        "a block, 3 blocks a row, 6 multi-value keys (`C_pairs2_more`). Key-value lookup 0.48 / 0.41 / 0.31 exact "
+        "match (v10: 0.22), following the value's first character (0.50 / 0.47 / 0.34): sized on A, which `sizing "
+        "choose` wrote to `suite_v12_sizing_chosen.json`, the preset `v12`. Multi-value stays at 0.11-0.15; counting "
+        "fell to 0.24-0.30 (chance 0.33) with no counting knob changed. Table: "
+        "`benchmarks/results/logs/session28_sizing_table.txt`.",
+        ("suite_sizing_v12.png",),
+    ),
+    Section(
+        "Quality and capability",
+        "The held-out capability suite v12: dense LoRA's runs (SmolLM2-135M, 16K)",
+        "suite_v12_smollm2.csv",
+        "Suite v12 (passed as `suite_v12_sizing_chosen.json` over v10), the v10 setup, H100, e5c7844, in the call "
+        "after the sizing: dense LoRA's 18 jobs in both forms over 3 seeds (with the `dense@42` and `dense@44` "
+        "snapshots) and the default's prompt/completion seed 0; the default's other jobs and the oracle's were lost "
+        "when the device machine was taken back mid-run, and resume from this CSV (`SUITE_RESUME_CSV`). Dense LoRA "
+        "at 60 steps: key-value 0.52, multi-key 0.51, variable tracking 0.58 exact match, three families in range.",
+    ),
+    Section(
+        "Quality and capability",
         "Does answer length explain the suite's low families? (CPU)",
         "suite_answer_tokens_cpu.csv",
         "Mean SmolLM2 tokens of each family's held-out answers over 30 drawn contexts "
