@@ -8,7 +8,10 @@ the same length, in the held-out wording and in the training wordings (`held_out
 stay held out). Each answer token is one of four kinds: the leading space, a value's first character (a digit or
 letter after a token without one: finding the value), a later character of a value (copying it once found), or
 punctuation between values. Exact match and accuracy per kind tell a family that cannot find its value from one
-that cannot copy it, which says which knob to move when dense LoRA does not learn a family (docs/suite.md).
+that cannot copy it, which says which knob to move when dense LoRA does not learn a family (docs/suite.md). Each
+question is also answered greedily: where the generated answer's first value came from (the right fact, another
+value of the context, or none of its values) tells a lookup that confuses facts from one that finds none, and the
+values generated most often show an answer the model gives whatever the question (a count it always says).
 """
 
 from __future__ import annotations
@@ -18,6 +21,7 @@ import dataclasses
 import json
 import os
 import sys
+from collections import Counter
 from pathlib import Path
 
 import torch
@@ -29,12 +33,21 @@ from cpu_lora import train_dense_lora  # noqa: E402 (beside this script)
 
 from lemo.bench.run import append_row, environment  # noqa: E402
 from lemo.config.suite import SuiteConfig  # noqa: E402
-from lemo.eval.answer_kinds import KINDS, first_errors, kind_accuracy, token_kinds  # noqa: E402
+from lemo.eval.answer_kinds import (  # noqa: E402
+    KINDS,
+    SOURCES,
+    first_errors,
+    first_value,
+    kind_accuracy,
+    token_kinds,
+    value_source,
+)
 from lemo.eval.capability import score_samples  # noqa: E402
 from lemo.eval.suite_rows import eval_samples, training_rows  # noqa: E402
 
 FIELDS = ["suite", "family", "wording", "seq_len", "steps", "questions", "exact_match", "token_accuracy",
-          *(f"acc_{k}" for k in KINDS), *(f"n_{k}" for k in KINDS), "first_error", "last_loss", "device", "torch",
+          *(f"acc_{k}" for k in KINDS), *(f"n_{k}" for k in KINDS), "first_error", "greedy_exact_match",
+          *(f"source_{s}" for s in SOURCES), "greedy_values", "last_loss", "device", "torch",
           "transformers", "peft", "commit", "command"]  # fmt: skip
 
 
@@ -52,6 +65,18 @@ def score(kinds: list[list[str]], right: list[list[bool]]) -> dict:
         acc, n = per.get(k, ("", 0))
         out[f"acc_{k}"], out[f"n_{k}"] = round(acc, 4) if n else "", n
     return out
+
+
+def sources(samples: list, greedy: list) -> dict:
+    """Greedy exact match, how many answers' first value came from each source, and the 5 first values generated
+    most often (JSON)."""
+    got = [value_source(s.prompt, s.answer, o.predicted) for s, o in zip(samples, greedy, strict=True)]
+    values = Counter(first_value(o.predicted) for o in greedy).most_common(5)
+    return {
+        "greedy_exact_match": round(sum(o.correct for o in greedy) / len(greedy), 4),
+        **{f"source_{k}": got.count(k) for k in SOURCES},
+        "greedy_values": json.dumps(dict(values)),
+    }
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -91,20 +116,24 @@ def main(argv: list[str] | None = None) -> int:
         for family in cfg.families:
             samples = eval_samples(held, tok, [args.seq_len], args.questions, cfg=eval_cfg, families=[family])
             res = score_samples(
-                model, tok, samples, modes=("teacher",), progress=False
-            )  # the suite's scoring
+                model, tok, samples, modes=("teacher", "greedy"), progress=False
+            )  # the suite's
             kinds = [token_kinds([tok.decode([t]) for t in s.answer_ids]) for s in samples]
-            right = [o.hits for o in res.samples]
+            right = [o.hits for o in res.samples if o.mode == "teacher"]
+            greedy = [o for o in res.samples if o.mode == "greedy"]
             row = {"suite": json.dumps(dataclasses.asdict(cfg), sort_keys=True), "family": family,
-                   "wording": wording, "seq_len": args.seq_len, "steps": args.steps, **score(kinds, right),
+                   "wording": wording, "seq_len": args.seq_len, "steps": args.steps, **score(kinds, right), **sources(samples, greedy),
                    "last_loss": f"{last_loss:.3f}", **env, "command": command}  # fmt: skip
             print(
                 wording,
                 family,
-                {k: row[k] for k in ("exact_match", "token_accuracy", "first_error")},
+                {k: row[k] for k in ("exact_match", "token_accuracy", "first_error", "greedy_exact_match")},
                 flush=True,
             )
             print("  " + "  ".join(f"{k}={row[f'acc_{k}']} (n={row[f'n_{k}']})" for k in KINDS), flush=True)
+            print(
+                "  sources: " + "  ".join(f"{k}={row[f'source_{k}']}" for k in SOURCES), row["greedy_values"]
+            )
             append_row(args.out, FIELDS, row)
     return 0
 

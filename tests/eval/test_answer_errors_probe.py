@@ -29,3 +29,20 @@ def test_a_bad_suite_is_refused_with_the_fix(probe, suite, tmp_path):
     with pytest.raises(SystemExit, match="pass a JSON object of SuiteConfig knobs"):
         probe.main(["--suite", suite, "--out", str(tmp_path / "x.csv")])
     assert not (tmp_path / "x.csv").exists()
+
+
+def test_sources_say_where_each_greedy_answer_came_from(probe):
+    from types import SimpleNamespace as NS
+
+    prompt = "rose,412\nlark,907\nThe value of rose is"
+    samples = [NS(prompt=prompt, answer=" 412")] * 4
+    greedy = [NS(predicted=p, correct=p == " 412") for p in (" 412", " 907", " 555", " 907")]
+    got = probe.sources(samples, greedy)
+    assert got["greedy_exact_match"] == 0.25
+    assert (got["source_right"], got["source_context"], got["source_invented"], got["source_none"]) == (
+        1,
+        2,
+        1,
+        0,
+    )
+    assert json.loads(got["greedy_values"]) == {"907": 2, "412": 1, "555": 1}  # most generated first

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from types import SimpleNamespace
 
-from lemo.eval.answer_kinds import first_errors, kind_accuracy, token_kinds
+from lemo.eval.answer_kinds import first_errors, first_value, kind_accuracy, token_kinds, value_source
 
 
 def test_kinds_of_a_multi_value_answer_as_smollm2_splits_it(tok):
@@ -42,3 +42,19 @@ def test_the_suite_writes_finding_and_copying_accuracy_per_family(suite_mod, tok
     ]
     rows = {r["metric"]: (r["value"], r["n"]) for r in suite_mod.kind_rows([sample, sample], outcomes, tok)}
     assert rows == {"value_start_accuracy": (0.75, 4), "value_rest_accuracy": (7 / 8, 8)}
+
+
+def test_first_value_of_an_answer():
+    assert first_value(" 858, 943") == "858"
+    assert first_value(" a3f") == "a3f"
+    assert first_value(" , .") == ""
+
+
+def test_where_a_generated_value_came_from():
+    prompt = "id,value\nrose,412\nlark,907\nThe value of rose is"
+    assert value_source(prompt, " 412", " 412\n") == "right"
+    assert value_source(prompt, " 412", " 907") == "context"  # the other row's value: the wrong fact found
+    assert value_source(prompt, " 412", " 41") == "invented"  # a prefix of a value is no value of the prompt
+    assert value_source(prompt, " 412", " 555") == "invented"
+    assert value_source(prompt, " 412", "\n\n") == "none"
+    assert value_source(prompt, " 858, 943", " 858, 111") == "right"  # the first value decides
