@@ -575,6 +575,18 @@ SECTIONS: list[Section] = [
     ),
     Section(
         "Quality and capability",
+        "Where wrong answers come from: the fact confused or none found (suite v12, CPU)",
+        "suite_answer_sources_cpu.csv",
+        "The errors probe (`benchmarks/quality/answer_errors_probe.py`, commit 5025166) on v12's knobs with "
+        "multi-value, key-value lookup and counting only, 60 rows of 2K, 16 questions a family and wording, each "
+        "answered teacher-forced and greedily. `source_*` counts where each greedy answer's first value came from "
+        "(`lemo.eval.answer_kinds.value_source`): the right fact, another value of the context, a value of none of "
+        "its words, or none; `greedy_values` the values generated most. Key-value lookup's wrong answers are mostly "
+        "another row's value (7 of 9 held out); counting is at chance held out (0.19) and says 3 ten times of 16 in "
+        "the training wordings ([suite.md](suite.md#where-wrong-answers-come-from-cpu)).",
+    ),
+    Section(
+        "Quality and capability",
         "What a briefly trained model answers first (suite v3-v6, CPU)",
         "suite_first_token_cpu.csv",
         "SmolLM2 with LoRA r8 on q/k/v/o after 60 prompt/completion rows of 2K tokens (fp32, lr 5e-4), then "
