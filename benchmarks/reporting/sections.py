@@ -587,6 +587,14 @@ SECTIONS: list[Section] = [
     ),
     Section(
         "Quality and capability",
+        "Counting alone, 3 counted names a row (suite v12, CPU)",
+        "suite_answer_sources_count3_cpu.csv",
+        "The same probe at ce02457 with counting only and `count_keys` 3 (v12: 9), 60 rows of 2K. Negative: 0.375 "
+        "held out, never answering 3, and 0.06 in the training wordings, answering 2 every time: fewer counts a row "
+        "do not teach counting ([suite.md](suite.md#where-wrong-answers-come-from-cpu)).",
+    ),
+    Section(
+        "Quality and capability",
         "What a briefly trained model answers first (suite v3-v6, CPU)",
         "suite_first_token_cpu.csv",
         "SmolLM2 with LoRA r8 on q/k/v/o after 60 prompt/completion rows of 2K tokens (fp32, lr 5e-4), then "
