@@ -115,14 +115,14 @@ def main(argv: list[str] | None = None) -> int:
         eval_cfg = dataclasses.replace(cfg, held_out_phrasing=held_out)
         for family in cfg.families:
             samples = eval_samples(held, tok, [args.seq_len], args.questions, cfg=eval_cfg, families=[family])
-            res = score_samples(
-                model, tok, samples, modes=("teacher", "greedy"), progress=False
-            )  # the suite's
+            # the suite's own scoring, teacher-forced (per-token hits) and greedy (the generated values)
+            res = score_samples(model, tok, samples, modes=("teacher", "greedy"), progress=False)
             kinds = [token_kinds([tok.decode([t]) for t in s.answer_ids]) for s in samples]
             right = [o.hits for o in res.samples if o.mode == "teacher"]
             greedy = [o for o in res.samples if o.mode == "greedy"]
             row = {"suite": json.dumps(dataclasses.asdict(cfg), sort_keys=True), "family": family,
-                   "wording": wording, "seq_len": args.seq_len, "steps": args.steps, **score(kinds, right), **sources(samples, greedy),
+                   "wording": wording, "seq_len": args.seq_len, "steps": args.steps, **score(kinds, right),
+                   **sources(samples, greedy),
                    "last_loss": f"{last_loss:.3f}", **env, "command": command}  # fmt: skip
             print(
                 wording,
