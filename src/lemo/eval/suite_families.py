@@ -82,9 +82,9 @@ _PHRASINGS = json.loads(
 )
 PHRASINGS: dict[str, tuple[tuple[str, ...], ...]] = {
     family: tuple(tuple(p) for p in _PHRASINGS[family])
-    for family in ("multikey", "multivalue", "vartrack", "kv", "recall", "count")
+    for family in ("multikey", "multivalue", "vartrack", "kv", "recall", "count", "count_max")
 }
-MULTIKEY, MULTIVALUE, VARTRACK, KV, RECALL, COUNT = PHRASINGS.values()
+MULTIKEY, MULTIVALUE, VARTRACK, KV, RECALL, COUNT, COUNT_MAX = PHRASINGS.values()
 
 
 def train_phrasings(eval_phrasing: int = EVAL_PHRASING) -> tuple[int, ...]:
@@ -228,6 +228,25 @@ def count(
         answer = f" {NUMBER_WORDS[c - 1] if words else c}"  # a word is one token, and never a copied digit
         question = Question("count", _q(q.format(k=k), lead.format(k=k)), answer, list(range(c)))
         facts.append(Fact("count", [s.format(k=k)] * c, statement_depths(rng, c, adjacent), [question]))
+    return facts
+
+
+def count_max(
+    rng: random.Random, names: list[str], codes: Codes, count_max: int, split: str, wording: Wording = Wording(),
+    adjacent: bool = False,
+) -> list[Fact]:  # fmt: skip
+    """The counting family's "max" form: 2..count_max statements about each name, each with its own 2-digit value,
+    asked for the largest. The answer is one of the context's values, so a guess among the name's values scores
+    about 1 / c, and a model that finds the name but does not compare shows as another value of the context."""
+    facts = []
+    for k in names:
+        s, q, lead = phrase(COUNT_MAX, rng, split, wording, "count")
+        values = [codes.number(2) for _ in range(rng.randint(2, count_max))]
+        answer = f" {max(values, key=int)}"
+        # every value is evidence: the largest is known only against the others
+        question = Question("count", _q(q.format(k=k), lead.format(k=k)), answer, list(range(len(values))))
+        statements = [s.format(k=k, v=v) for v in values]
+        facts.append(Fact("count", statements, statement_depths(rng, len(values), adjacent), [question]))
     return facts
 
 
