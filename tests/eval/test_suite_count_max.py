@@ -59,3 +59,5 @@ def test_count_form_refuses_bad_input_with_the_fix():
         SuiteConfig(count_form="total")
     with pytest.raises(ValueError, match="set count_max >= 2"):
         SuiteConfig(count_form="max", count_max=1)
+    with pytest.raises(ValueError, match="count_keys \\* count_max <= 60"):
+        SuiteConfig(count_form="max", count_keys=21, count_max=3)  # 63 values: the row would run out

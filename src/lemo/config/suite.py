@@ -201,6 +201,11 @@ class SuiteConfig(DictConfig):
             raise ValueError(f"count_form {self.count_form!r}: use one of {', '.join(COUNT_FORMS)}.")
         if self.count_form == "max" and self.count_max < 2:
             raise ValueError("count_form 'max' compares 2..count_max values: set count_max >= 2.")
+        if self.count_form == "max" and self.count_keys * self.count_max > 60:
+            # a row's 2-digit values are distinct (90 of them, shared with the other families): more would never end
+            raise ValueError(
+                "count_form 'max' draws distinct 2-digit values: keep count_keys * count_max <= 60."
+            )
         if self.count_words and self.count_max > len(NUMBER_WORDS):
             raise ValueError(f"count_words spells counts up to {len(NUMBER_WORDS)}: lower count_max.")
         if not 1 <= self.train_phrasings <= len(TRAIN_PHRASINGS):
