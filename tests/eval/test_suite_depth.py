@@ -214,3 +214,22 @@ def test_v10_asks_v9s_multi_key_questions_at_the_same_distances(held_text, tok):
     assert mk["v9"] and mk["v9"] == mk["v10"]
     kv = {p: [s.prompt for s in got if s.task == "kv"] for p, got in samples.items()}
     assert kv["v9"] != kv["v10"]  # the format did change
+
+
+def test_the_v13_rungs_move_only_counting_to_its_max_form_and_a_16k_row_asks_every_name(
+    suite_mod, filler, tok
+):
+    """suite_sizing_v13.json: over v12, only counting's form and its values a name move, and a 16K training row
+    of the rung with the most values asks the largest of every counted name."""
+    from pathlib import Path
+
+    plan = suite_mod.sizing_plan(Path(suite_mod.__file__).parent / "suite_sizing_v13.json")
+    assert sum(len(seeds) for _, _, seeds in plan) == 4
+    v12 = SuiteConfig.from_preset("v12")
+    configs = [suite_mod.suite_config(SimpleNamespace(suite=suite)) for _, suite, _ in plan]
+    assert [(c.count_form, c.count_max) for c in configs] == [("max", 3), ("max", 4)]
+    assert all(dataclasses.replace(c, count_form="count", count_max=3) == v12 for c in configs)
+    facts = draw_facts(random.Random("v13/0"), configs[1], "train")
+    row = training_row(filler, tok, 16384, "v13/0", configs[1])
+    asked = [q.text + q.answer for f in facts if f.family == "count" for q in f.questions]
+    assert len(asked) == v12.count_keys and all(q in row["completion"] for q in asked)
