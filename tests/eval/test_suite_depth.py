@@ -227,9 +227,9 @@ def test_the_v13_rungs_move_only_counting_to_its_max_form_and_a_16k_row_asks_eve
     assert sum(len(seeds) for _, _, seeds in plan) == 4
     v12 = SuiteConfig.from_preset("v12")
     configs = [suite_mod.suite_config(SimpleNamespace(suite=suite)) for _, suite, _ in plan]
-    assert [(c.count_form, c.count_max) for c in configs] == [("max", 3), ("max", 4)]
+    assert [(c.count_form, c.count_max) for c in configs] == [("max", 5), ("max", 3)]
     assert all(dataclasses.replace(c, count_form="count", count_max=3) == v12 for c in configs)
-    facts = draw_facts(random.Random("v13/0"), configs[1], "train")
-    row = training_row(filler, tok, 16384, "v13/0", configs[1])
+    facts = draw_facts(random.Random("v13/0"), configs[0], "train")
+    row = training_row(filler, tok, 16384, "v13/0", configs[0])
     asked = [q.text + q.answer for f in facts if f.family == "count" for q in f.questions]
     assert len(asked) == v12.count_keys and all(q in row["completion"] for q in asked)
