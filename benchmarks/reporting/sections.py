@@ -543,13 +543,33 @@ SECTIONS: list[Section] = [
     ),
     Section(
         "Quality and capability",
-        "The held-out capability suite v12: dense LoRA's runs (SmolLM2-135M, 16K)",
+        "Sizing suite v13: counting's max form (SmolLM2-135M, 16K)",
+        "suite_v13_sizing_smollm2.csv",
+        "Dense LoRA only, as the v12 sizing, H100, d712273, 2 seeds a variant, all 4 jobs at once beside the v12 "
+        "suite's jobs; the variants of `benchmarks/quality/suite_sizing_v13.json` over v12 (config `dense:VARIANT`): "
+        '`count_form` "max" (the largest of a counted name\'s distinct 2-digit values) with 2-5 values a name '
+        "(`A_max5`; a random pick among them scores 0.32) and 2-3 (`B_max3`; 0.42). Counting 0.07 / 0.09 exact "
+        "match, far under both picks' chance and under v12's counts (0.26): **negative**, no preset v13. The value's "
+        "first digit is right 0.35 / 0.28 of the time and its second 0.30 / 0.35, so at 16K the model neither finds "
+        "the name's values nor copies one (on the CPU at 2K it copied one: `suite_count_max_cpu.csv`). Table: "
+        "`benchmarks/results/logs/session30_sizing_table.txt`.",
+        ("suite_sizing_v13.png",),
+    ),
+    Section(
+        "Quality and capability",
+        "The held-out capability suite v12: lemo against dense LoRA (SmolLM2-135M, 16K)",
         "suite_v12_smollm2.csv",
-        "Suite v12 (passed as `suite_v12_sizing_chosen.json` over v10), the v10 setup, H100, e5c7844, in the call "
-        "after the sizing: dense LoRA's 18 jobs in both forms over 3 seeds (with the `dense@42` and `dense@44` "
-        "snapshots) and the default's prompt/completion seed 0; the default's other jobs and the oracle's were lost "
-        "when the device machine was taken back mid-run, and resume from this CSV (`SUITE_RESUME_CSV`). Dense LoRA "
-        "at 60 steps: key-value 0.52, multi-key 0.51, variable tracking 0.58 exact match, three families in range.",
+        "Suite v12 (passed as `suite_v12_sizing_chosen.json` over v10), the v10 setup, H100. Dense LoRA's 18 jobs in "
+        "both forms over 3 seeds (with the `dense@42` and `dense@44` snapshots) and the default's prompt/completion "
+        "seed 0 ran at e5c7844 after the sizing call; the default's and the oracle's other jobs at d712273, resumed "
+        "from this CSV (`SUITE_RESUME_CSV`), and in the same session seeds 3 and 4 of dense, the default and the "
+        "oracle in prompt/completion (the library's code is the same at both commits). Prompt/completion exact match "
+        "at 16K: the default 0.379 ± 0.019, dense 0.373 ± 0.021 (5 seeds each: a tie, 1.02x), the oracle 0.374 ± "
+        "0.028, dense@42 0.257 ± 0.033 (3 seeds, 3.2 standard errors under the default; on seeds 0-2 alone the "
+        "default scores 0.401). Plain text, answer-token accuracy: the default 0.594, dense 0.529, dense@44 0.475, "
+        "the oracle 0.614; perplexity 24.76 against dense's 24.23 (1.022x). Counting stays at its chance (0.26) and "
+        "multi-value under 0.12 for every config.",
+        ("suite_v12_smollm2_frontier.png", "suite_v12_smollm2_text_frontier.png"),
     ),
     Section(
         "Quality and capability",
