@@ -52,6 +52,7 @@ HELD_OUT_MARK = {
     "recall": "immediately succeed",
     "count": "planted a tree",
     "count_max": "laps on one day",  # not a family: the table of count's "max" form (SuiteConfig.count_form)
+    "count_last": "wore the number",  # not a family: the table of count's "last" form
 }
 
 

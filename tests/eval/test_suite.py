@@ -37,7 +37,7 @@ def rows(train_text, tok):
 
 
 def test_every_family_has_three_train_phrasings_and_a_held_out_one(held_out_mark):
-    assert set(TABLES) == {*FAMILIES, "count_max"} and len(FAMILIES) >= 6  # count_max: count's "max" form
+    assert set(TABLES) == {*FAMILIES, "count_max", "count_last"} and len(FAMILIES) >= 6  # count's value forms
     assert fam.EVAL_PHRASING not in fam.TRAIN_PHRASINGS and len(fam.TRAIN_PHRASINGS) >= 3
     for family, table in TABLES.items():
         assert len(table) == fam.N_PHRASINGS, family

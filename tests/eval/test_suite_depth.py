@@ -233,3 +233,25 @@ def test_the_v13_rungs_move_only_counting_to_its_max_form_and_a_16k_row_asks_eve
     row = training_row(filler, tok, 16384, "v13/0", configs[0])
     asked = [q.text + q.answer for f in facts if f.family == "count" for q in f.questions]
     assert len(asked) == v12.count_keys and all(q in row["completion"] for q in asked)
+
+
+def test_the_v14_rungs_move_only_counting_to_its_last_form_and_a_16k_row_asks_every_name(
+    suite_mod, filler, tok
+):
+    """suite_sizing_v14.json: over v12, only counting's form, values, names and adjacency move, and a 16K training
+    row of the scattered rung asks the latest value of every counted name."""
+    from pathlib import Path
+
+    plan = suite_mod.sizing_plan(Path(suite_mod.__file__).parent / "suite_sizing_v14.json")
+    assert sum(len(seeds) for _, _, seeds in plan) == 4
+    v12 = SuiteConfig.from_preset("v12")
+    configs = [suite_mod.suite_config(SimpleNamespace(suite=suite)) for _, suite, _ in plan]
+    assert [(c.count_form, c.count_max, c.count_keys, c.count_adjacent) for c in configs] == [
+        ("last", 5, 5, False), ("last", 5, 5, True),
+    ]  # fmt: skip
+    back = dict(count_form="count", count_max=3, count_keys=9, count_adjacent=True)
+    assert all(dataclasses.replace(c, **back) == v12 for c in configs)
+    facts = draw_facts(random.Random("v14/0"), configs[0], "train")
+    row = training_row(filler, tok, 16384, "v14/0", configs[0])
+    asked = [q.text + q.answer for f in facts if f.family == "count" for q in f.questions]
+    assert len(asked) == 5 and all(q in row["completion"] for q in asked)

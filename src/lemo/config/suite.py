@@ -13,7 +13,7 @@ from lemo.config.load import DictConfig
 
 FAMILIES = ("multikey", "multivalue", "vartrack", "kv", "recall", "count")
 ALPHABETS = {"hex": string.ascii_lowercase[:6] + string.digits, "digits": string.digits}
-COUNT_FORMS = ("count", "max")
+COUNT_FORMS = ("count", "max", "last")
 NUMBER_WORDS = ("one", "two", "three", "four", "five", "six", "seven", "eight", "nine", "ten")
 # Each family's phrasings (lemo.eval.suite_families): 3 is held out (every eval sample, no training row). The
 # training phrasings are listed in the order `train_phrasings` takes them: 0-2 are v1's and v2's, 4-6 came later
@@ -157,8 +157,9 @@ class SuiteConfig(DictConfig):
     count_form: str = "count"
     """What the counting family asks of a name's mentions: "count" (how many: 1..count_max equal sentences) or
     "max" (the largest of 2..count_max distinct 2-digit values stated about the name, an aggregation whose answer
-    is a copy). SmolLM2-135M did not learn to count in 60 steps (it answered a constant), so "max" asks whether
-    an aggregation with a copied answer is learnable instead."""
+    is a copy) or "last" (the value stated last, each statement an update: an aggregation over the mentions'
+    order). SmolLM2-135M did not learn to count in 60 steps (it answered a constant), nor "max" at 16K
+    (docs/suite.md, v13); "last" asks whether the order of mentions, which attention's recency favours, is."""
     held_out: dict[str, int] = dataclasses.field(default_factory=dict)
     """family -> the phrasing its eval samples hold out, instead of 3; the family then trains on 3 in that one's
     place. In v1-v7 variable tracking held out its only value-first wording ("Assign V to A."), where a lookup by
@@ -199,12 +200,14 @@ class SuiteConfig(DictConfig):
             raise ValueError(f"kv_alphabet {self.kv_alphabet!r}: use one of {', '.join(ALPHABETS)}.")
         if self.count_form not in COUNT_FORMS:
             raise ValueError(f"count_form {self.count_form!r}: use one of {', '.join(COUNT_FORMS)}.")
-        if self.count_form == "max" and self.count_max < 2:
-            raise ValueError("count_form 'max' compares 2..count_max values: set count_max >= 2.")
-        if self.count_form == "max" and self.count_keys * self.count_max > 60:
+        if self.count_form != "count" and self.count_max < 2:
+            raise ValueError(
+                f"count_form {self.count_form!r} compares 2..count_max values: set count_max >= 2."
+            )
+        if self.count_form != "count" and self.count_keys * self.count_max > 60:
             # a row's 2-digit values are distinct (90 of them, shared with the other families): more would never end
             raise ValueError(
-                "count_form 'max' draws distinct 2-digit values: keep count_keys * count_max <= 60."
+                f"count_form {self.count_form!r} draws distinct 2-digit values: keep count_keys * count_max <= 60."
             )
         if self.count_words and self.count_max > len(NUMBER_WORDS):
             raise ValueError(f"count_words spells counts up to {len(NUMBER_WORDS)}: lower count_max.")

@@ -35,10 +35,9 @@ def draw_facts(rng: random.Random, cfg: SuiteConfig, split: Split) -> list[fam.F
     facts += fam.vartrack(rng, chains, codes, split, cfg.vartrack_digits, wording)
     kv = (cfg.kv_value_len, cfg.kv_asked, split, cfg.kv_alphabet, wording)
     facts += [fam.kv_block(rng, take(cfg.kv_pairs), codes, *kv) for _ in range(n["kv"])]
-    if cfg.count_form == "max":
-        facts += fam.count_max(
-            rng, take(n["count"]), codes, cfg.count_max, split, wording, cfg.count_adjacent
-        )
+    if cfg.count_form in ("max", "last"):
+        values = (cfg.count_max, split, wording, cfg.count_adjacent, cfg.count_form)
+        facts += fam.count_values(rng, take(n["count"]), codes, *values)
     else:
         count = (cfg.count_max, split, cfg.count_words, wording, cfg.count_adjacent)
         facts += fam.count(rng, take(n["count"]), *count)

@@ -82,9 +82,9 @@ _PHRASINGS = json.loads(
 )
 PHRASINGS: dict[str, tuple[tuple[str, ...], ...]] = {
     family: tuple(tuple(p) for p in _PHRASINGS[family])
-    for family in ("multikey", "multivalue", "vartrack", "kv", "recall", "count", "count_max")
+    for family in ("multikey", "multivalue", "vartrack", "kv", "recall", "count", "count_max", "count_last")
 }
-MULTIKEY, MULTIVALUE, VARTRACK, KV, RECALL, COUNT, COUNT_MAX = PHRASINGS.values()
+MULTIKEY, MULTIVALUE, VARTRACK, KV, RECALL, COUNT, COUNT_MAX, COUNT_LAST = PHRASINGS.values()
 
 
 def train_phrasings(eval_phrasing: int = EVAL_PHRASING) -> tuple[int, ...]:
@@ -231,22 +231,24 @@ def count(
     return facts
 
 
-def count_max(
+def count_values(
     rng: random.Random, names: list[str], codes: Codes, count_max: int, split: str, wording: Wording = Wording(),
-    adjacent: bool = False,
+    adjacent: bool = False, form: str = "max",
 ) -> list[Fact]:  # fmt: skip
-    """The counting family's "max" form: 2..count_max statements about each name, each with its own 2-digit value,
-    asked for the largest. The answer is one of the context's values, so a guess among the name's values scores
-    about 1 / c, and a model that finds the name but does not compare shows as another value of the context."""
+    """The counting family's value forms: 2..count_max statements about each name, each with its own 2-digit value,
+    asked for the largest ("max") or for the one stated last ("last": each statement updates the name's value).
+    The answer is one of the context's values, so a guess among the name's values scores about 1 / c, and a model
+    that finds the name but does not aggregate shows as another value of the context."""
+    table = {"max": COUNT_MAX, "last": COUNT_LAST}[form]
     facts = []
     for k in names:
-        s, q, lead = phrase(COUNT_MAX, rng, split, wording, "count")
+        s, q, lead = phrase(table, rng, split, wording, "count")
         values = [codes.number(2) for _ in range(rng.randint(2, count_max))]
-        answer = f" {max(values, key=int)}"
-        # every value is evidence: the largest is known only against the others
+        depths = statement_depths(rng, len(values), adjacent)  # sorted: the statements appear in list order
+        answer = f" {max(values, key=int) if form == 'max' else values[-1]}"
+        # every value is evidence: the largest, or the last, is known only against the others
         question = Question("count", _q(q.format(k=k), lead.format(k=k)), answer, list(range(len(values))))
-        statements = [s.format(k=k, v=v) for v in values]
-        facts.append(Fact("count", statements, statement_depths(rng, len(values), adjacent), [question]))
+        facts.append(Fact("count", [s.format(k=k, v=v) for v in values], depths, [question]))
     return facts
 
 
