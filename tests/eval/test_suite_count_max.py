@@ -23,16 +23,13 @@ def _count_facts(split: str, seed: int, **knobs) -> list[fam.Fact]:
 
 @pytest.mark.parametrize("split", ["train", "eval"])
 def test_the_answer_is_the_largest_of_the_names_values(split):
-    sizes = set()
+    """(Distinct values, 2..count_max of them: test_suite_count_last.py, for both value forms.)"""
     for seed in range(6):
         for f in _count_facts(split, seed, count_max=3):
             values = [int(re.search(r"\d+", s)[0]) for s in f.statements]  # a name has no digits
             (q,) = f.questions
             assert q.answer == f" {max(values)}"
             assert q.evidence == list(range(len(values)))  # the largest is known only against every value
-            assert len(set(values)) == len(values) and all(10 <= v <= 99 for v in values)
-            sizes.add(len(values))
-    assert sizes == {2, 3}  # never one value, which would be a lookup rather than a comparison
 
 
 def test_eval_holds_out_its_wording_and_training_never_uses_it():
