@@ -567,7 +567,7 @@ SECTIONS: list[Section] = [
         "at 16K: the default 0.379 ± 0.019, dense 0.373 ± 0.021 (5 seeds each: a tie, 1.02x), the oracle 0.374 ± "
         "0.028, dense@42 0.257 ± 0.033 (3 seeds, 3.2 standard errors under the default; on seeds 0-2 alone the "
         "default scores 0.401). Plain text, answer-token accuracy: the default 0.594, dense 0.529, dense@44 0.475, "
-        "the oracle 0.614; perplexity 24.76 against dense's 24.23 (1.022x). Counting stays at its chance (0.26) and "
+        "the oracle 0.614; perplexity 24.76 against dense's 24.23 (1.022x). Counting stays under its chance (0.26 against 0.33) and "
         "multi-value under 0.12 for every config.",
         ("suite_v12_smollm2_frontier.png", "suite_v12_smollm2_text_frontier.png"),
     ),
