@@ -27,6 +27,17 @@ def _report():
     return report
 
 
+def _reporting(module: str):
+    """benchmarks/reporting/<module>.py, imported as report.py imports it."""
+    import importlib
+
+    sys.path.insert(0, str(REPO / "benchmarks"))
+    try:
+        return importlib.import_module(f"reporting.{module}")
+    finally:
+        sys.path.remove(str(REPO / "benchmarks"))
+
+
 def _blocks(text: str, lang: str) -> list[str]:
     return re.findall(rf"```{lang}\n(.*?)```", text, re.S)
 
@@ -272,11 +283,7 @@ def _bench_row(config, commit, T, step, gpu="NVIDIA H100", **more):
 def test_speed_ratios_stay_within_one_run_and_one_memory_stack():
     """A ratio is only taken within one run: another card's Liger row is no baseline. A long offload row is set
     against Liger's exact config with the same offload and tiling, and the Liger CSV keeps its table kind."""
-    sys.path.insert(0, str(REPO / "benchmarks"))
-    try:
-        from reporting.tables import table
-    finally:
-        sys.path.remove(str(REPO / "benchmarks"))
+    table = _reporting("tables").table
     rows = [
         _bench_row("liger-exact", "a", "32768", "5.0", gpu="NVIDIA H200"),
         _bench_row("liger-default+gc", "a", "32768", "4.0", gpu="NVIDIA H200"),
@@ -315,11 +322,7 @@ def test_plain_text_suite_headline_reports_perplexity_lower_is_better():
 def test_profile_csvs_render_as_their_own_tables():
     """The profile's CSV gives one line per profiled step with each op family's device time, lemo's selection
     included; the peak owners' CSV one line per owner."""
-    sys.path.insert(0, str(REPO / "benchmarks"))
-    try:
-        from reporting.tables import table
-    finally:
-        sys.path.remove(str(REPO / "benchmarks"))
+    table = _reporting("tables").table
     base = {"config": "c", "seq_len": "32768", "commit": "x", "gpu": "G", "command": "p"}
     step = {"family": "step", "ms": "", "share": "", "step_ms": "100", "idle_ms": "2", "idle_share": "0.02"}
     rows = [
@@ -337,11 +340,7 @@ def test_profile_csvs_render_as_their_own_tables():
 def test_selection_bias_per_family_is_a_table_of_families():
     """`suite_bias.py --by-family` rows: one column per family with its evidence blocks in the header, each the
     mean over the layers, and the filler of the "all" rows."""
-    sys.path.insert(0, str(REPO / "benchmarks"))
-    try:
-        from reporting.tables import table
-    finally:
-        sys.path.remove(str(REPO / "benchmarks"))
+    table = _reporting("tables").table
     common = {"selector": "s", "form": "sup", "kept_filler": "0.3", "rows": "2", "seq_len": "8192"}
     rows = [
         {**common, "layer": layer, "family": family, "kept_evidence": str(value), "evidence_blocks": blocks}
@@ -351,3 +350,29 @@ def test_selection_bias_per_family_is_a_table_of_families():
     lines = [line for line in table(rows).splitlines() if line.startswith("| ")]
     assert [c.strip() for c in lines[0].split("|")][3:5] == ["all (10)", "recall (4)"]
     assert [c.strip() for c in lines[1].split("|")][3:6] == ["0.60", "0.30", "0.30"]
+
+
+def test_suite_runs_trained_at_several_lengths_are_tabled_at_their_own():
+    """suite_v14_lengths_smollm2.csv: runs trained at 4K and 16K, the 16K run also scored at 4K. The own-length
+    table reads each run at its training length only, with the length as a column; the suite table reads 16K."""
+    quality_tables = _reporting("quality_tables")
+    suite_own_length_table, suite_table = quality_tables.suite_own_length_table, quality_tables.suite_table
+    base = {"form": "sup", "steps": "60", "seed": "0", "metric": "exact_match", "family": "count"}
+    rows = [
+        {**base, "config": "dense:t4K", "seq_len": "4096", "eval_len": "4096", "value": "0.5"},
+        {**base, "config": "dense:t16K", "seq_len": "16384", "eval_len": "16384", "value": "0.2"},
+        {
+            **base,
+            "config": "dense:t16K",
+            "seq_len": "16384",
+            "eval_len": "4096",
+            "value": "0.9",
+        },  # not its own
+    ]
+    own = [line.split(" | ") for line in suite_own_length_table(rows).splitlines()[2:]]
+    assert [(r[0], r[2], r[10]) for r in own] == [
+        ("| dense:t4K", "4K", "0.50"),
+        ("| dense:t16K", "16K", "0.20"),
+    ]
+    at16 = suite_table(rows).splitlines()[2:]
+    assert len(at16) == 1 and at16[0].startswith("| dense:t16K | sup | 60 | 1 |")

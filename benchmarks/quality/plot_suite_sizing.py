@@ -6,7 +6,8 @@ the band the suite is sized for ([0.4, 0.9], docs/suite.md) shaded. One panel pe
 
 Reads the runner's summary CSVs (config, form, metric, family, eval_len, mean, se), or its raw CSVs (one row a
 seed, `value`), summarized here: a sizing call's merged CSV names each variant's runs `dense:VARIANT`, so
-`NAME=PATH.csv:CONFIG` picks one config of a file instead of --config.
+`NAME=PATH.csv:CONFIG` picks one config of a file instead of --config, and a trailing `@LENGTH` reads that run at
+its own eval length instead of --eval-len (runs trained at different lengths, each scored at its own).
 """
 
 from __future__ import annotations
@@ -37,14 +38,18 @@ def read(path: Path, config: str, eval_len: int) -> dict[tuple[str, str, str], t
     return out
 
 
-def parse_run(spec: str, config: str) -> tuple[str, Path, str]:
-    """NAME=PATH or NAME=PATH.csv:CONFIG -> (name, path, config)."""
+def parse_run(spec: str, config: str, eval_len: int) -> tuple[str, Path, str, int]:
+    """NAME=PATH[.csv:CONFIG][@LENGTH] -> (name, path, config, eval length)."""
     name, sep, rest = spec.partition("=")
+    base, at, length = rest.rpartition("@")
+    rest = base if at else rest
     path, csv_sep, own = rest.partition(".csv:")
     path = path + ".csv" if csv_sep else rest
-    if not sep or not Path(path).is_file():
-        raise SystemExit(f"{spec!r}: give NAME=PATH (or NAME=PATH.csv:CONFIG) to a suite CSV that exists.")
-    return name, Path(path), own or config
+    if not sep or not Path(path).is_file() or (at and not length.isdigit()):
+        raise SystemExit(
+            f"{spec!r}: give NAME=PATH (or NAME=PATH.csv:CONFIG, either with @LENGTH) to a suite CSV that exists."
+        )
+    return name, Path(path), own or config, int(length) if at else eval_len
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -52,6 +57,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("presets", nargs="+", help="NAME=PATH[.csv:CONFIG], in the order to draw them")
     ap.add_argument("--config", default="dense")
     ap.add_argument("--eval-len", type=int, default=16384)
+    ap.add_argument("--steps", default="60 steps", help="the trainings' steps, for the title")
     ap.add_argument("--out", type=Path, required=True)
     args = ap.parse_args(argv)
     import matplotlib
@@ -61,8 +67,8 @@ def main(argv: list[str] | None = None) -> int:
 
     runs = []
     for spec in args.presets:
-        name, path, config = parse_run(spec, args.config)
-        runs.append((name, read(path, config, args.eval_len)))
+        name, path, config, length = parse_run(spec, args.config, args.eval_len)
+        runs.append((name, read(path, config, length)))
     forms = sorted({k[0] for _, scores in runs for k in scores}, key=lambda f: f != "sup")
     fig, axes = plt.subplots(len(forms), len(METRICS), figsize=(12, 3.6 * len(forms)), squeeze=False)
     width = 0.8 / len(runs)
@@ -77,11 +83,12 @@ def main(argv: list[str] | None = None) -> int:
             ax.set_ylim(0, 1)
             ax.set_title(f"{'prompt/completion' if form == 'sup' else 'plain text'}: {label}")
             ax.grid(axis="y", alpha=0.3)
-        row[0].set_ylabel(f"{args.config} at {args.eval_len // 1024}K (mean, SE over seeds)")
+        at = "each run's length" if any("@" in s for s in args.presets) else f"{args.eval_len // 1024}K"
+        row[0].set_ylabel(f"{args.config} at {at} (mean, SE over seeds)")
     # below the panels: inside one, the legend hides bars once there are more than a few runs
     handles, labels = axes[0][0].get_legend_handles_labels()
     fig.legend(handles, labels, fontsize=8, loc="lower center", ncol=min(4, len(labels)))
-    fig.suptitle(f"Suite sizing: {args.config} LoRA per family, SmolLM2-135M, 60 steps")
+    fig.suptitle(f"Suite sizing: {args.config} LoRA per family, SmolLM2-135M, {args.steps}")
     legend_rows = -(-len(labels) // 4)
     save_figure(fig, args.out, rect=(0, 0.03 + 0.035 * legend_rows, 1, 1))  # room below for the legend
     print(args.out)

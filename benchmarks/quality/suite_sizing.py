@@ -123,10 +123,14 @@ def choose_knobs(
         rungs = [(r, scores[r][family]) for r in ladder if family in scores[r]]
         chosen[family] = _pick(rungs, lo, hi) if rungs else ladder[0]
         knobs.update({k: v for k, v in variants[chosen[family]].items() if k.startswith(family + "_")})
-        for knob in FAMILY_MAPS:  # a per-family entry of a shared knob
-            entries = variants[chosen[family]].get(knob, {})
+        # A per-family entry of a shared knob, from the rung's whole config: a rung that keeps its preset's
+        # entry does not spell it, and the knobs' map replaces the preset's whole map.
+        rung = suite_config(argparse.Namespace(suite=json.dumps(variants[chosen[family]])))
+        for knob in FAMILY_MAPS:
+            entries = getattr(rung, knob)
             if family in entries:
-                knobs.setdefault(knob, {})[family] = entries[family]
+                entry = entries[family]
+                knobs.setdefault(knob, {})[family] = list(entry) if isinstance(entry, tuple) else entry
     return knobs, chosen
 
 

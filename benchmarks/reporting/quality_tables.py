@@ -167,13 +167,29 @@ def suite_table(rows: list[dict[str, str]]) -> str:
     """The capability suite at 16K: per config and form, each family's exact match (mean +- standard error over
     seeds), the suite mean (per seed over families, then over seeds) in exact match and answer-token accuracy,
     and held-out perplexity."""
-    at16 = [r for r in rows if r["eval_len"] == "16384"]
+    return _suite_table([r for r in rows if r["eval_len"] == "16384"], length=False)
+
+
+def suite_own_length_table(rows: list[dict[str, str]]) -> str:
+    """As `suite_table`, each run at the length it was trained at (`seq_len`), with that length as a column: runs
+    trained at several lengths, each scored at its own."""
+    return _suite_table([r for r in rows if r["eval_len"] == r.get("seq_len")], length=True)
+
+
+def _trained_at(row: dict[str, str]) -> int:
+    """A suite row's training length (rows before the column was written trained at 16K)."""
+    return int(row.get("seq_len") or 16384)
+
+
+def _suite_table(at: list[dict[str, str]], length: bool) -> str:
     keys = sorted(
-        {(r["config"], r["form"], r["steps"]) for r in at16}, key=lambda k: (k[1], k[0] != "dense", k)
+        {(r["config"], r["form"], r["steps"], _trained_at(r)) for r in at},
+        key=lambda k: (k[1], k[3], k[0] != "dense", k),
     )
     head = [
         "config",
         "form",
+        *(["length"] if length else []),
         "steps",
         "seeds",
         *SUITE_FAMILIES,
@@ -182,8 +198,12 @@ def suite_table(rows: list[dict[str, str]]) -> str:
         "ppl",
     ]
     out = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
-    for config, form, steps in keys:
-        mine = [r for r in at16 if (r["config"], r["form"], r["steps"]) == (config, form, steps)]
+    for config, form, steps, seq_len in keys:
+        mine = [
+            r
+            for r in at
+            if (r["config"], r["form"], r["steps"], _trained_at(r)) == (config, form, steps, seq_len)
+        ]
         seeds = sorted({r["seed"] for r in mine})
 
         def cell(metric: str, family: str | None, mine=mine, seeds=seeds) -> str:
@@ -199,8 +219,8 @@ def suite_table(rows: list[dict[str, str]]) -> str:
             return f"{m:.2f}" if math.isnan(se) else f"{m:.2f} ± {se:.2f}"
 
         fams = [cell("exact_match", f) for f in SUITE_FAMILIES]
-        row = [config, form, steps, str(len(seeds)), *fams, cell("exact_match", None),
-               cell("token_accuracy", None), cell("ppl", None)]  # fmt: skip
+        lead = [config, form, *([f"{seq_len // 1024}K"] if length else []), steps, str(len(seeds))]
+        row = [*lead, *fams, cell("exact_match", None), cell("token_accuracy", None), cell("ppl", None)]
         out.append("| " + " | ".join(row) + " |")
     return "\n".join(out) + "\n"
 

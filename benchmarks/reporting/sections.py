@@ -5,6 +5,8 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 
+from reporting.quality_tables import suite_own_length_table
+
 # ---------------------------------------------------------------------------------------------------------------
 # docs/results.md: one section per CSV, generated whole.
 
@@ -554,6 +556,32 @@ SECTIONS: list[Section] = [
         "the name's values nor copies one (on the CPU at 2K it copied one: `suite_count_max_cpu.csv`). Table: "
         "`benchmarks/results/logs/session30_sizing_table.txt`.",
         ("suite_sizing_v13.png",),
+    ),
+    Section(
+        "Quality and capability",
+        "Sizing suite v14: counting's latest value at 60 steps (SmolLM2-135M, 16K)",
+        "suite_v14_sizing_smollm2.csv",
+        "Dense LoRA only, as the v13 sizing, H100, e55aa46, 2 seeds a variant, all 6 jobs at once; the variants of "
+        '`benchmarks/quality/suite_sizing_v14.json` over v12 (config `dense:VARIANT`): `count_form` "last" (the '
+        "value a counted name was last updated to; 2-5 updates for each of 5 names, a random pick among them scores "
+        "0.32), updates scattered (`A_last5`) or back to back (`B_last5_adjacent`), and A with 2 multi-value keys "
+        "stated in the context's last quarter (`C_last5_mv_near`). At 60 steps counting stays at or under its pick "
+        "chance and multi-value under 0.2: **negative** at 60 steps. Table: "
+        "`benchmarks/results/logs/session31_sizing_table.txt`.",
+        ("suite_sizing_v14.png",),
+    ),
+    Section(
+        "Quality and capability",
+        "Sizing suite v14: by training length and steps (SmolLM2-135M, 4K-16K)",
+        "suite_v14_lengths_smollm2.csv",
+        "Dense LoRA only, H100, 5e8b9af, `benchmarks/quality/suite_lengths_v14.json`: v12 (seeds 5-6) and v14's rung "
+        "C (seeds 2-3) trained at 4K, 8K and 16K for 60 steps and at 16K for 120 steps (as many rows as steps), "
+        "each scored at its training length (the 16K runs also at 8K and 4K, in the CSV). Trained at 4K or 8K, "
+        "rung C learns counting's latest value and multi-value; at 16K only with 120 steps, where every family "
+        "is in [0.4, 0.9]: `sizing choose` over that run wrote `suite_v14_sizing_chosen.json`, the preset `v14`. "
+        "Table: `benchmarks/results/logs/session31_lengths_table.txt`.",
+        ("suite_lengths_v14.png",),
+        table=suite_own_length_table,
     ),
     Section(
         "Quality and capability",

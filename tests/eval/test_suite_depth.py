@@ -121,6 +121,16 @@ def test_v12_is_what_the_v12_sizing_run_chose():
     assert dataclasses.replace(v12, kv_pairs=v10.kv_pairs, kv_asked=v10.kv_asked, preset="v10") == v10
 
 
+def test_v14_is_what_the_120_step_sizing_run_chose():
+    """Preset v14 is v12 with counting's "last" form and 2 multi-value keys in the last quarter, as `sizing choose`
+    wrote after the 120-step run of suite_lengths_v14.json (the only run that sized all six families)."""
+    chosen, named = chosen_as_preset("v14", over="v12")
+    assert chosen == named
+    v14, v12 = SuiteConfig.from_preset("v14"), SuiteConfig.from_preset("v12")
+    assert (v14.count_form, v14.multivalue_keys, v14.depth_band["multivalue"]) == ("last", 2, (0.75, 1.0))
+    assert {f: b for f, b in v14.depth_band.items() if f != "multivalue"} == v12.depth_band
+
+
 def test_the_v10_rungs_differ_from_v9_in_key_value_format_and_multi_value_digits_only(suite_mod):
     from pathlib import Path
 
@@ -235,22 +245,26 @@ def test_the_v13_rungs_move_only_counting_to_its_max_form_and_a_16k_row_asks_eve
     assert len(asked) == v12.count_keys and all(q in row["completion"] for q in asked)
 
 
-def test_the_v14_rungs_move_only_counting_to_its_last_form_and_a_16k_row_asks_every_name(
+def test_the_v14_rungs_move_only_counting_and_c_multi_value_and_a_16k_row_asks_every_name(
     suite_mod, filler, tok
 ):
-    """suite_sizing_v14.json: over v12, only counting's form, values, names and adjacency move, and a 16K training
-    row of the scattered rung asks the latest value of every counted name."""
+    """suite_sizing_v14.json: over v12, A and B move only counting's form, values, names and adjacency; C is A with
+    2 multi-value keys in the last quarter, v12's other bands kept. A 16K training row of the scattered rung asks
+    the latest value of every counted name."""
     from pathlib import Path
 
     plan = suite_mod.sizing_plan(Path(suite_mod.__file__).parent / "suite_sizing_v14.json")
-    assert sum(len(seeds) for _, _, seeds in plan) == 4
+    assert sum(len(seeds) for _, _, seeds in plan) == 6
     v12 = SuiteConfig.from_preset("v12")
     configs = [suite_mod.suite_config(SimpleNamespace(suite=suite)) for _, suite, _ in plan]
     assert [(c.count_form, c.count_max, c.count_keys, c.count_adjacent) for c in configs] == [
-        ("last", 5, 5, False), ("last", 5, 5, True),
+        ("last", 5, 5, False), ("last", 5, 5, True), ("last", 5, 5, False),
     ]  # fmt: skip
     back = dict(count_form="count", count_max=3, count_keys=9, count_adjacent=True)
-    assert all(dataclasses.replace(c, **back) == v12 for c in configs)
+    assert all(dataclasses.replace(c, **back) == v12 for c in configs[:2])
+    c = configs[2]
+    assert c.depth_band == {**v12.depth_band, "multivalue": (0.75, 1.0)} and c.multivalue_keys == 2
+    assert dataclasses.replace(c, multivalue_keys=4, depth_band=v12.depth_band) == configs[0]
     facts = draw_facts(random.Random("v14/0"), configs[0], "train")
     row = training_row(filler, tok, 16384, "v14/0", configs[0])
     asked = [q.text + q.answer for f in facts if f.family == "count" for q in f.questions]

@@ -4,6 +4,7 @@ SuiteConfigs over v2 with 12 jobs in all, a bad variant is refused before any wo
 from __future__ import annotations
 
 import csv
+import dataclasses
 import json
 from argparse import Namespace
 from pathlib import Path
@@ -197,9 +198,27 @@ def test_choose_takes_a_familys_own_depth_band_from_its_rung(suite_mod, tmp_path
     assert knobs == {
         "preset": "v8",
         "depth_band": {"multivalue": [0.5, 1], "kv": [0.75, 1], "recall": [0.5, 1], "count": [0.5, 1]},
+        "held_out": {
+            "vartrack": 5,
+            "kv": 4,
+        },  # v8's entries, spelled out: the knobs' map replaces the preset's
     }
     cfg = SuiteConfig.from_preset(**knobs)
     assert cfg.depth_band["kv"] == (0.75, 1.0) and "multikey" not in cfg.depth_band
+    assert cfg.held_out == SuiteConfig.from_preset("v8").held_out
+
+
+def test_choose_keeps_the_presets_bands_of_families_whose_rung_does_not_spell_them(suite_mod, tmp_path):
+    """The lengths run (session 31): rung L_v12 is preset v12 bare, L_C spells v12's bands plus multi-value's.
+    Families chosen on L_v12 keep v12's bands (key-value in the last quarter): before the fix the chosen knobs
+    carried only counting's and multi-value's entries, and their map replaced v12's whole map."""
+    v12 = {"multikey": 0.73, "multivalue": 0.33, "vartrack": 0.84, "kv": 0.62, "recall": 0.76, "count": 0.27}
+    c = {"multikey": 0.55, "multivalue": 0.41, "vartrack": 0.83, "kv": 0.58, "recall": 0.76, "count": 0.49}
+    _rungs(tmp_path, {"L_v12": v12, "L_C": c})
+    knobs, chosen = suite_mod.choose_knobs(tmp_path, QUALITY / "suite_lengths_v14.json")
+    assert chosen["multivalue"] == chosen["count"] == "L_C" and chosen["kv"] == chosen["recall"] == "L_v12"
+    cfg = SuiteConfig.from_preset(**knobs)
+    assert dataclasses.replace(cfg, preset="v14") == SuiteConfig.from_preset("v14")
 
 
 def test_the_table_adds_near_and_far_evidence_where_the_runs_wrote_them(suite_mod, tmp_path, capsys):

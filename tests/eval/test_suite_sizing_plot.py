@@ -56,8 +56,12 @@ def test_a_raw_csv_is_summarized_and_a_run_may_name_its_own_config(plot, tmp_pat
     raw = write_rows(
         tmp_path / "sizing.csv", ["config", "form", "seed", "metric", "family", "eval_len", "value"], rows
     )
-    assert plot.parse_run(f"B={raw}:dense:B_csv", "dense") == ("B", raw, "dense:B_csv")
-    assert plot.parse_run(f"B={raw}", "dense") == ("B", raw, "dense")
+    assert plot.parse_run(f"B={raw}:dense:B_csv", "dense", 16384) == ("B", raw, "dense:B_csv", 16384)
+    assert plot.parse_run(f"B={raw}", "dense", 16384) == ("B", raw, "dense", 16384)
+    # a run trained (and scored) at another length names it
+    assert plot.parse_run(f"B={raw}:dense:B_csv@4096", "dense", 16384) == ("B", raw, "dense:B_csv", 4096)
+    with pytest.raises(SystemExit, match="@LENGTH"):
+        plot.parse_run(f"B={raw}@4K", "dense", 16384)
     mean, se = plot.read(raw, "dense:B_csv", 16384)[("sup", "exact_match", "kv")]
     assert mean == pytest.approx(0.3) and se == pytest.approx(0.1)
     out = tmp_path / "fig.png"

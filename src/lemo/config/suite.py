@@ -77,9 +77,18 @@ V10 = dict(V9, held_out={"kv": 5, "vartrack": 5})
 # digit (answer_errors_probe.py): it found the wrong row, so fewer rows lifted it from 0.22 to 0.48-0.52, the first
 # preset with key-value lookup in [0.4, 0.9].
 V12 = dict(V10, kv_pairs=3, kv_asked=3)
+# Suite v14 (the v13 sizing run, counting's "max" form, chose nothing): v12 with counting's "last" form (2-5 updates
+# of each of 5 names, scattered) and 2 multi-value keys in the context's last quarter. At 60 steps no rung sized
+# counting or multi-value (suite_v14_sizing_smollm2.csv, H100, e55aa46); at 120 steps this one sized all six families
+# at 16K (suite_v14_lengths_smollm2.csv, 5e8b9af; `sizing choose` -> benchmarks/results/suite_v14_sizing_chosen.json):
+# the suite v14 runs 120 steps (docs/suite.md).
+V14 = dict(
+    V12, count_form="last", count_max=5, count_keys=5, count_adjacent=False, multivalue_keys=2,
+    depth_band={**V12["depth_band"], "multivalue": (0.75, 1.0)},
+)  # fmt: skip
 PRESETS: dict[str, dict[str, Any]] = {
     "v1": V1, "v2": {}, "v3": V3, "v4": V4, "v5": V5, "v6": V6, "v7": V7, "v8": V8, "v9": V9, "v10": V10,
-    "v12": V12,
+    "v12": V12, "v14": V14,
 }  # fmt: skip
 
 
