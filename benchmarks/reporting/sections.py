@@ -727,6 +727,18 @@ SECTIONS: list[Section] = [
     ),
     Section(
         "Quality and capability",
+        "The default's selector on suite v14's rows (8K, no training)",
+        "suite_bias_family_v14_cpu_rows8.csv",
+        "The same on 8 rows of 8K of preset v14 (counting's latest value, 2 multi-value keys in the last quarter; "
+        "untrained SmolLM2, CPU, keep 0.5, commit 9fc42fd), before the v14 suite runs on the GPU. Over layers "
+        "14-28, the prompt/completion default (with the copy tier) keeps 0.84 of the evidence blocks against 0.19 of "
+        "the filler: multi-value and variable tracking 1.00, recall 0.96, multi-key 0.92, key-value 0.82, counting's "
+        "updates 0.72 (v9's counted mentions: 0.61). The plain-text default (no copy tier) keeps 0.67 against 0.30 on "
+        "plain text, counting 0.62 and multi-value 0.86. Counting's evidence (every update of the asked names, 139 "
+        "blocks of 323) is the family kept least in both forms.",
+    ),
+    Section(
+        "Quality and capability",
         "Two other supervision scores per family (suite v7 rows at 8K, no training): votes",
         "query_score_votes_v7_cpu.csv",
         "`query_score_probe.py votes 8`: each labelled query row gives one vote to each of its 8 highest-attention "
