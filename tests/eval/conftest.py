@@ -72,10 +72,27 @@ def load_script(path):
     try:
         spec = importlib.util.spec_from_file_location(path.stem, path)
         module = importlib.util.module_from_spec(spec)
+        before = sys.modules.get(spec.name)
+        sys.modules[spec.name] = module  # a dataclass in the script looks its module up there
         spec.loader.exec_module(module)
         yield module
     finally:
+        if sys.modules.get(path.stem) is module:
+            sys.modules.pop(path.stem)
+            if before is not None:
+                sys.modules[path.stem] = before
         sys.path.remove(str(path.parent))
+
+
+def write_dicts(path: Path, rows: list[dict]) -> Path:
+    """A CSV of dict rows at `path`, its header every key in first-seen order (a row lacking one leaves it empty)."""
+    import csv
+
+    with path.open("w", newline="") as fh:
+        w = csv.DictWriter(fh, fieldnames=list(dict.fromkeys(k for r in rows for k in r)), restval="")
+        w.writeheader()
+        w.writerows(rows)
+    return path
 
 
 def write_rows(path: Path, header: list[str], rows: list) -> Path:

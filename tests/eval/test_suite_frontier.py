@@ -3,11 +3,10 @@ computes them (per seed the mean over families, then over seeds), and the figure
 
 from __future__ import annotations
 
-import csv
 from pathlib import Path
 
 import pytest
-from tests.eval.conftest import load_script
+from tests.eval.conftest import load_script, write_dicts
 
 SCRIPT = Path(__file__).resolve().parents[2] / "benchmarks" / "quality" / "plot_suite_frontier.py"
 
@@ -17,16 +16,8 @@ def plot():
     yield from load_script(SCRIPT)
 
 
-def _write(path: Path, rows: list[dict]) -> Path:
-    with path.open("w", newline="") as fh:
-        w = csv.DictWriter(fh, fieldnames=list(dict.fromkeys(k for r in rows for k in r)), restval="")
-        w.writeheader()
-        w.writerows(rows)
-    return path
-
-
 def test_ratio_points_and_figure(plot, tmp_path):
-    speed = _write(tmp_path / "speed.csv", [
+    speed = write_dicts(tmp_path / "speed.csv", [
         # a row whose labelling was not recorded counts for neither form, though it comes first
         {"config": "liger-lemo+gc", "seq_len": 16384, "median_step_s": 0.1, "commit": "abc1", "status": "ok",
          "completion": ""},
@@ -58,7 +49,7 @@ def test_ratio_points_and_figure(plot, tmp_path):
             for family, value in (("a", base), ("b", base + 0.2)):
                 rows.append({"config": config, "form": "sup", "seed": seed, "steps": steps, "metric": "exact_match",
                              "family": family, "eval_len": 16384, "value": value})  # fmt: skip
-    suite = _write(tmp_path / "suite.csv", rows)
+    suite = write_dicts(tmp_path / "suite.csv", rows)
     # the ratio comes from the named run only (another commit's faster row is not mixed in)
     assert plot.step_ratio(plot.load(speed), "liger-lemo+gc", "abc", 16384) == pytest.approx(0.8)
     # BENCH/KEEP@T: the row at that keep and length, against liger-exact at the same length
@@ -90,7 +81,7 @@ def test_ratio_points_and_figure(plot, tmp_path):
     )
     assert (tmp_path / "suite_frontier.png").stat().st_size > 0
     text_rows = [{**r, "form": "text"} for r in rows]
-    text = _write(tmp_path / "text.csv", text_rows)
+    text = write_dicts(tmp_path / "text.csv", text_rows)
     args = ["--speed", str(speed), "--commit", "abc", "--bench", "lemo=liger-lemo+gc", "--form", "text"]
     assert plot.main([str(text), *args]) == 0
     assert (tmp_path / "text_text_frontier.png").stat().st_size > 0  # its own name: the sup figure stays
@@ -105,17 +96,17 @@ def test_ratio_points_and_figure(plot, tmp_path):
 def test_speed_rows_from_several_csvs(plot, tmp_path):
     """A bench timed in another run's CSV: --speed takes both files, and the bench names its run."""
     common = {"status": "ok", "completion": "0.02", "seq_len": 16384}
-    first = _write(tmp_path / "a.csv", [
+    first = write_dicts(tmp_path / "a.csv", [
         {"config": "liger-exact", "median_step_s": 2.0, "commit": "aaa", **common},
         {"config": "liger-lemo+gc", "median_step_s": 1.4, "commit": "aaa", **common},
     ])  # fmt: skip
-    second = _write(tmp_path / "b.csv", [
+    second = write_dicts(tmp_path / "b.csv", [
         {"config": "liger-exact", "median_step_s": 4.0, "commit": "bbb", **common},
         {"config": "liger-bwd+gc", "median_step_s": 3.96, "commit": "bbb", **common},
     ])  # fmt: skip
     rows = [{"config": c, "form": "sup", "seed": seed, "steps": 60, "metric": "exact_match", "family": "a",
              "eval_len": 16384, "value": 0.1 * seed} for c in ("dense", "lemo", "bwd") for seed in (0, 1)]  # fmt: skip
-    suite = _write(tmp_path / "s.csv", rows)
+    suite = write_dicts(tmp_path / "s.csv", rows)
     args = ["--speed", str(first), str(second), "--commit", "aaa", "--bench", "lemo=liger-lemo+gc",
             "bwd=liger-bwd+gc#bbb"]  # fmt: skip
     both = plot.load(first) + plot.load(second)
