@@ -368,3 +368,36 @@ def test_the_default_config_is_the_librarys_default():
     got = sparsity_state(model).config
     want = dataclasses.replace(SparsityConfig(), backend="reference")
     assert got == want
+
+
+def test_a_dense_tail_config_keeps_every_block_whatever_the_runs_keep(tmp_path, monkeypatch):
+    """`default-copy3-tail+offload` times a step of `--dense-tail`'s last steps: its own keep 1.0 wins over the
+    run's --keep-ratio, in the applied config and in the row, and it is the copy-tier config with offload on."""
+    from lemo.bench.configs import configure
+    from lemo.integrations.transformers.patch import sparsity_state
+    from lemo.testing import tiny_model, with_lora
+
+    model = with_lora(tiny_model("llama", layers=4))
+    configure(model, "default-copy3-tail+offload", keep_ratio=0.5, backend="reference")
+    got = sparsity_state(model).config
+    want = dataclasses.replace(
+        SparsityConfig(), backend="reference", keep_ratio=1.0, copy_plain_text=True, offload="cpu"
+    )
+    assert got == want
+    monkeypatch.chdir(tmp_path)
+    argv = [
+        "--shape",
+        "tiny",
+        "--lengths",
+        "128",
+        "--configs",
+        "default-copy3+offload",
+        "default-copy3-tail+gc",
+    ]
+    assert (
+        main(["bench", *argv, "--keep-ratio", "0.5", "--steps", "1", "--warmup", "0", "--out", "x.csv"]) == 0
+    )
+    assert [(r["config"], r["keep_ratio"]) for r in read_rows(tmp_path / "x.csv")] == [
+        ("default-copy3+offload", "0.5"),
+        ("default-copy3-tail+gc", "1.0"),
+    ]

@@ -25,6 +25,7 @@ TRIM = {"trim_last_layer": True}  # SparsityConfig.paper() leaves it off: the "-
 # `SparsityConfig()` as it is at this commit, over the paper's fields that the sparse configs start from (the keep
 # ratio and MLP mode come from the run and the config's own column): "default+gc" measures what a user gets.
 PRODUCT = {k: getattr(SparsityConfig(), k) for k in PAPER_FIELDS if k not in ("keep_ratio", "mlp")}
+COPY_TEXT = {**PRODUCT, "copy_ngram": 3, "copy_plain_text": True}  # the copy tier in plain text too
 # name: (checkpointing: None | "all" | "sparse", segmented loss, token elimination, MLP mode, extra options).
 # "sparse" checkpoints only the sparse layers (they store their kept rows); the dense half stores activations.
 # Extra options: SparsityConfig fields, plus "backend" (overrides --backend) and "s2" (LongLoRA's attention).
@@ -59,8 +60,21 @@ CONFIGS = {
     # the n-gram matching included (random-token rows match little, so the kept blocks are the default's), in both
     # forms. Since copy_ngram=3 became SparsityConfig()'s (2026-12-06, prompt/completion rows only) it equals
     # "default+gc" on prompt/completion rows; "default-nocopy+gc" is the default before it
-    "default-copy3+gc": ("all", True, True, "tokens", {**PRODUCT, "copy_ngram": 3, "copy_plain_text": True}),
+    "default-copy3+gc": ("all", True, True, "tokens", COPY_TEXT),
     "default-nocopy+gc": ("all", True, True, "tokens", {**PRODUCT, "copy_ngram": 0}),
+    # `--copy-plain-text --dense-tail 0.15`, the setting that meets the plain-text perplexity target, with its layer
+    # inputs in host memory (`--offload cpu`): its sparse steps, and "-tail" its dense-tail steps (every block kept,
+    # a config's own keep_ratio winning over --keep-ratio), with and without offload. Offload is exact, so it only
+    # moves the tail's GPU peak (a dense step's) and costs copy time.
+    "default-copy3+offload": ("all", True, True, "tokens", {**COPY_TEXT, "offload": "cpu"}),
+    "default-copy3-tail+gc": ("all", True, True, "tokens", {**COPY_TEXT, "keep_ratio": 1.0}),
+    "default-copy3-tail+offload": (
+        "all",
+        True,
+        True,
+        "tokens",
+        {**COPY_TEXT, "keep_ratio": 1.0, "offload": "cpu"},
+    ),
     "lemo-random+gc": ("all", True, True, "tokens", DEFAULT),
     "lemo-mix+gc": ("all", True, True, "tokens", {**SHARED, "label_priority": True, "random_fraction": 0.5}),
     "lemo-prio+gc": ("all", True, True, "tokens", {**SHARED, "label_priority": True}),

@@ -240,7 +240,8 @@ def _run_all(model, run: SimpleNamespace, device: torch.device, world, shape: st
                 print(f"time budget of {run.budget_s:.0f} s spent; skipping the rest", flush=True)
                 return 0
             sparse = CONFIGS[name][2]
-            row = {"config": name, "shape": shape, "keep_ratio": run.keep_ratio if sparse else 1.0}
+            keep = CONFIGS[name][4].get("keep_ratio", run.keep_ratio)  # a config's own keep wins
+            row = {"config": name, "shape": shape, "keep_ratio": keep if sparse else 1.0}
             row.update(common)
             if run.mode == "longest":
                 row.update(longest_length(model, name, run, device), cap_gib=run.cap_gib)
