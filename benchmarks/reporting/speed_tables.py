@@ -5,6 +5,14 @@ from __future__ import annotations
 from reporting.common import _fmt
 
 
+def _commands(rows: list[dict]) -> str:
+    """The table's commands, each once: a CSV merged from several runs names every run's."""
+    commands = list(dict.fromkeys(r.get("command", "?") for r in rows))
+    if len(commands) == 1:
+        return f"Command: `{commands[0]}`"
+    return "Commands: " + "; ".join(f"`{c}`" for c in commands)
+
+
 def _add_columns(lines: list[str], rows: list[dict[str, str]], header: str, cells) -> None:
     """Append columns to a markdown table (`lines`: header, rule, one line per row of `rows`): `cells(row)` gives
     the row's cells, or a falsy value for a dash in each."""
@@ -109,7 +117,7 @@ def e2e_table(rows: list[dict[str, str]]) -> str:
     prov = (
         f"\n{gpus}, torch {first.get('torch', '?')}, transformers {first.get('transformers', '?')}, "
         f"peft {first.get('peft', '?')}, commit {commits}, shape {first.get('shape', '?')} "
-        f"({weights}), backend {first.get('backend', '?')}. Command: `{first.get('command', '?')}`\n"
+        f"({weights}), backend {first.get('backend', '?')}. {_commands(rows)}\n"
     )
     if first.get("matmul_tflop_per_s"):
         prov += (
