@@ -56,6 +56,7 @@ from reporting.tables import (  # every table function, as tables.py dispatches 
     suite_bias_table,
     suite_table,
     table,
+    targets_table,
 )
 
 # The pieces live in reporting/: a table per kind of CSV (tables.py chooses), the headline, the sections of
@@ -98,6 +99,7 @@ __all__ = [
     "suite_bias_table",
     "suite_table",
     "table",
+    "targets_table",
     "timed",
 ]
 

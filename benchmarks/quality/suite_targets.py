@@ -21,6 +21,8 @@ from __future__ import annotations
 import argparse
 import csv
 import math
+import shlex
+import sys
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -28,8 +30,12 @@ from plot_suite_frontier import load, step_ratio  # beside this script
 
 from lemo.eval.suite_summary import SUITE, TIE_SE, summarize
 
+# benchmarks/ on the path: the table printed is docs/results.md's table of the CSV
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from reporting.quality_tables import targets_table
+
 METRICS = ("exact_match", "token_accuracy")
-FORMS = {"sup": "prompt/completion", "text": "plain text"}
+FORMS = ("sup", "text")
 EQUAL_STEPS, ORACLE_GAP, PPL_RATIO, STEP_RATIO = 0.97, 0.03, 1.01, 0.75
 
 
@@ -126,25 +132,6 @@ def judge_step(
     return out
 
 
-def table(verdicts: list[Verdict]) -> str:
-    """Markdown: one row per verdict, the measure as the target states it."""
-    lines = [
-        "| target | form | metric | config | against | measure | limit | met |",
-        "|---|---|---|---|---|---|---|---|",
-    ]
-    for v in verdicts:
-        ratio = v.target in ("equal steps", "perplexity", "step")
-        measure = f"{v.measure:.3f}x ({v.config_mean:.3f} / {v.against_mean:.3f})" if ratio else (
-            f"{v.measure:+.3f} ({v.config_mean:.3f} - {v.against_mean:.3f}"
-            + (f", {abs(v.measure) / v.diff_se:.1f} SE)" if v.diff_se > 0 else ")")
-        )  # fmt: skip
-        limit = {"equal steps": f">= {v.limit}x", "perplexity": f"<= {v.limit}x", "step": f"<= {v.limit}x",
-                 "equal GPU time": f"> 0 by {TIE_SE:g} SE", "oracle": f">= {v.limit}"}[v.target]  # fmt: skip
-        lines.append(f"| {v.target} | {FORMS.get(v.form, v.form)} | {v.metric} | {v.config} | {v.against} | "
-                     f"{measure} | {limit} | {'met' if v.met else '**missed**'} |")  # fmt: skip
-    return "\n".join(lines)
-
-
 def _pairs(specs: list[str], flag: str) -> dict[str, str]:
     pairs = [s.split("=", 1) for s in specs]
     if any(len(p) != 2 or p[0] not in FORMS for p in pairs):
@@ -179,15 +166,33 @@ def main(argv: list[str] | None = None) -> int:
         raise SystemExit(
             f"{args.config} and dense are not both in {args.csv} at {args.eval_len}: check --config"
         )
+    speed = [row for path in args.speed for row in load(path)]
     if args.step:
-        speed = [row for path in args.speed for row in load(path)]
         verdicts += judge_step(speed, _pairs(args.step, "--step"), args.commit, args.config, args.step_len)
     out = args.out or args.csv.with_name(f"{args.csv.stem}_targets.csv")
+    # provenance: the runs each verdict reads (the suite's commits, or the speed run's), and this command
+    suite_commits = " ".join(dict.fromkeys(r.get("commit", "?") for r in rows))
+    suite_gpus = ", ".join(dict.fromkeys(r.get("gpu") or "?" for r in rows))
+    speed_gpus = ", ".join(
+        dict.fromkeys(r.get("gpu") or "?" for r in speed if r["commit"].startswith(args.commit))
+    )
+    command = shlex.join(
+        ["python", "benchmarks/quality/suite_targets.py", *(argv if argv is not None else sys.argv[1:])]
+    )
+    written = [
+        {
+            **asdict(v),
+            "commit": args.commit if v.target == "step" else suite_commits,
+            "gpu": speed_gpus if v.target == "step" else suite_gpus,
+            "command": command,
+        }
+        for v in verdicts
+    ]
     with out.open("w", newline="") as fh:
-        w = csv.DictWriter(fh, fieldnames=list(asdict(verdicts[0])))
+        w = csv.DictWriter(fh, fieldnames=list(written[0]))
         w.writeheader()
-        w.writerows(asdict(v) for v in verdicts)
-    print(table(verdicts))
+        w.writerows(written)
+    print(targets_table(load(out)))
     print(f"wrote {out}")
     return 0
 

@@ -267,3 +267,30 @@ def _suite_bias_family_table(rows: list[dict[str, str]]) -> str:
         out.append(f"| {selector} | {form} | " + " | ".join(cells)
                    + f" | {mean('kept_filler', 'all'):.2f} | {mine[0]['rows']} | {mine[0]['seq_len']} |")  # fmt: skip
     return "\n".join(out) + "\n"
+
+
+TARGET_LIMITS = {"equal steps": ">= {}x", "perplexity": "<= {}x", "step": "<= {}x", "oracle": ">= {}"}
+FORM_NAMES = {"sup": "prompt/completion", "text": "plain text"}
+
+
+def targets_table(rows: list[dict[str, str]]) -> str:
+    """Issue 19's targets on one suite run (benchmarks/quality/suite_targets.py): one row per target, form and
+    metric, the measure as the target states it (a ratio, or a difference with its standard errors)."""
+    lines = [
+        "| target | form | metric | config | against | measure | limit | met |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
+    for r in rows:
+        value, mine, theirs = float(r["measure"]), float(r["config_mean"]), float(r["against_mean"])
+        if r["target"] in ("equal steps", "perplexity", "step"):
+            measure = f"{value:.3f}x ({mine:.3f} / {theirs:.3f})"
+        else:
+            se = float(r["diff_se"])
+            errors = f", {abs(value) / se:.1f} SE" if se > 0 else ""
+            measure = f"{value:+.3f} ({mine:.3f} - {theirs:.3f}{errors})"
+        limit = TARGET_LIMITS.get(r["target"], "> 0 by 2 SE").format(r["limit"])
+        met = "met" if r["met"] == "True" else "**missed**"
+        lines.append(f"| {r['target']} | {FORM_NAMES.get(r['form'], r['form'])} | {r['metric']} | {r['config']} | "
+                     f"{r['against']} | {measure} | {limit} | {met} |")  # fmt: skip
+    first = rows[0]
+    return "\n".join(lines) + f"\n\nCommand: `{first['command']}`\n"

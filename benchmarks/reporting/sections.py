@@ -613,6 +613,17 @@ SECTIONS: list[Section] = [
     ),
     Section(
         "Quality and capability",
+        "Issue 19's targets on suite v12",
+        "suite_v12_smollm2_targets.csv",
+        "The five targets of the selector issue judged on the v12 run above by `benchmarks/quality/suite_targets.py`: "
+        "the default against dense LoRA at equal steps (at least 0.97x), against the dense snapshot of its GPU time "
+        "(`dense@42` on prompt/completion rows, `dense@44` on plain text: above it by 2 standard errors of the "
+        "difference, since a tie is not a win), against the evidence oracle (at most 0.03 below), plain-text "
+        "perplexity (at most 1.01x dense's) and the step at 32K on the Llama-3-8B shape (at most 0.75x Liger exact's, "
+        "from `e2e_llama3_8b_copy3.csv` and `_text.csv`, H200, ef2a0ab). Suite means at 16K over families, then seeds.",
+    ),
+    Section(
+        "Quality and capability",
         "Does answer length explain the suite's low families? (CPU)",
         "suite_answer_tokens_cpu.csv",
         "Mean SmolLM2 tokens of each family's held-out answers over 30 drawn contexts "

@@ -14,6 +14,7 @@ from reporting.quality_tables import (
     recall_table,
     suite_bias_table,
     suite_table,
+    targets_table,
 )
 from reporting.speed_tables import e2e_table, longest_table, offload_table, peak_owners_table, profile_table
 
@@ -90,4 +91,6 @@ def table(rows: list[dict[str, str]]) -> str:
         return quality_table(rows)
     if {"seconds", "cores", "ppl_before"} <= set(rows[0]):
         return quickstart_table(rows)
+    if {"target", "measure", "limit", "met"} <= set(rows[0]):
+        return targets_table(rows)
     return generic_table(rows)

@@ -27,7 +27,7 @@ def _suite_rows(
             for metric in ("exact_match", "token_accuracy"):
                 for family, value in (("a", base), ("b", base + 0.2)):
                     rows.append(dict(config=config, form=form, seed=seed, metric=metric, family=family,
-                                     eval_len=16384, value=value))  # fmt: skip
+                                     eval_len=16384, value=value, commit="abc1", gpu="H0"))  # fmt: skip
             if ppl and config in ppl:
                 rows.append(dict(config=config, form=form, seed=seed, metric="ppl", family="-", eval_len=16384,
                                  value=ppl[config][seed]))  # fmt: skip
@@ -93,7 +93,14 @@ def test_the_command_writes_the_verdicts_and_names_a_missing_config(targets, tmp
         ("equal steps", "exact_match", "True"),
         ("equal steps", "token_accuracy", "True"),
     ]
-    assert "| equal steps | prompt/completion | exact_match |" in capsys.readouterr().out
+    # every row names the runs it read and the command that judged them (docs/results.md renders the CSV)
+    assert {(r["commit"], r["gpu"], r["command"]) for r in written} == {
+        ("abc1", "H0", f"python benchmarks/quality/suite_targets.py {path}")
+    }
+    assert (
+        "| equal steps | prompt/completion | exact_match | default | dense | 1.091x"
+        in capsys.readouterr().out
+    )
     with pytest.raises(SystemExit, match="check --config"):
         targets.main([str(path), "--config", "keep50"])
     with pytest.raises(SystemExit, match="FORM=CONFIG"):
