@@ -225,6 +225,37 @@ def headline_longest(rows: list[dict[str, str]]) -> list[Headline]:
     return [Headline(against, measure, *lengths, "tokens", "higher", "e2e_llama3_8b_offload_longest.csv")]
 
 
+# The suite run the headline reads: its CSV, the preset's name, and the dense snapshots nearest lemo's GPU time in
+# prompt/completion and plain-text rows. v12 (v10 with 3-row key-value blocks, suite_v12_sizing_chosen.json) is the
+# newest suite run in full, on H100: dense LoRA's jobs (seeds 0-2, with the dense@N snapshots) and the default's seed 0
+# at e5c7844, the rest at d712273 (the library's code the same), prompt/completion seeds 3-4 added for dense, the
+# default and the oracle. `default` is SparsityConfig() (the copy tier on prompt/completion rows); dense@42 is its
+# equal GPU time to within 0.1 step, short of it (0.701x Liger exact's step at 16K on 2%-labelled rows,
+# e2e_llama3_8b_copy3.csv: 42.1), with seeds 0-2 only, the seeds on which every config scored higher. In plain text
+# the copy tier is off (copy_plain_text): 0.723x Liger exact's plain-text step at 16K (43.4 steps); dense@44 has 0.6
+# step more, the nearest snapshot on the side that favours dense. The default was chosen on v7, not on v8-v12.
+SUITE_RUN = ("suite_v12_smollm2.csv", " v12", "dense@42", "dense@44")
+
+
+def suite_headlines(
+    csv_name: str, tag: str, sup_time: str, text_time: str
+) -> list[tuple[str, Callable[[list[dict[str, str]]], list[Headline]]]]:
+    """The suite's four headline rows: prompt/completion at equal GPU time and at equal steps, plain text at equal
+    GPU time (token accuracy: its exact match sits near the floor) and at equal steps, where perplexity's target
+    is set (at most 1.01x)."""
+    return [
+        (csv_name, lambda rows: headline_suite(rows, csv_name, sup_time, tag)),
+        (csv_name, lambda rows: headline_suite(rows, csv_name, "dense", tag, metrics=("exact_match",))),
+        (
+            csv_name,
+            lambda rows: headline_suite(
+                rows, csv_name, text_time, tag, form="text", metrics=("token_accuracy",)
+            ),
+        ),
+        (csv_name, lambda rows: headline_suite(rows, csv_name, "dense", tag, form="text")),
+    ]
+
+
 # The front door's rows: the strongest exact stack (Liger's), the longest contexts, and capability on the held-out
 # suite at equal GPU time. Superseded comparisons (HF's exact stack where Liger's was measured, `lemo data`'s own
 # tasks, suite v1) stay in docs/results.md, each CSV's own section.
@@ -232,36 +263,7 @@ HEADLINE: list[tuple[str, Callable[[list[dict[str, str]]], list[Headline]]]] = [
     ("e2e_llama3_8b_liger.csv", headline_liger),
     ("e2e_llama3_8b_offload.csv", headline_offload),
     ("e2e_llama3_8b_offload_longest.csv", headline_longest),
-    (
-        "suite_v12_smollm2.csv",
-        # v12 (v10 with 3-row key-value blocks, suite_v12_sizing_chosen.json), the newest suite run in full, on H100:
-        # dense LoRA's jobs (seeds 0-2, with the dense@N snapshots) and the default's seed 0 at e5c7844, the rest at
-        # d712273 (the library's code the same), prompt/completion seeds 3-4 added for dense, the default and the
-        # oracle. `default` is SparsityConfig() (the copy tier on these rows); dense@42 is its equal GPU time to
-        # within 0.1 step, short of it (0.701x Liger exact's step at 16K on 2%-labelled rows,
-        # e2e_llama3_8b_copy3.csv: 42.1), and has seeds 0-2 only, the seeds on which every config scored higher.
-        # The default was chosen on v7, not on v8-v12.
-        lambda rows: headline_suite(rows, "suite_v12_smollm2.csv", "dense@42", " v12"),
-    ),
-    (
-        "suite_v12_smollm2.csv",
-        # the same rows at equal steps (5 seeds each)
-        lambda rows: headline_suite(rows, "suite_v12_smollm2.csv", "dense", " v12", metrics=("exact_match",)),
-    ),
-    (
-        "suite_v12_smollm2.csv",
-        # Plain text at equal GPU time. The copy tier is off in plain text by default (copy_plain_text): 0.723x Liger
-        # exact's plain-text step at 16K (43.4 steps); dense@44 has 0.6 step more, the nearest snapshot on the side
-        # that favours dense.
-        lambda rows: headline_suite(
-            rows, "suite_v12_smollm2.csv", "dense@44", " v12", form="text", metrics=("token_accuracy",)
-        ),
-    ),
-    (
-        "suite_v12_smollm2.csv",
-        # Plain text against dense at the same steps, where perplexity's target is set (at most 1.01x).
-        lambda rows: headline_suite(rows, "suite_v12_smollm2.csv", "dense", " v12", form="text"),
-    ),
+    *suite_headlines(*SUITE_RUN),
 ]
 
 
