@@ -104,6 +104,20 @@ def test_plan_sizes_the_gpu_for_the_dense_tail():
     assert "dense tail: the last 20% of the steps keep every block" in predict(cfg, advise=False).format()
 
 
+def test_plan_advice_for_a_tail_that_does_not_fit_names_offload_and_dropping_the_tail():
+    """A budget the sparse steps fit but the tail's dense steps do not: the advice keeps the tail with offload, or
+    drops it, each with its own peak."""
+    sparsity = lemo.SparsityConfig(dense_tail=0.15, copy_plain_text=True)
+    cfg = PlanConfig(
+        shape="llama3-8b", seq_len=32768, gradient_checkpointing=True, sparsity=sparsity, gpu_gib=28
+    )
+    advice = predict(cfg).advice
+    assert not predict(cfg).fits
+    tail = [line for line in advice if line.startswith("drop the dense tail (--dense-tail 0")]
+    offload = [line for line in advice if line.startswith("offload stored layer inputs to host memory")]
+    assert tail and tail[0].endswith("(fits)") and offload and offload[0].endswith("(fits)")
+
+
 def test_the_trainer_callback_tells_lemo_the_step(tmp_path):
     model = lora(tiny_model("llama")).train()
     lemo.apply(model, lemo.SparsityConfig(block_size=B, dense_tail=0.5))
