@@ -179,6 +179,10 @@ class SuiteConfig(DictConfig):
     sentences) sit, instead of anywhere in [0, 1]. (0.5, 1.0) puts them in the context's second half, so at 16K a
     question after the context looks back at most about 8K tokens, SmolLM2's native length, rather than up to 16K
     through YaRN's extension. The other families' draws are unchanged (the depths are rescaled, not redrawn)."""
+    train_families: tuple[str, ...] | None = None
+    """The families training rows hold; None: all of `families`. The others are held out whole: their facts
+    and questions appear only in eval samples, so their scores say what training on the rest carries over to a
+    task the adapter never saw (a held-out family, beside the held-out phrasings, names and filler)."""
     held_out_phrasing: bool = True
     """False: eval samples draw their phrasing from the training ones, as training rows do (names and filler
     stay held out). A diagnostic, not a suite: with it, a low score means the model did not learn the skill,
@@ -239,9 +243,27 @@ class SuiteConfig(DictConfig):
             raise ValueError(
                 f"depth_band {bad_band}: map a family ({', '.join(FAMILIES)}) to [lo, hi] with 0 <= lo < hi <= 1."
             )
+        if self.train_families is not None:
+            self.train_families = tuple(self.train_families)  # a list after a JSON round trip
+            outside = sorted(set(self.train_families) - set(self.families))
+            if outside or not self.train_families:
+                raise ValueError(
+                    f"train_families {list(self.train_families)}: name some of families "
+                    f"({', '.join(self.families)}); the rest of them are held out of training."
+                )
         # tuples of floats, as a preset writes them; JSON hands over lists
         self.depth_band = {f: (float(b[0]), float(b[1])) for f, b in self.depth_band.items()}
         self.recall_quote_words = tuple(self.recall_quote_words)  # a list after a JSON round trip
+
+    def for_training(self) -> SuiteConfig:
+        """The config training rows are drawn with: `families` narrowed to `train_families`, if set."""
+        if self.train_families is None:
+            return self
+        return dataclasses.replace(self, families=self.train_families, train_families=None)
+
+    def held_out_families(self) -> tuple[str, ...]:
+        """The families eval asks about that no training row holds."""
+        return tuple(f for f in self.families if f not in self.for_training().families)
 
     def n_facts(self, family: str) -> int:
         """Keys (or chains, blocks, quotes) of `family` in one context; 0 when the family is off."""

@@ -91,6 +91,7 @@ def _text_with_spans(
 def training_row(filler: Filler, tokenizer: Any, seq_len: int, seed: str, cfg: SuiteConfig) -> dict[str, Any]:
     """One training record of at most `seq_len` tokens (with the special prefix and one EOS), usually within
     a few tokens of it; a function of `seed` only."""
+    cfg = cfg.for_training()  # a held-out family (train_families) never reaches a training row
     rng = random.Random(seed)
     facts = draw_facts(rng, cfg, "train")
     start, layout_seed = filler.random_start(rng), rng.random()
