@@ -36,6 +36,7 @@ from reporting.quality_tables import targets_table
 
 METRICS = ("exact_match", "token_accuracy")
 FORMS = ("sup", "text")
+FORMS_NAMED = {"sup": "prompt/completion", "text": "plain text"}
 EQUAL_STEPS, ORACLE_GAP, PPL_RATIO, STEP_RATIO = 0.97, 0.03, 1.01, 0.75
 
 
@@ -132,6 +133,23 @@ def judge_step(
     return out
 
 
+def unjudged(verdicts: list[Verdict], forms: set[str], args: argparse.Namespace) -> list[str]:
+    """A line for each target the run or the flags left unjudged, with what would judge it: a table of four
+    targets must not read as a run that met all five."""
+    judged = {(v.target, v.form) for v in verdicts}
+    wanted = {
+        "equal steps": "dense LoRA at the same steps in the run",
+        "equal GPU time": "--equal-time FORM=dense@N, with that snapshot in the run",
+        "oracle": f"{args.oracle} in the run",
+        "step": "--speed and --step FORM=BENCH",
+    }
+    lines = [f"not judged: {t}, {FORMS_NAMED[f]} (needs {need})" for t, need in wanted.items() for f in sorted(forms)
+             if (t, f) not in judged]  # fmt: skip
+    if "text" in forms and ("perplexity", "text") not in judged:
+        lines.append("not judged: perplexity, plain text (needs ppl rows of the default and dense LoRA)")
+    return lines
+
+
 def _pairs(specs: list[str], flag: str) -> dict[str, str]:
     pairs = [s.split("=", 1) for s in specs]
     if any(len(p) != 2 or p[0] not in FORMS for p in pairs):
@@ -193,6 +211,8 @@ def main(argv: list[str] | None = None) -> int:
         w.writeheader()
         w.writerows(written)
     print(targets_table(load(out)))
+    for line in unjudged(verdicts, {r["form"] for r in rows}, args):
+        print(line)
     print(f"wrote {out}")
     return 0
 

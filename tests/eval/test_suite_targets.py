@@ -97,10 +97,12 @@ def test_the_command_writes_the_verdicts_and_names_a_missing_config(targets, tmp
     assert {(r["commit"], r["gpu"], r["command"]) for r in written} == {
         ("abc1", "H0", f"python benchmarks/quality/suite_targets.py {path}")
     }
-    assert (
-        "| equal steps | prompt/completion | exact_match | default | dense | 1.091x"
-        in capsys.readouterr().out
-    )
+    out = capsys.readouterr().out
+    assert "| equal steps | prompt/completion | exact_match | default | dense | 1.091x" in out
+    # the four targets this run and these flags cannot judge are named, each with what would judge it
+    assert "not judged: oracle, prompt/completion (needs oracle-default in the run)" in out
+    assert "not judged: equal GPU time, prompt/completion (needs --equal-time FORM=dense@N" in out
+    assert "not judged: step, prompt/completion (needs --speed and --step FORM=BENCH)" in out
     with pytest.raises(SystemExit, match="check --config"):
         targets.main([str(path), "--config", "keep50"])
     with pytest.raises(SystemExit, match="FORM=CONFIG"):
