@@ -32,11 +32,9 @@ from lemo.eval.suite_summary import SUITE, TIE_SE, summarize
 
 # benchmarks/ on the path: the table printed is docs/results.md's table of the CSV
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from reporting.quality_tables import targets_table
+from reporting.quality_tables import FORM_NAMES, targets_table
 
 METRICS = ("exact_match", "token_accuracy")
-FORMS = ("sup", "text")
-FORMS_NAMED = {"sup": "prompt/completion", "text": "plain text"}
 EQUAL_STEPS, ORACLE_GAP, PPL_RATIO, STEP_RATIO = 0.97, 0.03, 1.01, 0.75
 
 
@@ -143,7 +141,7 @@ def unjudged(verdicts: list[Verdict], forms: set[str], args: argparse.Namespace)
         "oracle": f"{args.oracle} in the run",
         "step": "--speed and --step FORM=BENCH",
     }
-    lines = [f"not judged: {t}, {FORMS_NAMED[f]} (needs {need})" for t, need in wanted.items() for f in sorted(forms)
+    lines = [f"not judged: {t}, {FORM_NAMES[f]} (needs {need})" for t, need in wanted.items() for f in sorted(forms)
              if (t, f) not in judged]  # fmt: skip
     if "text" in forms and ("perplexity", "text") not in judged:
         lines.append("not judged: perplexity, plain text (needs ppl rows of the default and dense LoRA)")
@@ -152,7 +150,7 @@ def unjudged(verdicts: list[Verdict], forms: set[str], args: argparse.Namespace)
 
 def _pairs(specs: list[str], flag: str) -> dict[str, str]:
     pairs = [s.split("=", 1) for s in specs]
-    if any(len(p) != 2 or p[0] not in FORMS for p in pairs):
+    if any(len(p) != 2 or p[0] not in FORM_NAMES for p in pairs):
         raise SystemExit(f"{flag} takes FORM=CONFIG pairs with FORM sup or text, e.g. {flag} sup=dense@42")
     return dict(pairs)
 

@@ -114,12 +114,13 @@ SPEED_SECTIONS: list[Section] = [
         "Llama-3-8B shape: the plain-text perplexity setting with offload",
         "e2e_llama3_8b_tail_offload_text.csv",
         "The steps of `--copy-plain-text --dense-tail 0.15` on plain-text rows (completion 0), with and without "
-        "`--offload cpu`, beside Liger exact, in one H100 session at 7b5ef1a (16K, then 32K, each one model build): "
+        "`--offload cpu`, beside Liger exact, in one H100 session at 7b5ef1a (32K, then 16K, each one model build): "
         "`liger-default-copy3+gc` and `+offload` are its sparse steps (keep 0.5), `-tail+gc` and `-tail+offload` its "
         "dense-tail steps (keep 1.0). Offload is exact, so the tail's quality is the dense tail's (1.0097x dense "
         "LoRA's perplexity on suite v7). At 32K a 15% tail without offload is 0.85 x 0.696 + 0.15 x 1.028 = 0.746x "
         "Liger exact's step at a peak of 0.97x (the tail's 28.1 GiB); with offload 0.85 x 0.728 + 0.15 x 1.068 = "
-        "0.779x at a peak of 0.73x (21.1 GiB), under the default's 0.83x (24.2 GiB). At 16K: 0.770x and 0.811x.",
+        "0.779x at a peak of 0.73x (21.1 GiB), under the default's 0.83x (24.2 GiB). At 16K: 0.770x and 0.811x. "
+        "Its quality at equal GPU time: [capability.md](capability.md).",
     ),
     Section(
         "Speed and memory",

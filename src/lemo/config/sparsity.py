@@ -179,7 +179,7 @@ class SparsityConfig(DictConfig):
     The tail steps cost a dense step's time, and `lemo plan`
     sizes the GPU memory for them: a dense step's (0.97x Liger exact's at 32K on Llama-3-8B), unless `offload` is
     "cpu" (0.73x, under the sparse steps' 0.83x without it, at a mean step of 0.779x instead of 0.746x with a 15%
-    tail). 0: every step sparse."""
+    tail; e2e_llama3_8b_tail_offload_text.csv). 0: every step sparse."""
     offload: Offload = "none"
     """Where checkpointed layer inputs wait for backward: "none" (on the GPU) or "cpu" (pinned host memory,
     copied out on a side stream and prefetched back one layer ahead of its recompute). With "cpu" lemo
