@@ -332,7 +332,7 @@ def main(argv: list[str] | None = None) -> int:
     clock = Clock(args, t0, plan)
     # A resumed call learns from the jobs earlier calls finished: the prior overestimated the 2026-12-05 jobs
     # about twofold, which made one call launch nothing.
-    measured = clock.seed_from_parts(args.parts, [j for j in jobs_of(args) if j not in pending])
+    measured = clock.seed_from_parts(args.parts)
     total = sum(clock.estimate(j) for j in jobs) / max(1, min(args.workers, len(jobs)))
     basis = f"measured on {measured} finished jobs" if measured else "prior"
     print(

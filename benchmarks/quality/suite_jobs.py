@@ -209,21 +209,26 @@ class Clock:
     def record(self, job: str, seconds: float) -> None:
         self.done.append((seconds, self.units(job)))
 
-    def seed_from_parts(self, parts: Path, jobs: Sequence[str]) -> int:
-        """Record the measured time of `jobs` that an earlier call finished (their part files' `job_s`), so a
-        resumed call estimates from what ran rather than from the prior; returns how many it used. A NAME@N
-        part's time is its snapshot's evaluation alone, not its steps, so those are left out."""
-        used = 0
-        for job in jobs:
-            path = part_path(parts, job)
-            if "@" in job.split(":")[0] or not path.exists():
-                continue
+    def seed_from_parts(self, parts: Path) -> int:
+        """Record the measured time of every job an earlier call finished in `parts` (their part files'
+        `job_s`), whatever its config or form, so a resumed call, or one that runs the other form after the
+        first, estimates from what ran rather than from the prior; returns how many it used. A NAME@N part's
+        time is its snapshot's evaluation alone, so it is not a job of its own: it adds an evaluation to the
+        NAME job of its form and seed."""
+        firsts = {}
+        for path in sorted(parts.glob("*.csv")) if parts.is_dir() else []:
             with path.open(newline="") as fh:
                 first = next(csv.DictReader(fh), None)
-            if first and first.get("job_s"):
-                self.record(job, float(first["job_s"]))
-                used += 1
-        return used
+            if first and first.get("job_s") and first.get("config"):
+                firsts[job_name(first["config"], first["form"], first["seed"])] = first
+        keys = [(f["config"], (f["form"], f["seed"])) for f in firsts.values()]
+        for (name, rest), first in zip(keys, firsts.values()):
+            if "@" in name:
+                continue
+            evals = 1 + sum(1 for n, r in keys if r == rest and n.startswith(name + "@"))
+            units = float(first.get("steps") or 0) + evals * self.args.eval_s / max(self.args.step_s, 1e-9)
+            self.done.append((float(first["job_s"]), units))
+        return sum(1 for name, _ in keys if "@" not in name)
 
     def elapsed(self) -> float:
         return time.perf_counter() - self.t0

@@ -122,18 +122,21 @@ def test_clock_uses_the_prior_then_measured_time(suite_mod):
 
 def test_clock_learns_from_the_parts_an_earlier_call_finished(suite_mod, tmp_path):
     """A resumed call estimates from the jobs earlier calls finished, not the prior (which launched nothing in one
-    2026-12-05 call); a NAME@N part's time is its snapshot's evaluation only and is left out."""
+    2026-12-05 call), whatever their form: a call that runs the text form after the sup form learns from the
+    sup jobs. A NAME@N part's time is its snapshot's evaluation only: it adds an evaluation to NAME's job."""
     args = SimpleNamespace(steps=60, workers=6, overlap=3, step_s=1.5, eval_s=30)
-    for job, seconds in (("dense:text:0", 88.0), ("keep50:text:0", 72.0), ("dense@41:text:0", 5.0)):
+    done = (("dense:sup:0", 100.0), ("dense@41:sup:0", 5.0), ("keep50:text:0", 72.0))
+    for job, seconds in done:
+        config, form, seed = job.split(":")
         with suite_mod.part_path(tmp_path, job).open("w", newline="") as fh:
             w = csv.DictWriter(fh, fieldnames=suite_mod.FIELDS, extrasaction="ignore")
             w.writeheader()
-            w.writerow({"config": job.split(":")[0], "job_s": seconds})
+            w.writerow({"config": config, "form": form, "seed": seed, "steps": 60, "job_s": seconds})
     clock = suite_mod.Clock(args)
-    jobs = ["dense:text:0", "keep50:text:0", "dense@41:text:0", "dense:text:1"]  # the last: no part yet
-    assert clock.seed_from_parts(tmp_path, jobs) == 2
-    assert clock.estimate("dense:text:2") == pytest.approx((88.0 + 72.0) / 160 * 80)  # 80 units a job
-    assert suite_mod.Clock(args).seed_from_parts(tmp_path / "none", jobs) == 0
+    assert clock.seed_from_parts(tmp_path) == 2
+    # dense:sup:0 ran 60 steps and 2 evaluations (100 units), keep50:text:0 60 steps and one (80 units)
+    assert clock.estimate("dense:text:2") == pytest.approx((100.0 + 72.0) / 180 * 80)
+    assert suite_mod.Clock(args).seed_from_parts(tmp_path / "none") == 0
 
 
 def test_report_rebuilds_csv_summary_and_plot_from_parts(suite_mod, tmp_path):
