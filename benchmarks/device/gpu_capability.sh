@@ -7,6 +7,7 @@
 #   bash benchmarks/device/gpu_capability.sh suite     # after `stage`: the capability suite (docs/suite.md), resumable:
 #                                                      # carry .stage/suite_parts.tar from the last call's $OUT, or
 #                                                      # name the committed CSV in SUITE_RESUME_CSV
+#   bash benchmarks/device/gpu_capability.sh suite-forms  # the suite one form a call of `suite`, one deadline
 #   bash benchmarks/device/gpu_capability.sh assemble  # with .stage/c: the GGUF and Austen only, before sections
 #                                                      # started at once
 #   bash benchmarks/device/gpu_capability.sh sizing    # after `stage`: dense LoRA on every variant of
@@ -89,9 +90,26 @@ suite)
     timeout "${SUITE_TIMEOUT:-560}" python benchmarks/quality/suite.py --configs $SUITE_CONFIGS \
         --forms ${FORMS:-sup text} --seeds ${SEEDS:-0 1 2} --workers ${WORKERS:-8} --budget-s ${BUDGET_S:-540} \
         ${SUITE_JSON:+--suite "$SUITE_JSON"} ${SUITE_ARGS:-} --work "/root/suite$T" --parts "$P" \
-        --out "$OUT/suite_smollm2$T.csv" 2>"$OUT/suite$T.err" || rc=$?
+        --out "$OUT/suite_smollm2$T.csv" 2>>"$OUT/suite$T.err" || rc=$?
     # Packed even when the runner failed: what finished before the failure still comes back.
     python benchmarks/quality/suite_parts.py pack "$P" "$OUT/suite_parts$T.tar"
+    exit $rc
+    ;;
+suite-forms)
+    # The suite one form at a time, sharing one deadline (DEADLINE seconds from now), each form with its own
+    # configs (SUP_CONFIGS, TEXT_CONFIGS: its own equal-GPU-time snapshot only) and the same SUITE_TAG, so one
+    # parts folder and one CSV. The first form launches every job (stopped at the deadline); the second launches
+    # only jobs that end before it, estimated from the first form's parts. Each form's parts come back packed.
+    end=$(($(date +%s) + ${DEADLINE:?set DEADLINE, in seconds}))
+    budget=0  # the first form: no estimate yet that could refuse a job
+    rc=0
+    for form in sup text; do
+        left=$((end - $(date +%s)))
+        if [ "$left" -lt 120 ]; then echo "suite-forms: ${left} s left, $form not started"; break; fi
+        cfg=SUP_CONFIGS; [ "$form" = text ] && cfg=TEXT_CONFIGS
+        FORMS=$form SUITE_CONFIGS=${!cfg:?set $cfg} BUDGET_S=$budget SUITE_TIMEOUT=$left bash "$0" suite || rc=$?
+        budget=$((end - $(date +%s)))
+    done
     exit $rc
     ;;
 sizing)
