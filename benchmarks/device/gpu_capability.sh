@@ -101,13 +101,14 @@ suite-forms)
     # parts folder and one CSV. The first form launches every job (stopped at the deadline); the second launches
     # only jobs that end before it, estimated from the first form's parts. Each form's parts come back packed.
     end=$(($(date +%s) + ${DEADLINE:?set DEADLINE, in seconds}))
+    : "${SUP_CONFIGS:?set SUP_CONFIGS, the configs of the sup form}" "${TEXT_CONFIGS:?set TEXT_CONFIGS, the configs of the text form}"
     budget=0  # the first form: no estimate yet that could refuse a job
     rc=0
     for form in sup text; do
         left=$((end - $(date +%s)))
         if [ "$left" -lt 120 ]; then echo "suite-forms: ${left} s left, $form not started"; break; fi
         cfg=SUP_CONFIGS; [ "$form" = text ] && cfg=TEXT_CONFIGS
-        FORMS=$form SUITE_CONFIGS=${!cfg:?set $cfg} BUDGET_S=$budget SUITE_TIMEOUT=$left bash "$0" suite || rc=$?
+        FORMS=$form SUITE_CONFIGS=${!cfg} BUDGET_S=$budget SUITE_TIMEOUT=$left bash "$0" suite || rc=$?
         budget=$((end - $(date +%s)))
     done
     exit $rc
