@@ -369,7 +369,7 @@ SUITE_SECTIONS: list[Section] = [
         "default is lower than dense on counting, multi-key and variable tracking and ties it on key-value, "
         "multi-value and recall. Plain text: dense scores under v14's 0.4 floor (0.179 ± 0.017; multi-value and "
         "recall 0.00 for dense), the default 0.292 ± 0.011, the oracle 0.311 ± 0.002, dense@87 0.076 ± 0.014; "
-        "perplexity 24.33 against dense's 23.74 (1.025x). v14 is sized for prompt/completion rows only.",
+        "perplexity 24.33 against dense's 23.73 (1.025x). v14 is sized for prompt/completion rows only.",
         ("suite_v14_smollm2_frontier.png", "suite_v14_smollm2_text_frontier.png"),
     ),
     Section(
