@@ -40,6 +40,7 @@ LABELS = {
     "copy3": "the default, copied 3-grams' blocks kept",
     "copy3-tail20": "copy3, last 20% of steps dense",
     "copy3-tail15": "copy3, last 15% of steps dense",
+    "copy3-keep60": "the default at keep 0.6",
     "oracle-tail20": "oracle-default, last 20% of steps dense",
 }
 COLORS = {
@@ -58,6 +59,7 @@ COLORS = {
     "copy3": "C1",
     "copy3-tail20": "C5",
     "copy3-tail15": "C6",
+    "copy3-keep60": "C4",
     "oracle-tail20": "0.4",
 }
 

@@ -67,6 +67,10 @@ CONFIGS: dict[str, dict | None] = {
     "copy3-tail20": {"keep_ratio": 0.5, "copy_ngram": 3, "copy_plain_text": True, "dense_tail": 0.2},
     # a shorter tail: copy3-tail20's plain-text step composes to 0.758x Liger exact's at 32K, above 0.75x
     "copy3-tail15": {"keep_ratio": 0.5, "copy_ngram": 3, "copy_plain_text": True, "dense_tail": 0.15},
+    # the default at keep 0.6 (the copy tier on prompt/completion rows only, as SparsityConfig()'s): more of every
+    # step kept instead of copy3-tail15's dense last steps, at about the same step time (suite v14 ran the default
+    # at 0.910x dense LoRA's exact match at equal steps; docs/suite.md's v14 plan)
+    "copy3-keep60": {"keep_ratio": 0.6, "copy_ngram": 3},
     # the plain-text tier keeping both ends of each far repeat (SparsityConfig.copy_repeats): the sources alone
     # left the rows' ends to chance (selection_bias_copy3_multikey_cpu.csv), issue 19
     "copy3r": {"keep_ratio": 0.5, "copy_ngram": 3, "copy_plain_text": True, "copy_repeats": True},

@@ -12,6 +12,7 @@ from types import SimpleNamespace
 import pytest
 import torch
 
+from lemo import SparsityConfig
 from lemo.eval.suite_summary import SUITE, mean_se, summarize, verdict
 
 QUALITY = Path(__file__).resolve().parents[2] / "benchmarks" / "quality"
@@ -93,6 +94,8 @@ def test_configs_parse_with_steps_and_the_oracle_flag(suite_mod):
         "copy_ngram": 3,
         "copy_plain_text": True,
     }
+    # the default at keep 0.6, every other field SparsityConfig()'s (the copy tier on prompt/completion rows only)
+    assert SparsityConfig(**suite_mod.parse_config("copy3-keep60", 60)[2]) == SparsityConfig(keep_ratio=0.6)
     assert suite_mod.parse_config("base", 60)[1] == 0
     for bad in ("nope", "dense@x", "text:dense"):
         with pytest.raises(SystemExit, match="unknown config"):
