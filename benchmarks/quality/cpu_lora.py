@@ -10,13 +10,16 @@ from typing import Any
 import torch
 
 
-def train_dense_lora(model_dir: Any, tok: Any, rows: list[dict], log_every: int = 10) -> tuple[Any, float]:
-    """The SmolLM2 at `model_dir` with a fresh LoRA trained one step per row; (model in eval mode, last loss).
-    Every `log_every` steps it prints the loss, seconds a step and the time left (a 2K step takes seconds)."""
+def train_dense_lora(
+    model_dir: Any, tok: Any, rows: list[dict], log_every: int = 10, base: Any = None
+) -> tuple[Any, float]:
+    """The SmolLM2 at `model_dir` (or the loaded `base`, e.g. with the suite's YaRN) with a fresh LoRA trained one
+    step per row; (model in eval mode, last loss). Every `log_every` steps it prints the loss, seconds a step and
+    the time left (a 2K step takes seconds)."""
     from peft import LoraConfig, get_peft_model
     from transformers import AutoModelForCausalLM
 
-    model = AutoModelForCausalLM.from_pretrained(model_dir, dtype=torch.float32)
+    model = base if base is not None else AutoModelForCausalLM.from_pretrained(model_dir, dtype=torch.float32)
     lora = LoraConfig(r=8, lora_alpha=16, target_modules=["q_proj", "k_proj", "v_proj", "o_proj"])
     model = get_peft_model(model, lora).train()
     opt = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=5e-4)
