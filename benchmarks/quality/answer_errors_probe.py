@@ -29,10 +29,10 @@ import torch
 ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT / "src"))
 
-from cpu_lora import train_dense_lora  # noqa: E402 (beside this script)
+from common import suite_from_json  # noqa: E402 (beside this script)
+from cpu_lora import train_dense_lora  # noqa: E402
 
 from lemo.bench.run import append_row, environment  # noqa: E402
-from lemo.config.suite import SuiteConfig  # noqa: E402
 from lemo.eval.answer_kinds import (  # noqa: E402
     KINDS,
     SOURCES,
@@ -93,14 +93,7 @@ def main(argv: list[str] | None = None) -> int:
 
     from lemo.assets import austen_split, smollm2_dir
 
-    try:
-        knobs = json.loads(args.suite)
-        cfg = SuiteConfig.from_preset(knobs.pop("preset", "v2"), **knobs)
-    except (ValueError, TypeError, AttributeError) as e:
-        raise SystemExit(
-            f"--suite {args.suite!r}: {e}; pass a JSON object of SuiteConfig knobs, e.g. "
-            '\'{"preset": "v10", "families": ["kv"]}\'.'
-        ) from None
+    cfg = suite_from_json(args.suite)
     torch.manual_seed(0)
     tok = AutoTokenizer.from_pretrained(smollm2_dir())
     train, held = austen_split()

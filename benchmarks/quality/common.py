@@ -17,8 +17,23 @@ from typing import Any
 
 import torch
 
-from lemo.config import FinetuneConfig
+from lemo.config import FinetuneConfig, SuiteConfig
 from lemo.train.loop import FinetuneResult, finetune
+
+
+def suite_from_json(text: str) -> SuiteConfig:
+    """A probe's --suite: SuiteConfig knobs as one JSON object over a "preset" (default v2); a bad one is refused
+    with the fix."""
+    import json
+
+    try:
+        knobs = json.loads(text)
+        return SuiteConfig.from_preset(knobs.pop("preset", "v2"), **knobs)
+    except (ValueError, TypeError, AttributeError) as e:
+        raise SystemExit(
+            f"--suite {text!r}: {e}; pass a JSON object of SuiteConfig knobs, e.g. "
+            '\'{"preset": "v10", "families": ["kv"]}\'.'
+        ) from None
 
 
 def setup_config(

@@ -22,12 +22,11 @@ from __future__ import annotations
 
 import argparse
 import csv
-import json
 import math
 from pathlib import Path
 
 import torch
-from common import provenance  # beside this script
+from common import provenance, suite_from_json  # beside this script
 from cpu_lora import train_dense_lora
 from suite_bias import block_masks
 
@@ -102,8 +101,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--out", type=Path, default=Path("benchmarks/results/sparse_gradient_probe_v14_cpu.csv"))
     args = ap.parse_args(argv)
     env = provenance(argv)
-    knobs = json.loads(args.suite)
-    cfg = SuiteConfig.from_preset(knobs.pop("preset", "v2"), **knobs)
+    cfg = suite_from_json(args.suite)
     texts = austen_split()[0]
     _, tok = load_model(smollm2_dir(), dtype=torch.float32, device="cpu")
     records = training_rows(texts, tok, args.seq_len, args.rows, seed=99, cfg=cfg)
