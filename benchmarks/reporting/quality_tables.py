@@ -76,6 +76,31 @@ def diagnostics_table(rows: list[dict[str, str]]) -> str:
     )
 
 
+def gradient_probe_table(rows: list[dict[str, str]]) -> str:
+    """`sparse_gradient_probe.py`: per config, the cosine of its LoRA gradient with dense LoRA's (the whole
+    adapter, and the mean over the lower and the upper half of the layers with the lowest layer's), its norm
+    against dense's, and its loss on the completion against dense's."""
+    value = {(r["config"], r["layer"], r["measure"]): float(r["value"]) for r in rows}
+    layers = sorted({int(r["layer"]) for r in rows if r["layer"].isdigit()})
+    half = len(layers) // 2
+    out = ["| config | cos, whole adapter | cos, lower layers (mean) | cos, upper layers (mean; lowest) | "
+           "norm / dense's | loss / dense's |", "|---|---|---|---|---|---|"]  # fmt: skip
+    for config in dict.fromkeys(r["config"] for r in rows):
+        cos = [value[(config, str(k), "cos")] for k in layers]
+        lower, upper = cos[:half], cos[half:]
+        out.append(
+            f"| {config} | {value[(config, 'all', 'cos')]:.2f} | {sum(lower) / len(lower):.2f} | "
+            f"{sum(upper) / len(upper):.2f}; {min(upper):.2f} | {value[(config, 'all', 'norm_ratio')]:.2f} | "
+            f"{value[(config, '-', 'loss_ratio')]:.3f} |"
+        )
+    first = rows[0]
+    return "\n".join(out) + (
+        f"\n\n{first['rows']} rows of {first['seq_len']} tokens after {first['warm_steps']} dense LoRA steps, "
+        f"{first.get('gpu', '?')}, torch {first.get('torch', '?')}, commit {first.get('commit', '?')}. "
+        f"Command: `{first.get('command', '?')}`\n"
+    )
+
+
 def _equal_time():
     """benchmarks/quality/equal_time.py, loaded by path (benchmarks/ is not a package)."""
     import importlib.util

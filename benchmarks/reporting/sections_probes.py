@@ -252,4 +252,15 @@ PROBE_SECTIONS: list[Section] = [
         "0.63 (0.80), variable tracking 0.62 (1.00); only key-value rises (0.79 against 0.64). Plain text: "
         "every family down. The knob stays, off by default.",
     ),
+    Section(
+        "Quality and capability",
+        "A sparse step's LoRA gradient against the dense step's (suite v14 rows at 4K, CPU)",
+        "sparse_gradient_probe_v14_cpu.csv",
+        "`sparse_gradient_probe.py`: SmolLM2 (YaRN x2) with LoRA r8 on q/k/v/o after dense LoRA steps on other v14 "
+        "rows, then on each probe row one step of each config from the same weights: the cosine of its LoRA "
+        "gradient with dense LoRA's, per layer, its norm and its loss on the completion against dense's. The "
+        "configs are the suite's of the same names. At 4K a row's labelled and evidence blocks together fill more "
+        "than a keep-0.5 budget (at 16K about half of it), so the evidence oracle, whose evidence tier comes "
+        "before the labels, drops labelled blocks here: its row reads the 4K regime, not the suite's 16K.",
+    ),
 ]

@@ -10,6 +10,7 @@ from reporting.quality_tables import (
     bias_table,
     capability_table,
     diagnostics_table,
+    gradient_probe_table,
     quality_table,
     recall_table,
     suite_bias_table,
@@ -75,6 +76,8 @@ def table(rows: list[dict[str, str]]) -> str:
         return offload_table(rows)
     if {"config", "seq_len", "peak_alloc_gib"} <= set(rows[0]):
         return e2e_table(rows)
+    if {"config", "layer", "measure", "value", "warm_steps"} <= set(rows[0]):
+        return gradient_probe_table(rows)
     if {"setting", "measure", "value"} <= set(rows[0]):
         return diagnostics_table(rows)
     if {"layer", "pool", "recall"} <= set(rows[0]):
