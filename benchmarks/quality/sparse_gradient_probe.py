@@ -96,6 +96,11 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--rows", type=int, default=8)
     ap.add_argument("--seq-len", type=int, default=4096)
     ap.add_argument("--warm-steps", type=int, default=20, help="dense LoRA steps first, on other rows")
+    ap.add_argument(
+        "--checkpointing",
+        action="store_true",
+        help="gradient checkpointing (exact; 8K rows need it on 24 GiB)",
+    )
     ap.add_argument("--suite", default='{"preset": "v14"}', help="SuiteConfig knobs as JSON over a preset")
     ap.add_argument("--configs", nargs="+", choices=list(CONFIGS), default=list(CONFIGS))
     ap.add_argument("--out", type=Path, default=Path("benchmarks/results/sparse_gradient_probe_v14_cpu.csv"))
@@ -136,6 +141,9 @@ def warm_model(tok, texts, cfg: SuiteConfig, args):
     base, _ = load_model(
         smollm2_dir(), dtype=torch.float32, device="cpu", rope_scaling="yarn", rope_factor=2.0
     )
+    if args.checkpointing:  # exact: the same gradients, in the memory an 8K row needs on a 24 GiB machine
+        base.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+        base.enable_input_require_grads()
     if args.warm_steps:
         rows = training_rows(texts, tok, args.seq_len, args.warm_steps, seed=7, cfg=cfg)
         model, _ = train_dense_lora(smollm2_dir(), tok, rows, base=base)
