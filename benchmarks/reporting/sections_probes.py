@@ -263,4 +263,12 @@ PROBE_SECTIONS: list[Section] = [
         "than a keep-0.5 budget (at 16K about half of it), so the evidence oracle, whose evidence tier comes "
         "before the labels, drops labelled blocks here: its row reads the 4K regime, not the suite's 16K.",
     ),
+    Section(
+        "Quality and capability",
+        "A sparse step's LoRA gradient against the dense step's (suite v14 rows at 8K, CPU)",
+        "sparse_gradient_probe_v14_8k_cpu.csv",
+        "The same probe on v14 rows of 8K, with gradient checkpointing (exact; an 8K row needs it on a 24 GiB "
+        "machine), fewer rows and warm-up steps, and three configs. At 8K the evidence and labelled blocks fit a "
+        "keep-0.5 budget, so the oracle's row reads as the suite's would.",
+    ),
 ]
