@@ -14,7 +14,7 @@ export LEMO_COMMIT OUT
 SHORT_CONFIGS=liger-exact SHORT_KEEPS=0.6 SHORT_KEEP_LENGTHS="16384 32768" LONG= \
     bash benchmarks/device/gpu_liger.sh || echo "speed part failed: $?"
 SUITE_RESUME_CSV=benchmarks/results/suite_v14_smollm2.csv SUITE_JSON='{"preset": "v14"}' SUITE_TAG=_v14 \
-    SEEDS="3 4 5" WORKERS="${WORKERS:-12}" DEADLINE=$((END - $(date +%s))) \
+    SEEDS="${SEEDS:-3 4 5}" WORKERS="${WORKERS:-12}" DEADLINE=$((END - $(date +%s))) \
     SUP_CONFIGS="${SUP_CONFIGS:-dense dense@84 dense@91 copy3-keep60 default oracle-default}" \
     TEXT_CONFIGS="${TEXT_CONFIGS:-dense dense@87 dense@89 copy3-tail15 default}" \
     SUITE_ARGS="--steps 120 --rows 120 --eval-lengths 16384" \
