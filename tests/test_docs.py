@@ -319,6 +319,23 @@ def test_plain_text_suite_headline_reports_perplexity_lower_is_better():
     )
 
 
+def test_suite_headline_compares_only_the_seeds_both_configs_ran():
+    """A run resumed with more seeds of dense LoRA alone (v14's seeds 3-5): a seed fixes the training rows and
+    the questions, so the default's seeds 0-1 are compared with dense's 0-1, not with a mean over 0-3."""
+    report = _report()
+    rows = []
+    for config, seeds in (
+        ("default", {"0": 0.5, "1": 0.6}),
+        ("dense", {"0": 0.6, "1": 0.7, "2": 0.1, "3": 0.1}),
+    ):
+        for seed, value in seeds.items():
+            base = {"config": config, "form": "sup", "eval_len": "16384", "seed": seed, "steps": "120"}
+            rows.append({**base, "metric": "exact_match", "family": "kv", "value": str(value)})
+    (got,) = report.headline_suite(rows, "s.csv", "dense", metrics=("exact_match",))
+    assert (round(got.lemo, 6), round(got.base, 6)) == (0.55, 0.65)
+    assert "2 seeds" in got.against and "dense 4" not in got.against
+
+
 def test_profile_csvs_render_as_their_own_tables():
     """The profile's CSV gives one line per profiled step with each op family's device time, lemo's selection
     included; the peak owners' CSV one line per owner."""

@@ -115,6 +115,17 @@ def step_ratio(speed: list[dict[str, str]], spec: str, commit: str, seq_len: int
     return step(bench, keep) / step("liger-exact")
 
 
+def spec_label(spec: str, commit: str) -> str:
+    """A bench spec as the legend names it: the bench config and its run, and a dense tail's share and run."""
+    sparse, _, tail = spec.partition("%")
+    bench, _, own = sparse.partition("#")
+    label = f"{bench}, {own or commit}"
+    if tail:
+        share, _, tail_commit = tail.partition("#")
+        label += f"; last {float(share):.0%} at keep 1.0, {tail_commit or own or commit}"
+    return label
+
+
 def suite_points(rows: list[dict[str, str]], form: str, length: int, metric: str) -> dict[str, tuple]:
     """config (with @N) -> (steps, mean, standard error): per seed the mean over families, then over seeds."""
     per: dict[str, dict[str, list[float]]] = {}
@@ -194,20 +205,28 @@ def main(argv: list[str] | None = None) -> int:
     )
     ap.add_argument("--seq-len", type=int, default=16384, help="the training length the ratios are taken at")
     ap.add_argument("--form", choices=("sup", "text"), default="sup")
+    ap.add_argument(
+        "--seeds",
+        nargs="+",
+        default=[],
+        help="only these seeds (a run resumed with more seeds of some configs): the figure gets _seeds<S> in its name",
+    )
     args = ap.parse_args(argv)
     speed = [row for path in args.speed for row in load(path)]
     pairs = [b.split("=", 1) for b in args.bench]
     if any(len(p) != 2 for p in pairs):
         raise SystemExit("--bench takes suite=bench pairs, e.g. supervision=liger-lemo-sup-trim+gc")
     ratios = {suite: step_ratio(speed, bench, args.commit, args.seq_len, args.form) for suite, bench in pairs}
-    specs = {
-        suite: f"{bench.partition('#')[0]}, {bench.partition('#')[2] or args.commit}"
-        for suite, bench in pairs
-    }
+    specs = {suite: spec_label(bench, args.commit) for suite, bench in pairs}
     # the prompt/completion figure keeps its name; another form's gets its own, so neither overwrites the other
-    tag = "" if args.form == "sup" else f"_{args.form}"
+    tag = ("" if args.form == "sup" else f"_{args.form}") + (
+        f"_seeds{''.join(args.seeds)}" if args.seeds else ""
+    )
     out = args.csv.with_name(f"{args.csv.stem}{tag}_frontier.png")
-    print(frontier(load(args.csv), ratios, out, args.form, args.seq_len, specs))
+    rows = [r for r in load(args.csv) if not args.seeds or r["seed"] in args.seeds]
+    if not rows:
+        raise SystemExit(f"no rows of seeds {' '.join(args.seeds)} in {args.csv}: check --seeds")
+    print(frontier(rows, ratios, out, args.form, args.seq_len, specs))
     return 0
 
 

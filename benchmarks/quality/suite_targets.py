@@ -136,7 +136,7 @@ def unjudged(verdicts: list[Verdict], forms: set[str], args: argparse.Namespace)
     targets must not read as a run that met all five."""
     judged = {(v.target, v.form) for v in verdicts}
     wanted = {
-        "equal steps": "dense LoRA at the same steps in the run",
+        "equal steps": f"{args.config} and dense LoRA in this form in the run",
         "equal GPU time": "--equal-time FORM=dense@N, with that snapshot in the run",
         "oracle": f"{args.oracle} in the run",
         "step": "--speed and --step FORM=BENCH",
@@ -144,7 +144,7 @@ def unjudged(verdicts: list[Verdict], forms: set[str], args: argparse.Namespace)
     lines = [f"not judged: {t}, {FORM_NAMES[f]} (needs {need})" for t, need in wanted.items() for f in sorted(forms)
              if (t, f) not in judged]  # fmt: skip
     if "text" in forms and ("perplexity", "text") not in judged:
-        lines.append("not judged: perplexity, plain text (needs ppl rows of the default and dense LoRA)")
+        lines.append(f"not judged: perplexity, plain text (needs ppl rows of {args.config} and dense LoRA)")
     return lines
 
 
@@ -153,6 +153,17 @@ def _pairs(specs: list[str], flag: str) -> dict[str, str]:
     if any(len(p) != 2 or p[0] not in FORM_NAMES for p in pairs):
         raise SystemExit(f"{flag} takes FORM=CONFIG pairs with FORM sup or text, e.g. {flag} sup=dense@42")
     return dict(pairs)
+
+
+def _seeds(rows: list[dict[str, str]], seeds: list[str], path: Path) -> list[dict[str, str]]:
+    """The rows of `seeds` (all rows without). A seed fixes a run's training rows and eval questions, so when
+    the configs judged ran on different seeds (a run resumed with more), only a common set pairs them."""
+    if not seeds:
+        return rows
+    missing = sorted(set(seeds) - {r["seed"] for r in rows})
+    if missing:
+        raise SystemExit(f"no rows of seed(s) {', '.join(missing)} in {path}: check --seeds")
+    return [r for r in rows if r["seed"] in seeds]
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -165,6 +176,12 @@ def main(argv: list[str] | None = None) -> int:
     )
     ap.add_argument("--eval-len", type=int, default=16384)
     ap.add_argument(
+        "--seeds",
+        nargs="+",
+        default=[],
+        help="judge on these seeds only: configs run on other seeds compare on the same data and questions",
+    )
+    ap.add_argument(
         "--speed", type=Path, nargs="*", default=[], help="the e2e CSVs with liger-exact and --step"
     )
     ap.add_argument("--commit", default="", help="the speed run's commit (a prefix); a spec's #COMMIT wins")
@@ -176,7 +193,7 @@ def main(argv: list[str] | None = None) -> int:
         raise SystemExit(f"no suite CSV at {args.csv}: pass the raw CSV suite.py wrote")
     if args.step and not args.speed:
         raise SystemExit("--step needs --speed, the e2e CSVs its rows are in")
-    rows = load(args.csv)
+    rows = _seeds(load(args.csv), args.seeds, args.csv)
     verdicts = judge(rows, args.config, args.oracle, _pairs(args.equal_time, "--equal-time"), args.eval_len)
     if not verdicts:
         raise SystemExit(

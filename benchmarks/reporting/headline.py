@@ -184,6 +184,14 @@ def headline_suite(
         "text": (("token_accuracy", "answer-token accuracy", "higher"), ("ppl", "perplexity", "lower")),
     }[form]
     rows_name = {"sup": "prompt/completion rows", "text": "plain-text rows"}[form]
+
+    # The seeds both ran: a seed fixes the training rows and eval questions, and a run resumed with more seeds of
+    # dense LoRA alone (v14's 3-5) must not compare the default's seeds with other ones.
+    def seeds_of(config: str) -> set[str]:
+        return {r["seed"] for r in rows if r["config"] == config and r["form"] == form}
+
+    common = seeds_of(lemo) & seeds_of(reference)
+    rows = [r for r in rows if r["seed"] in common]
     out = []
     for metric, name, better in measures:
         if metrics and metric not in metrics:

@@ -114,3 +114,24 @@ def test_speed_rows_from_several_csvs(plot, tmp_path):
     assert plot.step_ratio(both, "liger-lemo+gc", "aaa", 16384) == pytest.approx(0.7)
     assert plot.main([str(suite), *args]) == 0
     assert (tmp_path / "s_frontier.png").stat().st_size > 0
+
+
+def test_seeds_and_the_legend_name_of_a_tailed_spec(plot, tmp_path):
+    """--seeds draws only those seeds (a run resumed with more seeds of some configs) into a figure of its own
+    name; a seed the run lacks is named. The legend names the sparse row's run and the dense tail's apart."""
+    common = {"status": "ok", "completion": "0.02", "seq_len": 16384, "commit": "aaa"}
+    speed = write_dicts(tmp_path / "a.csv", [
+        {"config": "liger-exact", "median_step_s": 2.0, **common},
+        {"config": "liger-lemo+gc", "median_step_s": 1.5, **common},
+    ])  # fmt: skip
+    rows = [{"config": c, "form": "sup", "seed": seed, "steps": 60, "metric": "exact_match", "family": "a",
+             "eval_len": 16384, "value": 0.1 * seed} for c in ("dense", "lemo") for seed in (0, 1, 2)]  # fmt: skip
+    suite = write_dicts(tmp_path / "s.csv", rows)
+    args = [str(suite), "--speed", str(speed), "--commit", "aaa", "--bench", "lemo=liger-lemo+gc"]
+    assert plot.main([*args, "--seeds", "1", "2"]) == 0
+    assert (tmp_path / "s_seeds12_frontier.png").stat().st_size > 0
+    assert not (tmp_path / "s_frontier.png").exists()  # the all-seeds figure is not overwritten
+    with pytest.raises(SystemExit, match="check --seeds"):
+        plot.main([*args, "--seeds", "7"])
+    assert plot.spec_label("b+gc/0.5#e1%0.15#t2", "c0") == "b+gc/0.5, e1; last 15% at keep 1.0, t2"
+    assert plot.spec_label("b+gc/0.6", "c0") == "b+gc/0.6, c0"
