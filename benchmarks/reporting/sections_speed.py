@@ -85,6 +85,15 @@ SPEED_SECTIONS: list[Section] = [
     ),
     Section(
         "Speed and memory",
+        "Llama-3-8B shape: the default at keep 0.6, for suite v14's `copy3-keep60`",
+        "e2e_llama3_8b_keep60.csv",
+        "`liger-default+gc` at keep 0.6 (`SparsityConfig(keep_ratio=0.6)`: the supervision selector, the copy tier "
+        "and the trimmed last layer on Liger) beside Liger exact at 16K and 32K, 2% labelled, in one H100 session "
+        "(9afbe56) before the suite's seeds 3-5 ran on the same machine (`gpu_v14_levers.sh`). The ratios at 16K "
+        "set `copy3-keep60`'s equal GPU time in the suite; the ones at 32K judge the step target.",
+    ),
+    Section(
+        "Speed and memory",
         "Llama-3-8B shape: the copied-n-gram tier's step (2% labelled rows)",
         "e2e_llama3_8b_copy3.csv",
         "`liger-default-copy3+gc` is the default with `copy_ngram=3` (the copy tier: `supervision.copy_sources` "
