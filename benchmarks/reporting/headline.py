@@ -289,7 +289,7 @@ def headline_table() -> str:
         "selector keeping half of the blocks, in prompt/completion rows the blocks the answers copy 3-grams from, "
         "and the trimmed last layer (`default` in the suite's rows; in plain text the copy tier is off). The suite "
         "rows are v14, the newest preset and the hardest: dense LoRA scores 0.4-0.9 on every family of "
-        "prompt/completion rows (120 steps, 3 seeds a config). There, unlike on v7-v12 where the default tied or beat "
+        "prompt/completion rows (120 steps, 3-6 seeds a config, each row on the seeds both sides ran). There, unlike on v7-v12 where the default tied or beat "
         "dense LoRA at equal steps, the default is below it at equal steps (0.91x); at equal GPU time it is above "
         "it in both forms (docs/capability.md). The "
         "speed rows (`default+gc` at keep 0.5) were timed before the copy tier "
