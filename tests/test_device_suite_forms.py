@@ -2,10 +2,10 @@
 its own configs; the second form gets only the time the first left, and none when too little is left. `python`
 is a stand-in here that records its arguments, so the shell's logic runs without a model."""
 
-import os
-import stat
 import subprocess
 from pathlib import Path
+
+from tests.stand_ins import stand_ins
 
 SCRIPT = Path(__file__).resolve().parents[1] / "benchmarks" / "device" / "gpu_capability.sh"
 FAKE = """#!/usr/bin/env bash
@@ -15,23 +15,9 @@ case "$*" in *suite.py*) sleep "${FAKE_SLEEP:-0}";; esac
 
 
 def _run(tmp_path: Path, **extra: str) -> tuple[subprocess.CompletedProcess, list[str]]:
-    bin_dir = tmp_path / "bin"
-    bin_dir.mkdir(exist_ok=True)
-    fake = bin_dir / "python"
-    fake.write_text(FAKE)
-    fake.chmod(fake.stat().st_mode | stat.S_IEXEC)
-    log = tmp_path / "calls.log"
-    env = {
-        **os.environ,
-        "PATH": f"{bin_dir}:{os.environ['PATH']}",
-        "LEMO_LOCAL": "1",
-        "OUT": str(tmp_path / "out"),
-        "LEMO_COMMIT": "test",
-        "FAKE_LOG": str(log),
-        "SUP_CONFIGS": "dense dense@84 default",
-        "TEXT_CONFIGS": "dense dense@87 default",
-        **extra,
-    }
+    env, log = stand_ins(tmp_path, FAKE)
+    env.update(OUT=str(tmp_path / "out"), LEMO_COMMIT="test", SUP_CONFIGS="dense dense@84 default")
+    env.update({"TEXT_CONFIGS": "dense dense@87 default", **extra})
     got = subprocess.run(
         ["bash", str(SCRIPT), "suite-forms"], env=env, cwd=tmp_path, capture_output=True, text=True
     )

@@ -2,11 +2,11 @@
 and configs given, under the deadline END. `python` and `python3` are stand-ins that record their arguments, so
 the shell's logic runs without a GPU or a model."""
 
-import os
-import stat
 import subprocess
 import time
 from pathlib import Path
+
+from tests.stand_ins import stand_ins
 
 ROOT = Path(__file__).resolve().parents[1]
 SCRIPT = ROOT / "benchmarks" / "device" / "gpu_v14_levers.sh"
@@ -17,23 +17,10 @@ case "$*" in *bench.py*) exit "${FAKE_BENCH_RC:-0}";; esac
 
 
 def _run(tmp_path: Path, **extra: str) -> tuple[subprocess.CompletedProcess, list[str]]:
-    bin_dir = tmp_path / "bin"
-    bin_dir.mkdir(exist_ok=True)
-    for name in ("python", "python3"):
-        fake = bin_dir / name
-        fake.write_text(FAKE)
-        fake.chmod(fake.stat().st_mode | stat.S_IEXEC)
-    log = tmp_path / "calls.log"
-    env = {
-        **os.environ,
-        "PATH": f"{bin_dir}:{os.environ['PATH']}",
-        "LEMO_LOCAL": "1",
-        "OUT": str(tmp_path / "out"),
-        "LEMO_COMMIT": "test",
-        "FAKE_LOG": str(log),
-        "END": str(int(time.time()) + 900),
-        **extra,
-    }
+    env, log = stand_ins(tmp_path, FAKE, ("python", "python3"))
+    env.update(
+        {"OUT": str(tmp_path / "out"), "LEMO_COMMIT": "test", "END": str(int(time.time()) + 900), **extra}
+    )
     got = subprocess.run(["bash", str(SCRIPT)], env=env, cwd=ROOT, capture_output=True, text=True)
     return got, log.read_text().splitlines() if log.exists() else []
 
