@@ -76,6 +76,22 @@ def test_summary_marks_ties_and_takes_the_suite_mean_per_seed():
     assert out[("dense", "-", "ppl")]["mean"] == pytest.approx(11)
 
 
+def test_summary_compares_with_the_reference_on_the_seeds_both_ran():
+    """A run resumed with more seeds of dense LoRA (seeds 2-3 harder): the config's seeds 0-1 are compared with
+    dense's 0-1, so a gap stays a gap; its own mean and seed count stay its own. No shared seed: no verdict."""
+    rows = []
+    for seed, value in enumerate([0.80, 0.82, 0.40, 0.42]):
+        rows.append(_raw("dense", "sup", seed, "a", value))
+    rows += [_raw("lemo", "sup", 0, "a", 0.70), _raw("lemo", "sup", 1, "a", 0.71)]
+    rows += [_raw("other", "sup", 7, "a", 0.5), _raw("other", "sup", 8, "a", 0.6)]
+    out = {(r["config"], r["family"]): r for r in summarize(rows, ["a"])}
+    lemo = out[("lemo", "a")]
+    assert lemo["seeds"] == 2 and lemo["mean"] == pytest.approx(0.705)
+    assert lemo["diff"] == pytest.approx(0.705 - 0.81) and lemo["verdict"] == "lower"
+    assert out[("dense", "a")]["seeds"] == 4  # the reference's own row keeps every seed
+    assert out[("other", "a")]["verdict"] == "n/a" and math.isnan(out[("other", "a")]["diff"])
+
+
 def test_configs_parse_with_steps_and_the_oracle_flag(suite_mod):
     assert suite_mod.parse_config("dense@48", 60) == ("dense", 48, None, False)
     assert suite_mod.parse_config("default", 60) == ("default", 60, {}, False)

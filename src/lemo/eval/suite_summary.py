@@ -4,7 +4,9 @@ Raw rows (one per config, form, seed, metric, family, eval length) become one ro
 family and length: the mean over seeds and its standard error (sample standard deviation / sqrt(seeds)). The
 family "suite" is the mean over families, taken per seed first, so its error is the seeds' spread of the suite
 score. Each row is compared with the reference config (dense LoRA) of the same form, metric, family and
-length: a difference under 2 standard errors of the difference (sqrt(se^2 + se_ref^2)) is a "tie".
+length, on the seeds both ran (a seed fixes the training rows and the questions, and a resumed run may hold more
+seeds of one config than of another): a difference under 2 standard errors of the difference
+(sqrt(se^2 + se_ref^2), each over those seeds) is a "tie".
 """
 
 from __future__ import annotations
@@ -70,20 +72,31 @@ def summarize(
     """
     scored = [r for r in rows if r["family"] in families]
     everything = [*rows, *_suite_rows(scored, families)]
-    cells: dict[tuple, list[float]] = defaultdict(list)
+    cells: dict[tuple, list[tuple[str, float]]] = defaultdict(list)  # key -> (seed, value) per row
     for r in everything:
         key = (r["config"], r["form"], r["metric"], r["family"], str(r["eval_len"]))
-        cells[key].append(float(r["value"]))
-    stats = {k: mean_se(v) for k, v in cells.items()}
+        cells[key].append((str(r["seed"]), float(r["value"])))
     out = []
-    for (config, form, metric, family, length), (mean, se) in sorted(stats.items()):
-        ref = stats.get((reference, form, metric, family, length))
+    for key, values in sorted(cells.items()):
+        config, form, metric, family, length = key
+        mean, se = mean_se([v for _, v in values])
         row = dict(config=config, form=form, metric=metric, family=family, eval_len=length, mean=mean, se=se)
-        row.update(seeds=len(cells[(config, form, metric, family, length)]), reference=reference)
+        row.update(seeds=len(values), reference=reference)
+        ref = cells.get((reference, form, metric, family, length))
         if ref is None or config == reference:
             row.update(diff="", diff_se="", verdict="reference" if config == reference else "n/a")
         else:
-            diff, diff_se = mean - ref[0], math.sqrt(se**2 + ref[1] ** 2)
+            diff, diff_se = _paired_diff(values, ref)
             row.update(diff=diff, diff_se=diff_se, verdict=verdict(diff, diff_se, tie_se))
         out.append(row)
     return out
+
+
+def _paired_diff(values: list[tuple[str, float]], ref: list[tuple[str, float]]) -> tuple[float, float]:
+    """(config's mean - the reference's, the difference's standard error), both over the seeds the two share;
+    NaN with none shared."""
+    common = {s for s, _ in values} & {s for s, _ in ref}
+    if not common:
+        return math.nan, math.nan
+    (a, se_a), (b, se_b) = (mean_se([v for s, v in vals if s in common]) for vals in (values, ref))
+    return a - b, math.sqrt(se_a**2 + se_b**2)
