@@ -8,8 +8,10 @@
 #                                                      # carry .stage/suite_parts.tar from the last call's $OUT, or
 #                                                      # name the committed CSV in SUITE_RESUME_CSV
 #   bash benchmarks/device/gpu_capability.sh suite-forms  # the suite one form a call of `suite`, one deadline
-#   bash benchmarks/device/gpu_capability.sh assemble  # with .stage/c: the GGUF and Austen only, before sections
-#                                                      # started at once
+#   bash benchmarks/device/gpu_capability.sh join      # with .stage/c alone: the GGUF (the tree and .stage/c fill
+#                                                      # a call's 64 MiB), then in the next call:
+#   bash benchmarks/device/gpu_capability.sh assemble  # with .stage/austen.tgz: Austen (and the GGUF if not joined),
+#                                                      # before sections started at once
 #   bash benchmarks/device/gpu_capability.sh sizing    # after `stage`: dense LoRA on every variant of
 #                                                      # benchmarks/quality/suite_sizing.json, all at once
 # Needs LEMO_COMMIT and OUT. The 94 MiB GGUF is above what one call carries, hence the thirds, one a call (each
@@ -18,33 +20,44 @@
 # staging; with small SEQ_LEN, STEPS, EVAL_LENGTHS and QUESTIONS, `sizing` runs end to end on a CPU.
 set -euo pipefail
 OUT=${OUT:?set OUT}
-S=/root/stage
+S=${LEMO_STAGE:-/root/stage}
+SITE=${LEMO_SITE:-/tmp/site}  # where the carried wheels install (gpu_liger.sh installs Liger there too)
 if [ -z "${LEMO_LOCAL:-}" ]; then
     # gguf (to read the model) travels as a wheel in .whl: nothing can be installed from the network there.
-    # once a machine: sections started at once after `assemble` must not install into the same folder together
-    if [ ! -f /tmp/site/.lemo-installed ]; then
-        python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --target /tmp/site .whl/*.whl
-        touch /tmp/site/.lemo-installed
+    # once a machine: sections started at once after `assemble` must not install into the same folder together;
+    # `join` carries no wheel (its call is full)
+    if [ "${1:-}" != join ] && [ ! -f "$SITE/.lemo-installed" ]; then
+        python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --target "$SITE" .whl/*.whl
+        mkdir -p "$SITE" && touch "$SITE/.lemo-installed"
     fi
     mkdir -p "$S"
     export LEMO_SMOLLM2_GGUF=$S/smollm2.gguf LEMO_AUSTEN_DIR=$S/austen
 fi
-export PYTHONPATH=src:/tmp/site${PYTHONPATH:+:$PYTHONPATH} PYTHONUNBUFFERED=1 PYTHONWARNINGS=ignore
+export PYTHONPATH=src:$SITE${PYTHONPATH:+:$PYTHONPATH} PYTHONUNBUFFERED=1 PYTHONWARNINGS=ignore
 mkdir -p "$OUT"
 CONFIGS=${CONFIGS:-base dense dense@36 dense@42 dense@48 dense@54 preset prio-oracle prio-mix prio-random random \
 longlora text:dense text:dense@48 text:preset text:random}
-assemble() {  # the GGUF from its thirds (part00, part01 staged by `stage`, part02 carried), and Austen, once a machine
-    if [ -n "${LEMO_LOCAL:-}" ]; then return; fi
+join() {  # the GGUF from its thirds (part00, part01 staged by `stage`, part02 carried), once a machine
     if [ ! -f "$LEMO_SMOLLM2_GGUF" ]; then
-        cat "$S/part00" "$S/part01" .stage/c/part02 > "$LEMO_SMOLLM2_GGUF"
-        # packed (.stage/austen.tgz): the folder is 4 MB, the archive 1.5
-        if [ -f .stage/austen.tgz ]; then tar -xzf .stage/austen.tgz -C "$S"; else cp -r .stage/austen "$S/austen"; fi
+        cat "$S/part00" "$S/part01" .stage/c/part02 > "$LEMO_SMOLLM2_GGUF.tmp" && mv "$LEMO_SMOLLM2_GGUF.tmp" "$LEMO_SMOLLM2_GGUF"
     fi
     echo "b179c9523d0e6a0f98a330c7562b682750a6f8c8c15e5bc70ea373728110db53  $LEMO_SMOLLM2_GGUF" | sha256sum -c
 }
+assemble() {  # the GGUF (join) and Austen, each once a machine, whichever a call carries
+    if [ -n "${LEMO_LOCAL:-}" ]; then return; fi
+    join
+    if [ ! -d "$S/austen" ]; then
+        # packed (.stage/austen.tgz): the folder is 4 MB, the archive 1.5
+        if [ -f .stage/austen.tgz ]; then tar -xzf .stage/austen.tgz -C "$S"; else cp -r .stage/austen "$S/austen"; fi
+    fi
+}
 case "${1:?section}" in
-assemble)  # alone, before sections that run at once (each assembles only if the GGUF is missing: they would race)
+assemble)  # alone, before sections that run at once (each assembles only what is missing: they would race)
     assemble
+    ;;
+join)  # the GGUF alone: .stage/c with the tracked tree is at the 64 MiB a call carries (session 36), so the
+       # call with .stage/c joins, and the next carries .stage/austen.tgz and .whl and runs `assemble`
+    join
     ;;
 stage)
     cp .stage/[ab]/part0[01] "$S/"  # whichever third this call carries
