@@ -1,21 +1,23 @@
 #!/usr/bin/env bash
 # The GPU runs of issue 9 (capability), one section per device call (each must finish within 10 minutes).
-#   bash benchmarks/device/gpu_capability.sh stage     # the carried thirds of the SmolLM2 GGUF (.stage/a, then
-#                                                      # .stage/b in the next call) to /root/stage
-#   bash benchmarks/device/gpu_capability.sh quality   # last third (.stage/c), Austen (.stage/austen.tgz): capability
+#   bash benchmarks/device/gpu_capability.sh stage     # the carried quarter of the SmolLM2 GGUF (.stage/a, then
+#                                                      # .stage/b, .stage/c, one a call) to /root/stage
+#   bash benchmarks/device/gpu_capability.sh quality   # last quarter (.stage/d), Austen (.stage/austen.tgz): capability
 #   bash benchmarks/device/gpu_capability.sh speed     # Llama-3-8B step time of the selections against exact
 #   bash benchmarks/device/gpu_capability.sh suite     # after `stage`: the capability suite (docs/suite.md), resumable:
 #                                                      # carry .stage/suite_parts.tar from the last call's $OUT, or
 #                                                      # name the committed CSV in SUITE_RESUME_CSV
 #   bash benchmarks/device/gpu_capability.sh suite-forms  # the suite one form a call of `suite`, one deadline
-#   bash benchmarks/device/gpu_capability.sh join      # with .stage/c alone: the GGUF (the tree and .stage/c fill
-#                                                      # a call's 64 MiB), then in the next call:
-#   bash benchmarks/device/gpu_capability.sh assemble  # with .stage/austen.tgz: Austen (and the GGUF if not joined),
-#                                                      # before sections started at once
+#   bash benchmarks/device/gpu_capability.sh assemble  # with .stage/d, .stage/austen.tgz and .whl: the GGUF and
+#                                                      # Austen, each if missing, before sections started at once
+#   bash benchmarks/device/gpu_capability.sh join      # the GGUF only, installing no wheel
 #   bash benchmarks/device/gpu_capability.sh sizing    # after `stage`: dense LoRA on every variant of
 #                                                      # benchmarks/quality/suite_sizing.json, all at once
-# Needs LEMO_COMMIT and OUT. The 94 MiB GGUF is above what one call carries, hence the thirds, one a call (each
-# within 30 s of the last, while the machine is warm), the call with .stage/c starting the work.
+# Needs LEMO_COMMIT and OUT. The 94 MiB GGUF is above what one call carries (64 MiB, the tracked tree included:
+# about 33 MB in session 36, when a third of the GGUF with the tree, Austen and the wheels went over), hence
+# quarters of 24.6 MB, one a call (each within 30 s of the last, while the machine is warm), the call with
+# .stage/d (and .stage/austen.tgz, .whl) starting the work. Made once with `split -d -a 2 -n 4 smollm2.gguf part`
+# into .stage/a .. .stage/d (git-ignored through .git/info/exclude).
 # LEMO_LOCAL=1 runs a section on a machine that already has the model and Austen (the lemo cache): no wheel, no
 # staging; with small SEQ_LEN, STEPS, EVAL_LENGTHS and QUESTIONS, `sizing` runs end to end on a CPU.
 set -euo pipefail
@@ -37,9 +39,20 @@ export PYTHONPATH=src:$SITE${PYTHONPATH:+:$PYTHONPATH} PYTHONUNBUFFERED=1 PYTHON
 mkdir -p "$OUT"
 CONFIGS=${CONFIGS:-base dense dense@36 dense@42 dense@48 dense@54 preset prio-oracle prio-mix prio-random random \
 longlora text:dense text:dense@48 text:preset text:random}
-join() {  # the GGUF from its thirds (part00, part01 staged by `stage`, part02 carried), once a machine
+carried() {  # the GGUF's quarters this call carries (.stage/a .. .stage/d, one each), into the stage folder
+    mkdir -p "$S"
+    for part in .stage/*/part0[0-3]; do if [ -f "$part" ]; then cp "$part" "$S/"; fi; done
+}
+join() {  # the GGUF from its four quarters (three staged by earlier calls, the last carried), once a machine
     if [ ! -f "$LEMO_SMOLLM2_GGUF" ]; then
-        cat "$S/part00" "$S/part01" .stage/c/part02 > "$LEMO_SMOLLM2_GGUF.tmp" && mv "$LEMO_SMOLLM2_GGUF.tmp" "$LEMO_SMOLLM2_GGUF"
+        carried
+        local missing=""
+        for i in 0 1 2 3; do [ -f "$S/part0$i" ] || missing="$missing part0$i"; done
+        if [ -n "$missing" ]; then
+            echo "join: missing$missing in $S: carry .stage/a .. .stage/d, one a call, each within 30 s" >&2
+            exit 2
+        fi
+        cat "$S"/part0[0-3] > "$LEMO_SMOLLM2_GGUF.tmp" && mv "$LEMO_SMOLLM2_GGUF.tmp" "$LEMO_SMOLLM2_GGUF"
     fi
     echo "b179c9523d0e6a0f98a330c7562b682750a6f8c8c15e5bc70ea373728110db53  $LEMO_SMOLLM2_GGUF" | sha256sum -c
 }
@@ -55,12 +68,11 @@ case "${1:?section}" in
 assemble)  # alone, before sections that run at once (each assembles only what is missing: they would race)
     assemble
     ;;
-join)  # the GGUF alone: .stage/c with the tracked tree is at the 64 MiB a call carries (session 36), so the
-       # call with .stage/c joins, and the next carries .stage/austen.tgz and .whl and runs `assemble`
+join)  # the GGUF alone, carrying no wheel
     join
     ;;
 stage)
-    cp .stage/[ab]/part0[01] "$S/"  # whichever third this call carries
+    carried  # whichever quarter this call carries
     ls -l "$S"
     ;;
 quality)
